@@ -1,0 +1,31 @@
+-- Sessions per user: a new session starts after 30 minutes without an event.
+WITH ordered AS (
+    SELECT
+        user_id,
+        event_id,
+        ts,
+        amount,
+        lag(ts) OVER (PARTITION BY user_id ORDER BY ts, event_id) AS prev_ts
+    FROM staging.stg_events
+),
+numbered AS (
+    SELECT
+        user_id,
+        ts,
+        amount,
+        CAST(
+            sum(CASE WHEN prev_ts IS NULL OR ts - prev_ts > INTERVAL 30 MINUTE THEN 1 ELSE 0 END)
+                OVER (PARTITION BY user_id ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            AS BIGINT
+        ) AS session_number
+    FROM ordered
+)
+SELECT
+    user_id,
+    session_number,
+    min(ts) AS session_start,
+    max(ts) AS session_end,
+    count(*) AS events,
+    sum(amount) AS revenue
+FROM numbered
+GROUP BY user_id, session_number

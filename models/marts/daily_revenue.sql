@@ -1,0 +1,8 @@
+-- tags: core, finance
+SELECT
+    order_date,
+    country,
+    count(*) AS orders,
+    sum(amount) FILTER (WHERE status = 'completed') AS revenue
+FROM intermediate.int_orders_enriched
+GROUP BY order_date, country

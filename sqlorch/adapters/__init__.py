@@ -1,0 +1,1 @@
+"""Warehouse adapters: everything sqlorch knows about one warehouse, and nothing else."""

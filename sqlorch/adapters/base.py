@@ -1,0 +1,61 @@
+"""The one interface every warehouse adapter implements.
+
+Adapters take sqlglot expressions and ``TableRef``s, render them in their own dialect,
+and turn every driver exception into ``AdapterError``. They make no planning decisions:
+the planner reads ``Capabilities`` and decides.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from sqlglot import exp
+
+from sqlorch.refs import TableRef
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the renderer and planner may rely on for one warehouse."""
+
+    merge_by_source: bool = False  # MERGE ... WHEN NOT MATCHED BY SOURCE
+    transactions: bool = True  # multi-statement transactions
+    merge_in_transaction: bool = True  # a MERGE may run inside BEGIN ... COMMIT
+    time_travel: bool = False
+    create_or_replace: bool = True  # CREATE OR REPLACE TABLE ... AS
+    rename_table: bool = True  # ALTER TABLE ... RENAME TO
+
+
+class Adapter(Protocol):
+    dialect: ClassVar[str]  # sqlglot dialect name
+    capabilities: ClassVar[Capabilities]
+
+    def execute(self, statement: exp.Expression) -> int | None:
+        """Run one statement; return the affected row count where the driver knows it."""
+        ...
+
+    def fetch(self, query: exp.Expression) -> list[tuple[Any, ...]]: ...
+
+    def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
+        """Column names (lower case) and types of a relation, or None if it does not exist."""
+        ...
+
+    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        """An order-independent fingerprint (row count + hash aggregate), None if absent."""
+        ...
+
+    def ensure_schema(self, schema: str) -> None: ...
+
+    def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Bulk-insert literal rows (seeds, state records) the fastest way the driver has."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def fork(self) -> Adapter:
+        """An adapter for another worker thread (its own connection or cursor)."""
+        ...
+
+    def close(self) -> None: ...

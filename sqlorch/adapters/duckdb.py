@@ -1,0 +1,111 @@
+"""DuckDB, the embedded default: one connection per build on one database file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import duckdb
+from sqlglot import exp
+
+from sqlorch.adapters.base import Capabilities
+from sqlorch.adapters.fingerprints import fingerprint_query
+from sqlorch.errors import AdapterError, LockError
+from sqlorch.refs import TableRef
+
+
+class DuckDBAdapter:
+    dialect: ClassVar[str] = "duckdb"
+    capabilities: ClassVar[Capabilities] = Capabilities(merge_by_source=True, transactions=True)
+
+    def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0) -> None:
+        self.path = str(settings.get("path", ":memory:"))
+        deadline = time.monotonic() + lock_timeout
+        while True:
+            try:
+                self.connection = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower():
+                    raise AdapterError(f"cannot open DuckDB database {self.path}: {error}") from None
+                if time.monotonic() >= deadline:
+                    raise LockError(
+                        f"another sqlorch process holds the lock on {self.path}",
+                        hint="wait for the other build to finish, then run again",
+                    ) from None
+                time.sleep(0.2)
+        threads = settings.get("threads")
+        if threads:
+            self.connection.execute(f"SET threads = {int(threads)}")
+
+    def fork(self) -> DuckDBAdapter:
+        """An adapter on its own cursor of the same database, for another worker thread."""
+        clone = object.__new__(DuckDBAdapter)
+        clone.path = self.path
+        clone.connection = self.connection.cursor()
+        return clone
+
+    def render(self, statement: exp.Expression) -> str:
+        return statement.sql(dialect=self.dialect)
+
+    def execute(self, statement: exp.Expression) -> int | None:
+        sql = self.render(statement)
+        try:
+            cursor = self.connection.execute(sql)
+        except duckdb.Error as error:
+            raise AdapterError(str(error).strip()) from None
+        if isinstance(statement, (exp.Insert, exp.Delete, exp.Update, exp.Merge)):
+            row = cursor.fetchone()
+            return int(row[0]) if row else None
+        return None
+
+    def fetch(self, query: exp.Expression) -> list[tuple[Any, ...]]:
+        try:
+            return self.connection.execute(self.render(query)).fetchall()
+        except duckdb.Error as error:
+            raise AdapterError(str(error).strip()) from None
+
+    def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
+        rows = self.connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE lower(table_schema) = ? AND lower(table_name) = ? ORDER BY ordinal_position",
+            [table.schema.lower(), table.name.lower()],
+        ).fetchall()
+        if not rows:
+            return None
+        return {str(name).lower(): exp.DataType.build(str(kind), dialect="duckdb") for name, kind in rows}
+
+    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        if self.columns(table) is None:
+            return None
+        row = self.fetch(fingerprint_query(table, columns))[0]
+        return f"{row[0]}:{row[1]}"
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True))
+
+    def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        placeholders = ", ".join("?" for _ in columns)
+        target = table.to_table().sql(dialect="duckdb")
+        names = ", ".join(exp.to_identifier(c, quoted=True).sql(dialect="duckdb") for c in columns)
+        try:
+            self.connection.executemany(f"INSERT INTO {target} ({names}) VALUES ({placeholders})", rows)
+        except duckdb.Error as error:
+            raise AdapterError(str(error).strip()) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def close(self) -> None:
+        self.connection.close()

@@ -1,0 +1,33 @@
+"""Adapters by target type, imported only when that target is used."""
+
+from __future__ import annotations
+
+import importlib
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.config import Target
+from sqlorch.errors import ConfigError
+
+_ADAPTERS = {
+    "duckdb": ("sqlorch.adapters.duckdb", "DuckDBAdapter", None),
+    "snowflake": ("sqlorch.adapters.snowflake", "SnowflakeAdapter", "snowflake"),
+    "bigquery": ("sqlorch.adapters.bigquery", "BigQueryAdapter", "bigquery"),
+    "postgres": ("sqlorch.adapters.postgres", "PostgresAdapter", "postgres"),
+}
+
+
+def dialect_of(target_type: str) -> str:
+    return target_type
+
+
+def connect(target: Target) -> Adapter:
+    module_name, class_name, extra = _ADAPTERS[target.type]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(
+            f"target '{target.name}' needs the {target.type} driver, which is not installed ({error.name})",
+            hint=f"pip install 'sqlorch[{extra}]'" if extra else None,
+        ) from None
+    adapter: Adapter = getattr(module, class_name)(target.settings)
+    return adapter

@@ -1,0 +1,1 @@
+"""What can be known about models from their SQL: schemas, keys, change shapes."""

@@ -1,0 +1,45 @@
+"""Replace every CTE reference with its definition as a derived table.
+
+Afterwards each base-table occurrence appears exactly once in the tree, so a rewrite that
+substitutes one occurrence (and only that one) cannot silently touch a CTE read twice.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+
+class RecursiveCTE(ValueError):
+    pass
+
+
+def _replace_references(tree: exp.Expression, definitions: dict[str, exp.Expression]) -> exp.Expression:
+    for table in list(tree.find_all(exp.Table)):
+        name = table.name.lower()
+        if table.db or name not in definitions or not isinstance(table.this, exp.Identifier):
+            continue
+        subquery = exp.Subquery(
+            this=definitions[name].copy(),
+            alias=exp.TableAlias(this=exp.to_identifier(table.alias or table.name)),
+        )
+        if table is tree:
+            return subquery
+        table.replace(subquery)
+    return tree
+
+
+def inline_ctes(query: exp.Query) -> exp.Query:
+    query = query.copy()
+    while True:
+        with_ = next(query.find_all(exp.With), None)
+        if with_ is None:
+            return query
+        if with_.args.get("recursive"):
+            raise RecursiveCTE("recursive CTE")
+        owner = with_.parent
+        assert owner is not None
+        definitions: dict[str, exp.Expression] = {}
+        for cte in with_.expressions:
+            definitions[cte.alias_or_name.lower()] = _replace_references(cte.this.copy(), definitions)
+        with_.pop()
+        _replace_references(owner, definitions)

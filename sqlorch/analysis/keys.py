@@ -1,0 +1,222 @@
+"""Output keys: which output columns partition a model so it can be recomputed by parts.
+
+A column is an *anchor* when every input row that an output row depends on carries the
+same value for it: base-table columns, group keys, window partition keys, and row-level
+expressions over anchors. Recomputing a model restricted to some anchor values gives
+exactly the output rows with those values, and the keys an input change affects are found
+by evaluating the anchors over the changed rows (see ``planning/rewrites``). Aggregates
+and window values are never anchors: they depend on rows other than the changed ones.
+
+The key does not need to be unique: it is a partition of the output, replaced whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from sqlorch.analysis.inline_ctes import RecursiveCTE, inline_ctes
+
+NON_DETERMINISTIC = (exp.Rand, exp.Uuid, exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime)
+NON_DETERMINISTIC_NAMES = {"random", "uuid", "gen_random_uuid", "now", "setseed", "current_localtimestamp"}
+
+
+class NoKey(Exception):
+    """The model has a shape the planner cannot maintain incrementally; the text says why."""
+
+
+@dataclass
+class KeyAnalysis:
+    key: list[str] | None
+    reason: str = ""
+    global_aggregate: bool = False
+    has_outer_join: bool = False
+    subquery_tables: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) read inside expressions
+    nullable_key: list[str] = field(default_factory=list)  # key columns an outer join can make NULL
+    inlined: exp.Query | None = None
+
+
+def own_nodes(root: exp.Expression) -> Iterator[exp.Expression]:
+    """Nodes of one SELECT's own scope: nested queries are not entered."""
+    for node in root.walk(prune=lambda n: n is not root and isinstance(n, (exp.Subquery, exp.Query))):
+        yield node
+
+
+def _sources(select: exp.Select) -> dict[str, exp.Expression]:
+    found: dict[str, exp.Expression] = {}
+    from_ = select.args.get("from_") or select.args.get("from")
+    items = [from_.this] if from_ else []
+    items += [join.this for join in select.args.get("joins") or []]
+    for item in items:
+        found[item.alias_or_name.lower()] = item
+    return found
+
+
+def _is_nondeterministic(node: exp.Expression) -> bool:
+    if isinstance(node, NON_DETERMINISTIC):
+        return True
+    return isinstance(node, exp.Anonymous) and str(node.this).lower() in NON_DETERMINISTIC_NAMES
+
+
+def anchors(query: exp.Expression) -> list[bool]:
+    """Per output position, whether that column is an anchor (raises NoKey on shapes
+    whose row dependencies cannot be tracked)."""
+    if isinstance(query, exp.Subquery):
+        return anchors(query.this)
+    if isinstance(query, exp.Union):
+        left, right = anchors(query.left), anchors(query.right)
+        return [a and b for a, b in zip(left, right, strict=False)]
+    if isinstance(query, (exp.Except, exp.Intersect)):
+        raise NoKey("EXCEPT/INTERSECT: a change on one side can remove rows of the other")
+    if not isinstance(query, exp.Select):
+        raise NoKey(f"unsupported query shape {query.key}")
+    sources = _sources(query)
+    source_anchors: dict[str, list[bool]] = {}
+    source_names: dict[str, list[str]] = {}
+    for alias, source in sources.items():
+        if isinstance(source, exp.Subquery):
+            source_anchors[alias] = anchors(source.this)
+            source_names[alias] = [s.alias_or_name.lower() for s in source.this.selects]
+
+    def column_is_anchor(column: exp.Column) -> bool:
+        alias = column.table.lower()
+        if alias not in source_anchors:
+            return True  # a base table (or an outer, correlated reference)
+        names = source_names[alias]
+        name = column.name.lower()
+        return name in names and source_anchors[alias][names.index(name)]
+
+    def columns_are_anchors(expression: exp.Expression) -> bool:
+        return all(column_is_anchor(c) for c in own_nodes(expression) if isinstance(c, exp.Column))
+
+    for join in query.args.get("joins") or []:
+        on = join.args.get("on")
+        if on is not None and not columns_are_anchors(on):
+            raise NoKey("a join condition compares an aggregate or window value")
+        if join.side == "FULL":
+            raise NoKey("FULL OUTER JOIN")
+
+    group = query.args.get("group")
+    group_exprs = list(group.expressions) if group else []
+    if group is not None and group.args.get("all"):
+        group_exprs = [s.unalias() for s in query.selects if not any(isinstance(n, exp.AggFunc) for n in own_nodes(s))]
+    windows = [node for node in own_nodes(query) if isinstance(node, exp.Window)]
+    partitions: list[exp.Expression] | None = None
+    for window in windows:
+        these = list(window.args.get("partition_by") or [])
+        partitions = these if partitions is None else [p for p in partitions if p in these]
+    has_agg = any(isinstance(n, exp.AggFunc) for s in query.selects for n in own_nodes(s)
+                  if not any(isinstance(a, exp.Window) for a in _ancestors(n, s)))
+
+    result: list[bool] = []
+    for projection in query.selects:
+        expression = projection.unalias()
+        ok = columns_are_anchors(expression) and not any(
+            isinstance(n, (exp.AggFunc, exp.Window)) or _is_nondeterministic(n) for n in own_nodes(expression)
+        )
+        if group_exprs:
+            ok = ok and expression in group_exprs
+        elif has_agg:
+            ok = False
+        if partitions is not None:
+            ok = ok and expression in partitions
+        result.append(ok)
+    return result
+
+
+def _ancestors(node: exp.Expression, stop: exp.Expression) -> Iterator[exp.Expression]:
+    parent = node.parent
+    while parent is not None and parent is not stop:
+        yield parent
+        parent = parent.parent
+
+
+def _whole_query_reason(query: exp.Query) -> str | None:
+    for node in query.walk():
+        if isinstance(node, (exp.Limit, exp.Offset, exp.Fetch)):
+            return "ORDER BY ... LIMIT: which rows are kept depends on every other row"
+        if _is_nondeterministic(node):
+            return f"non-deterministic function {node.sql()}"
+        if isinstance(node, exp.Join) and node.side == "FULL":
+            return "FULL OUTER JOIN"
+        if isinstance(node, (exp.Except, exp.Intersect)):
+            return "EXCEPT/INTERSECT: a change on one side can remove rows of the other"
+    return None
+
+
+def _subquery_tables(query: exp.Query) -> set[tuple[str, str]]:
+    """Tables read inside expression subqueries (IN, EXISTS, scalar): a change to them
+    can flip rows anywhere, so it forces a full rebuild."""
+    found: set[tuple[str, str]] = set()
+    for subquery in query.find_all(exp.Subquery, exp.Exists, exp.In):
+        inner = subquery.this if isinstance(subquery, (exp.Subquery, exp.Exists)) else subquery.args.get("query")
+        if inner is None:
+            continue
+        if isinstance(subquery, exp.Subquery) and isinstance(subquery.parent, (exp.From, exp.Join)):
+            continue  # a derived table, handled by the substitution
+        for table in inner.find_all(exp.Table):
+            found.add((table.db.lower(), table.name.lower()))
+    return found
+
+
+def _nullable_key_columns(top: exp.Query, key: list[str]) -> list[str]:
+    """Key columns that an outer join can null out (conservative through nested queries)."""
+    if not isinstance(top, exp.Select):
+        has_outer = any(j.side in ("LEFT", "RIGHT") for j in top.find_all(exp.Join))
+        return list(key) if has_outer else []
+    nullable: set[str] = set()
+    sources = list(_sources(top))
+    joins = top.args.get("joins") or []
+    for position, join in enumerate(joins):
+        if join.side == "LEFT":
+            nullable.add(join.this.alias_or_name.lower())
+        elif join.side == "RIGHT":
+            nullable.update(sources[: position + 1])
+    for alias, source in _sources(top).items():
+        if isinstance(source, exp.Subquery) and any(j.side in ("LEFT", "RIGHT") for j in source.find_all(exp.Join)):
+            nullable.add(alias)
+    by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
+    return [
+        name for name in key
+        if any(c.table.lower() in nullable for c in own_nodes(by_name[name]) if isinstance(c, exp.Column))
+    ]
+
+
+def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> KeyAnalysis:
+    try:
+        inlined = inline_ctes(qualified)
+    except RecursiveCTE:
+        return KeyAnalysis(key=None, reason="recursive CTE")
+    reason = _whole_query_reason(inlined)
+    if reason:
+        return KeyAnalysis(key=None, reason=reason)
+    try:
+        flags = anchors(inlined)
+    except NoKey as error:
+        return KeyAnalysis(key=None, reason=str(error))
+    names = [s.alias_or_name.lower() for s in inlined.selects]
+    key = [name for name, ok in zip(names, flags, strict=True) if ok]
+    has_outer = any(isinstance(j, exp.Join) and j.side in ("LEFT", "RIGHT") for j in inlined.find_all(exp.Join))
+    top = inlined
+    global_aggregate = (
+        isinstance(top, exp.Select)
+        and not top.args.get("group")
+        and any(isinstance(n, exp.AggFunc) for s in top.selects for n in own_nodes(s))
+        and not any(isinstance(n, exp.Window) for n in own_nodes(top))
+    )
+    if declared_key and set(declared_key) <= set(key):
+        key = list(declared_key)
+    if not key and not global_aggregate:
+        return KeyAnalysis(key=None, reason="no column identifies the rows a change affects (no group key, "
+                           "window partition or row-level column)")
+    return KeyAnalysis(
+        key=key,
+        reason="",
+        global_aggregate=global_aggregate,
+        has_outer_join=has_outer,
+        subquery_tables=_subquery_tables(inlined),
+        nullable_key=_nullable_key_columns(inlined, key) if has_outer else [],
+        inlined=inlined,
+    )

@@ -1,0 +1,78 @@
+"""Column checking and output schemas, inferred from declared sources and upstream models.
+
+A model is checked only where every relation it reads has a known schema (declared
+``columns:``, a seed's CSV header, an upstream model's output, or the warehouse when one is
+connected); otherwise its columns cannot be known without a warehouse and it is left to
+the build.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
+
+from sqlorch.errors import CompileError
+from sqlorch.refs import TableRef
+
+Schema = dict[str, str]  # column -> SQL type ("UNKNOWN" where not known)
+SchemaMap = dict[TableRef, Schema]
+
+
+def nested_schema(schemas: SchemaMap) -> dict[str, dict[str, dict[str, str]]]:
+    nested: dict[str, dict[str, dict[str, str]]] = {}
+    for ref, columns in schemas.items():
+        nested.setdefault(ref.schema, {})[ref.name] = dict(columns)
+    return nested
+
+
+def _locate(query: exp.Expression, column: str) -> tuple[int | None, int | None]:
+    for node in query.find_all(exp.Column):
+        if node.name.lower() == column.lower():
+            meta = node.this.meta if isinstance(node.this, exp.Expression) else {}
+            if "line" in meta:
+                return meta["line"], meta["col"] - len(node.name) + 1
+    return None, None
+
+
+def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path) -> exp.Query:
+    """Qualify every column (expanding ``*``); unknown columns become CompileErrors."""
+    try:
+        qualified = qualify(
+            query.copy(),
+            schema=nested_schema(schemas),
+            dialect=dialect,
+            validate_qualify_columns=True,
+            quote_identifiers=False,
+            identify=False,
+        )
+    except OptimizeError as error:
+        message = str(error).split(". Line")[0]
+        match = re.search(r"[Cc]olumn:? '?\"?([\w$]+)\"?'?", message)
+        line, col = _locate(query, match.group(1)) if match else (None, None)
+        raise CompileError(f"unknown column: {message}", path=path, line=line, col=col) from None
+    except SqlglotError as error:
+        raise CompileError(f"cannot analyse this query: {error}", path=path) from None
+    assert isinstance(qualified, exp.Query)
+    return qualified
+
+
+def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path) -> Schema:
+    """Names and types of a qualified query's output; duplicate names are an error."""
+    annotated = annotate_types(qualified, schema=nested_schema(schemas))
+    columns: Schema = {}
+    for select in annotated.selects:
+        name = select.alias_or_name.lower()
+        if not name:
+            raise CompileError("every output column needs a name (add AS name)", path=path)
+        if name in columns:
+            line, col = _locate(qualified, name)
+            raise CompileError(f"duplicate output column '{name}'", path=path, line=line, col=col,
+                               hint="give one of them another name with AS")
+        data_type = select.type
+        columns[name] = data_type.sql() if data_type and not data_type.is_type(exp.DataType.Type.UNKNOWN) else "UNKNOWN"
+    return columns

@@ -1,0 +1,234 @@
+"""Thin composition of the layers: returns data, never prints or exits."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.adapters.registry import connect
+from sqlorch.analysis.schemas import SchemaMap
+from sqlorch.compiler import CompiledModel, compile_project
+from sqlorch.config import Target, load_target
+from sqlorch.execution.capture import capture_source
+from sqlorch.execution.executor import BuildInputs, Executor, Listener
+from sqlorch.execution.results import RunResult
+from sqlorch.execution.seeds import decide_seed
+from sqlorch.execution.statements import count_rows
+from sqlorch.graph.dag import DAG
+from sqlorch.graph.selection import project_dag, select_nodes
+from sqlorch.planning.planner import build_plan
+from sqlorch.planning.steps import Plan
+from sqlorch.project.loader import Project, load_project, make_resolver
+from sqlorch.project.seeds import read_seed
+from sqlorch.refs import TableRef
+from sqlorch.state.store import StateSnapshot, ensure_state, load_snapshot
+
+
+@dataclass(frozen=True)
+class Options:
+    project_dir: Path = Path(".")
+    profiles_dir: Path | None = None
+    target: str | None = None
+    select: str | None = None
+    exclude: str | None = None
+    full_refresh: bool = False
+    threads: int = 4
+    vars: dict[str, Any] | None = None
+
+
+@dataclass
+class Session:
+    """A loaded project, its target and its graph: what every command starts from."""
+
+    project: Project
+    target: Target
+    dag: DAG[TableRef]
+    selected: set[TableRef]
+    physical_of: dict[TableRef, TableRef]
+
+    @property
+    def order(self) -> list[TableRef]:
+        return [ref for ref in self.dag.topological_order() if ref in self.selected]
+
+
+def open_session(options: Options) -> Session:
+    project = load_project(options.project_dir, options.vars)
+    target = load_target(project.root, options.profiles_dir, options.target)
+    dag = project_dag(project)
+    dag.topological_order()  # cycles are reported before anything else
+    selected = select_nodes(project, dag, options.select, options.exclude)
+    physical_of = {ref: target.physical(ref) for ref in project.node_refs()}
+    return Session(project, target, dag, selected, physical_of)
+
+
+def _seed_schemas(project: Project) -> SchemaMap:
+    return {ref: read_seed(seed.path)[0] for ref, seed in project.seeds.items()}
+
+
+def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
+    """Check every model without a warehouse and write ``target/compiled`` + manifest."""
+    session = open_session(options)
+    compiled = compile_project(session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project))
+    out = session.project.root / "target"
+    dialect = session.target.type
+    for ref, item in compiled.items():
+        path = out / "compiled" / ref.schema / f"{ref.name}.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(item.physical_sql.sql(dialect=dialect, pretty=True) + "\n")
+    manifest = {
+        "project": session.project.settings.name,
+        "target": {"name": session.target.name, "type": session.target.type},
+        "models": {
+            str(ref): {
+                "path": str(item.model.path.relative_to(session.project.root)),
+                "relation": str(session.physical_of[ref]),
+                "materialized": item.model.config.materialized,
+                "depends_on": sorted(str(r) for r in item.model.depends_on),
+                "sources": sorted(str(r) for r in item.model.sources),
+                "columns": item.columns,
+                "key": item.keys.key,
+                "incremental_reason": item.keys.reason,
+                "tags": list(item.model.config.tags),
+            }
+            for ref, item in compiled.items()
+        },
+        "seeds": {str(ref): str(seed.path.relative_to(session.project.root)) for ref, seed in session.project.seeds.items()},
+        "edges": sorted([str(p), str(c)] for c, ps in session.dag.parents.items() for p in ps),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return compiled
+
+
+@dataclass
+class Prepared:
+    session: Session
+    adapter: Adapter
+    snapshot: StateSnapshot
+    plan: Plan
+    inputs: BuildInputs
+
+
+def _capture_sources(adapter: Adapter, session: Session, snapshot: StateSnapshot) -> None:
+    sources: set[TableRef] = set()
+    for ref in session.selected:
+        model = session.project.models.get(ref)
+        if model is not None:
+            sources |= model.sources
+    for ref in sorted(sources):
+        name = str(ref)
+        capture_source(adapter, ref, session.project.sources.get(ref), snapshot.relations.get(name),
+                       snapshot.latest_batch.get(name, 0) + 1)
+
+
+def prepare(options: Options) -> Prepared:
+    """Connect, capture source changes, compile against real schemas and plan."""
+    session = open_session(options)
+    adapter = connect(session.target)
+    try:
+        ensure_state(adapter)
+        _capture_sources(adapter, session, load_snapshot(adapter))
+        snapshot = load_snapshot(adapter)
+        project = session.project
+        source_refs = {s for m in project.models.values() for s in m.sources}
+        source_columns = {ref: adapter.columns(ref) for ref in source_refs}
+        source_schemas: SchemaMap = {
+            ref: {name: kind.sql(dialect=adapter.dialect) for name, kind in cols.items()}
+            for ref, cols in source_columns.items() if cols is not None
+        }
+        seed_schemas = _seed_schemas(project)
+        compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas)
+        existing = {ref for ref in session.selected if adapter.columns(session.physical_of[ref]) is not None}
+        input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
+        input_columns.update({ref: list(cols) for ref, cols in seed_schemas.items()})
+        for ref, item in compiled.items():
+            if item.columns is not None:
+                input_columns[ref] = list(item.columns)
+        input_rows = _input_rows(adapter, session, compiled, snapshot, existing)
+        seed_decisions = {
+            ref: decide_seed(project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh)
+            for ref in session.selected if ref in project.seeds
+        }
+        plan = build_plan(project, session.order, compiled, snapshot, seed_decisions, existing, input_rows,
+                          options.full_refresh)
+    except BaseException:
+        adapter.close()
+        raise
+    inputs = BuildInputs(project, compiled, session.physical_of, input_columns, existing, input_rows,
+                         options.full_refresh, make_resolver(project))
+    return Prepared(session, adapter, snapshot, plan, inputs)
+
+
+def _input_rows(adapter: Adapter, session: Session, compiled: dict[TableRef, CompiledModel],
+                snapshot: StateSnapshot, existing: set[TableRef]) -> dict[TableRef, int]:
+    """Row counts of the inputs of models that have pending changes (for the cost estimate)."""
+    wanted: set[TableRef] = set()
+    for ref in session.selected:
+        item = compiled.get(ref)
+        if item is None:
+            continue
+        if any(snapshot.pending(str(ref), str(i)) for i in item.model.inputs):
+            wanted |= item.model.inputs
+    counts: dict[TableRef, int] = {}
+    for ref in wanted:
+        relation = session.physical_of.get(ref, ref)
+        if ref in session.physical_of and ref not in existing and ref in session.selected:
+            continue
+        if adapter.columns(relation) is not None:
+            counts[ref] = int(adapter.fetch(count_rows(relation))[0][0])
+    return counts
+
+
+def plan(options: Options) -> Plan:
+    prepared = prepare(options)
+    prepared.adapter.close()
+    return prepared.plan
+
+
+def build(options: Options, listener: Listener | None = None) -> RunResult:
+    prepared = prepare(options)
+    try:
+        for schema in sorted({prepared.session.physical_of[ref].schema for ref in prepared.session.selected}):
+            prepared.adapter.ensure_schema(schema)
+        executor = Executor(prepared.adapter, prepared.snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
+        result = executor.execute(prepared.plan, options.threads)
+    finally:
+        prepared.adapter.close()
+    result.write(prepared.session.project.root / "target" / "run_results.json")
+    return result
+
+
+def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
+    """The statements a build would run for one model, as (title, SQL) pairs."""
+    from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
+
+    prepared = prepare(options)
+    prepared.adapter.close()
+    dialect = prepared.adapter.dialect
+    matches = [s for s in prepared.plan.steps if str(s.ref) == model_name or s.ref.name == model_name]
+    if not matches:
+        from sqlorch.errors import GraphError
+
+        raise GraphError(f"--explain: no selected model named '{model_name}'")
+    step = matches[0]
+    if step.kind == "seed":
+        return [("seed", f"-- load {step.ref} ({step.reason})")]
+    item = prepared.inputs.compiled[step.ref]
+    target = prepared.session.physical_of[step.ref]
+    out = [("decision", f"-- {step.action}: {step.reason}")]
+    if step.action == "full":
+        kind = "VIEW" if item.model.config.materialized == "view" else "TABLE"
+        out.append(("rebuild", exp.Create(this=target.to_table(), kind=kind, expression=item.physical_sql,
+                                          replace=True).sql(dialect=dialect, pretty=True)))
+    elif step.action == "incremental" and item.keys.key:
+        keys = TableRef("_sqlorch", f"tmp_keys__{step.ref.schema}__{step.ref.name}").to_table(alias="k")
+        out.append(("recompute affected keys",
+                    restrict_to_keys(item.physical_sql, item.keys.key, keys).sql(dialect=dialect, pretty=True)))
+        out.append(("apply", f"-- delete rows of {target} whose key ({', '.join(item.keys.key)}) is affected, "
+                             "insert the recomputed rows, append both images to the change log"))
+    return out

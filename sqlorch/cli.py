@@ -1,0 +1,121 @@
+"""The sqlorch command line: the one place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sqlorch.errors import SqlorchError
+
+app = typer.Typer(help="sqlorch: plain SQL models, built incrementally and exactly.", add_completion=False,
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Project folder (holds models/).")]
+ProfilesDir = Annotated[Path | None, typer.Option("--profiles-dir", help="Folder holding profiles.yml.")]
+TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target name from profiles.yml.")]
+Select = Annotated[str | None, typer.Option("--select", "-s", help="Nodes: name, +name, name+, tag:x, path:p.")]
+Exclude = Annotated[str | None, typer.Option("--exclude", help="Nodes to leave out (same grammar).")]
+FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild every selected model in full.")]
+Threads = Annotated[int, typer.Option("--threads", help="Models built at once.")]
+Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, e.g. '{days: 7}'.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+def _options(project_dir: Path, profiles_dir: Path | None, target: str | None, select: str | None,
+             exclude: str | None, full_refresh: bool = False, threads: int = 4, vars_: str | None = None) -> Any:
+    from sqlorch.api import Options
+
+    parsed = None
+    if vars_:
+        import yaml
+
+        parsed = yaml.safe_load(vars_)
+        if not isinstance(parsed, dict):
+            raise SqlorchError("--vars must be a YAML mapping, e.g. '{days: 7}'")
+    return Options(project_dir=project_dir, profiles_dir=profiles_dir, target=target, select=select,
+                   exclude=exclude, full_refresh=full_refresh, threads=threads, vars=parsed)
+
+
+def _fail(error: BaseException, debug: bool) -> None:
+    from sqlorch.console import errors
+
+    if debug:
+        errors.print_exception()
+    if isinstance(error, SqlorchError):
+        errors.print(error.render(), markup=False)
+    else:
+        errors.print(f"internal error: {type(error).__name__}: {error}\nthis is a bug in sqlorch: please report it "
+                     "(run with --debug for the traceback)", markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def compile(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, target: TargetOpt = None,
+            select: Select = None, exclude: Exclude = None, vars: Vars = None, debug: Debug = False) -> None:
+    """Check every model and write target/compiled/ and target/manifest.json. No warehouse needed."""
+    from sqlorch import api
+    from sqlorch.console import console
+
+    try:
+        compiled = api.compile_only(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+    except Exception as error:  # noqa: BLE001 - the CLI is where errors become exit codes
+        _fail(error, debug)
+    console.print(f"compiled {len(compiled)} models: no errors")
+
+
+@app.command()
+def plan(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, target: TargetOpt = None,
+         select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False,
+         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
+         explain: Annotated[str | None, typer.Option("--explain", help="Print a model's statements.")] = None,
+         vars: Vars = None, debug: Debug = False) -> None:
+    """Show what a build would do per model: skip, incremental or full, and why."""
+    from sqlorch import api
+    from sqlorch.console import console, render_plan
+
+    try:
+        options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
+        if explain:
+            for title, sql in api.explain(options, explain):
+                console.print(f"[bold]-- {title}[/]")
+                console.print(sql, markup=False)
+            return
+        result = api.plan(options)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        render_plan(result)
+
+
+@app.command()
+def build(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, target: TargetOpt = None,
+          select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, threads: Threads = 4,
+          vars: Vars = None, debug: Debug = False) -> None:
+    """Bring every selected model up to date, in dependency order."""
+    from sqlorch import api
+    from sqlorch.console import progress_listener, render_summary
+
+    try:
+        result = api.build(_options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars),
+                           progress_listener)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    render_summary(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

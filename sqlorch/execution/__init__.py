@@ -1,0 +1,1 @@
+"""Running a plan against a warehouse through an adapter."""

@@ -1,0 +1,175 @@
+"""Walk a plan in dependency order on worker threads; never builds SQL itself.
+
+Each node is re-decided just before it runs, with the batches its inputs actually
+produced in this build. A failed node marks its descendants skipped; independent
+branches go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.compiler import CompiledModel
+from sqlorch.errors import SqlorchError
+from sqlorch.execution.models import ModelContext, execute_full, execute_incremental
+from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.execution.seeds import decide_seed, execute_seed
+from sqlorch.graph.dag import DAG
+from sqlorch.planning.planner import decide_model, pending_changes
+from sqlorch.planning.steps import Plan, Step
+from sqlorch.project.loader import Project
+from sqlorch.refs import TableRef
+from sqlorch.state.store import StateSnapshot, record_run_statement
+
+Listener = Callable[[str, ModelResult | Step], None]
+
+
+@dataclass
+class BuildInputs:
+    project: Project
+    compiled: dict[TableRef, CompiledModel]
+    physical_of: dict[TableRef, TableRef]
+    input_columns: dict[TableRef, list[str]]
+    existing: set[TableRef]
+    input_rows: dict[TableRef, int]
+    full_refresh: bool
+    resolve: Callable[..., TableRef | None]
+
+
+class Executor:
+    def __init__(self, adapter: Adapter, snapshot: StateSnapshot, inputs: BuildInputs, run_id: str,
+                 listener: Listener | None = None) -> None:
+        self.adapter = adapter
+        self.snapshot = snapshot
+        self.inputs = inputs
+        self.run_id = run_id
+        self.listener = listener or (lambda event, item: None)
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def _adapter(self) -> Adapter:
+        if not hasattr(self.local, "adapter"):
+            self.local.adapter = self.adapter.fork()
+        return self.local.adapter  # type: ignore[no-any-return]
+
+    def _record_batch(self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int]) -> None:
+        with self.lock:
+            self.snapshot.latest_batch[name] = batch
+            if kind == "full":
+                self.snapshot.full_batches.setdefault(name, []).append(batch)
+            else:
+                self.snapshot.delta_rows.setdefault(name, {})[batch] = rows
+            for input_name, consumed in watermarks.items():
+                self.snapshot.watermarks[(name, input_name)] = consumed
+
+    def _run_seed(self, step: Step) -> ModelResult:
+        seed = self.inputs.project.seeds[step.ref]
+        name = str(step.ref)
+        adapter = self._adapter()
+        state = self.snapshot.relations.get(name)
+        decision = decide_seed(seed, state, step.ref in self.inputs.existing, self.inputs.full_refresh)
+        if decision.action == "skip":
+            return ModelResult(name, "success", "skip", decision.reason, 0)
+        batch = self.snapshot.latest_batch.get(name, 0) + 1
+        rows = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
+        if decision.action == "full" or rows:
+            self._record_batch(name, batch, "full" if decision.action == "full" else "delta", rows, {})
+        return ModelResult(name, "success", decision.action, decision.reason, rows)
+
+    def _run_model(self, step: Step) -> ModelResult:
+        compiled = self.inputs.compiled[step.ref]
+        name = str(step.ref)
+        inputs = sorted(compiled.model.inputs)
+        with self.lock:
+            changes = pending_changes(self.snapshot, name, inputs)
+            watermarks = {str(i): self.snapshot.latest_batch.get(str(i), 0) for i in inputs}
+            batch = self.snapshot.latest_batch.get(name, 0) + 1
+        rows_in = sum(self.inputs.input_rows.get(i, 0) for i in inputs) if self.inputs.input_rows else None
+        decision = decide_model(compiled, self.snapshot, changes, self.inputs.full_refresh,
+                                step.ref in self.inputs.existing, rows_in)
+        if decision.action == "skip":
+            return ModelResult(name, "success", "skip", decision.reason, 0)
+        ctx = ModelContext(
+            compiled=compiled,
+            physical=self.inputs.physical_of[step.ref],
+            physical_of=self.inputs.physical_of,
+            input_columns=self.inputs.input_columns,
+            watermarks=watermarks,
+            batch=batch,
+            default_schema=self.inputs.project.settings.default_schema,
+        )
+        adapter = self._adapter()
+        if decision.action == "full":
+            rows = execute_full(adapter, ctx)
+            self._record_batch(name, batch, "full", rows, watermarks)
+        else:
+            rows = execute_incremental(adapter, ctx, changes, self.inputs.resolve)
+            self._record_batch(name, batch, "delta", rows, watermarks)
+        with self.lock:
+            self.inputs.existing.add(step.ref)
+            columns = list((self._adapter().columns(ctx.physical) or {}))
+            self.inputs.input_columns[step.ref] = columns
+        return ModelResult(name, "success", decision.action, decision.reason, rows)
+
+    def _run(self, step: Step) -> ModelResult:
+        self.listener("start", step)
+        started = time.perf_counter()
+        try:
+            result = self._run_seed(step) if step.kind == "seed" else self._run_model(step)
+        except SqlorchError as error:
+            path = getattr(self.inputs.compiled.get(step.ref), "model", None)
+            if error.path is None and path is not None:
+                error.path = path.path
+            result = ModelResult(str(step.ref), "error", step.action, step.reason, None, error=error.render())
+        result.seconds = round(time.perf_counter() - started, 3)
+        self.listener("done", result)
+        return result
+
+    def execute(self, plan: Plan, threads: int) -> RunResult:
+        steps = {step.ref: step for step in plan.steps}
+        dag = DAG({ref: {d for d in step.depends_on if d in steps} for ref, step in steps.items()})
+        results: dict[TableRef, ModelResult] = {}
+        blocked: dict[TableRef, str] = {}
+        running: dict[Future[ModelResult], TableRef] = {}
+        remaining = list(dag.topological_order())
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            while remaining or running:
+                for ref in list(remaining):
+                    parents = dag.parents[ref]
+                    if ref in blocked:
+                        remaining.remove(ref)
+                        step = steps[ref]
+                        result = ModelResult(str(ref), "skipped", "skip", blocked[ref])
+                        results[ref] = result
+                        self.listener("done", result)
+                    elif all(p in results for p in parents):
+                        remaining.remove(ref)
+                        running[pool.submit(self._run, steps[ref])] = ref
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    ref = running.pop(future)
+                    results[ref] = future.result()
+                    if results[ref].status != "success":
+                        for child in dag.descendants([ref]):
+                            blocked.setdefault(child, f"upstream {ref} failed")
+        run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
+        self._record_runs(run)
+        return run
+
+    def _record_runs(self, run: RunResult) -> None:
+        try:
+            with self.adapter.transaction():
+                for result in run.results:
+                    self.adapter.execute(record_run_statement(self.run_id, {
+                        "model": result.model, "status": result.status, "action": result.action,
+                        "reason": result.reason, "rows": result.rows, "seconds": result.seconds,
+                    }))
+        except SqlorchError:
+            pass  # run history is informative; the build's outcome is already committed

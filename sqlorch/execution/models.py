@@ -1,0 +1,162 @@
+"""Running one model: a full rebuild, or replacing the keys its input changes affect.
+
+Both paths write the model's table, its change log (old and new images for its own
+consumers), its batch record, its watermarks and its state in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.compiler import CompiledModel
+from sqlorch.errors import SqlorchError
+from sqlorch.execution.statements import (
+    changed_rows,
+    columns_of,
+    count_rows,
+    create_change_log,
+    create_table_as,
+    drop_table,
+    insert_into,
+    select_from,
+    with_images,
+)
+from sqlorch.planning.planner import InputChange
+from sqlorch.planning.rewrites.affected_keys import build_affected_keys
+from sqlorch.planning.rewrites.rename_relations import rename_relations
+from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
+from sqlorch.refs import TableRef
+from sqlorch.state.store import (
+    BATCH_COLUMN,
+    OLD_COLUMN,
+    RelationState,
+    add_batch_statement,
+    change_log,
+    save_relation_statements,
+    save_watermark_statements,
+    state_table,
+)
+
+
+@dataclass
+class ModelContext:
+    """What a model run needs to know about the world around it."""
+
+    compiled: CompiledModel
+    physical: TableRef
+    physical_of: dict[TableRef, TableRef]  # project relation -> physical, models and seeds
+    input_columns: dict[TableRef, list[str]]
+    watermarks: dict[str, int]  # input -> batch consumed after this run
+    batch: int  # the batch number this run writes
+    default_schema: str
+
+
+def _bookkeeping(adapter: Adapter, ctx: ModelContext, kind: str, rows: int, columns: list[str]) -> None:
+    name = str(ctx.compiled.model.ref)
+    record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
+    for statement in [
+        *save_relation_statements(name, record),
+        add_batch_statement(name, ctx.batch, kind, rows),
+        *save_watermark_statements(name, ctx.watermarks),
+    ]:
+        adapter.execute(statement)
+
+
+def _check_unique_key(adapter: Adapter, ctx: ModelContext) -> None:
+    declared = list(ctx.compiled.model.config.unique_key)
+    if not declared:
+        return
+    duplicates = adapter.fetch(
+        exp.select(*columns_of(declared)).from_(ctx.physical.to_table())
+        .group_by(*columns_of(declared)).having(exp.func("count", exp.Star()) > 1).limit(1)
+    )
+    if duplicates:
+        raise SqlorchError(
+            f"unique_key ({', '.join(declared)}) is not unique: {duplicates[0]} appears more than once",
+            path=ctx.compiled.model.path,
+            hint="fix the model's SQL or the unique_key setting",
+        )
+
+
+def execute_full(adapter: Adapter, ctx: ModelContext) -> int:
+    model = ctx.compiled.model
+    view = model.config.materialized == "view"
+    with adapter.transaction():
+        adapter.execute(create_table_as(ctx.physical, ctx.compiled.physical_sql, view=view))
+        columns = list(adapter.columns(ctx.physical) or {})
+        rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
+        if not view:
+            _check_unique_key(adapter, ctx)
+        if model.config.materialized == "incremental":
+            adapter.execute(create_change_log(change_log(model.ref), ctx.physical, columns))
+        _bookkeeping(adapter, ctx, "full", rows, columns)
+    return rows
+
+
+def execute_incremental(adapter: Adapter, ctx: ModelContext, changes: dict[TableRef, InputChange],
+                        resolve: Callable[[exp.Table], TableRef | None]) -> int:
+    model = ctx.compiled.model
+    keys = ctx.compiled.keys
+    assert keys.key is not None and keys.inlined is not None
+    key = keys.key
+    slug = f"{model.ref.schema}__{model.ref.name}"
+    keys_table, rows_table = state_table(f"tmp_keys__{slug}"), state_table(f"tmp_rows__{slug}")
+    columns = list(adapter.columns(ctx.physical) or {})
+    log = change_log(model.ref)
+
+    def physical(ref: TableRef) -> TableRef:
+        return ctx.physical_of.get(ref, ref)
+
+    def is_changed(table: exp.Table) -> bool:
+        ref = resolve(table)
+        return ref is not None and ref in changes
+
+    def delta(table: exp.Table) -> exp.Query:
+        ref = resolve(table)
+        assert ref is not None
+        change = changes[ref]
+        return changed_rows(change_log(ref), ctx.input_columns[ref], change.after, change.upto)
+
+    def everything(table: exp.Table) -> exp.Query:
+        ref = resolve(table)
+        assert ref is not None
+        change = changes[ref]
+        names = ctx.input_columns[ref]
+        old = changed_rows(change_log(ref), names, change.after, change.upto, old_only=True)
+        return exp.union(select_from(physical(ref), names), old, distinct=False)
+
+    alias = exp.to_identifier("k")
+    keys_ref = keys_table.to_table(alias=alias.name)
+    if key:
+        affected = build_affected_keys(
+            keys.inlined, key, is_changed, delta, everything,
+            nullable=keys.nullable_key if len(changes) > 1 else [],
+        )
+        affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+        adapter.execute(create_table_as(keys_table, affected))
+        recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
+        target_match: exp.Expression = key_match(
+            keys_ref, [(name, exp.column(name, table=ctx.physical.name, quoted=True)) for name in key])
+    else:
+        recomputed = ctx.compiled.physical_sql
+        target_match = exp.true()
+    adapter.execute(create_table_as(rows_table, recomputed))
+    try:
+        with adapter.transaction():
+            all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+            old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
+            adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
+            adapter.execute(insert_into(log, all_columns, with_images(select_from(rows_table, columns), columns, ctx.batch, False)))
+            adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
+            adapter.execute(insert_into(ctx.physical, columns, select_from(rows_table, columns)))
+            _check_unique_key(adapter, ctx)
+            changed = int(adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0])
+            _bookkeeping(adapter, ctx, "delta", changed, columns)
+    finally:
+        adapter.execute(drop_table(keys_table))
+        adapter.execute(drop_table(rows_table))
+    return changed

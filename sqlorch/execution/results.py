@@ -1,0 +1,33 @@
+"""Per-model results of a build, and ``target/run_results.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ModelResult:
+    model: str
+    status: str  # "success" | "error" | "skipped"
+    action: str  # "full" | "incremental" | "skip"
+    reason: str
+    rows: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    results: list[ModelResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == "error" for r in self.results)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"run_id": self.run_id, "results": [asdict(r) for r in self.results]}
+        path.write_text(json.dumps(payload, indent=2, default=str))

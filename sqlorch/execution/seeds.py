@@ -1,0 +1,80 @@
+"""Loading seeds; a changed CSV becomes a delta batch (the row multiset difference)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlglot import exp
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.planning.planner import Decision
+from sqlorch.project.model import Seed
+from sqlorch.project.seeds import read_seed, seed_fingerprint
+from sqlorch.refs import TableRef
+from sqlorch.state.store import (
+    BATCH_COLUMN,
+    OLD_COLUMN,
+    RelationState,
+    add_batch_statement,
+    change_log,
+    save_relation_statements,
+)
+
+
+def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refresh: bool) -> Decision:
+    if full_refresh:
+        return Decision("full", "--full-refresh", "load")
+    if state is None or not exists:
+        return Decision("full", "first load", "load")
+    if state.fingerprint != seed_fingerprint(seed.path):
+        return Decision("incremental", "CSV changed; rows diffed", "diff rows")
+    return Decision("skip", "CSV unchanged")
+
+
+def _create_typed(table: TableRef, types: dict[str, str], extra: dict[str, str] | None = None) -> exp.Create:
+    columns = {**types, **(extra or {})}
+    schema = exp.Schema(this=table.to_table(), expressions=[
+        exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=exp.DataType.build(kind))
+        for name, kind in columns.items()
+    ])
+    return exp.Create(this=schema, kind="TABLE", replace=True)
+
+
+def _normal(value: Any) -> Any:
+    return float(value) if isinstance(value, float) else value
+
+
+def execute_seed(adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision,
+                 state: RelationState | None, next_batch: int) -> int:
+    """Load or update one seed; returns the number of rows loaded or changed."""
+    types, rows = read_seed(seed.path)
+    names = list(types)
+    fingerprint = seed_fingerprint(seed.path)
+    log = change_log(seed.ref)
+    record = RelationState(fingerprint, types, None, None)
+    same_shape = state is not None and state.columns == types
+    if decision.action == "incremental" and same_shape and adapter.columns(log) is not None:
+        old_rows = Counter(tuple(_normal(v) for v in row) for row in adapter.fetch(
+            exp.select(*[exp.column(n, quoted=True) for n in names]).from_(physical.to_table())))
+        new_rows = Counter(tuple(_normal(v) for v in row) for row in rows)
+        removed = list((old_rows - new_rows).elements())
+        added = list((new_rows - old_rows).elements())
+        with adapter.transaction():
+            adapter.execute(exp.delete(physical.to_table()))
+            adapter.insert_rows(physical, names, rows)
+            adapter.insert_rows(log, [*names, BATCH_COLUMN, OLD_COLUMN],
+                                [(*r, next_batch, True) for r in removed] + [(*r, next_batch, False) for r in added])
+            for statement in save_relation_statements(str(seed.ref), record):
+                adapter.execute(statement)
+            if removed or added:
+                adapter.execute(add_batch_statement(str(seed.ref), next_batch, "delta", len(removed) + len(added)))
+        return len(removed) + len(added)
+    with adapter.transaction():
+        adapter.execute(_create_typed(physical, types))
+        adapter.insert_rows(physical, names, rows)
+        adapter.execute(_create_typed(log, types, {BATCH_COLUMN: "BIGINT", OLD_COLUMN: "BOOLEAN"}))
+        for statement in save_relation_statements(str(seed.ref), record):
+            adapter.execute(statement)
+        adapter.execute(add_batch_statement(str(seed.ref), next_batch, "full", len(rows)))
+    return len(rows)

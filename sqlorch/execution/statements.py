@@ -1,0 +1,69 @@
+"""Small statement builders shared by the capture, seed and model runners."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from sqlorch.refs import TableRef
+from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN
+
+
+def columns_of(names: list[str], table: str | None = None) -> list[exp.Column]:
+    return [exp.column(name, table=table, quoted=True) for name in names]
+
+
+def select_from(table: TableRef, names: list[str], alias: str = "t") -> exp.Select:
+    return exp.select(*columns_of(names, alias)).from_(table.to_table(alias=alias))
+
+
+def batch_range(after: int, upto: int, table: str | None = None) -> exp.Expression:
+    column = exp.column(BATCH_COLUMN, table=table, quoted=True)
+    return exp.and_(
+        exp.GT(this=column, expression=exp.Literal.number(after)),
+        exp.LTE(this=column.copy(), expression=exp.Literal.number(upto)),
+    )
+
+
+def changed_rows(log: TableRef, names: list[str], after: int, upto: int, old_only: bool = False) -> exp.Select:
+    query = select_from(log, names, "c").where(batch_range(after, upto, "c"))
+    if old_only:
+        query = query.where(exp.column(OLD_COLUMN, table="c", quoted=True))
+    return query
+
+
+def with_images(query: exp.Query, names: list[str], batch: int, old: bool) -> exp.Select:
+    """``query``'s rows plus the batch number and image flag, for a change log."""
+    return exp.select(
+        *columns_of(names, "r"),
+        exp.alias_(exp.Literal.number(batch), BATCH_COLUMN, quoted=True),
+        exp.alias_(exp.Boolean(this=old), OLD_COLUMN, quoted=True),
+    ).from_(query.subquery("r"))
+
+
+def insert_into(table: TableRef, names: list[str], query: exp.Query) -> exp.Insert:
+    return exp.insert(query, table.to_table(), columns=[exp.to_identifier(n, quoted=True) for n in names])
+
+
+def create_table_as(table: TableRef, query: exp.Query, replace: bool = True, view: bool = False) -> exp.Create:
+    return exp.Create(this=table.to_table(), kind="VIEW" if view else "TABLE", expression=query, replace=replace)
+
+
+def create_change_log(log: TableRef, relation: TableRef, names: list[str]) -> exp.Create:
+    """An empty change log with the relation's columns and the two bookkeeping columns."""
+    empty = with_images(select_from(relation, names).where(exp.false()), names, 0, False)
+    return create_table_as(log, empty)
+
+
+def drop_table(table: TableRef) -> exp.Drop:
+    return exp.Drop(tables=[table.to_table()], kind="TABLE", exists=True)
+
+
+def count_rows(table: TableRef) -> exp.Select:
+    return exp.select(exp.func("count", exp.Star())).from_(table.to_table())
+
+
+def null_safe_match(left: str, right: str, names: list[str]) -> exp.Expression:
+    return exp.and_(*[
+        exp.NullSafeEQ(this=exp.column(n, table=left, quoted=True), expression=exp.column(n, table=right, quoted=True))
+        for n in names
+    ]) if names else exp.true()

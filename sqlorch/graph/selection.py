@@ -1,0 +1,64 @@
+"""dbt's selector grammar: ``name``, ``+name``, ``name+``, ``+name+``, ``tag:x``, ``path:p``.
+
+Several terms separated by spaces are a union; ``--exclude`` removes its own union.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlorch.errors import GraphError
+from sqlorch.graph.dag import DAG
+from sqlorch.project.loader import Project
+from sqlorch.refs import TableRef
+
+
+def project_dag(project: Project) -> DAG[TableRef]:
+    parents: dict[TableRef, set[TableRef]] = {ref: set() for ref in project.seeds}
+    for ref, model in project.models.items():
+        parents[ref] = set(model.depends_on)
+    return DAG(parents)
+
+
+def _match_term(term: str, project: Project) -> set[TableRef]:
+    if term.startswith("tag:"):
+        tag = term[4:]
+        return {ref for ref, model in project.models.items() if tag in model.config.tags}
+    if term.startswith("path:"):
+        wanted = (project.root / term[5:]).resolve()
+        nodes = {**{r: m.path for r, m in project.models.items()}, **{r: s.path for r, s in project.seeds.items()}}
+        return {ref for ref, path in nodes.items() if path.resolve() == wanted or wanted in path.resolve().parents}
+    name = term.lower()
+    candidates = project.node_refs()
+    if "." in name:
+        schema, _, bare = name.rpartition(".")
+        return {ref for ref in candidates if ref.schema == schema and ref.name == bare}
+    return {ref for ref in candidates if ref.name == name}
+
+
+def _select_terms(expression: str, project: Project, dag: DAG[TableRef]) -> set[TableRef]:
+    selected: set[TableRef] = set()
+    for term in expression.split():
+        upstream, downstream = term.startswith("+"), term.endswith("+")
+        core = term.strip("+")
+        matched = _match_term(core, project)
+        if not matched:
+            where = "path" if core.startswith("path:") else "tag" if core.startswith("tag:") else "model"
+            raise GraphError(
+                f"--select/--exclude term '{term}' matches no {where}",
+                path=Path(project.root),
+                hint="model names are 'name' or 'schema.name'; see `sqlorch compile` for the list",
+            )
+        selected |= matched
+        if upstream:
+            selected |= dag.ancestors(matched)
+        if downstream:
+            selected |= dag.descendants(matched)
+    return selected
+
+
+def select_nodes(project: Project, dag: DAG[TableRef], select: str | None, exclude: str | None) -> set[TableRef]:
+    chosen = _select_terms(select, project, dag) if select else dag.nodes
+    if exclude:
+        chosen -= _select_terms(exclude, project, dag)
+    return chosen

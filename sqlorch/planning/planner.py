@@ -1,0 +1,155 @@
+"""Decide, per node, skip | incremental | full, and why. Pure: no warehouse access.
+
+The same ``decide_model`` runs twice: when planning (with upstream changes predicted from
+the upstream steps) and in the executor just before a model runs (with the batches its
+inputs really produced in this build), so a plan and a build agree on their reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlorch.compiler import CompiledModel
+from sqlorch.planning.steps import Plan, Step
+from sqlorch.project.loader import Project
+from sqlorch.refs import TableRef
+from sqlorch.state.store import StateSnapshot
+
+REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
+
+
+@dataclass(frozen=True)
+class InputChange:
+    """What a consumer has not yet read from one input."""
+
+    after: int
+    upto: int
+    rows: int
+    full: bool  # a batch in the range is "everything changed"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+    strategy: str = ""
+
+
+def pending_changes(snapshot: StateSnapshot, consumer: str, inputs: list[TableRef]) -> dict[TableRef, InputChange]:
+    changes: dict[TableRef, InputChange] = {}
+    for ref in inputs:
+        window = snapshot.pending(consumer, str(ref))
+        if window is None:
+            continue
+        after, upto = window
+        changes[ref] = InputChange(
+            after=after,
+            upto=upto,
+            rows=snapshot.pending_rows(str(ref), after, upto),
+            full=snapshot.has_full_batch(str(ref), after, upto),
+        )
+    return changes
+
+
+def decide_model(
+    compiled: CompiledModel,
+    snapshot: StateSnapshot,
+    changes: dict[TableRef, InputChange],
+    full_refresh: bool,
+    table_exists: bool,
+    input_rows: int | None,
+) -> Decision:
+    model = compiled.model
+    name = str(model.ref)
+    state = snapshot.relations.get(name)
+    materialized = model.config.materialized
+    rebuild = "replace view" if materialized == "view" else "rebuild"
+    if full_refresh:
+        return Decision("full", "--full-refresh", rebuild)
+    if state is None or not table_exists:
+        return Decision("full", "first build" if state is None else "table is missing", rebuild)
+    if state.fingerprint != compiled.fingerprint:
+        return Decision("full", "model SQL or settings changed", rebuild)
+    if not changes:
+        return Decision("skip", "model and inputs unchanged")
+    changed_names = ", ".join(sorted(str(r) for r in changes))
+    if materialized != "incremental":
+        return Decision("full", f"inputs changed ({changed_names}); materialized: {materialized}", rebuild)
+    keys = compiled.keys
+    if keys.key is None:
+        return Decision("full", f"inputs changed ({changed_names}); not incremental: {keys.reason}", rebuild)
+    full_inputs = sorted(str(r) for r, c in changes.items() if c.full)
+    if full_inputs:
+        return Decision("full", f"{', '.join(full_inputs)} changed as a whole (rebuilt, or no change capture)", rebuild)
+    in_subquery = sorted(str(r) for r in changes if (r.schema, r.name) in keys.subquery_tables)
+    if in_subquery:
+        return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
+    if len(changes) > 1 and len(keys.nullable_key) > 6:
+        return Decision("full", "outer join with several changed inputs and over 6 outer-joined key columns", rebuild)
+    changed_rows = sum(c.rows for c in changes.values())
+    if input_rows is not None and input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows:
+        return Decision(
+            "full",
+            f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
+            rebuild,
+        )
+    if not keys.key:
+        return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
+    return Decision("incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})",
+                    "replace keys")
+
+
+def predicted_changes(
+    snapshot: StateSnapshot,
+    consumer: str,
+    inputs: list[TableRef],
+    upstream_steps: dict[TableRef, Step],
+) -> dict[TableRef, InputChange]:
+    """Pending changes, plus one predicted batch per upstream step that will run."""
+    changes = pending_changes(snapshot, consumer, inputs)
+    for ref in inputs:
+        step = upstream_steps.get(ref)
+        if step is None or step.action == "skip":
+            continue
+        current = changes.get(ref)
+        after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
+        full = step.action == "full" or (current.full if current else False)
+        changes[ref] = InputChange(after=after, upto=after + 1, rows=current.rows if current else 0, full=full)
+    return changes
+
+
+def build_plan(
+    project: Project,
+    order: list[TableRef],
+    compiled: dict[TableRef, CompiledModel],
+    snapshot: StateSnapshot,
+    seed_decisions: dict[TableRef, Decision],
+    existing_tables: set[TableRef],
+    input_rows: dict[TableRef, int],
+    full_refresh: bool,
+) -> Plan:
+    steps: dict[TableRef, Step] = {}
+    for ref in order:
+        if ref in project.seeds:
+            decision = seed_decisions[ref]
+            steps[ref] = Step(ref=ref, kind="seed", materialized="seed", action=decision.action,
+                              reason=decision.reason, strategy=decision.strategy)
+            continue
+        item = compiled[ref]
+        inputs = sorted(item.model.inputs)
+        changes = predicted_changes(snapshot, str(ref), inputs, steps)
+        rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
+        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, rows)
+        steps[ref] = Step(
+            ref=ref,
+            kind="model",
+            materialized=item.model.config.materialized,
+            action=decision.action,
+            reason=decision.reason,
+            strategy=decision.strategy,
+            key=item.keys.key,
+            estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
+            estimated_full_rows=rows,
+            depends_on=sorted(item.model.depends_on),
+        )
+    return Plan(steps=list(steps.values()))

@@ -1,0 +1,1 @@
+"""AST passes, one function per module, named after that function."""

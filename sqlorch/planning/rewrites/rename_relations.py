@@ -1,0 +1,40 @@
+"""Point every reference to a model or seed at its physical relation on the target."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+from sqlglot.optimizer.scope import traverse_scope
+
+from sqlorch.refs import TableRef
+
+
+def rename_relations(query: exp.Query, physical: dict[TableRef, TableRef], default_schema: str) -> exp.Query:
+    """Return a copy of ``query`` whose model/seed references use physical names.
+
+    ``physical`` maps project relations (``staging.orders``) to where they live on the
+    target. Bare names resolve through their unique project relation. Aliases are kept (or
+    added as the bare name) so column references like ``orders.id`` stay valid.
+    """
+    query = query.copy()
+    by_name: dict[str, list[TableRef]] = {}
+    for ref in physical:
+        by_name.setdefault(ref.name, []).append(ref)
+    for scope in traverse_scope(query):
+        for alias, source in list(scope.sources.items()):
+            if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
+                continue
+            name = source.name.lower()
+            if source.db:
+                ref = TableRef(schema=source.db.lower(), name=name, catalog=source.catalog.lower() or None)
+                target = physical.get(ref)
+            else:
+                candidates = by_name.get(name, [])
+                target = physical[candidates[0]] if len(candidates) == 1 else None
+            if target is None:
+                continue
+            replacement = target.to_table(alias=source.alias or alias or name)
+            for key in ("joins", "laterals", "pivots", "sample", "hints"):
+                if source.args.get(key):
+                    replacement.set(key, source.args[key])
+            source.replace(replacement)
+    return query

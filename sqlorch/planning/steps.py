@@ -1,0 +1,37 @@
+"""The plan as data: one typed step per selected node, printable and testable offline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlorch.refs import TableRef
+
+
+@dataclass
+class Step:
+    ref: TableRef
+    kind: str  # "model" | "seed"
+    materialized: str  # "incremental" | "table" | "view" | "seed"
+    action: str  # "skip" | "incremental" | "full"
+    reason: str
+    strategy: str = ""  # "replace keys" | "rebuild" | "replace view" | ...
+    key: list[str] | None = None
+    estimated_changed_rows: int | None = None
+    estimated_full_rows: int | None = None
+    depends_on: list[TableRef] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model"] = str(self.ref)
+        data["depends_on"] = [str(r) for r in self.depends_on]
+        del data["ref"]
+        return data
+
+
+@dataclass
+class Plan:
+    steps: list[Step]  # in dependency order
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": [step.to_json() for step in self.steps]}

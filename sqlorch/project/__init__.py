@@ -1,0 +1,1 @@
+"""Loading a project: files, headers, templating, parsing, dependencies."""

@@ -1,0 +1,155 @@
+"""Load a project folder into models, seeds and sources with resolved dependencies."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from sqlorch.config import ProjectSettings, load_project_settings
+from sqlorch.errors import ErrorGroup, GraphError, SqlorchError
+from sqlorch.project.dependencies import table_references
+from sqlorch.project.discover import discover_files
+from sqlorch.project.header import parse_header
+from sqlorch.project.model import Model, Seed, SourceSpec
+from sqlorch.project.parsing import parse_model_sql
+from sqlorch.project.sources import load_sources
+from sqlorch.project.templating import load_macros, needs_rendering, render_string
+from sqlorch.refs import TableRef
+
+
+@dataclass
+class Project:
+    settings: ProjectSettings
+    models: dict[TableRef, Model] = field(default_factory=dict)
+    seeds: dict[TableRef, Seed] = field(default_factory=dict)
+    sources: dict[TableRef, SourceSpec] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    def node_refs(self) -> set[TableRef]:
+        return set(self.models) | set(self.seeds)
+
+
+def position(node: exp.Expression) -> tuple[int | None, int | None]:
+    """Line and column sqlglot recorded for a node (its identifier's token)."""
+    for candidate in (node, node.args.get("db"), node.args.get("this")):
+        meta = getattr(candidate, "meta", None) or {}
+        if "line" in meta:
+            col = meta.get("col")
+            name = candidate.name if isinstance(candidate, exp.Expression) else ""
+            # sqlglot records the column where the token ends; report where it starts.
+            return meta["line"], (col - len(name) + 1) if col and name else col
+    return None, None
+
+
+def model_ref(path: Path, models_dir: Path, default_schema: str) -> TableRef:
+    relative = path.relative_to(models_dir)
+    schema = relative.parts[0] if len(relative.parts) > 1 else default_schema
+    return TableRef(schema=schema.lower(), name=path.stem.lower())
+
+
+def _ref_of(table: exp.Table) -> TableRef:
+    return TableRef(
+        schema=table.db.lower() if table.db else "",
+        name=table.name.lower(),
+        catalog=table.catalog.lower() if table.catalog else None,
+    )
+
+
+def make_resolver(project: Project) -> Callable[[exp.Table], TableRef]:
+    """Map a table reference in model SQL to the project relation or source it names."""
+    by_name: dict[str, list[TableRef]] = defaultdict(list)
+    for ref in project.node_refs():
+        by_name[ref.name].append(ref)
+
+    def resolve(table: exp.Table) -> TableRef:
+        ref = _ref_of(table)
+        if ref.schema:
+            return ref
+        candidates = by_name.get(ref.name, [])
+        if len(candidates) == 1:
+            return candidates[0]
+        return ref.with_schema(project.settings.default_schema)
+
+    return resolve
+
+
+def resolve_dependencies(project: Project) -> list[SqlorchError]:
+    """Turn every table reference into an edge (model or seed) or a source."""
+    errors: list[SqlorchError] = []
+    by_name: dict[str, list[TableRef]] = defaultdict(list)
+    for ref in project.node_refs():
+        by_name[ref.name].append(ref)
+    nodes = project.node_refs()
+    for model in project.models.values():
+        for table in table_references(model.ast):
+            ref = _ref_of(table)
+            if ref.schema:
+                (model.depends_on if ref in nodes else model.sources).add(ref)
+                continue
+            candidates = by_name.get(ref.name, [])
+            if len(candidates) == 1:
+                model.depends_on.add(candidates[0])
+            elif len(candidates) > 1:
+                line, col = position(table)
+                options = ", ".join(sorted(str(c) for c in candidates))
+                errors.append(GraphError(
+                    f"'{ref.name}' is ambiguous: it could be {options}",
+                    path=model.path, line=line, col=col,
+                    hint="qualify the name with its schema",
+                ))
+            else:
+                model.sources.add(ref.with_schema(project.settings.default_schema))
+        if model.ref in model.depends_on:
+            model.depends_on.discard(model.ref)
+            line, col = position(next(t for t in table_references(model.ast) if _ref_of(t).name == model.ref.name))
+            errors.append(GraphError(f"model {model.ref} reads itself", path=model.path, line=line, col=col))
+    return errors
+
+
+def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
+    """Read every file of the project; raise one ErrorGroup with all errors found."""
+    root = root.resolve()
+    settings = load_project_settings(root, cli_vars)
+    if not (root / "models").is_dir():
+        raise SqlorchError(f"no models/ folder in {root}", path=root, hint="pass --project-dir")
+    files = discover_files(root)
+    project = Project(settings=settings, sources=load_sources(files.yaml_files))
+    errors: list[SqlorchError] = []
+    macros = load_macros(files.macros, settings.vars)
+    claimed: dict[TableRef, Path] = {}
+    for seed_path in files.seeds:
+        ref = TableRef(schema=settings.seed_schema, name=seed_path.stem.lower())
+        project.seeds[ref] = Seed(ref=ref, path=seed_path)
+        claimed[ref] = seed_path
+    for path in files.models:
+        try:
+            text = path.read_text()
+            config = parse_header(text, path)
+            if not config.enabled:
+                continue
+            sql = render_string(text, path, settings.vars, macros) if needs_rendering(text) else text
+            ast = parse_model_sql(sql, settings.dialect, path)
+        except SqlorchError as error:
+            errors.append(error)
+            continue
+        ref = model_ref(path, root / "models", settings.default_schema)
+        if ref in claimed:
+            errors.append(GraphError(
+                f"two files claim the relation {ref}: {claimed[ref].relative_to(root)} and {path.relative_to(root)}",
+                path=path, line=1, col=1, hint="rename one of the files",
+            ))
+            continue
+        claimed[ref] = path
+        project.models[ref] = Model(ref=ref, path=path, config=config, sql=sql, ast=ast)
+    errors.extend(resolve_dependencies(project))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
+    return project

@@ -1,0 +1,45 @@
+"""Model SQL text to one sqlglot query, with errors that point at the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.errors import TokenError
+
+from sqlorch.errors import ParseError
+
+
+def parse_model_sql(sql: str, dialect: str, path: Path) -> exp.Query:
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except SqlglotParseError as error:
+        first = error.errors[0] if error.errors else {}
+        description = str(first.get("description", error)).split(". Line")[0]
+        description = description.split(" <Token")[0]
+        raise ParseError(
+            f"syntax error: {description}",
+            path=path,
+            line=first.get("line"),
+            col=first.get("col"),
+        ) from None
+    except TokenError as error:
+        raise ParseError(f"syntax error: {error}", path=path) from None
+    if len(statements) != 1:
+        raise ParseError(
+            f"a model must be exactly one SELECT statement, found {len(statements)} statements",
+            path=path,
+            line=1,
+            col=1,
+        )
+    statement = statements[0]
+    if not isinstance(statement, exp.Query):
+        raise ParseError(
+            f"a model must be a SELECT query, found {statement.key.upper()}",
+            path=path,
+            line=1,
+            col=1,
+        )
+    return statement

@@ -1,0 +1,1 @@
+"""sqlorch's own bookkeeping, kept in the target warehouse's ``_sqlorch`` schema."""

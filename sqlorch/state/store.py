@@ -1,0 +1,183 @@
+"""State records and the statements that read and write them.
+
+Tables (all in ``_sqlorch``):
+
+- ``relations``: per model/seed/source its fingerprint (compiled SQL or content),
+  output columns and key (JSON), and for sources the capture cursor.
+- ``batches``: every change set a relation produced: ``kind`` is ``delta`` (rows in its
+  change log) or ``full`` (consumers must rebuild).
+- ``watermarks``: per consumer and input, the last batch consumed.
+- ``runs``: one row per model per build.
+- ``chg__<schema>__<name>``: a relation's change log: its columns plus ``_sqlorch_batch``
+  and ``_sqlorch_old`` (old image true, new image false).
+- ``shadow__<schema>__<name>``: a keyed source's last captured rows.
+
+Writes are returned as statements so the executor can commit them in the same
+transaction as the data they describe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.refs import TableRef
+
+STATE_SCHEMA = "_sqlorch"
+BATCH_COLUMN = "_sqlorch_batch"
+OLD_COLUMN = "_sqlorch_old"
+
+_TABLES: dict[str, dict[str, str]] = {
+    "relations": {"relation": "TEXT", "fingerprint": "TEXT", "columns": "TEXT", "key": "TEXT", "cursor_hi": "TEXT"},
+    "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT"},
+    "watermarks": {"consumer": "TEXT", "input": "TEXT", "batch": "BIGINT"},
+    "runs": {"run_id": "TEXT", "model": "TEXT", "status": "TEXT", "action": "TEXT", "reason": "TEXT",
+             "rows": "BIGINT", "seconds": "DOUBLE"},
+}
+
+
+def state_table(name: str) -> TableRef:
+    return TableRef(schema=STATE_SCHEMA, name=name)
+
+
+def _relation_slug(ref: TableRef) -> str:
+    return "__".join(part for part in (ref.catalog, ref.schema, ref.name) if part)
+
+
+def change_log(ref: TableRef) -> TableRef:
+    return state_table(f"chg__{_relation_slug(ref)}")
+
+
+def shadow_table(ref: TableRef) -> TableRef:
+    return state_table(f"shadow__{_relation_slug(ref)}")
+
+
+@dataclass(frozen=True)
+class RelationState:
+    fingerprint: str | None
+    columns: dict[str, str] | None
+    key: list[str] | None
+    cursor_hi: str | None
+
+
+@dataclass
+class StateSnapshot:
+    """Everything the planner needs from state, loaded with a handful of queries."""
+
+    relations: dict[str, RelationState] = field(default_factory=dict)
+    latest_batch: dict[str, int] = field(default_factory=dict)
+    full_batches: dict[str, list[int]] = field(default_factory=dict)
+    delta_rows: dict[str, dict[int, int]] = field(default_factory=dict)
+    watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def pending(self, consumer: str, input_name: str) -> tuple[int, int] | None:
+        """The batch range ``(after, upto]`` the consumer has not read yet, if any."""
+        after = self.watermarks.get((consumer, input_name), 0)
+        upto = self.latest_batch.get(input_name, 0)
+        return (after, upto) if upto > after else None
+
+    def has_full_batch(self, input_name: str, after: int, upto: int) -> bool:
+        return any(after < batch <= upto for batch in self.full_batches.get(input_name, []))
+
+    def pending_rows(self, input_name: str, after: int, upto: int) -> int:
+        return sum(rows for batch, rows in self.delta_rows.get(input_name, {}).items() if after < batch <= upto)
+
+
+def _create(name: str, columns: dict[str, str]) -> exp.Create:
+    schema = exp.Schema(
+        this=state_table(name).to_table(),
+        expressions=[
+            exp.ColumnDef(this=exp.to_identifier(col, quoted=True), kind=exp.DataType.build(kind))
+            for col, kind in columns.items()
+        ],
+    )
+    return exp.Create(this=schema, kind="TABLE", exists=True)
+
+
+def ensure_state(adapter: Adapter) -> None:
+    adapter.ensure_schema(STATE_SCHEMA)
+    for name, columns in _TABLES.items():
+        adapter.execute(_create(name, columns))
+
+
+def _select_all(name: str) -> exp.Select:
+    return exp.select(*[exp.column(c, quoted=True) for c in _TABLES[name]]).from_(state_table(name).to_table())
+
+
+def load_snapshot(adapter: Adapter) -> StateSnapshot:
+    snapshot = StateSnapshot()
+    if adapter.columns(state_table("relations")) is None:
+        return snapshot
+    for relation, fingerprint, columns, key, cursor_hi in adapter.fetch(_select_all("relations")):
+        snapshot.relations[relation] = RelationState(
+            fingerprint=fingerprint,
+            columns=json.loads(columns) if columns else None,
+            key=json.loads(key) if key else None,
+            cursor_hi=cursor_hi,
+        )
+    for relation, batch, kind, rows in adapter.fetch(_select_all("batches")):
+        batch = int(batch)
+        snapshot.latest_batch[relation] = max(batch, snapshot.latest_batch.get(relation, 0))
+        if kind == "full":
+            snapshot.full_batches.setdefault(relation, []).append(batch)
+        else:
+            snapshot.delta_rows.setdefault(relation, {})[batch] = int(rows or 0)
+    for consumer, input_name, batch in adapter.fetch(_select_all("watermarks")):
+        snapshot.watermarks[(consumer, input_name)] = int(batch)
+    return snapshot
+
+
+def _eq(column: str, value: Any) -> exp.Expression:
+    return exp.EQ(this=exp.column(column, quoted=True), expression=exp.convert(value))
+
+
+def _values_insert(name: str, row: dict[str, Any]) -> exp.Insert:
+    columns = list(row)
+    return exp.insert(
+        exp.values([tuple(row[c] for c in columns)]),
+        state_table(name).to_table(),
+        columns=[exp.to_identifier(c, quoted=True) for c in columns],
+    )
+
+
+def save_relation_statements(relation: str, state: RelationState) -> list[exp.Expression]:
+    row = {
+        "relation": relation,
+        "fingerprint": state.fingerprint,
+        "columns": json.dumps(state.columns) if state.columns is not None else None,
+        "key": json.dumps(state.key) if state.key is not None else None,
+        "cursor_hi": state.cursor_hi,
+    }
+    return [
+        exp.delete(state_table("relations").to_table(), where=_eq("relation", relation)),
+        _values_insert("relations", row),
+    ]
+
+
+def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.Expression:
+    return _values_insert("batches", {"relation": relation, "batch": batch, "kind": kind, "rows": rows})
+
+
+def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[exp.Expression]:
+    statements: list[exp.Expression] = [
+        exp.delete(state_table("watermarks").to_table(), where=_eq("consumer", consumer))
+    ]
+    for input_name, batch in sorted(batches.items()):
+        statements.append(_values_insert("watermarks", {"consumer": consumer, "input": input_name, "batch": batch}))
+    return statements
+
+
+def record_run_statement(run_id: str, result: dict[str, Any]) -> exp.Expression:
+    return _values_insert("runs", {
+        "run_id": run_id,
+        "model": result["model"],
+        "status": result["status"],
+        "action": result["action"],
+        "reason": result["reason"],
+        "rows": result.get("rows"),
+        "seconds": result.get("seconds"),
+    })
