@@ -27,7 +27,13 @@ from sqlorch.planning.steps import Plan
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.seeds import read_seed
 from sqlorch.refs import TableRef
-from sqlorch.state.store import StateSnapshot, ensure_state, load_snapshot
+from sqlorch.state.store import (
+    StateSnapshot,
+    change_log,
+    ensure_state,
+    load_snapshot,
+    prune_change_log_statement,
+)
 
 
 @dataclass(frozen=True)
@@ -197,10 +203,23 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
             prepared.adapter.ensure_schema(schema)
         executor = Executor(prepared.adapter, prepared.snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
+        _prune_change_logs(prepared)
     finally:
         prepared.adapter.close()
     result.write(prepared.session.project.root / "target" / "run_results.json")
     return result
+
+
+def _prune_change_logs(prepared: Prepared) -> None:
+    """Drop change-log batches that every consumer in the project has consumed."""
+    project, adapter = prepared.session.project, prepared.adapter
+    consumers: dict[TableRef, list[str]] = {}
+    for ref, model in project.models.items():
+        for input_ref in model.inputs:
+            consumers.setdefault(input_ref, []).append(str(ref))
+    for relation in [*project.models, *project.seeds, *{s for m in project.models.values() for s in m.sources}]:
+        if adapter.columns(change_log(relation)) is not None:
+            adapter.execute(prune_change_log_statement(relation, consumers.get(relation, []), prepared.snapshot))
 
 
 def explain(options: Options, model_name: str) -> list[tuple[str, str]]:

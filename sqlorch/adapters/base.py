@@ -26,6 +26,7 @@ class Capabilities:
     time_travel: bool = False
     create_or_replace: bool = True  # CREATE OR REPLACE TABLE ... AS
     rename_table: bool = True  # ALTER TABLE ... RENAME TO
+    except_all: bool = False  # EXCEPT ALL (multiset difference), to diff a rebuilt table
 
 
 class Adapter(Protocol):

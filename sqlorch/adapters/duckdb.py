@@ -18,7 +18,7 @@ from sqlorch.refs import TableRef
 
 class DuckDBAdapter:
     dialect: ClassVar[str] = "duckdb"
-    capabilities: ClassVar[Capabilities] = Capabilities(merge_by_source=True, transactions=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(merge_by_source=True, transactions=True, except_all=True)
 
     def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0) -> None:
         self.path = str(settings.get("path", ":memory:"))

@@ -105,8 +105,9 @@ class Executor:
         )
         adapter = self._adapter()
         if decision.action == "full":
-            rows = execute_full(adapter, ctx)
-            self._record_batch(name, batch, "full", rows, watermarks)
+            may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh
+            rows, kind = execute_full(adapter, ctx, may_diff)
+            self._record_batch(name, batch, kind, rows, watermarks)
         else:
             rows = execute_incremental(adapter, ctx, changes, self.inputs.resolve)
             self._record_batch(name, batch, "delta", rows, watermarks)

@@ -82,19 +82,50 @@ def _check_unique_key(adapter: Adapter, ctx: ModelContext) -> None:
         )
 
 
-def execute_full(adapter: Adapter, ctx: ModelContext) -> int:
+def _multiset_minus(left: TableRef, right: TableRef, columns: list[str]) -> exp.Query:
+    return exp.except_(select_from(left, columns), select_from(right, columns), distinct=False)
+
+
+def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[int, str]:
+    """Rebuild the table. Where the warehouse can diff multisets and the columns did not
+    change, the old and new rows are diffed into the change log so that consumers stay
+    incremental; otherwise the batch is ``full`` and consumers rebuild."""
     model = ctx.compiled.model
     view = model.config.materialized == "view"
+    log = change_log(model.ref)
+    old = state_table(f"tmp_old__{model.ref.schema}__{model.ref.name}")
+    existing = adapter.columns(ctx.physical) if may_diff else None
+    previous_columns = list(existing) if existing is not None else None
+    diff = (
+        not view
+        and model.config.materialized == "incremental"
+        and adapter.capabilities.except_all
+        and previous_columns is not None
+        and adapter.columns(log) is not None
+    )
     with adapter.transaction():
+        if diff:
+            adapter.execute(create_table_as(old, select_from(ctx.physical, list(previous_columns or []))))
         adapter.execute(create_table_as(ctx.physical, ctx.compiled.physical_sql, view=view))
         columns = list(adapter.columns(ctx.physical) or {})
         rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
         if not view:
             _check_unique_key(adapter, ctx)
-        if model.config.materialized == "incremental":
-            adapter.execute(create_change_log(change_log(model.ref), ctx.physical, columns))
-        _bookkeeping(adapter, ctx, "full", rows, columns)
-    return rows
+        kind = "full"
+        if diff and columns == previous_columns:
+            all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+            adapter.execute(insert_into(log, all_columns, with_images(
+                _multiset_minus(old, ctx.physical, columns), columns, ctx.batch, True)))
+            adapter.execute(insert_into(log, all_columns, with_images(
+                _multiset_minus(ctx.physical, old, columns), columns, ctx.batch, False)))
+            rows = int(adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0])
+            kind = "delta"
+        elif model.config.materialized == "incremental":
+            adapter.execute(create_change_log(log, ctx.physical, columns))
+        if diff:
+            adapter.execute(drop_table(old))
+        _bookkeeping(adapter, ctx, kind, rows, columns)
+    return rows, kind
 
 
 def execute_incremental(adapter: Adapter, ctx: ModelContext, changes: dict[TableRef, InputChange],

@@ -181,3 +181,14 @@ def record_run_statement(run_id: str, result: dict[str, Any]) -> exp.Expression:
         "rows": result.get("rows"),
         "seconds": result.get("seconds"),
     })
+
+
+def prune_change_log_statement(relation: TableRef, consumers: list[str], snapshot: StateSnapshot) -> exp.Expression:
+    """Delete the batches every consumer has read (all of them when nothing reads it)."""
+    name = str(relation)
+    latest = snapshot.latest_batch.get(name, 0)
+    consumed = min((snapshot.watermarks.get((c, name), 0) for c in consumers), default=latest)
+    return exp.delete(
+        change_log(relation).to_table(),
+        where=exp.LTE(this=exp.column(BATCH_COLUMN, quoted=True), expression=exp.Literal.number(consumed)),
+    )

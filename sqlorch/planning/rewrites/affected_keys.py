@@ -60,14 +60,15 @@ def _drop_unstable_filters(query: exp.Expression) -> None:
                 for name, ok in zip(names, anchors(item.this), strict=False):
                     if not ok:
                         unstable.add((item.alias_or_name.lower(), name))
-        kept = [
-            condition for condition in where.this.flatten() if isinstance(where.this, exp.And)
-        ] if isinstance(where.this, exp.And) else [where.this]
-        kept = [
-            c for c in kept
-            if not any(isinstance(n, exp.Column) and (n.table.lower(), n.name.lower()) in unstable for n in own_nodes(c))
-        ]
+        conditions = list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
+        kept = [c for c in conditions if not _reads_any(c, unstable)]
         select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
+
+
+def _reads_any(condition: exp.Expression, columns: set[tuple[str, str]]) -> bool:
+    return any(
+        isinstance(n, exp.Column) and (n.table.lower(), n.name.lower()) in columns for n in own_nodes(condition)
+    )
 
 
 def build_affected_keys(

@@ -1,0 +1,3 @@
+-- shape: SELECT DISTINCT over updatable source
+SELECT DISTINCT country, plan
+FROM raw.users

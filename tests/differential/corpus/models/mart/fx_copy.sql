@@ -1,0 +1,2 @@
+-- shape: plain model over the undeclared source raw.fx
+SELECT country, rate FROM raw.fx WHERE rate > 0
