@@ -80,7 +80,9 @@ def _seed_schemas(project: Project) -> SchemaMap:
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
     session = open_session(options)
-    compiled = compile_project(session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project))
+    compiled = compile_project(
+        session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project)
+    )
     out = session.project.root / "target"
     dialect = session.target.type
     for ref, item in compiled.items():
@@ -104,7 +106,9 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
             }
             for ref, item in compiled.items()
         },
-        "seeds": {str(ref): str(seed.path.relative_to(session.project.root)) for ref, seed in session.project.seeds.items()},
+        "seeds": {
+            str(ref): str(seed.path.relative_to(session.project.root)) for ref, seed in session.project.seeds.items()
+        },
         "edges": sorted([str(p), str(c)] for c, ps in session.dag.parents.items() for p in ps),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -128,8 +132,13 @@ def _capture_sources(adapter: Adapter, session: Session, snapshot: StateSnapshot
             sources |= model.sources
     for ref in sorted(sources):
         name = str(ref)
-        capture_source(adapter, ref, session.project.sources.get(ref), snapshot.relations.get(name),
-                       snapshot.latest_batch.get(name, 0) + 1)
+        capture_source(
+            adapter,
+            ref,
+            session.project.sources.get(ref),
+            snapshot.relations.get(name),
+            snapshot.latest_batch.get(name, 0) + 1,
+        )
 
 
 def prepare(options: Options) -> Prepared:
@@ -145,7 +154,8 @@ def prepare(options: Options) -> Prepared:
         source_columns = {ref: adapter.columns(ref) for ref in source_refs}
         source_schemas: SchemaMap = {
             ref: {name: kind.sql(dialect=adapter.dialect) for name, kind in cols.items()}
-            for ref, cols in source_columns.items() if cols is not None
+            for ref, cols in source_columns.items()
+            if cols is not None
         }
         seed_schemas = _seed_schemas(project)
         compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas)
@@ -157,21 +167,38 @@ def prepare(options: Options) -> Prepared:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing)
         seed_decisions = {
-            ref: decide_seed(project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh)
-            for ref in session.selected if ref in project.seeds
+            ref: decide_seed(
+                project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh
+            )
+            for ref in session.selected
+            if ref in project.seeds
         }
-        plan = build_plan(project, session.order, compiled, snapshot, seed_decisions, existing, input_rows,
-                          options.full_refresh)
+        plan = build_plan(
+            project, session.order, compiled, snapshot, seed_decisions, existing, input_rows, options.full_refresh
+        )
     except BaseException:
         adapter.close()
         raise
-    inputs = BuildInputs(project, compiled, session.physical_of, input_columns, existing, input_rows,
-                         options.full_refresh, make_resolver(project))
+    inputs = BuildInputs(
+        project,
+        compiled,
+        session.physical_of,
+        input_columns,
+        existing,
+        input_rows,
+        options.full_refresh,
+        make_resolver(project),
+    )
     return Prepared(session, adapter, snapshot, plan, inputs)
 
 
-def _input_rows(adapter: Adapter, session: Session, compiled: dict[TableRef, CompiledModel],
-                snapshot: StateSnapshot, existing: set[TableRef]) -> dict[TableRef, int]:
+def _input_rows(
+    adapter: Adapter,
+    session: Session,
+    compiled: dict[TableRef, CompiledModel],
+    snapshot: StateSnapshot,
+    existing: set[TableRef],
+) -> dict[TableRef, int]:
     """Row counts of the inputs of models that have pending changes (for the cost estimate)."""
     wanted: set[TableRef] = set()
     for ref in session.selected:
@@ -242,12 +269,27 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     out = [("decision", f"-- {step.action}: {step.reason}")]
     if step.action == "full":
         kind = "VIEW" if item.model.config.materialized == "view" else "TABLE"
-        out.append(("rebuild", exp.Create(this=target.to_table(), kind=kind, expression=item.physical_sql,
-                                          replace=True).sql(dialect=dialect, pretty=True)))
+        out.append(
+            (
+                "rebuild",
+                exp.Create(this=target.to_table(), kind=kind, expression=item.physical_sql, replace=True).sql(
+                    dialect=dialect, pretty=True
+                ),
+            )
+        )
     elif step.action == "incremental" and item.keys.key:
         keys = TableRef("_sqlorch", f"tmp_keys__{step.ref.schema}__{step.ref.name}").to_table(alias="k")
-        out.append(("recompute affected keys",
-                    restrict_to_keys(item.physical_sql, item.keys.key, keys).sql(dialect=dialect, pretty=True)))
-        out.append(("apply", f"-- delete rows of {target} whose key ({', '.join(item.keys.key)}) is affected, "
-                             "insert the recomputed rows, append both images to the change log"))
+        out.append(
+            (
+                "recompute affected keys",
+                restrict_to_keys(item.physical_sql, item.keys.key, keys).sql(dialect=dialect, pretty=True),
+            )
+        )
+        out.append(
+            (
+                "apply",
+                f"-- delete rows of {target} whose key ({', '.join(item.keys.key)}) is affected, "
+                "insert the recomputed rows, append both images to the change log",
+            )
+        )
     return out

@@ -17,8 +17,8 @@ from sqlorch.analysis.schemas import Schema, SchemaMap, output_schema, qualify_q
 from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.rewrites.rename_relations import rename_relations
-from sqlorch.project.loader import Project, position
 from sqlorch.project.dependencies import table_references
+from sqlorch.project.loader import Project, position
 from sqlorch.project.model import Model
 from sqlorch.refs import TableRef
 

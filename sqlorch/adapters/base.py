@@ -33,11 +33,11 @@ class Adapter(Protocol):
     dialect: ClassVar[str]  # sqlglot dialect name
     capabilities: ClassVar[Capabilities]
 
-    def execute(self, statement: exp.Expression) -> int | None:
+    def execute(self, statement: exp.Expr) -> int | None:
         """Run one statement; return the affected row count where the driver knows it."""
         ...
 
-    def fetch(self, query: exp.Expression) -> list[tuple[Any, ...]]: ...
+    def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]: ...
 
     def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
         """Column names (lower case) and types of a relation, or None if it does not exist."""

@@ -47,10 +47,10 @@ class DuckDBAdapter:
         clone.connection = self.connection.cursor()
         return clone
 
-    def render(self, statement: exp.Expression) -> str:
+    def render(self, statement: exp.Expr) -> str:
         return statement.sql(dialect=self.dialect)
 
-    def execute(self, statement: exp.Expression) -> int | None:
+    def execute(self, statement: exp.Expr) -> int | None:
         sql = self.render(statement)
         try:
             cursor = self.connection.execute(sql)
@@ -61,7 +61,7 @@ class DuckDBAdapter:
             return int(row[0]) if row else None
         return None
 
-    def fetch(self, query: exp.Expression) -> list[tuple[Any, ...]]:
+    def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
         try:
             return self.connection.execute(self.render(query)).fetchall()
         except duckdb.Error as error:
@@ -84,7 +84,9 @@ class DuckDBAdapter:
         return f"{row[0]}:{row[1]}"
 
     def ensure_schema(self, schema: str) -> None:
-        self.execute(exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True))
+        self.execute(
+            exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True)
+        )
 
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:

@@ -12,11 +12,11 @@ from sqlglot import exp
 from sqlorch.refs import TableRef
 
 
-def row_hash(columns: list[str] | None, table_alias: str = "t") -> exp.Expression:
+def row_hash(columns: list[str] | None, table_alias: str = "t") -> exp.Expr:
     """A 64-bit hash of one row (all columns when ``columns`` is None)."""
     if columns:
-        parts: list[exp.Expression] = [exp.column(c, table=table_alias, quoted=True) for c in columns]
-        packed: exp.Expression = exp.func("row", *parts) if len(parts) > 1 else parts[0]
+        parts: list[exp.Expr] = [exp.column(c, table=table_alias, quoted=True) for c in columns]
+        packed: exp.Expr = exp.func("row", *parts) if len(parts) > 1 else parts[0]
     else:
         packed = exp.column(table_alias, quoted=True)
     return exp.func("hash", packed)

@@ -13,7 +13,7 @@ class RecursiveCTE(ValueError):
     pass
 
 
-def _replace_references(tree: exp.Expression, definitions: dict[str, exp.Expression]) -> exp.Expression:
+def _replace_references(tree: exp.Expr, definitions: dict[str, exp.Expr]) -> exp.Expr:
     for table in list(tree.find_all(exp.Table)):
         name = table.name.lower()
         if table.db or name not in definitions or not isinstance(table.this, exp.Identifier):
@@ -38,7 +38,7 @@ def inline_ctes(query: exp.Query) -> exp.Query:
             raise RecursiveCTE("recursive CTE")
         owner = with_.parent
         assert owner is not None
-        definitions: dict[str, exp.Expression] = {}
+        definitions: dict[str, exp.Expr] = {}
         for cte in with_.expressions:
             definitions[cte.alias_or_name.lower()] = _replace_references(cte.this.copy(), definitions)
         with_.pop()

@@ -38,14 +38,13 @@ class KeyAnalysis:
     inlined: exp.Query | None = None
 
 
-def own_nodes(root: exp.Expression) -> Iterator[exp.Expression]:
+def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
     """Nodes of one SELECT's own scope: nested queries are not entered."""
-    for node in root.walk(prune=lambda n: n is not root and isinstance(n, (exp.Subquery, exp.Query))):
-        yield node
+    yield from root.walk(prune=lambda n: n is not root and isinstance(n, (exp.Subquery, exp.Query)))
 
 
-def _sources(select: exp.Select) -> dict[str, exp.Expression]:
-    found: dict[str, exp.Expression] = {}
+def _sources(select: exp.Select) -> dict[str, exp.Expr]:
+    found: dict[str, exp.Expr] = {}
     from_ = select.args.get("from_") or select.args.get("from")
     items = [from_.this] if from_ else []
     items += [join.this for join in select.args.get("joins") or []]
@@ -54,13 +53,13 @@ def _sources(select: exp.Select) -> dict[str, exp.Expression]:
     return found
 
 
-def _is_nondeterministic(node: exp.Expression) -> bool:
+def _is_nondeterministic(node: exp.Expr) -> bool:
     if isinstance(node, NON_DETERMINISTIC):
         return True
     return isinstance(node, exp.Anonymous) and str(node.this).lower() in NON_DETERMINISTIC_NAMES
 
 
-def anchors(query: exp.Expression) -> list[bool]:
+def anchors(query: exp.Expr) -> list[bool]:
     """Per output position, whether that column is an anchor (raises NoKey on shapes
     whose row dependencies cannot be tracked)."""
     if isinstance(query, exp.Subquery):
@@ -88,7 +87,7 @@ def anchors(query: exp.Expression) -> list[bool]:
         name = column.name.lower()
         return name in names and source_anchors[alias][names.index(name)]
 
-    def columns_are_anchors(expression: exp.Expression) -> bool:
+    def columns_are_anchors(expression: exp.Expr) -> bool:
         return all(column_is_anchor(c) for c in own_nodes(expression) if isinstance(c, exp.Column))
 
     for join in query.args.get("joins") or []:
@@ -103,12 +102,16 @@ def anchors(query: exp.Expression) -> list[bool]:
     if group is not None and group.args.get("all"):
         group_exprs = [s.unalias() for s in query.selects if not any(isinstance(n, exp.AggFunc) for n in own_nodes(s))]
     windows = [node for node in own_nodes(query) if isinstance(node, exp.Window)]
-    partitions: list[exp.Expression] | None = None
+    partitions: list[exp.Expr] | None = None
     for window in windows:
         these = list(window.args.get("partition_by") or [])
         partitions = these if partitions is None else [p for p in partitions if p in these]
-    has_agg = any(isinstance(n, exp.AggFunc) for s in query.selects for n in own_nodes(s)
-                  if not any(isinstance(a, exp.Window) for a in _ancestors(n, s)))
+    has_agg = any(
+        isinstance(n, exp.AggFunc)
+        for s in query.selects
+        for n in own_nodes(s)
+        if not any(isinstance(a, exp.Window) for a in _ancestors(n, s))
+    )
 
     result: list[bool] = []
     for projection in query.selects:
@@ -126,7 +129,7 @@ def anchors(query: exp.Expression) -> list[bool]:
     return result
 
 
-def _ancestors(node: exp.Expression, stop: exp.Expression) -> Iterator[exp.Expression]:
+def _ancestors(node: exp.Expr, stop: exp.Expr) -> Iterator[exp.Expr]:
     parent = node.parent
     while parent is not None and parent is not stop:
         yield parent
@@ -179,7 +182,8 @@ def _nullable_key_columns(top: exp.Query, key: list[str]) -> list[str]:
             nullable.add(alias)
     by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
     return [
-        name for name in key
+        name
+        for name in key
         if any(c.table.lower() in nullable for c in own_nodes(by_name[name]) if isinstance(c, exp.Column))
     ]
 
@@ -209,8 +213,11 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
     if declared_key and set(declared_key) <= set(key):
         key = list(declared_key)
     if not key and not global_aggregate:
-        return KeyAnalysis(key=None, reason="no column identifies the rows a change affects (no group key, "
-                           "window partition or row-level column)")
+        return KeyAnalysis(
+            key=None,
+            reason="no column identifies the rows a change affects (no group key, "
+            "window partition or row-level column)",
+        )
     return KeyAnalysis(
         key=key,
         reason="",

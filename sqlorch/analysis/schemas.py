@@ -23,17 +23,17 @@ Schema = dict[str, str]  # column -> SQL type ("UNKNOWN" where not known)
 SchemaMap = dict[TableRef, Schema]
 
 
-def nested_schema(schemas: SchemaMap) -> dict[str, dict[str, dict[str, str]]]:
+def nested_schema(schemas: SchemaMap) -> dict[str, object]:
     nested: dict[str, dict[str, dict[str, str]]] = {}
     for ref, columns in schemas.items():
         nested.setdefault(ref.schema, {})[ref.name] = dict(columns)
-    return nested
+    return dict(nested)
 
 
-def _locate(query: exp.Expression, column: str) -> tuple[int | None, int | None]:
+def _locate(query: exp.Expr, column: str) -> tuple[int | None, int | None]:
     for node in query.find_all(exp.Column):
         if node.name.lower() == column.lower():
-            meta = node.this.meta if isinstance(node.this, exp.Expression) else {}
+            meta = node.this.meta if isinstance(node.this, exp.Expr) else {}
             if "line" in meta:
                 return meta["line"], meta["col"] - len(node.name) + 1
     return None, None

@@ -46,7 +46,7 @@ class Captured:
     rows: int = 0
 
 
-def _cursor_bound(spec: SourceSpec, value: str, data_type: exp.DataType) -> exp.Expression:
+def _cursor_bound(spec: SourceSpec, value: str, data_type: exp.DataType) -> exp.Expr:
     assert spec.cursor
     return exp.cast(exp.Literal.string(value), data_type)
 
@@ -68,7 +68,9 @@ def capture_source(
         if state is not None and state.fingerprint == fingerprint:
             return Captured(batch=None)
         with adapter.transaction():
-            for statement in save_relation_statements(name, RelationState(fingerprint, dict.fromkeys(names, ""), None, None)):
+            for statement in save_relation_statements(
+                name, RelationState(fingerprint, dict.fromkeys(names, ""), None, None)
+            ):
                 adapter.execute(statement)
             adapter.execute(add_batch_statement(name, next_batch, "full", 0))
         return Captured(batch=next_batch, kind="full")
@@ -77,35 +79,49 @@ def capture_source(
         row = adapter.fetch(exp.select(exp.func("max", exp.column(spec.cursor, quoted=True))).from_(ref.to_table()))
         cursor_hi = None if row[0][0] is None else str(row[0][0])
     log = change_log(ref)
-    first = state is None or adapter.columns(log) is None or (spec.unique_key and adapter.columns(shadow_table(ref)) is None)
+    first = (
+        state is None
+        or adapter.columns(log) is None
+        or (spec.unique_key and adapter.columns(shadow_table(ref)) is None)
+    )
     if first:
         with adapter.transaction():
             adapter.execute(create_change_log(log, ref, names))
             if spec.unique_key:
                 adapter.execute(create_table_as(shadow_table(ref), select_from(ref, names)))
-            for statement in save_relation_statements(name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi)):
+            for statement in save_relation_statements(
+                name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi)
+            ):
                 adapter.execute(statement)
             adapter.execute(add_batch_statement(name, next_batch, "full", 0))
         return Captured(batch=next_batch, kind="full")
     assert state is not None
     candidates = select_from(ref, names, "s")
     if spec.cursor and state.cursor_hi is not None:
-        candidates = candidates.where(exp.GT(
-            this=exp.column(spec.cursor, table="s", quoted=True),
-            expression=_cursor_bound(spec, state.cursor_hi, columns[spec.cursor]),
-        ))
+        candidates = candidates.where(
+            exp.GT(
+                this=exp.column(spec.cursor, table="s", quoted=True),
+                expression=_cursor_bound(spec, state.cursor_hi, columns[spec.cursor]),
+            )
+        )
     if spec.cursor and cursor_hi is not None:
-        candidates = candidates.where(exp.LTE(
-            this=exp.column(spec.cursor, table="s", quoted=True),
-            expression=_cursor_bound(spec, cursor_hi, columns[spec.cursor]),
-        ))
+        candidates = candidates.where(
+            exp.LTE(
+                this=exp.column(spec.cursor, table="s", quoted=True),
+                expression=_cursor_bound(spec, cursor_hi, columns[spec.cursor]),
+            )
+        )
     with adapter.transaction():
         if spec.append_only:
-            adapter.execute(insert_into(log, [*names, BATCH_COLUMN, OLD_COLUMN], with_images(candidates, names, next_batch, False)))
+            adapter.execute(
+                insert_into(log, [*names, BATCH_COLUMN, OLD_COLUMN], with_images(candidates, names, next_batch, False))
+            )
         else:
             _capture_keyed(adapter, ref, list(spec.unique_key), names, candidates, next_batch)
         rows = adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(next_batch)))[0][0]
-        for statement in save_relation_statements(name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi or state.cursor_hi)):
+        for statement in save_relation_statements(
+            name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi or state.cursor_hi)
+        ):
             adapter.execute(statement)
         if rows:
             adapter.execute(add_batch_statement(name, next_batch, "delta", int(rows)))
@@ -117,22 +133,37 @@ def _capture_keyed(
 ) -> None:
     log, shadow = change_log(ref), shadow_table(ref)
     all_columns = [*names, BATCH_COLUMN, OLD_COLUMN]
-    unchanged = exp.select(exp.Literal.number(1)).from_(shadow.to_table(alias="h")).where(null_safe_match("h", "s", names))
+    unchanged = (
+        exp.select(exp.Literal.number(1)).from_(shadow.to_table(alias="h")).where(null_safe_match("h", "s", names))
+    )
     new_images = candidates.where(exp.not_(exp.Exists(this=unchanged)))
     adapter.execute(insert_into(log, all_columns, with_images(new_images, names, batch, False)))
     this_batch = exp.and_(
         exp.column(BATCH_COLUMN, table="n", quoted=True).eq(batch),
         exp.not_(exp.column(OLD_COLUMN, table="n", quoted=True)),
     )
-    replaced = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(log.to_table(alias="n"))
-                          .where(exp.and_(this_batch, null_safe_match("n", "h", key))))
-    still_there = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(ref.to_table(alias="s"))
-                             .where(null_safe_match("s", "h", key)))
+    replaced = exp.Exists(
+        this=exp.select(exp.Literal.number(1))
+        .from_(log.to_table(alias="n"))
+        .where(exp.and_(this_batch, null_safe_match("n", "h", key)))
+    )
+    still_there = exp.Exists(
+        this=exp.select(exp.Literal.number(1)).from_(ref.to_table(alias="s")).where(null_safe_match("s", "h", key))
+    )
     old_images = select_from(shadow, names, "h").where(exp.or_(replaced, exp.not_(still_there)))
     adapter.execute(insert_into(log, all_columns, with_images(old_images, names, batch, True)))
-    in_batch = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(log.to_table(alias="n")).where(
-        exp.and_(exp.column(BATCH_COLUMN, table="n", quoted=True).eq(batch),
-                 null_safe_match("n", shadow.name, key))))
+    in_batch = exp.Exists(
+        this=exp.select(exp.Literal.number(1))
+        .from_(log.to_table(alias="n"))
+        .where(
+            exp.and_(exp.column(BATCH_COLUMN, table="n", quoted=True).eq(batch), null_safe_match("n", shadow.name, key))
+        )
+    )
     adapter.execute(exp.delete(shadow.to_table(), where=in_batch))
-    adapter.execute(insert_into(shadow, names, changed_rows(log, names, batch - 1, batch).where(
-        exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True)))))
+    adapter.execute(
+        insert_into(
+            shadow,
+            names,
+            changed_rows(log, names, batch - 1, batch).where(exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True))),
+        )
+    )

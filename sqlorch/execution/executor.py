@@ -42,8 +42,14 @@ class BuildInputs:
 
 
 class Executor:
-    def __init__(self, adapter: Adapter, snapshot: StateSnapshot, inputs: BuildInputs, run_id: str,
-                 listener: Listener | None = None) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        snapshot: StateSnapshot,
+        inputs: BuildInputs,
+        run_id: str,
+        listener: Listener | None = None,
+    ) -> None:
         self.adapter = adapter
         self.snapshot = snapshot
         self.inputs = inputs
@@ -55,7 +61,8 @@ class Executor:
     def _adapter(self) -> Adapter:
         if not hasattr(self.local, "adapter"):
             self.local.adapter = self.adapter.fork()
-        return self.local.adapter  # type: ignore[no-any-return]
+        adapter: Adapter = self.local.adapter
+        return adapter
 
     def _record_batch(self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int]) -> None:
         with self.lock:
@@ -90,8 +97,9 @@ class Executor:
             watermarks = {str(i): self.snapshot.latest_batch.get(str(i), 0) for i in inputs}
             batch = self.snapshot.latest_batch.get(name, 0) + 1
         rows_in = sum(self.inputs.input_rows.get(i, 0) for i in inputs) if self.inputs.input_rows else None
-        decision = decide_model(compiled, self.snapshot, changes, self.inputs.full_refresh,
-                                step.ref in self.inputs.existing, rows_in)
+        decision = decide_model(
+            compiled, self.snapshot, changes, self.inputs.full_refresh, step.ref in self.inputs.existing, rows_in
+        )
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0)
         ctx = ModelContext(
@@ -113,7 +121,7 @@ class Executor:
             self._record_batch(name, batch, "delta", rows, watermarks)
         with self.lock:
             self.inputs.existing.add(step.ref)
-            columns = list((self._adapter().columns(ctx.physical) or {}))
+            columns = list(self._adapter().columns(ctx.physical) or {})
             self.inputs.input_columns[step.ref] = columns
         return ModelResult(name, "success", decision.action, decision.reason, rows)
 
@@ -144,7 +152,6 @@ class Executor:
                     parents = dag.parents[ref]
                     if ref in blocked:
                         remaining.remove(ref)
-                        step = steps[ref]
                         result = ModelResult(str(ref), "skipped", "skip", blocked[ref])
                         results[ref] = result
                         self.listener("done", result)
@@ -168,9 +175,18 @@ class Executor:
         try:
             with self.adapter.transaction():
                 for result in run.results:
-                    self.adapter.execute(record_run_statement(self.run_id, {
-                        "model": result.model, "status": result.status, "action": result.action,
-                        "reason": result.reason, "rows": result.rows, "seconds": result.seconds,
-                    }))
+                    self.adapter.execute(
+                        record_run_statement(
+                            self.run_id,
+                            {
+                                "model": result.model,
+                                "status": result.status,
+                                "action": result.action,
+                                "reason": result.reason,
+                                "rows": result.rows,
+                                "seconds": result.seconds,
+                            },
+                        )
+                    )
         except SqlorchError:
             pass  # run history is informative; the build's outcome is already committed

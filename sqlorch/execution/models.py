@@ -71,8 +71,11 @@ def _check_unique_key(adapter: Adapter, ctx: ModelContext) -> None:
     if not declared:
         return
     duplicates = adapter.fetch(
-        exp.select(*columns_of(declared)).from_(ctx.physical.to_table())
-        .group_by(*columns_of(declared)).having(exp.func("count", exp.Star()) > 1).limit(1)
+        exp.select(*columns_of(declared))
+        .from_(ctx.physical.to_table())
+        .group_by(*columns_of(declared))
+        .having(exp.func("count", exp.Star()) > 1)
+        .limit(1)
     )
     if duplicates:
         raise SqlorchError(
@@ -114,10 +117,18 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         kind = "full"
         if diff and columns == previous_columns:
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-            adapter.execute(insert_into(log, all_columns, with_images(
-                _multiset_minus(old, ctx.physical, columns), columns, ctx.batch, True)))
-            adapter.execute(insert_into(log, all_columns, with_images(
-                _multiset_minus(ctx.physical, old, columns), columns, ctx.batch, False)))
+            adapter.execute(
+                insert_into(
+                    log, all_columns, with_images(_multiset_minus(old, ctx.physical, columns), columns, ctx.batch, True)
+                )
+            )
+            adapter.execute(
+                insert_into(
+                    log,
+                    all_columns,
+                    with_images(_multiset_minus(ctx.physical, old, columns), columns, ctx.batch, False),
+                )
+            )
             rows = int(adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0])
             kind = "delta"
         elif model.config.materialized == "incremental":
@@ -128,8 +139,12 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
     return rows, kind
 
 
-def execute_incremental(adapter: Adapter, ctx: ModelContext, changes: dict[TableRef, InputChange],
-                        resolve: Callable[[exp.Table], TableRef | None]) -> int:
+def execute_incremental(
+    adapter: Adapter,
+    ctx: ModelContext,
+    changes: dict[TableRef, InputChange],
+    resolve: Callable[[exp.Table], TableRef | None],
+) -> int:
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
@@ -164,14 +179,19 @@ def execute_incremental(adapter: Adapter, ctx: ModelContext, changes: dict[Table
     keys_ref = keys_table.to_table(alias=alias.name)
     if key:
         affected = build_affected_keys(
-            keys.inlined, key, is_changed, delta, everything,
+            keys.inlined,
+            key,
+            is_changed,
+            delta,
+            everything,
             nullable=keys.nullable_key if len(changes) > 1 else [],
         )
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
         adapter.execute(create_table_as(keys_table, affected))
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
-        target_match: exp.Expression = key_match(
-            keys_ref, [(name, exp.column(name, table=ctx.physical.name, quoted=True)) for name in key])
+        target_match: exp.Expr = key_match(
+            keys_ref, [(name, exp.column(name, table=ctx.physical.name, quoted=True)) for name in key]
+        )
     else:
         recomputed = ctx.compiled.physical_sql
         target_match = exp.true()
@@ -181,11 +201,15 @@ def execute_incremental(adapter: Adapter, ctx: ModelContext, changes: dict[Table
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
             adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
-            adapter.execute(insert_into(log, all_columns, with_images(select_from(rows_table, columns), columns, ctx.batch, False)))
+            adapter.execute(
+                insert_into(log, all_columns, with_images(select_from(rows_table, columns), columns, ctx.batch, False))
+            )
             adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
             adapter.execute(insert_into(ctx.physical, columns, select_from(rows_table, columns)))
             _check_unique_key(adapter, ctx)
-            changed = int(adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0])
+            changed = int(
+                adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0]
+            )
             _bookkeeping(adapter, ctx, "delta", changed, columns)
     finally:
         adapter.execute(drop_table(keys_table))

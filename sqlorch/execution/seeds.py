@@ -34,10 +34,13 @@ def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refr
 
 def _create_typed(table: TableRef, types: dict[str, str], extra: dict[str, str] | None = None) -> exp.Create:
     columns = {**types, **(extra or {})}
-    schema = exp.Schema(this=table.to_table(), expressions=[
-        exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=exp.DataType.build(kind))
-        for name, kind in columns.items()
-    ])
+    schema = exp.Schema(
+        this=table.to_table(),
+        expressions=[
+            exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=exp.DataType.build(kind))
+            for name, kind in columns.items()
+        ],
+    )
     return exp.Create(this=schema, kind="TABLE", replace=True)
 
 
@@ -45,8 +48,9 @@ def _normal(value: Any) -> Any:
     return float(value) if isinstance(value, float) else value
 
 
-def execute_seed(adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision,
-                 state: RelationState | None, next_batch: int) -> int:
+def execute_seed(
+    adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision, state: RelationState | None, next_batch: int
+) -> int:
     """Load or update one seed; returns the number of rows loaded or changed."""
     types, rows = read_seed(seed.path)
     names = list(types)
@@ -55,16 +59,23 @@ def execute_seed(adapter: Adapter, seed: Seed, physical: TableRef, decision: Dec
     record = RelationState(fingerprint, types, None, None)
     same_shape = state is not None and state.columns == types
     if decision.action == "incremental" and same_shape and adapter.columns(log) is not None:
-        old_rows = Counter(tuple(_normal(v) for v in row) for row in adapter.fetch(
-            exp.select(*[exp.column(n, quoted=True) for n in names]).from_(physical.to_table())))
+        old_rows = Counter(
+            tuple(_normal(v) for v in row)
+            for row in adapter.fetch(
+                exp.select(*[exp.column(n, quoted=True) for n in names]).from_(physical.to_table())
+            )
+        )
         new_rows = Counter(tuple(_normal(v) for v in row) for row in rows)
         removed = list((old_rows - new_rows).elements())
         added = list((new_rows - old_rows).elements())
         with adapter.transaction():
             adapter.execute(exp.delete(physical.to_table()))
             adapter.insert_rows(physical, names, rows)
-            adapter.insert_rows(log, [*names, BATCH_COLUMN, OLD_COLUMN],
-                                [(*r, next_batch, True) for r in removed] + [(*r, next_batch, False) for r in added])
+            adapter.insert_rows(
+                log,
+                [*names, BATCH_COLUMN, OLD_COLUMN],
+                [(*r, next_batch, True) for r in removed] + [(*r, next_batch, False) for r in added],
+            )
             for statement in save_relation_statements(str(seed.ref), record):
                 adapter.execute(statement)
             if removed or added:

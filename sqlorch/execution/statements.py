@@ -16,7 +16,7 @@ def select_from(table: TableRef, names: list[str], alias: str = "t") -> exp.Sele
     return exp.select(*columns_of(names, alias)).from_(table.to_table(alias=alias))
 
 
-def batch_range(after: int, upto: int, table: str | None = None) -> exp.Expression:
+def batch_range(after: int, upto: int, table: str | None = None) -> exp.Expr:
     column = exp.column(BATCH_COLUMN, table=table, quoted=True)
     return exp.and_(
         exp.GT(this=column, expression=exp.Literal.number(after)),
@@ -62,8 +62,16 @@ def count_rows(table: TableRef) -> exp.Select:
     return exp.select(exp.func("count", exp.Star())).from_(table.to_table())
 
 
-def null_safe_match(left: str, right: str, names: list[str]) -> exp.Expression:
-    return exp.and_(*[
-        exp.NullSafeEQ(this=exp.column(n, table=left, quoted=True), expression=exp.column(n, table=right, quoted=True))
-        for n in names
-    ]) if names else exp.true()
+def null_safe_match(left: str, right: str, names: list[str]) -> exp.Expr:
+    return (
+        exp.and_(
+            *[
+                exp.NullSafeEQ(
+                    this=exp.column(n, table=left, quoted=True), expression=exp.column(n, table=right, quoted=True)
+                )
+                for n in names
+            ]
+        )
+        if names
+        else exp.true()
+    )

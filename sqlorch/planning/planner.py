@@ -95,8 +95,9 @@ def decide_model(
         )
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
-    return Decision("incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})",
-                    "replace keys")
+    return Decision(
+        "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", "replace keys"
+    )
 
 
 def predicted_changes(
@@ -132,8 +133,14 @@ def build_plan(
     for ref in order:
         if ref in project.seeds:
             decision = seed_decisions[ref]
-            steps[ref] = Step(ref=ref, kind="seed", materialized="seed", action=decision.action,
-                              reason=decision.reason, strategy=decision.strategy)
+            steps[ref] = Step(
+                ref=ref,
+                kind="seed",
+                materialized="seed",
+                action=decision.action,
+                reason=decision.reason,
+                strategy=decision.strategy,
+            )
             continue
         item = compiled[ref]
         inputs = sorted(item.model.inputs)

@@ -37,13 +37,13 @@ class Project:
         return set(self.models) | set(self.seeds)
 
 
-def position(node: exp.Expression) -> tuple[int | None, int | None]:
+def position(node: exp.Expr) -> tuple[int | None, int | None]:
     """Line and column sqlglot recorded for a node (its identifier's token)."""
     for candidate in (node, node.args.get("db"), node.args.get("this")):
         meta = getattr(candidate, "meta", None) or {}
         if "line" in meta:
             col = meta.get("col")
-            name = candidate.name if isinstance(candidate, exp.Expression) else ""
+            name = candidate.name if isinstance(candidate, exp.Expr) else ""
             # sqlglot records the column where the token ends; report where it starts.
             return meta["line"], (col - len(name) + 1) if col and name else col
     return None, None

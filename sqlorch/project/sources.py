@@ -38,7 +38,9 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
             raise ConfigError("expected a mapping with a 'sources:' key", path=path, line=1, col=1)
         sources = data.get("sources") or {}
         if not isinstance(sources, dict):
-            raise ConfigError("'sources:' must map 'schema.table' to settings", path=path, line=_line_of(path, "sources"))
+            raise ConfigError(
+                "'sources:' must map 'schema.table' to settings", path=path, line=_line_of(path, "sources")
+            )
         for name, settings in sources.items():
             line = _line_of(path, str(name))
             parts = str(name).lower().split(".")
@@ -60,8 +62,12 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 raise ConfigError(f"'columns' of '{name}' must map column names to types", path=path, line=line)
             ref = TableRef(schema=parts[-2], name=parts[-1], catalog=parts[0] if len(parts) == 3 else None)
             if ref in specs:
-                raise ConfigError(f"source '{name}' is described twice", path=path, line=line,
-                                  hint=f"the other description is in {specs[ref].path}")
+                raise ConfigError(
+                    f"source '{name}' is described twice",
+                    path=path,
+                    line=line,
+                    hint=f"the other description is in {specs[ref].path}",
+                )
             specs[ref] = SourceSpec(
                 ref=ref,
                 cursor=str(settings["cursor"]).lower() if settings.get("cursor") else None,
@@ -71,6 +77,10 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 path=path,
             )
             if specs[ref].append_only and not specs[ref].cursor:
-                raise ConfigError(f"source '{name}' is append_only but has no cursor", path=path, line=line,
-                                  hint="append_only sources need a 'cursor:' column that grows with each load")
+                raise ConfigError(
+                    f"source '{name}' is append_only but has no cursor",
+                    path=path,
+                    line=line,
+                    hint="append_only sources need a 'cursor:' column that grows with each load",
+                )
     return specs

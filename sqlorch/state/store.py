@@ -35,8 +35,15 @@ _TABLES: dict[str, dict[str, str]] = {
     "relations": {"relation": "TEXT", "fingerprint": "TEXT", "columns": "TEXT", "key": "TEXT", "cursor_hi": "TEXT"},
     "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT"},
     "watermarks": {"consumer": "TEXT", "input": "TEXT", "batch": "BIGINT"},
-    "runs": {"run_id": "TEXT", "model": "TEXT", "status": "TEXT", "action": "TEXT", "reason": "TEXT",
-             "rows": "BIGINT", "seconds": "DOUBLE"},
+    "runs": {
+        "run_id": "TEXT",
+        "model": "TEXT",
+        "status": "TEXT",
+        "action": "TEXT",
+        "reason": "TEXT",
+        "rows": "BIGINT",
+        "seconds": "DOUBLE",
+    },
 }
 
 
@@ -131,7 +138,7 @@ def load_snapshot(adapter: Adapter) -> StateSnapshot:
     return snapshot
 
 
-def _eq(column: str, value: Any) -> exp.Expression:
+def _eq(column: str, value: Any) -> exp.Expr:
     return exp.EQ(this=exp.column(column, quoted=True), expression=exp.convert(value))
 
 
@@ -144,7 +151,7 @@ def _values_insert(name: str, row: dict[str, Any]) -> exp.Insert:
     )
 
 
-def save_relation_statements(relation: str, state: RelationState) -> list[exp.Expression]:
+def save_relation_statements(relation: str, state: RelationState) -> list[exp.Expr]:
     row = {
         "relation": relation,
         "fingerprint": state.fingerprint,
@@ -158,32 +165,33 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
     ]
 
 
-def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.Expression:
+def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.Expr:
     return _values_insert("batches", {"relation": relation, "batch": batch, "kind": kind, "rows": rows})
 
 
-def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[exp.Expression]:
-    statements: list[exp.Expression] = [
-        exp.delete(state_table("watermarks").to_table(), where=_eq("consumer", consumer))
-    ]
+def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[exp.Expr]:
+    statements: list[exp.Expr] = [exp.delete(state_table("watermarks").to_table(), where=_eq("consumer", consumer))]
     for input_name, batch in sorted(batches.items()):
         statements.append(_values_insert("watermarks", {"consumer": consumer, "input": input_name, "batch": batch}))
     return statements
 
 
-def record_run_statement(run_id: str, result: dict[str, Any]) -> exp.Expression:
-    return _values_insert("runs", {
-        "run_id": run_id,
-        "model": result["model"],
-        "status": result["status"],
-        "action": result["action"],
-        "reason": result["reason"],
-        "rows": result.get("rows"),
-        "seconds": result.get("seconds"),
-    })
+def record_run_statement(run_id: str, result: dict[str, Any]) -> exp.Expr:
+    return _values_insert(
+        "runs",
+        {
+            "run_id": run_id,
+            "model": result["model"],
+            "status": result["status"],
+            "action": result["action"],
+            "reason": result["reason"],
+            "rows": result.get("rows"),
+            "seconds": result.get("seconds"),
+        },
+    )
 
 
-def prune_change_log_statement(relation: TableRef, consumers: list[str], snapshot: StateSnapshot) -> exp.Expression:
+def prune_change_log_statement(relation: TableRef, consumers: list[str], snapshot: StateSnapshot) -> exp.Expr:
     """Delete the batches every consumer has read (all of them when nothing reads it)."""
     name = str(relation)
     latest = snapshot.latest_batch.get(name, 0)

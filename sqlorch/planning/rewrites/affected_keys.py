@@ -27,9 +27,9 @@ from sqlorch.analysis.keys import anchors, own_nodes
 Resolver = Callable[[exp.Table], object | None]
 
 
-def _innerize(node: exp.Expression) -> None:
+def _innerize(node: exp.Expr) -> None:
     """Make every outer join that could null out ``node``'s rows an inner join."""
-    current: exp.Expression | None = node
+    current: exp.Expr | None = node
     while current is not None:
         parent = current.parent
         if isinstance(parent, exp.Join) and parent.this is current and parent.side == "LEFT":
@@ -38,13 +38,13 @@ def _innerize(node: exp.Expression) -> None:
             select = parent.parent
             joins = select.args.get("joins") or []
             position = -1 if isinstance(parent, exp.From) else joins.index(parent)
-            for join in joins[position + 1:]:
+            for join in joins[position + 1 :]:
                 if join.side == "RIGHT":
                     join.set("side", None)
         current = parent
 
 
-def _drop_unstable_filters(query: exp.Expression) -> None:
+def _drop_unstable_filters(query: exp.Expr) -> None:
     for select in list(query.find_all(exp.Select)):
         select.set("having", None)
         select.set("qualify", None)
@@ -65,10 +65,8 @@ def _drop_unstable_filters(query: exp.Expression) -> None:
         select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
 
 
-def _reads_any(condition: exp.Expression, columns: set[tuple[str, str]]) -> bool:
-    return any(
-        isinstance(n, exp.Column) and (n.table.lower(), n.name.lower()) in columns for n in own_nodes(condition)
-    )
+def _reads_any(condition: exp.Expr, columns: set[tuple[str, str]]) -> bool:
+    return any(isinstance(n, exp.Column) and (n.table.lower(), n.name.lower()) in columns for n in own_nodes(condition))
 
 
 def build_affected_keys(
@@ -84,7 +82,7 @@ def build_affected_keys(
     for index in range(len(occurrences)):
         copy = inlined.copy()
         tables = [t for t in copy.find_all(exp.Table) if is_changed(t)]
-        target: exp.Expression | None = None
+        target: exp.Expr | None = None
         for position, table in enumerate(tables):
             rows = changed_rows(table) if position == index else all_rows(table)
             alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 
-def key_match(keys: exp.Table, pairs: list[tuple[str, exp.Expression]]) -> exp.Exists:
+def key_match(keys: exp.Table, pairs: list[tuple[str, exp.Expr]]) -> exp.Exists:
     """``EXISTS (SELECT 1 FROM keys k WHERE k.a IS NOT DISTINCT FROM <expr> AND ...)``."""
     alias = keys.alias_or_name
     conditions = [
@@ -29,7 +29,7 @@ def restrict_to_keys(query: exp.Query, key: list[str], keys: exp.Table) -> exp.Q
     return query
 
 
-def _restrict(query: exp.Expression, positions: list[tuple[str, int]], keys: exp.Table) -> None:
+def _restrict(query: exp.Expr, positions: list[tuple[str, int]], keys: exp.Table) -> None:
     if isinstance(query, exp.Subquery):
         _restrict(query.this, positions, keys)
     elif isinstance(query, exp.Union):
