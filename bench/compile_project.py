@@ -68,8 +68,8 @@ def generate(root: Path, n_models: int, seed: int = 7) -> dict[str, int]:
         if i % 4 == 0 and len(inters) > 1:
             a, b = rng.sample(inters, 2)
             sql = (f"SELECT category, count(*) AS orders, sum(amount) AS revenue\nFROM (\n"
-                   f"    SELECT category, amount FROM {a}\n    UNION ALL\n    SELECT category, amount FROM {b}\n) AS u\n"
-                   f"GROUP BY category\n")
+                   f"    SELECT category, amount FROM {a}\n    UNION ALL\n"
+                   f"    SELECT category, amount FROM {b}\n) AS u\nGROUP BY category\n")
         else:
             a = rng.choice(inters)
             sql = (f"-- tags: marts\nSELECT\n    customer_id,\n    CAST(created_at AS DATE) AS day,\n"

@@ -44,16 +44,15 @@ def _declared_schemas(project: Project) -> SchemaMap:
     return {ref: dict(spec.columns) for ref, spec in project.sources.items() if spec.columns}
 
 
-def _check_unknown_tables(project: Project, model: Model) -> list[SqlorchError]:
-    """A table in a schema that holds models or seeds, but is none of them: a typo."""
-    owned = {ref.schema for ref in project.node_refs()}
+def _check_unknown_tables(project: Project, model: Model, nodes: set[TableRef], owned: set[str]) -> list[SqlorchError]:
+    """A table in a schema that holds models or seeds (``owned``), but is none of them: a typo."""
     errors: list[SqlorchError] = []
     for table in table_references(model.ast):
         if table.db and table.db.lower() in owned:
             ref = TableRef(schema=table.db.lower(), name=table.name.lower())
-            if ref not in project.node_refs() and ref not in project.sources:
+            if ref not in nodes and ref not in project.sources:
                 line, col = position(table)
-                names = sorted(str(r) for r in project.node_refs() if r.schema == ref.schema)
+                names = sorted(str(r) for r in nodes if r.schema == ref.schema)
                 errors.append(CompileError(
                     f"unknown table {ref}: schema '{ref.schema}' holds models, but none named '{ref.name}'",
                     path=model.path, line=line, col=col,
@@ -79,19 +78,23 @@ def compile_project(
         cycle_models = [project.models[r] for r in dag.nodes if r in project.models]
         error.path = error.path or (cycle_models[0].path if cycle_models else None)
         raise
+    nodes = project.node_refs()
+    owned = {node.schema for node in nodes}
     for ref in order:
         model = project.models.get(ref)
         if model is None:
             continue
-        unknown_tables = _check_unknown_tables(project, model)
+        unknown_tables = _check_unknown_tables(project, model, nodes, owned)
         errors.extend(unknown_tables)
         known = all(i in schemas for i in model.inputs)
         qualified: exp.Query | None = None
         columns: Schema | None = None
         if known and not unknown_tables:
             try:
-                qualified = qualify_query(model.ast, schemas, dialect, model.path)
-                columns = output_schema(qualified, schemas, model.path)
+                # only this model's inputs: passing every schema known makes compile quadratic
+                inputs = {i: schemas[i] for i in model.inputs}
+                qualified = qualify_query(model.ast, inputs, dialect, model.path)
+                columns = output_schema(qualified, inputs, model.path)
                 schemas[ref] = columns
             except SqlorchError as error:
                 errors.append(error)
@@ -106,7 +109,9 @@ def compile_project(
             columns=columns,
             keys=keys,
             fingerprint=model_fingerprint(model, dialect),
-            physical_sql=rename_relations(qualified or model.ast, physical, project.settings.default_schema),
+            # depends_on holds every model/seed the SQL names (bare names resolved at load)
+            physical_sql=rename_relations(qualified or model.ast, {d: physical[d] for d in model.depends_on},
+                                          project.settings.default_schema),
         )
     if errors:
         from sqlorch.errors import ErrorGroup

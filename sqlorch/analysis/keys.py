@@ -34,7 +34,6 @@ class KeyAnalysis:
     global_aggregate: bool = False
     has_outer_join: bool = False
     subquery_tables: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) read inside expressions
-    nullable_key: list[str] = field(default_factory=list)  # key columns an outer join can make NULL
     inlined: exp.Query | None = None
 
 
@@ -94,8 +93,8 @@ def anchors(query: exp.Expr) -> list[bool]:
         on = join.args.get("on")
         if on is not None and not columns_are_anchors(on):
             raise NoKey("a join condition compares an aggregate or window value")
-        if join.side == "FULL":
-            raise NoKey("FULL OUTER JOIN")
+        if join.side in ("FULL", "RIGHT"):
+            raise NoKey(f"{join.side} OUTER JOIN (write a RIGHT JOIN as a LEFT JOIN to keep it incremental)")
 
     group = query.args.get("group")
     group_exprs = list(group.expressions) if group else []
@@ -164,30 +163,6 @@ def _subquery_tables(query: exp.Query) -> set[tuple[str, str]]:
     return found
 
 
-def _nullable_key_columns(top: exp.Query, key: list[str]) -> list[str]:
-    """Key columns that an outer join can null out (conservative through nested queries)."""
-    if not isinstance(top, exp.Select):
-        has_outer = any(j.side in ("LEFT", "RIGHT") for j in top.find_all(exp.Join))
-        return list(key) if has_outer else []
-    nullable: set[str] = set()
-    sources = list(_sources(top))
-    joins = top.args.get("joins") or []
-    for position, join in enumerate(joins):
-        if join.side == "LEFT":
-            nullable.add(join.this.alias_or_name.lower())
-        elif join.side == "RIGHT":
-            nullable.update(sources[: position + 1])
-    for alias, source in _sources(top).items():
-        if isinstance(source, exp.Subquery) and any(j.side in ("LEFT", "RIGHT") for j in source.find_all(exp.Join)):
-            nullable.add(alias)
-    by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
-    return [
-        name
-        for name in key
-        if any(c.table.lower() in nullable for c in own_nodes(by_name[name]) if isinstance(c, exp.Column))
-    ]
-
-
 def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> KeyAnalysis:
     try:
         inlined = inline_ctes(qualified)
@@ -224,6 +199,5 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
         global_aggregate=global_aggregate,
         has_outer_join=has_outer,
         subquery_tables=_subquery_tables(inlined),
-        nullable_key=_nullable_key_columns(inlined, key) if has_outer else [],
         inlined=inlined,
     )

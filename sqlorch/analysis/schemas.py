@@ -30,6 +30,13 @@ def nested_schema(schemas: SchemaMap) -> dict[str, object]:
     return dict(nested)
 
 
+def _read_by(query: exp.Expr, schemas: SchemaMap) -> SchemaMap:
+    """Only the schemas of tables the query names: sqlglot normalises every table of the
+    schema it is given, so passing the whole project makes compile quadratic."""
+    names = {table.name.lower() for table in query.find_all(exp.Table)}
+    return {ref: columns for ref, columns in schemas.items() if ref.name in names}
+
+
 def _locate(query: exp.Expr, column: str) -> tuple[int | None, int | None]:
     for node in query.find_all(exp.Column):
         if node.name.lower() == column.lower():
@@ -44,7 +51,7 @@ def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path
     try:
         qualified = qualify(
             query.copy(),
-            schema=nested_schema(schemas),
+            schema=nested_schema(_read_by(query, schemas)),
             dialect=dialect,
             validate_qualify_columns=True,
             quote_identifiers=False,
@@ -63,7 +70,7 @@ def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path
 
 def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path) -> Schema:
     """Names and types of a qualified query's output; duplicate names are an error."""
-    annotated = annotate_types(qualified, schema=nested_schema(schemas))
+    annotated = annotate_types(qualified, schema=nested_schema(_read_by(qualified, schemas)))
     columns: Schema = {}
     for select in annotated.selects:
         name = select.alias_or_name.lower()

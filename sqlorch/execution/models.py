@@ -184,7 +184,6 @@ def execute_incremental(
             is_changed,
             delta,
             everything,
-            nullable=keys.nullable_key if len(changes) > 1 else [],
         )
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
         adapter.execute(create_table_as(keys_table, affected))

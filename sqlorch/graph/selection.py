@@ -17,7 +17,26 @@ def project_dag(project: Project) -> DAG[TableRef]:
     parents: dict[TableRef, set[TableRef]] = {ref: set() for ref in project.seeds}
     for ref, model in project.models.items():
         parents[ref] = set(model.depends_on)
-    return DAG(parents)
+    dag = DAG(parents)
+    cycle = dag.find_cycle()
+    if cycle:  # report it here, where the cycle can point at a model file
+        _raise_cycle(project, cycle)
+    return dag
+
+
+def _raise_cycle(project: Project, cycle: list[TableRef]) -> None:
+    """The cycle ``[a, b, ..., a]`` (a feeds b), located where b reads a."""
+    from sqlorch.project.dependencies import table_references
+    from sqlorch.project.loader import position
+
+    reader, read = project.models[cycle[1]], cycle[0]
+    line = col = None
+    for table in table_references(reader.ast):
+        if table.name.lower() == read.name and (not table.db or table.db.lower() == read.schema):
+            line, col = position(table)
+            break
+    raise GraphError("dependency cycle: " + " -> ".join(str(node) for node in cycle),
+                     path=reader.path, line=line, col=col)
 
 
 def _match_term(term: str, project: Project) -> set[TableRef]:

@@ -84,8 +84,6 @@ def decide_model(
     in_subquery = sorted(str(r) for r in changes if (r.schema, r.name) in keys.subquery_tables)
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
-    if len(changes) > 1 and len(keys.nullable_key) > 6:
-        return Decision("full", "outer join with several changed inputs and over 6 outer-joined key columns", rebuild)
     changed_rows = sum(c.rows for c in changes.values())
     if input_rows is not None and input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows:
         return Decision(

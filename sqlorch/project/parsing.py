@@ -12,18 +12,27 @@ from sqlglot.errors import TokenError
 from sqlorch.errors import ParseError
 
 
+def _start_col(error: dict) -> int | None:
+    """sqlglot reports the column where the offending token ends; point at its start."""
+    col, highlight = error.get("col"), error.get("highlight") or ""
+    if isinstance(col, int) and highlight and "\n" not in highlight:
+        return max(1, col - len(highlight) + 1)
+    return col
+
+
 def parse_model_sql(sql: str, dialect: str, path: Path) -> exp.Query:
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except SqlglotParseError as error:
         first = error.errors[0] if error.errors else {}
         description = str(first.get("description", error)).split(". Line")[0]
-        description = description.split(" <Token")[0]
+        if " <Token" in description:  # name the offending text, not sqlglot's token repr
+            description = description.split(" <Token")[0] + f" '{first.get('highlight', '')}'"
         raise ParseError(
             f"syntax error: {description}",
             path=path,
             line=first.get("line"),
-            col=first.get("col"),
+            col=_start_col(first),
         ) from None
     except TokenError as error:
         raise ParseError(f"syntax error: {error}", path=path) from None

@@ -4,44 +4,52 @@ For every occurrence of a changed input, the model is evaluated with that occurr
 replaced by the changed rows (old and new images) and every other changed input by all
 its rows past and present (current rows plus old images). Then:
 
-- an outer join whose nullable side holds the substituted occurrence becomes inner: rows
+- a LEFT JOIN whose nullable side holds the substituted occurrence becomes inner: rows
   that match no changed row are not affected;
+- for each such LEFT JOIN a second branch evaluates the NULL-extended rows instead: the
+  preserved rows that match a changed row, with the nullable side empty. These are the
+  rows that gained or lost their match, whose old or new key was computed from NULLs;
 - HAVING, QUALIFY and filters on non-anchor values (aggregates, window values) are
   dropped: they were computed over partial data, and dropping a filter only adds keys;
 - the anchors the key is made of are projected, DISTINCT.
 
 Over-approximation is safe (more keys recomputed); under-approximation would be a bug.
-With an outer join and several changed inputs, each key is also emitted with subsets of
-its outer-joined columns NULL, covering rows that lost their match when the other side changed too.
+RIGHT and FULL joins are not rewritten (the key analysis sends them to a full rebuild).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import combinations
 
 from sqlglot import exp
 
 from sqlorch.analysis.keys import anchors, own_nodes
 
-Resolver = Callable[[exp.Table], object | None]
 
-
-def _innerize(node: exp.Expr) -> None:
-    """Make every outer join that could null out ``node``'s rows an inner join."""
+def _left_join_crossings(node: exp.Expr) -> list[exp.Join]:
+    """The LEFT JOINs, innermost first, whose nullable side contains ``node``."""
+    crossings: list[exp.Join] = []
     current: exp.Expr | None = node
     while current is not None:
         parent = current.parent
         if isinstance(parent, exp.Join) and parent.this is current and parent.side == "LEFT":
-            parent.set("side", None)
-        if isinstance(parent, (exp.From, exp.Join)) and isinstance(parent.parent, exp.Select):
-            select = parent.parent
-            joins = select.args.get("joins") or []
-            position = -1 if isinstance(parent, exp.From) else joins.index(parent)
-            for join in joins[position + 1 :]:
-                if join.side == "RIGHT":
-                    join.set("side", None)
+            crossings.append(parent)
         current = parent
+    return crossings
+
+
+def _null_extended(join: exp.Join) -> None:
+    """Keep ``join``'s preserved rows that match the nullable side, with that side NULL."""
+    select = join.parent
+    assert isinstance(select, exp.Select)
+    nullable = join.this
+    alias = nullable.alias_or_name
+    matched = nullable.copy()
+    on = join.args.get("on")
+    exists = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(matched).where(on.copy() if on else exp.true()))
+    empty = exp.select(exp.Star()).from_(nullable.copy()).where(exp.false())
+    nullable.replace(exp.Subquery(this=empty, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    select.where(exists, copy=False)
 
 
 def _drop_unstable_filters(query: exp.Expr) -> None:
@@ -75,11 +83,8 @@ def build_affected_keys(
     is_changed: Callable[[exp.Table], bool],
     changed_rows: Callable[[exp.Table], exp.Query],
     all_rows: Callable[[exp.Table], exp.Query],
-    nullable: list[str],
 ) -> exp.Query:
-    occurrences = [t for t in inlined.find_all(exp.Table) if is_changed(t)]
-    branches: list[exp.Query] = []
-    for index in range(len(occurrences)):
+    def substituted(index: int) -> tuple[exp.Query, exp.Expr]:
         copy = inlined.copy()
         tables = [t for t in copy.find_all(exp.Table) if is_changed(t)]
         target: exp.Expr | None = None
@@ -91,22 +96,30 @@ def build_affected_keys(
             if position == index:
                 target = replacement
         assert target is not None
-        _innerize(target)
-        _drop_unstable_filters(copy)
-        projected = [exp.column(name, table="q", quoted=True) for name in key]
-        branches.append(exp.select(*projected).from_(copy.subquery("q")))
+        return copy, target
+
+    branches: list[exp.Query] = []
+    occurrences = sum(1 for t in inlined.find_all(exp.Table) if is_changed(t))
+    for index in range(occurrences):
+        copy, target = substituted(index)
+        crossings = _left_join_crossings(target)
+        variants = [copy]
+        for level in range(len(crossings)):
+            variant, variant_target = substituted(index)
+            joins = _left_join_crossings(variant_target)
+            for inner in joins[:level]:
+                inner.set("side", None)
+            _null_extended(joins[level])
+            for outer in joins[level + 1 :]:
+                outer.set("side", None)
+            variants.append(variant)
+        for join in crossings:
+            join.set("side", None)
+        for query in variants:
+            _drop_unstable_filters(query)
+            projected = [exp.column(name, table="q", quoted=True) for name in key]
+            branches.append(exp.select(*projected).from_(query.subquery("q")))
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)
-    keys = exp.select(*[exp.column(n, quoted=True) for n in key]).distinct().from_(union.subquery("k"))
-    if not nullable:
-        return keys
-    variants: exp.Query = keys
-    for size in range(1, len(nullable) + 1):
-        for nulled in combinations(nullable, size):
-            columns = [
-                exp.alias_(exp.Null(), name, quoted=True) if name in nulled else exp.column(name, quoted=True)
-                for name in key
-            ]
-            variants = exp.union(variants, exp.select(*columns).from_(keys.subquery("v")), distinct=False)
-    return exp.select(*[exp.column(n, quoted=True) for n in key]).distinct().from_(variants.subquery("nv"))
+    return exp.select(*[exp.column(n, quoted=True) for n in key]).distinct().from_(union.subquery("k"))

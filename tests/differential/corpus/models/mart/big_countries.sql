@@ -1,4 +1,4 @@
--- shape: GROUP BY with HAVING
+-- description: GROUP BY with HAVING
 SELECT country, count(*) AS n, sum(amount) AS total
 FROM raw.events
 GROUP BY country

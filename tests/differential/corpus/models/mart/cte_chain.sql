@@ -1,4 +1,4 @@
--- shape: CTE chain
+-- description: CTE chain
 WITH valid AS (
     SELECT user_id, country, amount FROM raw.events WHERE user_id IS NOT NULL
 ), per_user AS (

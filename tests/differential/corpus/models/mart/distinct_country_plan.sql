@@ -1,3 +1,3 @@
--- shape: SELECT DISTINCT over updatable source
+-- description: SELECT DISTINCT over updatable source
 SELECT DISTINCT country, plan
 FROM raw.users

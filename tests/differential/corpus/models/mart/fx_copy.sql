@@ -1,2 +1,2 @@
--- shape: plain model over the undeclared source raw.fx
+-- description: plain model over the undeclared source raw.fx
 SELECT country, rate FROM raw.fx WHERE rate > 0

@@ -1,4 +1,4 @@
--- shape: dedup pattern (row_number() = 1 in a subquery)
+-- description: dedup pattern (row_number() = 1 in a subquery)
 SELECT event_id, user_id, ts, amount
 FROM (
     SELECT event_id, user_id, ts, amount,

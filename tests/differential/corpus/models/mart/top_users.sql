@@ -1,4 +1,4 @@
--- shape: ORDER BY ... LIMIT (expected to fall back to full, still exact)
+-- description: ORDER BY ... LIMIT (expected to fall back to full, still exact)
 SELECT user_id, sum(amount) AS total
 FROM raw.events
 WHERE user_id IS NOT NULL

@@ -1,4 +1,4 @@
--- shape: UNION ALL of two keyed branches with a constant discriminator
+-- description: UNION ALL of two keyed branches with a constant discriminator
 SELECT 'event' AS kind, event_id AS id, NULL::INTEGER AS line, amount
 FROM raw.events
 UNION ALL

@@ -1,4 +1,4 @@
--- shape: date_trunc grouping (late rows land in old weeks)
+-- description: date_trunc grouping (late rows land in old weeks)
 SELECT date_trunc('week', ts) AS week, count(*) AS n, sum(amount) AS total
 FROM raw.events
 GROUP BY date_trunc('week', ts)

@@ -1,4 +1,4 @@
--- shape: window over a joined relation (partition column comes from the dimension)
+-- description: window over a joined relation (partition column comes from the dimension)
 SELECT e.event_id, u.plan,
        rank() OVER (PARTITION BY u.plan ORDER BY e.amount DESC, e.event_id) AS rank_in_plan
 FROM raw.events e

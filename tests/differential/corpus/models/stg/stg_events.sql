@@ -1,4 +1,4 @@
--- shape: filter + projection (row-preserving over append-only source)
+-- description: filter + projection (row-preserving over append-only source)
 SELECT event_id, user_id, ts, CAST(ts AS DATE) AS day, country, amount
 FROM raw.events
 WHERE amount >= 0

@@ -1,0 +1,104 @@
+"""A build killed with SIGKILL part-way, then rerun, must still be exact; two concurrent builds must each
+succeed or fail with a clear lock message (no traceback), and one more build must be exact."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _harness import History, check_exact, make_project
+
+from sqlorch import api
+from sqlorch.api import Options
+
+CLI = [sys.executable, "-m", "sqlorch.cli"]
+
+
+def _cli_build(project: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*CLI, "build", "--project-dir", str(project), "--threads", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+
+
+def _assert_exact(db: Path, project: Path, context: str) -> None:
+    mismatches = check_exact(db, project)
+    assert not mismatches, f"{context}:\n" + "\n\n".join(str(m) for m in mismatches)
+
+
+def _assert_built_ok(project: Path, context: str) -> None:
+    result = api.build(Options(project_dir=project, threads=2))
+    errors = [f"{r.model}: {r.error or r.reason}" for r in result.results if r.status == "error"]
+    assert not errors, f"{context}: build after recovery failed:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, History]:
+    project = make_project(tmp_path)
+    history = History(project / "warehouse.duckdb", random.Random(7))
+    history.create()
+    _assert_built_ok(project, "initial build")
+    return project, history
+
+
+def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) -> None:
+    path, history = project
+    db = path / "warehouse.duckdb"
+    rng = random.Random(99)
+    # measure a normal incremental build so the kill delays land inside one
+    history.step()
+    start = time.monotonic()
+    proc = _cli_build(path)
+    _out, err = proc.communicate(timeout=120)
+    typical = time.monotonic() - start
+    assert proc.returncode == 0, err
+    _assert_exact(db, path, "after an uninterrupted CLI build")
+    kills = 0
+    for trial in range(4):
+        history.log.clear()
+        history.step()
+        delay = rng.uniform(0.3, max(0.5, typical * 0.95))
+        proc = _cli_build(path)
+        time.sleep(delay)
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate(timeout=60)
+        context = (
+            f"trial {trial}: SIGKILL after {delay:.2f}s (killed={killed}, typical build {typical:.2f}s); "
+            f"changes {history.log}"
+        )
+        _assert_built_ok(path, context)
+        _assert_exact(db, path, context)
+        # and again with no new changes: the state must be consistent enough to keep going exactly
+        _assert_built_ok(path, context + " (second build)")
+        _assert_exact(db, path, context + " (second build)")
+    assert kills >= 2, f"only {kills} of 4 builds were still running when the kill was due: delays too long"
+
+
+def test_two_concurrent_builds(project: tuple[Path, History]) -> None:
+    path, history = project
+    db = path / "warehouse.duckdb"
+    for trial in range(2):
+        history.log.clear()
+        history.step()
+        procs = [_cli_build(path), _cli_build(path)]
+        outputs = [p.communicate(timeout=180) for p in procs]
+        for proc, (out, err) in zip(procs, outputs, strict=False):
+            text = out + err
+            assert "Traceback" not in text, f"trial {trial}: traceback in build output:\n{text}"
+            assert "internal error" not in text, f"trial {trial}: internal error:\n{text}"
+            if proc.returncode != 0:
+                assert "lock" in text.lower(), f"trial {trial}: failed without a lock message:\n{text}"
+        _assert_built_ok(path, f"trial {trial}: build after concurrent builds")
+        _assert_exact(db, path, f"trial {trial}: after concurrent builds {[p.returncode for p in procs]}")
