@@ -13,7 +13,7 @@ from sqlglot import exp
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import SchemaMap
-from sqlorch.compiler import CompiledModel, compile_project
+from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
@@ -80,15 +80,23 @@ def _seed_schemas(project: Project) -> SchemaMap:
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
     session = open_session(options)
-    compiled = compile_project(
-        session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project)
-    )
     out = session.project.root / "target"
+    target_key = f"{session.target.type}:{session.target.schema_prefix}:{session.target.database}"
+    cache = CompileCache(out / "cache" / "compile.json", target_key)
+    previous = set(cache.entries) if cache.written_for == target_key else set()
+    compiled = compile_project(
+        session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project), cache=cache
+    )
     dialect = session.target.type
+    folders: set[Path] = set()
     for ref, item in compiled.items():
         path = out / "compiled" / ref.schema / f"{ref.name}.sql"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(item.physical_sql.sql(dialect=dialect, pretty=True) + "\n")
+        if item.cache_key in previous and path.exists() and path.stat().st_mtime >= item.model.path.stat().st_mtime:
+            continue  # unchanged model, unchanged inputs: the file written last time still holds
+        if path.parent not in folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(path.parent)
+        path.write_text(item.compiled_sql(dialect) + "\n")
     manifest = {
         "project": session.project.settings.name,
         "target": {"name": session.target.name, "type": session.target.type},
@@ -100,8 +108,6 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
                 "depends_on": sorted(str(r) for r in item.model.depends_on),
                 "sources": sorted(str(r) for r in item.model.sources),
                 "columns": item.columns,
-                "key": item.keys.key,
-                "incremental_reason": item.keys.reason,
                 "tags": list(item.model.config.tags),
             }
             for ref, item in compiled.items()
@@ -158,7 +164,8 @@ def prepare(options: Options) -> Prepared:
             if cols is not None
         }
         seed_schemas = _seed_schemas(project)
-        compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas)
+        cache = CompileCache(project.root / "target" / "cache" / "build-compile.json")
+        compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas, cache)
         existing = {ref for ref in session.selected if adapter.columns(session.physical_of[ref]) is not None}
         input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
         input_columns.update({ref: list(cols) for ref, cols in seed_schemas.items()})

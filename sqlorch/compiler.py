@@ -8,7 +8,10 @@ all models so one `sqlorch compile` reports every problem.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 from sqlglot import exp
 
@@ -25,12 +28,42 @@ from sqlorch.refs import TableRef
 
 @dataclass
 class CompiledModel:
+    """One checked model. The key analysis, fingerprint and physical SQL are computed on
+    first use: `compile` (the CI check) needs only the SQL, a build needs the rest."""
+
     model: Model
-    qualified: exp.Query | None  # None when an input's schema is unknown
+    input_schemas: SchemaMap | None  # None when an input's schema is unknown
     columns: Schema | None
-    keys: KeyAnalysis
-    fingerprint: str
-    physical_sql: exp.Query  # the (qualified, where schemas are known) query with physical relation names
+    dialect: str
+    physical_names: dict[TableRef, TableRef]  # the model's dependencies -> physical relations
+    default_schema: str
+    cache_key: str = ""
+
+    @cached_property
+    def qualified(self) -> exp.Query | None:
+        if self.input_schemas is None:
+            return None
+        return qualify_query(self.model.ast, self.input_schemas, self.dialect, self.model.path)
+
+    def compiled_sql(self, target_dialect: str) -> str:
+        """The model as the user wrote it, relations renamed, in the target dialect."""
+        renamed = rename_relations(self.model.ast, self.physical_names, self.default_schema)
+        return renamed.sql(dialect=target_dialect, pretty=True)
+
+    @cached_property
+    def keys(self) -> KeyAnalysis:
+        if self.qualified is None:
+            return KeyAnalysis(key=None, reason="input columns unknown")
+        return analyse_keys(self.qualified, self.model.config.unique_key)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model, self.dialect)
+
+    @cached_property
+    def physical_sql(self) -> exp.Query:
+        """The (qualified, where schemas are known) query with physical relation names."""
+        return rename_relations(self.qualified or self.model.ast, self.physical_names, self.default_schema)
 
 
 def model_fingerprint(model: Model, dialect: str) -> str:
@@ -61,12 +94,55 @@ def _check_unknown_tables(project: Project, model: Model, nodes: set[TableRef], 
     return errors
 
 
+class CompileCache:
+    """Output columns per model, keyed by everything they depend on (the model's SQL, its
+    dialect and the schemas of its inputs), kept in ``target/`` so an unchanged project
+    compiles without qualifying anything again."""
+
+    VERSION = "1"
+
+    def __init__(self, path: Path | None, target: str = "") -> None:
+        self.path = path
+        self.target = target  # the target the compiled files were last written for
+        self.entries: dict[str, Schema] = {}
+        self.written_for = ""
+        self.dirty = False
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                if data.get("version") == self.VERSION:
+                    self.entries = data["entries"]
+                    self.written_for = data.get("target", "")
+            except (ValueError, KeyError, OSError):
+                self.entries = {}
+        self.dirty = self.written_for != target
+
+    @staticmethod
+    def key(model: Model, dialect: str, inputs: SchemaMap) -> str:
+        schema_text = json.dumps(sorted((str(ref), list(cols.items())) for ref, cols in inputs.items()))
+        return hashlib.sha256(f"{dialect}\0{model.sql}\0{schema_text}".encode()).hexdigest()
+
+    def get(self, key: str) -> Schema | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, columns: Schema) -> None:
+        self.entries[key] = columns
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"version": self.VERSION, "target": self.target, "entries": self.entries}
+            self.path.write_text(json.dumps(payload))
+
+
 def compile_project(
     project: Project,
     dag: DAG[TableRef],
     physical: dict[TableRef, TableRef],
     source_schemas: SchemaMap | None = None,
     seed_schemas: SchemaMap | None = None,
+    cache: CompileCache | None = None,
 ) -> dict[TableRef, CompiledModel]:
     dialect = project.settings.dialect
     schemas: SchemaMap = {**_declared_schemas(project), **(source_schemas or {}), **(seed_schemas or {})}
@@ -86,33 +162,36 @@ def compile_project(
             continue
         unknown_tables = _check_unknown_tables(project, model, nodes, owned)
         errors.extend(unknown_tables)
-        known = all(i in schemas for i in model.inputs)
-        qualified: exp.Query | None = None
-        columns: Schema | None = None
-        if known and not unknown_tables:
-            try:
-                # only this model's inputs: passing every schema known makes compile quadratic
-                inputs = {i: schemas[i] for i in model.inputs}
-                qualified = qualify_query(model.ast, inputs, dialect, model.path)
-                columns = output_schema(qualified, inputs, model.path)
-                schemas[ref] = columns
-            except SqlorchError as error:
-                errors.append(error)
-        keys = (
-            analyse_keys(qualified, model.config.unique_key)
-            if qualified is not None
-            else KeyAnalysis(key=None, reason="input columns unknown")
-        )
-        compiled[ref] = CompiledModel(
+        known = all(i in schemas for i in model.inputs) and not unknown_tables
+        # only this model's inputs: passing every schema known makes compile quadratic
+        inputs = {i: schemas[i] for i in model.inputs} if known else None
+        item = CompiledModel(
             model=model,
-            qualified=qualified,
-            columns=columns,
-            keys=keys,
-            fingerprint=model_fingerprint(model, dialect),
+            input_schemas=inputs,
+            columns=None,
+            dialect=dialect,
             # depends_on holds every model/seed the SQL names (bare names resolved at load)
-            physical_sql=rename_relations(qualified or model.ast, {d: physical[d] for d in model.depends_on},
-                                          project.settings.default_schema),
+            physical_names={d: physical[d] for d in model.depends_on},
+            default_schema=project.settings.default_schema,
         )
+        if inputs is not None:
+            item.cache_key = CompileCache.key(model, dialect, inputs)
+            item.columns = cache.get(item.cache_key) if cache else None
+            if item.columns is None:
+                try:
+                    qualified = item.qualified
+                    assert qualified is not None
+                    item.columns = output_schema(qualified, inputs, model.path)
+                except SqlorchError as error:
+                    errors.append(error)
+                else:
+                    if cache:
+                        cache.put(item.cache_key, item.columns)
+            if item.columns is not None:
+                schemas[ref] = item.columns
+        compiled[ref] = item
+    if cache:
+        cache.save()
     if errors:
         from sqlorch.errors import ErrorGroup
 

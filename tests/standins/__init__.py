@@ -1,0 +1,1 @@
+"""Local stand-ins for Snowflake (fakesnow), BigQuery (bqemulator) and Postgres; see README.md."""
