@@ -258,6 +258,7 @@ def _prune_change_logs(prepared: Prepared) -> None:
 
 def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     """The statements a build would run for one model, as (title, SQL) pairs."""
+    from sqlorch.execution.merge import build_key_merge
     from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 
     prepared = prepare(options)
@@ -285,18 +286,26 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
             )
         )
     elif step.action == "incremental" and item.keys.key:
-        keys = TableRef("_sqlorch", f"tmp_keys__{step.ref.schema}__{step.ref.name}").to_table(alias="k")
-        out.append(
-            (
-                "recompute affected keys",
-                restrict_to_keys(item.physical_sql, item.keys.key, keys).sql(dialect=dialect, pretty=True),
+        slug = f"{step.ref.schema}__{step.ref.name}"
+        keys_table, rows_table = TableRef("_sqlorch", f"tmp_keys__{slug}"), TableRef("_sqlorch", f"tmp_rows__{slug}")
+        recompute = restrict_to_keys(item.physical_sql, item.keys.key, keys_table.to_table(alias="k"))
+        out.append(("recompute affected keys into " + str(rows_table), recompute.sql(dialect=dialect, pretty=True)))
+        if item.keys.unique:
+            merge = build_key_merge(target, rows_table, keys_table, item.keys.key, list(item.columns or {}))
+            out.append(("apply", merge.sql(dialect=dialect, pretty=True)))
+        else:
+            out.append(
+                (
+                    "apply",
+                    f"-- delete the rows of {target} whose key ({', '.join(item.keys.key)}) is "
+                    "affected, then insert the recomputed rows",
+                )
             )
-        )
         out.append(
             (
-                "apply",
-                f"-- delete rows of {target} whose key ({', '.join(item.keys.key)}) is affected, "
-                "insert the recomputed rows, append both images to the change log",
+                "bookkeeping",
+                "-- in the same transaction: old and new images into the change log, "
+                "the batch record, the watermarks and the model's state",
             )
         )
     return out

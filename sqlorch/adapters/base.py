@@ -27,6 +27,21 @@ class Capabilities:
     create_or_replace: bool = True  # CREATE OR REPLACE TABLE ... AS
     rename_table: bool = True  # ALTER TABLE ... RENAME TO
     except_all: bool = False  # EXCEPT ALL (multiset difference), to diff a rebuilt table
+    transactional_ddl: bool = True  # CREATE/DROP TABLE may run inside a transaction and roll back
+    read_own_writes: bool = True  # a fetch inside transaction() sees the transaction's earlier writes
+    views_bind_early: bool = False  # views hold their tables by identity: replacing a table needs CASCADE
+
+
+SECRET_SETTINGS = ("password", "private_key_file_pwd", "private_key_passphrase", "token", "passcode", "private_key")
+
+
+def redact(message: str, settings: dict[str, Any]) -> str:
+    """A driver's message with every secret from ``settings`` replaced by ``***``."""
+    for key in SECRET_SETTINGS:
+        value = settings.get(key)
+        if isinstance(value, str) and value:
+            message = message.replace(value, "***")
+    return message.strip()
 
 
 class Adapter(Protocol):

@@ -32,9 +32,9 @@ class KeyAnalysis:
     key: list[str] | None
     reason: str = ""
     global_aggregate: bool = False
-    has_outer_join: bool = False
     subquery_tables: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) read inside expressions
     inlined: exp.Query | None = None
+    unique: bool = False  # at most one output row per key value: the key can drive a MERGE
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -163,6 +163,25 @@ def _subquery_tables(query: exp.Query) -> set[tuple[str, str]]:
     return found
 
 
+def _key_is_unique(top: exp.Query, key: list[str], declared: tuple[str, ...]) -> bool:
+    """Whether each key value has at most one output row: all group keys are in the key,
+    or a DISTINCT over exactly the key, or a declared unique_key (verified every build)."""
+    if declared and key == list(declared):
+        return True
+    if not key or not isinstance(top, exp.Select):
+        return False
+    by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
+    key_exprs = [by_name[name] for name in key]
+    group = top.args.get("group")
+    if group is not None:
+        grouped_by = list(group.expressions)
+        if group.args.get("all"):
+            grouped_by = [e for e in by_name.values() if not any(isinstance(n, exp.AggFunc) for n in own_nodes(e))]
+        return all(expression in key_exprs for expression in grouped_by)
+    has_window = any(isinstance(n, exp.Window) for n in own_nodes(top))
+    return bool(top.args.get("distinct")) and not has_window and set(key) == set(by_name)
+
+
 def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> KeyAnalysis:
     try:
         inlined = inline_ctes(qualified)
@@ -177,7 +196,6 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
         return KeyAnalysis(key=None, reason=str(error))
     names = [s.alias_or_name.lower() for s in inlined.selects]
     key = [name for name, ok in zip(names, flags, strict=True) if ok]
-    has_outer = any(isinstance(j, exp.Join) and j.side in ("LEFT", "RIGHT") for j in inlined.find_all(exp.Join))
     top = inlined
     global_aggregate = (
         isinstance(top, exp.Select)
@@ -197,7 +215,7 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
         key=key,
         reason="",
         global_aggregate=global_aggregate,
-        has_outer_join=has_outer,
         subquery_tables=_subquery_tables(inlined),
         inlined=inlined,
+        unique=_key_is_unique(inlined, key, declared_key),
     )

@@ -23,6 +23,7 @@ from sqlorch.execution.statements import (
     create_table_as,
     insert_into,
     null_safe_match,
+    replace_statements,
     select_from,
     with_images,
 )
@@ -86,9 +87,12 @@ def capture_source(
     )
     if first:
         with adapter.transaction():
-            adapter.execute(create_change_log(log, ref, names))
+            creates = [create_change_log(log, ref, names)]
             if spec.unique_key:
-                adapter.execute(create_table_as(shadow_table(ref), select_from(ref, names)))
+                creates.append(create_table_as(shadow_table(ref), select_from(ref, names)))
+            for create in creates:
+                for statement in replace_statements(create, adapter.capabilities):
+                    adapter.execute(statement)
             for statement in save_relation_statements(
                 name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi)
             ):

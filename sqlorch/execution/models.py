@@ -14,6 +14,7 @@ from sqlglot import exp
 from sqlorch.adapters.base import Adapter
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
+from sqlorch.execution.merge import build_key_merge, mark_present
 from sqlorch.execution.statements import (
     changed_rows,
     columns_of,
@@ -194,21 +195,26 @@ def execute_incremental(
     else:
         recomputed = ctx.compiled.physical_sql
         target_match = exp.true()
-    adapter.execute(create_table_as(rows_table, recomputed))
+    merge = keys.unique and bool(key)
+    adapter.execute(create_table_as(rows_table, mark_present(recomputed) if merge else recomputed))
     try:
+        old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
+        new_images = select_from(rows_table, columns)
+        # counted before the transaction: some warehouses run a transaction as one script
+        changed = sum(
+            int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(q.subquery("c")))[0][0])
+            for q in (old_images, new_images)
+        )
         with adapter.transaction():
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-            old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
             adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
-            adapter.execute(
-                insert_into(log, all_columns, with_images(select_from(rows_table, columns), columns, ctx.batch, False))
-            )
-            adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
-            adapter.execute(insert_into(ctx.physical, columns, select_from(rows_table, columns)))
+            adapter.execute(insert_into(log, all_columns, with_images(new_images, columns, ctx.batch, False)))
+            if merge:
+                adapter.execute(build_key_merge(ctx.physical, rows_table, keys_table, key, columns))
+            else:
+                adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
+                adapter.execute(insert_into(ctx.physical, columns, new_images))
             _check_unique_key(adapter, ctx)
-            changed = int(
-                adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0]
-            )
             _bookkeeping(adapter, ctx, "delta", changed, columns)
     finally:
         adapter.execute(drop_table(keys_table))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlorch.adapters.base import Capabilities
 from sqlorch.refs import TableRef
 from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN
 
@@ -46,6 +47,25 @@ def insert_into(table: TableRef, names: list[str], query: exp.Query) -> exp.Inse
 
 def create_table_as(table: TableRef, query: exp.Query, replace: bool = True, view: bool = False) -> exp.Create:
     return exp.Create(this=table.to_table(), kind="VIEW" if view else "TABLE", expression=query, replace=replace)
+
+
+def replace_statements(create: exp.Create, capabilities: Capabilities) -> list[exp.Expr]:
+    """``create`` as the warehouse can run it: ``CREATE OR REPLACE`` where it has one, else
+    ``DROP ... IF EXISTS`` + ``CREATE`` (run both in the caller's transaction). Where views
+    bind their tables early (Postgres), the drop cascades to dependent views; the planner
+    rebuilds those, since a rebuilt table always records a batch its views consume."""
+    if not create.args.get("replace") or capabilities.create_or_replace:
+        return [create]
+    target = create.this.this if isinstance(create.this, exp.Schema) else create.this
+    plain = create.copy()
+    plain.set("replace", False)
+    drop = exp.Drop(
+        tables=[target.copy()],
+        kind=create.args.get("kind") or "TABLE",
+        exists=True,
+        cascade=capabilities.views_bind_early,
+    )
+    return [drop, plain]
 
 
 def create_change_log(log: TableRef, relation: TableRef, names: list[str]) -> exp.Create:

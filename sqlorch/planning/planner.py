@@ -93,8 +93,9 @@ def decide_model(
         )
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
+    strategy = "merge keys" if keys.unique else "delete+insert keys"
     return Decision(
-        "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", "replace keys"
+        "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", strategy
     )
 
 

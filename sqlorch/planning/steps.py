@@ -15,7 +15,7 @@ class Step:
     materialized: str  # "incremental" | "table" | "view" | "seed"
     action: str  # "skip" | "incremental" | "full"
     reason: str
-    strategy: str = ""  # "replace keys" | "rebuild" | "replace view" | ...
+    strategy: str = ""  # "merge keys" | "delete+insert keys" | "rebuild" | "replace view" | ...
     key: list[str] | None = None
     estimated_changed_rows: int | None = None
     estimated_full_rows: int | None = None

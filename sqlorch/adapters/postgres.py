@@ -1,0 +1,145 @@
+"""PostgreSQL through psycopg 3: one autocommit connection per adapter, explicit transactions.
+
+Postgres has transactional DDL, MERGE (15+) and EXCEPT ALL, but no ``CREATE OR REPLACE
+TABLE`` (the renderer drops and creates instead) and its views bind their tables early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import psycopg
+from sqlglot import exp
+
+from sqlorch.adapters.base import Capabilities, redact
+from sqlorch.errors import AdapterError
+from sqlorch.refs import TableRef
+
+# profiles.yml keys that are psycopg/libpq connection parameters (anything else is ignored)
+_CONNECT_KEYS = (
+    "host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
+    "connect_timeout", "application_name", "options", "target_session_attrs",
+)  # fmt: skip
+_DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
+
+
+class PostgresAdapter:
+    dialect: ClassVar[str] = "postgres"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        merge_by_source=True,  # PostgreSQL 17+
+        transactions=True,
+        merge_in_transaction=True,
+        create_or_replace=False,
+        except_all=True,
+        views_bind_early=True,
+    )
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        params = {key: settings[key] for key in _CONNECT_KEYS if settings.get(key) not in (None, "")}
+        params.setdefault("connect_timeout", 10)
+        if "database" in settings and "dbname" not in params:
+            params["dbname"] = settings["database"]
+        self.params = params
+        where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+        try:
+            self.connection = psycopg.connect(**params, autocommit=True)
+        except psycopg.Error as error:
+            raise AdapterError(
+                f"cannot connect to PostgreSQL at {where} as {params.get('user', '(default user)')}: "
+                + redact(str(error), settings),
+                hint="check host, port, dbname, user and password in profiles.yml",
+            ) from None
+
+    def fork(self) -> PostgresAdapter:
+        return PostgresAdapter(self.settings)
+
+    def render(self, statement: exp.Expr) -> str:
+        return statement.sql(dialect=self.dialect)
+
+    def _run(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
+        try:
+            return self.connection.execute(sql, params)  # type: ignore[arg-type]
+        except psycopg.Error as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+
+    def execute(self, statement: exp.Expr) -> int | None:
+        cursor = self._run(self.render(statement))
+        if isinstance(statement, _DML):
+            return cursor.rowcount if cursor.rowcount >= 0 else None
+        return None
+
+    def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
+        return list(self._run(self.render(query)).fetchall())
+
+    def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
+        # pg_attribute with format_type keeps precision (numeric(12,2)) and sees views too
+        rows = self._run(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_catalog.pg_attribute a "
+            "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY a.attnum",
+            (table.schema, table.name),
+        ).fetchall()
+        if not rows:
+            return None
+        return {str(name).lower(): _data_type(str(kind)) for name, kind in rows}
+
+    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        if self.columns(table) is None:
+            return None
+        # row count + exact sum of a 64-bit hash of each row's text form (numeric: no overflow)
+        alias = "t"
+        if columns:
+            packed: exp.Expr = exp.Tuple(expressions=[exp.column(c, table=alias, quoted=True) for c in columns])
+            packed = exp.Anonymous(this="ROW", expressions=packed.expressions)
+        else:
+            packed = exp.column(alias, quoted=True)
+        hashed = exp.Anonymous(
+            this="hashtextextended", expressions=[exp.cast(packed, "TEXT"), exp.Literal.number(0)]
+        )
+        query = exp.select(
+            exp.func("count", exp.Star()),
+            exp.func("coalesce", exp.func("sum", exp.cast(hashed, "DECIMAL")), exp.Literal.number(0)),
+        ).from_(table.to_table(alias=alias))
+        row = self.fetch(query)[0]
+        return f"{row[0]}:{row[1]}"
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(
+            exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True)
+        )
+
+    def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        target = self.render(table.to_table())
+        names = ", ".join(self.render(exp.to_identifier(c, quoted=True)) for c in columns)
+        placeholders = ", ".join("%s" for _ in columns)
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(f"INSERT INTO {target} ({names}) VALUES ({placeholders})", rows)
+        except psycopg.Error as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            with self.connection.transaction():
+                yield
+        except psycopg.Error as error:  # COMMIT itself failed
+            raise AdapterError(redact(str(error), self.settings)) from None
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _data_type(kind: str) -> exp.DataType:
+    try:
+        return exp.DataType.build(kind, dialect="postgres")
+    except Exception:  # a type sqlglot does not know (domains, extensions): keep its name
+        return exp.DataType.build(kind, dialect="postgres", udt=True)
