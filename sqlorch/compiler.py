@@ -181,7 +181,7 @@ def compile_project(
                 try:
                     qualified = item.qualified
                     assert qualified is not None
-                    item.columns = output_schema(qualified, inputs, model.path)
+                    item.columns = output_schema(qualified, inputs, model.path, dialect)
                 except SqlorchError as error:
                     errors.append(error)
                 else:

@@ -15,6 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
 from sqlorch.errors import CompileError
 from sqlorch.refs import TableRef
@@ -23,11 +24,29 @@ Schema = dict[str, str]  # column -> SQL type ("UNKNOWN" where not known)
 SchemaMap = dict[TableRef, Schema]
 
 
-def nested_schema(schemas: SchemaMap) -> dict[str, object]:
-    nested: dict[str, dict[str, dict[str, str]]] = {}
+_TYPES: dict[tuple[str, str], exp.DataType] = {}
+
+
+def _data_type(text: str, dialect: str) -> exp.DataType:
+    """Parsed once per type string: sqlglot would otherwise parse it at every lookup."""
+    found = _TYPES.get((text, dialect))
+    if found is None:
+        try:
+            found = exp.DataType.build(text, dialect=dialect) if text != "UNKNOWN" else exp.DataType.build("unknown")
+        except SqlglotError:
+            found = exp.DataType.build("unknown")
+        _TYPES[(text, dialect)] = found
+    return found
+
+
+def mapping_schema(schemas: SchemaMap, dialect: str) -> MappingSchema:
+    """A sqlglot schema of already normalised (lower-case) names and parsed types."""
+    nested: dict[str, object] = {}
     for ref, columns in schemas.items():
-        nested.setdefault(ref.schema, {})[ref.name] = dict(columns)
-    return dict(nested)
+        tables = nested.setdefault(ref.schema, {})
+        assert isinstance(tables, dict)
+        tables[ref.name] = {name: _data_type(t, dialect) for name, t in columns.items()}
+    return MappingSchema(nested, dialect=dialect, normalize=False)
 
 
 def _read_by(query: exp.Expr, schemas: SchemaMap) -> SchemaMap:
@@ -51,7 +70,7 @@ def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path
     try:
         qualified = qualify(
             query.copy(),
-            schema=nested_schema(_read_by(query, schemas)),
+            schema=mapping_schema(_read_by(query, schemas), dialect),
             dialect=dialect,
             validate_qualify_columns=True,
             quote_identifiers=False,
@@ -68,9 +87,9 @@ def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path
     return qualified
 
 
-def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path) -> Schema:
+def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path, dialect: str = "duckdb") -> Schema:
     """Names and types of a qualified query's output; duplicate names are an error."""
-    annotated = annotate_types(qualified, schema=nested_schema(_read_by(qualified, schemas)))
+    annotated = annotate_types(qualified, schema=mapping_schema(_read_by(qualified, schemas), dialect))
     columns: Schema = {}
     for select in annotated.selects:
         name = select.alias_or_name.lower()
