@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from sqlglot import exp
+from sqlglot.errors import ParseError
 
 from sqlorch.adapters.base import Capabilities, redact
 from sqlorch.errors import AdapterError
@@ -61,7 +62,7 @@ class PostgresAdapter:
 
     def _run(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
         try:
-            return self.connection.execute(sql, params)  # type: ignore[arg-type]
+            return self.connection.execute(sql, params)
         except psycopg.Error as error:
             raise AdapterError(redact(str(error), self.settings)) from None
 
@@ -99,9 +100,7 @@ class PostgresAdapter:
             packed = exp.Anonymous(this="ROW", expressions=packed.expressions)
         else:
             packed = exp.column(alias, quoted=True)
-        hashed = exp.Anonymous(
-            this="hashtextextended", expressions=[exp.cast(packed, "TEXT"), exp.Literal.number(0)]
-        )
+        hashed = exp.Anonymous(this="hashtextextended", expressions=[exp.cast(packed, "TEXT"), exp.Literal.number(0)])
         query = exp.select(
             exp.func("count", exp.Star()),
             exp.func("coalesce", exp.func("sum", exp.cast(hashed, "DECIMAL")), exp.Literal.number(0)),
@@ -141,5 +140,5 @@ class PostgresAdapter:
 def _data_type(kind: str) -> exp.DataType:
     try:
         return exp.DataType.build(kind, dialect="postgres")
-    except Exception:  # a type sqlglot does not know (domains, extensions): keep its name
+    except (ParseError, ValueError):  # a type sqlglot does not know (domains, extensions): keep its name
         return exp.DataType.build(kind, dialect="postgres", udt=True)

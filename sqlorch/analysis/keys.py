@@ -35,6 +35,9 @@ class KeyAnalysis:
     subquery_tables: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) read inside expressions
     inlined: exp.Query | None = None
     unique: bool = False  # at most one output row per key value: the key can drive a MERGE
+    row_preserving: bool = False  # every output row comes from one combination of input rows
+    nullable_tables: set[tuple[str, str]] = field(default_factory=set)  # read on a LEFT JOIN's nullable side
+    occurrences: dict[tuple[str, str], int] = field(default_factory=dict)  # times each table is read
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -182,6 +185,36 @@ def _key_is_unique(top: exp.Query, key: list[str], declared: tuple[str, ...]) ->
     return bool(top.args.get("distinct")) and not has_window and set(key) == set(by_name)
 
 
+def _is_row_preserving(query: exp.Query) -> bool:
+    for node in query.walk():
+        if isinstance(node, (exp.AggFunc, exp.Window, exp.Group, exp.Having, exp.Qualify, exp.Distinct)):
+            return False
+        if isinstance(node, exp.Union) and node.args.get("distinct"):
+            return False
+        if isinstance(node, (exp.Exists, exp.In)) or (
+            isinstance(node, exp.Subquery) and not isinstance(node.parent, (exp.From, exp.Join))
+        ):
+            return False
+    return True
+
+
+def _nullable_tables(query: exp.Query) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for join in query.find_all(exp.Join):
+        if join.side in ("LEFT", "RIGHT", "FULL"):
+            for table in join.this.find_all(exp.Table):
+                found.add((table.db.lower(), table.name.lower()))
+    return found
+
+
+def _occurrences(query: exp.Query) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for table in query.find_all(exp.Table):
+        name = (table.db.lower(), table.name.lower())
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> KeyAnalysis:
     try:
         inlined = inline_ctes(qualified)
@@ -218,4 +251,7 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
         subquery_tables=_subquery_tables(inlined),
         inlined=inlined,
         unique=_key_is_unique(inlined, key, declared_key),
+        row_preserving=_is_row_preserving(inlined),
+        nullable_tables=_nullable_tables(inlined),
+        occurrences=_occurrences(inlined),
     )

@@ -128,8 +128,9 @@ def capture_source(
         ):
             adapter.execute(statement)
         if rows:
-            adapter.execute(add_batch_statement(name, next_batch, "delta", int(rows)))
-    return Captured(batch=next_batch if rows else None, rows=int(rows))
+            kind = "append" if spec.append_only else "delta"
+            adapter.execute(add_batch_statement(name, next_batch, kind, int(rows)))
+    return Captured(batch=next_batch if rows else None, kind="append" if spec.append_only else "delta", rows=int(rows))
 
 
 def _capture_keyed(

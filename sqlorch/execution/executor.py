@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from sqlorch.adapters.base import Adapter
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
-from sqlorch.execution.models import ModelContext, execute_full, execute_incremental
+from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed, execute_seed
 from sqlorch.graph.dag import DAG
-from sqlorch.planning.planner import decide_model, pending_changes
+from sqlorch.planning.planner import INSERT_ONLY, decide_model, pending_changes
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
@@ -66,11 +66,7 @@ class Executor:
 
     def _record_batch(self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int]) -> None:
         with self.lock:
-            self.snapshot.latest_batch[name] = batch
-            if kind == "full":
-                self.snapshot.full_batches.setdefault(name, []).append(batch)
-            else:
-                self.snapshot.delta_rows.setdefault(name, {})[batch] = rows
+            self.snapshot.record_batch(name, batch, kind, rows)
             for input_name, consumed in watermarks.items():
                 self.snapshot.watermarks[(name, input_name)] = consumed
 
@@ -83,9 +79,9 @@ class Executor:
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0)
         batch = self.snapshot.latest_batch.get(name, 0) + 1
-        rows = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
-        if decision.action == "full" or rows:
-            self._record_batch(name, batch, "full" if decision.action == "full" else "delta", rows, {})
+        rows, kind = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
+        if kind == "full" or rows:
+            self._record_batch(name, batch, kind, rows, {})
         return ModelResult(name, "success", decision.action, decision.reason, rows)
 
     def _run_model(self, step: Step) -> ModelResult:
@@ -117,8 +113,9 @@ class Executor:
             rows, kind = execute_full(adapter, ctx, may_diff)
             self._record_batch(name, batch, kind, rows, watermarks)
         else:
-            rows = execute_incremental(adapter, ctx, changes, self.inputs.resolve)
-            self._record_batch(name, batch, "delta", rows, watermarks)
+            run = execute_insert_only if decision.strategy == INSERT_ONLY else execute_incremental
+            rows, kind = run(adapter, ctx, changes, self.inputs.resolve)
+            self._record_batch(name, batch, kind, rows, watermarks)
         with self.lock:
             self.inputs.existing.add(step.ref)
             columns = list(self._adapter().columns(ctx.physical) or {})

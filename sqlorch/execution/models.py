@@ -30,6 +30,7 @@ from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
+from sqlorch.planning.rewrites.substitute_occurrence import keep_only_branches_with, substitute_occurrence
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
     BATCH_COLUMN,
@@ -140,52 +141,95 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
     return rows, kind
 
 
+@dataclass
+class ChangeSources:
+    """The rows a model's changed inputs expose, as subqueries to substitute into it."""
+
+    ctx: ModelContext
+    changes: dict[TableRef, InputChange]
+    resolve: Callable[[exp.Table], TableRef | None]
+
+    def _ref(self, table: exp.Table) -> TableRef:
+        ref = self.resolve(table)
+        assert ref is not None
+        return ref
+
+    def is_changed(self, table: exp.Table) -> bool:
+        ref = self.resolve(table)
+        return ref is not None and ref in self.changes
+
+    def changed(self, table: exp.Table) -> exp.Query:
+        """Old and new images of the pending batches."""
+        ref = self._ref(table)
+        change = self.changes[ref]
+        return changed_rows(change_log(ref), self.ctx.input_columns[ref], change.after, change.upto)
+
+    def everything(self, table: exp.Table) -> exp.Query:
+        """Current rows plus old images: a superset of the input before and after."""
+        ref = self._ref(table)
+        change = self.changes[ref]
+        names = self.ctx.input_columns[ref]
+        old = changed_rows(change_log(ref), names, change.after, change.upto, old_only=True)
+        return exp.union(select_from(self.ctx.physical_of.get(ref, ref), names), old, distinct=False)
+
+
+def _temp_tables(model_ref: TableRef) -> tuple[TableRef, TableRef]:
+    slug = f"{model_ref.schema}__{model_ref.name}"
+    return state_table(f"tmp_keys__{slug}"), state_table(f"tmp_rows__{slug}")
+
+
+def execute_insert_only(
+    adapter: Adapter,
+    ctx: ModelContext,
+    changes: dict[TableRef, InputChange],
+    resolve: Callable[[exp.Table], TableRef | None],
+) -> tuple[int, str]:
+    """Append the model evaluated over the appended input rows (row-preserving models)."""
+    model = ctx.compiled.model
+    assert ctx.compiled.keys.inlined is not None
+    sources = ChangeSources(ctx, changes, resolve)
+    appended, target = substitute_occurrence(
+        ctx.compiled.keys.inlined, 0, sources.is_changed, sources.changed, sources.everything
+    )
+    appended = rename_relations(keep_only_branches_with(appended, target), ctx.physical_of, ctx.default_schema)
+    _, rows_table = _temp_tables(model.ref)
+    columns = list(adapter.columns(ctx.physical) or {})
+    adapter.execute(create_table_as(rows_table, appended))
+    try:
+        new_rows = select_from(rows_table, columns)
+        count = int(adapter.fetch(count_rows(rows_table))[0][0])
+        with adapter.transaction():
+            log_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+            adapter.execute(
+                insert_into(change_log(model.ref), log_columns, with_images(new_rows, columns, ctx.batch, False))
+            )
+            adapter.execute(insert_into(ctx.physical, columns, new_rows))
+            _check_unique_key(adapter, ctx)
+            _bookkeeping(adapter, ctx, "append", count, columns)
+    finally:
+        adapter.execute(drop_table(rows_table))
+    return count, "append"
+
+
 def execute_incremental(
     adapter: Adapter,
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
-) -> int:
+) -> tuple[int, str]:
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     key = keys.key
-    slug = f"{model.ref.schema}__{model.ref.name}"
-    keys_table, rows_table = state_table(f"tmp_keys__{slug}"), state_table(f"tmp_rows__{slug}")
+    keys_table, rows_table = _temp_tables(model.ref)
     columns = list(adapter.columns(ctx.physical) or {})
     log = change_log(model.ref)
-
-    def physical(ref: TableRef) -> TableRef:
-        return ctx.physical_of.get(ref, ref)
-
-    def is_changed(table: exp.Table) -> bool:
-        ref = resolve(table)
-        return ref is not None and ref in changes
-
-    def delta(table: exp.Table) -> exp.Query:
-        ref = resolve(table)
-        assert ref is not None
-        change = changes[ref]
-        return changed_rows(change_log(ref), ctx.input_columns[ref], change.after, change.upto)
-
-    def everything(table: exp.Table) -> exp.Query:
-        ref = resolve(table)
-        assert ref is not None
-        change = changes[ref]
-        names = ctx.input_columns[ref]
-        old = changed_rows(change_log(ref), names, change.after, change.upto, old_only=True)
-        return exp.union(select_from(physical(ref), names), old, distinct=False)
+    sources = ChangeSources(ctx, changes, resolve)
 
     alias = exp.to_identifier("k")
     keys_ref = keys_table.to_table(alias=alias.name)
     if key:
-        affected = build_affected_keys(
-            keys.inlined,
-            key,
-            is_changed,
-            delta,
-            everything,
-        )
+        affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
         adapter.execute(create_table_as(keys_table, affected))
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
@@ -201,10 +245,11 @@ def execute_incremental(
         old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
         new_images = select_from(rows_table, columns)
         # counted before the transaction: some warehouses run a transaction as one script
-        changed = sum(
+        old_count, new_count = (
             int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(q.subquery("c")))[0][0])
             for q in (old_images, new_images)
         )
+        kind = "delta" if old_count else "append"
         with adapter.transaction():
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
@@ -215,8 +260,8 @@ def execute_incremental(
                 adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
                 adapter.execute(insert_into(ctx.physical, columns, new_images))
             _check_unique_key(adapter, ctx)
-            _bookkeeping(adapter, ctx, "delta", changed, columns)
+            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
     finally:
         adapter.execute(drop_table(keys_table))
         adapter.execute(drop_table(rows_table))
-    return changed
+    return old_count + new_count, kind

@@ -50,8 +50,8 @@ def _normal(value: Any) -> Any:
 
 def execute_seed(
     adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision, state: RelationState | None, next_batch: int
-) -> int:
-    """Load or update one seed; returns the number of rows loaded or changed."""
+) -> tuple[int, str]:
+    """Load or update one seed; returns the rows loaded or changed and the batch kind."""
     types, rows = read_seed(seed.path)
     names = list(types)
     fingerprint = seed_fingerprint(seed.path)
@@ -79,8 +79,9 @@ def execute_seed(
             for statement in save_relation_statements(str(seed.ref), record):
                 adapter.execute(statement)
             if removed or added:
-                adapter.execute(add_batch_statement(str(seed.ref), next_batch, "delta", len(removed) + len(added)))
-        return len(removed) + len(added)
+                kind = "delta" if removed else "append"
+                adapter.execute(add_batch_statement(str(seed.ref), next_batch, kind, len(removed) + len(added)))
+        return len(removed) + len(added), "delta" if removed else "append"
     with adapter.transaction():
         adapter.execute(_create_typed(physical, types))
         adapter.insert_rows(physical, names, rows)
@@ -88,4 +89,4 @@ def execute_seed(
         for statement in save_relation_statements(str(seed.ref), record):
             adapter.execute(statement)
         adapter.execute(add_batch_statement(str(seed.ref), next_batch, "full", len(rows)))
-    return len(rows)
+    return len(rows), "full"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.compiler import CompiledModel
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import StateSnapshot
 
+INSERT_ONLY = "insert new rows"
 REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
 
 
@@ -26,6 +28,7 @@ class InputChange:
     upto: int
     rows: int
     full: bool  # a batch in the range is "everything changed"
+    appends_only: bool = False  # every batch in the range holds only new rows
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,27 @@ def pending_changes(snapshot: StateSnapshot, consumer: str, inputs: list[TableRe
             upto=upto,
             rows=snapshot.pending_rows(str(ref), after, upto),
             full=snapshot.has_full_batch(str(ref), after, upto),
+            appends_only=snapshot.only_appends(str(ref), after, upto),
         )
     return changes
+
+
+def _mentions(tables: set[tuple[str, str]], ref: TableRef) -> bool:
+    return (ref.schema, ref.name) in tables or ("", ref.name) in tables
+
+
+def insert_only(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """New output rows are exactly the model over the new input rows: a row-preserving
+    model, one changed input read once, not on the nullable side of a LEFT JOIN, and
+    that input only appended to."""
+    if not keys.row_preserving or len(changes) != 1:
+        return False
+    ((ref, change),) = changes.items()
+    return (
+        change.appends_only
+        and not _mentions(keys.nullable_tables, ref)
+        and keys.occurrences.get((ref.schema, ref.name), 0) + keys.occurrences.get(("", ref.name), 0) == 1
+    )
 
 
 def decide_model(
@@ -81,7 +103,7 @@ def decide_model(
     full_inputs = sorted(str(r) for r, c in changes.items() if c.full)
     if full_inputs:
         return Decision("full", f"{', '.join(full_inputs)} changed as a whole (rebuilt, or no change capture)", rebuild)
-    in_subquery = sorted(str(r) for r in changes if (r.schema, r.name) in keys.subquery_tables)
+    in_subquery = sorted(str(r) for r in changes if _mentions(keys.subquery_tables, r))
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
     changed_rows = sum(c.rows for c in changes.values())
@@ -91,6 +113,8 @@ def decide_model(
             f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
             rebuild,
         )
+    if insert_only(keys, changes):
+        return Decision("incremental", f"{changed_names} appended rows; the model keeps rows one for one", INSERT_ONLY)
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
     strategy = "merge keys" if keys.unique else "delete+insert keys"
@@ -114,7 +138,10 @@ def predicted_changes(
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
         full = step.action == "full" or (current.full if current else False)
-        changes[ref] = InputChange(after=after, upto=after + 1, rows=current.rows if current else 0, full=full)
+        appends = step.strategy == INSERT_ONLY and (current.appends_only if current else True)
+        changes[ref] = InputChange(
+            after=after, upto=after + 1, rows=current.rows if current else 0, full=full, appends_only=appends
+        )
     return changes
 
 

@@ -4,8 +4,8 @@ Tables (all in ``_sqlorch``):
 
 - ``relations``: per model/seed/source its fingerprint (compiled SQL or content),
   output columns and key (JSON), and for sources the capture cursor.
-- ``batches``: every change set a relation produced: ``kind`` is ``delta`` (rows in its
-  change log) or ``full`` (consumers must rebuild).
+- ``batches``: every change set a relation produced: ``kind`` is ``append`` (only new
+  rows in its change log), ``delta`` (old and new images) or ``full`` (consumers rebuild).
 - ``watermarks``: per consumer and input, the last batch consumed.
 - ``runs``: one row per model per build.
 - ``chg__<schema>__<name>``: a relation's change log: its columns plus ``_sqlorch_batch``
@@ -79,6 +79,7 @@ class StateSnapshot:
     latest_batch: dict[str, int] = field(default_factory=dict)
     full_batches: dict[str, list[int]] = field(default_factory=dict)
     delta_rows: dict[str, dict[int, int]] = field(default_factory=dict)
+    append_batches: dict[str, set[int]] = field(default_factory=dict)  # batches holding only new rows
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def pending(self, consumer: str, input_name: str) -> tuple[int, int] | None:
@@ -89,6 +90,22 @@ class StateSnapshot:
 
     def has_full_batch(self, input_name: str, after: int, upto: int) -> bool:
         return any(after < batch <= upto for batch in self.full_batches.get(input_name, []))
+
+    def only_appends(self, input_name: str, after: int, upto: int) -> bool:
+        appended = self.append_batches.get(input_name, set())
+        return all(batch in appended for batch in range(after + 1, upto + 1) if self._exists(input_name, batch))
+
+    def _exists(self, input_name: str, batch: int) -> bool:
+        return batch in self.delta_rows.get(input_name, {}) or batch in self.full_batches.get(input_name, [])
+
+    def record_batch(self, name: str, batch: int, kind: str, rows: int) -> None:
+        self.latest_batch[name] = max(batch, self.latest_batch.get(name, 0))
+        if kind == "full":
+            self.full_batches.setdefault(name, []).append(batch)
+        else:
+            self.delta_rows.setdefault(name, {})[batch] = rows
+            if kind == "append":
+                self.append_batches.setdefault(name, set()).add(batch)
 
     def pending_rows(self, input_name: str, after: int, upto: int) -> int:
         return sum(rows for batch, rows in self.delta_rows.get(input_name, {}).items() if after < batch <= upto)
@@ -127,12 +144,7 @@ def load_snapshot(adapter: Adapter) -> StateSnapshot:
             cursor_hi=cursor_hi,
         )
     for relation, batch, kind, rows in adapter.fetch(_select_all("batches")):
-        batch = int(batch)
-        snapshot.latest_batch[relation] = max(batch, snapshot.latest_batch.get(relation, 0))
-        if kind == "full":
-            snapshot.full_batches.setdefault(relation, []).append(batch)
-        else:
-            snapshot.delta_rows.setdefault(relation, {})[batch] = int(rows or 0)
+        snapshot.record_batch(relation, int(batch), kind, int(rows or 0))
     for consumer, input_name, batch in adapter.fetch(_select_all("watermarks")):
         snapshot.watermarks[(consumer, input_name)] = int(batch)
     return snapshot

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sqlorch.analysis.keys import anchors, own_nodes
+from sqlorch.planning.rewrites.substitute_occurrence import count_occurrences, substitute_occurrence
 
 
 def _left_join_crossings(node: exp.Expr) -> list[exp.Join]:
@@ -85,22 +86,10 @@ def build_affected_keys(
     all_rows: Callable[[exp.Table], exp.Query],
 ) -> exp.Query:
     def substituted(index: int) -> tuple[exp.Query, exp.Expr]:
-        copy = inlined.copy()
-        tables = [t for t in copy.find_all(exp.Table) if is_changed(t)]
-        target: exp.Expr | None = None
-        for position, table in enumerate(tables):
-            rows = changed_rows(table) if position == index else all_rows(table)
-            alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name))
-            replacement = exp.Subquery(this=rows, alias=alias)
-            table.replace(replacement)
-            if position == index:
-                target = replacement
-        assert target is not None
-        return copy, target
+        return substitute_occurrence(inlined, index, is_changed, changed_rows, all_rows)
 
     branches: list[exp.Query] = []
-    occurrences = sum(1 for t in inlined.find_all(exp.Table) if is_changed(t))
-    for index in range(occurrences):
+    for index in range(count_occurrences(inlined, is_changed)):
         copy, target = substituted(index)
         crossings = _left_join_crossings(target)
         variants = [copy]

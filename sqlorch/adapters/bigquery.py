@@ -1,0 +1,215 @@
+"""BigQuery through google-cloud-bigquery: schemas are datasets of the configured project.
+
+Transactions: BigQuery's ``BEGIN TRANSACTION ... COMMIT TRANSACTION`` must sit in one
+script, and cannot hold ``CREATE TABLE`` (only temporary tables) on the real service, while
+sqlorch's runners create tables and read their own writes inside ``transaction()``.
+So this adapter declares ``transactions=False``: ``transaction()`` runs each statement at
+once, in order, without atomicity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from google.api_core import exceptions as google_exceptions
+from google.auth import exceptions as auth_exceptions
+from google.cloud import bigquery
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from sqlorch.adapters.base import Capabilities, redact
+from sqlorch.errors import AdapterError
+from sqlorch.refs import TableRef
+
+_DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
+_BATCH = 500  # rows per INSERT ... VALUES statement
+_MAX31 = 2147483647
+# legacy type names the REST API reports -> GoogleSQL names sqlglot knows
+_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+_ERRORS: tuple[type[Exception], ...] = (
+    google_exceptions.GoogleAPIError,
+    auth_exceptions.GoogleAuthError,
+    OSError,  # requests' ConnectionError is an OSError
+)
+
+
+class BigQueryAdapter:
+    dialect: ClassVar[str] = "bigquery"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        merge_by_source=True,
+        transactions=False,
+        merge_in_transaction=True,
+        time_travel=True,  # FOR SYSTEM_TIME AS OF
+        create_or_replace=True,
+        rename_table=False,  # bqemulator: ALTER TABLE RENAME changes the data, not the catalog
+        except_all=False,
+        transactional_ddl=False,
+        read_own_writes=True,  # statements run at once (transactions=False)
+    )
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.project = str(settings.get("project") or "")
+        self.location = settings.get("location") or None
+        self.timeout = float(settings.get("timeout") or 300)
+        endpoint = settings.get("api_endpoint") or None
+        self.where = endpoint or "bigquery.googleapis.com"
+        keyfile = settings.get("keyfile") or None
+        kwargs: dict[str, Any] = {"project": self.project or None, "location": self.location}
+        try:
+            if keyfile:
+                from google.oauth2 import service_account
+
+                kwargs["credentials"] = service_account.Credentials.from_service_account_file(str(keyfile))
+            elif endpoint:
+                # a local endpoint (the bqemulator stand-in) takes no credentials
+                from google.auth.credentials import AnonymousCredentials
+
+                kwargs["credentials"] = AnonymousCredentials()
+            if endpoint:
+                kwargs["client_options"] = {"api_endpoint": endpoint}
+            self.client = bigquery.Client(**kwargs)
+        except (*_ERRORS, ValueError) as error:  # type: ignore[misc]
+            source = f"keyfile {keyfile}" if keyfile else "application-default credentials"
+            raise AdapterError(
+                f"cannot connect to BigQuery at {self.where} (project {self.project}) with {source}: "
+                + redact(str(error), settings),
+                hint="check project and keyfile in profiles.yml (empty keyfile: gcloud auth application-default login)",
+            ) from None
+        self.project = self.project or str(self.client.project)
+
+    def fork(self) -> BigQueryAdapter:
+        return BigQueryAdapter(self.settings)
+
+    def render(self, statement: exp.Expr) -> str:
+        if isinstance(statement, (exp.Delete, exp.Update)) and not statement.args.get("where"):
+            # BigQuery requires a WHERE clause on DELETE and UPDATE
+            statement = statement.copy().where(exp.true())
+        return statement.sql(dialect=self.dialect)
+
+    def _error(self, error: BaseException) -> AdapterError:
+        message = getattr(error, "message", None) or str(error)
+        if isinstance(error, google_exceptions.RetryError):  # unreachable endpoint, retried until timeout
+            message = f"cannot reach BigQuery at {self.where}: {message} (last error: {error.cause})"
+        elif isinstance(error, OSError):
+            message = f"cannot reach BigQuery at {self.where}: {message}"
+        return AdapterError(redact(str(message), self.settings))
+
+    def _query(self, sql: str) -> bigquery.QueryJob:
+        try:
+            job = self.client.query(
+                sql,
+                location=self.location,
+                retry=bigquery.DEFAULT_RETRY.with_timeout(self.timeout),
+                job_retry=None,
+            )
+            job.result(timeout=self.timeout)
+            return job
+        except _ERRORS as error:
+            raise self._error(error) from None
+
+    def execute(self, statement: exp.Expr) -> int | None:
+        job = self._query(self.render(statement))
+        if isinstance(statement, _DML):
+            return job.num_dml_affected_rows
+        return None
+
+    def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
+        job = self._query(self.render(query))
+        try:
+            return [tuple(row.values()) for row in job.result()]
+        except _ERRORS as error:
+            raise self._error(error) from None
+
+    def _table_id(self, table: TableRef) -> str:
+        return f"{table.catalog or self.project}.{table.schema}.{table.name}"
+
+    def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
+        try:
+            found = self.client.get_table(
+                self._table_id(table), retry=bigquery.DEFAULT_RETRY.with_timeout(self.timeout)
+            )
+        except google_exceptions.NotFound:
+            return None
+        except _ERRORS as error:
+            raise self._error(error) from None
+        if not found.schema:
+            return None
+        return {field.name.lower(): _data_type(field) for field in found.schema}
+
+    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        if self.columns(table) is None:
+            return None
+        # FARM_FINGERPRINT of the row's JSON text: XOR (order-independent) plus the sum of its
+        # low 31 bits (so a duplicated row counts); both exact in INT64.
+        row: exp.Expr = (
+            exp.Anonymous(this="STRUCT", expressions=[exp.column(c, table="t", quoted=True) for c in columns])
+            if columns
+            else exp.column("t")
+        )
+        hashed = exp.Anonymous(
+            this="FARM_FINGERPRINT", expressions=[exp.Anonymous(this="TO_JSON_STRING", expressions=[row])]
+        )
+        query = exp.select(
+            exp.func("count", exp.Star()),
+            exp.func("coalesce", exp.Anonymous(this="BIT_XOR", expressions=[hashed]), exp.Literal.number(0)),
+            exp.func(
+                "coalesce",
+                exp.func("sum", exp.BitwiseAnd(this=hashed.copy(), expression=exp.Literal.number(_MAX31))),
+                exp.Literal.number(0),
+            ),
+        ).from_(table.to_table(alias="t"))
+        count, xor, total = self.fetch(query)[0]
+        return f"{count}:{xor}:{total}"
+
+    def ensure_schema(self, schema: str) -> None:
+        dataset = bigquery.Dataset(f"{self.project}.{schema}")
+        if self.location:
+            dataset.location = self.location
+        try:
+            self.client.create_dataset(dataset, exists_ok=True, retry=bigquery.DEFAULT_RETRY.with_timeout(self.timeout))
+        except _ERRORS as error:
+            raise self._error(error) from None
+
+    def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """INSERT ... VALUES in batches: bqemulator rejects load_table_from_json (multipart
+        upload with Content-Type '*/*'), and streaming inserts would sit in a buffer that DML
+        cannot touch on the real service."""
+        if not rows:
+            return
+        types = self.columns(table) or {}
+
+        def literal(value: Any, column: str) -> exp.Expr:
+            kind = types.get(column.lower())
+            converted = exp.convert(str(value)) if type(value).__name__ == "Decimal" else exp.convert(value)
+            return exp.cast(converted, kind.copy()) if kind is not None else converted
+
+        for start in range(0, len(rows), _BATCH):
+            batch = rows[start : start + _BATCH]
+            values = exp.Values(
+                expressions=[
+                    exp.Tuple(expressions=[literal(v, c) for v, c in zip(row, columns, strict=True)]) for row in batch
+                ]
+            )
+            self.execute(
+                exp.insert(values, table.to_table(), columns=[exp.to_identifier(c, quoted=True) for c in columns])
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield  # no atomicity here: see the module docstring (capabilities.transactions is False)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _data_type(field: bigquery.SchemaField) -> exp.DataType:
+    kind = _TYPES.get(field.field_type.upper(), field.field_type.upper())
+    if field.mode == "REPEATED":
+        kind = f"ARRAY<{kind}>"
+    try:
+        return exp.DataType.build(kind, dialect="bigquery")
+    except (ParseError, ValueError):
+        return exp.DataType.build(kind, dialect="bigquery", udt=True)

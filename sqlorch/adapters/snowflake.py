@@ -1,0 +1,213 @@
+"""Snowflake through snowflake-connector-python: one session per adapter, explicit transactions.
+
+Identifier case: sqlorch's names are lower case and case-insensitive; Snowflake folds
+unquoted identifiers to upper case. The adapter therefore renders every quoted identifier
+that is all lower case in upper case (``"marts"."daily"`` -> ``"MARTS"."DAILY"``), the same
+object an unquoted ``marts.daily`` in a model or a user's query finds. Identifiers with any
+upper-case letter are left as written (the user quoted them on purpose).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import snowflake.connector
+from snowflake.connector.errors import Error as SnowflakeError
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from sqlorch.adapters.base import Capabilities, redact
+from sqlorch.errors import AdapterError
+from sqlorch.refs import TableRef
+
+_NOT_CONNECT_KEYS = {"threads", "type", "schema_prefix"}
+_DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
+_DDL = (exp.Create, exp.Drop, exp.Alter)
+_MAX63 = 9223372036854775807  # keep hashes non-negative 64-bit (see fingerprint)
+_MAX31 = 2147483647
+
+
+class SnowflakeAdapter:
+    dialect: ClassVar[str] = "snowflake"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        merge_by_source=False,
+        transactions=True,
+        merge_in_transaction=False,  # fakesnow: MERGE inside BEGIN ... COMMIT fails (see README quirks)
+        time_travel=False,  # real Snowflake has AT(OFFSET => ...); fakesnow does not
+        create_or_replace=True,
+        except_all=False,
+        # Snowflake runs every DDL statement as its own transaction and commits the open one
+        # first: a CREATE TABLE inside BEGIN ... COMMIT is not rolled back with it.
+        transactional_ddl=False,
+    )
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        params = {key: value for key, value in settings.items() if key not in _NOT_CONNECT_KEYS and value != ""}
+        # Without a network_timeout the connector retries an HTTP 500 for ever (seen against
+        # fakesnow); a bounded default turns that into an error.
+        params.setdefault("network_timeout", 300)
+        params.setdefault("login_timeout", 60)
+        self.params = params
+        self.in_transaction = False
+        account = params.get("account", "?")
+        where = (
+            f"{params['host']}:{params.get('port', 443)}" if params.get("host") else f"{account}.snowflakecomputing.com"
+        )
+        try:
+            self.connection = snowflake.connector.connect(**params)
+        except SnowflakeError as error:
+            raise AdapterError(
+                f"cannot connect to Snowflake at {where} (account {account}) as {params.get('user', '?')}: "
+                + redact(str(error), settings),
+                hint="check account, user, password/private_key_file, role and warehouse in profiles.yml",
+            ) from None
+        except (OSError, ValueError, TypeError) as error:  # e.g. an unreadable private_key_file
+            raise AdapterError(
+                f"cannot connect to Snowflake at {where}: {type(error).__name__}: {redact(str(error), settings)}"
+            ) from None
+
+    def fork(self) -> SnowflakeAdapter:
+        return SnowflakeAdapter(self.settings)
+
+    def render(self, statement: exp.Expr) -> str:
+        def upper(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Identifier) and node.quoted and node.name == node.name.lower():
+                return exp.Identifier(this=node.name.upper(), quoted=True)
+            return node
+
+        return statement.transform(upper).sql(dialect=self.dialect)
+
+    def _run(self, sql: str, params: Any = None) -> Any:
+        try:
+            cursor = self.connection.cursor()
+            cursor.execute(sql, params)
+            return cursor
+        except SnowflakeError as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+
+    def execute(self, statement: exp.Expr) -> int | None:
+        if self.in_transaction and isinstance(statement, _DDL):
+            # Real Snowflake commits the open transaction before a DDL statement and runs the DDL
+            # on its own; done explicitly here because fakesnow instead fails a typed
+            # CREATE TABLE inside BEGIN (HTTP 500: "a single transaction can only write to a
+            # single attached database", its catalog lives in another one) and then silently
+            # drops the transaction's earlier writes at COMMIT. (capabilities.transactional_ddl)
+            self._run("COMMIT")
+            try:
+                self._run(self.render(statement))
+            finally:
+                self._run("BEGIN")
+            return None
+        cursor = self._run(self.render(statement))
+        if isinstance(statement, _DML):
+            return int(cursor.rowcount) if cursor.rowcount is not None and cursor.rowcount >= 0 else None
+        return None
+
+    def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
+        cursor = self._run(self.render(query))
+        try:
+            return [tuple(row) for row in cursor.fetchall()]
+        except SnowflakeError as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+
+    def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
+        schema_table = exp.table_("COLUMNS", db="INFORMATION_SCHEMA", catalog=table.catalog)
+        query = (
+            exp.select("column_name", "data_type", "numeric_precision", "numeric_scale")
+            .from_(schema_table)
+            .where(exp.column("table_schema").eq(exp.Literal.string(_fold(table.schema))))
+            .where(exp.column("table_name").eq(exp.Literal.string(_fold(table.name))))
+            .order_by("ordinal_position")
+        )
+        rows = self.fetch(query)
+        if not rows:
+            return None
+        return {str(name).lower(): _data_type(str(kind), precision, scale) for name, kind, precision, scale in rows}
+
+    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        present = self.columns(table)
+        if present is None:
+            return None
+        # HASH_AGG is Snowflake's own order-independent hash, but fakesnow lacks it, and fakesnow's
+        # HASH is DuckDB's unsigned 64-bit hash, which fails to encode when >= 2^63 (HTTP 500).
+        # Portable and exact on both: XOR of the hash masked to 63 bits, plus the sum of its low
+        # 31 bits (the XOR alone cannot see a row added twice).
+        hashed = exp.Anonymous(
+            this="HASH", expressions=[exp.column(c, table="t", quoted=True) for c in (columns or list(present))]
+        )
+
+        def masked(mask: int) -> exp.Expr:
+            return exp.Anonymous(this="BITAND", expressions=[hashed.copy(), exp.Literal.number(mask)])
+
+        query = exp.select(
+            exp.func("count", exp.Star()),
+            exp.func("coalesce", exp.Anonymous(this="BITXOR_AGG", expressions=[masked(_MAX63)]), exp.Literal.number(0)),
+            exp.func(
+                "coalesce",
+                # fakesnow: SUM over integers comes back as a float; the cast makes it exact again
+                exp.cast(exp.func("sum", masked(_MAX31)), exp.DataType.build("DECIMAL(38, 0)")),
+                exp.Literal.number(0),
+            ),
+        ).from_(table.to_table(alias="t"))
+        count, xor, total = self.fetch(query)[0]
+        return f"{count}:{xor}:{total}"
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(
+            exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True)
+        )
+
+    def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        target = self.render(table.to_table())
+        names = ", ".join(self.render(exp.to_identifier(c, quoted=True)) for c in columns)
+        placeholders = ", ".join("%s" for _ in columns)
+        try:
+            cursor = self.connection.cursor()
+            cursor.executemany(f"INSERT INTO {target} ({names}) VALUES ({placeholders})", rows)
+        except SnowflakeError as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.in_transaction:  # nested: part of the enclosing transaction
+            yield
+            return
+        self._run("BEGIN")
+        self.in_transaction = True
+        try:
+            yield
+        except BaseException:
+            try:
+                self._run("ROLLBACK")
+            except AdapterError:
+                pass  # the original error is the one to report
+            raise
+        else:
+            self._run("COMMIT")
+        finally:
+            self.in_transaction = False
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except SnowflakeError:
+            pass
+
+
+def _fold(name: str) -> str:
+    """The stored name of an identifier as this adapter renders it (see the module docstring)."""
+    return name.upper() if name == name.lower() else name
+
+
+def _data_type(kind: str, precision: Any, scale: Any) -> exp.DataType:
+    if kind.upper() in ("NUMBER", "DECIMAL", "NUMERIC") and precision is not None:
+        kind = f"NUMBER({int(precision)}, {int(scale or 0)})"
+    try:
+        return exp.DataType.build(kind, dialect="snowflake")
+    except (ParseError, ValueError):
+        return exp.DataType.build(kind, dialect="snowflake", udt=True)
