@@ -63,9 +63,7 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(MACROS)
 
 
-def event_attribute_exprs(
-    idx: str, seed: int, stream: str, n_users: str
-) -> dict[str, str]:
+def event_attribute_exprs(idx: str, seed: int, stream: str, n_users: str) -> dict[str, str]:
     """SQL expressions for user_id, country and amount of the event with index ``idx``.
 
     ``stream`` separates the random streams of the initial load and of each delta;
@@ -79,9 +77,7 @@ def event_attribute_exprs(
         return f"bench_h({idx}, {salt(seed, stream, name)})"
 
     countries = sql_list(COUNTRIES)
-    pick = (
-        f"{countries}[1 + CAST(floor(20 * {u('country')} * {u('country')}) AS INTEGER)]"
-    )
+    pick = f"{countries}[1 + CAST(floor(20 * {u('country')} * {u('country')}) AS INTEGER)]"
     user_id = f"""CASE
             WHEN {u("user_null")} < 0.001 THEN NULL
             -- 70% uniform over all users, 30% skewed toward low ids (heavy users)
@@ -180,9 +176,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--db",
         type=Path,
@@ -220,14 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    timings = generate(
-        args.db, args.events, args.users, args.seed, args.storage_version, args.threads
-    )
+    timings = generate(args.db, args.events, args.users, args.seed, args.storage_version, args.threads)
     total = time.perf_counter() - t0
     parts = ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-    print(
-        f"wrote {args.db}: {args.events} events, {args.users} users (seed {args.seed}) in {total:.2f}s ({parts})"
-    )
+    print(f"wrote {args.db}: {args.events} events, {args.users} users (seed {args.seed}) in {total:.2f}s ({parts})")
     return 0
 
 

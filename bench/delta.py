@@ -59,20 +59,14 @@ def apply_delta(
                 updated_users BIGINT, applied_at TIMESTAMP
             )
         """)
-        done = con.execute(
-            "SELECT count(*) FROM bench_meta.delta_log WHERE step = ?", [step]
-        ).fetchone()
+        done = con.execute("SELECT count(*) FROM bench_meta.delta_log WHERE step = ?", [step]).fetchone()
         if done and done[0] and not force:
-            raise SystemExit(
-                f"delta step {step} was already applied to {db} (use --force to apply it again)"
-            )
+            raise SystemExit(f"delta step {step} was already applied to {db} (use --force to apply it again)")
 
         stats = con.execute("""
             SELECT count(*), max(event_id), CAST(max(ts) AS DATE), max(_loaded_at) FROM raw.events
         """).fetchone()
-        n_users_row = con.execute(
-            "SELECT count(*), max(user_id) FROM raw.users"
-        ).fetchone()
+        n_users_row = con.execute("SELECT count(*), max(user_id) FROM raw.users").fetchone()
         assert stats is not None and n_users_row is not None
         n_events, max_id, max_day, max_loaded = stats
         n_users, max_user = n_users_row
@@ -150,18 +144,14 @@ def apply_delta(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--db",
         type=Path,
         required=True,
         help="DuckDB file holding raw.events and raw.users",
     )
-    parser.add_argument(
-        "--step", type=int, default=1, help="delta step number (default 1)"
-    )
+    parser.add_argument("--step", type=int, default=1, help="delta step number (default 1)")
     parser.add_argument(
         "--seed",
         type=int,
@@ -180,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.001,
         help="users whose plan changes / users",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="apply a step that was already applied"
-    )
+    parser.add_argument("--force", action="store_true", help="apply a step that was already applied")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     summary = apply_delta(

@@ -91,17 +91,11 @@ class Tool:
     project: Path
     bin: Path  # folder of the tool's executables
     data_python: Path  # interpreter whose duckdb reads and writes this tool's file
-    commands: dict[
-        str, list[str]
-    ]  # scenario -> argv template; a missing scenario is skipped
+    commands: dict[str, list[str]]  # scenario -> argv template; a missing scenario is skipped
     env: dict[str, str] = field(default_factory=dict)
     profiles_yml: str | None = None  # template for {profiles}/profiles.yml
-    verify_map: dict[str, str] = field(
-        default_factory=dict
-    )  # model -> relation, if it differs
-    storage_version: str | None = (
-        None  # DuckDB STORAGE_VERSION for the raw file, if needed
-    )
+    verify_map: dict[str, str] = field(default_factory=dict)  # model -> relation, if it differs
+    storage_version: str | None = None  # DuckDB STORAGE_VERSION for the raw file, if needed
     notes: str = ""
 
 
@@ -216,13 +210,9 @@ def setup(names: list[str], force: bool = False) -> None:
         print(f"{vdir}: creating with {' '.join(pins)}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(vdir)], check=True)
         py = str(vdir / "bin" / "python")
-        subprocess.run(
-            [py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True
-        )
+        subprocess.run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
         subprocess.run([py, "-m", "pip", "install", "--quiet", *pins], check=True)
-        freeze = subprocess.run(
-            [py, "-m", "pip", "freeze"], check=True, capture_output=True, text=True
-        ).stdout
+        freeze = subprocess.run([py, "-m", "pip", "freeze"], check=True, capture_output=True, text=True).stdout
         (vdir / "bench-freeze.txt").write_text(freeze)
         marker.write_text("\n".join(pins) + "\n")
         print(f"{vdir}: ok", flush=True)
@@ -240,6 +230,8 @@ class Measurement:
     peak_rss_mb: float
     returncode: int
     log: str
+    cpu_seconds: float = 0.0  # user + system CPU of the command's tree: steadier than wall time on a busy machine
+    load_before: float = 0.0  # 1-minute load average when the command started (others' work skews wall time)
 
 
 @dataclass
@@ -251,24 +243,28 @@ class Check:
     wrong: dict[str, dict[str, object]]  # model -> counts, for models that differ
 
 
-def run_measured(
-    argv: list[str], env: dict[str, str], cwd: Path, log: Path
-) -> tuple[float, float, int]:
-    """Run argv; returns (wall seconds, peak RSS in MB of the largest process of its tree, exit code)."""
+@dataclass
+class Usage:
+    seconds: float  # wall clock
+    peak_rss_mb: float  # largest resident set of any one process of the tree
+    cpu_seconds: float  # user + system, whole tree
+    returncode: int
+
+
+def run_measured(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Usage:
+    """Run argv with its output going to ``log``, and measure it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         out.write("$ " + shlex.join(argv) + "\n")
         out.flush()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         # wait4's rusage covers the child and every descendant it waited for;
         # ru_maxrss is the largest resident set of any one of them, in KiB on Linux.
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024.0, proc.returncode
+    return Usage(seconds, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime, proc.returncode)
 
 
 def data_call(python: Path, script: str, *args: str, env: dict[str, str]) -> str:
@@ -279,13 +275,9 @@ def data_call(python: Path, script: str, *args: str, env: dict[str, str]) -> str
         text=True,
         check=False,
     )
-    allowed = (
-        (0, 1) if script == "verify.py" else (0,)
-    )  # verify.py exits 1 on a mismatch
+    allowed = (0, 1) if script == "verify.py" else (0,)  # verify.py exits 1 on a mismatch
     if res.returncode not in allowed:
-        raise RuntimeError(
-            f"{script} {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
-        )
+        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
     return res.stdout
 
 
@@ -307,25 +299,17 @@ def clock(python: Path, db: Path) -> tuple[str, str]:
         "r = c.execute(\"SELECT date_trunc('hour', max(_loaded_at)) + INTERVAL 1 HOUR FROM raw.events\").fetchone()\n"
         "print(r[0].isoformat(sep=' '))\n"
     )
-    res = subprocess.run(
-        [str(python), "-c", code, str(db)], capture_output=True, text=True, check=True
-    )
+    res = subprocess.run([str(python), "-c", code, str(db)], capture_output=True, text=True, check=True)
     now = datetime.datetime.fromisoformat(res.stdout.strip())
     today = datetime.datetime.combine(now.date(), datetime.time())
     return now.strftime("%Y-%m-%d %H:%M:%S"), today.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def base_database(
-    tool: Tool, events: int, users: int, seed: int, env: dict[str, str]
-) -> Path:
+def base_database(tool: Tool, events: int, users: int, seed: int, env: dict[str, str]) -> Path:
     """Raw tables for this scale, generated once per DuckDB release (the file format differs)."""
     version = duckdb_version(tool.data_python)
     suffix = f"-{tool.storage_version}" if tool.storage_version else ""
-    path = (
-        bench_dir()
-        / "data"
-        / f"raw-e{events}-u{users}-s{seed}-duckdb{version}{suffix}.duckdb"
-    )
+    path = bench_dir() / "data" / f"raw-e{events}-u{users}-s{seed}-duckdb{version}{suffix}.duckdb"
     if not path.exists():
         tmp = path.with_suffix(".tmp.duckdb")
         tmp.unlink(missing_ok=True)
@@ -349,9 +333,7 @@ def base_database(
     return path
 
 
-def verify_tables(
-    tool: Tool, db: Path, out: Path, env: dict[str, str]
-) -> tuple[bool, dict[str, dict[str, object]]]:
+def verify_tables(tool: Tool, db: Path, out: Path, env: dict[str, str]) -> tuple[bool, dict[str, dict[str, object]]]:
     args = ["--db", str(db), "--json", str(out)]
     for model, rel in tool.verify_map.items():
         args += ["--map", f"{model}={rel}"]
@@ -388,9 +370,7 @@ class RunFolder:
     verify: bool
 
 
-def prepare_run(
-    tool: Tool, base: Path, events: int, r: int, env: dict[str, str], verify: bool
-) -> RunFolder:
+def prepare_run(tool: Tool, base: Path, events: int, r: int, env: dict[str, str], verify: bool) -> RunFolder:
     work = bench_dir() / "work" / f"{tool.name}-e{events}" / f"run{r}"
     if work.exists():
         shutil.rmtree(work)
@@ -431,12 +411,18 @@ def run_scenario(
     }
     argv = [part.format(**ctx) for part in template]
     log = rf.work / "logs" / f"{scenario}.log"
-    seconds, rss, rc = run_measured(argv, rf.env, rf.work, log)
+    load = os.getloadavg()[0]
+    use = run_measured(argv, rf.env, rf.work, log)
+    rc = use.returncode
     measurements.append(
-        Measurement(tool.name, scenario, rf.run, seconds, rss, rc, str(log))
+        Measurement(tool.name, scenario, rf.run, use.seconds, use.peak_rss_mb, rc, str(log), use.cpu_seconds, load)
     )
     status = "ok" if rc == 0 else f"FAILED (exit {rc}, see {log})"
-    print(f"  run {rf.run} {scenario:<6} {seconds:8.2f}s {rss:8.1f} MB  {status}")
+    print(
+        f"  run {rf.run} {scenario:<6} {use.seconds:8.2f}s wall {use.cpu_seconds:8.2f}s cpu "
+        f"{use.peak_rss_mb:8.1f} MB  load {load:.1f}  {status}",
+        flush=True,
+    )
     if rc != 0:
         tail = log.read_text().splitlines()[-15:]
         print("    " + "\n    ".join(tail), flush=True)
@@ -469,9 +455,7 @@ def run_tool(
     env = {**os.environ, **QUIET_ENV, **tool.env}
     missing = [p for p in (tool.bin, tool.data_python) if not p.exists()]
     if missing:
-        raise SystemExit(
-            f"{tool.name}: {missing[0]} not found (run `python bench/peers.py setup`?)"
-        )
+        raise SystemExit(f"{tool.name}: {missing[0]} not found (run `python bench/peers.py setup`?)")
     base = base_database(tool, events, users, seed, env)
     measurements: list[Measurement] = []
     checks: list[Check] = []
@@ -490,42 +474,31 @@ def run_tool(
     return measurements, checks
 
 
-def summarize(
-    measurements: list[Measurement], checks: list[Check], tools: list[str]
-) -> str:
+def summarize(measurements: list[Measurement], checks: list[Check], tools: list[str]) -> str:
+    """Markdown table: per scenario median wall s / median CPU s / max peak RSS MB; verdicts."""
+    head = " | ".join(f"{s}: wall s / cpu s / MB" for s in SCENARIOS)
     lines = [
-        "| tool | "
-        + " | ".join(f"{s} s (median)" for s in SCENARIOS)
-        + " | peak RSS MB (max) | wrong after delta |",
-        "|---|" + "---|" * len(SCENARIOS) + "---|---|",
+        f"| tool | {head} | wrong after delta |",
+        "|---|" + "---|" * len(SCENARIOS) + "---|",
     ]
     for name in tools:
         cells = []
         for scenario in SCENARIOS:
-            ok = [
-                m.seconds
-                for m in measurements
-                if m.tool == name and m.scenario == scenario and m.returncode == 0
-            ]
-            failed = any(
-                m.tool == name and m.scenario == scenario and m.returncode != 0
-                for m in measurements
-            )
-            cell = f"{statistics.median(ok):.2f}" if ok else "-"
-            cells.append(cell + (" (failed)" if failed else ""))
-        rss = [m.peak_rss_mb for m in measurements if m.tool == name]
-        wrong = sorted(
-            {
-                model
-                for c in checks
-                if c.tool == name and c.scenario == "delta"
-                for model in c.wrong
-            }
-        )
-        verified = any(c.tool == name and c.scenario == "delta" for c in checks)
-        verdict = (", ".join(wrong) or "none") if verified else "not verified"
-        peak = f"{max(rss):.0f}" if rss else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {peak} | {verdict} |")
+            mine = [m for m in measurements if m.tool == name and m.scenario == scenario]
+            ok = [m for m in mine if m.returncode == 0]
+            if not mine:
+                cells.append("-")
+            elif not ok:
+                cells.append("failed")
+            else:
+                seconds = statistics.median(m.seconds for m in ok)
+                cpu = statistics.median(m.cpu_seconds for m in ok)
+                rss = max(m.peak_rss_mb for m in ok)
+                cells.append(f"{seconds:.2f} / {cpu:.1f} / {rss:.0f}")
+        delta_checks = [c for c in checks if c.tool == name and c.scenario == "delta"]
+        wrong = sorted({model for c in delta_checks for model in c.wrong})
+        verdict = (", ".join(wrong) or "none") if delta_checks else "not verified"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(lines)
 
 
@@ -587,23 +560,21 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     for tool in tool_registry(args.sqlorch_bin).values():
-        ready = (
-            "ready" if tool.bin.exists() and tool.data_python.exists() else "not set up"
-        )
-        print(
-            f"{tool.name:<12} {ready:<11} {tool.project.relative_to(REPO)}  {tool.notes}"
-        )
+        ready = "ready" if tool.bin.exists() and tool.data_python.exists() else "not set up"
+        print(f"{tool.name:<12} {ready:<11} {tool.project.relative_to(REPO)}  {tool.notes}")
         for scenario, argv in tool.commands.items():
             print(f"    {scenario:<6} {shlex.join(argv)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--sqlorch-bin",
+        type=Path,
+        default=None,
+        help="folder holding the sqlorch executable and its python (default: this python's)",
     )
-    parser.add_argument("--sqlorch-bin", type=Path, default=None,
-                        help="folder holding the sqlorch executable and its python (default: this python's)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     p_setup = sub.add_parser("setup", help="create the pinned virtual environments")
     p_setup.add_argument(
@@ -611,9 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(VENVS),
         help="comma-separated (default: %(default)s)",
     )
-    p_setup.add_argument(
-        "--force", action="store_true", help="recreate even when up to date"
-    )
+    p_setup.add_argument("--force", action="store_true", help="recreate even when up to date")
     p_setup.set_defaults(func=cmd_setup)
     p_run = sub.add_parser("run", help="run the scenarios and verify the results")
     p_run.add_argument(
@@ -633,17 +602,15 @@ def main(argv: list[str] | None = None) -> int:
         default=200_000,
         help="raw.users rows (default: %(default)s)",
     )
+    p_run.add_argument("--seed", type=int, default=42, help="data seed (default: %(default)s)")
+    p_run.add_argument("--runs", type=int, default=3, help="repetitions per tool; medians are reported")
+    p_run.add_argument("--scenarios", default=",".join(SCENARIOS), help="subset of %(default)s")
     p_run.add_argument(
-        "--seed", type=int, default=42, help="data seed (default: %(default)s)"
+        "--verify",
+        choices=("first", "all", "none"),
+        default="first",
+        help="compare tables after the builds of the first run (default), every run, or never",
     )
-    p_run.add_argument(
-        "--runs", type=int, default=3, help="repetitions per tool; medians are reported"
-    )
-    p_run.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="subset of %(default)s"
-    )
-    p_run.add_argument("--verify", choices=("first", "all", "none"), default="first",
-                       help="compare tables after the builds of the first run (default), every run, or never")  # fmt: skip
     p_run.add_argument(
         "--output",
         type=Path,

@@ -17,9 +17,7 @@ import duckdb
 from verify import DEFAULT_PROJECT, load_models, qrel, quote, topo_order
 
 
-def build(
-    db: Path, project: Path = DEFAULT_PROJECT, threads: int | None = None
-) -> dict[str, float]:
+def build(db: Path, project: Path = DEFAULT_PROJECT, threads: int | None = None) -> dict[str, float]:
     models = topo_order(load_models(project))
     con = duckdb.connect(str(db))
     if threads:
@@ -30,9 +28,7 @@ def build(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
     for model in models:
         t0 = time.perf_counter()
-        con.execute(
-            f"CREATE OR REPLACE TABLE {qrel(model.relation)} AS {model.sql.strip().rstrip(';')}\n"
-        )
+        con.execute(f"CREATE OR REPLACE TABLE {qrel(model.relation)} AS {model.sql.strip().rstrip(';')}\n")
         timings[model.relation] = time.perf_counter() - t0
     con.execute("COMMIT")
     con.execute("CHECKPOINT")
@@ -41,12 +37,8 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--db", type=Path, required=True, help="DuckDB file with the raw tables"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, required=True, help="DuckDB file with the raw tables")
     parser.add_argument(
         "--project",
         type=Path,

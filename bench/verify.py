@@ -80,9 +80,7 @@ def load_models(project: Path) -> dict[str, Model]:
     for model in models.values():
         text = strip_comments(model.sql).lower()
         for other in models:
-            if other != model.relation and re.search(
-                rf"(?<![\w.]){re.escape(other)}(?![\w])", text
-            ):
+            if other != model.relation and re.search(rf"(?<![\w.]){re.escape(other)}(?![\w])", text):
                 model.depends_on.add(other)
     return models
 
@@ -112,9 +110,7 @@ def topo_order(models: dict[str, Model]) -> list[Model]:
     return order
 
 
-def relations(
-    con: duckdb.DuckDBPyConnection, catalog: str
-) -> dict[str, tuple[str, str]]:
+def relations(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, tuple[str, str]]:
     """lower-case 'schema.name' -> (schema, name) for every table and view of ``catalog``."""
     rows = con.execute(
         "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = ?",
@@ -123,9 +119,7 @@ def relations(
     return {f"{s}.{n}".lower(): (s, n) for s, n in rows}
 
 
-def columns(
-    con: duckdb.DuckDBPyConnection, catalog: str, schema: str, name: str
-) -> list[str]:
+def columns(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, name: str) -> list[str]:
     rows = con.execute(
         """SELECT column_name FROM information_schema.columns
            WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position""",
@@ -158,12 +152,8 @@ def verify(
     tool = db.stem
     scratch_catalog = "memory" if scratch is None else scratch.stem
     if tool.lower() in (scratch_catalog.lower(), "system", "temp", "main"):
-        raise SystemExit(
-            f"{db}: pick another file name, its catalog name {tool!r} is taken"
-        )
-    con.execute(
-        f"ATTACH '{str(db).replace(chr(39), chr(39) * 2)}' AS {quote(tool)} (READ_ONLY)"
-    )
+        raise SystemExit(f"{db}: pick another file name, its catalog name {tool!r} is taken")
+    con.execute(f"ATTACH '{str(db).replace(chr(39), chr(39) * 2)}' AS {quote(tool)} (READ_ONLY)")
     con.execute(f"USE {quote(scratch_catalog)}")
 
     # Sources: every relation of the tool's database outside the model schemas, as a view.
@@ -175,9 +165,8 @@ def verify(
         ):
             continue
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-        con.execute(
-            f"CREATE OR REPLACE VIEW {quote(schema)}.{quote(name)} AS SELECT * FROM {quote(tool)}.{quote(schema)}.{quote(name)}"
-        )
+        source = f"{quote(tool)}.{quote(schema)}.{quote(name)}"
+        con.execute(f"CREATE OR REPLACE VIEW {quote(schema)}.{quote(name)} AS SELECT * FROM {source}")
     for schema in sorted({m.schema for m in models.values()}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
 
@@ -186,11 +175,7 @@ def verify(
     for model in topo_order(models):
         body = model.sql.strip().rstrip(";")
         con.execute(f"CREATE OR REPLACE TABLE {qrel(model.relation)} AS {body}\n")
-        if (
-            wanted is not None
-            and model.relation.lower() not in wanted
-            and model.name.lower() not in wanted
-        ):
+        if wanted is not None and model.relation.lower() not in wanted and model.name.lower() not in wanted:
             continue
         target = mapping.get(model.relation.lower(), model.relation)
         expected = count(con, f"SELECT count(*) FROM {qrel(model.relation)}")
@@ -210,9 +195,7 @@ def verify(
         ref_cols = columns(con, scratch_catalog, model.schema, model.name)
         tool_cols = {c.lower(): c for c in columns(con, tool, t_schema, t_name)}
         absent = [c for c in ref_cols if c.lower() not in tool_cols]
-        actual = count(
-            con, f"SELECT count(*) FROM {quote(tool)}.{quote(t_schema)}.{quote(t_name)}"
-        )
+        actual = count(con, f"SELECT count(*) FROM {quote(tool)}.{quote(t_schema)}.{quote(t_name)}")
         if absent:
             results.append(
                 Comparison(
@@ -228,18 +211,12 @@ def verify(
         ref_sel = ", ".join(quote(c) for c in ref_cols)
         tool_sel = ", ".join(quote(tool_cols[c.lower()]) for c in ref_cols)
         ref_q = f"SELECT {ref_sel} FROM {qrel(model.relation)}"
-        tool_q = (
-            f"SELECT {tool_sel} FROM {quote(tool)}.{quote(t_schema)}.{quote(t_name)}"
-        )
+        tool_q = f"SELECT {tool_sel} FROM {quote(tool)}.{quote(t_schema)}.{quote(t_name)}"
         try:
             missing = count(con, f"SELECT count(*) FROM ({ref_q} EXCEPT ALL {tool_q})")
             extra = count(con, f"SELECT count(*) FROM ({tool_q} EXCEPT ALL {ref_q})")
         except duckdb.Error as exc:
-            results.append(
-                Comparison(
-                    model.relation, target, "error", expected, actual, detail=str(exc)
-                )
-            )
+            results.append(Comparison(model.relation, target, "error", expected, actual, detail=str(exc)))
             continue
         comp = Comparison(
             model.relation,
@@ -269,14 +246,10 @@ def verify(
 
 
 def render(results: list[Comparison]) -> str:
-    lines = [
-        f"{'model':<24} {'status':<8} {'expected':>10} {'actual':>10} {'missing':>9} {'extra':>9}"
-    ]
+    lines = [f"{'model':<24} {'status':<8} {'expected':>10} {'actual':>10} {'missing':>9} {'extra':>9}"]
     for r in results:
-        lines.append(
-            f"{r.model:<24} {r.status:<8} {r.expected_rows:>10} {r.actual_rows:>10} {r.missing_rows:>9} {r.extra_rows:>9}"
-            + (f"  {r.detail}" if r.detail else "")
-        )
+        counts = f"{r.expected_rows:>10} {r.actual_rows:>10} {r.missing_rows:>9} {r.extra_rows:>9}"
+        lines.append(f"{r.model:<24} {r.status:<8} {counts}" + (f"  {r.detail}" if r.detail else ""))
         for s in r.samples:
             lines.append("    " + json.dumps(s))
     return "\n".join(lines)
@@ -293,9 +266,7 @@ def parse_map(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--db",
         type=Path,
@@ -308,11 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PROJECT,
         help="plain project (default: %(default)s)",
     )
-    parser.add_argument("--map", action="append", default=[], metavar="MODEL=RELATION",
-                        help="the tool keeps MODEL (schema.name) under another relation name")  # fmt: skip
     parser.add_argument(
-        "--select", action="append", default=None, help="compare only these models"
+        "--map",
+        action="append",
+        default=[],
+        metavar="MODEL=RELATION",
+        help="the tool keeps MODEL (schema.name) under another relation name",
     )
+    parser.add_argument("--select", action="append", default=None, help="compare only these models")
     parser.add_argument(
         "--scratch",
         type=Path,
@@ -325,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="print up to N differing rows per model and side",
     )
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write the results as JSON here"
-    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if not args.db.exists():
         raise SystemExit(f"{args.db}: no such file")
