@@ -38,6 +38,8 @@ class KeyAnalysis:
     row_preserving: bool = False  # every output row comes from one combination of input rows
     nullable_tables: set[tuple[str, str]] = field(default_factory=set)  # read on a LEFT JOIN's nullable side
     occurrences: dict[tuple[str, str], int] = field(default_factory=dict)  # times each table is read
+    # output column -> count | sum | min | max, when new rows can be folded into old groups
+    distributive: dict[str, str] | None = None
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -215,6 +217,40 @@ def _occurrences(query: exp.Query) -> dict[tuple[str, str], int]:
     return counts
 
 
+DISTRIBUTIVE: dict[type[exp.Expr], str] = {exp.Count: "count", exp.Sum: "sum", exp.Min: "min", exp.Max: "max"}
+
+
+def _distributive(top: exp.Query, key: list[str], unique: bool) -> dict[str, str] | None:
+    """Per non-key output column its aggregate kind, when every one is a plain COUNT, SUM,
+    MIN or MAX (FILTER allowed, DISTINCT not) over a row-preserving FROM, so that
+    aggregating only the appended rows and combining with the stored value is exact."""
+    if not unique or not isinstance(top, exp.Select) or top.args.get("group") is None:
+        return None
+    if top.args.get("having") or top.args.get("qualify") or top.args.get("distinct"):
+        return None
+    for node in top.walk():
+        if node is top:
+            continue
+        if isinstance(node, exp.Select) and not _is_row_preserving(node):
+            return None
+        if isinstance(node, (exp.Window, exp.SetOperation, exp.Exists, exp.In)):
+            return None
+    kinds: dict[str, str] = {}
+    for projection in top.selects:
+        name = projection.alias_or_name.lower()
+        if name in key:
+            continue
+        aggregate = projection.unalias()
+        if isinstance(aggregate, exp.Filter):
+            aggregate = aggregate.this
+        kind = DISTRIBUTIVE.get(type(aggregate))
+        nested = [n for child in aggregate.iter_expressions() for n in child.walk() if isinstance(n, exp.AggFunc)]
+        if kind is None or aggregate.find(exp.Distinct) or nested:
+            return None
+        kinds[name] = kind
+    return kinds
+
+
 def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> KeyAnalysis:
     try:
         inlined = inline_ctes(qualified)
@@ -254,4 +290,5 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
         row_preserving=_is_row_preserving(inlined),
         nullable_tables=_nullable_tables(inlined),
         occurrences=_occurrences(inlined),
+        distributive=_distributive(inlined, key, _key_is_unique(inlined, key, declared_key)),
     )

@@ -20,7 +20,7 @@ from sqlorch.execution.models import ModelContext, execute_full, execute_increme
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed, execute_seed
 from sqlorch.graph.dag import DAG
-from sqlorch.planning.planner import INSERT_ONLY, decide_model, pending_changes
+from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_model, pending_changes
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
@@ -113,8 +113,11 @@ class Executor:
             rows, kind = execute_full(adapter, ctx, may_diff)
             self._record_batch(name, batch, kind, rows, watermarks)
         else:
-            run = execute_insert_only if decision.strategy == INSERT_ONLY else execute_incremental
-            rows, kind = run(adapter, ctx, changes, self.inputs.resolve)
+            if decision.strategy == INSERT_ONLY:
+                rows, kind = execute_insert_only(adapter, ctx, changes, self.inputs.resolve)
+            else:
+                fold = decision.strategy == PARTIAL_AGGREGATES
+                rows, kind = execute_incremental(adapter, ctx, changes, self.inputs.resolve, fold_appends=fold)
             self._record_batch(name, batch, kind, rows, watermarks)
         with self.lock:
             self.inputs.existing.add(step.ref)

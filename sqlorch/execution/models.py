@@ -211,12 +211,76 @@ def execute_insert_only(
     return count, "append"
 
 
+def _combine(kind: str, stored: exp.Expr, added: exp.Expr) -> exp.Expr:
+    """The aggregate over stored and appended rows, from the two partial aggregates."""
+    if kind == "count":
+        return exp.Add(this=exp.func("coalesce", stored, exp.Literal.number(0)), expression=added)
+    either = exp.Case(
+        ifs=[
+            exp.If(this=stored.is_(exp.null()), true=added.copy()),
+            exp.If(this=added.is_(exp.null()), true=stored.copy()),
+        ]
+    )
+    if kind == "sum":
+        return either.else_(exp.Add(this=stored.copy(), expression=added.copy()))
+    better = exp.LT if kind == "min" else exp.GT
+    either.append("ifs", exp.If(this=better(this=added.copy(), expression=stored.copy()), true=added.copy()))
+    return either.else_(stored.copy())
+
+
+def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[exp.Query, exp.Query]:
+    """(affected keys, new rows): the appended rows aggregated per group, combined with the
+    stored group where there is one."""
+    keys = ctx.compiled.keys
+    assert keys.inlined is not None and keys.key is not None and keys.distributive is not None
+    partial, _ = substitute_occurrence(keys.inlined, 0, sources.is_changed, sources.changed, sources.everything)
+    partial = rename_relations(partial, ctx.physical_of, ctx.default_schema)
+    names = [s.alias_or_name.lower() for s in keys.inlined.selects]
+    combined = (
+        exp.select(
+            *[
+                exp.column(n, table="s", quoted=True)
+                if n in keys.key
+                else exp.alias_(
+                    _combine(
+                        keys.distributive[n],
+                        exp.column(n, table="t", quoted=True),
+                        exp.column(n, table="s", quoted=True),
+                    ),
+                    n,
+                    quoted=True,
+                )
+                for n in names
+            ]
+        )
+        .from_(partial.subquery("s"))
+        .join(
+            ctx.physical.to_table(alias="t"),
+            on=exp.and_(
+                *[
+                    exp.NullSafeEQ(
+                        this=exp.column(n, table="s", quoted=True), expression=exp.column(n, table="t", quoted=True)
+                    )
+                    for n in keys.key
+                ]
+            ),
+            join_type="LEFT",
+        )
+    )
+    affected = exp.select(*[exp.column(n, quoted=True) for n in keys.key]).from_(partial.subquery("p"))
+    return affected, combined
+
+
 def execute_incremental(
     adapter: Adapter,
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
+    fold_appends: bool = False,
 ) -> tuple[int, str]:
+    """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
+    DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
+    only the appended input rows into the stored groups (see ``keys.distributive``)."""
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
@@ -226,19 +290,20 @@ def execute_incremental(
     log = change_log(model.ref)
     sources = ChangeSources(ctx, changes, resolve)
 
-    alias = exp.to_identifier("k")
-    keys_ref = keys_table.to_table(alias=alias.name)
-    if key:
+    keys_ref = keys_table.to_table(alias="k")
+    target_match: exp.Expr = exp.true()
+    if fold_appends:
+        affected, recomputed = _partial_aggregate_rows(ctx, sources)
+        adapter.execute(create_table_as(keys_table, affected))
+    elif key:
         affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
         adapter.execute(create_table_as(keys_table, affected))
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
-        target_match: exp.Expr = key_match(
-            keys_ref, [(name, exp.column(name, table=ctx.physical.name, quoted=True)) for name in key]
-        )
     else:
         recomputed = ctx.compiled.physical_sql
-        target_match = exp.true()
+    if key:
+        target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
     merge = keys.unique and bool(key)
     adapter.execute(create_table_as(rows_table, mark_present(recomputed) if merge else recomputed))
     try:

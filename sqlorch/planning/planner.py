@@ -17,6 +17,7 @@ from sqlorch.refs import TableRef
 from sqlorch.state.store import StateSnapshot
 
 INSERT_ONLY = "insert new rows"
+PARTIAL_AGGREGATES = "add partial aggregates"
 REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
 
 
@@ -59,11 +60,9 @@ def _mentions(tables: set[tuple[str, str]], ref: TableRef) -> bool:
     return (ref.schema, ref.name) in tables or ("", ref.name) in tables
 
 
-def insert_only(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
-    """New output rows are exactly the model over the new input rows: a row-preserving
-    model, one changed input read once, not on the nullable side of a LEFT JOIN, and
-    that input only appended to."""
-    if not keys.row_preserving or len(changes) != 1:
+def _single_appended_input(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """One changed input, only appended to, read once, not on a LEFT JOIN's nullable side."""
+    if len(changes) != 1:
         return False
     ((ref, change),) = changes.items()
     return (
@@ -71,6 +70,16 @@ def insert_only(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool
         and not _mentions(keys.nullable_tables, ref)
         and keys.occurrences.get((ref.schema, ref.name), 0) + keys.occurrences.get(("", ref.name), 0) == 1
     )
+
+
+def insert_only(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """New output rows are exactly a row-preserving model over the appended input rows."""
+    return keys.row_preserving and _single_appended_input(keys, changes)
+
+
+def partial_aggregates(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """COUNT/SUM/MIN/MAX of appended rows fold into the stored groups."""
+    return keys.distributive is not None and _single_appended_input(keys, changes)
 
 
 def decide_model(
@@ -115,6 +124,10 @@ def decide_model(
         )
     if insert_only(keys, changes):
         return Decision("incremental", f"{changed_names} appended rows; the model keeps rows one for one", INSERT_ONLY)
+    if partial_aggregates(keys, changes):
+        return Decision(
+            "incremental", f"{changed_names} appended rows; COUNT/SUM/MIN/MAX folded into groups", PARTIAL_AGGREGATES
+        )
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
     strategy = "merge keys" if keys.unique else "delete+insert keys"
