@@ -21,9 +21,9 @@ from sqlorch.execution.statements import (
     count_rows,
     create_change_log,
     create_table_as,
+    execute_create,
     insert_into,
     null_safe_match,
-    replace_statements,
     select_from,
     with_images,
 )
@@ -91,8 +91,7 @@ def capture_source(
             if spec.unique_key:
                 creates.append(create_table_as(shadow_table(ref), select_from(ref, names)))
             for create in creates:
-                for statement in replace_statements(create, adapter.capabilities):
-                    adapter.execute(statement)
+                execute_create(adapter, create)
             for statement in save_relation_statements(
                 name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi)
             ):

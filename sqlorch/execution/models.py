@@ -22,6 +22,7 @@ from sqlorch.execution.statements import (
     create_change_log,
     create_table_as,
     drop_table,
+    execute_create,
     insert_into,
     select_from,
     with_images,
@@ -110,8 +111,8 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
     )
     with adapter.transaction():
         if diff:
-            adapter.execute(create_table_as(old, select_from(ctx.physical, list(previous_columns or []))))
-        adapter.execute(create_table_as(ctx.physical, ctx.compiled.physical_sql, view=view))
+            execute_create(adapter, create_table_as(old, select_from(ctx.physical, list(previous_columns or []))))
+        execute_create(adapter, create_table_as(ctx.physical, ctx.compiled.physical_sql, view=view))
         columns = list(adapter.columns(ctx.physical) or {})
         rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
         if not view:
@@ -134,7 +135,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
             rows = int(adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0])
             kind = "delta"
         elif model.config.materialized == "incremental":
-            adapter.execute(create_change_log(log, ctx.physical, columns))
+            execute_create(adapter, create_change_log(log, ctx.physical, columns))
         if diff:
             adapter.execute(drop_table(old))
         _bookkeeping(adapter, ctx, kind, rows, columns)
@@ -194,7 +195,7 @@ def execute_insert_only(
     appended = rename_relations(keep_only_branches_with(appended, target), ctx.physical_of, ctx.default_schema)
     _, rows_table = _temp_tables(model.ref)
     columns = list(adapter.columns(ctx.physical) or {})
-    adapter.execute(create_table_as(rows_table, appended))
+    execute_create(adapter, create_table_as(rows_table, appended))
     try:
         new_rows = select_from(rows_table, columns)
         count = int(adapter.fetch(count_rows(rows_table))[0][0])
@@ -294,39 +295,82 @@ def execute_incremental(
     target_match: exp.Expr = exp.true()
     if fold_appends:
         affected, recomputed = _partial_aggregate_rows(ctx, sources)
-        adapter.execute(create_table_as(keys_table, affected))
+        execute_create(adapter, create_table_as(keys_table, affected))
     elif key:
         affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
-        adapter.execute(create_table_as(keys_table, affected))
+        execute_create(adapter, create_table_as(keys_table, affected))
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
     else:
         recomputed = ctx.compiled.physical_sql
     if key:
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
-    merge = keys.unique and bool(key)
-    adapter.execute(create_table_as(rows_table, mark_present(recomputed) if merge else recomputed))
+    merge = keys.unique and bool(key) and adapter.capabilities.merge_in_transaction
+    execute_create(adapter, create_table_as(rows_table, mark_present(recomputed) if merge else recomputed))
+    gone, added = (state_table(f"tmp_{part}__{model.ref.schema}__{model.ref.name}") for part in ("gone", "added"))
+    diff = bool(key) and adapter.capabilities.except_all
     try:
         old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
         new_images = select_from(rows_table, columns)
+        if diff:
+            # Most rows of an affected key usually come back unchanged (one new event in a
+            # user's window partition): write only the rows that really differ.
+            execute_create(adapter, create_table_as(gone, exp.except_(old_images, new_images, distinct=False)))
+            execute_create(adapter, create_table_as(added, exp.except_(new_images, old_images, distinct=False)))
+            old_images, logged_new = select_from(gone, columns), select_from(added, columns)
+        else:
+            logged_new = new_images
         # counted before the transaction: some warehouses run a transaction as one script
         old_count, new_count = (
             int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(q.subquery("c")))[0][0])
-            for q in (old_images, new_images)
+            for q in (old_images, logged_new)
         )
         kind = "delta" if old_count else "append"
         with adapter.transaction():
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
-            adapter.execute(insert_into(log, all_columns, with_images(new_images, columns, ctx.batch, False)))
+            adapter.execute(insert_into(log, all_columns, with_images(logged_new, columns, ctx.batch, False)))
             if merge:
                 adapter.execute(build_key_merge(ctx.physical, rows_table, keys_table, key, columns))
+            elif diff:
+                _apply_row_diff(adapter, ctx.physical, rows_table, gone, added, columns)
             else:
                 adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
                 adapter.execute(insert_into(ctx.physical, columns, new_images))
             _check_unique_key(adapter, ctx)
             _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
     finally:
-        adapter.execute(drop_table(keys_table))
-        adapter.execute(drop_table(rows_table))
+        for table in (keys_table, rows_table, gone, added):
+            adapter.execute(drop_table(table))
     return old_count + new_count, kind
+
+
+def _apply_row_diff(
+    adapter: Adapter, target: TableRef, rows: TableRef, gone: TableRef, added: TableRef, columns: list[str]
+) -> None:
+    """target := target - gone + added, as multisets, touching only the changed values.
+
+    Rows are matched by value: every copy of a value that lost copies is deleted, and the
+    recomputed copies of those values are inserted back, plus the rows that gained copies.
+    """
+
+    def same_value(table: TableRef, alias: str, other: str) -> exp.Exists:
+        return exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(table.to_table(alias=alias))
+            .where(
+                exp.and_(
+                    *[
+                        exp.NullSafeEQ(
+                            this=exp.column(c, table=alias, quoted=True),
+                            expression=exp.column(c, table=other, quoted=True),
+                        )
+                        for c in columns
+                    ]
+                )
+            )
+        )
+
+    adapter.execute(exp.delete(target.to_table(), where=same_value(gone, "g", target.name)))
+    adapter.execute(insert_into(target, columns, select_from(rows, columns, "r").where(same_value(gone, "g", "r"))))
+    adapter.execute(insert_into(target, columns, select_from(added, columns)))

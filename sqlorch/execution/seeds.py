@@ -8,6 +8,7 @@ from typing import Any
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
+from sqlorch.execution.statements import execute_create
 from sqlorch.planning.planner import Decision
 from sqlorch.project.model import Seed
 from sqlorch.project.seeds import read_seed, seed_fingerprint
@@ -83,9 +84,9 @@ def execute_seed(
                 adapter.execute(add_batch_statement(str(seed.ref), next_batch, kind, len(removed) + len(added)))
         return len(removed) + len(added), "delta" if removed else "append"
     with adapter.transaction():
-        adapter.execute(_create_typed(physical, types))
+        execute_create(adapter, _create_typed(physical, types))
         adapter.insert_rows(physical, names, rows)
-        adapter.execute(_create_typed(log, types, {BATCH_COLUMN: "BIGINT", OLD_COLUMN: "BOOLEAN"}))
+        execute_create(adapter, _create_typed(log, types, {BATCH_COLUMN: "BIGINT", OLD_COLUMN: "BOOLEAN"}))
         for statement in save_relation_statements(str(seed.ref), record):
             adapter.execute(statement)
         adapter.execute(add_batch_statement(str(seed.ref), next_batch, "full", len(rows)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Capabilities
+from sqlorch.adapters.base import Adapter, Capabilities
 from sqlorch.refs import TableRef
 from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN
 
@@ -95,3 +95,9 @@ def null_safe_match(left: str, right: str, names: list[str]) -> exp.Expr:
         if names
         else exp.true()
     )
+
+
+def execute_create(adapter: Adapter, create: exp.Create) -> None:
+    """Run a (possibly ``OR REPLACE``) CREATE in the form the warehouse supports."""
+    for statement in replace_statements(create, adapter.capabilities):
+        adapter.execute(statement)
