@@ -145,9 +145,7 @@ def _settings(kind: str, server: Any, tmp_path: Path) -> dict[str, Any]:
     return {"project": params["project"], "api_endpoint": params["client_options"]["api_endpoint"], "location": "US"}
 
 
-@pytest.fixture(params=TARGETS)
-def warehouse(request: pytest.FixtureRequest, standin_servers: _Servers, tmp_path: Path) -> Iterator[Warehouse]:
-    kind = request.param
+def _warehouse(kind: str, standin_servers: _Servers, tmp_path: Path) -> Iterator[Warehouse]:
     server = None
     if kind != "duckdb":
         _need_client(kind)
@@ -155,6 +153,19 @@ def warehouse(request: pytest.FixtureRequest, standin_servers: _Servers, tmp_pat
     result = Warehouse(kind, _settings(kind, server, tmp_path), tmp_path / "profiles")
     yield result
     result.close_all()
+
+
+@pytest.fixture(params=TARGETS)
+def warehouse(request: pytest.FixtureRequest, standin_servers: _Servers, tmp_path: Path) -> Iterator[Warehouse]:
+    yield from _warehouse(request.param, standin_servers, tmp_path)
+
+
+@pytest.fixture(params=[kind for kind in TARGETS if kind != "duckdb"])
+def networked_warehouse(
+    request: pytest.FixtureRequest, standin_servers: _Servers, tmp_path: Path
+) -> Iterator[Warehouse]:
+    """The targets reached over a network, with credentials (DuckDB is a local file)."""
+    yield from _warehouse(request.param, standin_servers, tmp_path)
 
 
 @pytest.fixture

@@ -340,9 +340,8 @@ def _require_password(warehouse: Warehouse) -> dict[str, Any]:
     return {"user": "app_user", "password": SECRET}
 
 
-def test_bad_credentials_give_a_clear_error_without_the_secret(warehouse: Warehouse, tmp_path: Path) -> None:
-    if warehouse.kind == "duckdb":
-        pytest.skip("DuckDB has no credentials")
+def test_bad_credentials_give_a_clear_error_without_the_secret(networked_warehouse: Warehouse, tmp_path: Path) -> None:
+    warehouse = networked_warehouse
     if warehouse.kind == "bigquery":
         # bqemulator takes any (anonymous) credentials: a keyfile that does not exist it is
         with pytest.raises(AdapterError) as caught:
@@ -374,9 +373,8 @@ def test_bad_credentials_give_a_clear_error_without_the_secret(warehouse: Wareho
     assert "error:" in output and "127.0.0.1" in output
 
 
-def test_unreachable_host_gives_a_clear_error_without_the_secret(warehouse: Warehouse) -> None:
-    if warehouse.kind == "duckdb":
-        pytest.skip("DuckDB has no host")
+def test_unreachable_host_gives_a_clear_error_without_the_secret(networked_warehouse: Warehouse) -> None:
+    warehouse = networked_warehouse
     # 127.0.0.1 port 9: nothing listens there, so the connection is refused at once
     if warehouse.kind == "postgres":
         overrides: dict[str, Any] = {"host": "127.0.0.1", "port": 9, "password": SECRET}
