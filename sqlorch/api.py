@@ -181,7 +181,15 @@ def prepare(options: Options) -> Prepared:
             if ref in project.seeds
         }
         plan = build_plan(
-            project, session.order, compiled, snapshot, seed_decisions, existing, input_rows, options.full_refresh
+            project,
+            session.order,
+            compiled,
+            snapshot,
+            seed_decisions,
+            existing,
+            input_rows,
+            options.full_refresh,
+            adapter.capabilities,
         )
     except BaseException:
         adapter.close()

@@ -12,8 +12,12 @@ import typer
 
 from sqlorch.errors import SqlorchError
 
-app = typer.Typer(help="sqlorch: plain SQL models, built incrementally and exactly.", add_completion=False,
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="sqlorch: plain SQL models, built incrementally and exactly.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Project folder (holds models/).")]
 ProfilesDir = Annotated[Path | None, typer.Option("--profiles-dir", help="Folder holding profiles.yml.")]
@@ -26,8 +30,16 @@ Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 
 
-def _options(project_dir: Path, profiles_dir: Path | None, target: str | None, select: str | None,
-             exclude: str | None, full_refresh: bool = False, threads: int = 4, vars_: str | None = None) -> Any:
+def _options(
+    project_dir: Path,
+    profiles_dir: Path | None,
+    target: str | None,
+    select: str | None,
+    exclude: str | None,
+    full_refresh: bool = False,
+    threads: int = 4,
+    vars_: str | None = None,
+) -> Any:
     from sqlorch.api import Options
 
     parsed = None
@@ -37,8 +49,16 @@ def _options(project_dir: Path, profiles_dir: Path | None, target: str | None, s
         parsed = yaml.safe_load(vars_)
         if not isinstance(parsed, dict):
             raise SqlorchError("--vars must be a YAML mapping, e.g. '{days: 7}'")
-    return Options(project_dir=project_dir, profiles_dir=profiles_dir, target=target, select=select,
-                   exclude=exclude, full_refresh=full_refresh, threads=threads, vars=parsed)
+    return Options(
+        project_dir=project_dir,
+        profiles_dir=profiles_dir,
+        target=target,
+        select=select,
+        exclude=exclude,
+        full_refresh=full_refresh,
+        threads=threads,
+        vars=parsed,
+    )
 
 
 def _fail(error: BaseException, debug: bool) -> None:
@@ -49,14 +69,24 @@ def _fail(error: BaseException, debug: bool) -> None:
     if isinstance(error, SqlorchError):
         errors.print(error.render(), markup=False)
     else:
-        errors.print(f"internal error: {type(error).__name__}: {error}\nthis is a bug in sqlorch: please report it "
-                     "(run with --debug for the traceback)", markup=False)
+        errors.print(
+            f"internal error: {type(error).__name__}: {error}\nthis is a bug in sqlorch: please report it "
+            "(run with --debug for the traceback)",
+            markup=False,
+        )
     raise typer.Exit(1)
 
 
 @app.command()
-def compile(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, target: TargetOpt = None,
-            select: Select = None, exclude: Exclude = None, vars: Vars = None, debug: Debug = False) -> None:
+def compile(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
     """Check every model and write target/compiled/ and target/manifest.json. No warehouse needed."""
     from sqlorch import api
     from sqlorch.console import console
@@ -69,11 +99,18 @@ def compile(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = Non
 
 
 @app.command()
-def plan(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, target: TargetOpt = None,
-         select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False,
-         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
-         explain: Annotated[str | None, typer.Option("--explain", help="Print a model's statements.")] = None,
-         vars: Vars = None, debug: Debug = False) -> None:
+def plan(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    full_refresh: FullRefresh = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
+    explain: Annotated[str | None, typer.Option("--explain", help="Print a model's statements.")] = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
     """Show what a build would do per model: skip, incremental or full, and why."""
     from sqlorch import api
     from sqlorch.console import console, render_plan
@@ -95,16 +132,25 @@ def plan(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, 
 
 
 @app.command()
-def build(project_dir: ProjectDir = Path("."), profiles_dir: ProfilesDir = None, target: TargetOpt = None,
-          select: Select = None, exclude: Exclude = None, full_refresh: FullRefresh = False, threads: Threads = 4,
-          vars: Vars = None, debug: Debug = False) -> None:
+def build(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    full_refresh: FullRefresh = False,
+    threads: Threads = 4,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
     """Bring every selected model up to date, in dependency order."""
     from sqlorch import api
     from sqlorch.console import progress_listener, render_summary
 
     try:
-        result = api.build(_options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars),
-                           progress_listener)
+        result = api.build(
+            _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars), progress_listener
+        )
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     render_summary(result)

@@ -86,11 +86,15 @@ def _check_unknown_tables(project: Project, model: Model, nodes: set[TableRef], 
             if ref not in nodes and ref not in project.sources:
                 line, col = position(table)
                 names = sorted(str(r) for r in nodes if r.schema == ref.schema)
-                errors.append(CompileError(
-                    f"unknown table {ref}: schema '{ref.schema}' holds models, but none named '{ref.name}'",
-                    path=model.path, line=line, col=col,
-                    hint=f"models in {ref.schema}: {', '.join(names)}",
-                ))
+                errors.append(
+                    CompileError(
+                        f"unknown table {ref}: schema '{ref.schema}' holds models, but none named '{ref.name}'",
+                        path=model.path,
+                        line=line,
+                        col=col,
+                        hint=f"models in {ref.schema}: {', '.join(names)}",
+                    )
+                )
     return errors
 
 

@@ -25,7 +25,9 @@ def render_plan(plan: Plan) -> None:
     for step in plan.steps:
         style = ACTION_STYLE.get(step.action, "")
         table.add_row(
-            str(step.ref), f"[{style}]{step.action}[/]", step.strategy,
+            str(step.ref),
+            f"[{style}]{step.action}[/]",
+            step.strategy,
             ", ".join(step.key) if step.key else "-",
             str(step.estimated_changed_rows if step.estimated_changed_rows is not None else "-"),
             str(step.estimated_full_rows if step.estimated_full_rows is not None else "-"),

@@ -97,8 +97,13 @@ def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path, dialect:
             raise CompileError("every output column needs a name (add AS name)", path=path)
         if name in columns:
             line, col = _locate(qualified, name)
-            raise CompileError(f"duplicate output column '{name}'", path=path, line=line, col=col,
-                               hint="give one of them another name with AS")
+            raise CompileError(
+                f"duplicate output column '{name}'",
+                path=path,
+                line=line,
+                col=col,
+                hint="give one of them another name with AS",
+            )
         data_type = select.type
         columns[name] = data_type.sql() if data_type and not data_type.is_type(exp.DataType.Type.UNKNOWN) else "UNKNOWN"
     return columns

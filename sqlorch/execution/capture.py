@@ -115,6 +115,8 @@ def capture_source(
             )
         )
     with adapter.transaction():
+        # Leftovers of a capture interrupted on a warehouse without transactions.
+        adapter.execute(exp.delete(log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= next_batch))
         if spec.append_only:
             adapter.execute(
                 insert_into(log, [*names, BATCH_COLUMN, OLD_COLUMN], with_images(candidates, names, next_batch, False))
@@ -122,13 +124,18 @@ def capture_source(
         else:
             _capture_keyed(adapter, ref, list(spec.unique_key), names, candidates, next_batch)
         rows = adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(next_batch)))[0][0]
+        # Order matters where there are no transactions: the batch is recorded before the
+        # shadow and the cursor move past it, so a crash can repeat a batch (consumers
+        # replace keys, which is idempotent) but never lose one.
+        if rows:
+            kind = "append" if spec.append_only else "delta"
+            adapter.execute(add_batch_statement(name, next_batch, kind, int(rows)))
+            if not spec.append_only:
+                _refresh_shadow(adapter, ref, list(spec.unique_key), names, next_batch)
         for statement in save_relation_statements(
             name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi or state.cursor_hi)
         ):
             adapter.execute(statement)
-        if rows:
-            kind = "append" if spec.append_only else "delta"
-            adapter.execute(add_batch_statement(name, next_batch, kind, int(rows)))
     return Captured(batch=next_batch if rows else None, kind="append" if spec.append_only else "delta", rows=int(rows))
 
 
@@ -156,6 +163,11 @@ def _capture_keyed(
     )
     old_images = select_from(shadow, names, "h").where(exp.or_(replaced, exp.not_(still_there)))
     adapter.execute(insert_into(log, all_columns, with_images(old_images, names, batch, True)))
+
+
+def _refresh_shadow(adapter: Adapter, ref: TableRef, key: list[str], names: list[str], batch: int) -> None:
+    """Replace the shadow rows of every key in ``batch`` by the batch's new images."""
+    log, shadow = change_log(ref), shadow_table(ref)
     in_batch = exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(log.to_table(alias="n"))

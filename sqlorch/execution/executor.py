@@ -94,7 +94,13 @@ class Executor:
             batch = self.snapshot.latest_batch.get(name, 0) + 1
         rows_in = sum(self.inputs.input_rows.get(i, 0) for i in inputs) if self.inputs.input_rows else None
         decision = decide_model(
-            compiled, self.snapshot, changes, self.inputs.full_refresh, step.ref in self.inputs.existing, rows_in
+            compiled,
+            self.snapshot,
+            changes,
+            self.inputs.full_refresh,
+            step.ref in self.inputs.existing,
+            rows_in,
+            self.adapter.capabilities,
         )
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0)

@@ -58,6 +58,12 @@ class ModelContext:
     default_schema: str
 
 
+def _clear_leftovers(adapter: Adapter, log: TableRef, batch: int) -> None:
+    """Change-log rows of this batch number written by a run that died before recording
+    the batch (only possible where the warehouse has no transactions)."""
+    adapter.execute(exp.delete(log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
+
+
 def _bookkeeping(adapter: Adapter, ctx: ModelContext, kind: str, rows: int, columns: list[str]) -> None:
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
@@ -119,6 +125,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
             _check_unique_key(adapter, ctx)
         kind = "full"
         if diff and columns == previous_columns:
+            _clear_leftovers(adapter, log, ctx.batch)
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(
                 insert_into(
@@ -200,6 +207,7 @@ def execute_insert_only(
         new_rows = select_from(rows_table, columns)
         count = int(adapter.fetch(count_rows(rows_table))[0][0])
         with adapter.transaction():
+            _clear_leftovers(adapter, change_log(model.ref), ctx.batch)
             log_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(
                 insert_into(change_log(model.ref), log_columns, with_images(new_rows, columns, ctx.batch, False))
@@ -327,6 +335,7 @@ def execute_incremental(
         )
         kind = "delta" if old_count else "append"
         with adapter.transaction():
+            _clear_leftovers(adapter, log, ctx.batch)
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
             adapter.execute(insert_into(log, all_columns, with_images(logged_new, columns, ctx.batch, False)))

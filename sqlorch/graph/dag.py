@@ -40,7 +40,7 @@ class DAG(Generic[T]):
             stack.append(node)
             for parent in sorted(self.parents[node], key=str):
                 if state.get(parent) == 1:
-                    return [*stack[stack.index(parent):], parent]
+                    return [*stack[stack.index(parent) :], parent]
                 if parent not in state:
                     found = visit(parent)
                     if found:

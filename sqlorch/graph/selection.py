@@ -35,8 +35,9 @@ def _raise_cycle(project: Project, cycle: list[TableRef]) -> None:
         if table.name.lower() == read.name and (not table.db or table.db.lower() == read.schema):
             line, col = position(table)
             break
-    raise GraphError("dependency cycle: " + " -> ".join(str(node) for node in cycle),
-                     path=reader.path, line=line, col=col)
+    raise GraphError(
+        "dependency cycle: " + " -> ".join(str(node) for node in cycle), path=reader.path, line=line, col=col
+    )
 
 
 def _match_term(term: str, project: Project) -> set[TableRef]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.compiler import CompiledModel
 from sqlorch.planning.steps import Plan, Step
@@ -89,6 +90,7 @@ def decide_model(
     full_refresh: bool,
     table_exists: bool,
     input_rows: int | None,
+    capabilities: Capabilities,
 ) -> Decision:
     model = compiled.model
     name = str(model.ref)
@@ -122,9 +124,11 @@ def decide_model(
             f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
             rebuild,
         )
-    if insert_only(keys, changes):
+    # Appending and folding are exact only if applied once: they need a transaction that
+    # commits them with the watermark. Without one, replacing keys is idempotent.
+    if capabilities.transactions and insert_only(keys, changes):
         return Decision("incremental", f"{changed_names} appended rows; the model keeps rows one for one", INSERT_ONLY)
-    if partial_aggregates(keys, changes):
+    if capabilities.transactions and partial_aggregates(keys, changes):
         return Decision(
             "incremental", f"{changed_names} appended rows; COUNT/SUM/MIN/MAX folded into groups", PARTIAL_AGGREGATES
         )
@@ -167,6 +171,7 @@ def build_plan(
     existing_tables: set[TableRef],
     input_rows: dict[TableRef, int],
     full_refresh: bool,
+    capabilities: Capabilities,
 ) -> Plan:
     steps: dict[TableRef, Step] = {}
     for ref in order:
@@ -185,7 +190,7 @@ def build_plan(
         inputs = sorted(item.model.inputs)
         changes = predicted_changes(snapshot, str(ref), inputs, steps)
         rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
-        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, rows)
+        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, rows, capabilities)
         steps[ref] = Step(
             ref=ref,
             kind="model",

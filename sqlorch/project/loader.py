@@ -100,11 +100,15 @@ def resolve_dependencies(project: Project) -> list[SqlorchError]:
             elif len(candidates) > 1:
                 line, col = position(table)
                 options = ", ".join(sorted(str(c) for c in candidates))
-                errors.append(GraphError(
-                    f"'{ref.name}' is ambiguous: it could be {options}",
-                    path=model.path, line=line, col=col,
-                    hint="qualify the name with its schema",
-                ))
+                errors.append(
+                    GraphError(
+                        f"'{ref.name}' is ambiguous: it could be {options}",
+                        path=model.path,
+                        line=line,
+                        col=col,
+                        hint="qualify the name with its schema",
+                    )
+                )
             else:
                 model.sources.add(ref.with_schema(project.settings.default_schema))
         if model.ref in model.depends_on:
@@ -142,10 +146,16 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
             continue
         ref = model_ref(path, root / "models", settings.default_schema)
         if ref in claimed:
-            errors.append(GraphError(
-                f"two files claim the relation {ref}: {claimed[ref].relative_to(root)} and {path.relative_to(root)}",
-                path=path, line=1, col=1, hint="rename one of the files",
-            ))
+            errors.append(
+                GraphError(
+                    f"two files claim the relation {ref}: "
+                    f"{claimed[ref].relative_to(root)} and {path.relative_to(root)}",
+                    path=path,
+                    line=1,
+                    col=1,
+                    hint="rename one of the files",
+                )
+            )
             continue
         claimed[ref] = path
         project.models[ref] = Model(ref=ref, path=path, config=config, sql=sql, ast=ast)
