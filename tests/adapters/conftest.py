@@ -168,6 +168,16 @@ def networked_warehouse(
     yield from _warehouse(request.param, standin_servers, tmp_path)
 
 
+@pytest.fixture(params=["duckdb", "postgres", "bigquery"])
+def crashable_warehouse(
+    request: pytest.FixtureRequest, standin_servers: _Servers, tmp_path: Path
+) -> Iterator[Warehouse]:
+    """Snowflake is left out: after a client is killed mid-build, the fakesnow server
+    answers HTTP 500 to the next builds' statements (seen here; its sessions share one
+    in-process database), which is the stand-in's failure, not a state sqlorch left."""
+    yield from _warehouse(request.param, standin_servers, tmp_path)
+
+
 @pytest.fixture
 def server_of(standin_servers: _Servers) -> Any:
     return standin_servers.get
