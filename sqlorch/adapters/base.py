@@ -7,6 +7,7 @@ the planner reads ``Capabilities`` and decides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -75,3 +76,16 @@ class Adapter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def create_schema_statement(schema: str) -> exp.Create:
+    return exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True)
+
+
+def parameterized_insert(
+    render: Callable[[exp.Expr], str], table: TableRef, columns: list[str], placeholder: str
+) -> str:
+    """``INSERT INTO t (cols) VALUES (?, ...)`` for a driver's executemany: identifiers are
+    rendered by the adapter through sqlglot, values only ever travel as parameters."""
+    names = ", ".join(render(exp.to_identifier(c, quoted=True)) for c in columns)
+    return f"INSERT INTO {render(table.to_table())} ({names}) VALUES ({', '.join(placeholder for _ in columns)})"

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import duckdb
 from sqlglot import exp
 
-from sqlorch.adapters.base import Capabilities
+from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert
 from sqlorch.adapters.fingerprints import fingerprint_query
 from sqlorch.errors import AdapterError, LockError
 from sqlorch.refs import TableRef
@@ -84,18 +84,13 @@ class DuckDBAdapter:
         return f"{row[0]}:{row[1]}"
 
     def ensure_schema(self, schema: str) -> None:
-        self.execute(
-            exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True)
-        )
+        self.execute(create_schema_statement(schema))
 
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
-        placeholders = ", ".join("?" for _ in columns)
-        target = table.to_table().sql(dialect="duckdb")
-        names = ", ".join(exp.to_identifier(c, quoted=True).sql(dialect="duckdb") for c in columns)
         try:
-            self.connection.executemany(f"INSERT INTO {target} ({names}) VALUES ({placeholders})", rows)
+            self.connection.executemany(parameterized_insert(self.render, table, columns, "?"), rows)
         except duckdb.Error as error:
             raise AdapterError(str(error).strip()) from None
 

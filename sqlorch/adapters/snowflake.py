@@ -18,7 +18,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, redact
+from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert, redact
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -156,19 +156,15 @@ class SnowflakeAdapter:
         return f"{count}:{xor}:{total}"
 
     def ensure_schema(self, schema: str) -> None:
-        self.execute(
-            exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)), kind="SCHEMA", exists=True)
-        )
+        self.execute(create_schema_statement(schema))
 
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
-        target = self.render(table.to_table())
-        names = ", ".join(self.render(exp.to_identifier(c, quoted=True)) for c in columns)
-        placeholders = ", ".join("%s" for _ in columns)
+        sql = parameterized_insert(self.render, table, columns, "%s")
         try:
             cursor = self.connection.cursor()
-            cursor.executemany(f"INSERT INTO {target} ({names}) VALUES ({placeholders})", rows)
+            cursor.executemany(sql, rows)
         except SnowflakeError as error:
             raise AdapterError(redact(str(error), self.settings)) from None
 
