@@ -16,10 +16,6 @@ _ADAPTERS = {
 }
 
 
-def dialect_of(target_type: str) -> str:
-    return target_type
-
-
 def connect(target: Target) -> Adapter:
     module_name, class_name, extra = _ADAPTERS[target.type]
     try:
