@@ -33,6 +33,7 @@ from sqlorch.state.store import (
     ensure_state,
     load_snapshot,
     prune_change_log_statement,
+    work_table,
 )
 
 
@@ -294,8 +295,7 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
             )
         )
     elif step.action == "incremental" and item.keys.key:
-        slug = f"{step.ref.schema}__{step.ref.name}"
-        keys_table, rows_table = TableRef("_sqlorch", f"tmp_keys__{slug}"), TableRef("_sqlorch", f"tmp_rows__{slug}")
+        keys_table, rows_table = work_table(step.ref, "keys"), work_table(step.ref, "rows")
         recompute = restrict_to_keys(item.physical_sql, item.keys.key, keys_table.to_table(alias="k"))
         out.append(("recompute affected keys into " + str(rows_table), recompute.sql(dialect=dialect, pretty=True)))
         if item.keys.unique:

@@ -41,7 +41,7 @@ from sqlorch.state.store import (
     change_log,
     save_relation_statements,
     save_watermark_statements,
-    state_table,
+    work_table,
 )
 
 
@@ -105,7 +105,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
     model = ctx.compiled.model
     view = model.config.materialized == "view"
     log = change_log(model.ref)
-    old = state_table(f"tmp_old__{model.ref.schema}__{model.ref.name}")
+    old = work_table(model.ref, "old")
     existing = adapter.columns(ctx.physical) if may_diff else None
     previous_columns = list(existing) if existing is not None else None
     diff = (
@@ -181,11 +181,6 @@ class ChangeSources:
         return exp.union(select_from(self.ctx.physical_of.get(ref, ref), names), old, distinct=False)
 
 
-def _temp_tables(model_ref: TableRef) -> tuple[TableRef, TableRef]:
-    slug = f"{model_ref.schema}__{model_ref.name}"
-    return state_table(f"tmp_keys__{slug}"), state_table(f"tmp_rows__{slug}")
-
-
 def execute_insert_only(
     adapter: Adapter,
     ctx: ModelContext,
@@ -200,7 +195,7 @@ def execute_insert_only(
         ctx.compiled.keys.inlined, 0, sources.is_changed, sources.changed, sources.everything
     )
     appended = rename_relations(keep_only_branches_with(appended, target), ctx.physical_of, ctx.default_schema)
-    _, rows_table = _temp_tables(model.ref)
+    rows_table = work_table(model.ref, "rows")
     columns = list(adapter.columns(ctx.physical) or {})
     execute_create(adapter, create_table_as(rows_table, appended))
     try:
@@ -294,7 +289,7 @@ def execute_incremental(
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     key = keys.key
-    keys_table, rows_table = _temp_tables(model.ref)
+    keys_table, rows_table = work_table(model.ref, "keys"), work_table(model.ref, "rows")
     columns = list(adapter.columns(ctx.physical) or {})
     log = change_log(model.ref)
     sources = ChangeSources(ctx, changes, resolve)
@@ -315,7 +310,7 @@ def execute_incremental(
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
     merge = keys.unique and bool(key) and adapter.capabilities.merge_in_transaction
     execute_create(adapter, create_table_as(rows_table, mark_present(recomputed) if merge else recomputed))
-    gone, added = (state_table(f"tmp_{part}__{model.ref.schema}__{model.ref.name}") for part in ("gone", "added"))
+    gone, added = work_table(model.ref, "gone"), work_table(model.ref, "added")
     diff = bool(key) and adapter.capabilities.except_all
     try:
         old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)

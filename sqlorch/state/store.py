@@ -59,6 +59,11 @@ def change_log(ref: TableRef) -> TableRef:
     return state_table(f"chg__{_relation_slug(ref)}")
 
 
+def work_table(ref: TableRef, part: str) -> TableRef:
+    """A scratch table of one model's run (``keys``, ``rows``, ``old``, ``gone``, ``added``)."""
+    return state_table(f"tmp_{part}__{_relation_slug(ref)}")
+
+
 def shadow_table(ref: TableRef) -> TableRef:
     return state_table(f"shadow__{_relation_slug(ref)}")
 
