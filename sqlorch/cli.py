@@ -17,6 +17,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help imports rich.markdown and markdown_it, which
+    # alone costs ~0.15 s and would put `sqlorch --help` over its 0.3 s budget (issue 5).
+    rich_markup_mode=None,
 )
 
 ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Project folder (holds models/).")]
