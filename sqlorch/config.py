@@ -161,8 +161,10 @@ def load_target(root: Path, profiles_dir: Path | None, target_name: str | None) 
             hint=f"type must be one of: {', '.join(TARGET_TYPES)}",
         )
     if kind == "duckdb":
-        db_path = Path(os.path.expanduser(str(settings.get("path", "warehouse.duckdb"))))
-        settings["path"] = str(db_path if db_path.is_absolute() else root / db_path)
+        for key, default in (("path", "warehouse.duckdb"), ("profile_log", None)):
+            if (key in settings or default is not None) and settings.get(key) != ":memory:":
+                file = Path(os.path.expanduser(str(settings.get(key, default))))
+                settings[key] = str(file if file.is_absolute() else root / file)
     return Target(
         name=str(name),
         type=kind,

@@ -136,6 +136,19 @@ def test_profile_duckdb_path_and_schema_prefix(demo_project, cli):
     assert rows == len(expected_from_sql(demo_project)["marts.daily_revenue"])
 
 
+def test_profile_log_records_each_statement(demo_project, cli):
+    (demo_project / "profiles.yml").write_text(
+        "target: dev\ntargets:\n  dev: {type: duckdb, profile_log: target/profile.jsonl}\n")
+    run = cli("build", "--project-dir", demo_project)
+    assert run.exit_code == 0, run.output
+    profiles = [json.loads(line) for line in (demo_project / "target/profile.jsonl").read_text().splitlines()]
+    # DuckDB 2.x nests the statement under query.sql; 1.x has it as query_name
+    queries = " ".join(str(p.get("query", {}).get("sql") or p.get("query_name")) for p in profiles)
+    # every model's write is profiled, with DuckDB's operator tree
+    assert "daily_revenue" in queries and "customer_orders" in queries
+    assert all(p.get("children") or p.get("operator") for p in profiles)
+
+
 def test_vars_in_build(make_project, cli):
     root = make_project({"sqlorch.yml": "vars: {n: 2}\n",
                          "models/s/a.sql": "SELECT range AS i FROM range({{ var('n') }})"})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
@@ -35,6 +38,9 @@ def fingerprint_query(table: TableRef, columns: list[str] | None = None) -> exp.
     ).from_(table.to_table(alias="t"))
 
 
+_PROFILE_LOG_LOCK = threading.Lock()  # worker threads append to one profile log
+
+
 class DuckDBAdapter:
     dialect: ClassVar[str] = "duckdb"
     capabilities: ClassVar[Capabilities] = Capabilities(merge_by_source=True, transactions=True, except_all=True)
@@ -58,12 +64,22 @@ class DuckDBAdapter:
         threads = settings.get("threads")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
+        self.profile_log: Path | None = None
+        if settings.get("profile_log"):
+            # One JSON line per statement, DuckDB's own profile of it (operators, rows scanned):
+            # the machine-independent cost measure the benchmark reports.
+            self.profile_log = Path(str(settings["profile_log"])).expanduser()
+            self.profile_log.parent.mkdir(parents=True, exist_ok=True)
+            self.connection.execute("PRAGMA enable_profiling = 'no_output'")
 
     def fork(self) -> DuckDBAdapter:
         """An adapter on its own cursor of the same database, for another worker thread."""
         clone = object.__new__(DuckDBAdapter)
         clone.path = self.path
         clone.connection = self.connection.cursor()
+        clone.profile_log = self.profile_log
+        if self.profile_log is not None:
+            clone.connection.execute("PRAGMA enable_profiling = 'no_output'")
         return clone
 
     def render(self, statement: exp.Expr) -> str:
@@ -75,16 +91,29 @@ class DuckDBAdapter:
             cursor = self.connection.execute(sql)
         except duckdb.Error as error:
             raise AdapterError(str(error).strip()) from None
+        count = None
         if isinstance(statement, (exp.Insert, exp.Delete, exp.Update, exp.Merge)):
             row = cursor.fetchone()
-            return int(row[0]) if row else None
-        return None
+            count = int(row[0]) if row else None
+        self._log_profile()
+        return count
 
     def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
         try:
-            return self.connection.execute(self.render(query)).fetchall()
+            rows = self.connection.execute(self.render(query)).fetchall()
         except duckdb.Error as error:
             raise AdapterError(str(error).strip()) from None
+        self._log_profile()
+        return rows
+
+    def _log_profile(self) -> None:
+        if self.profile_log is None:
+            return
+        profile = json.loads(self.connection.get_profiling_information(format="json"))
+        if profile.get("result") == "error":  # statements DuckDB does not profile (DDL, BEGIN)
+            return
+        with _PROFILE_LOG_LOCK, self.profile_log.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(profile) + "\n")
 
     def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
         rows = self.connection.execute(
