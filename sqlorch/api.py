@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import RunResult
 from sqlorch.execution.seeds import decide_seed
 from sqlorch.execution.statements import count_rows
+from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.planning.planner import build_plan
@@ -90,14 +92,20 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     )
     dialect = session.target.type
     folders: set[Path] = set()
-    for ref, item in compiled.items():
-        path = out / "compiled" / ref.schema / f"{ref.name}.sql"
-        if item.cache_key in previous and path.exists() and path.stat().st_mtime >= item.model.path.stat().st_mtime:
-            continue  # unchanged model, unchanged inputs: the file written last time still holds
-        if path.parent not in folders:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            folders.add(path.parent)
-        path.write_text(item.compiled_sql(dialect) + "\n")
+    # Creating a file costs about a millisecond on some file systems, all of it in the
+    # kernel: writer threads overlap that with generating the next model's SQL.
+    with collector_paused(), ThreadPoolExecutor(max_workers=4) as writers:
+        writes = []
+        for ref, item in compiled.items():
+            path = out / "compiled" / ref.schema / f"{ref.name}.sql"
+            if item.cache_key in previous and path.exists() and path.stat().st_mtime >= item.model.path.stat().st_mtime:
+                continue  # unchanged model, unchanged inputs: the file written last time still holds
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(path.parent)
+            writes.append(writers.submit(path.write_text, item.compiled_sql(dialect) + "\n"))
+        for write in writes:
+            write.result()  # re-raise the first failed write
     manifest = {
         "project": session.project.settings.name,
         "target": {"name": session.target.name, "type": session.target.type},

@@ -14,14 +14,15 @@ from functools import cached_property
 from pathlib import Path
 
 from sqlglot import exp
+from sqlglot.schema import MappingSchema
 
 from sqlorch.analysis.keys import KeyAnalysis, analyse_keys
-from sqlorch.analysis.schemas import Schema, SchemaMap, output_schema, qualify_query
+from sqlorch.analysis.schemas import Schema, SchemaMap, dialect_of, mapping_schema, output_schema, qualify_query
 from sqlorch.errors import CompileError, GraphError, SqlorchError
+from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.rewrites.rename_relations import rename_relations
-from sqlorch.project.dependencies import table_references
-from sqlorch.project.loader import Project, position
+from sqlorch.project.loader import Project
 from sqlorch.project.model import Model
 from sqlorch.refs import TableRef
 
@@ -40,15 +41,22 @@ class CompiledModel:
     cache_key: str = ""
 
     @cached_property
+    def input_schema(self) -> MappingSchema | None:
+        """The sqlglot schema of this model's inputs, shared by qualifying and typing."""
+        return mapping_schema(self.input_schemas, self.dialect) if self.input_schemas is not None else None
+
+    @cached_property
     def qualified(self) -> exp.Query | None:
-        if self.input_schemas is None:
+        if self.input_schema is None:
             return None
-        return qualify_query(self.model.ast, self.input_schemas, self.dialect, self.model.path)
+        return qualify_query(
+            self.model.ast, self.input_schema, self.dialect, self.model.path, positioned=self.model.positioned
+        )
 
     def compiled_sql(self, target_dialect: str) -> str:
         """The model as the user wrote it, relations renamed, in the target dialect."""
         renamed = rename_relations(self.model.ast, self.physical_names, self.default_schema)
-        return renamed.sql(dialect=target_dialect, pretty=True)
+        return renamed.sql(dialect=dialect_of(target_dialect), pretty=True, copy=False)  # renamed is a copy already
 
     @cached_property
     def keys(self) -> KeyAnalysis:
@@ -68,7 +76,7 @@ class CompiledModel:
 
 def model_fingerprint(model: Model, dialect: str) -> str:
     """Normalised SQL (no whitespace, no comments) plus the settings that change the table."""
-    normal = model.ast.sql(dialect=dialect, comments=False, normalize=True)
+    normal = model.ast.sql(dialect=dialect_of(dialect), comments=False, normalize=True)
     config = f"{model.config.materialized}|{','.join(model.config.unique_key)}"
     return hashlib.sha256(f"{normal}|{config}".encode()).hexdigest()[:32]
 
@@ -80,11 +88,11 @@ def _declared_schemas(project: Project) -> SchemaMap:
 def _check_unknown_tables(project: Project, model: Model, nodes: set[TableRef], owned: set[str]) -> list[SqlorchError]:
     """A table in a schema that holds models or seeds (``owned``), but is none of them: a typo."""
     errors: list[SqlorchError] = []
-    for table in table_references(model.ast):
-        if table.db and table.db.lower() in owned:
-            ref = TableRef(schema=table.db.lower(), name=table.name.lower())
+    for table in model.tables:
+        if table.schema in owned:
+            ref = TableRef(schema=table.schema, name=table.name)
             if ref not in nodes and ref not in project.sources:
-                line, col = position(table)
+                line, col = model.locate_table(table)
                 names = sorted(str(r) for r in nodes if r.schema == ref.schema)
                 errors.append(
                     CompileError(
@@ -160,40 +168,43 @@ def compile_project(
         raise
     nodes = project.node_refs()
     owned = {node.schema for node in nodes}
-    for ref in order:
-        model = project.models.get(ref)
-        if model is None:
-            continue
-        unknown_tables = _check_unknown_tables(project, model, nodes, owned)
-        errors.extend(unknown_tables)
-        known = all(i in schemas for i in model.inputs) and not unknown_tables
-        # only this model's inputs: passing every schema known makes compile quadratic
-        inputs = {i: schemas[i] for i in model.inputs} if known else None
-        item = CompiledModel(
-            model=model,
-            input_schemas=inputs,
-            columns=None,
-            dialect=dialect,
-            # depends_on holds every model/seed the SQL names (bare names resolved at load)
-            physical_names={d: physical[d] for d in model.depends_on},
-            default_schema=project.settings.default_schema,
-        )
-        if inputs is not None:
-            item.cache_key = CompileCache.key(model, dialect, inputs)
-            item.columns = cache.get(item.cache_key) if cache else None
-            if item.columns is None:
-                try:
-                    qualified = item.qualified
-                    assert qualified is not None
-                    item.columns = output_schema(qualified, inputs, model.path, dialect)
-                except SqlorchError as error:
-                    errors.append(error)
-                else:
-                    if cache:
-                        cache.put(item.cache_key, item.columns)
-            if item.columns is not None:
-                schemas[ref] = item.columns
-        compiled[ref] = item
+    with collector_paused():
+        for ref in order:
+            model = project.models.get(ref)
+            if model is None:
+                continue
+            unknown_tables = _check_unknown_tables(project, model, nodes, owned)
+            errors.extend(unknown_tables)
+            known = all(i in schemas for i in model.inputs) and not unknown_tables
+            # only this model's inputs: passing every schema known makes compile quadratic
+            inputs = {i: schemas[i] for i in model.inputs} if known else None
+            item = CompiledModel(
+                model=model,
+                input_schemas=inputs,
+                columns=None,
+                dialect=dialect,
+                # depends_on holds every model/seed the SQL names (bare names resolved at load)
+                physical_names={d: physical[d] for d in model.depends_on},
+                default_schema=project.settings.default_schema,
+            )
+            if inputs is not None:
+                item.cache_key = CompileCache.key(model, dialect, inputs)
+                item.columns = cache.get(item.cache_key) if cache else None
+                if item.columns is None:
+                    try:
+                        qualified, schema = item.qualified, item.input_schema
+                        assert qualified is not None and schema is not None
+                        item.columns = output_schema(
+                            qualified, schema, model.path, dialect, positioned=model.positioned
+                        )
+                    except SqlorchError as error:
+                        errors.append(error)
+                    else:
+                        if cache:
+                            cache.put(item.cache_key, item.columns)
+                if item.columns is not None:
+                    schemas[ref] = item.columns
+            compiled[ref] = item
     if cache:
         cache.save()
     if errors:

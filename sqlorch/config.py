@@ -44,7 +44,8 @@ class ProjectSettings:
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file, turning a syntax error into ``path:line:col: error``."""
     try:
-        return yaml.safe_load(path.read_text())
+        # libyaml's loader when PyYAML has it: several times faster on large source files
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         raise ConfigError(

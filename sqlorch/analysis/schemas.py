@@ -9,15 +9,18 @@ the build.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
-from sqlglot import exp
+from sqlglot import Dialect, exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
 from sqlorch.errors import CompileError
+from sqlorch.project.parsing import strip_positions
 from sqlorch.refs import TableRef
 
 Schema = dict[str, str]  # column -> SQL type ("UNKNOWN" where not known)
@@ -35,25 +38,36 @@ def _data_type(text: str, dialect: str) -> exp.DataType:
             found = exp.DataType.build(text, dialect=dialect) if text != "UNKNOWN" else exp.DataType.build("unknown")
         except SqlglotError:
             found = exp.DataType.build("unknown")
-        _TYPES[(text, dialect)] = found
+        _TYPES[(text, dialect)] = strip_positions(found)
     return found
 
 
+_TYPE_TEXTS: dict[tuple[exp.DataType, str], str] = {}
+
+
+def _type_text(data_type: exp.DataType, dialect: str) -> str:
+    """A type as SQL, rendered once per distinct type: a project has few distinct types."""
+    text = _TYPE_TEXTS.get((data_type, dialect))
+    if text is None:
+        text = _TYPE_TEXTS[(data_type, dialect)] = data_type.sql(dialect_of(dialect))
+    return text
+
+
+@cache
+def dialect_of(name: str) -> Dialect:
+    """One Dialect instance per name: sqlglot builds a new one for every string it is given."""
+    return Dialect.get_or_raise(name)
+
+
 def mapping_schema(schemas: SchemaMap, dialect: str) -> MappingSchema:
-    """A sqlglot schema of already normalised (lower-case) names and parsed types."""
+    """A sqlglot schema of already normalised (lower-case) names and parsed types. Build it
+    from a query's own inputs only: sqlglot normalises every table it is given."""
     nested: dict[str, object] = {}
     for ref, columns in schemas.items():
         tables = nested.setdefault(ref.schema, {})
         assert isinstance(tables, dict)
         tables[ref.name] = {name: _data_type(t, dialect) for name, t in columns.items()}
-    return MappingSchema(nested, dialect=dialect, normalize=False)
-
-
-def _read_by(query: exp.Expr, schemas: SchemaMap) -> SchemaMap:
-    """Only the schemas of tables the query names: sqlglot normalises every table of the
-    schema it is given, so passing the whole project makes compile quadratic."""
-    names = {table.name.lower() for table in query.find_all(exp.Table)}
-    return {ref: columns for ref, columns in schemas.items() if ref.name in names}
+    return MappingSchema(nested, dialect=dialect_of(dialect), normalize=False)
 
 
 def _locate(query: exp.Expr, column: str) -> tuple[int | None, int | None]:
@@ -65,13 +79,20 @@ def _locate(query: exp.Expr, column: str) -> tuple[int | None, int | None]:
     return None, None
 
 
-def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path) -> exp.Query:
-    """Qualify every column (expanding ``*``); unknown columns become CompileErrors."""
+def qualify_query(
+    query: exp.Query,
+    schema: MappingSchema,
+    dialect: str,
+    path: Path,
+    positioned: Callable[[], exp.Expr] | None = None,
+) -> exp.Query:
+    """Qualify every column (expanding ``*``); unknown columns become CompileErrors, located
+    in ``positioned()`` (the query with token positions) when the query has none."""
     try:
         qualified = qualify(
             query.copy(),
-            schema=mapping_schema(_read_by(query, schemas), dialect),
-            dialect=dialect,
+            schema=schema,
+            dialect=dialect_of(dialect),
             validate_qualify_columns=True,
             quote_identifiers=False,
             identify=False,
@@ -79,7 +100,8 @@ def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path
     except OptimizeError as error:
         message = str(error).split(". Line")[0]
         match = re.search(r"[Cc]olumn:? '?\"?([\w$]+)\"?'?", message)
-        line, col = _locate(query, match.group(1)) if match else (None, None)
+        located = positioned() if positioned else query
+        line, col = _locate(located, match.group(1)) if match else (None, None)
         raise CompileError(f"unknown column: {message}", path=path, line=line, col=col) from None
     except SqlglotError as error:
         raise CompileError(f"cannot analyse this query: {error}", path=path) from None
@@ -87,16 +109,22 @@ def qualify_query(query: exp.Query, schemas: SchemaMap, dialect: str, path: Path
     return qualified
 
 
-def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path, dialect: str = "duckdb") -> Schema:
+def output_schema(
+    qualified: exp.Query,
+    schema: MappingSchema,
+    path: Path,
+    dialect: str = "duckdb",
+    positioned: Callable[[], exp.Expr] | None = None,
+) -> Schema:
     """Names and types of a qualified query's output; duplicate names are an error."""
-    annotated = annotate_types(qualified, schema=mapping_schema(_read_by(qualified, schemas), dialect))
+    annotated = annotate_types(qualified, schema=schema, dialect=dialect_of(dialect))
     columns: Schema = {}
     for select in annotated.selects:
         name = select.alias_or_name.lower()
         if not name:
             raise CompileError("every output column needs a name (add AS name)", path=path)
         if name in columns:
-            line, col = _locate(qualified, name)
+            line, col = _locate(positioned() if positioned else qualified, name)
             raise CompileError(
                 f"duplicate output column '{name}'",
                 path=path,
@@ -105,5 +133,9 @@ def output_schema(qualified: exp.Query, schemas: SchemaMap, path: Path, dialect:
                 hint="give one of them another name with AS",
             )
         data_type = select.type
-        columns[name] = data_type.sql() if data_type and not data_type.is_type(exp.DataType.Type.UNKNOWN) else "UNKNOWN"
+        columns[name] = (
+            data_type.sql(dialect_of(dialect))
+            if data_type and not data_type.is_type(exp.DataType.Type.UNKNOWN)
+            else "UNKNOWN"
+        )
     return columns

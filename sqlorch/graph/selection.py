@@ -26,14 +26,11 @@ def project_dag(project: Project) -> DAG[TableRef]:
 
 def _raise_cycle(project: Project, cycle: list[TableRef]) -> None:
     """The cycle ``[a, b, ..., a]`` (a feeds b), located where b reads a."""
-    from sqlorch.project.dependencies import table_references
-    from sqlorch.project.loader import position
-
     reader, read = project.models[cycle[1]], cycle[0]
     line = col = None
-    for table in table_references(reader.ast):
-        if table.name.lower() == read.name and (not table.db or table.db.lower() == read.schema):
-            line, col = position(table)
+    for table in reader.tables:
+        if table.name == read.name and table.schema in ("", read.schema):
+            line, col = reader.locate_table(table)
             break
     raise GraphError(
         "dependency cycle: " + " -> ".join(str(node) for node in cycle), path=reader.path, line=line, col=col

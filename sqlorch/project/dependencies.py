@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
+from sqlorch.refs import TableRef
+
 
 def table_references(query: exp.Query) -> list[exp.Table]:
     """Base-table references (joins, subqueries, set operations, correlated subqueries).
@@ -18,3 +20,24 @@ def table_references(query: exp.Query) -> list[exp.Table]:
             if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
                 found.append(source)
     return found
+
+
+def table_ref(table: exp.Table) -> TableRef:
+    """A table reference as written, lower-cased; schema "" when the name is bare."""
+    return TableRef(
+        schema=table.db.lower() if table.db else "",
+        name=table.name.lower(),
+        catalog=table.catalog.lower() if table.catalog else None,
+    )
+
+
+def position(node: exp.Expr) -> tuple[int | None, int | None]:
+    """Line and column sqlglot recorded for a node (its identifier's token)."""
+    for candidate in (node, node.args.get("db"), node.args.get("this")):
+        meta = getattr(candidate, "meta", None) or {}
+        if "line" in meta:
+            col = meta.get("col")
+            name = candidate.name if isinstance(candidate, exp.Expr) else ""
+            # sqlglot records the column where the token ends; report where it starts.
+            return meta["line"], (col - len(name) + 1) if col and name else col
+    return None, None

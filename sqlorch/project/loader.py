@@ -12,11 +12,13 @@ from sqlglot import exp
 
 from sqlorch.config import ProjectSettings, load_project_settings
 from sqlorch.errors import ErrorGroup, GraphError, SqlorchError
-from sqlorch.project.dependencies import table_references
-from sqlorch.project.discover import discover_files
+from sqlorch.gcpause import collector_paused
+from sqlorch.project.dependencies import table_ref, table_references
+from sqlorch.project.discover import ProjectFiles, discover_files
 from sqlorch.project.header import parse_header
 from sqlorch.project.model import Model, Seed, SourceSpec
-from sqlorch.project.parsing import parse_model_sql
+from sqlorch.project.parse_cache import ParseCache
+from sqlorch.project.parsing import parse_model_sql, strip_positions
 from sqlorch.project.sources import load_sources
 from sqlorch.project.templating import load_macros, needs_rendering, render_string
 from sqlorch.refs import TableRef
@@ -37,30 +39,10 @@ class Project:
         return set(self.models) | set(self.seeds)
 
 
-def position(node: exp.Expr) -> tuple[int | None, int | None]:
-    """Line and column sqlglot recorded for a node (its identifier's token)."""
-    for candidate in (node, node.args.get("db"), node.args.get("this")):
-        meta = getattr(candidate, "meta", None) or {}
-        if "line" in meta:
-            col = meta.get("col")
-            name = candidate.name if isinstance(candidate, exp.Expr) else ""
-            # sqlglot records the column where the token ends; report where it starts.
-            return meta["line"], (col - len(name) + 1) if col and name else col
-    return None, None
-
-
 def model_ref(path: Path, models_dir: Path, default_schema: str) -> TableRef:
     relative = path.relative_to(models_dir)
     schema = relative.parts[0] if len(relative.parts) > 1 else default_schema
     return TableRef(schema=schema.lower(), name=path.stem.lower())
-
-
-def _ref_of(table: exp.Table) -> TableRef:
-    return TableRef(
-        schema=table.db.lower() if table.db else "",
-        name=table.name.lower(),
-        catalog=table.catalog.lower() if table.catalog else None,
-    )
 
 
 def make_resolver(project: Project) -> Callable[[exp.Table], TableRef]:
@@ -70,7 +52,7 @@ def make_resolver(project: Project) -> Callable[[exp.Table], TableRef]:
         by_name[ref.name].append(ref)
 
     def resolve(table: exp.Table) -> TableRef:
-        ref = _ref_of(table)
+        ref = table_ref(table)
         if ref.schema:
             return ref
         candidates = by_name.get(ref.name, [])
@@ -89,8 +71,7 @@ def resolve_dependencies(project: Project) -> list[SqlorchError]:
         by_name[ref.name].append(ref)
     nodes = project.node_refs()
     for model in project.models.values():
-        for table in table_references(model.ast):
-            ref = _ref_of(table)
+        for ref in model.tables:
             if ref.schema:
                 (model.depends_on if ref in nodes else model.sources).add(ref)
                 continue
@@ -98,7 +79,7 @@ def resolve_dependencies(project: Project) -> list[SqlorchError]:
             if len(candidates) == 1:
                 model.depends_on.add(candidates[0])
             elif len(candidates) > 1:
-                line, col = position(table)
+                line, col = model.locate_table(ref)
                 options = ", ".join(sorted(str(c) for c in candidates))
                 errors.append(
                     GraphError(
@@ -113,7 +94,8 @@ def resolve_dependencies(project: Project) -> list[SqlorchError]:
                 model.sources.add(ref.with_schema(project.settings.default_schema))
         if model.ref in model.depends_on:
             model.depends_on.discard(model.ref)
-            line, col = position(next(t for t in table_references(model.ast) if _ref_of(t).name == model.ref.name))
+            itself = next(t for t in model.tables if t.name == model.ref.name)
+            line, col = model.locate_table(itself)
             errors.append(GraphError(f"model {model.ref} reads itself", path=model.path, line=line, col=col))
     return errors
 
@@ -125,6 +107,11 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
     if not (root / "models").is_dir():
         raise SqlorchError(f"no models/ folder in {root}", path=root, hint="pass --project-dir")
     files = discover_files(root)
+    with collector_paused():
+        return _load_files(root, settings, files)
+
+
+def _load_files(root: Path, settings: ProjectSettings, files: ProjectFiles) -> Project:
     project = Project(settings=settings, sources=load_sources(files.yaml_files))
     errors: list[SqlorchError] = []
     macros = load_macros(files.macros, settings.vars)
@@ -133,14 +120,27 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
         ref = TableRef(schema=settings.seed_schema, name=seed_path.stem.lower())
         project.seeds[ref] = Seed(ref=ref, path=seed_path)
         claimed[ref] = seed_path
+    parse_cache = ParseCache(root / "target" / "cache" / "parse.json")
+    current: set[str] = set()
+    parsed: dict[str, exp.Query] = {}  # this run's trees by SQL: identical files parse once
     for path in files.models:
+        tree = None
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
             config = parse_header(text, path)
             if not config.enabled:
                 continue
             sql = render_string(text, path, settings.vars, macros) if needs_rendering(text) else text
-            ast = parse_model_sql(sql, settings.dialect, path)
+            key = parse_cache.key(sql, settings.dialect)
+            tables = parse_cache.get(key)
+            if tables is not None and key in parsed:
+                tree = parsed[key].copy()
+            elif tables is None:
+                tree = strip_positions(parse_model_sql(sql, settings.dialect, path))
+                tables = tuple(table_ref(t) for t in table_references(tree))
+                parse_cache.put(key, tables)
+                parsed[key] = tree
+            current.add(key)
         except SqlorchError as error:
             errors.append(error)
             continue
@@ -158,7 +158,11 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
             )
             continue
         claimed[ref] = path
-        project.models[ref] = Model(ref=ref, path=path, config=config, sql=sql, ast=ast)
+        model = Model(ref=ref, path=path, config=config, sql=sql, dialect=settings.dialect, tables=tables)
+        if tree is not None:  # parsed already: keep the tree rather than parse it again later
+            model.ast = tree
+        project.models[ref] = model
+    parse_cache.save(current)
     errors.extend(resolve_dependencies(project))
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)

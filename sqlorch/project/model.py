@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from sqlglot import exp
 
+from sqlorch.project.dependencies import position, table_ref, table_references
 from sqlorch.project.header import ModelConfig
+from sqlorch.project.parsing import parse_model_sql, strip_positions
 from sqlorch.refs import TableRef
 
 
@@ -29,9 +32,28 @@ class Model:
     path: Path
     config: ModelConfig
     sql: str  # rendered SQL, as written (dialect of the project)
-    ast: exp.Query
+    dialect: str
+    tables: tuple[TableRef, ...]  # every table the SQL reads as written (schema "" when bare)
     depends_on: set[TableRef] = field(default_factory=set)  # models and seeds
     sources: set[TableRef] = field(default_factory=set)  # everything else
+
+    @cached_property
+    def ast(self) -> exp.Query:
+        """The parsed query without token positions (cheap to copy). Parsed on first use: a
+        warm compile takes ``tables`` from its parse cache and never needs the tree."""
+        return strip_positions(parse_model_sql(self.sql, self.dialect, self.path))
+
+    def positioned(self) -> exp.Query:
+        """The query with token positions, parsed again: only error messages need them, so
+        the working tree does not carry them."""
+        return parse_model_sql(self.sql, self.dialect, self.path)
+
+    def locate_table(self, ref: TableRef) -> tuple[int | None, int | None]:
+        """Line and column of the first reference to ``ref`` as written (schema "" if bare)."""
+        for table in table_references(self.positioned()):
+            if table_ref(table) == ref:
+                return position(table)
+        return None, None
 
     @property
     def name(self) -> str:
