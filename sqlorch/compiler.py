@@ -81,6 +81,13 @@ def model_fingerprint(model: Model, dialect: str) -> str:
     return hashlib.sha256(f"{normal}|{config}".encode()).hexdigest()[:32]
 
 
+def schema_digest(ref: TableRef, columns: Schema) -> str:
+    """A short fingerprint of one relation's name and columns, computed once per relation
+    rather than once per reader."""
+    text = f"{ref}\0" + "\0".join(f"{name}\1{kind}" for name, kind in columns.items())
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def _declared_schemas(project: Project) -> SchemaMap:
     return {ref: dict(spec.columns) for ref, spec in project.sources.items() if spec.columns}
 
@@ -111,7 +118,7 @@ class CompileCache:
     dialect and the schemas of its inputs), kept in ``target/`` so an unchanged project
     compiles without qualifying anything again."""
 
-    VERSION = "1"
+    VERSION = "2"
 
     def __init__(self, path: Path | None, target: str = "") -> None:
         self.path = path
@@ -130,9 +137,9 @@ class CompileCache:
         self.dirty = self.written_for != target
 
     @staticmethod
-    def key(model: Model, dialect: str, inputs: SchemaMap) -> str:
-        schema_text = json.dumps(sorted((str(ref), list(cols.items())) for ref, cols in inputs.items()))
-        return hashlib.sha256(f"{dialect}\0{model.sql}\0{schema_text}".encode()).hexdigest()
+    def key(model: Model, dialect: str, input_digests: list[str]) -> str:
+        """``input_digests``: one ``schema_digest`` per input, in any order."""
+        return hashlib.sha256(f"{dialect}\0{model.sql}\0{','.join(sorted(input_digests))}".encode()).hexdigest()
 
     def get(self, key: str) -> Schema | None:
         return self.entries.get(key)
@@ -168,6 +175,7 @@ def compile_project(
         raise
     nodes = project.node_refs()
     owned = {node.schema for node in nodes}
+    digests: dict[TableRef, str] = {}
     with collector_paused():
         for ref in order:
             model = project.models.get(ref)
@@ -188,7 +196,10 @@ def compile_project(
                 default_schema=project.settings.default_schema,
             )
             if inputs is not None:
-                item.cache_key = CompileCache.key(model, dialect, inputs)
+                for i in model.inputs:
+                    if i not in digests:
+                        digests[i] = schema_digest(i, schemas[i])
+                item.cache_key = CompileCache.key(model, dialect, [digests[i] for i in model.inputs])
                 item.columns = cache.get(item.cache_key) if cache else None
                 if item.columns is None:
                     try:

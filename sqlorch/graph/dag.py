@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -18,6 +20,7 @@ class DAG(Generic[T]):
     parents: dict[T, set[T]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._order: list[T] | None = None
         self.children: dict[T, set[T]] = {node: set() for node in self.parents}
         for node, parents in self.parents.items():
             for parent in parents:
@@ -57,20 +60,27 @@ class DAG(Generic[T]):
         return None
 
     def topological_order(self) -> list[T]:
-        cycle = self.find_cycle()
-        if cycle:
-            raise GraphError("dependency cycle: " + " -> ".join(str(node) for node in cycle))
-        remaining = {node: len(parents) for node, parents in self.parents.items()}
-        ready = sorted((node for node, count in remaining.items() if count == 0), key=str)
-        order: list[T] = []
-        while ready:
-            node = ready.pop(0)
-            order.append(node)
-            for child in sorted(self.children[node], key=str):
-                remaining[child] -= 1
-                if remaining[child] == 0:
-                    ready.append(child)
-        return order
+        """Parents before children, ties broken by name so every run builds in one order.
+        Computed once: the graph does not change after it is built."""
+        if self._order is None:
+            names = {node: str(node) for node in self.parents}
+            remaining = {node: len(parents) for node, parents in self.parents.items()}
+            tiebreak = itertools.count()  # nodes themselves need not be comparable
+            ready = [(names[node], next(tiebreak), node) for node in self.parents if remaining[node] == 0]
+            heapq.heapify(ready)
+            order: list[T] = []
+            while ready:
+                node = heapq.heappop(ready)[2]
+                order.append(node)
+                for child in self.children[node]:
+                    remaining[child] -= 1
+                    if remaining[child] == 0:
+                        heapq.heappush(ready, (names[child], next(tiebreak), child))
+            if len(order) < len(self.parents):
+                cycle = self.find_cycle() or []
+                raise GraphError("dependency cycle: " + " -> ".join(str(node) for node in cycle))
+            self._order = order
+        return list(self._order)
 
     def ancestors(self, nodes: Iterable[T]) -> set[T]:
         return self._walk(nodes, self.parents)

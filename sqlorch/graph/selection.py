@@ -18,8 +18,11 @@ def project_dag(project: Project) -> DAG[TableRef]:
     for ref, model in project.models.items():
         parents[ref] = set(model.depends_on)
     dag = DAG(parents)
-    cycle = dag.find_cycle()
-    if cycle:  # report it here, where the cycle can point at a model file
+    try:
+        dag.topological_order()
+    except GraphError:  # report it here, where the cycle can point at a model file
+        cycle = dag.find_cycle()
+        assert cycle is not None
         _raise_cycle(project, cycle)
     return dag
 

@@ -22,6 +22,8 @@ def _as_columns(value: Any) -> tuple[str, ...]:
 
 
 def _line_of(path: Path, needle: str) -> int | None:
+    """The first line mentioning ``needle``; only error messages look it up (a lookup per
+    source would read the file once per source)."""
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if needle in line:
             return number
@@ -42,30 +44,35 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 "'sources:' must map 'schema.table' to settings", path=path, line=_line_of(path, "sources")
             )
         for name, settings in sources.items():
-            line = _line_of(path, str(name))
             parts = str(name).lower().split(".")
             if len(parts) not in (2, 3) or not all(parts):
-                raise ConfigError(f"source name '{name}' must be 'schema.table'", path=path, line=line)
+                raise ConfigError(
+                    f"source name '{name}' must be 'schema.table'", path=path, line=_line_of(path, str(name))
+                )
             settings = settings or {}
             if not isinstance(settings, dict):
-                raise ConfigError(f"settings of source '{name}' must be a mapping", path=path, line=line)
+                raise ConfigError(
+                    f"settings of source '{name}' must be a mapping", path=path, line=_line_of(path, str(name))
+                )
             unknown = set(settings) - SOURCE_KEYS
             if unknown:
                 raise ConfigError(
                     f"unknown source setting(s) {', '.join(sorted(unknown))} for '{name}'",
                     path=path,
-                    line=line,
+                    line=_line_of(path, str(name)),
                     hint=f"known settings: {', '.join(sorted(SOURCE_KEYS))}",
                 )
             columns = settings.get("columns")
             if columns is not None and not isinstance(columns, dict):
-                raise ConfigError(f"'columns' of '{name}' must map column names to types", path=path, line=line)
+                raise ConfigError(
+                    f"'columns' of '{name}' must map column names to types", path=path, line=_line_of(path, str(name))
+                )
             ref = TableRef(schema=parts[-2], name=parts[-1], catalog=parts[0] if len(parts) == 3 else None)
             if ref in specs:
                 raise ConfigError(
                     f"source '{name}' is described twice",
                     path=path,
-                    line=line,
+                    line=_line_of(path, str(name)),
                     hint=f"the other description is in {specs[ref].path}",
                 )
             specs[ref] = SourceSpec(
@@ -80,7 +87,7 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 raise ConfigError(
                     f"source '{name}' is append_only but has no cursor",
                     path=path,
-                    line=line,
+                    line=_line_of(path, str(name)),
                     hint="append_only sources need a 'cursor:' column that grows with each load",
                 )
     return specs
