@@ -14,6 +14,10 @@ def table_references(query: exp.Query) -> list[exp.Table]:
     Scopes resolve CTE names, so a CTE that shadows a table is never an edge. Table
     functions such as ``read_csv(...)`` are not relations and are left out.
     """
+    if not any(isinstance(node, exp.With) for node in query.walk()):
+        # Only a CTE name can shadow a table: without any, a plain walk finds the same
+        # tables as sqlglot's scopes, several times faster.
+        return [table for table in query.find_all(exp.Table) if isinstance(table.this, exp.Identifier)]
     found: list[exp.Table] = []
     for scope in traverse_scope(query):
         for source in scope.sources.values():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sqlglot import exp
-from sqlglot.optimizer.scope import traverse_scope
 
+from sqlorch.project.dependencies import table_references
 from sqlorch.refs import TableRef
 
 
@@ -19,22 +19,19 @@ def rename_relations(query: exp.Query, physical: dict[TableRef, TableRef], defau
     by_name: dict[str, list[TableRef]] = {}
     for ref in physical:
         by_name.setdefault(ref.name, []).append(ref)
-    for scope in traverse_scope(query):
-        for alias, source in list(scope.sources.items()):
-            if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
-                continue
-            name = source.name.lower()
-            if source.db:
-                ref = TableRef(schema=source.db.lower(), name=name, catalog=source.catalog.lower() or None)
-                target = physical.get(ref)
-            else:
-                candidates = by_name.get(name, [])
-                target = physical[candidates[0]] if len(candidates) == 1 else None
-            if target is None:
-                continue
-            replacement = target.to_table(alias=source.alias or alias or name)
-            for key in ("joins", "laterals", "pivots", "sample", "hints"):
-                if source.args.get(key):
-                    replacement.set(key, source.args[key])
-            source.replace(replacement)
+    for source in table_references(query):
+        name = source.name.lower()
+        if source.db:
+            ref = TableRef(schema=source.db.lower(), name=name, catalog=source.catalog.lower() or None)
+            target = physical.get(ref)
+        else:
+            candidates = by_name.get(name, [])
+            target = physical[candidates[0]] if len(candidates) == 1 else None
+        if target is None:
+            continue
+        replacement = target.to_table(alias=source.alias_or_name)
+        for key in ("joins", "laterals", "pivots", "sample", "hints"):
+            if source.args.get(key):
+                replacement.set(key, source.args[key])
+        source.replace(replacement)
     return query
