@@ -3,7 +3,8 @@
 A delta is the next day's load:
 
 * appends ``--events-fraction`` (default 0.1%) of the current event count as new
-  events. Let D be the day after the newest event's day; 95% of the new events
+  events, or exactly ``--new-events`` (the benchmark's scaling check compares builds
+  at two scales after deltas of the same size). Let D be the day after the newest event's day; 95% of the new events
   happen on day D, 5% are late: they happened in the three days before D
   ([D - 3 days, D)). All of them get ``_loaded_at`` after every existing one
   (D + 1 day + 1 hour, plus up to 10 minutes), so ``raw.events`` stays append-only
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import time
 from pathlib import Path
 
@@ -47,6 +49,7 @@ def apply_delta(
     events_fraction: float = 0.001,
     users_fraction: float = 0.001,
     force: bool = False,
+    new_events: int | None = None,
 ) -> dict[str, object]:
     """Apply delta ``step`` to ``db`` in one transaction; returns a summary."""
     con = duckdb.connect(str(db))
@@ -72,7 +75,9 @@ def apply_delta(
         n_users, max_user = n_users_row
         if not n_events or not n_users:
             raise SystemExit(f"{db}: raw.events and raw.users must not be empty")
-        n_new = max(1, round(n_events * events_fraction))
+        n_new = new_events if new_events is not None else max(1, round(n_events * events_fraction))
+        if n_new < 1:
+            raise SystemExit("--new-events must be positive")
         n_upd = max(1, round(n_users * users_fraction))
         stream = f"delta-{step}"
 
@@ -170,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         default=0.001,
         help="users whose plan changes / users",
     )
+    parser.add_argument(
+        "--new-events",
+        type=int,
+        default=None,
+        help="append exactly this many events (overrides --events-fraction)",
+    )
     parser.add_argument("--force", action="store_true", help="apply a step that was already applied")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     summary = apply_delta(
@@ -180,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         args.events_fraction,
         args.users_fraction,
         args.force,
+        args.new_events,
     )
     elapsed = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({**summary, "seconds": round(elapsed, 3)}))
+        return 0
     print(
         f"applied delta step {summary['step']} to {args.db} in {elapsed:.2f}s: "
         f"{summary['new_events']} new events ({summary['late_events']} late), "
