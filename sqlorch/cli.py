@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -163,7 +164,12 @@ def build(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    finally:
+        # The interpreter ends with a full garbage collection over every object still alive
+        # (all of sqlglot's, ~50 ms); the process is exiting, so freeze them out of its reach.
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -1,24 +1,84 @@
-"""Rich rendering of plans and build progress; imported only by cli.py."""
+"""Rendering of plans and build progress; imported only by cli.py.
+
+On a terminal (or with ``FORCE_COLOR`` / ``TTY_COMPATIBLE=1``, as rich decides) output goes
+through rich, in colour. Anywhere else (CI logs, pipes, files) rich would write the same
+words without styles, so a build's progress lines are written as plain text instead,
+without loading rich at all (~40 ms of a no-op build). Plans and other output use rich.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+import os
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.planning.steps import Plan, Step
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 ACTION_STYLE = {"skip": "dim", "incremental": "green", "full": "yellow"}
 STATUS_STYLE = {"success": "green", "error": "red", "skipped": "dim"}
 
-import sys  # noqa: E402
-
 _WIDTH = None if sys.stdout.isatty() else 160  # keep logs of CI runs on one line per model
-console = Console(highlight=False, width=_WIDTH)
-errors = Console(stderr=True, highlight=False, width=_WIDTH)
+
+
+def _styled(stream: TextIO) -> bool:
+    """Whether rich would style output to ``stream`` (its ``Console.is_terminal`` rules)."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return stream.isatty()
+    except ValueError:  # a closed stream
+        return False
+
+
+class Output:
+    """One output stream: a rich Console made on first use, or plain lines where rich
+    would not style them."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self.stderr = stderr
+        self._rich: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(stderr=self.stderr, highlight=False, width=_WIDTH)
+        return self._rich
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.rich.print(*objects, **options)
+
+    def print_exception(self, **options: Any) -> None:
+        self.rich.print_exception(**options)
+
+    def line(self, *parts: str | tuple[str, str]) -> None:
+        """One line of text parts, each plain or ``(text, rich style)``; styles apply only
+        where rich would style the stream."""
+        stream = sys.stderr if self.stderr else sys.stdout
+        if not _styled(stream):
+            stream.write("".join(part if isinstance(part, str) else part[0] for part in parts) + "\n")
+            return
+        from rich.text import Text
+
+        self.rich.print(Text.assemble(*parts), overflow="fold")
+
+
+console = Output()
+errors = Output(stderr=True)
 
 
 def render_plan(plan: Plan) -> None:
+    from rich.table import Table
+
     table = Table(title="plan", show_lines=False)
     for column in ("model", "action", "strategy", "key", "changed rows", "input rows", "reason"):
         table.add_column(column)
@@ -39,16 +99,16 @@ def render_plan(plan: Plan) -> None:
 def progress_listener(event: str, item: ModelResult | Step) -> None:
     if event != "done" or not isinstance(item, ModelResult):
         return
-    style = STATUS_STYLE.get(item.status, "")
-    action = ACTION_STYLE.get(item.action, "")
     rows = "-" if item.rows is None else str(item.rows)
-    console.print(
-        f"[{style}]{item.status:<8}[/] [{action}]{item.action:<11}[/] {item.model:<32} "
-        f"rows={rows:<7} {item.seconds:5.2f}s [dim]{item.reason}[/]",
-        overflow="fold",
+    console.line(
+        (f"{item.status:<8}", STATUS_STYLE.get(item.status, "")),
+        " ",
+        (f"{item.action:<11}", ACTION_STYLE.get(item.action, "")),
+        f" {item.model:<32} rows={rows:<7} {item.seconds:5.2f}s ",
+        (item.reason, "dim"),
     )
     if item.error:
-        errors.print(f"[red]{item.error}[/]")
+        errors.line((item.error, "red"))
 
 
 def render_summary(result: RunResult) -> None:
@@ -62,4 +122,5 @@ def render_summary(result: RunResult) -> None:
     seconds = sum(item.seconds for item in result.results)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     detail = ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
-    console.print(f"\n[bold]done[/]: {summary} ({detail}) in {seconds:.2f}s of model time")
+    console.line()
+    console.line(("done", "bold"), f": {summary} ({detail}) in {seconds:.2f}s of model time")

@@ -7,7 +7,7 @@ the planner reads ``Capabilities`` and decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -59,6 +59,11 @@ class Adapter(Protocol):
         """Column names (lower case) and types of a relation, or None if it does not exist."""
         ...
 
+    def columns_many(self, tables: Iterable[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+        """``columns`` of many relations in one catalog query where the warehouse has one
+        (a build reads its metadata once); relations that do not exist are left out."""
+        ...
+
     def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
         """An order-independent fingerprint (row count + hash aggregate), None if absent."""
         ...
@@ -83,9 +88,11 @@ def create_schema_statement(schema: str) -> exp.Create:
 
 
 def parameterized_insert(
-    render: Callable[[exp.Expr], str], table: TableRef, columns: list[str], placeholder: str
+    render: Callable[[exp.Expr], str], table: TableRef, columns: list[str], placeholder: str, rows: int = 1
 ) -> str:
-    """``INSERT INTO t (cols) VALUES (?, ...)`` for a driver's executemany: identifiers are
-    rendered by the adapter through sqlglot, values only ever travel as parameters."""
+    """``INSERT INTO t (cols) VALUES (?, ...)`` (``rows`` tuples) for a driver's parameters:
+    identifiers are rendered by the adapter through sqlglot, values only ever travel as
+    parameters."""
     names = ", ".join(render(exp.to_identifier(c, quoted=True)) for c in columns)
-    return f"INSERT INTO {render(table.to_table())} ({names}) VALUES ({', '.join(placeholder for _ in columns)})"
+    row = f"({', '.join(placeholder for _ in columns)})"
+    return f"INSERT INTO {render(table.to_table())} ({names}) VALUES {', '.join(row for _ in range(rows))}"

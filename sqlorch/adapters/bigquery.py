@@ -9,7 +9,7 @@ once, in order, without atomicity.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -138,6 +138,16 @@ class BigQueryAdapter:
         if not found.schema:
             return None
         return {field.name.lower(): _data_type(field) for field in found.schema}
+
+    def columns_many(self, tables: Iterable[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+        # One tables.get call per table: the REST API has no batch form (INFORMATION_SCHEMA
+        # would be a billed query job per dataset, slower than a few metadata calls).
+        found: dict[TableRef, dict[str, exp.DataType]] = {}
+        for table in dict.fromkeys(tables):
+            columns = self.columns(table)
+            if columns is not None:
+                found[table] = columns
+        return found
 
     def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
         if self.columns(table) is None:

@@ -6,7 +6,7 @@ TABLE`` (the renderer drops and creates instead) and its views bind their tables
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -76,19 +76,29 @@ class PostgresAdapter:
         return list(self._run(self.render(query)).fetchall())
 
     def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
+        return self.columns_many([table]).get(table)
+
+    def columns_many(self, tables: Iterable[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+        wanted: dict[tuple[str, str], list[TableRef]] = {}
+        for table in tables:
+            wanted.setdefault((table.schema, table.name), []).append(table)
+        if not wanted:
+            return {}
         # pg_attribute with format_type keeps precision (numeric(12,2)) and sees views too
         rows = self._run(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+            "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
             "FROM pg_catalog.pg_attribute a "
             "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
-            "AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY a.attnum",
-            (table.schema, table.name),
+            "WHERE n.nspname = ANY(%s) AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY n.nspname, c.relname, a.attnum",
+            (sorted({schema for schema, _ in wanted}), sorted({name for _, name in wanted})),
         ).fetchall()
-        if not rows:
-            return None
-        return {str(name).lower(): _data_type(str(kind)) for name, kind in rows}
+        found: dict[TableRef, dict[str, exp.DataType]] = {}
+        for schema, name, column, kind in rows:
+            for table in wanted.get((str(schema), str(name)), []):
+                found.setdefault(table, {})[str(column).lower()] = _data_type(str(kind))
+        return found
 
     def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
         if self.columns(table) is None:

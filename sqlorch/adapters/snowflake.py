@@ -9,7 +9,7 @@ upper-case letter are left as written (the user quoted them on purpose).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -114,18 +114,29 @@ class SnowflakeAdapter:
             raise AdapterError(redact(str(error), self.settings)) from None
 
     def columns(self, table: TableRef) -> dict[str, exp.DataType] | None:
-        schema_table = exp.table_("COLUMNS", db="INFORMATION_SCHEMA", catalog=table.catalog)
-        query = (
-            exp.select("column_name", "data_type", "numeric_precision", "numeric_scale")
-            .from_(schema_table)
-            .where(exp.column("table_schema").eq(exp.Literal.string(_fold(table.schema))))
-            .where(exp.column("table_name").eq(exp.Literal.string(_fold(table.name))))
-            .order_by("ordinal_position")
-        )
-        rows = self.fetch(query)
-        if not rows:
-            return None
-        return {str(name).lower(): _data_type(str(kind), precision, scale) for name, kind, precision, scale in rows}
+        return self.columns_many([table]).get(table)
+
+    def columns_many(self, tables: Iterable[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+        by_catalog: dict[str | None, dict[tuple[str, str], list[TableRef]]] = {}
+        for table in tables:
+            wanted = by_catalog.setdefault(table.catalog, {})
+            wanted.setdefault((_fold(table.schema), _fold(table.name)), []).append(table)
+        found: dict[TableRef, dict[str, exp.DataType]] = {}
+        for catalog, wanted in by_catalog.items():  # one INFORMATION_SCHEMA per database
+            schemas = sorted({schema for schema, _ in wanted})
+            names = sorted({name for _, name in wanted})
+            query = (
+                exp.select("table_schema", "table_name", "column_name")
+                .select("data_type", "numeric_precision", "numeric_scale")
+                .from_(exp.table_("COLUMNS", db="INFORMATION_SCHEMA", catalog=catalog))
+                .where(exp.column("table_schema").isin(*[exp.Literal.string(s) for s in schemas]))
+                .where(exp.column("table_name").isin(*[exp.Literal.string(n) for n in names]))
+                .order_by("table_schema", "table_name", "ordinal_position")
+            )
+            for schema, name, column, kind, precision, scale in self.fetch(query):
+                for table in wanted.get((str(schema), str(name)), []):
+                    found.setdefault(table, {})[str(column).lower()] = _data_type(str(kind), precision, scale)
+        return found
 
     def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
         present = self.columns(table)

@@ -7,11 +7,25 @@
 
 Each capture commits its change-log rows, shadow update, batch record and cursor in one
 transaction, so a crash leaves the previous capture in place and the next build redoes it.
+
+A source that did not change costs one cheap query and writes nothing:
+
+- ``append_only``: its cursor's maximum is the one recorded, so no row lies past it.
+- ``unique_key``: the source's fingerprint (row count + sum of 64-bit row hashes, over the
+  shadow's columns) equals the fingerprint recorded for the shadow, so the source and the
+  shadow hold the same rows and a diff would find nothing. This assumes what the
+  fingerprint of an undeclared source already assumes: two different multisets of rows
+  with the same count do not have the same hash sum (odds of about 2^-64 per change).
+  The recorded fingerprint always describes the shadow as it is: it is cleared before the
+  shadow changes and written again after, in that order even where there are no
+  transactions, so a crash leaves no fingerprint (and the next build diffs) rather than a
+  stale one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
@@ -58,16 +72,20 @@ def capture_source(
     spec: SourceSpec | None,
     state: RelationState | None,
     next_batch: int,
-) -> Captured:
-    columns = adapter.columns(ref)
+    known: Mapping[TableRef, dict[str, exp.DataType]],
+) -> Captured | None:
+    """Capture one source's changes. ``known`` holds the columns of the tables that exist
+    (the source, its change log and shadow), read by the caller in one catalog query.
+    Returns None when nothing was written: the source is missing or did not change."""
+    columns = known.get(ref)
     if columns is None:
-        return Captured(batch=None)  # the model reading it will fail with the warehouse's message
+        return None  # the model reading it will fail with the warehouse's message
     names = list(columns)
     name = str(ref)
     if spec is None or not (spec.cursor or spec.unique_key):
         fingerprint = adapter.fingerprint(ref)
         if state is not None and state.fingerprint == fingerprint:
-            return Captured(batch=None)
+            return None
         with adapter.transaction():
             for statement in save_relation_statements(
                 name, RelationState(fingerprint, dict.fromkeys(names, ""), None, None)
@@ -75,25 +93,34 @@ def capture_source(
                 adapter.execute(statement)
             adapter.execute(add_batch_statement(name, next_batch, "full", 0))
         return Captured(batch=next_batch, kind="full")
+    key = list(spec.unique_key)
+    log, shadow = change_log(ref), shadow_table(ref)
+    keeps_shadow = bool(key) and not spec.append_only
+    first = state is None or log not in known or (bool(key) and shadow not in known)
+    # Captured before with the same columns and key: the recorded cursor and fingerprint apply.
+    same_setup = state is not None and not first and names == list(state.columns or {}) and state.key == key
+    if same_setup and keeps_shadow:
+        assert state is not None
+        if state.fingerprint is not None and adapter.fingerprint(ref, names) == state.fingerprint:
+            return None
     cursor_hi = None
     if spec.cursor:
         row = adapter.fetch(exp.select(exp.func("max", exp.column(spec.cursor, quoted=True))).from_(ref.to_table()))
         cursor_hi = None if row[0][0] is None else str(row[0][0])
-    log = change_log(ref)
-    first = (
-        state is None
-        or adapter.columns(log) is None
-        or (spec.unique_key and adapter.columns(shadow_table(ref)) is None)
-    )
+        if same_setup and spec.append_only and state is not None and cursor_hi == state.cursor_hi:
+            return None
     if first:
         with adapter.transaction():
+            if state is not None and state.fingerprint is not None:
+                _forget_fingerprint(adapter, name, state)
             creates = [create_change_log(log, ref, names)]
-            if spec.unique_key:
-                creates.append(create_table_as(shadow_table(ref), select_from(ref, names)))
+            if key:
+                creates.append(create_table_as(shadow, select_from(ref, names)))
             for create in creates:
                 execute_create(adapter, create)
+            fingerprint = adapter.fingerprint(shadow, names) if keeps_shadow else None
             for statement in save_relation_statements(
-                name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi)
+                name, RelationState(fingerprint, dict.fromkeys(names, ""), key, cursor_hi)
             ):
                 adapter.execute(statement)
             adapter.execute(add_batch_statement(name, next_batch, "full", 0))
@@ -122,7 +149,7 @@ def capture_source(
                 insert_into(log, [*names, BATCH_COLUMN, OLD_COLUMN], with_images(candidates, names, next_batch, False))
             )
         else:
-            _capture_keyed(adapter, ref, list(spec.unique_key), names, candidates, next_batch)
+            _capture_keyed(adapter, ref, key, names, candidates, next_batch)
         rows = adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(next_batch)))[0][0]
         # Order matters where there are no transactions: the batch is recorded before the
         # shadow and the cursor move past it, so a crash can repeat a batch (consumers
@@ -130,13 +157,24 @@ def capture_source(
         if rows:
             kind = "append" if spec.append_only else "delta"
             adapter.execute(add_batch_statement(name, next_batch, kind, int(rows)))
-            if not spec.append_only:
-                _refresh_shadow(adapter, ref, list(spec.unique_key), names, next_batch)
+            if keeps_shadow:
+                if state.fingerprint is not None:
+                    _forget_fingerprint(adapter, name, state)
+                _refresh_shadow(adapter, ref, key, names, next_batch)
+        # Taken again even when the shadow did not change: the recorded one did not match the
+        # source (a row the key diff cannot see, or a fingerprint of another engine version).
+        fingerprint = adapter.fingerprint(shadow, names) if keeps_shadow else None
         for statement in save_relation_statements(
-            name, RelationState(None, dict.fromkeys(names, ""), list(spec.unique_key), cursor_hi or state.cursor_hi)
+            name, RelationState(fingerprint, dict.fromkeys(names, ""), key, cursor_hi or state.cursor_hi)
         ):
             adapter.execute(statement)
     return Captured(batch=next_batch if rows else None, kind="append" if spec.append_only else "delta", rows=int(rows))
+
+
+def _forget_fingerprint(adapter: Adapter, name: str, state: RelationState) -> None:
+    """Clear a keyed source's recorded fingerprint before its shadow changes."""
+    for statement in save_relation_statements(name, replace(state, fingerprint=None)):
+        adapter.execute(statement)
 
 
 def _capture_keyed(

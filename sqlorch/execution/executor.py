@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from sqlorch.adapters.base import Adapter
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
-from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed, execute_seed
 from sqlorch.graph.dag import DAG
@@ -24,7 +23,7 @@ from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_mod
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
-from sqlorch.state.store import StateSnapshot, record_run_statement
+from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
 Listener = Callable[[str, ModelResult | Step], None]
 
@@ -104,6 +103,10 @@ class Executor:
         )
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0)
+        # Imported here: a build where every model is skipped never loads the runners and
+        # their rewrites.
+        from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
+
         ctx = ModelContext(
             compiled=compiled,
             physical=self.inputs.physical_of[step.ref],
@@ -178,21 +181,9 @@ class Executor:
         return run
 
     def _record_runs(self, run: RunResult) -> None:
+        rows = [(self.run_id, r.model, r.status, r.action, r.reason, r.rows, r.seconds) for r in run.results]
         try:
             with self.adapter.transaction():
-                for result in run.results:
-                    self.adapter.execute(
-                        record_run_statement(
-                            self.run_id,
-                            {
-                                "model": result.model,
-                                "status": result.status,
-                                "action": result.action,
-                                "reason": result.reason,
-                                "rows": result.rows,
-                                "seconds": result.seconds,
-                            },
-                        )
-                    )
+                self.adapter.insert_rows(RUNS, RUN_COLUMNS, rows)
         except SqlorchError:
             pass  # run history is informative; the build's outcome is already committed

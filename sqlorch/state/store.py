@@ -2,8 +2,9 @@
 
 Tables (all in ``_sqlorch``):
 
-- ``relations``: per model/seed/source its fingerprint (compiled SQL or content),
-  output columns and key (JSON), and for sources the capture cursor.
+- ``relations``: per model/seed/source its fingerprint (compiled SQL; a seed's or an
+  undeclared source's content; for a keyed source, its shadow's content), output columns
+  and key (JSON), and for sources the capture cursor.
 - ``batches``: every change set a relation produced: ``kind`` is ``append`` (only new
   rows in its change log), ``delta`` (old and new images) or ``full`` (consumers rebuild).
 - ``watermarks``: per consumer and input, the last batch consumed.
@@ -13,12 +14,13 @@ Tables (all in ``_sqlorch``):
 - ``shadow__<schema>__<name>``: a keyed source's last captured rows.
 
 Writes are returned as statements so the executor can commit them in the same
-transaction as the data they describe.
+transaction as the data they describe. Reads are batched: the whole state is one query.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,31 +129,57 @@ def _create(name: str, columns: dict[str, str]) -> exp.Create:
     return exp.Create(this=schema, kind="TABLE", exists=True)
 
 
-def ensure_state(adapter: Adapter) -> None:
+STATE_TABLES = [state_table(name) for name in _TABLES]
+
+
+def ensure_state(adapter: Adapter, existing: Collection[TableRef] = ()) -> None:
+    """Create the state schema and tables, unless ``existing`` (tables known to exist) has
+    them all already."""
+    if all(table in existing for table in STATE_TABLES):
+        return
     adapter.ensure_schema(STATE_SCHEMA)
     for name, columns in _TABLES.items():
         adapter.execute(_create(name, columns))
 
 
-def _select_all(name: str) -> exp.Select:
-    return exp.select(*[exp.column(c, quoted=True) for c in _TABLES[name]]).from_(state_table(name).to_table())
+def _text(value: exp.Expr | None) -> exp.Expr:
+    return exp.cast(value if value is not None else exp.null(), exp.DataType.build("TEXT"))
+
+
+def _tagged(tag: str, name: str, columns: list[str]) -> exp.Select:
+    """One state table's rows as ``(tag, five text columns)``, to read all tables in one query."""
+    values = [_text(exp.column(c, quoted=True)) for c in columns]
+    values += [_text(None)] * (5 - len(values))
+    return exp.select(exp.Literal.string(tag), *values).from_(state_table(name).to_table())
 
 
 def load_snapshot(adapter: Adapter) -> StateSnapshot:
+    """The state (see ``ensure_state``) in one query: relations, batches and watermarks."""
+    query = exp.union(
+        exp.union(
+            _tagged("r", "relations", list(_TABLES["relations"])),
+            _tagged("b", "batches", list(_TABLES["batches"])),
+            distinct=False,
+        ),
+        _tagged("w", "watermarks", list(_TABLES["watermarks"])),
+        distinct=False,
+    )
     snapshot = StateSnapshot()
-    if adapter.columns(state_table("relations")) is None:
-        return snapshot
-    for relation, fingerprint, columns, key, cursor_hi in adapter.fetch(_select_all("relations")):
-        snapshot.relations[relation] = RelationState(
-            fingerprint=fingerprint,
-            columns=json.loads(columns) if columns else None,
-            key=json.loads(key) if key else None,
-            cursor_hi=cursor_hi,
-        )
-    for relation, batch, kind, rows in adapter.fetch(_select_all("batches")):
-        snapshot.record_batch(relation, int(batch), kind, int(rows or 0))
-    for consumer, input_name, batch in adapter.fetch(_select_all("watermarks")):
-        snapshot.watermarks[(consumer, input_name)] = int(batch)
+    for tag, *row in adapter.fetch(query):
+        if tag == "r":
+            relation, fingerprint, columns, key, cursor_hi = row
+            snapshot.relations[relation] = RelationState(
+                fingerprint=fingerprint,
+                columns=json.loads(columns) if columns else None,
+                key=json.loads(key) if key else None,
+                cursor_hi=cursor_hi,
+            )
+        elif tag == "b":
+            relation, batch, kind, rows = row[:4]
+            snapshot.record_batch(relation, int(batch), kind, int(rows or 0))
+        else:
+            consumer, input_name, batch = row[:3]
+            snapshot.watermarks[(consumer, input_name)] = int(batch)
     return snapshot
 
 
@@ -193,19 +221,8 @@ def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[ex
     return statements
 
 
-def record_run_statement(run_id: str, result: dict[str, Any]) -> exp.Expr:
-    return _values_insert(
-        "runs",
-        {
-            "run_id": run_id,
-            "model": result["model"],
-            "status": result["status"],
-            "action": result["action"],
-            "reason": result["reason"],
-            "rows": result.get("rows"),
-            "seconds": result.get("seconds"),
-        },
-    )
+RUNS = state_table("runs")
+RUN_COLUMNS = list(_TABLES["runs"])  # run_id, model, status, action, reason, rows, seconds
 
 
 def prune_change_log_statement(relation: TableRef, consumers: list[str], snapshot: StateSnapshot) -> exp.Expr:

@@ -157,6 +157,19 @@ def test_connect_introspect_insert_fingerprint(warehouse: Warehouse) -> None:
     assert forked.fetch(exp.select(exp.func("count", exp.Star())).from_(ITEMS.to_table()))[0][0] == 3
 
 
+def test_columns_of_many_tables_in_one_call(warehouse: Warehouse) -> None:
+    adapter = warehouse.connect()
+    other = TableRef("raw", "items_other")
+    create_table(adapter, ITEMS, ITEM_COLUMNS)
+    create_table(adapter, other, {"k": "BIGINT"})
+    missing, missing_schema = TableRef("raw", "nothing"), TableRef("nowhere", "items")
+    found = adapter.columns_many([ITEMS, missing, other, missing_schema])
+    assert set(found) == {ITEMS, other}
+    assert found[ITEMS] == adapter.columns(ITEMS)
+    assert list(found[ITEMS]) == list(ITEM_COLUMNS) and list(found[other]) == ["k"]
+    assert adapter.columns_many([]) == {}
+
+
 def test_transaction_commits_and_rolls_back(warehouse: Warehouse) -> None:
     adapter = warehouse.connect()
     create_table(adapter, ITEMS, ITEM_COLUMNS)
