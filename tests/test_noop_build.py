@@ -105,14 +105,8 @@ def test_noop_build_reads_metadata_once_and_writes_only_run_history(cli, project
         "UPDATE raw.users SET country = NULL WHERE user_id = 5",
         "DELETE FROM raw.users WHERE user_id = 3",
         "INSERT INTO raw.users VALUES (NULL, 'team', NULL)",
-        pytest.param(
-            "INSERT INTO raw.users SELECT * FROM raw.users WHERE user_id = 2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap, older than the fingerprint: the key diff cannot see a second copy of a row "
-                "in a source whose unique_key is not unique",
-            ),
-        ),
+        # the declared key repeats: captured whole, readers rebuilt (a key diff cannot see it)
+        "INSERT INTO raw.users SELECT * FROM raw.users WHERE user_id = 2",
     ],
 )
 def test_unchanged_keyed_source_is_not_diffed_but_a_change_is_caught(cli, project, change):
@@ -127,6 +121,23 @@ def test_unchanged_keyed_source_is_not_diffed_but_a_change_is_caught(cli, projec
     actions, statements = build(cli, project)  # and quiet again
     assert set(actions.values()) == {"skip"}
     assert not [s for s in statements if "shadow__raw__users" in s], statements
+    assert_models_match_their_sql(project)
+
+
+def test_a_repeated_key_and_its_removal_are_both_exact(cli, project):
+    build(cli, project)
+    sql(project, "INSERT INTO raw.users SELECT * FROM raw.users WHERE user_id = 2")
+    build(cli, project)
+    assert_models_match_their_sql(project)
+    # one copy goes away: the source no longer repeats the key, the copy taken last time does
+    sql(project, "CREATE OR REPLACE TABLE raw.users AS SELECT DISTINCT * FROM raw.users")
+    actions, _ = build(cli, project)
+    assert actions["marts.users_by_plan"] != "skip"
+    assert_models_match_their_sql(project)
+    actions, _ = build(cli, project)  # unique again: quiet, then diffed by key as before
+    assert set(actions.values()) == {"skip"}
+    sql(project, "UPDATE raw.users SET plan = 'team' WHERE user_id = 3")
+    build(cli, project)
     assert_models_match_their_sql(project)
 
 
