@@ -92,14 +92,40 @@ def compile(
     debug: Debug = False,
 ) -> None:
     """Check every model and write target/compiled/ and target/manifest.json. No warehouse needed."""
-    from sqlorch import api
-    from sqlorch.console import console
+    from sqlorch import compile_stamp
 
+    root = project_dir.resolve()
     try:
-        compiled = api.compile_only(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+        options = _options(project_dir, profiles_dir, target, select, exclude, vars_=vars)
+        digest = _compile_inputs_digest(root, profiles_dir, [target, select, exclude, vars])
+        unchanged = compile_stamp.unchanged_models(root, digest) if digest else None
+        if unchanged is not None:
+            typer.echo(f"compiled {unchanged} models: no errors (nothing changed since the last compile)")
+            return
+        from sqlorch import api
+        from sqlorch.project.templating import ENV_VARS_READ
+
+        compiled = api.compile_only(options)
+        if digest:
+            compile_stamp.record_compile(root, digest, ENV_VARS_READ, len(compiled))
     except Exception as error:  # noqa: BLE001 - the CLI is where errors become exit codes
         _fail(error, debug)
+    from sqlorch.console import console
+
     console.print(f"compiled {len(compiled)} models: no errors")
+
+
+def _compile_inputs_digest(root: Path, profiles_dir: Path | None, options: list[str | None]) -> str | None:
+    """The digest of everything a compile reads, or None when it cannot be taken (the
+    profiles folder is wrong: the compile itself reports that)."""
+    from sqlorch import compile_stamp
+    from sqlorch.config import find_profiles
+
+    try:
+        profiles = find_profiles(root, profiles_dir)
+    except SqlorchError:
+        return None
+    return compile_stamp.inputs_digest(root, profiles, json.dumps(options))
 
 
 @app.command()

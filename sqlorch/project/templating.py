@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 _MISSING = object()
 
+# Every environment variable a template asked for in this process, set or not: what a
+# compile's outcome depends on besides the files (sqlorch.compile_stamp records them).
+ENV_VARS_READ: set[str] = set()
+
 
 def needs_rendering(text: str) -> bool:
     return "{{" in text or "{%" in text
@@ -39,6 +43,7 @@ def _make_env(path: Path | str, variables: dict[str, Any]) -> jinja2.Environment
         return default
 
     def env_var(name: str, default: Any = _MISSING) -> Any:
+        ENV_VARS_READ.add(name)
         value = os.environ.get(name)
         if value is not None:
             return value
