@@ -45,7 +45,8 @@ QUIET_ENV = {
     "DO_NOT_TRACK": "1",
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     "SQLMESH__DISABLE_ANONYMIZED_ANALYTICS": "1",
-    "PYTHONDONTWRITEBYTECODE": "1",
+    # Bytecode caches stay on for every tool: the peers are installed with theirs, and
+    # sqlorch (an editable install) would otherwise recompile its modules on every run.
 }
 
 SCENARIOS = ("cold", "noop", "delta", "full")

@@ -198,7 +198,8 @@ def build_plan(
             action=decision.action,
             reason=decision.reason,
             strategy=decision.strategy,
-            key=item.keys.key,
+            # analysed only for models that run: a skipped model's key is not worth its cost
+            key=item.keys.key if decision.action != "skip" else None,
             estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
             estimated_full_rows=rows,
             depends_on=sorted(item.model.depends_on),
