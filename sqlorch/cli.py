@@ -96,16 +96,15 @@ def compile(
 
     root = project_dir.resolve()
     try:
-        options = _options(project_dir, profiles_dir, target, select, exclude, vars_=vars)
         digest = _compile_inputs_digest(root, profiles_dir, [target, select, exclude, vars])
         unchanged = compile_stamp.unchanged_models(root, digest) if digest else None
-        if unchanged is not None:
+        if unchanged is not None:  # decided before the project, or sqlorch.api, is loaded
             typer.echo(f"compiled {unchanged} models: no errors (nothing changed since the last compile)")
             return
         from sqlorch import api
         from sqlorch.project.templating import ENV_VARS_READ
 
-        compiled = api.compile_only(options)
+        compiled = api.compile_only(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
         if digest:
             compile_stamp.record_compile(root, digest, ENV_VARS_READ, len(compiled))
     except Exception as error:  # noqa: BLE001 - the CLI is where errors become exit codes

@@ -6,7 +6,7 @@ vars), the environment variables its templates read with ``env_var()``, and the 
 sqlorch and sqlglot. A successful compile records a digest of all of them in
 ``target/cache/compile_stamp.json``; the next compile that computes the same digest, and
 finds the manifest and every compiled file it wrote still in place, has nothing to do and
-returns without loading a model (or importing sqlglot).
+returns without loading a model or the planning and execution code.
 
 Files are compared by path, size and modification time, as make and ninja do: touching a
 file only costs one normal compile, which the parse and compile caches keep cheap.
@@ -48,7 +48,7 @@ def _tree_files(folder: str) -> list[str]:
 
 
 def _code_folders() -> list[str]:
-    """sqlorch's own package and sqlglot's, found without importing sqlglot."""
+    """sqlorch's own package and sqlglot's, located without importing sqlglot's modules."""
     folders = [os.path.dirname(__file__)]
     spec = importlib.util.find_spec("sqlglot")
     if spec is not None and spec.origin:
