@@ -105,10 +105,10 @@ def _problem(node: exp.Expr) -> tuple[str, str] | None:
             return f"function {name}()", "it changes state or reads outside the warehouse's tables"
         return None
     if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
-        name = next((part for part in (node.catalog, node.db, node.name) if _PATH_CHARACTERS & set(part)), None)
-        if name is not None:
+        path_like = next((part for part in (node.catalog, node.db, node.name) if _PATH_CHARACTERS & set(part)), None)
+        if path_like is not None:
             return (
-                f"table name '{name}', which DuckDB would read as a file",
+                f"table name '{path_like}', which DuckDB would read as a file",
                 "a table name must not look like a file path or URL; reading files is a source's job",
             )
         return None
