@@ -138,9 +138,10 @@ def test_yaml_sources(make_project):
 
 def test_unknown_source_setting_is_error(make_project):
     root = make_project({"models/s.yml": "sources:\n  raw.e:\n    cursr: x\n"})
-    with pytest.raises(ConfigError, match="unknown source setting") as info:
+    with pytest.raises(ConfigError, match="unknown source setting 'cursr'") as info:
         load_project(root)
-    assert info.value.line == 2
+    assert (info.value.line, info.value.col) == (3, 5)  # the key itself
+    assert info.value.hint is not None and "did you mean 'cursor'?" in info.value.hint
 
 
 def test_append_only_without_cursor_is_error(make_project):

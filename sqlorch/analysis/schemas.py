@@ -94,8 +94,11 @@ def qualify_query(
             schema=schema,
             dialect=dialect_of(dialect),
             validate_qualify_columns=True,
-            quote_identifiers=False,
-            identify=False,
+            # Every identifier quoted (after normalising the unquoted ones to the dialect's
+            # case): the names ``*`` expands to come from the warehouse and may hold spaces,
+            # quotes or reserved words; unquoted they would be read as SQL.
+            quote_identifiers=True,
+            identify=True,
         )
     except OptimizeError as error:
         message = str(error).split(". Line")[0]
