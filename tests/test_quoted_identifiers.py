@@ -13,7 +13,12 @@ import random
 from pathlib import Path
 
 import duckdb
+from sqlglot import parse_one
 
+from sqlorch.analysis.inline_ctes import inline_ctes
+from sqlorch.planning.rewrites.rename_relations import rename_relations
+from sqlorch.planning.rewrites.substitute_occurrence import substitute_occurrence
+from sqlorch.refs import TableRef
 from tests.conftest import Run
 
 COLUMNS = 'id INTEGER, "order" INTEGER, "my col" VARCHAR, "we""ird" VARCHAR, "Größe" VARCHAR, "Upper" INTEGER'
@@ -85,3 +90,15 @@ def test_quoted_column_names_full_and_incremental(make_project, cli):
             next_key += 3
         actions += _check(root, cli("build", "--project-dir", root))
     assert "incremental" in actions  # the rewrites ran over the quoted names, not only rebuilds
+
+
+def test_rewrites_keep_aliases_as_written():
+    """A quoted alias stays quoted where a rewrite replaces the table it names: on a
+    case-sensitive warehouse ``"T"`` and an unquoted ``T`` are different names."""
+    query = parse_one('WITH "C" AS (SELECT 1 AS a) SELECT "T".a, "C".a FROM m.a AS "T", "C"', read="postgres")
+    renamed = rename_relations(query, {TableRef("m", "a"): TableRef("dev_m", "a")}, "main")
+    assert 'FROM "dev_m"."a" AS "T"' in renamed.sql("postgres")
+    changed = parse_one("SELECT 1 AS a", read="postgres")
+    substituted, _ = substitute_occurrence(query, 0, lambda t: t.name == "a", lambda t: changed, lambda t: changed)
+    assert 'SELECT 1 AS a) AS "T"' in substituted.sql("postgres")
+    assert 'AS a) AS "C"' in inline_ctes(query).sql("postgres")
