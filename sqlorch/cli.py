@@ -77,7 +77,7 @@ def _fail(error: BaseException, debug: bool) -> None:
     if debug:
         errors.print_exception()
     if isinstance(error, SqlorchError):
-        errors.print(error.render(), markup=False)
+        errors.print(error.render(), markup=False, soft_wrap=True)  # never break a path:line:col line
     else:
         errors.print(
             f"internal error: {type(error).__name__}: {error}\nthis is a bug in sqlorch: please report it "
