@@ -71,7 +71,8 @@ def test_source_cursor_missing_in_warehouse(make_project, cli):
         "models/s/a.sql": "SELECT id FROM raw.orders",
     })
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
-        con.sql("CREATE SCHEMA raw; CREATE TABLE raw.orders (id INT, loadedat TIMESTAMP); INSERT INTO raw.orders VALUES (1, now())")
+        con.sql("CREATE SCHEMA raw; CREATE TABLE raw.orders (id INT, loadedat TIMESTAMP)")
+        con.sql("INSERT INTO raw.orders VALUES (1, now())")
     assert cli("compile", "--project-dir", root).exit_code == 0  # no columns declared: nothing to check against
     for command in ("plan", "build"):
         run = cli(command, "--project-dir", root)

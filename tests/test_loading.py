@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sqlorch.errors import ConfigError, SqlorchError, TemplateError
 from sqlorch.config import load_target
+from sqlorch.errors import ConfigError, SqlorchError, TemplateError
 from sqlorch.project.loader import load_project
 from sqlorch.refs import TableRef
 

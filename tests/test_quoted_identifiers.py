@@ -25,7 +25,8 @@ COLUMNS = 'id INTEGER, "order" INTEGER, "my col" VARCHAR, "we""ird" VARCHAR, "Gr
 
 MODELS = {
     "m.star": "SELECT * FROM raw.src",
-    "m.explicit": 'SELECT id, "order", "my col" AS "My Col", "we""ird", "Größe", "Upper" FROM raw.src WHERE "order" > 2',
+    "m.explicit": 'SELECT id, "order", "my col" AS "My Col", "we""ird", "Größe", "Upper" '
+    'FROM raw.src WHERE "order" > 2',
     "m.agg": 'SELECT "Größe", count(*) AS n, sum("order") AS "sum order" FROM m.star GROUP BY "Größe"',
     "m.win": 'SELECT id, "my col", row_number() OVER (PARTITION BY "my col" ORDER BY id) AS "row number" FROM m.star',
     "m.joined": 'SELECT "order".id, "order"."we""ird", e."Größe" AS "e.größe" '
