@@ -61,12 +61,27 @@ class ProjectSettings:
     default_schema: str = "main"
 
 
+def read_utf8(path: Path) -> str:
+    """A project file as text: UTF-8, a leading byte-order mark dropped (editors on
+    Windows write one); anything else is an error at the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ConfigError(
+            f"the file is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+            path=path,
+            line=line,
+            col=col,
+            hint="save the file as UTF-8",
+        ) from None
+
+
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file, turning a syntax error into ``path:line:col: error``."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"the file is not UTF-8 text (offset {error.start})", path=path) from None
+    text = read_utf8(path)
     try:
         # libyaml's loader when PyYAML has it: several times faster on large source files
         return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -86,8 +101,8 @@ def yaml_position(path: Path, keys: tuple[Any, ...]) -> tuple[int | None, int | 
     """Line and column of the key reached by ``keys`` (a path of mapping keys) in a YAML
     file; only error messages ask, so the file is composed again here."""
     try:
-        node = yaml.compose(path.read_bytes().decode("utf-8-sig"), Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, UnicodeDecodeError):
+        node = yaml.compose(read_utf8(path), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, ConfigError):
         return None, None
     mark = None
     for key in keys:

@@ -7,6 +7,7 @@ import pytest
 from sqlorch.config import load_target
 from sqlorch.errors import ConfigError, SqlorchError, TemplateError
 from sqlorch.project.loader import load_project
+from sqlorch.project.seeds import read_seed
 from sqlorch.refs import TableRef
 
 
@@ -296,3 +297,20 @@ def test_non_utf8_yaml(make_project):
     with pytest.raises(ConfigError, match="not UTF-8") as info:
         load_project(root)
     assert info.value.path == root / "models/src.yml"
+
+
+def test_seed_and_macro_encodings(make_project):
+    root = make_project({"models/s/a.sql": "SELECT id FROM seeds.people"})
+    (root / "seeds").mkdir()
+    (root / "seeds/people.csv").write_bytes(b"\xef\xbb\xbfid,name\n1,ada\n")  # BOM: accepted, not in the header
+    project = load_project(root)
+    assert read_seed(project.seeds[TableRef("seeds", "people")].path)[0] == {"id": "BIGINT", "name": "VARCHAR"}
+    (root / "seeds/people.csv").write_bytes(b"id,name\n1,caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        read_seed(root / "seeds/people.csv")
+    assert (info.value.line, info.value.col) == (2, 6)
+    (root / "macros").mkdir()
+    (root / "macros/m.sql").write_bytes(b"{% macro x() %}caf\xe9{% endmacro %}")
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_project(root)
+    assert info.value.path == root / "macros/m.sql"

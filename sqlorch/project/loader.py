@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sqlorch.config import PLAIN_IDENTIFIER, ProjectSettings, load_project_settings
+from sqlorch.config import PLAIN_IDENTIFIER, ProjectSettings, load_project_settings, read_utf8
 from sqlorch.errors import ConfigError, ErrorGroup, GraphError, SqlorchError
 from sqlorch.gcpause import collector_paused
 from sqlorch.project.dependencies import table_ref, table_references
@@ -55,24 +55,6 @@ def model_ref(path: Path, models_dir: Path, default_schema: str) -> TableRef:
                 "(the folder and file name are the model's schema and table name)",
             )
     return TableRef(schema=schema.lower(), name=path.stem.lower())
-
-
-def read_model_text(path: Path) -> str:
-    """A model file as text: UTF-8, a leading byte-order mark dropped (editors on Windows
-    write one)."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise ConfigError(
-            f"the file is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
-            path=path,
-            line=line,
-            col=col,
-            hint="save the file as UTF-8",
-        ) from None
 
 
 def make_resolver(project: Project) -> Callable[[exp.Table], TableRef]:
@@ -167,7 +149,7 @@ def _load_files(root: Path, settings: ProjectSettings, files: ProjectFiles) -> P
         tree = None
         try:
             ref = model_ref(path, root / "models", settings.default_schema)
-            text = read_model_text(path)
+            text = read_utf8(path)
             config = parse_header(text, path)
             if not config.enabled:
                 continue

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from sqlorch.config import check_keys, load_yaml, yaml_position
+from sqlorch.config import check_keys, load_yaml, read_utf8, yaml_position
 from sqlorch.errors import ConfigError
 from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
@@ -26,7 +26,7 @@ def _as_columns(value: Any) -> tuple[str, ...]:
 def _line_of(path: Path, needle: str) -> int | None:
     """The first line mentioning ``needle``; only error messages look it up (a lookup per
     source would read the file once per source)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if needle in line:
             return number
     return None
