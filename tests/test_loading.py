@@ -59,6 +59,7 @@ def test_unknown_header_key_is_error_with_line_and_col(make_project):
         load_project(root)
     text = info.value.render()
     assert f"{root / 'models/m/a.sql'}:2:5: error: unknown model setting 'materialised'" in text
+    assert "did you mean 'materialized'?" in text
 
 
 def test_bad_materialization_is_error(make_project):
