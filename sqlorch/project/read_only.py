@@ -128,11 +128,10 @@ def describe(node: exp.Expr) -> str:
         return str(node.this).upper()
     if isinstance(node, exp.Lock):
         return "FOR UPDATE" if node.args.get("update") else "FOR SHARE"
-    try:
-        words = node.sql().split()
-    except Exception:  # noqa: BLE001 - a node sqlglot cannot print still needs a name
-        words = []
-    return words[0] if words and words[0].isalpha() and words[0].isupper() else node.key.upper()
+    return _KEYWORDS.get(type(node), node.key.upper())
+
+
+_KEYWORDS: dict[type[exp.Expr], str] = {exp.TruncateTable: "TRUNCATE", exp.LoadData: "LOAD"}
 
 
 def locate(node: exp.Expr, sql: str, dialect: str) -> tuple[int, int]:
