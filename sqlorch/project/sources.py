@@ -40,6 +40,7 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
             continue
         if not isinstance(data, dict):
             raise ConfigError("expected a mapping with a 'sources:' key", path=path, line=1, col=1)
+        check_keys(data, ("sources",), path, what="key")  # a misspelt 'sources:' would hide every source
         sources = data.get("sources") or {}
         if not isinstance(sources, dict):
             raise ConfigError(
