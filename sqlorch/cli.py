@@ -213,7 +213,8 @@ def ls(
         _fail(error, debug)
     if as_json:
         sys.stdout.write(json.dumps([node.to_json() for node in nodes], indent=2) + "\n")
-    for node in [] if as_json else nodes:
+        return
+    for node in nodes:
         typer.echo(f"{node.relation:<40} {node.kind:<5} {node.materialized:<12} {node.path}")
 
 

@@ -172,6 +172,7 @@ CASES = [
          sources_sql=SOURCES),
     Case("select-nothing", GOOD, ("build", "--select", "stg_order"), expect=("matches no model", "`sqlorch ls`"),
          sources_sql=SOURCES),
+    Case("ls-select-nothing", GOOD, ("ls", "--select", "tag:nope"), expect=("matches no tag", "`sqlorch ls`")),
     Case("exclude-everything", GOOD, ("plan", "--exclude", "staging.stg_orders"),
          expect=("leave nothing selected", "sqlorch ls"), sources_sql=SOURCES),
 ]  # fmt: skip
