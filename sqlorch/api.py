@@ -14,6 +14,7 @@ from sqlglot import exp
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import SchemaMap
+from sqlorch.audits.declared import declared_audits
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
@@ -51,6 +52,7 @@ class Options:
     full_refresh: bool = False
     threads: int = 4
     vars: dict[str, Any] | None = None
+    audits: str = "on"  # off | warn (run, never block) | on
 
 
 @dataclass
@@ -231,6 +233,8 @@ def prepare(options: Options) -> Prepared:
         input_rows,
         options.full_refresh,
         make_resolver(project),
+        audits=declared_audits(project),
+        audit_mode=options.audits,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
 

@@ -32,6 +32,7 @@ FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild every
 Threads = Annotated[int, typer.Option("--threads", help="Models built at once.")]
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, e.g. '{days: 7}'.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+Audits = Annotated[str, typer.Option("--audits", help="off | warn (run, never block) | on (failing audits block).")]
 
 
 def _options(
@@ -170,16 +171,20 @@ def build(
     full_refresh: FullRefresh = False,
     threads: Threads = 4,
     vars: Vars = None,
+    audits: Audits = "on",
     debug: Debug = False,
 ) -> None:
     """Bring every selected model up to date, in dependency order."""
+    from dataclasses import replace
+
     from sqlorch import api
     from sqlorch.console import progress_listener, render_summary
 
     try:
-        result = api.build(
-            _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars), progress_listener
-        )
+        if audits not in ("off", "warn", "on"):
+            raise SqlorchError(f"--audits must be off, warn or on, not '{audits}'")
+        options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
+        result = api.build(replace(options, audits=audits), progress_listener)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     render_summary(result)

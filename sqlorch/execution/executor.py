@@ -11,9 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
+from sqlorch.audits.declared import DeclaredAudits
+from sqlorch.audits.run import AuditFailed, AuditResult, model_audits
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
@@ -25,7 +29,7 @@ from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
-Listener = Callable[[str, ModelResult | Step], None]
+Listener = Callable[[str, ModelResult | Step | AuditResult], None]
 
 
 @dataclass
@@ -38,6 +42,8 @@ class BuildInputs:
     input_rows: dict[TableRef, int]
     full_refresh: bool
     resolve: Callable[..., TableRef | None]
+    audits: DeclaredAudits | None = None
+    audit_mode: str = "on"  # --audits off|warn|on
 
 
 class Executor:
@@ -107,7 +113,11 @@ class Executor:
         # their rewrites.
         from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
 
+        audits = model_audits(
+            self.inputs.audits, step.ref, self.inputs.audit_mode, self._physical, lambda r: self.listener("audit", r)
+        )
         ctx = ModelContext(
+            audits=audits,
             compiled=compiled,
             physical=self.inputs.physical_of[step.ref],
             physical_of=self.inputs.physical_of,
@@ -132,7 +142,15 @@ class Executor:
             self.inputs.existing.add(step.ref)
             columns = list(self._adapter().columns(ctx.physical) or {})
             self.inputs.input_columns[step.ref] = columns
-        return ModelResult(name, "success", decision.action, decision.reason, rows)
+        result = ModelResult(name, "success", decision.action, decision.reason, rows)
+        result.audits = [asdict(r) for r in audits.results] if audits else []
+        return result
+
+    def _physical(self, table: exp.Table) -> TableRef:
+        """A table named in an audit: the physical relation of a model or seed, else the source."""
+        ref = self.inputs.resolve(table)
+        assert ref is not None
+        return self.inputs.physical_of.get(ref, ref)
 
     def _run(self, step: Step) -> ModelResult:
         self.listener("start", step)
@@ -144,6 +162,8 @@ class Executor:
             if error.path is None and path is not None:
                 error.path = path.path
             result = ModelResult(str(step.ref), "error", step.action, step.reason, None, error=error.render())
+            if isinstance(error, AuditFailed):
+                result.audits = [asdict(r) for r in error.results]
         result.seconds = round(time.perf_counter() - started, 3)
         self.listener("done", result)
         return result
