@@ -42,6 +42,18 @@ class DeclaredAudits:
         )
 
 
+def audit_parents(calls: list[AuditCall], resolve: Callable[[exp.Table], TableRef]) -> set[TableRef]:
+    """Relations ``relationships`` audits compare against: a model among them must be built
+    (in this build) before the audited model, like an input."""
+    parents = set()
+    for call in calls:
+        if call.name == "relationships" and len(call.args) == 2 and isinstance(call.args[1], exp.Column):
+            parent = call.args[1]
+            if parent.table:
+                parents.add(resolve(exp.Table(this=parent.args["table"].copy(), db=parent.args.get("db"))))
+    return parents
+
+
 def _yaml_entries(path: Path, dialect: str) -> list[tuple[str, str, list[AuditCall]]]:
     """``(section, relation name, calls)`` for every ``audits``/``audits_warn`` list in one
     YAML file, each call located at its own line and column."""

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
-from sqlorch.audits.declared import DeclaredAudits
+from sqlorch.audits.declared import DeclaredAudits, audit_parents
 from sqlorch.audits.run import AuditFailed, AuditResult, model_audits
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
@@ -152,6 +152,13 @@ class Executor:
         assert ref is not None
         return self.inputs.physical_of.get(ref, ref)
 
+    def _depends_on(self, step: Step) -> set[TableRef]:
+        """The step's inputs, plus the models its ``relationships`` audits compare against."""
+        audits = self.inputs.audits
+        if audits is None or self.inputs.audit_mode == "off" or step.ref not in audits.models:
+            return set(step.depends_on)
+        return set(step.depends_on) | audit_parents(audits.models[step.ref], self.inputs.resolve)
+
     def _run(self, step: Step) -> ModelResult:
         self.listener("start", step)
         started = time.perf_counter()
@@ -170,7 +177,7 @@ class Executor:
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
-        dag = DAG({ref: {d for d in step.depends_on if d in steps} for ref, step in steps.items()})
+        dag = DAG({ref: {d for d in self._depends_on(step) if d in steps} for ref, step in steps.items()})
         results: dict[TableRef, ModelResult] = {}
         blocked: dict[TableRef, str] = {}
         running: dict[Future[ModelResult], TableRef] = {}
