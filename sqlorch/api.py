@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
-from sqlorch.analysis.schemas import SchemaMap
+from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
@@ -40,6 +40,8 @@ from sqlorch.state.store import (
     shadow_table,
     work_table,
 )
+from sqlorch.unittests.runner import UnitTestResult
+from sqlorch.unittests.spec import UnitTest
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class Options:
     threads: int = 4
     vars: dict[str, Any] | None = None
     audits: str = "on"  # off | warn (run, never block) | on
+    # False for unit tests: their few rows always make a rebuild "cheaper", and the
+    # incremental path under test would never run
+    rebuild_when_cheaper: bool = True
 
 
 @dataclass
@@ -110,6 +115,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
             writes.append(writers.submit(path.write_text, item.compiled_sql(dialect) + "\n"))
         for write in writes:
             write.result()  # re-raise the first failed write
+    _check_audits_and_tests(session, compiled)
     manifest = {
         "project": session.project.settings.name,
         "target": {"name": session.target.name, "type": session.target.type},
@@ -132,6 +138,38 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     }
     (out / "manifest.json").write_text(json.dumps(manifest))  # compact: indenting is 10x slower
     return compiled
+
+
+def _check_audits_and_tests(session: Session, compiled: dict[TableRef, CompiledModel]) -> list[UnitTest]:
+    """Audit calls and unit-test files, checked against the compiled columns; the tests."""
+    from sqlorch.audits.check import check_audits
+    from sqlorch.unittests.spec import check_unit_test_columns, load_unit_tests
+
+    check_audits(declared_audits(session.project), session.project, compiled)
+    tests = load_unit_tests(session.project)
+    check_unit_test_columns(tests, {ref: list(s) for ref, s in _known_schemas(session, compiled).items() if s})
+    return tests
+
+
+def _known_schemas(session: Session, compiled: dict[TableRef, CompiledModel]) -> dict[TableRef, Schema | None]:
+    """Columns known without a warehouse: compiled models, seeds, sources declaring columns."""
+    schemas: dict[TableRef, Schema | None] = {ref: item.columns for ref, item in compiled.items()}
+    schemas.update(_seed_schemas(session.project))
+    schemas.update({ref: spec.columns for ref, spec in session.project.sources.items() if spec.columns})
+    return schemas
+
+
+def unit_test(options: Options) -> list[UnitTestResult]:
+    """``sqlorch test``: the selected models' unit tests, each on a scratch DuckDB file."""
+    from sqlorch.unittests.runner import run_unit_test
+
+    session = open_session(options)
+    compiled = compile_project(
+        session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project)
+    )
+    tests = [t for t in _check_audits_and_tests(session, compiled) if t.model in session.selected]
+    schemas = _known_schemas(session, compiled)
+    return [run_unit_test(test, session.project, schemas) for test in tests]
 
 
 @dataclass
@@ -203,6 +241,8 @@ def prepare(options: Options) -> Prepared:
             if item.columns is not None:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing, known)
+        if not options.rebuild_when_cheaper:
+            input_rows = {}
         seed_decisions = {
             ref: decide_seed(
                 project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh

@@ -192,6 +192,29 @@ def build(
         raise typer.Exit(1)
 
 
+@app.command("test")
+def test_(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Run the unit tests in tests/*.yml on embedded DuckDB. No warehouse needed."""
+    from sqlorch import api
+    from sqlorch.console import render_unit_tests
+
+    try:
+        results = api.unit_test(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    render_unit_tests(results)
+    if any(result.status != "pass" for result in results):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

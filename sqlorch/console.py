@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.planning.steps import Plan, Step
+from sqlorch.unittests.runner import UnitTestResult
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -149,8 +150,20 @@ def _render_audits(result: RunResult) -> None:
         if audit["sample"]:
             console.line("  " + ", ".join(audit["columns"]))
             for row in audit["sample"]:
-                console.line("  " + ", ".join(repr(value) for value in row))
+                console.line("  " + ", ".join("NULL" if value is None else str(value) for value in row))
     tally: dict[str, int] = {}
     for audit in audits:
         tally[audit["status"]] = tally.get(audit["status"], 0) + 1
     console.line(("audits", "bold"), ": " + ", ".join(f"{n} {status}" for status, n in sorted(tally.items())))
+
+
+def render_unit_tests(results: list[UnitTestResult]) -> None:
+    for result in results:
+        style = "green" if result.status == "pass" else "red"
+        after = f" (second build: {result.action})" if result.action else ""
+        console.line((f"{result.status:<5}", style), f" {result.model}: {result.name}{after}")
+        for line in result.lines:
+            console.line("    ", (line, "red" if line.startswith(("-", "+")) else ""))
+    passed = sum(result.status == "pass" for result in results)
+    console.line()
+    console.line(("done", "bold"), f": {passed} passed, {len(results) - passed} failed")

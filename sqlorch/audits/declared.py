@@ -42,15 +42,18 @@ class DeclaredAudits:
         )
 
 
-def audit_parents(calls: list[AuditCall], resolve: Callable[[exp.Table], TableRef]) -> set[TableRef]:
+def audit_parents(calls: list[AuditCall], resolve: Callable[[exp.Table], TableRef | None]) -> set[TableRef]:
     """Relations ``relationships`` audits compare against: a model among them must be built
     (in this build) before the audited model, like an input."""
     parents = set()
     for call in calls:
         if call.name == "relationships" and len(call.args) == 2 and isinstance(call.args[1], exp.Column):
             parent = call.args[1]
-            if parent.table:
-                parents.add(resolve(exp.Table(this=parent.args["table"].copy(), db=parent.args.get("db"))))
+            ref = (
+                resolve(exp.Table(this=parent.args["table"].copy(), db=parent.args.get("db"))) if parent.table else None
+            )
+            if ref is not None:
+                parents.add(ref)
     return parents
 
 
