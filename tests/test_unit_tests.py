@@ -107,7 +107,9 @@ def test_compile_checks_unit_test_files(tmp_path: Path, cli: Callable[..., Run])
     project = _demo(tmp_path / "demo")
     bad = project / "tests" / "bad.yml"
     cases = {
-        "tests:\n  - name: x\n    model: marts.nothing\n    expect: []\n": ("bad.yml:3:12: error: unknown model 'marts.nothing'",),
+        "tests:\n  - name: x\n    model: marts.nothing\n    expect: []\n": (
+            "bad.yml:3:12: error: unknown model 'marts.nothing'",
+        ),
         "tests:\n  - name: x\n    model: marts.daily_revenue\n    expect:\n      - {day: 1}\n": (
             "bad.yml:5:9: error: unknown column 'day' of marts.daily_revenue",
         ),

@@ -49,7 +49,13 @@ PROJECT = {
 }
 
 ORDERS, CUSTOMERS = TableRef("raw", "orders"), TableRef("raw", "customers")
-ORDER_COLUMNS = {"order_id": "BIGINT", "customer_id": "BIGINT", "ref_code": "VARCHAR", "status": "VARCHAR", "amount": "BIGINT"}
+ORDER_COLUMNS = {
+    "order_id": "BIGINT",
+    "customer_id": "BIGINT",
+    "ref_code": "VARCHAR",
+    "status": "VARCHAR",
+    "amount": "BIGINT",
+}
 # enough stored rows that six more are an incremental step, not a rebuild
 GOOD = [(i, i % 2 + 1, f"r{i}", ("placed", "paid")[i % 2], i) for i in range(1, 41)]
 # each row breaks one audit; with GOOD they are 46 rows, one more than row_count allows
