@@ -55,9 +55,9 @@ def _published(warehouse: Warehouse) -> int:
 
 def _build_until_audited(warehouse: Warehouse, project: Path) -> bool:
     """Start a build, SIGKILL it right after its audit passed; True if it was killed."""
+    command = ["build", "--project-dir", str(project), "--profiles-dir", str(warehouse.profiles_dir), "--threads", "1"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "sqlorch.cli", "build", "--project-dir", str(project)]
-        + ["--profiles-dir", str(warehouse.profiles_dir), "--threads", "1"],
+        [sys.executable, "-m", "sqlorch.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
