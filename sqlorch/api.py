@@ -15,6 +15,7 @@ from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
+from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
@@ -321,6 +322,7 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
                 prepared.adapter.ensure_schema(schema)
         snapshot = prepared.snapshot
         latest, watermarks = dict(snapshot.latest_batch), dict(snapshot.watermarks)
+        prepared.inputs.source_audits = _audit_sources(prepared, options)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
         moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
@@ -332,6 +334,27 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         prepared.adapter.close()
     result.write(prepared.session.project.root / "target" / "run_results.json")
     return result
+
+
+def _audit_sources(prepared: Prepared, options: Options) -> SourceAudits | None:
+    """Source audits on the captured changes the selected models are about to read."""
+    declared = prepared.inputs.audits
+    if declared is None or not declared.sources:
+        return None
+    project = prepared.session.project
+    consumers: dict[TableRef, list[TableRef]] = {}
+    for ref in prepared.session.selected:
+        model = project.models.get(ref)
+        for source in model.sources if model is not None else ():
+            if source in declared.sources:
+                consumers.setdefault(source, []).append(ref)
+
+    def relation_of(table: exp.Table) -> TableRef:
+        ref = prepared.inputs.resolve(table)
+        assert ref is not None
+        return prepared.session.physical_of.get(ref, ref)
+
+    return audit_sources(prepared.adapter, declared, options.audits, project, consumers, prepared.snapshot, relation_of)
 
 
 def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:

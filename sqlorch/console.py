@@ -148,7 +148,8 @@ def _render_audits(result: RunResult) -> None:
             f" {audit['model']}: {audit['name']}: {audit['bad_rows']} bad row(s)",
         )
         if audit["sample"]:
-            console.line("  " + ", ".join(audit["columns"]))
+            if audit["columns"]:
+                console.line("  " + ", ".join(audit["columns"]))
             for row in audit["sample"]:
                 console.line("  " + ", ".join("NULL" if value is None else str(value) for value in row))
     tally: dict[str, int] = {}

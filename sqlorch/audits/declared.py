@@ -57,14 +57,14 @@ def audit_parents(calls: list[AuditCall], resolve: Callable[[exp.Table], TableRe
     return parents
 
 
-def _yaml_entries(path: Path, dialect: str) -> list[tuple[str, str, list[AuditCall]]]:
+def _yaml_entries(path: Path, dialect: str) -> list[tuple[str, yaml.Node, list[AuditCall]]]:
     """``(section, relation name, calls)`` for every ``audits``/``audits_warn`` list in one
     YAML file, each call located at its own line and column."""
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return []  # the source loader reports YAML syntax errors
-    found: list[tuple[str, str, list[AuditCall]]] = []
+    found: list[tuple[str, yaml.Node, list[AuditCall]]] = []
     if not isinstance(root, yaml.MappingNode):
         return found
     for section_key, section in root.value:
@@ -95,7 +95,7 @@ def _yaml_entries(path: Path, dialect: str) -> list[tuple[str, str, list[AuditCa
                         item.start_mark.line + 1,
                         item.start_mark.column + 1 + quoted,
                     )
-                found.append((section_key.value, str(name_node.value), calls))
+                found.append((section_key.value, name_node, calls))
     return found
 
 
@@ -128,11 +128,11 @@ def declared_audits(project: Project) -> DeclaredAudits:
         except SqlorchError as error:
             errors.append(error)
             continue
-        for section, name, calls in entries:
-            ref = _relation(name, project, resolve)
+        for section, node, calls in entries:
+            ref = _relation(str(node.value), project, resolve)
             if section == "models" and ref not in project.models:
-                line = calls[0].line if calls else None
-                errors.append(ConfigError(f"audits for unknown model '{name}'", path=path, line=line))
+                line, col = node.start_mark.line + 1, node.start_mark.column + 1
+                errors.append(ConfigError(f"audits for unknown model '{node.value}'", path=path, line=line, col=col))
                 continue
             target = declared.models if section == "models" else declared.sources
             target.setdefault(ref, []).extend(calls)

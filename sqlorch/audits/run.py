@@ -37,8 +37,10 @@ class AuditResult:
     def describe(self) -> str:
         text = f"audit {self.name} on {self.model}: {self.bad_rows} bad row(s)"
         if self.sample:
+            names = self.columns or [""] * len(self.sample[0])
             shown = "; ".join(
-                ", ".join(f"{c}={v!r}" for c, v in zip(self.columns, row, strict=False)) for row in self.sample
+                ", ".join(f"{c}={v!r}" if c else repr(v) for c, v in zip(names, row, strict=False))
+                for row in self.sample
             )
             text += f", e.g. {shown}"
         return text
@@ -57,6 +59,9 @@ class AuditFailed(SqlorchError):
 
 
 def _sample_columns(query: exp.Select) -> list[str]:
+    """Names for the sample's values; none where the audit selects ``*`` (custom audits)."""
+    if any(isinstance(s, exp.Star) for s in query.selects):
+        return []
     return [s.alias_or_name for s in query.selects]
 
 
@@ -70,6 +75,7 @@ class ModelAudits:
     relation_of: Callable[[exp.Table], TableRef]
     results: list[AuditResult] = field(default_factory=list)
     notify: Callable[[AuditResult], None] | None = None  # each result as soon as it is known
+    inherited: list[AuditResult] = field(default_factory=list)  # results of its sources' audits
 
     def check(self, adapter: Adapter, rows: TableRef, columns: list[str], rest: exp.Select | None, where: str) -> None:
         """Run every audit over ``rows`` (and ``rest``); raise ``AuditFailed`` if a blocking one fails."""
@@ -87,22 +93,22 @@ class ModelAudits:
             )
             if self.notify is not None:
                 self.notify(results[-1])
-        self.results = results
+        self.results = [*self.inherited, *results]
         if any(r.status == "fail" for r in results):
-            raise AuditFailed(results, where)
+            raise AuditFailed(self.results, where)
 
 
 def model_audits(
-    declared: DeclaredAudits | None,
-    ref: TableRef,
+    calls: list[AuditCall] | None,
+    name: str,
     mode: str,
+    declared: DeclaredAudits,
     relation_of: Callable[[exp.Table], TableRef],
     notify: Callable[[AuditResult], None] | None = None,
 ) -> ModelAudits | None:
-    """The audits to run for ``ref`` under ``--audits mode`` (``warn``: none blocks)."""
-    if declared is None or mode == "off" or not declared.models.get(ref):
+    """The audits to run for one model or source under ``--audits mode`` (``warn``: none blocks)."""
+    if mode == "off" or not calls:
         return None
-    calls = declared.models[ref]
     if mode == "warn":
         calls = [AuditCall(c.name, c.args, c.kwargs, False, c.text, c.path, c.line, c.col) for c in calls]
-    return ModelAudits(str(ref), calls, declared, relation_of, notify=notify)
+    return ModelAudits(name, calls, declared, relation_of, notify=notify)

@@ -18,6 +18,7 @@ from sqlglot import exp
 from sqlorch.adapters.base import Adapter
 from sqlorch.audits.declared import DeclaredAudits, audit_parents
 from sqlorch.audits.run import AuditFailed, AuditResult, model_audits
+from sqlorch.audits.sources import SourceAudits
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
@@ -44,6 +45,7 @@ class BuildInputs:
     resolve: Callable[..., TableRef | None]
     audits: DeclaredAudits | None = None
     audit_mode: str = "on"  # --audits off|warn|on
+    source_audits: SourceAudits | None = None  # checked on the captured changes, before any model runs
 
 
 class Executor:
@@ -97,6 +99,8 @@ class Executor:
             changes = pending_changes(self.snapshot, name, inputs)
             watermarks = {str(i): self.snapshot.latest_batch.get(str(i), 0) for i in inputs}
             batch = self.snapshot.latest_batch.get(name, 0) + 1
+        # a failed source audit fails the models that would read its change
+        source_audits = self.inputs.source_audits.for_inputs(set(changes)) if self.inputs.source_audits else []
         rows_in = sum(self.inputs.input_rows.get(i, 0) for i in inputs) if self.inputs.input_rows else None
         decision = decide_model(
             compiled,
@@ -113,9 +117,21 @@ class Executor:
         # their rewrites.
         from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
 
-        audits = model_audits(
-            self.inputs.audits, step.ref, self.inputs.audit_mode, self._physical, lambda r: self.listener("audit", r)
+        declared = self.inputs.audits
+        audits = (
+            None
+            if declared is None
+            else model_audits(
+                declared.models.get(step.ref),
+                name,
+                self.inputs.audit_mode,
+                declared,
+                self._physical,
+                lambda r: self.listener("audit", r),
+            )
         )
+        if audits is not None:
+            audits.inherited = source_audits
         ctx = ModelContext(
             audits=audits,
             compiled=compiled,
@@ -143,7 +159,7 @@ class Executor:
             columns = list(self._adapter().columns(ctx.physical) or {})
             self.inputs.input_columns[step.ref] = columns
         result = ModelResult(name, "success", decision.action, decision.reason, rows)
-        result.audits = [asdict(r) for r in audits.results] if audits else []
+        result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 
     def _physical(self, table: exp.Table) -> TableRef:
