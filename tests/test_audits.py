@@ -71,7 +71,7 @@ def test_source_yaml_and_custom_audits(tmp_path: Path, cli: Callable[..., Run]) 
     }
 
     # a bad change at the source: the source audit blocks every reader, the warn audit warns
-    _sql(project, "INSERT INTO raw.users VALUES (3, NULL, 'gold'), (4, 'd@gmail.com', 'free')")
+    _sql(project, "INSERT INTO raw.users VALUES (3, NULL, 'gold')")
     run = cli("build", "--project-dir", project)
     assert run.exit_code == 1
     results = _results(project)
@@ -84,7 +84,11 @@ def test_source_yaml_and_custom_audits(tmp_path: Path, cli: Callable[..., Run]) 
     assert _rows(project, "SELECT count(*) FROM marts.users") == [(2,)]
 
     # the NULL fixed at the source: the model's own custom audit now blocks the gmail row
-    _sql(project, "UPDATE raw.users SET email = 'c@x.org', plan = 'pro' WHERE id = 3")
+    _sql(
+        project,
+        "UPDATE raw.users SET email = 'c@x.org', plan = 'pro' WHERE id = 3",
+        "INSERT INTO raw.users VALUES (4, 'd@gmail.com', 'free')",
+    )
     run = cli("build", "--project-dir", project)
     assert run.exit_code == 1
     audits = {a["name"]: a for a in _results(project)["marts.users"]["audits"]}  # type: ignore[union-attr]

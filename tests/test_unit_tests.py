@@ -10,7 +10,7 @@ from tests.conftest import REPO, Run, assert_error, write_files
 
 
 def _demo(root: Path) -> Path:
-    for folder in ("models", "seeds", "audits"):
+    for folder in ("models", "seeds"):
         shutil.copytree(REPO / folder, root / folder)
     (root / "tests").mkdir()
     for spec in (REPO / "tests").glob("*.yml"):
