@@ -121,3 +121,10 @@ def test_compile_checks_unit_test_files(tmp_path: Path, cli: Callable[..., Run])
     for text, fragments in cases.items():
         bad.write_text(text)
         assert_error(cli("compile", "--project-dir", project), *fragments)
+
+
+def test_an_edited_unit_test_file_is_compiled_again(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    project = _demo(tmp_path / "demo")
+    assert cli("compile", "--project-dir", project).exit_code == 0
+    (project / "tests" / "bad.yml").write_text("tests:\n  - name: x\n    model: marts.nothing\n    expect: []\n")
+    assert_error(cli("compile", "--project-dir", project), "bad.yml:3:12: error: unknown model 'marts.nothing'")
