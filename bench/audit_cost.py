@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import duckdb
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -62,6 +63,8 @@ def main() -> int:
             model_rows += rows
             if AUDIT_MARKER in statement_sql(profile):
                 per_audit.append(rows)
+        with duckdb.connect(str(db), read_only=True) as connection:
+            table_rows = connection.execute("SELECT count(*) FROM staging.stg_events").fetchone()
         audits = [
             f"{a['name'].split('(')[0]}: {a['status']}, {rows} rows scanned"
             for a, rows in zip(result.audits, per_audit, strict=True)
@@ -71,6 +74,7 @@ def main() -> int:
             "new_events": args.new_events,
             "action": f"{result.action}: {result.reason}",
             "rows_written": result.rows,
+            "audited_table_rows": table_rows[0] if table_rows else None,
             "audits": audits,
             "rows_scanned_by_audits": sum(per_audit),
             "rows_scanned_by_the_whole_build": model_rows,
