@@ -16,6 +16,7 @@ from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
+from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
@@ -349,11 +350,7 @@ def _audit_sources(prepared: Prepared, options: Options) -> SourceAudits | None:
             if source in declared.sources:
                 consumers.setdefault(source, []).append(ref)
 
-    def relation_of(table: exp.Table) -> TableRef:
-        ref = prepared.inputs.resolve(table)
-        assert ref is not None
-        return prepared.session.physical_of.get(ref, ref)
-
+    relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
     return audit_sources(prepared.adapter, declared, options.audits, project, consumers, prepared.snapshot, relation_of)
 
 

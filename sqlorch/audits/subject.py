@@ -31,3 +31,16 @@ class Subject:
         """Every row of the table as it will be after the write."""
         rows = self.select_rows()
         return rows if self.rest is None else exp.union(rows, self.rest, distinct=False)
+
+
+def physical_resolver(
+    resolve: Callable[[exp.Table], TableRef | None], physical_of: dict[TableRef, TableRef]
+) -> Callable[[exp.Table], TableRef]:
+    """A table named in an audit -> where it lives: a model's or seed's physical relation, else the source."""
+
+    def relation_of(table: exp.Table) -> TableRef:
+        ref = resolve(table)
+        assert ref is not None  # the project resolver names every table
+        return physical_of.get(ref, ref)
+
+    return relation_of

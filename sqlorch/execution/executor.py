@@ -13,12 +13,11 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 
-from sqlglot import exp
-
 from sqlorch.adapters.base import Adapter
 from sqlorch.audits.declared import DeclaredAudits, audit_parents
 from sqlorch.audits.run import AuditFailed, AuditResult, model_audits
 from sqlorch.audits.sources import SourceAudits
+from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
@@ -126,7 +125,7 @@ class Executor:
                 name,
                 self.inputs.audit_mode,
                 declared,
-                self._physical,
+                physical_resolver(self.inputs.resolve, self.inputs.physical_of),
                 lambda r: self.listener("audit", r),
             )
         )
@@ -161,12 +160,6 @@ class Executor:
         result = ModelResult(name, "success", decision.action, decision.reason, rows)
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
-
-    def _physical(self, table: exp.Table) -> TableRef:
-        """A table named in an audit: the physical relation of a model or seed, else the source."""
-        ref = self.inputs.resolve(table)
-        assert ref is not None
-        return self.inputs.physical_of.get(ref, ref)
 
     def _depends_on(self, step: Step) -> set[TableRef]:
         """The step's inputs, plus the models its ``relationships`` audits compare against."""
