@@ -15,6 +15,7 @@ from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
+from sqlorch.audits.run import explain_audits, model_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
@@ -426,4 +427,11 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
                 "the batch record, the watermarks and the model's state",
             )
         )
+    declared = prepared.inputs.audits
+    audits = None
+    if declared is not None and step.action in ("full", "incremental"):
+        relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
+        audits = model_audits(declared.models.get(step.ref), str(step.ref), options.audits, declared, relation_of)
+    rows = target if step.action == "full" else work_table(step.ref, "rows")
+    out[2:2] = explain_audits(audits, rows, list(item.columns or {}), dialect)
     return out

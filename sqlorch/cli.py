@@ -66,6 +66,12 @@ def _options(
     )
 
 
+def _audit_mode(value: str) -> str:
+    if value not in ("off", "warn", "on"):
+        raise SqlorchError(f"--audits must be off, warn or on, not '{value}'")
+    return value
+
+
 def _fail(error: BaseException, debug: bool) -> None:
     from sqlorch.console import errors
 
@@ -139,17 +145,23 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
     explain: Annotated[str | None, typer.Option("--explain", help="Print a model's statements.")] = None,
     vars: Vars = None,
+    audits: Audits = "on",
     debug: Debug = False,
 ) -> None:
     """Show what a build would do per model: skip, incremental or full, and why."""
+    from dataclasses import replace
+
+    from rich.markup import escape
+
     from sqlorch import api
     from sqlorch.console import console, render_plan
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
+        options = replace(options, audits=_audit_mode(audits))
         if explain:
             for title, sql in api.explain(options, explain):
-                console.print(f"[bold]-- {title}[/]")
+                console.print(f"[bold]-- {escape(title)}[/]")
                 console.print(sql, markup=False)
             return
         result = api.plan(options)
@@ -181,10 +193,8 @@ def build(
     from sqlorch.console import progress_listener, render_summary
 
     try:
-        if audits not in ("off", "warn", "on"):
-            raise SqlorchError(f"--audits must be off, warn or on, not '{audits}'")
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
-        result = api.build(replace(options, audits=audits), progress_listener)
+        result = api.build(replace(options, audits=_audit_mode(audits)), progress_listener)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     render_summary(result)

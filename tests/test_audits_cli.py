@@ -135,3 +135,13 @@ def test_compile_checks_audits(tmp_path: Path, cli: Callable[..., Run]) -> None:
         cli("compile", "--project-dir", project), "checks.yml:2:3: error: audits for unknown model 'marts.nothing'"
     )
     assert_error(cli("build", "--project-dir", project, "--audits", "maybe"), "error: --audits must be off, warn or on")
+
+
+def test_plan_explain_shows_the_audit_queries(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    project = write_files(tmp_path / "p", PROJECT)
+    _sql(project, "CREATE SCHEMA raw", "CREATE TABLE raw.users (id INT, email VARCHAR, plan VARCHAR)")
+    run = cli("plan", "--project-dir", project, "--explain", "marts.users")
+    assert run.exit_code == 0, run.output
+    assert "-- audit unique(id) (blocks), before the write commits: its bad rows" in run.output
+    assert "LIKE '%@gmail.com'" in run.output  # the custom audit, its placeholder filled
+    assert "-- audit" not in cli("plan", "--project-dir", project, "--explain", "marts.users", "--audits", "off").output

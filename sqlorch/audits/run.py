@@ -112,3 +112,21 @@ def model_audits(
     if mode == "warn":
         calls = [AuditCall(c.name, c.args, c.kwargs, False, c.text, c.path, c.line, c.col) for c in calls]
     return ModelAudits(name, calls, declared, relation_of, notify=notify)
+
+
+def explain_audits(
+    audits: ModelAudits | None, rows: TableRef, columns: list[str], dialect: str
+) -> list[tuple[str, str]]:
+    """``plan --explain``'s view of the audits: each bad-row query over the rows about to be
+    published (an incremental step also checks ``unique`` and ``row_count`` against the
+    stored rows it keeps)."""
+    if audits is None:
+        return []
+    subject = Subject(rows, columns, audits.relation_of)
+    return [
+        (
+            f"audit {call.text} ({'blocks' if call.blocking else 'warns'}), before the write commits: its bad rows",
+            audits.declared.query(call, subject).sql(dialect=dialect, pretty=True),
+        )
+        for call in audits.calls
+    ]
