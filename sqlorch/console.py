@@ -137,7 +137,9 @@ def render_summary(result: RunResult) -> None:
 
 def _render_audits(result: RunResult) -> None:
     """Audits that did not pass, with their bad-row count and sample, then the tally."""
-    audits = [audit for item in result.results for audit in item.audits]
+    # a source's audits are reported with every model reading it: show them once
+    unique = {(audit["model"], audit["name"]): audit for item in result.results for audit in item.audits}
+    audits = list(unique.values())
     if not audits:
         return
     for audit in audits:
