@@ -44,6 +44,7 @@ PROJECT = {
         SELECT order_id, customer_id, ref_code, status, amount FROM raw.orders
     """,
     "models/marts/totals.sql": """
+        -- audits_warn: row_count(max => 1)
         SELECT customer_id, count(*) AS orders, sum(amount) AS total FROM staging.orders GROUP BY customer_id
     """,
 }
@@ -117,6 +118,9 @@ def test_failing_audits_block_and_leave_everything_as_it_was(warehouse: Warehous
     first = _build(warehouse, project)
     assert first[AUDITED].status == "success", first[AUDITED].error
     assert [a["status"] for a in first[AUDITED].audits] == ["pass"] * 6
+    # a declared warning: reported with its count, the table published all the same
+    assert first["marts.totals"].status == "success"
+    assert [(a["status"], a["bad_rows"], a["sample"]) for a in first["marts.totals"].audits] == [("warn", 1, [[2]])]
     before = _snapshot(adapter)
 
     # an incremental step with bad rows: blocked, nothing moved, descendants skipped
