@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
@@ -43,8 +43,10 @@ from sqlorch.state.store import (
     shadow_table,
     work_table,
 )
-from sqlorch.unittests.runner import UnitTestResult
-from sqlorch.unittests.spec import UnitTest
+
+if TYPE_CHECKING:
+    from sqlorch.unittests.runner import UnitTestResult
+    from sqlorch.unittests.spec import UnitTest
 
 
 @dataclass(frozen=True)

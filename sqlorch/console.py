@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.planning.steps import Plan, Step
-from sqlorch.unittests.runner import UnitTestResult
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from sqlorch.unittests.runner import UnitTestResult
 
 ACTION_STYLE = {"skip": "dim", "incremental": "green", "full": "yellow"}
 STATUS_STYLE = {"success": "green", "error": "red", "skipped": "dim"}
