@@ -67,8 +67,10 @@ def _options(
 
 
 def _audit_mode(value: str) -> str:
-    if value not in ("off", "warn", "on"):
-        raise SqlorchError(f"--audits must be off, warn or on, not '{value}'")
+    from sqlorch.audits.run import MODES
+
+    if value not in MODES:
+        raise SqlorchError(f"--audits must be {', '.join(MODES[:-1])} or {MODES[-1]}, not '{value}'")
     return value
 
 
