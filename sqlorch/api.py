@@ -7,13 +7,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
-from sqlorch.analysis.schemas import SchemaMap
+from sqlorch.analysis.schemas import Schema, SchemaMap
+from sqlorch.audits.declared import declared_audits
+from sqlorch.audits.run import explain_audits, model_audits
+from sqlorch.audits.sources import SourceAudits, audit_sources
+from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
@@ -41,6 +45,10 @@ from sqlorch.state.store import (
     work_table,
 )
 
+if TYPE_CHECKING:
+    from sqlorch.unittests.runner import UnitTestResult
+    from sqlorch.unittests.spec import UnitTest
+
 
 @dataclass(frozen=True)
 class Options:
@@ -52,6 +60,10 @@ class Options:
     full_refresh: bool = False
     threads: int = 4
     vars: dict[str, Any] | None = None
+    audits: str = "on"  # off | warn (run, never block) | on
+    # False for unit tests: their few rows always make a rebuild "cheaper", and the
+    # incremental path under test would never run
+    rebuild_when_cheaper: bool = True
 
 
 @dataclass
@@ -136,6 +148,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
             writes.append(writers.submit(path.write_text, item.compiled_sql(dialect) + "\n"))
         for write in writes:
             write.result()  # re-raise the first failed write
+    _check_audits_and_tests(session, compiled)
     manifest = {
         "project": session.project.settings.name,
         "target": {"name": session.target.name, "type": session.target.type},
@@ -158,6 +171,38 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     }
     (out / "manifest.json").write_text(json.dumps(manifest))  # compact: indenting is 10x slower
     return compiled
+
+
+def _check_audits_and_tests(session: Session, compiled: dict[TableRef, CompiledModel]) -> list[UnitTest]:
+    """Audit calls and unit-test files, checked against the compiled columns; the tests."""
+    from sqlorch.audits.check import check_audits
+    from sqlorch.unittests.spec import check_unit_test_columns, load_unit_tests
+
+    check_audits(declared_audits(session.project), session.project, compiled)
+    tests = load_unit_tests(session.project)
+    check_unit_test_columns(tests, {ref: list(s) for ref, s in _known_schemas(session, compiled).items() if s})
+    return tests
+
+
+def _known_schemas(session: Session, compiled: dict[TableRef, CompiledModel]) -> dict[TableRef, Schema | None]:
+    """Columns known without a warehouse: compiled models, seeds, sources declaring columns."""
+    schemas: dict[TableRef, Schema | None] = {ref: item.columns for ref, item in compiled.items()}
+    schemas.update(_seed_schemas(session.project))
+    schemas.update({ref: spec.columns for ref, spec in session.project.sources.items() if spec.columns})
+    return schemas
+
+
+def unit_test(options: Options) -> list[UnitTestResult]:
+    """``sqlorch test``: the selected models' unit tests, each on a scratch DuckDB file."""
+    from sqlorch.unittests.runner import run_unit_test
+
+    session = open_session(options)
+    compiled = compile_project(
+        session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project)
+    )
+    tests = [t for t in _check_audits_and_tests(session, compiled) if t.model in session.selected]
+    schemas = _known_schemas(session, compiled)
+    return [run_unit_test(test, session.project, schemas) for test in tests]
 
 
 @dataclass
@@ -232,6 +277,8 @@ def prepare(options: Options) -> Prepared:
             if item.columns is not None:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing, known)
+        if not options.rebuild_when_cheaper:
+            input_rows = {}
         seed_decisions = {
             ref: decide_seed(
                 project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh
@@ -262,6 +309,8 @@ def prepare(options: Options) -> Prepared:
         input_rows,
         options.full_refresh,
         make_resolver(project),
+        audits=declared_audits(project),
+        audit_mode=options.audits,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
 
@@ -308,6 +357,7 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
                 prepared.adapter.ensure_schema(schema)
         snapshot = prepared.snapshot
         latest, watermarks = dict(snapshot.latest_batch), dict(snapshot.watermarks)
+        prepared.inputs.source_audits = _audit_sources(prepared, options)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
         moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
@@ -319,6 +369,23 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         prepared.adapter.close()
     result.write(prepared.session.project.root / "target" / "run_results.json")
     return result
+
+
+def _audit_sources(prepared: Prepared, options: Options) -> SourceAudits | None:
+    """Source audits on the captured changes the selected models are about to read."""
+    declared = prepared.inputs.audits
+    if declared is None or not declared.sources:
+        return None
+    project = prepared.session.project
+    consumers: dict[TableRef, list[TableRef]] = {}
+    for ref in prepared.session.selected:
+        model = project.models.get(ref)
+        for source in model.sources if model is not None else ():
+            if source in declared.sources:
+                consumers.setdefault(source, []).append(ref)
+
+    relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
+    return audit_sources(prepared.adapter, declared, options.audits, project, consumers, prepared.snapshot, relation_of)
 
 
 def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
@@ -393,4 +460,11 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
                 "the batch record, the watermarks and the model's state",
             )
         )
+    declared = prepared.inputs.audits
+    audits = None
+    if declared is not None and step.action in ("full", "incremental"):
+        relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
+        audits = model_audits(declared.models.get(step.ref), str(step.ref), options.audits, declared, relation_of)
+    rows = target if step.action == "full" else work_table(step.ref, "rows")
+    out[2:2] = explain_audits(audits, rows, list(item.columns or {}), dialect)
     return out

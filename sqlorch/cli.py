@@ -32,6 +32,7 @@ FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild every
 Threads = Annotated[int, typer.Option("--threads", help="Models built at once.")]
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, e.g. '{days: 7}'.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+Audits = Annotated[str, typer.Option("--audits", help="off | warn (run, never block) | on (failing audits block).")]
 
 
 def _options(
@@ -69,6 +70,14 @@ def _options(
         threads=threads,
         vars=parsed,
     )
+
+
+def _audit_mode(value: str) -> str:
+    from sqlorch.audits.run import MODES
+
+    if value not in MODES:
+        raise SqlorchError(f"--audits must be {', '.join(MODES[:-1])} or {MODES[-1]}, not '{value}'")
+    return value
 
 
 def _fail(error: BaseException, debug: bool) -> None:
@@ -144,17 +153,23 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
     explain: Annotated[str | None, typer.Option("--explain", help="Print a model's statements.")] = None,
     vars: Vars = None,
+    audits: Audits = "on",
     debug: Debug = False,
 ) -> None:
     """Show what a build would do per model: skip, incremental or full, and why."""
+    from dataclasses import replace
+
+    from rich.markup import escape
+
     from sqlorch import api
     from sqlorch.console import console, render_plan
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
+        options = replace(options, audits=_audit_mode(audits))
         if explain:
             for title, sql in api.explain(options, explain):
-                console.print(f"[bold]-- {title}[/]")
+                console.print(f"[bold]-- {escape(title)}[/]")
                 console.print(sql, markup=False)
             return
         result = api.plan(options)
@@ -176,16 +191,18 @@ def build(
     full_refresh: FullRefresh = False,
     threads: Threads = 4,
     vars: Vars = None,
+    audits: Audits = "on",
     debug: Debug = False,
 ) -> None:
     """Bring every selected model up to date, in dependency order."""
+    from dataclasses import replace
+
     from sqlorch import api
     from sqlorch.console import progress_listener, render_summary
 
     try:
-        result = api.build(
-            _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars), progress_listener
-        )
+        options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
+        result = api.build(replace(options, audits=_audit_mode(audits)), progress_listener)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     render_summary(result)
@@ -216,6 +233,29 @@ def ls(
         return
     for node in nodes:
         typer.echo(f"{node.relation:<40} {node.kind:<5} {node.materialized:<12} {node.path}")
+
+
+@app.command("test")
+def test_(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Run the unit tests in tests/*.yml on embedded DuckDB. No warehouse needed."""
+    from sqlorch import api
+    from sqlorch.console import render_unit_tests
+
+    try:
+        results = api.unit_test(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    render_unit_tests(results)
+    if any(result.status != "pass" for result in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Skipping a compile whose inputs did not change.
 
-``sqlorch compile`` is a function of the project's files (``models/``, ``macros/``,
+``sqlorch compile`` is a function of the project's files (``models/``, ``macros/``, ``audits/``, ``tests/``,
 ``seeds/``, ``sqlorch.yml``), the profiles file, the command's options (target, selection,
 vars), the environment variables its templates read with ``env_var()``, and the code of
 sqlorch and sqlglot. A successful compile records a digest of all of them in
@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 STAMP_FILE = Path("target") / "cache" / "compile_stamp.json"
-INPUT_FOLDERS = ("models", "macros", "seeds")
+INPUT_FOLDERS = ("models", "macros", "seeds", "audits", "tests")  # audits/, tests/: compile checks them too
 PROJECT_FILES = ("sqlorch.yml",)
 _VERSION = "1"
 

@@ -12,7 +12,8 @@ from sqlorch.errors import ConfigError
 from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
 
-SOURCE_KEYS = {"cursor", "unique_key", "append_only", "columns", "description"}
+# audits, audits_warn: read by sqlorch.audits.declared
+SOURCE_KEYS = {"cursor", "unique_key", "append_only", "columns", "description", "audits", "audits_warn"}
 
 
 def _as_columns(value: Any) -> tuple[str, ...]:
