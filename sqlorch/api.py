@@ -18,16 +18,15 @@ from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
-from sqlorch.execution.results import RunResult
+from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed
 from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.planning.planner import build_plan
-from sqlorch.planning.steps import Plan
+from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
-from sqlorch.project.seeds import read_seed
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -69,7 +68,7 @@ class Session:
 
 
 def open_session(options: Options) -> Session:
-    project = load_project(options.project_dir, options.vars)
+    project = load_project(options.project_dir, options.vars, options.profiles_dir, options.target)
     target = load_target(project.root, options.profiles_dir, options.target)
     dag = project_dag(project)
     dag.topological_order()  # cycles are reported before anything else
@@ -79,7 +78,7 @@ def open_session(options: Options) -> Session:
 
 
 def _seed_schemas(project: Project) -> SchemaMap:
-    return {ref: read_seed(seed.path)[0] for ref, seed in project.seeds.items()}
+    return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
@@ -222,6 +221,8 @@ def prepare(options: Options) -> Prepared:
     except BaseException:
         adapter.close()
         raise
+    for step in plan.steps:
+        step.reason = _noted(step.reason, project.notes.get(step.ref))
     inputs = BuildInputs(
         project,
         compiled,
@@ -233,6 +234,28 @@ def prepare(options: Options) -> Prepared:
         make_resolver(project),
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
+
+
+def _noted(reason: str, notes: list[str] | None) -> str:
+    """A step's reason followed by what loading found out about the model (a dbt
+    project's superseded incremental logic, tests not translated)."""
+    return "; ".join([reason, *notes]) if notes else reason
+
+
+def _noting(project: Project, listener: Listener | None) -> Listener | None:
+    """The build listener, seeing each model's result with its notes (which the run
+    results then carry too)."""
+    if not project.notes:
+        return listener
+    by_name = {str(ref): notes for ref, notes in project.notes.items()}
+
+    def noted(event: str, item: ModelResult | Step) -> None:
+        if event == "done" and isinstance(item, ModelResult) and item.model in by_name:
+            item.reason = _noted(item.reason, by_name[item.model])
+        if listener is not None:
+            listener(event, item)
+
+    return noted
 
 
 def _input_rows(
@@ -277,6 +300,7 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
                 prepared.adapter.ensure_schema(schema)
         snapshot = prepared.snapshot
         latest, watermarks = dict(snapshot.latest_batch), dict(snapshot.watermarks)
+        listener = _noting(prepared.session.project, listener)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
         moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}

@@ -140,6 +140,10 @@ def load_target(root: Path, profiles_dir: Path | None, target_name: str | None) 
             )
         return default_target(root)
     data = load_yaml(path)
+    from sqlorch.dbt.profiles import is_dbt_profiles, load_dbt_target
+
+    if is_dbt_profiles(data):  # a dbt profiles.yml, taken as it is
+        return load_dbt_target(root, data, path, target_name)[0]
     if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
         raise ConfigError("expected a mapping with a 'targets:' mapping", path=path, line=1, col=1)
     targets: dict[str, Any] = data["targets"]

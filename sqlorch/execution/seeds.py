@@ -11,7 +11,7 @@ from sqlorch.adapters.base import Adapter
 from sqlorch.execution.statements import execute_create
 from sqlorch.planning.planner import Decision
 from sqlorch.project.model import Seed
-from sqlorch.project.seeds import read_seed, seed_fingerprint
+from sqlorch.project.seeds import seed_fingerprint
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
     BATCH_COLUMN,
@@ -53,7 +53,7 @@ def execute_seed(
     adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision, state: RelationState | None, next_batch: int
 ) -> tuple[int, str]:
     """Load or update one seed; returns the rows loaded or changed and the batch kind."""
-    types, rows = read_seed(seed.path)
+    types, rows = seed.read()
     names = list(types)
     fingerprint = seed_fingerprint(seed.path)
     log = change_log(seed.ref)

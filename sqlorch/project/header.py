@@ -30,6 +30,8 @@ class ModelConfig:
     description: str = ""
     enabled: bool = True
     explicit: frozenset[str] = field(default_factory=frozenset)
+    audits: tuple[str, ...] = ()  # audit calls, e.g. "not_null(order_id)"; a failure fails the model
+    audits_warn: tuple[str, ...] = ()  # the same, reported as warnings
 
 
 def _split_list(value: str) -> tuple[str, ...]:

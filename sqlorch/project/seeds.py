@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from sqlglot import exp
+from sqlglot.errors import ParseError as SqlglotParseError
 
 from sqlorch.errors import ConfigError
 
@@ -21,12 +26,42 @@ def _parsers() -> list[tuple[str, Any]]:
     ]
 
 
-def read_seed(path: Path) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
-    """Columns with types, and typed rows (empty cells are NULL)."""
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
+def _converter(kind: exp.DataType) -> Callable[[str], Any]:
+    """How a cell becomes a value of a declared column type (dbt's ``column_types``)."""
+    if kind.this in exp.DataType.INTEGER_TYPES:
+        return int
+    if kind.this in (exp.DataType.Type.DECIMAL, exp.DataType.Type.BIGDECIMAL):
+        return Decimal
+    if kind.this in exp.DataType.REAL_TYPES:
+        return float
+    if kind.this == exp.DataType.Type.DATE:
+        return date.fromisoformat
+    if kind.this in exp.DataType.TEMPORAL_TYPES:
+        return datetime.fromisoformat
+    if kind.this == exp.DataType.Type.BOOLEAN:
+        return lambda v: {"true": True, "false": False}[v.lower()]
+    return str
+
+
+def read_seed(
+    path: Path,
+    delimiter: str = ",",
+    column_types: dict[str, str] | None = None,
+    keep_case: bool = False,
+) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
+    """Columns with types, and typed rows (empty cells are NULL). ``column_types`` fixes
+    the type of the columns it names (the others are inferred); ``keep_case`` keeps the
+    header's names as written (dbt's ``quote_columns``) instead of lower-casing them."""
+    declared: dict[str, exp.DataType] = {}
+    for name, kind in (column_types or {}).items():
         try:
-            header = [name.strip().lower() for name in next(reader)]
+            declared[name.lower()] = exp.DataType.build(kind)
+        except (SqlglotParseError, ValueError):
+            raise ConfigError(f"seed column '{name}': unknown type '{kind}'", path=path) from None
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            header = [name.strip() if keep_case else name.strip().lower() for name in next(reader)]
         except StopIteration:
             raise ConfigError("seed file is empty: it needs a header row", path=path, line=1, col=1) from None
         raw = [row for row in reader if row]
@@ -37,6 +72,10 @@ def read_seed(path: Path) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
     converters = []
     for index, name in enumerate(header):
         values = [row[index] for row in raw if row[index] != ""]
+        if name.lower() in declared:
+            types[name] = declared[name.lower()].sql()
+            converters.append(_converter(declared[name.lower()]))
+            continue
         for type_name, parse in _parsers():
             try:
                 for value in values:
@@ -48,10 +87,13 @@ def read_seed(path: Path) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
         else:
             types[name], converter = "VARCHAR", str
         converters.append(converter)
-    rows = [
-        tuple(None if value == "" else convert(value) for value, convert in zip(row, converters, strict=True))
-        for row in raw
-    ]
+    try:
+        rows = [
+            tuple(None if value == "" else convert(value) for value, convert in zip(row, converters, strict=True))
+            for row in raw
+        ]
+    except (ValueError, KeyError, ArithmeticError) as error:
+        raise ConfigError(f"a value does not fit its declared column type: {error}", path=path) from None
     return types, rows
 
 

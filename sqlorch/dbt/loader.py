@@ -1,0 +1,299 @@
+"""Load a dbt project (``dbt_project.yml``) into the same ``Project`` sqlorch builds.
+
+Models are rendered with dbt's Jinja (``sqlorch.dbt.context``) and then treated like any
+sqlorch model: the DAG comes from the tables the rendered SQL reads. A model's relation is
+``<schema from generate_schema_name>.<alias or file name>``; ephemeral models are not built
+but inlined as CTEs into the models that ``ref`` them, as dbt does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from sqlorch.config import ProjectSettings
+from sqlorch.dbt.configs import HANDLED, IGNORED, SUPERSEDED, as_list, merge, normalise, tree_config
+from sqlorch.dbt.context import DbtRenderer, Node
+from sqlorch.dbt.profiles import dbt_target
+from sqlorch.dbt.project_file import DbtProjectFile, read_dbt_project
+from sqlorch.dbt.properties import DbtSource, Properties, read_properties
+from sqlorch.dbt.schema_names import generate_schema_name
+from sqlorch.dbt.tests import translate_tests
+from sqlorch.errors import ConfigError, ErrorGroup, GraphError, SqlorchError
+from sqlorch.project.dependencies import table_ref, table_references
+from sqlorch.project.header import ModelConfig
+from sqlorch.project.loader import Project, resolve_dependencies
+from sqlorch.project.model import Model, Seed, SourceSpec
+from sqlorch.project.parsing import parse_model_sql, strip_positions
+from sqlorch.refs import TableRef
+
+MATERIALIZED = {"table": "table", "view": "view", "incremental": "incremental", "ephemeral": "ephemeral"}
+SUPERSEDED_IS_INCREMENTAL = "hand-written is_incremental() logic superseded: sqlorch maintains the full query exactly"
+
+
+def _files(root: Path, folders: tuple[str, ...], patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(folder, file) for every file matching ``patterns`` under the given folders."""
+    found = []
+    for folder in folders:
+        base = root / folder
+        for pattern in patterns:
+            found += [(base, path) for path in base.rglob(pattern)]
+    return sorted(found, key=lambda item: item[1])
+
+
+def _source_refs(properties: Properties) -> dict[tuple[str, str], TableRef]:
+    return {
+        key: TableRef(schema=source.schema.lower(), name=source.identifier.lower(), catalog=source.database)
+        for key, source in properties.sources.items()
+    }
+
+
+def _source_spec(ref: TableRef, source: DbtSource) -> SourceSpec:
+    """How sqlorch captures a source's changes: ``meta: {sqlorch: {...}}`` when given,
+    else a key from the columns dbt tests as both ``unique`` and ``not_null``."""
+    declared = source.meta.get("sqlorch") or {}
+    if not isinstance(declared, dict):
+        raise ConfigError(
+            f"meta.sqlorch of source '{source.source}.{source.table}' must be a mapping", path=source.path
+        )
+    unique_key = tuple(str(c).lower() for c in as_list(declared.get("unique_key")))
+    if not unique_key:
+        for column in source.columns:
+            tests = {
+                t if isinstance(t, str) else next(iter(t), "")
+                for t in column.get("data_tests") or column.get("tests") or ()
+            }
+            if {"unique", "not_null"} <= tests:
+                unique_key = (str(column["name"]).lower(),)
+                break
+    cursor = declared.get("cursor")
+    return SourceSpec(
+        ref=ref,
+        cursor=str(cursor).lower() if cursor else None,
+        unique_key=unique_key,
+        append_only=bool(declared.get("append_only", False)) and bool(cursor),
+        path=source.path,
+    )
+
+
+def _setting_notes(config: dict[str, Any], materialized: str) -> list[str]:
+    notes = []
+    for key in sorted(config):
+        if key in HANDLED or key in IGNORED:
+            continue
+        if key in SUPERSEDED:
+            notes.append(f"{key} superseded: {SUPERSEDED[key]}")
+        elif key in ("pre_hook", "post_hook"):
+            if as_list(config[key]):
+                notes.append(f"{key} not run (hooks are not supported yet)")
+        else:
+            notes.append(f"dbt setting '{key}' ignored")
+    if materialized == "incremental" and config.get("unique_key"):
+        notes.append("unique_key checked, not needed to merge: sqlorch derives the key from the SQL")
+    return notes
+
+
+class _DbtLoad:
+    def __init__(self, root: Path, file: DbtProjectFile, renderer: DbtRenderer, properties: Properties) -> None:
+        self.root, self.file, self.renderer, self.properties = root, file, renderer, properties
+        self.errors: list[SqlorchError] = []
+
+    def nodes(self) -> tuple[list[Node], list[Node]]:
+        models: list[Node] = []
+        seeds: list[Node] = []
+        for kind, folders, pattern, tree, props in (
+            ("model", self.file.model_paths, "*.sql", self.file.models, self.properties.models),
+            ("seed", self.file.seed_paths, "*.csv", self.file.seeds, self.properties.seeds),
+        ):
+            for base, path in _files(self.root, folders, (pattern,)):
+                folders_in = list(path.relative_to(base).parent.parts)
+                fqn = [self.file.name, *folders_in, path.stem]
+                own = props.get(path.stem)
+                config = merge(tree_config(tree, self.file.name, fqn[1:]), normalise(own.config) if own else {})
+                if str(config.get("enabled", True)).lower() in ("false", "0", "no"):
+                    continue
+                if path.stem in self.renderer.nodes:
+                    other = self.renderer.nodes[path.stem].path.relative_to(self.root)
+                    self.errors.append(
+                        GraphError(
+                            f"two nodes are named '{path.stem}': {other} and {path.relative_to(self.root)}",
+                            path=path,
+                            hint="dbt needs node names to be unique: rename one",
+                        )
+                    )
+                    continue
+                node = Node(name=path.stem, path=path, fqn=fqn, resource_type=kind, config=config)
+                node.materialized = "seed" if kind == "seed" else str(config.get("materialized", "view"))
+                self.renderer.nodes[node.name] = node
+                (models if kind == "model" else seeds).append(node)
+        return models, seeds
+
+    def parse(self, models: list[Node]) -> list[Node]:
+        """The parse pass: every model's ``config(...)``; returns the enabled models."""
+        enabled = []
+        for node in models:
+            try:
+                self.renderer.render(node)
+            except SqlorchError as error:
+                self.errors.append(error)
+                continue
+            node.config = merge(node.config, normalise(node.file_config))
+            if str(node.config.get("enabled", True)).lower() in ("false", "0", "no"):
+                del self.renderer.nodes[node.name]
+                continue
+            materialized = str(node.config.get("materialized", "view"))
+            if materialized not in MATERIALIZED:
+                self.errors.append(
+                    ConfigError(
+                        f"materialized '{materialized}' is not supported",
+                        path=node.path,
+                        hint=f"sqlorch runs {', '.join(MATERIALIZED)}",
+                    )
+                )
+                continue
+            node.materialized = materialized
+            enabled.append(node)
+        return enabled
+
+    def place(self, nodes: list[Node]) -> None:
+        """Every node's relation: generate_schema_name and the alias."""
+        for node in nodes:
+            try:
+                schema = generate_schema_name(self.renderer, node.config.get("schema"), node, node.config)
+            except SqlorchError as error:
+                self.errors.append(error)
+                continue
+            alias = str(node.config.get("alias") or node.name)
+            node.relation = TableRef(schema=schema.lower(), name=alias.lower())
+
+    def compile(self, node: Node) -> str | None:
+        try:
+            sql = self.renderer.render(node)
+            if not node.ctes:
+                return sql
+            return _with_ctes(sql, node.ctes, self.renderer.dialect, node.path)
+        except SqlorchError as error:
+            self.errors.append(error)
+            return None
+
+
+def _with_ctes(sql: str, ctes: list[tuple[str, str]], dialect: str, path: Path) -> str:
+    """``sql`` with the ephemeral models it reads as leading CTEs (as dbt inlines them)."""
+    tree = parse_model_sql(sql, dialect, path)
+    with_ = tree.args.get("with")
+    existing = list(with_.expressions) if with_ else []
+    added = [
+        exp.CTE(this=parse_model_sql(body, dialect, path), alias=exp.TableAlias(this=exp.to_identifier(name)))
+        for name, body in ctes
+    ]
+    tree.set("with", exp.With(expressions=[*added, *existing], recursive=bool(with_ and with_.args.get("recursive"))))
+    return tree.sql(dialect=dialect, pretty=True)
+
+
+def load_dbt_project(
+    root: Path, cli_vars: dict[str, Any] | None, profiles_dir: Path | None, target_name: str | None
+) -> Project:
+    file = read_dbt_project(root)
+    target = dbt_target(root, profiles_dir, target_name)
+    variables = {**file.vars, **(cli_vars or {})}
+    yaml_files = [path for _, path in _files(root, (*file.model_paths, *file.seed_paths), ("*.yml", "*.yaml"))]
+    properties = read_properties(yaml_files)
+    source_refs = _source_refs(properties)
+    renderer = DbtRenderer(file.name, target, variables, target.type, source_refs)
+    renderer.load_macros([path for _, path in _files(root, file.macro_paths, ("*.sql",))])
+    settings = ProjectSettings(
+        root=root,
+        name=file.name,
+        dialect=target.type,
+        vars=variables,
+        seed_schema=target.schema,
+        default_schema=target.schema,
+    )
+    project = Project(settings=settings)
+    for key, ref in source_refs.items():
+        project.sources[ref] = _source_spec(ref, properties.sources[key])
+    load = _DbtLoad(root, file, renderer, properties)
+    models, seeds = load.nodes()
+    models = load.parse(models)
+    load.place([*models, *seeds])
+    _raise(load.errors)
+    for node in seeds:
+        assert node.relation is not None
+        types = node.config.get("column_types") or {}
+        project.seeds[node.relation] = Seed(
+            ref=node.relation,
+            path=node.path,
+            delimiter=str(node.config.get("delimiter") or ","),
+            column_types=tuple((str(k), str(v)) for k, v in types.items()),
+            quote_columns=bool(node.config.get("quote_columns", False)),
+        )
+    renderer.compiling = True
+
+    def relation_of(kind: str, first: str, second: str | None) -> str | None:
+        if kind == "source":
+            ref = source_refs.get((first, second or ""))
+            return str(ref) if ref else None
+        node = renderer.nodes.get(first)
+        return str(node.relation) if node is not None and node.relation is not None else None
+
+    claimed: dict[TableRef, Path] = {ref: seed.path for ref, seed in project.seeds.items()}
+    for node in models:
+        if node.materialized == "ephemeral":
+            continue
+        sql = load.compile(node)
+        assert node.relation is not None
+        if sql is None:
+            continue
+        if node.relation in claimed:
+            load.errors.append(
+                GraphError(
+                    f"two nodes are built as {node.relation}: {claimed[node.relation].relative_to(root)} "
+                    f"and {node.path.relative_to(root)}",
+                    path=node.path,
+                    hint="give one of them another alias or schema",
+                )
+            )
+            continue
+        claimed[node.relation] = node.path
+        own = properties.models.get(node.name)
+        audits = translate_tests(own.columns, own.tests, relation_of) if own else None
+        try:
+            tree = strip_positions(parse_model_sql(sql, settings.dialect, node.path))
+        except SqlorchError as error:
+            load.errors.append(error)
+            continue
+        config = ModelConfig(
+            materialized=MATERIALIZED[node.materialized],
+            tags=tuple(str(tag) for tag in as_list(node.config.get("tags"))),
+            unique_key=tuple(str(c).lower() for c in as_list(node.config.get("unique_key"))),
+            description=own.description if own else "",
+            explicit=frozenset(key for key in ("materialized", "tags", "unique_key") if key in node.config),
+            audits=tuple(audits.error) if audits else (),
+            audits_warn=tuple(audits.warn) if audits else (),
+        )
+        model = Model(
+            ref=node.relation,
+            path=node.path,
+            config=config,
+            sql=sql,
+            dialect=settings.dialect,
+            tables=tuple(table_ref(t) for t in table_references(tree)),
+        )
+        model.ast = tree
+        project.models[node.relation] = model
+        notes = [SUPERSEDED_IS_INCREMENTAL] if node.uses_is_incremental else []
+        notes += _setting_notes(node.config, node.materialized)
+        if audits and audits.skipped:
+            notes.append(f"dbt tests skipped (not translated to audits): {', '.join(audits.skipped)}")
+        if notes:
+            project.notes[node.relation] = notes
+    load.errors.extend(resolve_dependencies(project))
+    _raise(load.errors)
+    return project
+
+
+def _raise(errors: list[SqlorchError]) -> None:
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
