@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("sqlorch.dbt.log")
 
 EPHEMERAL_PREFIX = "__dbt__cte__"
+# ``{% test name(model, column_name) %}`` defines a generic test: a macro ``test_<name>``
+# (as in dbt); sqlorch does not run it, and reports the tests that use it as skipped.
+_TEST_BLOCK = re.compile(r"(\{%-?\s*)test\s+(\w+)")
+_END_TEST = re.compile(r"(\{%-?\s*)endtest(\s*-?%\})")
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,9 @@ class DbtRenderer:
     def load_macros(self, files: list[Path]) -> None:
         for path in files:
             self.template_paths.add(str(path))
-            module = compile_template(self.env, path.read_text(encoding="utf-8"), path).module
+            text = _TEST_BLOCK.sub(r"\1macro test_\2", path.read_text(encoding="utf-8"))
+            text = _END_TEST.sub(r"\1endmacro\2", text)
+            module = compile_template(self.env, text, path).module
             for name in dir(module):
                 if not name.startswith("_"):
                     self.macros[name] = _returning(getattr(module, name))
@@ -194,14 +200,14 @@ class DbtRenderer:
         else:
             raise TemplateError("ref() takes a model name, or a package and a model name")
         node = self.nodes.get(str(name))
+        if not self.compiling:  # the parse pass: a disabled model may ref anything
+            return str(name)
         if node is None or node is self.current:
             options = difflib.get_close_matches(str(name), [n for n in self.nodes if n != self.current.name], n=1)
             hint = f"did you mean '{options[0]}'?" if options else "no model, seed or snapshot has that name"
             if node is self.current:
                 raise TemplateError(f"model '{name}' refers to itself", hint="use {{ this }} for the model's own table")
             raise TemplateError(f"ref('{name}'): no enabled model or seed named '{name}'", hint=hint)
-        if not self.compiling:
-            return str(name)
         if node.materialized == "ephemeral":
             self.render(node)
             caller = self.current
@@ -213,6 +219,8 @@ class DbtRenderer:
 
     def source(self, source_name: str, table_name: str) -> Relation:
         ref = self.sources.get((str(source_name), str(table_name)))
+        if ref is None and not self.compiling:
+            return Relation(TableRef(schema=str(source_name), name=str(table_name)), self.dialect)
         if ref is None:
             known = [f"{s}.{t}" for s, t in self.sources]
             options = difflib.get_close_matches(f"{source_name}.{table_name}", known, n=1)
@@ -234,8 +242,8 @@ class DbtRenderer:
         raise _Return(value)
 
     def relation_of(self, node: Node) -> Relation:
-        if node.relation is None:
-            raise TemplateError(f"'{node.name}' has no relation yet")
+        if node.relation is None:  # the parse pass: schemas are not known yet
+            return Relation(TableRef(schema="", name=node.name), self.dialect)
         return Relation(node.relation, self.dialect)
 
     # --- rendering -----------------------------------------------------------------------

@@ -182,13 +182,13 @@ class _DbtLoad:
 def _with_ctes(sql: str, ctes: list[tuple[str, str]], dialect: str, path: Path) -> str:
     """``sql`` with the ephemeral models it reads as leading CTEs (as dbt inlines them)."""
     tree = parse_model_sql(sql, dialect, path)
-    with_ = tree.args.get("with")
+    with_ = tree.args.get("with_")
     existing = list(with_.expressions) if with_ else []
     added = [
         exp.CTE(this=parse_model_sql(body, dialect, path), alias=exp.TableAlias(this=exp.to_identifier(name)))
         for name, body in ctes
     ]
-    tree.set("with", exp.With(expressions=[*added, *existing], recursive=bool(with_ and with_.args.get("recursive"))))
+    tree.set("with_", exp.With(expressions=[*added, *existing], recursive=bool(with_ and with_.args.get("recursive"))))
     return tree.sql(dialect=dialect, pretty=True)
 
 
@@ -227,7 +227,6 @@ def load_dbt_project(
             path=node.path,
             delimiter=str(node.config.get("delimiter") or ","),
             column_types=tuple((str(k), str(v)) for k, v in types.items()),
-            quote_columns=bool(node.config.get("quote_columns", False)),
         )
     renderer.compiling = True
 

@@ -74,7 +74,6 @@ class Seed:
     path: Path
     delimiter: str = ","
     column_types: tuple[tuple[str, str], ...] = ()
-    quote_columns: bool = False
 
     def read(self) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
-        return read_seed(self.path, self.delimiter, dict(self.column_types), self.quote_columns)
+        return read_seed(self.path, self.delimiter, dict(self.column_types))

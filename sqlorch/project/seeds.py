@@ -47,11 +47,10 @@ def read_seed(
     path: Path,
     delimiter: str = ",",
     column_types: dict[str, str] | None = None,
-    keep_case: bool = False,
 ) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
     """Columns with types, and typed rows (empty cells are NULL). ``column_types`` fixes
-    the type of the columns it names (the others are inferred); ``keep_case`` keeps the
-    header's names as written (dbt's ``quote_columns``) instead of lower-casing them."""
+    the type of the columns it names (the others are inferred). Names are lower-cased and
+    always quoted when created (so dbt's ``quote_columns`` changes nothing here)."""
     declared: dict[str, exp.DataType] = {}
     for name, kind in (column_types or {}).items():
         try:
@@ -61,7 +60,7 @@ def read_seed(
     with path.open(newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         try:
-            header = [name.strip() if keep_case else name.strip().lower() for name in next(reader)]
+            header = [name.strip().lower() for name in next(reader)]
         except StopIteration:
             raise ConfigError("seed file is empty: it needs a header row", path=path, line=1, col=1) from None
         raw = [row for row in reader if row]
@@ -72,9 +71,9 @@ def read_seed(
     converters = []
     for index, name in enumerate(header):
         values = [row[index] for row in raw if row[index] != ""]
-        if name.lower() in declared:
-            types[name] = declared[name.lower()].sql()
-            converters.append(_converter(declared[name.lower()]))
+        if name in declared:
+            types[name] = declared[name].sql()
+            converters.append(_converter(declared[name]))
             continue
         for type_name, parse in _parsers():
             try:
