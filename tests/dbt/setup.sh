@@ -8,7 +8,7 @@
 # The venv goes to ${SQLORCH_STANDINS_DIR:-<repo>/.standins}/dbt/venv, next to the warehouse
 # stand-ins: dbt's pins (protobuf, networkx, its own sqlparse) must not meet sqlorch's.
 # dbt 2.x downloads an engine at install time and cannot be used offline, hence the pins.
-# DuckDB is pinned to the version sqlorch's venv has, so both read each other's files.
+# DuckDB is pinned to the version sqlorch's venv (<repo>/.venv) has, else 2.0.1.
 # A stamp (hash of python version + requirements) leaves a matching venv alone.
 set -euo pipefail
 
@@ -16,7 +16,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 DIR="${SQLORCH_STANDINS_DIR:-$REPO/.standins}"
 PY="${SQLORCH_STANDINS_PYTHON:-python3}"
-REQUIREMENTS=("dbt-core>=1.11,<1.12" "dbt-duckdb==1.11.1" "duckdb==${SQLORCH_DBT_DUCKDB:-2.0.1}")
+# DuckDB as in sqlorch's own venv (the tests read dbt's database file with it)
+DUCKDB="${SQLORCH_DBT_DUCKDB:-$("$REPO/.venv/bin/python" -c 'import duckdb; print(duckdb.__version__)' 2>/dev/null || echo 2.0.1)}"
+REQUIREMENTS=("dbt-core>=1.11,<1.12" "dbt-duckdb==1.11.1" "duckdb==$DUCKDB")
 
 log() { printf '[dbt setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
