@@ -101,7 +101,7 @@ def load_dbt_target(root: Path, data: dict[str, Any], path: Path, target_name: s
     unknown = sorted(key for key in raw if key not in fields)
     if unknown:
         log.warning("%s: output '%s': not used by sqlorch: %s", path, name, ", ".join(unknown))
-    settings = {fields[key]: value for key, value in raw.items() if fields.get(key)}
+    settings = {str(fields[key]): value for key, value in raw.items() if fields.get(key)}
     if kind == "duckdb":
         settings.setdefault("path", "warehouse.duckdb")
         if settings["path"] != ":memory:" and not Path(str(settings["path"])).expanduser().is_absolute():

@@ -1,0 +1,292 @@
+"""Loading dbt projects without dbt: relation names, configs, profiles, tests as audits,
+plan notes and errors that point at the file and line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from _shop import FIXTURE, create_raw
+
+from sqlorch.config import load_target
+from sqlorch.project.loader import load_project
+from sqlorch.refs import TableRef
+from tests.conftest import assert_error, run_cli, write_files
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A copy of the shop fixture, its DuckDB file next to it (the profile's default)."""
+    root = tmp_path / "shop"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_relations_follow_dbt_naming_and_the_project_override(shop: Path) -> None:
+    project = load_project(shop)
+    names = {str(ref) for ref in project.models}
+    # staging and intermediate: <target schema>_<custom>; marts: the override's own rule
+    assert {"main_staging.stg_orders", "main_intermediate.int_events", "marts.orders", "marts.customers"} <= names
+    assert not any("int_payments_pivoted" in n or "stg_order_status" in n for n in names), "ephemeral: not built"
+    assert not any("legacy_report" in n or "disabled_by_config" in n for n in names), "disabled: not loaded"
+    assert {str(ref) for ref in project.seeds} == {
+        "main_reference.country_codes",
+        "main_reference.payment_methods",
+        "main_reference.order_status",
+    }
+    orders = project.models[TableRef("main_intermediate", "int_orders_enriched")]
+    assert "__dbt__cte__int_payments_pivoted AS (" in orders.sql  # the ephemeral model, inlined
+    assert {str(r) for r in orders.depends_on} == {
+        "main_staging.stg_orders",
+        "main_staging.stg_payments",
+        "main_reference.order_status",
+    }, "the DAG comes from the rendered SQL, through the ephemeral CTEs"
+
+
+def test_default_schema_names_and_config_precedence(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": """
+                name: p
+                profile: p
+                models:
+                  p:
+                    +materialized: table
+                    +tags: [all]
+                    s:
+                      +schema: staging
+                      +tags: [s]
+                seeds:
+                  p:
+                    +schema: ref
+            """,
+            "profiles.yml": """
+                p:
+                  target: dev
+                  outputs:
+                    dev: {type: duckdb, path: w.duckdb, schema: analytics}
+            """,
+            "models/s/a.sql": "{{ config(tags=['file']) }}\nselect 1 as id, '{{ target.name }}' as t",
+            "models/s/b.sql": "select * from {{ ref('a') }} join {{ ref('c') }} using (id)",
+            "models/s/schema.yml": """
+                version: 2
+                models:
+                  - name: b
+                    config: {materialized: view, schema: other}
+            """,
+            "models/top.sql": "select * from {{ ref('b') }}",
+            "seeds/c.csv": "id\n1\n",
+        }
+    )
+    project = load_project(root)
+    a = project.models[TableRef("analytics_staging", "a")]
+    assert a.config.materialized == "table"
+    assert a.config.tags == ("all", "s", "file")  # tags add up down the tree and in the file
+    assert "'dev' AS t" in a.sql or "'dev' as t" in a.sql
+    b = project.models[TableRef("analytics_other", "b")]  # schema.yml beats the tree
+    assert b.config.materialized == "view"
+    assert project.models[TableRef("analytics", "top")].depends_on == {b.ref}
+    assert b.depends_on == {a.ref, TableRef("analytics_ref", "c")}
+
+
+def test_schema_yml_tests_become_audits(shop: Path) -> None:
+    models = load_project(shop).models
+    orders = models[TableRef("main_staging", "stg_orders")].config
+    assert orders.audits == (
+        "unique(order_id)",
+        "not_null(order_id)",
+        "accepted_values(status, 'placed', 'shipped', 'completed', 'returned')",
+    )
+    assert orders.audits_warn == ("relationships(customer_id, main_staging.stg_customers.customer_id)",)
+    customers = models[TableRef("main_staging", "stg_customers")].config
+    assert customers.audits[-1] == "relationships(country_code, main_reference.country_codes.code)"
+    fct = models[TableRef("marts", "orders")].config
+    assert fct.audits == (
+        "unique(order_id)",
+        "not_null(order_id)",
+        "relationships(customer_id, marts.customers.customer_id)",
+    )
+    assert fct.audits_warn == ("accepted_values(status, 'placed', 'shipped', 'completed', 'returned')",)
+    assert models[TableRef("main_intermediate", "int_events")].config.audits_warn == ("not_null(event_id)",)
+
+
+def test_plan_says_what_is_superseded_and_which_tests_are_skipped(shop: Path) -> None:
+    create_raw(shop / "shop.duckdb")
+    run = run_cli("plan", "--project-dir", shop, "--json")
+    assert run.exit_code == 0, run.output
+    reasons = {step["model"]: step["reason"] for step in json.loads(run.output)["steps"]}
+    for model in ("main_intermediate.int_events", "marts.daily_revenue"):
+        assert "hand-written is_incremental() logic superseded" in reasons[model]
+        assert "incremental_strategy superseded" in reasons[model]
+    assert "is_incremental" not in reasons["marts.orders"]
+    assert "dbt tests skipped (not translated to audits): is_positive(amount)" in reasons["main_staging.stg_payments"]
+    table = run_cli("plan", "--project-dir", shop)
+    assert "is_positive(amount)" in table.output
+
+
+def test_package_tests_and_filtered_tests_are_reported_as_skipped(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select 1 as id, 2 as v",
+            "models/schema.yml": """
+                version: 2
+                models:
+                  - name: a
+                    data_tests:
+                      - dbt_utils.unique_combination_of_columns:
+                          arguments: {combination_of_columns: [id, v]}
+                    columns:
+                      - name: id
+                        data_tests:
+                          - not_null
+                          - unique:
+                              config: {where: "v > 0"}
+                          - dbt_utils.at_least_one
+            """,
+        }
+    )
+    project = load_project(root)
+    ref = TableRef("main", "a")
+    assert project.models[ref].config.audits == ("not_null(id)",)
+    assert project.notes[ref] == [
+        "dbt tests skipped (not translated to audits): unique(id), dbt_utils.at_least_one(id), "
+        "dbt_utils.unique_combination_of_columns"
+    ]
+
+
+def test_sources_take_their_key_from_tests_or_meta(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select * from {{ source('app', 'users') }} join {{ source('app', 'logins') }} using (id)",
+            "models/sources.yml": """
+                version: 2
+                sources:
+                  - name: app
+                    schema: raw_app
+                    tables:
+                      - name: users
+                        identifier: users_v1
+                        columns:
+                          - {name: id, data_tests: [unique, not_null]}
+                      - name: logins
+                        meta: {sqlorch: {cursor: loaded_at, append_only: true}}
+            """,
+        }
+    )
+    project = load_project(root)
+    users = project.sources[TableRef("raw_app", "users_v1")]
+    assert users.unique_key == ("id",) and users.cursor is None
+    logins = project.sources[TableRef("raw_app", "logins")]
+    assert (logins.cursor, logins.append_only, logins.unique_key) == ("loaded_at", True, ())
+    assert project.models[TableRef("main", "a")].sources == {users.ref, logins.ref}
+
+
+@pytest.mark.parametrize(
+    ("output", "settings", "database"),
+    [
+        (
+            "{type: postgres, host: db, port: 5432, user: u, pass: s3cret, dbname: analytics, schema: x, threads: 4}",
+            {"host": "db", "port": 5432, "user": "u", "password": "s3cret", "dbname": "analytics"},
+            None,
+        ),
+        (
+            "{type: snowflake, account: acme, user: u, password: p, role: r, database: DB, warehouse: WH, "
+            "schema: s, private_key_path: k.p8}",
+            {"account": "acme", "user": "u", "password": "p", "role": "r", "database": "DB", "warehouse": "WH",
+             "private_key_file": "k.p8"},
+            "DB",
+        ),
+        (
+            "{type: bigquery, method: oauth, project: proj, dataset: ds, location: EU, threads: 8}",
+            {"project": "proj", "location": "EU"},
+            None,
+        ),
+    ],
+)  # fmt: skip
+def test_dbt_profiles_map_to_sqlorch_targets(make_project, output: str, settings: dict, database: str | None) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\nprofile: p\n",
+            "profiles.yml": f"p:\n  target: dev\n  outputs:\n    dev: {output}\n",
+        }
+    )
+    target = load_target(root, None, None)
+    assert target.settings == settings
+    assert target.database == database
+    assert "s3cret" not in repr(target)
+
+
+def test_unknown_profile_fields_are_reported(make_project, caplog) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\nprofile: p\n",
+            "profiles.yml": "p:\n  outputs:\n    dev: {type: duckdb, path: w.duckdb, extensions: [httpfs]}\n",
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        target = load_target(root, None, None)
+    assert target.settings == {"path": str(root / "w.duckdb")}
+    assert "not used by sqlorch: extensions" in caplog.text
+
+
+def test_unknown_ref_points_at_the_line(shop: Path) -> None:
+    path = shop / "models/intermediate/int_orders_enriched.sql"
+    _replace(path, "ref('stg_orders')", "ref('stg_order')")
+    run = run_cli("compile", "--project-dir", shop)
+    assert_error(run, f"{path}:3: error: ref('stg_order'): no enabled model", "did you mean 'stg_orders'?")
+
+
+def test_unknown_source_points_at_the_line(shop: Path) -> None:
+    path = shop / "models/staging/stg_customers.sql"
+    _replace(path, "source('shop', 'customers')", "source('shop', 'customer')")
+    run = run_cli("compile", "--project-dir", shop)
+    assert_error(run, f"{path}:9: error: source('shop', 'customer'): no such source", "did you mean 'shop.customers'?")
+
+
+def test_a_raising_macro_points_at_the_macro_and_its_caller(shop: Path) -> None:
+    model = shop / "models/staging/stg_payments.sql"
+    _replace(model, "scale=0", "scale=3")
+    run = run_cli("compile", "--project-dir", shop)
+    assert_error(
+        run,
+        f"{shop / 'macros/money.sql'}:3: error: cents_to_dollars: unsupported",
+        f"called from {model}:7",
+    )
+
+
+def test_raise_compiler_error_in_a_model(shop: Path) -> None:
+    run = run_cli("compile", "--project-dir", shop, "--vars", "{min_order_amount: -5}")
+    assert_error(
+        run,
+        f"{shop / 'models/marts/order_status_counts.sql'}:3: error: min_order_amount must not be",
+    )
+
+
+def test_ref_to_another_package_is_an_error(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select 1 as x",
+            "models/b.sql": "-- reads a package\nselect * from {{ ref('q', 'a') }}",
+        }
+    )
+    run = run_cli("compile", "--project-dir", root)
+    assert_error(run, f"{root / 'models/b.sql'}:2: error: ref('q', 'a'): packages are not supported")
+
+
+def test_write_files_helper_makes_models_folder(tmp_path: Path) -> None:
+    root = write_files(
+        tmp_path / "x", {"dbt_project.yml": "name: x\nmodel-paths: [sql]\n", "sql/m.sql": "select 1 as a"}
+    )
+    assert {str(ref) for ref in load_project(root).models} == {"main.m"}
