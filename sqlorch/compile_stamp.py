@@ -1,10 +1,10 @@
 """Skipping a compile whose inputs did not change.
 
 ``sqlorch compile`` is a function of the project's files (``models/``, ``macros/``,
-``seeds/``, ``sqlorch.yml``), the profiles file, the command's options (target, selection,
-vars), the environment variables its templates read with ``env_var()``, and the code of
-sqlorch and sqlglot. A successful compile records a digest of all of them in
-``target/cache/compile_stamp.json``; the next compile that computes the same digest, and
+``seeds/``, ``sqlorch.yml``; for a dbt project ``dbt_project.yml`` and every folder), the
+profiles file, the command's options (target, selection, vars), the environment variables
+its templates read with ``env_var()``, and the code of sqlorch and sqlglot. A successful
+compile records a digest of all of them in ``target/cache/compile_stamp.json``; the next compile that computes the same digest, and
 finds the manifest and every compiled file it wrote still in place, has nothing to do and
 returns without loading a model or the planning and execution code.
 
@@ -27,7 +27,10 @@ from pathlib import Path
 
 STAMP_FILE = Path("target") / "cache" / "compile_stamp.json"
 INPUT_FOLDERS = ("models", "macros", "seeds")
-PROJECT_FILES = ("sqlorch.yml",)
+PROJECT_FILES = ("sqlorch.yml", "dbt_project.yml")
+# A dbt project names its folders in dbt_project.yml (read only by the full load): every
+# folder of the project counts, except the ones dbt and sqlorch write to.
+_NOT_INPUTS = {"target", "logs", "dbt_packages", ".git", ".venv"}
 _VERSION = "1"
 
 
@@ -62,11 +65,17 @@ def inputs_digest(root: Path, profiles: Path | None, options: str) -> str:
     lines = [f"{_VERSION}\0{options}"]
     lines += [_stat_line(str(root / name)) for name in PROJECT_FILES]
     lines += [_stat_line(str(profiles)) if profiles else "no profiles"]
-    for folder in INPUT_FOLDERS:
+    for folder in _input_folders(root):
         lines += [_stat_line(path) for path in _tree_files(str(root / folder))]
     for folder in _code_folders():
         lines += [_stat_line(path) for path in _tree_files(folder) if path.endswith((".py", ".so"))]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _input_folders(root: Path) -> list[str]:
+    if not (root / "dbt_project.yml").is_file():
+        return list(INPUT_FOLDERS)
+    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and entry.name not in _NOT_INPUTS)
 
 
 def _with_environment(files_digest: str, env_names: list[str]) -> str:

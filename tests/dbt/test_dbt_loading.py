@@ -290,3 +290,18 @@ def test_write_files_helper_makes_models_folder(tmp_path: Path) -> None:
         tmp_path / "x", {"dbt_project.yml": "name: x\nmodel-paths: [sql]\n", "sql/m.sql": "select 1 as a"}
     )
     assert {str(ref) for ref in load_project(root).models} == {"main.m"}
+
+
+def test_compile_sees_edits_to_dbt_project_yml_and_custom_folders(tmp_path: Path) -> None:
+    root = write_files(
+        tmp_path / "p",
+        {"dbt_project.yml": "name: p\nmodel-paths: [sql]\n", "sql/m.sql": "select {{ var('x', 1) }} as a"},
+    )
+    assert run_cli("compile", "--project-dir", root).exit_code == 0
+    assert "nothing changed" in run_cli("compile", "--project-dir", root).output
+    (root / "dbt_project.yml").write_text("name: p\nmodel-paths: [sql]\nvars: {x: 2}\n")
+    run = run_cli("compile", "--project-dir", root)
+    assert "nothing changed" not in run.output and run.exit_code == 0
+    assert "2 AS a" in (root / "target/compiled/main/m.sql").read_text()
+    (root / "sql/m.sql").write_text("select 3 as a")
+    assert "nothing changed" not in run_cli("compile", "--project-dir", root).output
