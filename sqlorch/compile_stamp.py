@@ -4,9 +4,10 @@
 ``seeds/``, ``sqlorch.yml``; for a dbt project ``dbt_project.yml`` and every folder), the
 profiles file, the command's options (target, selection, vars), the environment variables
 its templates read with ``env_var()``, and the code of sqlorch and sqlglot. A successful
-compile records a digest of all of them in ``target/cache/compile_stamp.json``; the next compile that computes the same digest, and
-finds the manifest and every compiled file it wrote still in place, has nothing to do and
-returns without loading a model or the planning and execution code.
+compile records a digest of all of them in ``target/cache/compile_stamp.json``; the next
+compile that computes the same digest, and finds the manifest and every compiled file it
+wrote still in place, has nothing to do and returns without loading a model or the
+planning and execution code.
 
 Files are compared by path, size and modification time, as make and ninja do: touching a
 file only costs one normal compile, which the parse and compile caches keep cheap.
