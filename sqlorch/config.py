@@ -121,6 +121,9 @@ def default_target(root: Path) -> Target:
 
 def find_profiles(root: Path, profiles_dir: Path | None) -> Path | None:
     candidates = [profiles_dir] if profiles_dir else [root, Path.home() / ".sqlorch"]
+    if profiles_dir is None and (root / "dbt_project.yml").is_file():  # where dbt looks too
+        dbt_dir = os.environ.get("DBT_PROFILES_DIR")
+        candidates = [*([Path(dbt_dir)] if dbt_dir else []), *candidates, Path.home() / ".dbt"]
     for folder in candidates:
         if folder is not None and (folder / PROFILES_FILE).exists():
             return folder / PROFILES_FILE

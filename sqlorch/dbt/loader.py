@@ -8,6 +8,7 @@ but inlined as CTEs into the models that ``ref`` them, as dbt does.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from sqlorch.project.model import Model, Seed, SourceSpec
 from sqlorch.project.parsing import parse_model_sql, strip_positions
 from sqlorch.refs import TableRef
 
+log = logging.getLogger(__name__)
+
 MATERIALIZED = {"table": "table", "view": "view", "incremental": "incremental", "ephemeral": "ephemeral"}
 SUPERSEDED_IS_INCREMENTAL = "hand-written is_incremental() logic superseded: sqlorch maintains the full query exactly"
 
@@ -48,6 +51,21 @@ def _source_refs(properties: Properties) -> dict[tuple[str, str], TableRef]:
         key: TableRef(schema=source.schema.lower(), name=source.identifier.lower(), catalog=source.database)
         for key, source in properties.sources.items()
     }
+
+
+def _untranslated_source_tests(properties: Properties, specs: dict[TableRef, SourceSpec]) -> list[str]:
+    """Tests on sources, except those that gave the source its capture key (which sqlorch
+    checks while capturing): sources are not models, so there is nothing to audit after."""
+    skipped = []
+    for (source_name, table), source in properties.sources.items():
+        key = specs[TableRef(source.schema.lower(), source.identifier.lower(), source.database)].unique_key
+        for column in source.columns:
+            name = str(column["name"])
+            for test in column.get("data_tests") or column.get("tests") or ():
+                label = test if isinstance(test, str) else next(iter(test), "")
+                if not (label in ("unique", "not_null") and key == (name.lower(),)):
+                    skipped.append(f"{source_name}.{table}: {label}({name})")
+    return skipped
 
 
 def _source_spec(ref: TableRef, source: DbtSource) -> SourceSpec:
@@ -214,6 +232,11 @@ def load_dbt_project(
     project = Project(settings=settings)
     for key, ref in source_refs.items():
         project.sources[ref] = _source_spec(ref, properties.sources[key])
+    for feature in file.unsupported:
+        log.warning("%s: %s: not supported by sqlorch yet, ignored", file.path, feature)
+    skipped_source_tests = _untranslated_source_tests(properties, project.sources)
+    if skipped_source_tests:
+        log.warning("dbt tests on sources are not run: %s", ", ".join(skipped_source_tests))
     load = _DbtLoad(root, file, renderer, properties)
     models, seeds = load.nodes()
     models = load.parse(models)
@@ -228,6 +251,11 @@ def load_dbt_project(
             delimiter=str(node.config.get("delimiter") or ","),
             column_types=tuple((str(k), str(v)) for k, v in types.items()),
         )
+        own = properties.seeds.get(node.name)
+        audits = translate_tests(own.columns, own.tests, lambda *_: None) if own else None
+        if audits and (audits.error or audits.warn or audits.skipped):
+            tests = [*audits.error, *audits.warn, *audits.skipped]
+            project.notes[node.relation] = [f"dbt tests on seeds are not run yet: {', '.join(tests)}"]
     renderer.compiling = True
 
     def relation_of(kind: str, first: str, second: str | None) -> str | None:

@@ -23,6 +23,7 @@ class DbtProjectFile:
     vars: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)  # the config tree, as written
     seeds: dict[str, Any] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()  # features the project uses that sqlorch does not run
 
     @property
     def path(self) -> Path:
@@ -65,7 +66,13 @@ def read_dbt_project(root: Path) -> DbtProjectFile:
     for key in ("models", "seeds"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"'{key}:' must be a mapping (the config tree)", path=path)
+    unsupported = [f"{key} hooks" for key in ("on-run-start", "on-run-end") if data.get(key)]
+    unsupported += [f"packages ({name})" for name in ("packages.yml", "dependencies.yml") if (root / name).is_file()]
+    snapshots = [root / folder for folder in _paths(data, "snapshot-paths", "snapshots", path)]
+    if any(any(folder.rglob("*.sql")) for folder in snapshots if folder.is_dir()):
+        unsupported.append("snapshots")
     return DbtProjectFile(
+        unsupported=tuple(unsupported),
         root=root,
         name=name,
         profile=str(data["profile"]) if data.get("profile") else None,

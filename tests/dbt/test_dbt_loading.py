@@ -305,3 +305,52 @@ def test_compile_sees_edits_to_dbt_project_yml_and_custom_folders(tmp_path: Path
     assert "2 AS a" in (root / "target/compiled/main/m.sql").read_text()
     (root / "sql/m.sql").write_text("select 3 as a")
     assert "nothing changed" not in run_cli("compile", "--project-dir", root).output
+
+
+def test_profiles_found_where_dbt_looks(make_project, tmp_path: Path, monkeypatch) -> None:
+    root = make_project({"dbt_project.yml": "name: p\nprofile: p\n", "models/a.sql": "select 1 as a"})
+    home = tmp_path / "home"
+    write_files(
+        home, {".dbt/profiles.yml": "p:\n  outputs:\n    dev: {type: duckdb, path: /tmp/h.duckdb, schema: h}\n"}
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    assert load_target(root, None, None).settings == {"path": "/tmp/h.duckdb"}
+    assert {str(ref) for ref in load_project(root).models} == {"h.a"}
+    env_dir = tmp_path / "env"
+    write_files(env_dir, {"profiles.yml": "p:\n  outputs:\n    ci: {type: duckdb, path: /tmp/e.duckdb}\n"})
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(env_dir))
+    assert load_target(root, None, None).name == "ci"
+
+
+def test_what_is_not_run_is_reported(make_project, caplog) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": 'name: p\non-run-end: ["grant select on all tables to reporter"]\n',
+            "packages.yml": "packages:\n  - package: dbt-labs/dbt_utils\n",
+            "snapshots/s.sql": "{% snapshot s %}select 1{% endsnapshot %}",
+            "models/a.sql": "select * from {{ source('app', 't') }} join {{ ref('c') }} using (id)",
+            "models/sources.yml": """
+                version: 2
+                sources:
+                  - name: app
+                    tables:
+                      - name: t
+                        columns:
+                          - {name: id, data_tests: [unique, not_null]}
+                          - name: kind
+                            data_tests:
+                              - accepted_values: {arguments: {values: [a, b]}}
+            """,
+            "seeds/c.csv": "id,v\n1,2\n",
+            "seeds/schema.yml": "seeds:\n  - name: c\n    columns:\n      - {name: id, data_tests: [unique]}\n",
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        project = load_project(root)
+    assert "on-run-end hooks: not supported" in caplog.text
+    assert "packages (packages.yml): not supported" in caplog.text
+    assert "snapshots: not supported" in caplog.text
+    assert "dbt tests on sources are not run: app.t: accepted_values(kind)" in caplog.text
+    assert "unique(id)" not in caplog.text, "the key of the source: checked by its change capture"
+    assert project.notes[TableRef("main", "c")] == ["dbt tests on seeds are not run yet: unique(id)"]
