@@ -27,6 +27,7 @@ from sqlorch.project.dependencies import table_ref, table_references
 from sqlorch.project.header import ModelConfig
 from sqlorch.project.loader import Project, resolve_dependencies
 from sqlorch.project.model import Model, Seed, SourceSpec
+from sqlorch.project.parse_cache import ParseCache
 from sqlorch.project.parsing import parse_model_sql, strip_positions
 from sqlorch.refs import TableRef
 
@@ -114,9 +115,15 @@ def _setting_notes(config: dict[str, Any], materialized: str) -> list[str]:
 
 
 class _DbtLoad:
-    def __init__(self, root: Path, file: DbtProjectFile, renderer: DbtRenderer, properties: Properties) -> None:
-        self.root, self.file, self.renderer, self.properties = root, file, renderer, properties
+    """One load: the nodes found, rendered, placed, and added to the project."""
+
+    def __init__(
+        self, root: Path, file: DbtProjectFile, renderer: DbtRenderer, properties: Properties, project: Project
+    ) -> None:
+        self.root, self.file, self.renderer, self.properties, self.project = root, file, renderer, properties, project
         self.errors: list[SqlorchError] = []
+        self.claimed: dict[TableRef, Path] = {}
+        self.cache_keys: set[str] = set()
 
     def nodes(self) -> tuple[list[Node], list[Node]]:
         models: list[Node] = []
@@ -196,6 +203,87 @@ class _DbtLoad:
             self.errors.append(error)
             return None
 
+    def claim(self, node: Node) -> TableRef | None:
+        """The node's relation, unless another node already builds it (an error)."""
+        ref = node.relation
+        assert ref is not None
+        if ref in self.claimed:
+            self.errors.append(
+                GraphError(
+                    f"two nodes are built as {ref}: {self.claimed[ref].relative_to(self.root)} "
+                    f"and {node.path.relative_to(self.root)}",
+                    path=node.path,
+                    hint="give one of them another alias or schema",
+                )
+            )
+            return None
+        self.claimed[ref] = node.path
+        return ref
+
+    def add_seed(self, node: Node) -> None:
+        ref = self.claim(node)
+        if ref is None:
+            return
+        types = node.config.get("column_types") or {}
+        self.project.seeds[ref] = Seed(
+            ref=ref,
+            path=node.path,
+            delimiter=str(node.config.get("delimiter") or ","),
+            column_types=tuple((str(k), str(v)) for k, v in types.items()),
+        )
+        own = self.properties.seeds.get(node.name)
+        audits = translate_tests(own.columns, own.tests, lambda *_: None) if own else None
+        if audits and (audits.error or audits.warn or audits.skipped):
+            tests = [*audits.error, *audits.warn, *audits.skipped]
+            self.project.notes[ref] = [f"dbt tests on seeds are not run yet: {', '.join(tests)}"]
+
+    def relation_of(self, kind: str, first: str, second: str | None) -> str | None:
+        """The relation a ``relationships`` test's ``to:`` names."""
+        if kind == "source":
+            ref = self.renderer.sources.get((first, second or ""))
+            return str(ref) if ref else None
+        node = self.renderer.nodes.get(first)
+        return str(node.relation) if node is not None and node.relation is not None else None
+
+    def add_model(self, node: Node, parse_cache: ParseCache) -> None:
+        sql = self.compile(node)
+        ref = self.claim(node) if sql is not None else None
+        if sql is None or ref is None:
+            return
+        dialect = self.renderer.dialect
+        cache_key = parse_cache.key(sql, dialect)
+        self.cache_keys.add(cache_key)
+        tables, tree = parse_cache.get(cache_key), None
+        if tables is None:
+            try:
+                tree = strip_positions(parse_model_sql(sql, dialect, node.path))
+            except SqlorchError as error:
+                self.errors.append(error)
+                return
+            tables = tuple(table_ref(t) for t in table_references(tree))
+            parse_cache.put(cache_key, tables)
+        own = self.properties.models.get(node.name)
+        audits = translate_tests(own.columns, own.tests, self.relation_of) if own else None
+        config = ModelConfig(
+            materialized=MATERIALIZED[node.materialized],
+            tags=tuple(str(tag) for tag in as_list(node.config.get("tags"))),
+            unique_key=tuple(str(c).lower() for c in as_list(node.config.get("unique_key"))),
+            description=own.description if own else "",
+            explicit=frozenset(key for key in ("materialized", "tags", "unique_key") if key in node.config),
+            audits=tuple(audits.error) if audits else (),
+            audits_warn=tuple(audits.warn) if audits else (),
+        )
+        model = Model(ref=ref, path=node.path, config=config, sql=sql, dialect=dialect, tables=tables)
+        if tree is not None:  # parsed already: keep the tree rather than parse it again later
+            model.ast = tree
+        self.project.models[ref] = model
+        notes = [SUPERSEDED_IS_INCREMENTAL] if node.uses_is_incremental else []
+        notes += _setting_notes(node.config, node.materialized)
+        if audits and audits.skipped:
+            notes.append(f"dbt tests skipped (not translated to audits): {', '.join(audits.skipped)}")
+        if notes:
+            self.project.notes[ref] = notes
+
 
 def _with_ctes(sql: str, ctes: list[tuple[str, str]], dialect: str, path: Path) -> str:
     """``sql`` with the ephemeral models it reads as leading CTEs (as dbt inlines them)."""
@@ -237,85 +325,19 @@ def load_dbt_project(
     skipped_source_tests = _untranslated_source_tests(properties, project.sources)
     if skipped_source_tests:
         log.warning("dbt tests on sources are not run: %s", ", ".join(skipped_source_tests))
-    load = _DbtLoad(root, file, renderer, properties)
+    load = _DbtLoad(root, file, renderer, properties, project)
     models, seeds = load.nodes()
     models = load.parse(models)
     load.place([*models, *seeds])
     _raise(load.errors)
     for node in seeds:
-        assert node.relation is not None
-        types = node.config.get("column_types") or {}
-        project.seeds[node.relation] = Seed(
-            ref=node.relation,
-            path=node.path,
-            delimiter=str(node.config.get("delimiter") or ","),
-            column_types=tuple((str(k), str(v)) for k, v in types.items()),
-        )
-        own = properties.seeds.get(node.name)
-        audits = translate_tests(own.columns, own.tests, lambda *_: None) if own else None
-        if audits and (audits.error or audits.warn or audits.skipped):
-            tests = [*audits.error, *audits.warn, *audits.skipped]
-            project.notes[node.relation] = [f"dbt tests on seeds are not run yet: {', '.join(tests)}"]
+        load.add_seed(node)
     renderer.compiling = True
-
-    def relation_of(kind: str, first: str, second: str | None) -> str | None:
-        if kind == "source":
-            ref = source_refs.get((first, second or ""))
-            return str(ref) if ref else None
-        node = renderer.nodes.get(first)
-        return str(node.relation) if node is not None and node.relation is not None else None
-
-    claimed: dict[TableRef, Path] = {ref: seed.path for ref, seed in project.seeds.items()}
+    parse_cache = ParseCache(root / "target" / "cache" / "parse.json")
     for node in models:
-        if node.materialized == "ephemeral":
-            continue
-        sql = load.compile(node)
-        assert node.relation is not None
-        if sql is None:
-            continue
-        if node.relation in claimed:
-            load.errors.append(
-                GraphError(
-                    f"two nodes are built as {node.relation}: {claimed[node.relation].relative_to(root)} "
-                    f"and {node.path.relative_to(root)}",
-                    path=node.path,
-                    hint="give one of them another alias or schema",
-                )
-            )
-            continue
-        claimed[node.relation] = node.path
-        own = properties.models.get(node.name)
-        audits = translate_tests(own.columns, own.tests, relation_of) if own else None
-        try:
-            tree = strip_positions(parse_model_sql(sql, settings.dialect, node.path))
-        except SqlorchError as error:
-            load.errors.append(error)
-            continue
-        config = ModelConfig(
-            materialized=MATERIALIZED[node.materialized],
-            tags=tuple(str(tag) for tag in as_list(node.config.get("tags"))),
-            unique_key=tuple(str(c).lower() for c in as_list(node.config.get("unique_key"))),
-            description=own.description if own else "",
-            explicit=frozenset(key for key in ("materialized", "tags", "unique_key") if key in node.config),
-            audits=tuple(audits.error) if audits else (),
-            audits_warn=tuple(audits.warn) if audits else (),
-        )
-        model = Model(
-            ref=node.relation,
-            path=node.path,
-            config=config,
-            sql=sql,
-            dialect=settings.dialect,
-            tables=tuple(table_ref(t) for t in table_references(tree)),
-        )
-        model.ast = tree
-        project.models[node.relation] = model
-        notes = [SUPERSEDED_IS_INCREMENTAL] if node.uses_is_incremental else []
-        notes += _setting_notes(node.config, node.materialized)
-        if audits and audits.skipped:
-            notes.append(f"dbt tests skipped (not translated to audits): {', '.join(audits.skipped)}")
-        if notes:
-            project.notes[node.relation] = notes
+        if node.materialized != "ephemeral":
+            load.add_model(node, parse_cache)
+    parse_cache.save(load.cache_keys)
     load.errors.extend(resolve_dependencies(project))
     _raise(load.errors)
     return project
