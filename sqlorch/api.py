@@ -387,3 +387,18 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def migrate_from_dbt(options: Options, out: Path) -> list[str]:
+    """Write the dbt project in ``options.project_dir`` as a plain sqlorch project in
+    ``out``; returns what could not be carried over."""
+    from sqlorch.dbt.migrate import check_out_dir, migrate_project
+    from sqlorch.dbt.project_file import DBT_PROJECT_FILE, is_dbt_project
+    from sqlorch.errors import ConfigError
+
+    root = options.project_dir.resolve()
+    if not is_dbt_project(root):
+        raise ConfigError(f"no {DBT_PROJECT_FILE} in {root}", path=root, hint="pass the dbt project's --project-dir")
+    check_out_dir(out)  # before loading, which writes the project's parse cache
+    project = load_project(root, options.vars, options.profiles_dir, options.target)
+    return migrate_project(project, out.resolve())

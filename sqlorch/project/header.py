@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlorch.errors import ConfigError
 
 MATERIALIZATIONS = ("table", "view", "incremental")
-HEADER_KEYS = ("materialized", "tags", "unique_key", "description", "enabled")
+HEADER_KEYS = ("materialized", "tags", "unique_key", "description", "enabled", "audits", "audits_warn")
 _LINE = re.compile(r"^\s*--\s*([A-Za-z_][\w]*)\s*:\s*(.*?)\s*$")
 
 
@@ -37,6 +37,26 @@ class ModelConfig:
 def _split_list(value: str) -> tuple[str, ...]:
     value = value.strip().strip("[]")
     return tuple(part.strip().strip("'\"") for part in value.split(",") if part.strip())
+
+
+def _split_calls(value: str) -> tuple[str, ...]:
+    """``not_null(a), accepted_values(s, 'x, y')`` -> the calls: commas inside brackets
+    or quotes do not split."""
+    calls, depth, quote, start = [], 0, "", 0
+    for index, char in enumerate(value):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            calls.append(value[start:index].strip())
+            start = index + 1
+    calls.append(value[start:].strip())
+    return tuple(call for call in calls if call)
 
 
 def parse_header(text: str, path: Path) -> ModelConfig:
@@ -73,4 +93,6 @@ def parse_header(text: str, path: Path) -> ModelConfig:
         description=values.get("description", ""),
         enabled=values.get("enabled", "true").lower() not in ("false", "no", "0"),
         explicit=frozenset(values),
+        audits=_split_calls(values.get("audits", "")),
+        audits_warn=_split_calls(values.get("audits_warn", "")),
     )
