@@ -354,3 +354,19 @@ def test_what_is_not_run_is_reported(make_project, caplog) -> None:
     assert "dbt tests on sources are not run: app.t: accepted_values(kind)" in caplog.text
     assert "unique(id)" not in caplog.text, "the key of the source: checked by its change capture"
     assert project.notes[TableRef("main", "c")] == ["dbt tests on seeds are not run yet: unique(id)"]
+
+
+def test_jinja_syntax_errors_and_undefined_names_point_at_the_line(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select 1 as a\n{% if true %}\nfrom t\n",
+            "models/b.sql": "-- dispatch needs an adapter\nselect {{ adapter.dispatch('x')() }} as b",
+        }
+    )
+    run = run_cli("compile", "--project-dir", root)
+    assert_error(
+        run,
+        f"{root / 'models/a.sql'}:2: error: Unexpected end of template",
+        f"{root / 'models/b.sql'}:2: error: 'adapter' is undefined",
+    )
