@@ -370,3 +370,31 @@ def test_jinja_syntax_errors_and_undefined_names_point_at_the_line(make_project)
         f"{root / 'models/a.sql'}:2: error: Unexpected end of template",
         f"{root / 'models/b.sql'}:2: error: 'adapter' is undefined",
     )
+
+
+def test_tests_in_the_older_form_without_arguments(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select 1 as id, 'x' as s, 2 as n",
+            "models/b.sql": "select 1 as id",
+            "models/schema.yml": """
+                version: 2
+                models:
+                  - name: a
+                    columns:
+                      - name: s
+                        tests:
+                          - accepted_values: {values: [x, "it's"], severity: warn}
+                      - name: n
+                        tests:
+                          - accepted_values: {values: [1, 2], quote: false}
+                      - name: id
+                        tests:
+                          - relationships: {to: ref('b'), field: id}
+            """,
+        }
+    )
+    config = load_project(root).models[TableRef("main", "a")].config
+    assert config.audits_warn == ("accepted_values(s, 'x', 'it''s')",)
+    assert config.audits == ("accepted_values(n, 1, 2)", "relationships(id, main.b.id)")
