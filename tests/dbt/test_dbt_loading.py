@@ -398,3 +398,13 @@ def test_tests_in_the_older_form_without_arguments(make_project) -> None:
     config = load_project(root).models[TableRef("main", "a")].config
     assert config.audits_warn == ("accepted_values(s, 'x', 'it''s')",)
     assert config.audits == ("accepted_values(n, 1, 2)", "relationships(id, main.b.id)")
+
+
+def test_select_by_model_name_when_the_alias_differs(shop: Path) -> None:
+    create_raw(shop / "shop.duckdb")
+    run = run_cli("plan", "--project-dir", shop, "--json", "--select", "dim_customers+")
+    assert run.exit_code == 0, run.output
+    assert {step["model"] for step in json.loads(run.output)["steps"]} == {
+        "marts.customers",
+        "marts.revenue_by_country",
+    }
