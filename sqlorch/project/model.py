@@ -12,7 +12,7 @@ from sqlglot import exp
 from sqlorch.project.dependencies import position, table_ref, table_references
 from sqlorch.project.header import ModelConfig
 from sqlorch.project.parsing import parse_model_sql, strip_positions
-from sqlorch.project.seeds import read_seed
+from sqlorch.project.seeds import read_seed, seed_fingerprint
 from sqlorch.refs import TableRef
 
 
@@ -77,3 +77,8 @@ class Seed:
 
     def read(self) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
         return read_seed(self.path, self.delimiter, dict(self.column_types))
+
+    def fingerprint(self) -> str:
+        """Changes with the file and with the settings, so a new column type reloads it."""
+        settings = "" if (self.delimiter, self.column_types) == (",", ()) else repr((self.delimiter, self.column_types))
+        return seed_fingerprint(self.path, settings)

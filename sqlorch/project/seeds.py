@@ -96,5 +96,10 @@ def read_seed(
     return types, rows
 
 
-def seed_fingerprint(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+def seed_fingerprint(path: Path, settings: str = "") -> str:
+    """The file's content, and the settings that change how it loads (none by default, so
+    a seed without settings keeps the fingerprint it always had)."""
+    digest = hashlib.sha256(path.read_bytes())
+    if settings:
+        digest.update(b"\0" + settings.encode())
+    return digest.hexdigest()[:32]

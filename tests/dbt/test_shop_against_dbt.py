@@ -114,3 +114,12 @@ def test_seed_column_types_and_delimiter(tmp_path: Path) -> None:
         assert con.execute("select name from main_reference.country_codes where code = 'NL'").fetchall() == [
             ("Netherlands",)
         ]
+    project_file = root / "dbt_project.yml"
+    project_file.write_text(project_file.read_text().replace('"decimal(10,1)"', "double"))
+    _sqlorch_build(root)  # the CSV did not change, its settings did: loaded again
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        kind = con.execute(
+            "select data_type from information_schema.columns "
+            "where table_schema = 'main_reference' and table_name = 'country_codes' and column_name = 'population_m'"
+        ).fetchall()
+        assert kind == [("DOUBLE",)]
