@@ -9,15 +9,11 @@ from typing import Any
 # Settings that are lists and accumulate down the tree instead of replacing each other.
 _ADDITIVE = ("tags",)
 
-# What sqlorch does with every other dbt setting it knows, shown per model in plan/build.
-SUPERSEDED = {
-    "incremental_strategy": "sqlorch maintains the full query exactly",
-    "on_schema_change": "a changed query is rebuilt",
-    "full_refresh": "use --full-refresh",
-    "lookback": "sqlorch maintains the full query exactly",
-    "batch_size": "sqlorch maintains the full query exactly",
-    "event_time": "sqlorch maintains the full query exactly",
-}
+# dbt settings that sqlorch makes unnecessary: it maintains the model's query exactly,
+# rebuilds a model whose query changed, and checks a unique_key instead of merging on it.
+SUPERSEDED = (
+    "incremental_strategy", "on_schema_change", "full_refresh", "lookback", "batch_size", "event_time",
+)  # fmt: skip
 IGNORED = {
     "meta", "docs", "persist_docs", "grants", "contract", "access", "group", "quoting", "column_types",
     "description", "columns", "packages", "quote_columns", "delimiter", "database",

@@ -34,7 +34,6 @@ from sqlorch.refs import TableRef
 log = logging.getLogger(__name__)
 
 MATERIALIZED = {"table": "table", "view": "view", "incremental": "incremental", "ephemeral": "ephemeral"}
-SUPERSEDED_IS_INCREMENTAL = "hand-written is_incremental() logic superseded: sqlorch maintains the full query exactly"
 
 
 def _files(root: Path, folders: tuple[str, ...], patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
@@ -97,20 +96,17 @@ def _source_spec(ref: TableRef, source: DbtSource) -> SourceSpec:
     )
 
 
-def _setting_notes(config: dict[str, Any], materialized: str) -> list[str]:
-    notes = []
-    for key in sorted(config):
-        if key in HANDLED or key in IGNORED:
-            continue
-        if key in SUPERSEDED:
-            notes.append(f"{key} superseded: {SUPERSEDED[key]}")
-        elif key in ("pre_hook", "post_hook"):
-            if as_list(config[key]):
-                notes.append(f"{key} not run (hooks are not supported yet)")
-        else:
-            notes.append(f"dbt setting '{key}' ignored")
-    if materialized == "incremental" and config.get("unique_key"):
-        notes.append("unique_key checked, not needed to merge: sqlorch derives the key from the SQL")
+def _notes(node: Node, skipped_tests: list[str]) -> list[str]:
+    """What plan and build say about a model, beside their own reason."""
+    superseded = ["hand-written is_incremental() logic"] if node.uses_is_incremental else []
+    superseded += [key for key in sorted(node.config) if key in SUPERSEDED]
+    hooks = [key for key in ("pre_hook", "post_hook") if as_list(node.config.get(key))]
+    known = {*HANDLED, *IGNORED, *SUPERSEDED, "pre_hook", "post_hook"}
+    ignored = sorted(key for key in node.config if key not in known)
+    notes = [f"superseded (sqlorch maintains the query exactly): {', '.join(superseded)}"] if superseded else []
+    notes += [f"not run (not supported yet): {', '.join(hooks)}"] if hooks else []
+    notes += [f"dbt settings ignored: {', '.join(ignored)}"] if ignored else []
+    notes += [f"dbt tests skipped: {', '.join(skipped_tests)}"] if skipped_tests else []
     return notes
 
 
@@ -277,10 +273,7 @@ class _DbtLoad:
         if tree is not None:  # parsed already: keep the tree rather than parse it again later
             model.ast = tree
         self.project.models[ref] = model
-        notes = [SUPERSEDED_IS_INCREMENTAL] if node.uses_is_incremental else []
-        notes += _setting_notes(node.config, node.materialized)
-        if audits and audits.skipped:
-            notes.append(f"dbt tests skipped (not translated to audits): {', '.join(audits.skipped)}")
+        notes = _notes(node, audits.skipped if audits else [])
         if notes:
             self.project.notes[ref] = notes
 

@@ -125,10 +125,12 @@ def test_plan_says_what_is_superseded_and_which_tests_are_skipped(shop: Path) ->
     assert run.exit_code == 0, run.output
     reasons = {step["model"]: step["reason"] for step in json.loads(run.output)["steps"]}
     for model in ("main_intermediate.int_events", "marts.daily_revenue"):
-        assert "hand-written is_incremental() logic superseded" in reasons[model]
-        assert "incremental_strategy superseded" in reasons[model]
+        assert (
+            "superseded (sqlorch maintains the query exactly): hand-written is_incremental() logic, " in reasons[model]
+        )
+        assert "incremental_strategy" in reasons[model]
     assert "is_incremental" not in reasons["marts.orders"]
-    assert "dbt tests skipped (not translated to audits): is_positive(amount)" in reasons["main_staging.stg_payments"]
+    assert "dbt tests skipped: is_positive(amount)" in reasons["main_staging.stg_payments"]
     table = run_cli("plan", "--project-dir", shop)
     assert "is_positive(amount)" in table.output
 
@@ -159,8 +161,7 @@ def test_package_tests_and_filtered_tests_are_reported_as_skipped(make_project) 
     ref = TableRef("main", "a")
     assert project.models[ref].config.audits == ("not_null(id)",)
     assert project.notes[ref] == [
-        "dbt tests skipped (not translated to audits): unique(id), dbt_utils.at_least_one(id), "
-        "dbt_utils.unique_combination_of_columns"
+        "dbt tests skipped: unique(id), dbt_utils.at_least_one(id), dbt_utils.unique_combination_of_columns"
     ]
 
 
@@ -408,3 +409,16 @@ def test_select_by_model_name_when_the_alias_differs(shop: Path) -> None:
         "marts.customers",
         "marts.revenue_by_country",
     }
+
+
+def test_hooks_and_unknown_settings_are_noted(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": 'name: p\nmodels:\n  p:\n    +post-hook: ["grant select on {{ this }} to reporter"]\n',
+            "models/a.sql": "{{ config(persist_docs={'relation': true}, sort='id') }}\nselect 1 as id",
+        }
+    )
+    assert load_project(root).notes[TableRef("main", "a")] == [
+        "not run (not supported yet): post_hook",
+        "dbt settings ignored: sort",
+    ]

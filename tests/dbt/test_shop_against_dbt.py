@@ -81,7 +81,9 @@ def test_same_tables_as_dbt_then_exact_where_dbt_incremental_models_drift(dbt: P
         assert ours[relation] == fresh[relation], relation
     for relation in HAND_WRITTEN:  # maintained incrementally by sqlorch, not rebuilt
         assert results[relation]["action"] == "incremental", results[relation]
-        assert "is_incremental() logic superseded" in str(results[relation]["reason"])
+        assert "superseded (sqlorch maintains the query exactly): hand-written is_incremental()" in str(
+            results[relation]["reason"]
+        )
 
     drifted = sorted(r for r in fresh if theirs[r] != fresh[r])
     assert drifted == ["main_intermediate.int_events", "marts.customer_event_summary", "marts.daily_revenue"]
