@@ -26,7 +26,14 @@ from sqlglot import exp
 
 from sqlorch.dbt.profiles import DbtTarget
 from sqlorch.errors import TemplateError
-from sqlorch.project.templating import compile_template, env_var, make_environment, make_var, render_template
+from sqlorch.project.templating import (
+    compile_template,
+    env_var,
+    make_environment,
+    make_var,
+    render_template,
+    template_module,
+)
 from sqlorch.refs import TableRef
 
 if TYPE_CHECKING:
@@ -171,6 +178,8 @@ class DbtRenderer:
 
     @property
     def current(self) -> Node:
+        if not self.stack:
+            raise TemplateError("ref, source, config and this work only inside a model or a macro it calls")
         return self.stack[-1]
 
     # --- macros -------------------------------------------------------------------------
@@ -180,7 +189,7 @@ class DbtRenderer:
             self.template_paths.add(str(path))
             text = _TEST_BLOCK.sub(r"\1macro test_\2", path.read_text(encoding="utf-8"))
             text = _END_TEST.sub(r"\1endmacro\2", text)
-            module = compile_template(self.env, text, path).module
+            module = template_module(compile_template(self.env, text, path), path)
             for name in dir(module):
                 if not name.startswith("_"):
                     self.macros[name] = _returning(getattr(module, name))

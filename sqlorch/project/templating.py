@@ -84,13 +84,17 @@ def compile_template(env: jinja2.Environment, text: str, path: Path | str) -> ji
 
 def template_frames(error: BaseException, paths: set[str]) -> list[tuple[str, int]]:
     """``(path, line)`` of every frame of a template in ``paths``, outermost first (Jinja
-    rewrites a rendering error's traceback so its frames carry the template lines)."""
+    rewrites a rendering error's traceback so its frames carry the template lines; other
+    frames are mapped back through their template)."""
     frames: list[tuple[str, int]] = []
     tb = error.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename in paths and tb.tb_lineno is not None:
-            frames.append((filename, tb.tb_lineno))
+            # a frame of compiled template code (not yet rewritten) maps its Python line back
+            template = tb.tb_frame.f_globals.get("__jinja_template__")
+            line = template.get_corresponding_lineno(tb.tb_lineno) if template is not None else tb.tb_lineno
+            frames.append((filename, line))
         tb = tb.tb_next
     return frames
 
@@ -120,12 +124,24 @@ def render_template(
         raise TemplateError(message, path=where, line=line, hint=hint) from None
 
 
+def template_module(template: jinja2.Template, path: Path | str) -> Any:
+    """The template's macros (its top level rendered once), errors at their line."""
+    import jinja2
+
+    try:
+        return template.module
+    except (SqlorchError, jinja2.TemplateError) as error:
+        frames = template_frames(error, {str(path)})
+        message = error.message if isinstance(error, SqlorchError) else str(error)
+        raise TemplateError(message, path=path, line=frames[-1][1] if frames else None) from None
+
+
 def load_macros(macro_files: list[Path], variables: dict[str, Any]) -> dict[str, Any]:
     """Every ``{% macro %}`` in ``macros/*.sql``, callable from any model by name."""
     macros: dict[str, Any] = {}
     for path in macro_files:
         env = _make_env(path, variables)
-        module = compile_template(env, path.read_text(), path).module
+        module = template_module(compile_template(env, path.read_text(), path), path)
         macros.update({name: getattr(module, name) for name in dir(module) if not name.startswith("_")})
     return macros
 

@@ -422,3 +422,14 @@ def test_hooks_and_unknown_settings_are_noted(make_project) -> None:
         "not run (not supported yet): post_hook",
         "dbt settings ignored: sort",
     ]
+
+
+def test_macro_file_errors_point_at_the_macro_file(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "macros/bad.sql": "{% macro ok() %}1{% endmacro %}\n{{ config(materialized='table') }}\n",
+            "models/a.sql": "select {{ ok() }} as a",
+        }
+    )
+    assert_error(run_cli("compile", "--project-dir", root), f"{root / 'macros/bad.sql'}:2: error: ref, source, config")
