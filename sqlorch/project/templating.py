@@ -110,6 +110,8 @@ def render_template(
     try:
         return template.render(context or {})
     except (SqlorchError, jinja2.TemplateError) as error:
+        if isinstance(error, SqlorchError) and error.line is not None:
+            raise  # located already, by the rendering of a template this one includes
         frames = template_frames(error, known | {str(path)})
         where, line = frames[-1] if frames else (str(path), None)
         if isinstance(error, SqlorchError):

@@ -8,8 +8,10 @@ import logging
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 from _shop import FIXTURE, create_raw
+from sqlglot import exp
 
 from sqlorch.config import load_target
 from sqlorch.project.loader import load_project
@@ -433,3 +435,29 @@ def test_macro_file_errors_point_at_the_macro_file(make_project) -> None:
         }
     )
     assert_error(run_cli("compile", "--project-dir", root), f"{root / 'macros/bad.sql'}:2: error: ref, source, config")
+
+
+def test_nested_ephemeral_models_become_ordered_ctes(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\nmodels:\n  p:\n    +materialized: table\n",
+            "models/e1.sql": "{{ config(materialized='ephemeral') }}\nselect 1 as id",
+            "models/e2.sql": "{{ config(materialized='ephemeral') }}\nselect id, id * 10 as ten from {{ ref('e1') }}",
+            "models/m.sql": "with x as (select 2 as two)\nselect * from {{ ref('e2') }} join {{ ref('e1') }} using (id), x",  # noqa: E501
+            "models/c1.sql": "{{ config(materialized='ephemeral') }}\nselect * from {{ ref('c2') }}",
+            "models/c2.sql": "{{ config(materialized='ephemeral') }}\nselect * from {{ ref('c1') }}",
+        }
+    )
+    (root / "models/c1.sql").rename(root / "c1.sql.off")  # first without the cycle
+    model = load_project(root).models[TableRef("main", "m")]
+    ctes = [cte.alias for cte in model.ast.find_all(exp.CTE)]
+    assert ctes == ["__dbt__cte__e1", "__dbt__cte__e2", "x"]
+    run = run_cli("build", "--project-dir", root)
+    assert run.exit_code == 0, run.output
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select id, ten, two from main.m").fetchall() == [(1, 10, 2)]
+    (root / "c1.sql.off").rename(root / "models/c1.sql")
+    (root / "models/m.sql").write_text("select * from {{ ref('c1') }}")
+    run = run_cli("compile", "--project-dir", root)
+    assert_error(run, f"{root / 'models/c2.sql'}:2: error: ephemeral models refer to each other in a cycle")
+    assert "m -> c1 -> c2 ->c1" in run.output.replace("\n", "")
