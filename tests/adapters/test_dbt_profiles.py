@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Warehouse
-from test_conformance import assert_models_match_their_sql, build
 
+from tests.adapters.conftest import Warehouse
+from tests.adapters.test_conformance import assert_models_match_their_sql, build
 from tests.conftest import write_files
 
 
