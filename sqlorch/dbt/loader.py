@@ -313,7 +313,11 @@ def load_dbt_project(
     project = Project(settings=settings)
     for key, ref in source_refs.items():
         project.sources[ref] = _source_spec(ref, properties.sources[key])
-    for feature in file.unsupported:
+    unsupported = [*file.unsupported]
+    unsupported += [
+        f"macro {name}" for name in ("generate_alias_name", "generate_database_name") if name in renderer.macros
+    ]
+    for feature in unsupported:
         log.warning("%s: %s: not supported by sqlorch yet, ignored", file.path, feature)
     skipped_source_tests = _untranslated_source_tests(properties, project.sources)
     if skipped_source_tests:

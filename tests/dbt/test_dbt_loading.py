@@ -332,6 +332,7 @@ def test_what_is_not_run_is_reported(make_project, caplog) -> None:
             "dbt_project.yml": 'name: p\non-run-end: ["grant select on all tables to reporter"]\n',
             "packages.yml": "packages:\n  - package: dbt-labs/dbt_utils\n",
             "snapshots/s.sql": "{% snapshot s %}select 1{% endsnapshot %}",
+            "macros/alias.sql": "{% macro generate_alias_name(custom_alias_name, node) %}x{% endmacro %}",
             "models/a.sql": "select * from {{ source('app', 't') }} join {{ ref('c') }} using (id)",
             "models/sources.yml": """
                 version: 2
@@ -354,6 +355,7 @@ def test_what_is_not_run_is_reported(make_project, caplog) -> None:
     assert "on-run-end hooks: not supported" in caplog.text
     assert "packages (packages.yml): not supported" in caplog.text
     assert "snapshots: not supported" in caplog.text
+    assert "macro generate_alias_name: not supported" in caplog.text
     assert "dbt tests on sources are not run: app.t: accepted_values(kind)" in caplog.text
     assert "unique(id)" not in caplog.text, "the key of the source: checked by its change capture"
     assert project.notes[TableRef("main", "c")] == ["dbt tests on seeds are not run yet: unique(id)"]
