@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -95,8 +94,6 @@ def test_same_tables_as_dbt_then_exact_where_dbt_incremental_models_drift(dbt: P
     revenue = "marts.daily_revenue"
     wrong_days = {row[0] for row in theirs[revenue] - fresh[revenue]}
     assert wrong_days == {date(2024, 1, 1), date(2024, 1, 2)}, "a corrected payment and a late order on old days"
-    assert Counter(type(row[0]) for row in fresh[revenue]) == Counter({date: len(fresh[revenue])})
-    assert isinstance(LATE_EVENT[3], datetime)
 
 
 def test_seed_column_types_and_delimiter(tmp_path: Path) -> None:
