@@ -24,6 +24,7 @@ from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
+from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
@@ -84,7 +85,7 @@ def _seed_schemas(project: Project) -> SchemaMap:
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
     session = open_session(options)
-    out = session.project.root / "target"
+    out = output_dir(session.project.root)
     target_key = f"{session.target.type}:{session.target.schema_prefix}:{session.target.database}"
     cache = CompileCache(out / "cache" / "compile.json", target_key)
     previous = set(cache.entries) if cache.written_for == target_key else set()
@@ -191,7 +192,7 @@ def prepare(options: Options) -> Prepared:
             if ref in known
         }
         seed_schemas = _seed_schemas(project)
-        cache = CompileCache(project.root / "target" / "cache" / "build-compile.json")
+        cache = CompileCache(output_dir(project.root) / "cache" / "build-compile.json")
         compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas, cache)
         existing = {ref for ref in session.selected if session.physical_of[ref] in known}
         input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
@@ -310,7 +311,7 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         _prune_change_logs(prepared, moved)
     finally:
         prepared.adapter.close()
-    result.write(prepared.session.project.root / "target" / "run_results.json")
+    result.write(output_dir(prepared.session.project.root) / "run_results.json")
     return result
 
 

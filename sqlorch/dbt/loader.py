@@ -23,6 +23,7 @@ from sqlorch.dbt.properties import DbtSource, Properties, read_properties
 from sqlorch.dbt.schema_names import generate_schema_name
 from sqlorch.dbt.tests import translate_tests
 from sqlorch.errors import ConfigError, ErrorGroup, GraphError, SqlorchError
+from sqlorch.outputs import output_dir
 from sqlorch.project.dependencies import table_ref, table_references
 from sqlorch.project.header import ModelConfig
 from sqlorch.project.loader import Project, resolve_dependencies
@@ -330,7 +331,7 @@ def load_dbt_project(
     for node in seeds:
         load.add_seed(node)
     renderer.compiling = True
-    parse_cache = ParseCache(root / "target" / "cache" / "parse.json")
+    parse_cache = ParseCache(output_dir(root) / "cache" / "parse.json")
     for node in models:
         if node.materialized != "ephemeral":
             load.add_model(node, parse_cache)

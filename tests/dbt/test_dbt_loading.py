@@ -305,7 +305,7 @@ def test_compile_sees_edits_to_dbt_project_yml_and_custom_folders(tmp_path: Path
     (root / "dbt_project.yml").write_text("name: p\nmodel-paths: [sql]\nvars: {x: 2}\n")
     run = run_cli("compile", "--project-dir", root)
     assert "nothing changed" not in run.output and run.exit_code == 0
-    assert "2 AS a" in (root / "target/compiled/main/m.sql").read_text()
+    assert "2 AS a" in (root / "target/sqlorch/compiled/main/m.sql").read_text()
     (root / "sql/m.sql").write_text("select 3 as a")
     assert "nothing changed" not in run_cli("compile", "--project-dir", root).output
 

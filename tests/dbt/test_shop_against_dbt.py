@@ -50,7 +50,7 @@ def _dbt_build(root: Path) -> None:
 def _sqlorch_build(root: Path) -> list[dict[str, object]]:
     run = run_cli("build", "--project-dir", root)
     assert run.exit_code == 0, run.output
-    return json.loads((root / "target" / "run_results.json").read_text())["results"]
+    return json.loads((root / "target" / "sqlorch" / "run_results.json").read_text())["results"]
 
 
 def test_same_tables_as_dbt_then_exact_where_dbt_incremental_models_drift(dbt: Path, tmp_path: Path) -> None:
@@ -62,6 +62,10 @@ def test_same_tables_as_dbt_then_exact_where_dbt_incremental_models_drift(dbt: P
 
     _sqlorch_build(projects["sqlorch"])
     _dbt_build(projects["dbt"])
+    dbt_manifest = (projects["dbt"] / "target" / "manifest.json").read_text()
+    assert run_cli("compile", "--project-dir", projects["dbt"]).exit_code == 0
+    assert (projects["dbt"] / "target" / "manifest.json").read_text() == dbt_manifest, "dbt's artifacts are left alone"
+    assert (projects["dbt"] / "target" / "sqlorch" / "manifest.json").exists()
     ours, theirs = tables(tmp_path / "sqlorch.duckdb"), tables(tmp_path / "dbt.duckdb")
     assert sorted(ours) == sorted(theirs)
     assert len(ours) == 20  # 21 model files: 17 built, 2 ephemeral (CTEs), 2 disabled; and 3 seeds
