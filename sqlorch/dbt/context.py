@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from sqlorch.dbt.cross_db import CrossDatabase
 from sqlorch.dbt.profiles import DbtTarget
 from sqlorch.errors import TemplateError
 from sqlorch.project.templating import (
@@ -170,6 +171,7 @@ class DbtRenderer:
             log=self.log,
             exceptions=SimpleNamespace(raise_compiler_error=_compiler_error, warn=lambda m, *_: log.warning("%s", m)),
             modules=SimpleNamespace(datetime=datetime, re=re, itertools=itertools),
+            dbt=CrossDatabase(dialect),
             project_name=project_name,
             execute=False,
             flags=SimpleNamespace(FULL_REFRESH=False, WHICH="build"),

@@ -463,3 +463,33 @@ def test_nested_ephemeral_models_become_ordered_ctes(make_project) -> None:
     run = run_cli("compile", "--project-dir", root)
     assert_error(run, f"{root / 'models/c2.sql'}:2: error: ephemeral models refer to each other in a cycle")
     assert "m -> c1 -> c2 ->c1" in run.output.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "expected"),
+    [
+        ("duckdb", ["DATE_TRUNC('MONTH', d)", "d + INTERVAL 7 DAY", "DATE_DIFF('DAY', a, d)", "TRY_CAST(x AS TEXT)"]),
+        (
+            "bigquery",
+            ["DATE_TRUNC(d, MONTH)", "DATE_ADD(d, INTERVAL 7 DAY)", "DATE_DIFF(d, a, DAY)", "SAFE_CAST(x AS STRING)"],
+        ),
+        ("snowflake", ["DATE_TRUNC('MONTH', d)", "DATEADD(DAY, 7, d)", "DATEDIFF(DAY, a, d)", "CAST(x AS VARCHAR)"]),
+    ],
+)
+def test_cross_database_macros_print_in_the_target_dialect(make_project, dialect: str, expected: list[str]) -> None:
+    outputs = {
+        "duckdb": "{type: duckdb, path: w.duckdb}",
+        "bigquery": "{type: bigquery, project: p, dataset: d}",
+        "snowflake": "{type: snowflake, account: a, user: u, database: db, schema: s}",
+    }
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\nprofile: p\n",
+            "profiles.yml": f"p:\n  outputs:\n    dev: {outputs[dialect]}\n",
+            "models/a.sql": "select {{ dbt.date_trunc('month', 'd') }} as m, {{ dbt.dateadd('day', 7, 'd') }} as w, "
+            "{{ dbt.datediff('a', 'd', 'day') }} as n, {{ dbt.safe_cast('x', dbt.type_string()) }} as s from t",
+        }
+    )
+    (model,) = load_project(root).models.values()
+    for fragment in expected:
+        assert fragment in model.sql
