@@ -254,7 +254,7 @@ def test_unknown_source_points_at_the_line(shop: Path) -> None:
     path = shop / "models/staging/stg_customers.sql"
     _replace(path, "source('shop', 'customers')", "source('shop', 'customer')")
     run = run_cli("compile", "--project-dir", shop)
-    assert_error(run, f"{path}:9: error: source('shop', 'customer'): no such source", "did you mean 'shop.customers'?")
+    assert_error(run, f"{path}:10: error: source('shop', 'customer'): no such source", "did you mean 'shop.customers'?")
 
 
 def test_a_raising_macro_points_at_the_macro_and_its_caller(shop: Path) -> None:
