@@ -15,23 +15,23 @@ from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
-from sqlorch.audits.run import explain_audits, model_audits
+from sqlorch.audits.run import AuditResult, explain_audits, model_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
-from sqlorch.execution.results import RunResult
+from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed
 from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
+from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
-from sqlorch.planning.steps import Plan
+from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
-from sqlorch.project.seeds import read_seed
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
@@ -82,7 +82,7 @@ class Session:
 
 
 def open_session(options: Options) -> Session:
-    project = load_project(options.project_dir, options.vars)
+    project = load_project(options.project_dir, options.vars, options.profiles_dir, options.target)
     target = load_target(project.root, options.profiles_dir, options.target)
     dag = project_dag(project)
     dag.topological_order()  # cycles are reported before anything else
@@ -119,13 +119,13 @@ def list_nodes(options: Options) -> list[NodeInfo]:
 
 
 def _seed_schemas(project: Project) -> SchemaMap:
-    return {ref: read_seed(seed.path)[0] for ref, seed in project.seeds.items()}
+    return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
     session = open_session(options)
-    out = session.project.root / "target"
+    out = output_dir(session.project.root)
     target_key = f"{session.target.type}:{session.target.schema_prefix}:{session.target.database}"
     cache = CompileCache(out / "cache" / "compile.json", target_key)
     previous = set(cache.entries) if cache.written_for == target_key else set()
@@ -268,7 +268,7 @@ def prepare(options: Options) -> Prepared:
             if ref in known
         }
         seed_schemas = _seed_schemas(project)
-        cache = CompileCache(project.root / "target" / "cache" / "build-compile.json")
+        cache = CompileCache(output_dir(project.root) / "cache" / "build-compile.json")
         compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas, cache)
         existing = {ref for ref in session.selected if session.physical_of[ref] in known}
         input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
@@ -300,6 +300,8 @@ def prepare(options: Options) -> Prepared:
     except BaseException:
         adapter.close()
         raise
+    for step in plan.steps:
+        step.reason = _noted(step.reason, project.notes.get(step.ref))
     inputs = BuildInputs(
         project,
         compiled,
@@ -313,6 +315,28 @@ def prepare(options: Options) -> Prepared:
         audit_mode=options.audits,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
+
+
+def _noted(reason: str, notes: list[str] | None) -> str:
+    """A step's reason followed by what loading found out about the model (a dbt
+    project's superseded incremental logic, tests not translated)."""
+    return "; ".join([reason, *notes]) if notes else reason
+
+
+def _noting(project: Project, listener: Listener | None) -> Listener | None:
+    """The build listener, seeing each model's result with its notes (which the run
+    results then carry too)."""
+    if not project.notes:
+        return listener
+    by_name = {str(ref): notes for ref, notes in project.notes.items()}
+
+    def noted(event: str, item: ModelResult | Step | AuditResult) -> None:
+        if event == "done" and isinstance(item, ModelResult) and item.model in by_name:
+            item.reason = _noted(item.reason, by_name[item.model])
+        if listener is not None:
+            listener(event, item)
+
+    return noted
 
 
 def _input_rows(
@@ -358,6 +382,7 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         snapshot = prepared.snapshot
         latest, watermarks = dict(snapshot.latest_batch), dict(snapshot.watermarks)
         prepared.inputs.source_audits = _audit_sources(prepared, options)
+        listener = _noting(prepared.session.project, listener)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
         moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
@@ -367,7 +392,7 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         _prune_change_logs(prepared, moved)
     finally:
         prepared.adapter.close()
-    result.write(prepared.session.project.root / "target" / "run_results.json")
+    result.write(output_dir(prepared.session.project.root) / "run_results.json")
     return result
 
 
@@ -468,3 +493,18 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     rows = target if step.action == "full" else work_table(step.ref, "rows")
     out[2:2] = explain_audits(audits, rows, list(item.columns or {}), dialect)
     return out
+
+
+def migrate_from_dbt(options: Options, out: Path) -> list[str]:
+    """Write the dbt project in ``options.project_dir`` as a plain sqlorch project in
+    ``out``; returns what could not be carried over."""
+    from sqlorch.dbt.migrate import check_out_dir, migrate_project
+    from sqlorch.dbt.project_file import DBT_PROJECT_FILE, is_dbt_project
+    from sqlorch.errors import ConfigError
+
+    root = options.project_dir.resolve()
+    if not is_dbt_project(root):
+        raise ConfigError(f"no {DBT_PROJECT_FILE} in {root}", path=root, hint="pass the dbt project's --project-dir")
+    check_out_dir(out)  # before loading, which writes the project's parse cache
+    project = load_project(root, options.vars, options.profiles_dir, options.target)
+    return migrate_project(project, out.resolve())

@@ -258,6 +258,28 @@ def test_(
         raise typer.Exit(1)
 
 
+@app.command()
+def migrate(
+    from_dbt: Annotated[Path, typer.Option("--from-dbt", help="Folder to write the plain sqlorch project to.")],
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Write a dbt project as plain sqlorch models: relation names instead of ref(), settings as header comments."""
+    from sqlorch import api
+    from sqlorch.console import console
+
+    try:
+        lost = api.migrate_from_dbt(_options(project_dir, profiles_dir, target, None, None, vars_=vars), from_dbt)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    for item in lost:
+        console.line(("not carried over: ", "yellow"), item)
+    console.line(f"wrote {from_dbt}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -222,6 +222,9 @@ def default_target(root: Path) -> Target:
 
 def find_profiles(root: Path, profiles_dir: Path | None) -> Path | None:
     candidates = [profiles_dir] if profiles_dir else [root, Path.home() / ".sqlorch"]
+    if profiles_dir is None and (root / "dbt_project.yml").is_file():  # where dbt looks too
+        dbt_dir = os.environ.get("DBT_PROFILES_DIR")
+        candidates = [*([Path(dbt_dir)] if dbt_dir else []), *candidates, Path.home() / ".dbt"]
     for folder in candidates:
         if folder is not None and (folder / PROFILES_FILE).exists():
             return folder / PROFILES_FILE
@@ -241,6 +244,10 @@ def load_target(root: Path, profiles_dir: Path | None, target_name: str | None) 
             )
         return default_target(root)
     data = load_yaml(path)
+    from sqlorch.dbt.profiles import is_dbt_profiles, load_dbt_target
+
+    if is_dbt_profiles(data):  # a dbt profiles.yml, taken as it is
+        return load_dbt_target(root, data, path, target_name)[0]
     if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
         raise ConfigError("expected a mapping with a 'targets:' mapping", path=path, line=1, col=1)
     check_keys(data, PROFILE_KEYS, path)

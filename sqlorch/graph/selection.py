@@ -53,7 +53,9 @@ def _match_term(term: str, project: Project) -> set[TableRef]:
     if "." in name:
         schema, _, bare = name.rpartition(".")
         return {ref for ref in candidates if ref.schema == schema and ref.name == bare}
-    return {ref for ref in candidates if ref.name == name}
+    # a dbt model is selected by its file name too, which its alias may differ from
+    files = {**{r: m.path for r, m in project.models.items()}, **{r: s.path for r, s in project.seeds.items()}}
+    return {ref for ref in candidates if ref.name == name or files[ref].stem.lower() == name}
 
 
 def _select_terms(expression: str, project: Project, dag: DAG[TableRef]) -> set[TableRef]:

@@ -30,6 +30,7 @@ class Project:
     models: dict[TableRef, Model] = field(default_factory=dict)
     seeds: dict[TableRef, Seed] = field(default_factory=dict)
     sources: dict[TableRef, SourceSpec] = field(default_factory=dict)
+    notes: dict[TableRef, list[str]] = field(default_factory=dict)  # shown per model by plan and build
 
     @property
     def root(self) -> Path:
@@ -112,9 +113,20 @@ def resolve_dependencies(project: Project) -> list[SqlorchError]:
     return errors
 
 
-def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
-    """Read every file of the project; raise one ErrorGroup with all errors found."""
+def load_project(
+    root: Path,
+    cli_vars: dict[str, Any] | None = None,
+    profiles_dir: Path | None = None,
+    target_name: str | None = None,
+) -> Project:
+    """Read every file of the project; raise one ErrorGroup with all errors found. A dbt
+    project (``dbt_project.yml``) is read by ``sqlorch.dbt``: its relation names depend on
+    the target, hence the profile arguments."""
     root = root.resolve()
+    if (root / "dbt_project.yml").is_file():
+        from sqlorch.dbt.loader import load_dbt_project
+
+        return load_dbt_project(root, cli_vars, profiles_dir, target_name)
     settings = load_project_settings(root, cli_vars)
     if not (root / "models").is_dir():
         raise SqlorchError(f"no models/ folder in {root}", path=root, hint="pass --project-dir")

@@ -13,6 +13,7 @@ from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
 
 # audits, audits_warn: read by sqlorch.audits.declared
+YAML_KEYS = ("sources", "models")
 SOURCE_KEYS = {"cursor", "unique_key", "append_only", "columns", "description", "audits", "audits_warn"}
 
 
@@ -41,7 +42,9 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
             continue
         if not isinstance(data, dict):
             raise ConfigError("expected a mapping with a 'sources:' key", path=path, line=1, col=1)
-        check_keys(data, ("sources",), path, what="key")  # a misspelt 'sources:' would hide every source
+        # 'models:' holds audits declared in YAML (sqlorch.audits.declared reads it); a
+        # misspelt 'sources:' would hide every source
+        check_keys(data, YAML_KEYS, path, what="key")
         sources = data.get("sources") or {}
         if not isinstance(sources, dict):
             raise ConfigError(
