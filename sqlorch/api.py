@@ -24,6 +24,7 @@ from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
+from sqlorch.model_facts import FactsCache, model_lineage
 from sqlorch.planning.planner import build_plan
 from sqlorch.planning.steps import Plan
 from sqlorch.project.loader import Project, load_project, make_resolver
@@ -92,6 +93,9 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     compiled = compile_project(
         session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project), cache=cache
     )
+    facts = FactsCache(out / "cache" / "analysis.json")
+    lineage = model_lineage(compiled, facts)
+    facts.save({item.cache_key for item in compiled.values()})
     dialect = session.target.type
     folders: set[Path] = set()
     # Creating a file costs about a millisecond on some file systems, all of it in the
@@ -120,6 +124,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
                 "sources": sorted(str(r) for r in item.model.sources),
                 "columns": item.columns,
                 "tags": list(item.model.config.tags),
+                "lineage": lineage[ref],
             }
             for ref, item in compiled.items()
         },

@@ -1,0 +1,75 @@
+"""Column lineage across models: upstream down to source columns, downstream to every
+column a change can reach.
+
+Each model's lineage (``analysis/lineage.py``) names the columns of its direct inputs; this
+joins them into one graph. A walk keeps, per column reached, the strongest kind over all
+paths, where a path is as weak as its weakest edge (``passthrough`` < ``transformed`` <
+``filter``); a column is visited again only when reached with a stronger kind, so a walk
+costs at most three visits per column however wide the project.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlorch.analysis.lineage import EDGE_KINDS, RANK, ColumnId, LineageJson
+
+
+@dataclass(frozen=True)
+class Reached:
+    column: ColumnId
+    kind: str  # the strongest kind over the paths from the start
+    depth: int  # edges on the shortest path
+    via: ColumnId  # the column it was first reached from
+
+
+class LineageGraph:
+    """Direct edges between columns, both ways. ``models`` maps a model's name to its
+    lineage (the manifest's shape); a relation that is not a model (a source or a seed)
+    ends a walk upstream."""
+
+    def __init__(self, models: Mapping[str, LineageJson]) -> None:
+        self.models = models
+        self.up: dict[ColumnId, list[tuple[ColumnId, int]]] = {}
+        self.down: dict[ColumnId, list[tuple[ColumnId, int]]] = {}
+        for model, columns in models.items():
+            for name, lineage in columns.items():
+                target = (model, name)
+                edges = [((relation, column), RANK[kind]) for relation, column, kind in lineage["from"]]
+                self.up[target] = edges
+                for source, rank in edges:
+                    self.down.setdefault(source, []).append((target, rank))
+
+    def is_model(self, relation: str) -> bool:
+        return relation in self.models
+
+    def upstream(self, column: ColumnId) -> list[Reached]:
+        return _walk(self.up, column)
+
+    def downstream(self, column: ColumnId) -> list[Reached]:
+        return _walk(self.down, column)
+
+    def direct(self, column: ColumnId, downstream: bool = False) -> list[tuple[ColumnId, str]]:
+        edges = (self.down if downstream else self.up).get(column, [])
+        return [(other, EDGE_KINDS[rank]) for other, rank in edges]
+
+
+def _walk(edges: Mapping[ColumnId, list[tuple[ColumnId, int]]], start: ColumnId) -> list[Reached]:
+    """Every column reachable from ``start``, in breadth-first order of first arrival."""
+    best: dict[ColumnId, int] = {start: -1}
+    first: dict[ColumnId, tuple[int, ColumnId]] = {}
+    queue: deque[tuple[ColumnId, int, int]] = deque([(start, -1, 0)])
+    while queue:
+        column, rank, depth = queue.popleft()
+        if rank > best[column]:
+            continue  # a stronger path reached it since
+        for other, edge in edges.get(column, ()):
+            path = max(rank, edge)
+            if other == start or path >= best.get(other, len(EDGE_KINDS)):
+                continue
+            best[other] = path
+            first.setdefault(other, (depth + 1, column))
+            queue.append((other, path, depth + 1))
+    return [Reached(column, EDGE_KINDS[best[column]], depth, via) for column, (depth, via) in first.items()]
