@@ -13,9 +13,12 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
+from sqlorch.analysis.lineage import LineageJson
+from sqlorch.analysis.lineage_graph import LineageGraph, LineageResult
 from sqlorch.analysis.schemas import SchemaMap
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
+from sqlorch.errors import CompileError, GraphError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import RunResult
@@ -85,6 +88,21 @@ def _seed_schemas(project: Project) -> SchemaMap:
 
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
+    return compile_and_write(options).models
+
+
+@dataclass
+class Compiled:
+    """What ``compile`` wrote, kept for the commands built on it (lineage, docs)."""
+
+    session: Session
+    models: dict[TableRef, CompiledModel]
+    lineage: dict[TableRef, LineageJson | None]
+    manifest: dict[str, Any]
+    facts: FactsCache
+
+
+def compile_and_write(options: Options) -> Compiled:
     session = open_session(options)
     out = session.project.root / "target"
     target_key = f"{session.target.type}:{session.target.schema_prefix}:{session.target.database}"
@@ -134,7 +152,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
         "edges": sorted([str(p), str(c)] for c, ps in session.dag.parents.items() for p in ps),
     }
     (out / "manifest.json").write_text(json.dumps(manifest))  # compact: indenting is 10x slower
-    return compiled
+    return Compiled(session, compiled, lineage, manifest, facts)
 
 
 @dataclass
@@ -326,8 +344,6 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     dialect = prepared.adapter.dialect
     matches = [s for s in prepared.plan.steps if str(s.ref) == model_name or s.ref.name == model_name]
     if not matches:
-        from sqlorch.errors import GraphError
-
         raise GraphError(f"--explain: no selected model named '{model_name}'")
     step = matches[0]
     if step.kind == "seed":
@@ -368,3 +384,27 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def lineage_graph(compiled: Compiled) -> LineageGraph:
+    return LineageGraph({str(ref): lineage for ref, lineage in compiled.lineage.items() if lineage is not None})
+
+
+def lineage(options: Options, name: str, downstream: bool = False) -> LineageResult:
+    """``sqlorch lineage MODEL.COLUMN``: compile (no warehouse), then walk the column graph."""
+    compiled = compile_and_write(options)
+    unknown = {str(ref) for ref, found in compiled.lineage.items() if found is None}
+    graph = lineage_graph(compiled)
+    try:
+        column = graph.find(name)
+    except GraphError:
+        relation = name.lower().rpartition(".")[0]
+        if any(relation in (model, model.rpartition(".")[2]) for model in unknown):
+            raise CompileError(
+                f"the lineage of {relation} is not known: the columns of its inputs are not",
+                hint="declare the columns of its sources (columns: in the sources YAML)",
+            ) from None
+        raise
+    reached = graph.downstream(column) if downstream else graph.upstream(column)
+    own = graph.models[column[0]][column[1]]["kind"] if graph.is_model(column[0]) else None
+    return LineageResult(column, own, downstream, reached, graph)

@@ -187,6 +187,31 @@ def build(
         raise typer.Exit(1)
 
 
+@app.command()
+def lineage(
+    column: Annotated[str, typer.Argument(help="MODEL.COLUMN, e.g. marts.daily_revenue.revenue")],
+    downstream: Annotated[bool, typer.Option("--downstream", help="The columns a change would affect.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable lineage.")] = False,
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Show the columns a column is computed from, down to source columns (or, with --downstream, those it feeds)."""
+    from sqlorch import api
+    from sqlorch.console import render_lineage
+
+    try:
+        result = api.lineage(_options(project_dir, profiles_dir, target, None, None, vars_=vars), column, downstream)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        render_lineage(result)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
