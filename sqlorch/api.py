@@ -27,7 +27,7 @@ from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
-from sqlorch.model_facts import FactsCache, model_lineage
+from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.planning.planner import build_plan
 from sqlorch.planning.steps import Plan
 from sqlorch.project.loader import Project, load_project, make_resolver
@@ -408,3 +408,37 @@ def lineage(options: Options, name: str, downstream: bool = False) -> LineageRes
     reached = graph.downstream(column) if downstream else graph.upstream(column)
     own = graph.models[column[0]][column[1]]["kind"] if graph.is_model(column[0]) else None
     return LineageResult(column, own, downstream, reached, graph)
+
+
+@dataclass
+class DocsResult:
+    page: Path  # the index.html to open
+    nodes: int
+    runs_note: str | None  # why no run history is shown, if it is not
+
+
+def docs(options: Options, out: Path | None = None) -> DocsResult:
+    """``sqlorch docs``: compile (no warehouse needed), read the run ledger when the target
+    is reachable, and write the static site (default ``target/docs/``)."""
+    from sqlorch.docs.runs import fetch_runs
+    from sqlorch.docs.site import ModelDoc, site_data, write_site
+
+    compiled = compile_and_write(options)
+    keys = model_keys(compiled.models, compiled.facts)
+    compiled.facts.save({item.cache_key for item in compiled.models.values()})
+    project = compiled.session.project
+    folder = project.root / "target" / "compiled"
+    models = {
+        ref: ModelDoc(
+            compiled_sql=(folder / ref.schema / f"{ref.name}.sql").read_text(encoding="utf-8"),
+            columns=item.columns,
+            lineage=compiled.lineage[ref],
+            key=keys[ref],
+        )
+        for ref, item in compiled.models.items()
+    }
+    runs, note = fetch_runs(compiled.session.target)
+    edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
+    data = site_data(project, edges, models, runs, note, compiled.session.target.name)
+    page = write_site(out if out is not None else project.root / "target" / "docs", data)
+    return DocsResult(page, len(data["nodes"]), note)

@@ -212,6 +212,28 @@ def lineage(
         render_lineage(result)
 
 
+@app.command()
+def docs(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write the site to (default target/docs).")] = None,
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Write a static site of the project (DAG, columns, lineage, runs) that opens from file://."""
+    from sqlorch import api
+    from sqlorch.console import console
+
+    try:
+        result = api.docs(_options(project_dir, profiles_dir, target, None, None, vars_=vars), out)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if result.runs_note:
+        console.line((result.runs_note, "dim"))
+    console.line(f"wrote the docs of {result.nodes} relations: open {result.page.resolve().as_uri()}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
