@@ -214,7 +214,7 @@ def lineage(
 
 @app.command()
 def docs(
-    out: Annotated[Path | None, typer.Option("--out", help="Folder to write the site to (default target/docs).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the site (default target/docs).")] = None,
     project_dir: ProjectDir = Path("."),
     profiles_dir: ProfilesDir = None,
     target: TargetOpt = None,

@@ -86,8 +86,7 @@ def site_data(
         nodes.append({"id": ref, "freshness": None, "audits": None, "runs": runs.get(ref, []), **node})
 
     for ref, seed in sorted(project.seeds.items()):
-        columns = read_seed(seed.path)[0]
-        add(str(ref), {"type": "seed", "path": _relative(seed.path, project.root), "declared": columns})
+        add(str(ref), {"type": "seed", "path": _relative(seed.path, project.root), "declared": read_seed(seed.path)[0]})
     for ref, model in sorted(project.models.items()):
         doc = models[ref]
         config = model.config
@@ -109,21 +108,15 @@ def site_data(
         for columns in (doc.lineage or {}).values():
             for relation, column, _ in columns["from"]:
                 columns_read.setdefault(relation, {})[column] = None
-    for relation in sorted(columns_read):
-        if relation not in index:
-            spec = project.sources.get(_ref(relation))
-            declared = dict(spec.columns) if spec and spec.columns else {}
-            add(relation, {"type": "source", "path": _relative(spec.path, project.root) if spec and spec.path else ""})
-            nodes[index[relation]]["declared"] = declared
-    for ref, model in project.models.items():  # sources whose columns no model reads
-        for source in sorted(model.sources):
-            if str(source) not in index:
-                spec = project.sources.get(source)
-                add(str(source), {"type": "source", "path": "", "declared": dict(spec.columns or {}) if spec else {}})
+    for source in sorted({source for model in project.models.values() for source in model.sources}):
+        spec = project.sources.get(source)
+        path = _relative(spec.path, project.root) if spec and spec.path else ""
+        add(str(source), {"type": "source", "path": path, "declared": dict(spec.columns or {}) if spec else {}})
+    docs = {str(ref): doc for ref, doc in models.items()}
     for node in nodes:
         ref = node["id"]
         if node["type"] == "model":
-            doc = models[_ref(ref)]
+            doc = docs[ref]
             lineage = doc.lineage or {}
             node["columns"] = [
                 {
@@ -148,12 +141,6 @@ def site_data(
         "nodes": nodes,
         "edges": sorted({(index[str(a)], index[str(b)]) for a, b in edges if str(a) in index and str(b) in index}),
     }
-
-
-def _ref(name: str) -> TableRef:
-    schema, _, table = name.rpartition(".")
-    catalog, _, schema = schema.rpartition(".")
-    return TableRef(schema=schema, name=table, catalog=catalog or None)
 
 
 def _relative(path: Path, root: Path) -> str:
