@@ -58,7 +58,8 @@ def click_graph_node(driver: Any, name: str) -> None:
     )
     graph = driver.find_element(By.ID, "graph")
     size = graph.size
-    ActionChains(driver).move_to_element_with_offset(graph, x - size["width"] / 2, y - size["height"] / 2).click().perform()
+    offset = (x - size["width"] / 2, y - size["height"] / 2)  # from the element's centre
+    ActionChains(driver).move_to_element_with_offset(graph, *offset).click().perform()
 
 
 def node_classes(driver: Any, name: str) -> list[str]:
@@ -101,7 +102,8 @@ def test_demo_site_in_headless_chromium(demo_project: Path, cli: Any, chromium: 
     click_graph_node(chromium, "intermediate.int_orders_enriched")
     assert chromium.find_element(By.ID, "node-title").text == "intermediate.int_orders_enriched"
     assert texts(chromium, "#upstream li") == ["staging.stg_customers", "staging.stg_orders"]
-    assert texts(chromium, "#downstream li") == ["marts.customer_orders", "marts.customer_summary", "marts.daily_revenue"]
+    marts = ["marts.customer_orders", "marts.customer_summary", "marts.daily_revenue"]
+    assert texts(chromium, "#downstream li") == marts
     assert "selected" in node_classes(chromium, "intermediate.int_orders_enriched")
     assert "upstream" in node_classes(chromium, "seeds.orders")
     assert "downstream" in node_classes(chromium, "marts.daily_revenue")
@@ -130,9 +132,12 @@ def test_demo_site_in_headless_chromium(demo_project: Path, cli: Any, chromium: 
     chromium.find_element(By.CSS_SELECTOR, "#downstream a[data-node='marts.daily_revenue']").click()
     row = chromium.find_element(By.CSS_SELECTOR, "tr.column-row[data-column='revenue']")
     assert "lineage-down" in row.get_attribute("class").split()
-    assert "lineage-down" not in chromium.find_element(
-        By.CSS_SELECTOR, "tr.column-row[data-column='orders']"
-    ).get_attribute("class").split()
+    assert (
+        "lineage-down"
+        not in chromium.find_element(By.CSS_SELECTOR, "tr.column-row[data-column='orders']")
+        .get_attribute("class")
+        .split()
+    )
 
     runs = texts(chromium, "#runs tr")
     built = json.loads((demo_project / "target" / "run_results.json").read_text())["results"]
