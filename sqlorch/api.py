@@ -13,8 +13,8 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
-from sqlorch.analysis.lineage import LineageJson
-from sqlorch.analysis.lineage_graph import LineageGraph, LineageResult
+from sqlorch.analysis.lineage import RANK, LineageJson
+from sqlorch.analysis.lineage_graph import Impact, LineageGraph, LineageResult, Reached
 from sqlorch.analysis.schemas import SchemaMap
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
@@ -442,3 +442,36 @@ def docs(options: Options, out: Path | None = None) -> DocsResult:
     data = site_data(project, edges, models, runs, note, compiled.session.target.name)
     page = write_site(out if out is not None else project.root / "target" / "docs", data)
     return DocsResult(page, len(data["nodes"]), note)
+
+
+def plan_with_impact(options: Options) -> tuple[Plan, list[Impact]]:
+    """``plan``, plus the impact of each changed model's SQL on the columns downstream.
+
+    Without the old SQL the change cannot be narrowed to some columns, so every column of
+    the changed model counts as changed: the list can only be too long, never too short."""
+    prepared = prepare(options)
+    prepared.adapter.close()
+    compiled = prepared.inputs.compiled
+    changed = [
+        step.ref
+        for step in prepared.plan.steps
+        if step.kind == "model"
+        and (state := prepared.snapshot.relations.get(str(step.ref))) is not None
+        and state.fingerprint != compiled[step.ref].fingerprint
+    ]
+    if not changed:
+        return prepared.plan, []
+    facts = FactsCache(prepared.session.project.root / "target" / "cache" / "analysis.json")
+    lineage = model_lineage(compiled, facts)
+    facts.save({item.cache_key for item in compiled.values()} | set(facts.entries))
+    graph = LineageGraph({str(ref): found for ref, found in lineage.items() if found is not None})
+    impacts = []
+    for ref in changed:
+        reached: dict[tuple[str, str], Reached] = {}
+        for column in graph.models.get(str(ref), {}):
+            for found in graph.downstream((str(ref), column)):
+                best = reached.get(found.column)
+                if found.column[0] != str(ref) and (best is None or RANK[found.kind] < RANK[best.kind]):
+                    reached[found.column] = found
+        impacts.append(Impact(str(ref), sorted(reached.values(), key=lambda r: r.column)))
+    return prepared.plan, impacts

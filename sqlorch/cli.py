@@ -142,7 +142,7 @@ def plan(
 ) -> None:
     """Show what a build would do per model: skip, incremental or full, and why."""
     from sqlorch import api
-    from sqlorch.console import console, render_plan
+    from sqlorch.console import console, render_impact, render_plan
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
@@ -151,13 +151,14 @@ def plan(
                 console.print(f"[bold]-- {title}[/]")
                 console.print(sql, markup=False)
             return
-        result = api.plan(options)
+        result, impact = api.plan_with_impact(options)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        sys.stdout.write(json.dumps({**result.to_json(), "impact": [i.to_json() for i in impact]}, indent=2) + "\n")
     else:
         render_plan(result)
+        render_impact(impact)
 
 
 @app.command()

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlorch.analysis.lineage_graph import LineageResult
+from sqlorch.analysis.lineage_graph import Impact, LineageResult
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.planning.steps import Plan, Step
 
@@ -165,3 +165,18 @@ def render_lineage(result: LineageResult) -> None:
     console.line((f"{title} ({len(ends)}):", "bold"))
     for end in ends:
         console.line("  ", ".".join(end.column), "  ", (end.kind, KIND_STYLE.get(end.kind, "")))
+
+
+def render_impact(impacts: list[Impact]) -> None:
+    """After the plan: per model whose SQL changed, the downstream columns that may change."""
+    for impact in impacts:
+        by_model: dict[str, list[str]] = {}
+        for reached in impact.columns:
+            by_model.setdefault(reached.column[0], []).append(reached.column[1])
+        console.line()
+        console.line(
+            (impact.model, "bold"),
+            f" changed: {len(impact.columns)} downstream columns in {len(by_model)} models may change",
+        )
+        for model, columns in by_model.items():
+            console.line(f"  {model}: ", (", ".join(columns), "dim"))

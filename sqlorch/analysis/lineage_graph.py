@@ -137,3 +137,18 @@ class LineageResult:
             ],
             "edges": edges,
         }
+
+
+@dataclass
+class Impact:
+    """A model whose SQL (or settings) changed since it was last built, and the columns
+    downstream that may change with it: every column its columns reach by lineage."""
+
+    model: str
+    columns: list[Reached]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "columns": [{"relation": r.column[0], "column": r.column[1], "kind": r.kind} for r in self.columns],
+        }
