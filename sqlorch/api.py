@@ -424,23 +424,25 @@ def docs(options: Options, out: Path | None = None) -> DocsResult:
     from sqlorch.docs.site import ModelDoc, site_data, write_site
 
     compiled = compile_and_write(options)
-    keys = model_keys(compiled.models, compiled.facts)
-    compiled.facts.save({item.cache_key for item in compiled.models.values()})
-    project = compiled.session.project
-    folder = project.root / "target" / "compiled"
-    models = {
-        ref: ModelDoc(
-            compiled_sql=(folder / ref.schema / f"{ref.name}.sql").read_text(encoding="utf-8"),
-            columns=item.columns,
-            lineage=compiled.lineage[ref],
-            key=keys[ref],
-        )
-        for ref, item in compiled.models.items()
-    }
+    with collector_paused():  # a full collection over 10,000 compiled models costs seconds
+        keys = model_keys(compiled.models, compiled.facts)
+        compiled.facts.save({item.cache_key for item in compiled.models.values()})
+        project = compiled.session.project
+        folder = project.root / "target" / "compiled"
+        models = {
+            ref: ModelDoc(
+                compiled_sql=(folder / ref.schema / f"{ref.name}.sql").read_text(encoding="utf-8"),
+                columns=item.columns,
+                lineage=compiled.lineage[ref],
+                key=keys[ref],
+            )
+            for ref, item in compiled.models.items()
+        }
     runs, note = fetch_runs(compiled.session.target)
     edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
-    data = site_data(project, edges, models, runs, note, compiled.session.target.name)
-    page = write_site(out if out is not None else project.root / "target" / "docs", data)
+    with collector_paused():
+        data = site_data(project, edges, models, runs, note, compiled.session.target.name)
+        page = write_site(out if out is not None else project.root / "target" / "docs", data)
     return DocsResult(page, len(data["nodes"]), note)
 
 

@@ -144,10 +144,10 @@ def site_data(
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+    """``path`` below ``root`` as text (a string cut: pathlib's relative_to costs ~25 us a
+    call, a quarter of a second at 10,000 models)."""
+    text, prefix = str(path), str(root) + "/"
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def write_site(out: Path, data: dict[str, Any]) -> Path:
