@@ -336,7 +336,8 @@
       slot.replaceChildren();
       return;
     }
-    const list = (id, columns) => h("ul", { id }, [...columns].map(([key, rank]) => {
+    const ordered = (columns) => [...columns].sort((a, b) => a[1] - b[1] || columnName(a[0]).localeCompare(columnName(b[0])));
+    const list = (id, columns) => h("ul", { id }, ordered(columns).map(([key, rank]) => {
       const [node, name] = splitKey(key);
       return h("li", { class: id === "lineage-upstream" ? "lineage-up" : "lineage-down", "data-column": columnName(key) },
         link(node), "." + name + " ", kindSpan(KINDS[rank]));
