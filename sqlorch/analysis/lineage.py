@@ -70,6 +70,7 @@ class _Rel:
 class _Scope:
     sources: dict[str, str | _Rel] = field(default_factory=dict)  # alias -> base relation | walked query
     ctes: dict[str, _Rel] = field(default_factory=dict)
+    windows: dict[str, exp.Expr] = field(default_factory=dict)  # WINDOW w AS (...) of this SELECT
     parent: _Scope | None = None
 
     def source(self, alias: str) -> str | _Rel | None:
@@ -131,6 +132,8 @@ class _Walker:
         if with_ is not None:
             scope = _Scope(parent=scope)
             for cte in with_.expressions:
+                # a recursive CTE's reference to itself adds nothing its anchor does not
+                scope.ctes[_name(cte)] = _Rel({})
                 scope.ctes[_name(cte)] = self.query(cte.this, scope)
         if isinstance(node, exp.Subquery):
             return self.query(node.this, scope)
@@ -158,6 +161,7 @@ class _Walker:
 
     def select(self, select: exp.Select, outer: _Scope) -> _Rel:
         scope = _Scope(parent=outer)
+        scope.windows = {w.name.lower(): w for w in select.args.get("windows") or []}
         rows: Deps = {}
         from_ = select.args.get("from_")
         joins = select.args.get("joins") or []
@@ -224,6 +228,9 @@ class _Walker:
                 _merge(deps, self.column(node, scope, aliases).deps, TRANSFORMED)
             elif isinstance(node, (exp.AggFunc, exp.Window)):
                 computed = True
+                named = scope.windows.get(node.alias.lower()) if isinstance(node, exp.Window) and node.alias else None
+                if named is not None:  # OVER w: the columns of WINDOW w AS (...)
+                    _merge(deps, self.value(named, scope).deps, TRANSFORMED)
             elif node is not expression and _is_nested_query(node):
                 nested = self.query(node, _Scope(parent=scope))
                 for col in nested.columns.values():
