@@ -98,7 +98,6 @@ class Compiled:
     session: Session
     models: dict[TableRef, CompiledModel]
     lineage: dict[TableRef, LineageJson | None]
-    manifest: dict[str, Any]
     facts: FactsCache
 
 
@@ -152,7 +151,7 @@ def compile_and_write(options: Options) -> Compiled:
         "edges": sorted([str(p), str(c)] for c, ps in session.dag.parents.items() for p in ps),
     }
     (out / "manifest.json").write_text(json.dumps(manifest))  # compact: indenting is 10x slower
-    return Compiled(session, compiled, lineage, manifest, facts)
+    return Compiled(session, compiled, lineage, facts)
 
 
 @dataclass
