@@ -416,11 +416,31 @@ class DocsResult:
     runs_note: str | None  # why no run history is shown, if it is not
 
 
-def docs(options: Options, out: Path | None = None) -> DocsResult:
-    """``sqlorch docs``: compile (no warehouse needed), read the run ledger when the target
-    is reachable, and write the static site (default ``target/docs/``)."""
+def docs(options: Options, out: Path | None = None, inputs_digest: str | None = None) -> DocsResult:
+    """``sqlorch docs``: the site data from the last docs when ``inputs_digest`` (see
+    ``compile_stamp.inputs_digest``) says nothing changed, else from a compile (no
+    warehouse needed); then the run ledger when the target is reachable; then the static
+    site (default ``target/docs/``)."""
+    from sqlorch.docs.cache import load_site, save_site
     from sqlorch.docs.runs import fetch_runs
-    from sqlorch.docs.site import ModelDoc, site_data, write_site
+    from sqlorch.docs.site import with_runs, write_site
+    from sqlorch.project.templating import ENV_VARS_READ
+
+    root = options.project_dir.resolve()
+    site = load_site(root, inputs_digest) if inputs_digest else None
+    if site is None:
+        site = _site_from_compile(options)
+        if inputs_digest:
+            save_site(root, inputs_digest, ENV_VARS_READ, site)
+    target = load_target(root, options.profiles_dir, options.target)
+    runs, note = fetch_runs(target)
+    with collector_paused():
+        page = write_site(out if out is not None else root / "target" / "docs", with_runs(site, runs, note))
+    return DocsResult(page, len(site["nodes"]), note)
+
+
+def _site_from_compile(options: Options) -> dict[str, Any]:
+    from sqlorch.docs.site import ModelDoc, site_data
 
     compiled = compile_and_write(options)
     with collector_paused():  # a full collection over 10,000 compiled models costs seconds
@@ -437,12 +457,8 @@ def docs(options: Options, out: Path | None = None) -> DocsResult:
             )
             for ref, item in compiled.models.items()
         }
-    runs, note = fetch_runs(compiled.session.target)
-    edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
-    with collector_paused():
-        data = site_data(project, edges, models, runs, note, compiled.session.target.name)
-        page = write_site(out if out is not None else project.root / "target" / "docs", data)
-    return DocsResult(page, len(data["nodes"]), note)
+        edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
+        return site_data(project, edges, models, compiled.session.target.name)
 
 
 def plan_with_impact(options: Options) -> tuple[Plan, list[Impact]]:

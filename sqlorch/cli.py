@@ -227,7 +227,8 @@ def docs(
     from sqlorch.console import console
 
     try:
-        result = api.docs(_options(project_dir, profiles_dir, target, None, None, vars_=vars), out)
+        digest = _compile_inputs_digest(project_dir.resolve(), profiles_dir, ["docs", target, vars])
+        result = api.docs(_options(project_dir, profiles_dir, target, None, None, vars_=vars), out, digest)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     if result.runs_note:

@@ -69,7 +69,8 @@ def inputs_digest(root: Path, profiles: Path | None, options: str) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _with_environment(files_digest: str, env_names: list[str]) -> str:
+def with_environment(files_digest: str, env_names: list[str]) -> str:
+    """``files_digest`` (from ``inputs_digest``) plus the values of the variables named."""
     lines = [files_digest]
     for name in sorted(env_names):
         value = os.environ.get(name)
@@ -91,7 +92,7 @@ def unchanged_models(root: Path, files_digest: str) -> int | None:
         return None
     if not isinstance(stamp, dict) or stamp.get("version") != _VERSION:
         return None
-    if stamp.get("digest") != _with_environment(files_digest, list(stamp.get("env", []))):
+    if stamp.get("digest") != with_environment(files_digest, list(stamp.get("env", []))):
         return None
     if not (root / "target" / "manifest.json").exists():
         return None
@@ -105,7 +106,7 @@ def record_compile(root: Path, files_digest: str, env_names: set[str], models: i
     """Write the stamp of a successful compile (a failure to write it only costs speed)."""
     stamp = {
         "version": _VERSION,
-        "digest": _with_environment(files_digest, sorted(env_names)),
+        "digest": with_environment(files_digest, sorted(env_names)),
         "env": sorted(env_names),
         "models": models,
         "outputs": _compiled_files(root),

@@ -173,3 +173,29 @@ def test_a_large_project_opens_on_a_neighbourhood(tmp_path: Path, cli: Any, chro
     total = chromium.execute_script("return window.sqlorchDocs.nodes.length")
     assert total == 420  # 400 models and 20 sources
     assert 3 <= shown < 60, shown  # two steps around marts.mart_1, not the whole project
+
+
+def site_data(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "data.js").read_text().removeprefix("window.SQLORCH_DOCS = ").rstrip(";\n"))
+
+
+def test_unchanged_project_reuses_the_site_data_but_never_the_runs(demo_project: Path, cli: Any) -> None:
+    site = demo_project / "target" / "docs"
+    assert cli("docs", "--project-dir", demo_project).exit_code == 0
+    assert (demo_project / "target" / "cache" / "docs.json").exists()
+    before = site_data(site)
+    assert all(node["runs"] == [] for node in before["nodes"])
+
+    assert cli("build", "--project-dir", demo_project).exit_code == 0  # no project file changes
+    assert cli("docs", "--project-dir", demo_project).exit_code == 0
+    after = site_data(site)
+    runs = {node["id"]: node["runs"] for node in after["nodes"] if node["runs"]}
+    assert set(runs) == {n["id"] for n in after["nodes"] if n["type"] in ("model", "seed")}, runs
+    assert after["runs_note"] is None
+
+    model = demo_project / "models" / "marts" / "daily_revenue.sql"
+    model.write_text(model.read_text().replace("count(*) AS orders", "count(*) AS order_count"))
+    assert cli("docs", "--project-dir", demo_project).exit_code == 0
+    node = next(n for n in site_data(site)["nodes"] if n["id"] == "marts.daily_revenue")
+    assert [c["name"] for c in node["columns"]] == ["order_date", "country", "order_count", "revenue"]
+    assert "order_count" in node["sql"] and "order_count" in node["compiled_sql"]

@@ -72,18 +72,17 @@ def site_data(
     project: Project,
     edges: list[tuple[TableRef, TableRef]],
     models: Mapping[TableRef, ModelDoc],
-    runs: Runs,
-    runs_note: str | None,
     target: str,
 ) -> dict[str, Any]:
-    """The ``window.SQLORCH_DOCS`` object (see the module docstring)."""
+    """The ``window.SQLORCH_DOCS`` object (see the module docstring), without the runs:
+    ``with_runs`` adds them (this part is cached, they are not)."""
     nodes: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     columns_read: dict[str, dict[str, None]] = {}  # source columns some model reads, in order
 
     def add(ref: str, node: dict[str, Any]) -> None:
         index[ref] = len(nodes)
-        nodes.append({"id": ref, "freshness": None, "audits": None, "runs": runs.get(ref, []), **node})
+        nodes.append({"id": ref, "freshness": None, "audits": None, "runs": [], **node})
 
     for ref, seed in sorted(project.seeds.items()):
         add(str(ref), {"type": "seed", "path": _relative(seed.path, project.root), "declared": read_seed(seed.path)[0]})
@@ -136,11 +135,19 @@ def site_data(
     return {
         "project": project.settings.name,
         "target": target,
-        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "runs_note": runs_note,
         "nodes": nodes,
         "edges": sorted({(index[str(a)], index[str(b)]) for a, b in edges if str(a) in index and str(b) in index}),
     }
+
+
+def with_runs(site: dict[str, Any], runs: Runs, note: str | None) -> dict[str, Any]:
+    """The site data with each node's last runs, the note saying why there are none, and
+    the time it is written."""
+    for node in site["nodes"]:
+        node["runs"] = runs.get(node["id"], [])
+    site["runs_note"] = note
+    site["generated_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return site
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -278,12 +278,17 @@
       renderAudits(node),
       node.sql !== undefined ? [h("h3", {}, "SQL"), h("pre", { id: "sql" }, node.sql)] : null,
       node.compiled_sql !== undefined ? [h("h3", {}, "Compiled SQL"), h("pre", { id: "compiled-sql" }, node.compiled_sql)] : null,
-      node.type === "model" ? renderRuns(node) : null,
+      node.type !== "source" ? renderRuns(node) : null,
     );
     renderColumnLineage();
   }
 
   function renderColumns(node) {
+    if (!node.columns.length) {
+      return h("p", { class: "legend" }, node.type === "model"
+        ? "Columns not known offline: declare the columns of its sources (columns: in the sources YAML)."
+        : "No columns declared or read.");
+    }
     const rows = node.columns.map((column) => {
       const key = state.selected + "/" + column.name;
       const from = column.from.map(([j, name, kind], i) => [i ? ", " : "", nodes[j].id + "." + name + " ", kindSpan(kind)]);
