@@ -115,12 +115,16 @@ selecting another model (its page and the graph around it) median
 {statistics.median(page["select"]):.0f} ms, clicking a column (lineage both ways, highlighted)
 median {statistics.median(page["column"]):.0f} ms.
 
-Warm is a fresh process each time with nothing changed: the compile reads its caches
-(columns, lineage, keys by each model's SQL and its inputs' columns) and the site is
-written again. "Interactive" is the page's own mark (`window.SQLORCH_READY`, ms since the
-navigation started) once `data.js` is parsed, the indexes are built, the graph around the
-selected model and its page are drawn and the handlers are attached; the page opens on a
-neighbourhood (two steps around the model, at most 500 nodes), never on all {args.models:,}.
+Warm is a fresh process each time with nothing changed: `sqlorch docs` takes the digest of
+everything a compile reads (as the compile stamp does), finds the site data of its last run
+under that digest (`target/cache/docs.json`), reads the run ledger (here no warehouse
+exists, so it notes why) and writes the site; it loads no model. Cold compiles all models
+(qualify, columns, lineage, keys). "Interactive" is the page's own mark
+(`window.SQLORCH_READY`, ms since the navigation started) once `data.js` is parsed, the
+indexes are built, the graph around the selected model and its page are drawn and the
+handlers are attached; the page opens on a neighbourhood (two steps around the model, at
+most 500 nodes), never on all {args.models:,}. The machine is shared (2 cores): wall times
+are noisy.
 {END}
 """
 

@@ -40,6 +40,21 @@ def open_page(driver: Any, page: Path, fragment: str = "") -> None:
         time.sleep(0.05)
 
 
+def read_js(path: Path) -> Any:
+    """The value a data file assigns: ``window.X = JSON.parse("...");``."""
+    literal = path.read_text().split(" = JSON.parse(", 1)[1].removesuffix(");\n")
+    return json.loads(json.loads(literal))
+
+
+def site_data(folder: Path) -> dict[str, Any]:
+    """data.js, with each model's SQL texts from sql.js put back."""
+    data, sql = (read_js(folder / name) for name in ("data.js", "sql.js"))
+    for node in data["nodes"]:
+        if node["id"] in sql:
+            node["sql"], node["compiled_sql"] = sql[node["id"]]
+    return data
+
+
 def texts(driver: Any, selector: str) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -90,6 +105,7 @@ def test_demo_site_in_headless_chromium(demo_project: Path, cli: Any, chromium: 
         "vendor/cytoscape.min.js",
         "data.js",
         "app.js",
+        "sql.js",
     }, requests
 
     search = chromium.find_element(By.ID, "search")
@@ -98,6 +114,8 @@ def test_demo_site_in_headless_chromium(demo_project: Path, cli: Any, chromium: 
     chromium.find_element(By.CSS_SELECTOR, ".search-result").click()
     assert chromium.find_element(By.ID, "node-title").text == "marts.daily_revenue"
     assert "add partial aggregates" in chromium.find_element(By.ID, "details").text
+    assert "GROUP BY order_date, country" in chromium.find_element(By.ID, "sql").text
+    assert '"intermediate"."int_orders_enriched"' in chromium.find_element(By.ID, "compiled-sql").text
 
     click_graph_node(chromium, "intermediate.int_orders_enriched")
     assert chromium.find_element(By.ID, "node-title").text == "intermediate.int_orders_enriched"
@@ -157,8 +175,7 @@ def test_without_a_warehouse_the_page_says_why_there_are_no_runs(demo_project: P
     open_page(chromium, out / "index.html", "#staging.stg_orders")
     assert chromium.find_element(By.ID, "node-title").text == "staging.stg_orders"
     assert "has not been built yet" in chromium.find_element(By.ID, "runs-note").text
-    data = json.loads((out / "data.js").read_text().removeprefix("window.SQLORCH_DOCS = ").rstrip(";\n"))
-    node = next(n for n in data["nodes"] if n["id"] == "staging.stg_orders")
+    node = next(n for n in site_data(out)["nodes"] if n["id"] == "staging.stg_orders")
     assert node["freshness"] is None and node["audits"] is None and node["runs"] == []
 
 
@@ -173,10 +190,6 @@ def test_a_large_project_opens_on_a_neighbourhood(tmp_path: Path, cli: Any, chro
     total = chromium.execute_script("return window.sqlorchDocs.nodes.length")
     assert total == 420  # 400 models and 20 sources
     assert 3 <= shown < 60, shown  # two steps around marts.mart_1, not the whole project
-
-
-def site_data(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "data.js").read_text().removeprefix("window.SQLORCH_DOCS = ").rstrip(";\n"))
 
 
 def test_unchanged_project_reuses_the_site_data_but_never_the_runs(demo_project: Path, cli: Any) -> None:

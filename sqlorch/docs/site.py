@@ -1,12 +1,13 @@
-"""The docs site: one data file and the static assets, written into one folder.
+"""The docs site: two data files and the static assets, written into one folder.
 
 The page is a single HTML file with its script, styles and the vendored graph library
-(``assets/``, refreshed by ``scripts/vendor_docs_assets.sh``); the project is one
-``data.js`` assigning ``window.SQLORCH_DOCS``, because a page opened from file:// may load
-scripts but not fetch files. The shape of a node (model, seed or source) in that data:
+(``assets/``, refreshed by ``scripts/vendor_docs_assets.sh``); the project is ``data.js``
+assigning ``window.SQLORCH_DOCS``, and ``sql.js`` (the SQL texts, loaded once the page is
+interactive), because a page opened from file:// may load scripts but not fetch files.
+The shape of a node (model, seed or source) in that data:
 
     {"id": "marts.daily_revenue", "type": "model" | "seed" | "source",
-     "path", "materialized", "tags", "description", "sql", "compiled_sql",
+     "path", "materialized", "tags", "description", "sql", "compiled_sql" (sql.js),
      "key": [...] | null, "key_reason", "strategy",
      "columns": [{"name", "type", "kind", "from": [[node index, column, edge kind], ...]}],
      "runs": [{"status", "action", "rows", "seconds", "reason", "run_id"}],
@@ -158,10 +159,19 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def write_site(out: Path, data: dict[str, Any]) -> Path:
-    """Write the site into ``out``; returns the page to open."""
+    """Write the site into ``out`` (``data`` loses its SQL texts to ``sql.js``); returns the
+    page to open."""
     for name in STATIC:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ASSETS / name, out / name)
-    payload = json.dumps(data, separators=(",", ":"))
-    (out / "data.js").write_text(f"window.SQLORCH_DOCS = {payload};\n", encoding="utf-8")
+    # SQL texts are half the data: a second file, loaded once the page is interactive
+    sql = {n["id"]: [n.pop("sql"), n.pop("compiled_sql")] for n in data["nodes"] if n["type"] == "model"}
+    (out / "data.js").write_text(f"window.SQLORCH_DOCS = {_js(data)};\n", encoding="utf-8")
+    (out / "sql.js").write_text(f"window.SQLORCH_SQL = {_js(sql)};\n", encoding="utf-8")
     return out / "index.html"
+
+
+def _js(value: Any) -> str:
+    """``value`` as JavaScript: JSON.parse of a string literal, which V8 reads about twice as
+    fast as the same object written as a literal."""
+    return f"JSON.parse({json.dumps(json.dumps(value, separators=(',', ':')))})"

@@ -12,20 +12,36 @@
     parents[b].push(a);
     children[a].push(b);
   }
-  // Column graph; a column is "nodeIndex/name". Edges carry the kind index.
-  const up = new Map();
-  const down = new Map();
-  nodes.forEach((node, i) => {
-    for (const column of node.columns) {
-      const key = i + "/" + column.name;
-      const edges = column.from.map(([j, name, kind]) => [j + "/" + name, KINDS.indexOf(kind)]);
-      up.set(key, edges);
-      for (const [from, kind] of edges) {
-        if (!down.has(from)) down.set(from, []);
-        down.get(from).push([key, kind]);
+  // Column graph, both ways; a column is "nodeIndex/name", an edge carries its kind's index.
+  // Built on the first column click: a page of 10,000 models opens without it.
+  let up = null;
+  let down = null;
+  function columnGraph() {
+    up = new Map();
+    down = new Map();
+    nodes.forEach((node, i) => {
+      for (const column of node.columns) {
+        const key = i + "/" + column.name;
+        const edges = column.from.map(([j, name, kind]) => [j + "/" + name, KINDS.indexOf(kind)]);
+        up.set(key, edges);
+        for (const [from, kind] of edges) {
+          if (!down.has(from)) down.set(from, []);
+          down.get(from).push([key, kind]);
+        }
       }
-    }
-  });
+    });
+  }
+  // SQL and compiled SQL come in sql.js, loaded once the page is interactive.
+  let SQL = null;
+  function loadSql() {
+    const script = document.createElement("script");
+    script.src = "sql.js";
+    script.onload = () => {
+      SQL = window.SQLORCH_SQL;
+      if (state.selected >= 0) renderSql();
+    };
+    document.body.append(script);
+  }
 
   const state = { selected: -1, column: null, lineage: null };
   const depthSelect = document.getElementById("depth");
@@ -276,11 +292,24 @@
       h("div", { id: "column-lineage-slot" }),
       renderColumns(node),
       renderAudits(node),
-      node.sql !== undefined ? [h("h3", {}, "SQL"), h("pre", { id: "sql" }, node.sql)] : null,
-      node.compiled_sql !== undefined ? [h("h3", {}, "Compiled SQL"), h("pre", { id: "compiled-sql" }, node.compiled_sql)] : null,
+      h("div", { id: "sql-slot" }),
       node.type !== "source" ? renderRuns(node) : null,
     );
     renderColumnLineage();
+    renderSql();
+  }
+
+  function renderSql() {
+    const node = nodes[state.selected];
+    const slot = document.getElementById("sql-slot");
+    if (node.type !== "model") return;
+    if (!SQL) {
+      slot.replaceChildren(h("p", { class: "legend" }, "loading the SQL…"));
+      return;
+    }
+    const [sql, compiled] = SQL[node.id];
+    slot.replaceChildren(h("h3", {}, "SQL"), h("pre", { id: "sql" }, sql),
+      h("h3", {}, "Compiled SQL"), h("pre", { id: "compiled-sql" }, compiled));
   }
 
   function renderColumns(node) {
@@ -359,6 +388,7 @@
       state.lineage = null;
     } else {
       state.column = key;
+      if (!up) columnGraph();
       state.lineage = { up: walk(up, key), down: walk(down, key) };
     }
     renderColumnLineage();
@@ -423,4 +453,5 @@
   window.sqlorchDocs = { cy, select, nodes };
   window.SQLORCH_READY = performance.now();
   document.body.dataset.ready = "true";
+  loadSql();
 })();
