@@ -103,7 +103,7 @@ def section(args: argparse.Namespace, cold: float, warm: list[float], page: dict
 - Command: `python bench/docs_bench.py --models {args.models} --repeat {args.repeat} --write-results`
 - Date: {datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")} (UTC); machine: {os.cpu_count()} cores,
   {platform.platform()}, Python {platform.python_version()}, {browser_version()}; 1-minute load average {load:.1f}
-- Site: {size / 1e6:.1f} MB (`data.js` plus the assets) for {args.models:,} models and their sources
+- Site: {size / 1e6:.1f} MB (`data.js`, `sql.js` and the assets) for {args.models:,} models and their sources
 
 | target | measured | verdict |
 |---|---|---|
@@ -112,19 +112,21 @@ def section(args: argparse.Namespace, cold: float, warm: list[float], page: dict
 
 Also measured: `sqlorch docs` cold (no caches, nothing compiled) {cold:.2f} s; in the page,
 selecting another model (its page and the graph around it) median
-{statistics.median(page["select"]):.0f} ms, clicking a column (lineage both ways, highlighted)
-median {statistics.median(page["column"]):.0f} ms.
+{statistics.median(page["select"]):.0f} ms, the first click on a column (it builds the column graph
+of the whole project, then walks it both ways and highlights the result) median
+{statistics.median(page["column"]):.0f} ms.
 
 Warm is a fresh process each time with nothing changed: `sqlorch docs` takes the digest of
 everything a compile reads (as the compile stamp does), finds the site data of its last run
 under that digest (`target/cache/docs.json`), reads the run ledger (here no warehouse
 exists, so it notes why) and writes the site; it loads no model. Cold compiles all models
-(qualify, columns, lineage, keys). "Interactive" is the page's own mark
-(`window.SQLORCH_READY`, ms since the navigation started) once `data.js` is parsed, the
-indexes are built, the graph around the selected model and its page are drawn and the
-handlers are attached; the page opens on a neighbourhood (two steps around the model, at
-most 500 nodes), never on all {args.models:,}. The machine is shared (2 cores): wall times
-are noisy.
+(qualify, columns and lineage: about half of it), then finds each model's output key for
+its page (about 1 ms a model). "Interactive" is the page's own mark (`window.SQLORCH_READY`,
+ms since the navigation started) once `data.js` is parsed, the model graph's indexes are
+built, the graph around the selected model and its page are drawn and the handlers are
+attached; the page opens on a neighbourhood (two steps around the model, at most 500
+nodes), never on all {args.models:,}; the SQL texts (`sql.js`) load after that. The machine is shared
+(2 cores, busy with other work): wall times are noisy.
 {END}
 """
 
