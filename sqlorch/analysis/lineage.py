@@ -98,13 +98,9 @@ def _merge(into: Deps, deps: Deps, floor: int = PASSTHROUGH) -> None:
             into[column] = rank
 
 
-def _is_nested_query(node: exp.Expr) -> bool:
-    return isinstance(node, (exp.Query, exp.Subquery))
-
-
 def _stops_walk(node: exp.Expr, root: exp.Expr) -> bool:
-    """A column is resolved whole; a nested query is walked on its own."""
-    return isinstance(node, exp.Column) or (node is not root and _is_nested_query(node))
+    """A column is resolved whole; a nested query (a Subquery is one) is walked on its own."""
+    return isinstance(node, exp.Column) or (node is not root and isinstance(node, exp.Query))
 
 
 def _name(node: exp.Expr) -> str:
@@ -189,10 +185,8 @@ class _Walker:
         if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier):
             cte = None if item.db else scope.cte(item.name.lower())
             return cte if cte is not None else self.relation(item)
-        if isinstance(item, exp.Subquery) or isinstance(item.this, exp.Query):
+        if isinstance(item, exp.Subquery) or isinstance(item.this, exp.Query):  # (a LATERAL) subquery
             return self.query(item if isinstance(item, exp.Subquery) else item.this, scope)
-        if isinstance(item, exp.Lateral) and isinstance(item.this, exp.Subquery):
-            return self.query(item.this, scope)
         # UNNEST, table functions, VALUES: every alias column computed from the columns inside
         computed = self.value(item, scope)
         alias = item.args.get("alias")
@@ -231,7 +225,7 @@ class _Walker:
                 named = scope.windows.get(node.alias.lower()) if isinstance(node, exp.Window) and node.alias else None
                 if named is not None:  # OVER w: the columns of WINDOW w AS (...)
                     _merge(deps, self.value(named, scope).deps, TRANSFORMED)
-            elif node is not expression and _is_nested_query(node):
+            elif node is not expression and isinstance(node, exp.Query):
                 nested = self.query(node, _Scope(parent=scope))
                 for col in nested.columns.values():
                     _merge(deps, col.deps, TRANSFORMED)
