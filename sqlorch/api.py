@@ -13,6 +13,8 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
+from sqlorch.analysis.lineage import RANK, LineageJson
+from sqlorch.analysis.lineage_graph import Impact, LineageGraph, LineageResult, Reached
 from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
 from sqlorch.audits.run import AuditResult, explain_audits, model_audits
@@ -20,6 +22,7 @@ from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
+from sqlorch.errors import CompileError, GraphError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
@@ -28,6 +31,7 @@ from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
+from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
 from sqlorch.planning.steps import Plan, Step
@@ -124,6 +128,20 @@ def _seed_schemas(project: Project) -> SchemaMap:
 
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
+    return compile_and_write(options).models
+
+
+@dataclass
+class Compiled:
+    """What ``compile`` wrote, kept for the commands built on it (lineage, docs)."""
+
+    session: Session
+    models: dict[TableRef, CompiledModel]
+    lineage: dict[TableRef, LineageJson | None]
+    facts: FactsCache
+
+
+def compile_and_write(options: Options) -> Compiled:
     session = open_session(options)
     out = output_dir(session.project.root)
     target_key = f"{session.target.type}:{session.target.schema_prefix}:{session.target.database}"
@@ -132,6 +150,9 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     compiled = compile_project(
         session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project), cache=cache
     )
+    facts = FactsCache(out / "cache" / "analysis.json")
+    lineage = model_lineage(compiled, facts)
+    facts.save({item.cache_key for item in compiled.values()})
     dialect = session.target.type
     folders: set[Path] = set()
     # Creating a file costs about a millisecond on some file systems, all of it in the
@@ -161,6 +182,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
                 "sources": sorted(str(r) for r in item.model.sources),
                 "columns": item.columns,
                 "tags": list(item.model.config.tags),
+                "lineage": lineage[ref],
             }
             for ref, item in compiled.items()
         },
@@ -170,7 +192,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
         "edges": sorted([str(p), str(c)] for c, ps in session.dag.parents.items() for p in ps),
     }
     (out / "manifest.json").write_text(json.dumps(manifest))  # compact: indenting is 10x slower
-    return compiled
+    return Compiled(session, compiled, lineage, facts)
 
 
 def _check_audits_and_tests(session: Session, compiled: dict[TableRef, CompiledModel]) -> list[UnitTest]:
@@ -444,8 +466,6 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     dialect = prepared.adapter.dialect
     matches = [s for s in prepared.plan.steps if str(s.ref) == model_name or s.ref.name == model_name]
     if not matches:
-        from sqlorch.errors import GraphError
-
         raise GraphError(f"--explain: no selected model named '{model_name}'")
     step = matches[0]
     if step.kind == "seed":
@@ -508,3 +528,112 @@ def migrate_from_dbt(options: Options, out: Path) -> list[str]:
     check_out_dir(out)  # before loading, which writes the project's parse cache
     project = load_project(root, options.vars, options.profiles_dir, options.target)
     return migrate_project(project, out.resolve())
+
+
+def lineage_graph(compiled: Compiled) -> LineageGraph:
+    return LineageGraph({str(ref): lineage for ref, lineage in compiled.lineage.items() if lineage is not None})
+
+
+def lineage(options: Options, name: str, downstream: bool = False) -> LineageResult:
+    """``sqlorch lineage MODEL.COLUMN``: compile (no warehouse), then walk the column graph."""
+    compiled = compile_and_write(options)
+    unknown = {str(ref) for ref, found in compiled.lineage.items() if found is None}
+    graph = lineage_graph(compiled)
+    try:
+        column = graph.find(name)
+    except GraphError:
+        relation = name.lower().rpartition(".")[0]
+        if any(relation in (model, model.rpartition(".")[2]) for model in unknown):
+            raise CompileError(
+                f"the lineage of {relation} is not known: the columns of its inputs are not",
+                hint="declare the columns of its sources (columns: in the sources YAML)",
+            ) from None
+        raise
+    reached = graph.downstream(column) if downstream else graph.upstream(column)
+    own = graph.models[column[0]][column[1]]["kind"] if graph.is_model(column[0]) else None
+    return LineageResult(column, own, downstream, reached, graph)
+
+
+@dataclass
+class DocsResult:
+    page: Path  # the index.html to open
+    nodes: int
+    runs_note: str | None  # why no run history is shown, if it is not
+
+
+def docs(options: Options, out: Path | None = None, inputs_digest: str | None = None) -> DocsResult:
+    """``sqlorch docs``: the site data from the last docs when ``inputs_digest`` (see
+    ``compile_stamp.inputs_digest``) says nothing changed, else from a compile (no
+    warehouse needed); then the run ledger when the target is reachable; then the static
+    site (default ``target/docs/``)."""
+    from sqlorch.docs.cache import load_site, save_site
+    from sqlorch.docs.runs import fetch_runs
+    from sqlorch.docs.site import with_runs, write_site
+    from sqlorch.project.templating import ENV_VARS_READ
+
+    root = options.project_dir.resolve()
+    site = load_site(root, inputs_digest) if inputs_digest else None
+    if site is None:
+        site = _site_from_compile(options)
+        if inputs_digest:
+            save_site(root, inputs_digest, ENV_VARS_READ, site)
+    target = load_target(root, options.profiles_dir, options.target)
+    runs, note = fetch_runs(target)
+    with collector_paused():
+        page = write_site(out if out is not None else output_dir(root) / "docs", with_runs(site, runs, note))
+    return DocsResult(page, len(site["nodes"]), note)
+
+
+def _site_from_compile(options: Options) -> dict[str, Any]:
+    from sqlorch.docs.site import ModelDoc, site_data
+
+    compiled = compile_and_write(options)
+    with collector_paused():  # a full collection over 10,000 compiled models costs seconds
+        keys = model_keys(compiled.models, compiled.facts)
+        compiled.facts.save({item.cache_key for item in compiled.models.values()})
+        project = compiled.session.project
+        folder = output_dir(project.root) / "compiled"
+        models = {
+            ref: ModelDoc(
+                compiled_sql=(folder / ref.schema / f"{ref.name}.sql").read_text(encoding="utf-8"),
+                columns=item.columns,
+                lineage=compiled.lineage[ref],
+                key=keys[ref],
+            )
+            for ref, item in compiled.models.items()
+        }
+        edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
+        return site_data(project, edges, models, compiled.session.target.name)
+
+
+def plan_with_impact(options: Options) -> tuple[Plan, list[Impact]]:
+    """``plan``, plus the impact of each changed model's SQL on the columns downstream.
+
+    Without the old SQL the change cannot be narrowed to some columns, so every column of
+    the changed model counts as changed: the list can only be too long, never too short."""
+    prepared = prepare(options)
+    prepared.adapter.close()
+    compiled = prepared.inputs.compiled
+    changed = [
+        step.ref
+        for step in prepared.plan.steps
+        if step.kind == "model"
+        and (state := prepared.snapshot.relations.get(str(step.ref))) is not None
+        and state.fingerprint != compiled[step.ref].fingerprint
+    ]
+    if not changed:
+        return prepared.plan, []
+    facts = FactsCache(output_dir(prepared.session.project.root) / "cache" / "analysis.json")
+    lineage = model_lineage(compiled, facts)
+    facts.save({item.cache_key for item in compiled.values()} | set(facts.entries))
+    graph = LineageGraph({str(ref): found for ref, found in lineage.items() if found is not None})
+    impacts = []
+    for ref in changed:
+        reached: dict[tuple[str, str], Reached] = {}
+        for column in graph.models.get(str(ref), {}):
+            for found in graph.downstream((str(ref), column)):
+                best = reached.get(found.column)
+                if found.column[0] != str(ref) and (best is None or RANK[found.kind] < RANK[best.kind]):
+                    reached[found.column] = found
+        impacts.append(Impact(str(ref), sorted(reached.values(), key=lambda r: r.column)))
+    return prepared.plan, impacts

@@ -162,7 +162,7 @@ def plan(
     from rich.markup import escape
 
     from sqlorch import api
-    from sqlorch.console import console, render_plan
+    from sqlorch.console import console, render_impact, render_plan
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
@@ -172,13 +172,14 @@ def plan(
                 console.print(f"[bold]-- {escape(title)}[/]")
                 console.print(sql, markup=False)
             return
-        result = api.plan(options)
+        result, impact = api.plan_with_impact(options)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        sys.stdout.write(json.dumps({**result.to_json(), "impact": [i.to_json() for i in impact]}, indent=2) + "\n")
     else:
         render_plan(result)
+        render_impact(impact)
 
 
 @app.command()
@@ -278,6 +279,54 @@ def migrate(
     for item in lost:
         console.line(("not carried over: ", "yellow"), item)
     console.line(f"wrote {from_dbt}")
+
+
+@app.command()
+def lineage(
+    column: Annotated[str, typer.Argument(help="MODEL.COLUMN, e.g. marts.daily_revenue.revenue")],
+    downstream: Annotated[bool, typer.Option("--downstream", help="The columns a change would affect.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable lineage.")] = False,
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Show the columns a column is computed from, down to source columns (or, with --downstream, those it feeds)."""
+    from sqlorch import api
+    from sqlorch.console import render_lineage
+
+    try:
+        result = api.lineage(_options(project_dir, profiles_dir, target, None, None, vars_=vars), column, downstream)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        render_lineage(result)
+
+
+@app.command()
+def docs(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the site (default target/docs).")] = None,
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Write a static site of the project (DAG, columns, lineage, runs) that opens from file://."""
+    from sqlorch import api
+    from sqlorch.console import console
+
+    try:
+        digest = _compile_inputs_digest(project_dir.resolve(), profiles_dir, ["docs", target, vars])
+        result = api.docs(_options(project_dir, profiles_dir, target, None, None, vars_=vars), out, digest)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if result.runs_note:
+        console.line((result.runs_note, "dim"))
+    console.line(f"wrote the docs of {result.nodes} relations: open {result.page.resolve().as_uri()}")
 
 
 def main() -> None:

@@ -84,7 +84,8 @@ def _input_folders(root: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and entry.name not in _NOT_INPUTS)
 
 
-def _with_environment(files_digest: str, env_names: list[str]) -> str:
+def with_environment(files_digest: str, env_names: list[str]) -> str:
+    """``files_digest`` (from ``inputs_digest``) plus the values of the variables named."""
     lines = [files_digest]
     for name in sorted(env_names):
         value = os.environ.get(name)
@@ -106,7 +107,7 @@ def unchanged_models(root: Path, files_digest: str) -> int | None:
         return None
     if not isinstance(stamp, dict) or stamp.get("version") != _VERSION:
         return None
-    if stamp.get("digest") != _with_environment(files_digest, list(stamp.get("env", []))):
+    if stamp.get("digest") != with_environment(files_digest, list(stamp.get("env", []))):
         return None
     if not (output_dir(root) / "manifest.json").exists():
         return None
@@ -120,7 +121,7 @@ def record_compile(root: Path, files_digest: str, env_names: set[str], models: i
     """Write the stamp of a successful compile (a failure to write it only costs speed)."""
     stamp = {
         "version": _VERSION,
-        "digest": _with_environment(files_digest, sorted(env_names)),
+        "digest": with_environment(files_digest, sorted(env_names)),
         "env": sorted(env_names),
         "models": models,
         "outputs": _compiled_files(root),

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sqlorch.analysis.lineage_graph import Impact, LineageResult
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.planning.steps import Plan, Step
@@ -171,3 +172,58 @@ def render_unit_tests(results: list[UnitTestResult]) -> None:
     passed = sum(result.status == "pass" for result in results)
     console.line()
     console.line(("done", "bold"), f": {passed} passed, {len(results) - passed} failed")
+
+
+KIND_STYLE = {"passthrough": "green", "transformed": "cyan", "filter": "dim", "literal": "magenta"}
+
+
+def render_lineage(result: LineageResult) -> None:
+    """The column, then its direct inputs (or consumers) as a tree; a column met again is
+    named with ``(above)`` rather than expanded twice. Then the columns at the ends."""
+    graph, downstream = result.graph, result.downstream
+    name = ".".join(result.column)
+    console.line((name, "bold"), " ", (result.kind or "source column", KIND_STYLE.get(result.kind or "", "")))
+    shown = {result.column}
+
+    def branch(column: tuple[str, str], indent: str) -> None:
+        edges = sorted(graph.direct(column, downstream), key=lambda e: (e[1] == "filter", e[0]))
+        for i, (other, kind) in enumerate(edges):
+            last = i == len(edges) - 1
+            again = other in shown
+            role = "" if graph.is_model(other[0]) else "  (source)"
+            console.line(
+                indent + ("└─ " if last else "├─ "),
+                ".".join(other),
+                "  ",
+                (kind, KIND_STYLE.get(kind, "")),
+                (role + ("  (above)" if again else ""), "dim"),
+            )
+            if not again:
+                shown.add(other)
+                branch(other, indent + ("   " if last else "│  "))
+
+    branch(result.column, "")
+    if not result.reached:
+        console.line(("no downstream columns" if downstream else "no upstream columns", "dim"))
+        return
+    ends = [r for r in result.reached if not graph.direct(r.column, downstream)]
+    title = "columns at the end of the lineage" if downstream else "source columns"
+    console.line()
+    console.line((f"{title} ({len(ends)}):", "bold"))
+    for end in ends:
+        console.line("  ", ".".join(end.column), "  ", (end.kind, KIND_STYLE.get(end.kind, "")))
+
+
+def render_impact(impacts: list[Impact]) -> None:
+    """After the plan: per model whose SQL changed, the downstream columns that may change."""
+    for impact in impacts:
+        by_model: dict[str, list[str]] = {}
+        for reached in impact.columns:
+            by_model.setdefault(reached.column[0], []).append(reached.column[1])
+        console.line()
+        console.line(
+            (impact.model, "bold"),
+            f" changed: {len(impact.columns)} downstream columns in {len(by_model)} models may change",
+        )
+        for model, columns in by_model.items():
+            console.line(f"  {model}: ", (", ".join(columns), "dim"))
