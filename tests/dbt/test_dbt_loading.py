@@ -14,9 +14,19 @@ from _shop import FIXTURE, create_raw
 from sqlglot import exp
 
 from sqlorch.config import load_target
+from sqlorch.project.header import HeaderValue
 from sqlorch.project.loader import load_project
 from sqlorch.refs import TableRef
 from tests.conftest import assert_error, run_cli, write_files
+
+
+def _audit_text(value: HeaderValue | None) -> str:
+    """Audit calls as the loader gives them to a model: one header value, joined with ', '."""
+    return value.text if value is not None else ""
+
+
+def _joined(*calls: str) -> str:
+    return ", ".join(calls)
 
 
 @pytest.fixture
@@ -103,22 +113,28 @@ def test_default_schema_names_and_config_precedence(make_project) -> None:
 def test_schema_yml_tests_become_audits(shop: Path) -> None:
     models = load_project(shop).models
     orders = models[TableRef("main_staging", "stg_orders")].config
-    assert orders.audits == (
+    assert _audit_text(orders.audits) == _joined(
         "unique(order_id)",
         "not_null(order_id)",
         "accepted_values(status, 'placed', 'shipped', 'completed', 'returned')",
     )
-    assert orders.audits_warn == ("relationships(customer_id, main_staging.stg_customers.customer_id)",)
+    assert _audit_text(orders.audits_warn) == _joined(
+        "relationships(customer_id, main_staging.stg_customers.customer_id)",
+    )
     customers = models[TableRef("main_staging", "stg_customers")].config
-    assert customers.audits[-1] == "relationships(country_code, main_reference.country_codes.code)"
+    assert _audit_text(customers.audits).endswith("relationships(country_code, main_reference.country_codes.code)")
     fct = models[TableRef("marts", "orders")].config
-    assert fct.audits == (
+    assert _audit_text(fct.audits) == _joined(
         "unique(order_id)",
         "not_null(order_id)",
         "relationships(customer_id, marts.customers.customer_id)",
     )
-    assert fct.audits_warn == ("accepted_values(status, 'placed', 'shipped', 'completed', 'returned')",)
-    assert models[TableRef("main_intermediate", "int_events")].config.audits_warn == ("not_null(event_id)",)
+    assert _audit_text(fct.audits_warn) == _joined(
+        "accepted_values(status, 'placed', 'shipped', 'completed', 'returned')",
+    )
+    assert _audit_text(models[TableRef("main_intermediate", "int_events")].config.audits_warn) == _joined(
+        "not_null(event_id)",
+    )
 
 
 def test_plan_says_what_is_superseded_and_which_tests_are_skipped(shop: Path) -> None:
@@ -161,7 +177,9 @@ def test_package_tests_and_filtered_tests_are_reported_as_skipped(make_project) 
     )
     project = load_project(root)
     ref = TableRef("main", "a")
-    assert project.models[ref].config.audits == ("not_null(id)",)
+    assert _audit_text(project.models[ref].config.audits) == _joined(
+        "not_null(id)",
+    )
     assert project.notes[ref] == [
         "dbt tests skipped: unique(id), dbt_utils.at_least_one(id), dbt_utils.unique_combination_of_columns"
     ]
@@ -401,8 +419,10 @@ def test_tests_in_the_older_form_without_arguments(make_project) -> None:
         }
     )
     config = load_project(root).models[TableRef("main", "a")].config
-    assert config.audits_warn == ("accepted_values(s, 'x', 'it''s')",)
-    assert config.audits == ("accepted_values(n, 1, 2)", "relationships(id, main.b.id)")
+    assert _audit_text(config.audits_warn) == _joined(
+        "accepted_values(s, 'x', 'it''s')",
+    )
+    assert _audit_text(config.audits) == _joined("accepted_values(n, 1, 2)", "relationships(id, main.b.id)")
 
 
 def test_select_by_model_name_when_the_alias_differs(shop: Path) -> None:
@@ -462,7 +482,7 @@ def test_nested_ephemeral_models_become_ordered_ctes(make_project) -> None:
     (root / "models/m.sql").write_text("select * from {{ ref('c1') }}")
     run = run_cli("compile", "--project-dir", root)
     assert_error(run, f"{root / 'models/c2.sql'}:2: error: ephemeral models refer to each other in a cycle")
-    assert "m -> c1 -> c2 ->c1" in run.output.replace("\n", "")
+    assert "m -> c1 -> c2 -> c1" in run.output
 
 
 @pytest.mark.parametrize(
