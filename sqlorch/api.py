@@ -16,6 +16,7 @@ from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import SchemaMap
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
+from sqlorch.errors import SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import RunResult
@@ -29,6 +30,7 @@ from sqlorch.planning.steps import Plan
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.seeds import read_seed
 from sqlorch.refs import TableRef
+from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
 from sqlorch.state.store import (
     STATE_TABLES,
     StateSnapshot,
@@ -169,7 +171,7 @@ def _capture_sources(
 def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
     """The columns of every table a build asks about up front, in one catalog query: the
     state tables, the sources with their change logs and shadows, every node's table."""
-    tables = [*STATE_TABLES, *sorted(sources), *session.physical_of.values()]
+    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
     tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref))]
     return adapter.columns_many(tables)
 
@@ -193,7 +195,14 @@ def prepare(options: Options) -> Prepared:
         }
         seed_schemas = _seed_schemas(project)
         cache = CompileCache(project.root / "target" / "cache" / "build-compile.json")
-        compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas, cache)
+        failed: dict[TableRef, SqlorchError] = {}
+        compiled = compile_project(
+            project, session.dag, session.physical_of, source_schemas, seed_schemas, cache, failed
+        )
+        owned = load_owned(
+            adapter, known, [session.physical_of[ref] for ref in project.node_refs() if str(ref) in snapshot.relations]
+        )
+        _check_ownership(session, known, owned, failed)
         existing = {ref for ref in session.selected if session.physical_of[ref] in known}
         input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
         input_columns.update({ref: list(cols) for ref, cols in seed_schemas.items()})
@@ -219,6 +228,7 @@ def prepare(options: Options) -> Prepared:
             options.full_refresh,
             adapter.capabilities,
         )
+        _mark_failed(plan, session.dag, failed)
     except BaseException:
         adapter.close()
         raise
@@ -231,8 +241,49 @@ def prepare(options: Options) -> Prepared:
         input_rows,
         options.full_refresh,
         make_resolver(project),
+        owned,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
+
+
+def _check_ownership(
+    session: Session,
+    known: dict[TableRef, dict[str, exp.DataType]],
+    owned: set[str],
+    failed: dict[TableRef, SqlorchError],
+) -> None:
+    """A selected model or seed whose relation exists but was not created by sqlorch fails
+    (that node only: its descendants are skipped); nothing is ever written to it."""
+    project = session.project
+    for ref in session.selected:
+        relation = session.physical_of[ref]
+        if ref in failed or relation not in known or str(relation) in owned:
+            continue
+        node = project.models.get(ref) or project.seeds.get(ref)
+        failed[ref] = SqlorchError(
+            not_owned_message(relation),
+            path=node.path if node is not None else None,
+            hint="rename the model or seed (or give it another schema); if the table really is "
+            "sqlorch's to replace, drop it first",
+        )
+
+
+def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:
+    """Steps of nodes that failed before the build (compile, ownership) become ``error``,
+    their descendants ``skipped``: the plan says what the build will do."""
+    blocked: dict[TableRef, TableRef] = {}
+    for ref in dag.topological_order():
+        if ref in failed:
+            for child in dag.descendants([ref]):
+                blocked.setdefault(child, ref)
+    for step in plan.steps:
+        if step.ref in failed:
+            step.action, step.reason = "error", failed[step.ref].render()
+        elif step.ref in blocked:
+            step.action, step.reason = "skipped", f"upstream {blocked[step.ref]} failed"
+        else:
+            continue
+        step.strategy, step.key, step.estimated_changed_rows, step.estimated_full_rows = "", None, None, None
 
 
 def _input_rows(

@@ -158,6 +158,8 @@ def plan(
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
     else:
         render_plan(result)
+    if any(step.action == "error" for step in result.steps):
+        raise typer.Exit(1)  # a model that cannot build fails CI at plan time too
 
 
 @app.command()

@@ -23,6 +23,7 @@ from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_mod
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
+from sqlorch.state.ownership import claim
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
 Listener = Callable[[str, ModelResult | Step], None]
@@ -38,6 +39,7 @@ class BuildInputs:
     input_rows: dict[TableRef, int]
     full_refresh: bool
     resolve: Callable[..., TableRef | None]
+    owned: set[str]  # physical relations sqlorch created (``state/ownership.py``)
 
 
 class Executor:
@@ -134,10 +136,25 @@ class Executor:
             self.inputs.input_columns[step.ref] = columns
         return ModelResult(name, "success", decision.action, decision.reason, rows)
 
+    def _claim(self, ref: TableRef) -> None:
+        """Record a relation as sqlorch's before creating it (see ``state/ownership.py``)."""
+        relation = self.inputs.physical_of[ref]
+        with self.lock:
+            if str(relation) in self.inputs.owned:
+                return
+            self.inputs.owned.add(str(relation))
+        claim(self._adapter(), relation)
+
     def _run(self, step: Step) -> ModelResult:
         self.listener("start", step)
         started = time.perf_counter()
+        if step.action == "error":  # failed before the build (compile, ownership): never run
+            result = ModelResult(str(step.ref), "error", "skip", "not built", None, error=step.reason)
+            self.listener("done", result)
+            return result
         try:
+            if step.ref not in self.inputs.existing:
+                self._claim(step.ref)
             result = self._run_seed(step) if step.kind == "seed" else self._run_model(step)
         except SqlorchError as error:
             path = getattr(self.inputs.compiled.get(step.ref), "model", None)
