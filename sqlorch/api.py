@@ -22,6 +22,7 @@ from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import RunResult
 from sqlorch.execution.seeds import decide_seed
 from sqlorch.execution.statements import count_rows
+from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
@@ -176,10 +177,13 @@ def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict
     return adapter.columns_many(tables)
 
 
-def prepare(options: Options) -> Prepared:
+def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan."""
     session = open_session(options)
     adapter = connect(session.target)
+    if stop is not None:
+        stop.total = len(session.selected)
+        stop.attach(adapter)
     try:
         project = session.project
         source_refs = {s for m in project.models.values() for s in m.sources}
@@ -312,14 +316,17 @@ def _input_rows(
     return counts
 
 
-def plan(options: Options) -> Plan:
-    prepared = prepare(options)
+def plan(options: Options, stop: StopRequest | None = None) -> Plan:
+    prepared = prepare(options, stop)
     prepared.adapter.close()
     return prepared.plan
 
 
-def build(options: Options, listener: Listener | None = None) -> RunResult:
-    prepared = prepare(options)
+def build(options: Options, listener: Listener | None = None, stop: StopRequest | None = None) -> RunResult:
+    """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
+    signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
+    with the reason ``interrupted``); every model either committed whole or not at all."""
+    prepared = prepare(options, stop)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}
@@ -330,11 +337,14 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         latest, watermarks = dict(snapshot.latest_batch), dict(snapshot.watermarks)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
-        moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
-        moved |= {
-            name for (consumer, name), batch in snapshot.watermarks.items() if watermarks.get((consumer, name)) != batch
-        }
-        _prune_change_logs(prepared, moved)
+        if stop is None or not stop.stopped:  # stopped: as a build that died before its prune
+            moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
+            moved |= {
+                name
+                for (consumer, name), batch in snapshot.watermarks.items()
+                if watermarks.get((consumer, name)) != batch
+            }
+            _prune_change_logs(prepared, moved)
     finally:
         prepared.adapter.close()
     result.write(prepared.session.project.root / "target" / "run_results.json")

@@ -5,13 +5,19 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
 from sqlorch.errors import SqlorchError
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="sqlorch: plain SQL models, built incrementally and exactly.",
@@ -143,6 +149,7 @@ def plan(
     """Show what a build would do per model: skip, incremental or full, and why."""
     from sqlorch import api
     from sqlorch.console import console, render_plan
+    from sqlorch.execution.stop import StopRequest
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
@@ -151,9 +158,12 @@ def plan(
                 console.print(f"[bold]-- {title}[/]")
                 console.print(sql, markup=False)
             return
-        result = api.plan(options)
+        stop = StopRequest()
+        result = _stoppable(lambda: api.plan(options, stop), stop)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
+    if stop.stopped:
+        _interrupted()
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
     else:
@@ -177,22 +187,83 @@ def build(
     """Bring every selected model up to date, in dependency order."""
     from sqlorch import api
     from sqlorch.console import progress_listener, render_summary
+    from sqlorch.execution.stop import StopRequest
 
+    stop = StopRequest()
     try:
-        result = api.build(
-            _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars), progress_listener
-        )
+        options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
+        result = _stoppable(lambda: api.build(options, progress_listener, stop), stop)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
+    if stop.stopped:
+        finished = [r.model for r in result.results if r.status == "success"] if result else []
+        _interrupted(
+            f"{len(finished)} of {stop.total} models finished" + (f": {', '.join(finished)}" if finished else "")
+        )
     render_summary(result)
     if result.failed:
         raise typer.Exit(1)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM. Not a KeyboardInterrupt: click turns that into "Aborted!", exit 1."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def _interrupted(detail: str | None = None) -> NoReturn:
+    sys.stderr.write("interrupted\n" + (f"{detail}\n" if detail else ""))
+    sys.stderr.flush()
+    raise typer.Exit(130)
+
+
+def _stoppable(run: Callable[[], T], stop: Any) -> T:
+    """``run()`` on a worker thread, this (main) thread left to take signals: on the first,
+    the build is stopped (running statements interrupted, transactions rolled back) and
+    waited for; a second one exits at once, which every target survives as it does a crash.
+    Returns None when the build was stopped before it had a result."""
+    outcome: dict[str, Any] = {}
+    # An Event, not Thread.join: a join interrupted by a signal can leave is_alive() False
+    # while the thread still runs (CPython gh-90882).
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = run()
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="sqlorch-build", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except Interrupted:
+        stop.stop()
+        try:
+            while not done.wait(0.1):
+                pass
+        except Interrupted:
+            sys.stderr.write("interrupted\ninterrupted again: exiting without waiting\n")
+            sys.stderr.flush()
+            os._exit(130)
+    if "error" in outcome and not stop.stopped:
+        raise outcome["error"]
+    return cast(T, outcome.get("value"))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
     try:
         app()
+    except Interrupted:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
     finally:
         # The interpreter ends with a full garbage collection over every object still alive
         # (all of sqlglot's, ~50 ms); the process is exiting, so freeze them out of its reach.

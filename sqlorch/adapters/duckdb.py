@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert
+from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert
 from sqlorch.errors import AdapterError, LockError
 from sqlorch.refs import TableRef
 
@@ -81,6 +81,8 @@ class DuckDBAdapter:
                         hint="wait for the other build to finish, then run again",
                     ) from None
                 time.sleep(0.2)
+        self.interrupts = Interrupts()
+        self.interrupts.register(self.connection.interrupt)
         threads = settings.get("threads")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
@@ -97,6 +99,8 @@ class DuckDBAdapter:
         clone = object.__new__(DuckDBAdapter)
         clone.path = self.path
         clone.connection = self.connection.cursor()
+        clone.interrupts = self.interrupts
+        self.interrupts.register(clone.connection.interrupt)
         clone.profile_log = self.profile_log
         if self.profile_log is not None:
             clone.connection.execute("PRAGMA enable_profiling = 'no_output'")
@@ -106,6 +110,7 @@ class DuckDBAdapter:
         return statement.sql(dialect=self.dialect)
 
     def execute(self, statement: exp.Expr) -> int | None:
+        self.interrupts.check()
         sql = self.render(statement)
         try:
             cursor = self.connection.execute(sql)
@@ -119,6 +124,7 @@ class DuckDBAdapter:
         return count
 
     def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
+        self.interrupts.check()
         try:
             rows = self.connection.execute(self.render(query)).fetchall()
         except duckdb.Error as error:
@@ -144,6 +150,7 @@ class DuckDBAdapter:
             wanted.setdefault((table.schema.lower(), table.name.lower()), []).append(table)
         if not wanted:
             return {}
+        self.interrupts.check()
         schemas = sorted({schema for schema, _ in wanted})
         names = sorted({name for _, name in wanted})
         try:
@@ -165,6 +172,7 @@ class DuckDBAdapter:
         return found
 
     def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        self.interrupts.check()
         try:
             row = self.connection.execute(self.render(fingerprint_query(table, columns))).fetchall()[0]
         except duckdb.CatalogException:
@@ -182,6 +190,7 @@ class DuckDBAdapter:
         for start in range(0, len(rows), _INSERT_BATCH):
             batch = rows[start : start + _INSERT_BATCH]
             sql = parameterized_insert(self.render, table, columns, "?", rows=len(batch))
+            self.interrupts.check()
             try:
                 self.connection.execute(sql, [value for row in batch for value in row])
             except duckdb.Error as error:
@@ -196,7 +205,11 @@ class DuckDBAdapter:
         except BaseException:
             self.connection.execute("ROLLBACK")
             raise
-        self.connection.execute("COMMIT")
+        try:
+            self.connection.execute("COMMIT")
+        except duckdb.Error as error:  # an interrupted COMMIT: nothing of the transaction was applied
+            self.connection.execute("ROLLBACK")
+            raise AdapterError(str(error).strip()) from None
 
     def close(self) -> None:
         self.connection.close()

@@ -14,7 +14,7 @@ import psycopg
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert, redact
+from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert, redact
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -53,14 +53,24 @@ class PostgresAdapter:
                 + redact(str(error), settings),
                 hint="check host, port, dbname, user and password in profiles.yml",
             ) from None
+        self.interrupts = Interrupts()
+        self.interrupts.register(self._cancel)
+
+    def _cancel(self) -> None:
+        """Ask the server to cancel the running statement (a no-op when none runs)."""
+        self.connection.cancel_safe()
 
     def fork(self) -> PostgresAdapter:
-        return PostgresAdapter(self.settings)
+        clone = PostgresAdapter(self.settings)
+        clone.interrupts = self.interrupts
+        self.interrupts.register(clone._cancel)
+        return clone
 
     def render(self, statement: exp.Expr) -> str:
         return statement.sql(dialect=self.dialect)
 
     def _run(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
+        self.interrupts.check()
         try:
             return self.connection.execute(sql, params)
         except psycopg.Error as error:
@@ -125,6 +135,7 @@ class PostgresAdapter:
         if not rows:
             return
         sql = parameterized_insert(self.render, table, columns, "%s")
+        self.interrupts.check()
         try:
             with self.connection.cursor() as cursor:
                 cursor.executemany(sql, rows)

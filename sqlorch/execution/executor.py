@@ -157,6 +157,8 @@ class Executor:
                 self._claim(step.ref)
             result = self._run_seed(step) if step.kind == "seed" else self._run_model(step)
         except SqlorchError as error:
+            if self.adapter.interrupts.event.is_set():  # stopped (Ctrl-C): rolled back, not a failure
+                return ModelResult(str(step.ref), "skipped", "skip", "interrupted")
             path = getattr(self.inputs.compiled.get(step.ref), "model", None)
             if error.path is None and path is not None:
                 error.path = path.path
@@ -176,7 +178,10 @@ class Executor:
             while remaining or running:
                 for ref in list(remaining):
                     parents = dag.parents[ref]
-                    if ref in blocked:
+                    if self.adapter.interrupts.event.is_set():
+                        remaining.remove(ref)
+                        results[ref] = ModelResult(str(ref), "skipped", "skip", "interrupted")
+                    elif ref in blocked:
                         remaining.remove(ref)
                         result = ModelResult(str(ref), "skipped", "skip", blocked[ref])
                         results[ref] = result
@@ -194,7 +199,8 @@ class Executor:
                         for child in dag.descendants([ref]):
                             blocked.setdefault(child, f"upstream {ref} failed")
         run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
-        self._record_runs(run)
+        if not self.adapter.interrupts.event.is_set():
+            self._record_runs(run)
         return run
 
     def _record_runs(self, run: RunResult) -> None:
