@@ -8,10 +8,14 @@ glue) costs ~0.1 s to import and none of it is used here.
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,6 +72,7 @@ class DuckDBAdapter:
     def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0) -> None:
         self.path = str(settings.get("path", ":memory:"))
         deadline = time.monotonic() + lock_timeout
+        waiting = False
         while True:
             try:
                 self.connection = duckdb.connect(self.path)
@@ -75,12 +80,21 @@ class DuckDBAdapter:
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
                     raise AdapterError(f"cannot open DuckDB database {self.path}: {error}") from None
+                holder = _lock_holder(self.path, str(error))
+                if not waiting:
+                    waiting = True
+                    # A notice, not an error: the build goes on by itself once the lock is free.
+                    sys.stderr.write(
+                        f"waiting for the lock on {self.path}, held by {holder}: waiting up to {lock_timeout:g} s\n"
+                    )
+                    sys.stderr.flush()
                 if time.monotonic() >= deadline:
                     raise LockError(
-                        f"another sqlorch process holds the lock on {self.path}",
-                        hint="wait for the other build to finish, then run again",
+                        f"the DuckDB database {self.path} is still locked after {lock_timeout:g} s: held by {holder}",
+                        hint="wait for that process to finish (or stop it), then run again",
                     ) from None
                 time.sleep(0.2)
+        self._lock_note = _write_lock_note(self.path)
         self.interrupts = Interrupts()
         self.interrupts.register(self.connection.interrupt)
         threads = settings.get("threads")
@@ -98,6 +112,7 @@ class DuckDBAdapter:
         """An adapter on its own cursor of the same database, for another worker thread."""
         clone = object.__new__(DuckDBAdapter)
         clone.path = self.path
+        clone._lock_note = None  # the note belongs to the first connection
         clone.connection = self.connection.cursor()
         clone.interrupts = self.interrupts
         self.interrupts.register(clone.connection.interrupt)
@@ -213,3 +228,39 @@ class DuckDBAdapter:
 
     def close(self) -> None:
         self.connection.close()
+        if self._lock_note is not None:
+            self._lock_note.unlink(missing_ok=True)
+
+
+def _lock_note_path(path: str) -> Path | None:
+    return None if path == ":memory:" or path.startswith(":") else Path(path + ".sqlorch-lock")
+
+
+def _write_lock_note(path: str) -> Path | None:
+    """Beside the database, while this process holds its lock: who and since when, for a
+    second build to name while it waits. A note left by a killed process is overwritten by
+    the next holder and ignored by waiters when its pid is not DuckDB's lock holder."""
+    note = _lock_note_path(path)
+    if note is None:
+        return None
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        note.write_text(json.dumps({"pid": os.getpid(), "since": started, "command": " ".join(sys.argv[1:2])}))
+    except OSError:
+        return None  # informative only
+    return note
+
+
+def _lock_holder(path: str, message: str) -> str:
+    """``pid N (sqlorch build, since ...)``: DuckDB's error names the pid, the note the rest."""
+    match = re.search(r"PID (\d+)", message)
+    pid = int(match.group(1)) if match else None
+    note = _lock_note_path(path)
+    try:
+        info = json.loads(note.read_text()) if note is not None and note.exists() else {}
+    except (OSError, ValueError):
+        info = {}
+    if pid is None or info.get("pid") != pid:
+        return f"pid {pid}" if pid is not None else "another process"
+    command = f"sqlorch {info['command']}, " if info.get("command") else "sqlorch, "
+    return f"pid {pid} ({command}since {info.get('since', '?')})"
