@@ -162,7 +162,7 @@ def plan(
         result = _stoppable(lambda: api.plan(options, stop), stop)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
-    if stop.stopped:
+    if stop.stopped or result is None:
         _interrupted()
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
@@ -195,7 +195,7 @@ def build(
         result = _stoppable(lambda: api.build(options, progress_listener, stop), stop)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
-    if stop.stopped:
+    if stop.stopped or result is None:
         finished = [r.model for r in result.results if r.status == "success"] if result else []
         _interrupted(
             f"{len(finished)} of {stop.total} models finished" + (f": {', '.join(finished)}" if finished else "")
@@ -219,7 +219,7 @@ def _interrupted(detail: str | None = None) -> NoReturn:
     raise typer.Exit(130)
 
 
-def _stoppable(run: Callable[[], T], stop: Any) -> T:
+def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
     """``run()`` on a worker thread, this (main) thread left to take signals: on the first,
     the build is stopped (running statements interrupted, transactions rolled back) and
     waited for; a second one exits at once, which every target survives as it does a crash.
@@ -243,6 +243,8 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T:
             pass
     except Interrupted:
         stop.stop()
+        if not stop.connected:  # loading, compiling or waiting for a lock: nothing to undo
+            return None
         try:
             while not done.wait(0.1):
                 pass
@@ -252,7 +254,7 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T:
             os._exit(130)
     if "error" in outcome and not stop.stopped:
         raise outcome["error"]
-    return cast(T, outcome.get("value"))
+    return cast("T | None", outcome.get("value"))
 
 
 def main() -> None:

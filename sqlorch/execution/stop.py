@@ -32,5 +32,11 @@ class StopRequest:
             adapter.interrupts.interrupt()
 
     @property
+    def connected(self) -> bool:
+        """Whether the build has a connection yet: before it, stopping needs no clean-up."""
+        with self._lock:
+            return self._adapter is not None
+
+    @property
     def stopped(self) -> bool:
         return self._event.is_set()
