@@ -112,18 +112,20 @@ def _named_outputs(query: exp.Query) -> Schema | None:
     return columns
 
 
-def _declared_source_clash(model: Model, physical: TableRef, project: Project) -> SqlorchError | None:
-    """A model whose relation is a declared source would overwrite the source's data."""
-    for ref in (model.ref, physical):
+def _declared_source_clash(
+    node: TableRef, path: Path, physical: TableRef, project: Project, kind: str = "model"
+) -> SqlorchError | None:
+    """A model or seed whose relation is a declared source would overwrite the source's data."""
+    for ref in (node, physical):
         spec = project.sources.get(ref)
         if spec is not None:
             where = f" (declared in {spec.path})" if spec.path else ""
             return CompileError(
-                f"model {model.ref} would write the relation {ref}, which is a declared source{where}",
-                path=model.path,
+                f"{kind} {node} would write the relation {ref}, which is a declared source{where}",
+                path=path,
                 line=1,
                 col=1,
-                hint="sqlorch never writes a source: rename or move the model file",
+                hint=f"sqlorch never writes a source: rename or move the {kind} file",
             )
     return None
 
@@ -216,13 +218,19 @@ def compile_project(
     nodes = project.node_refs()
     owned = {node.schema for node in nodes}
     digests: dict[TableRef, str] = {}
+    for ref, seed in project.seeds.items():
+        clash = _declared_source_clash(ref, seed.path, physical[ref], project, "seed")
+        if clash is not None:
+            errors.append(clash)
+            if failed is not None:
+                failed[ref] = clash
     with collector_paused():
         for ref in order:
             model = project.models.get(ref)
             if model is None:
                 continue
             model_errors = _check_unknown_tables(project, model, nodes, owned)
-            clash = _declared_source_clash(model, physical[ref], project)
+            clash = _declared_source_clash(ref, model.path, physical[ref], project)
             if clash is not None:
                 model_errors.append(clash)
             known = all(i in schemas for i in model.inputs) and not model_errors
