@@ -19,8 +19,7 @@ from tests.hostile.harness import WAREHOUSE, Case, run_case, unowned_snapshot, u
 
 ORDERS = (
     "CREATE SCHEMA raw",
-    "CREATE TABLE raw.orders AS SELECT range AS id, range * 1.5 AS amount, range % 7 AS customer_id "
-    "FROM range(5000)",
+    "CREATE TABLE raw.orders AS SELECT range AS id, range * 1.5 AS amount, range % 7 AS customer_id FROM range(5000)",
 )
 DECLARED = {"models/sources.yml": "sources:\n  raw.orders: {}\n"}
 UPSTREAM = {  # a staging model over an undeclared source: its columns are only known by name
@@ -107,7 +106,8 @@ CASES = [
         "upstream-model-unknown-column-through-star-and-union",
         {
             **UPSTREAM,
-            "models/intermediate/both.sql": "SELECT * FROM staging.stg_orders UNION ALL SELECT * FROM staging.stg_orders",
+            "models/intermediate/both.sql": "SELECT * FROM staging.stg_orders\n"
+            "UNION ALL SELECT * FROM staging.stg_orders",
             "models/marts/m.sql": "SELECT b.id, b.nope FROM intermediate.both AS b",
         },
         ("compile",),
