@@ -101,6 +101,11 @@ class Adapter(Protocol):
         """An order-independent fingerprint (row count + hash aggregate), None if absent."""
         ...
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        """Views that a ``DROP ... CASCADE`` of ``table`` would drop, transitively: only
+        where views bind their tables early (``views_bind_early``); empty elsewhere."""
+        ...
+
     def ensure_schema(self, schema: str) -> None: ...
 
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:

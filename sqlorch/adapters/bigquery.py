@@ -178,6 +178,9 @@ class BigQueryAdapter:
         count, xor, total = self.fetch(query)[0]
         return f"{count}:{xor}:{total}"
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        return []  # views bind their tables by name: replacing a table leaves them in place
+
     def ensure_schema(self, schema: str) -> None:
         dataset = bigquery.Dataset(f"{self.project}.{schema}")
         if self.location:

@@ -197,6 +197,9 @@ class DuckDBAdapter:
         self._log_profile()
         return f"{row[0]}:{row[1]}"
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        return []  # views bind their tables by name: replacing a table leaves them in place
+
     def ensure_schema(self, schema: str) -> None:
         self.execute(create_schema_statement(schema))
 

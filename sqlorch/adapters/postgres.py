@@ -128,6 +128,27 @@ class PostgresAdapter:
         row = self.fetch(query)[0]
         return f"{row[0]}:{row[1]}"
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        rows = self._run(
+            "WITH RECURSIVE dependents(oid) AS ("
+            " SELECT r.ev_class FROM pg_catalog.pg_depend d"
+            " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+            " JOIN pg_catalog.pg_class t ON t.oid = d.refobjid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace"
+            " WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " AND n.nspname = %s AND t.relname = %s AND r.ev_class <> t.oid"
+            " UNION"
+            " SELECT r.ev_class FROM dependents p"
+            " JOIN pg_catalog.pg_depend d ON d.refobjid = p.oid"
+            " AND d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.ev_class <> p.oid"
+            ") SELECT n.nspname, c.relname FROM dependents x"
+            " JOIN pg_catalog.pg_class c ON c.oid = x.oid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2",
+            (table.schema, table.name),
+        ).fetchall()
+        return [TableRef(schema=str(schema), name=str(name)) for schema, name in rows]
+
     def ensure_schema(self, schema: str) -> None:
         self.execute(create_schema_statement(schema))
 

@@ -58,6 +58,7 @@ class Executor:
         self.listener = listener or (lambda event, item: None)
         self.lock = threading.Lock()
         self.local = threading.local()
+        self.rebuilt: set[str] = set()
 
     def _adapter(self) -> Adapter:
         if not hasattr(self.local, "adapter"):
@@ -71,6 +72,29 @@ class Executor:
             for input_name, consumed in watermarks.items():
                 self.snapshot.watermarks[(name, input_name)] = consumed
 
+    def _guard_dependent_views(self, ref: TableRef) -> None:
+        """Where replacing a table drops its dependent views (Postgres: DROP ... CASCADE),
+        replace it only when every such view is sqlorch's and rebuilt by this build: never
+        destroy a view sqlorch does not own, nor one left out of ``--select``."""
+        adapter = self._adapter()
+        if not adapter.capabilities.views_bind_early or ref not in self.inputs.existing:
+            return
+        relation = self.inputs.physical_of[ref]
+        blocking = [view for view in adapter.dependent_views(relation) if str(view) not in self.rebuilt]
+        if not blocking:
+            return
+        foreign = [str(view) for view in blocking if str(view) not in self.inputs.owned]
+        node = self.inputs.project.models.get(ref) or self.inputs.project.seeds.get(ref)
+        names = ", ".join(str(view) for view in blocking)
+        raise SqlorchError(
+            f"cannot rebuild {relation}: the view(s) {names} depend on it, and replacing a table drops "
+            "the views on it" + (f"; {', '.join(foreign)} was not created by sqlorch" if foreign else ""),
+            path=node.path if node is not None else None,
+            hint="drop or recreate those views after the build yourself"
+            if foreign
+            else f"build them in the same run, e.g. --select {ref}+",
+        )
+
     def _run_seed(self, step: Step) -> ModelResult:
         seed = self.inputs.project.seeds[step.ref]
         name = str(step.ref)
@@ -79,6 +103,8 @@ class Executor:
         decision = decide_seed(seed, state, step.ref in self.inputs.existing, self.inputs.full_refresh)
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0)
+        if decision.action == "full":
+            self._guard_dependent_views(step.ref)
         batch = self.snapshot.latest_batch.get(name, 0) + 1
         rows, kind = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
         if kind == "full" or rows:
@@ -120,6 +146,7 @@ class Executor:
         )
         adapter = self._adapter()
         if decision.action == "full":
+            self._guard_dependent_views(step.ref)
             may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh
             rows, kind = execute_full(adapter, ctx, may_diff)
             self._record_batch(name, batch, kind, rows, watermarks)
@@ -169,6 +196,10 @@ class Executor:
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
+        # relations this build may replace (re-decided when they run, they rebuild after an input did)
+        self.rebuilt = {
+            str(self.inputs.physical_of[ref]) for ref, step in steps.items() if step.action not in ("error", "skipped")
+        }
         dag = DAG({ref: {d for d in step.depends_on if d in steps} for ref, step in steps.items()})
         results: dict[TableRef, ModelResult] = {}
         blocked: dict[TableRef, str] = {}
