@@ -254,3 +254,25 @@ def test_lock_wait_names_the_holder(tmp_path: Path) -> None:
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, out + err
     assert "Traceback" not in out + err
+
+
+def test_projects_built_before_ownership_was_recorded_keep_building(tmp_path: Path) -> None:
+    """An earlier version recorded what it built only in `_sqlorch.relations`: those relations
+    are sqlorch's, so the first build after the upgrade replaces them as before."""
+    root = write_project(
+        tmp_path / "project", {**UPSTREAM, "models/marts/n.sql": "SELECT count(*) AS n FROM raw.orders"}
+    )
+    with duckdb.connect(str(root / WAREHOUSE)) as con:
+        for statement in ORDERS:
+            con.execute(statement)
+    assert run_cli("build", "--project-dir", root).exit_code == 0
+    with duckdb.connect(str(root / WAREHOUSE)) as con:
+        con.execute("DROP TABLE _sqlorch.owned")  # as the previous version left the state
+        con.execute("INSERT INTO raw.orders VALUES (9000, 2.0, 1)")
+    (root / "models/marts/n.sql").write_text("SELECT count(*) AS n, 1 AS changed FROM raw.orders")
+    run = run_cli("build", "--project-dir", root, "--full-refresh")
+    assert run.exit_code == 0, run.output
+    with duckdb.connect(str(root / WAREHOUSE), read_only=True) as con:
+        assert con.sql("SELECT n, changed FROM marts.n").fetchall() == [(5001, 1)]
+        owned = {row[0] for row in con.sql("SELECT relation FROM _sqlorch.owned").fetchall()}
+    assert owned == {"staging.stg_orders", "marts.n"}
