@@ -105,8 +105,14 @@ def _named_outputs(query: exp.Query) -> Schema | None:
         return None
     columns: Schema = {}
     for select in query.selects:
-        name = select.alias_or_name.lower()
-        if select.is_star or not name or name in columns:
+        if isinstance(select, exp.Alias):
+            name = select.alias.lower()
+        elif isinstance(select, exp.Column) and not select.is_star:
+            name = select.name.lower()
+        else:
+            return None  # the warehouse names it (``count(*)``, ``1``)
+        # COLUMNS(...) and UNNEST can stand for several columns
+        if not name or name in columns or select.find(exp.Columns, exp.Explode):
             return None
         columns[name] = "UNKNOWN"
     return columns
