@@ -180,9 +180,10 @@ def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict
 def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan."""
     session = open_session(options)
-    adapter = connect(session.target)
     if stop is not None:
         stop.total = len(session.selected)
+    adapter = connect(session.target)
+    if stop is not None:
         stop.attach(adapter)
     try:
         project = session.project

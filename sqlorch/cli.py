@@ -243,8 +243,13 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
             pass
     except Interrupted:
         stop.stop()
-        if not stop.connected:  # loading, compiling or waiting for a lock: nothing to undo
-            return None
+        if not stop.connected:
+            # Loading, compiling or waiting for a lock: nothing to undo. Exit without the
+            # interpreter's shutdown, which would abort the thread inside the driver's connect.
+            sys.stdout.flush()
+            sys.stderr.write(f"interrupted\n0 of {stop.total} models finished\n" if stop.total else "interrupted\n")
+            sys.stderr.flush()
+            os._exit(130)
         try:
             while not done.wait(0.1):
                 pass

@@ -234,10 +234,8 @@ def test_interrupted_build(tmp_path: Path, signum: signal.Signals) -> None:
         assert con.sql("SELECT count(*) FROM s.slow").fetchall() == [(1200,)]
 
 
-def test_lock_wait_names_the_holder(tmp_path: Path) -> None:
-    """A second build says at once that it waits and for whom, then builds once the first
-    is gone (stopped here, to keep the test short)."""
-    root = _slow_project(tmp_path / "project")
+def _second_build_waiting(root: Path) -> tuple[subprocess.Popen[str], subprocess.Popen[str], str]:
+    """A first build holding the lock, a second one waiting for it, and the second's first line."""
     first = _build(root)
     note = root / (WAREHOUSE + ".sqlorch-lock")
     deadline = time.monotonic() + 60
@@ -246,7 +244,14 @@ def test_lock_wait_names_the_holder(tmp_path: Path) -> None:
         time.sleep(0.01)
     second = _build(root)
     assert second.stderr is not None
-    line = second.stderr.readline()  # printed before the wait, not after it
+    return first, second, second.stderr.readline()  # printed before the wait, not after it
+
+
+def test_lock_wait_names_the_holder(tmp_path: Path) -> None:
+    """A second build says at once that it waits and for whom, then builds once the first
+    is gone (stopped here, to keep the test short)."""
+    root = _slow_project(tmp_path / "project")
+    first, second, line = _second_build_waiting(root)
     assert f"held by pid {first.pid} (sqlorch build, since " in line, line
     assert "waiting up to 30 s" in line, line
     first.send_signal(signal.SIGINT)
@@ -254,6 +259,18 @@ def test_lock_wait_names_the_holder(tmp_path: Path) -> None:
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, out + err
     assert "Traceback" not in out + err
+
+
+def test_interrupt_while_waiting_for_the_lock(tmp_path: Path) -> None:
+    root = _slow_project(tmp_path / "project")
+    first, second, line = _second_build_waiting(root)
+    assert "waiting for the lock" in line, line
+    second.send_signal(signal.SIGINT)
+    out, err = second.communicate(timeout=30)
+    assert second.returncode == 130, out + err
+    assert err.splitlines()[:2] == ["interrupted", "0 of 3 models finished"], err
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 130
 
 
 def test_projects_built_before_ownership_was_recorded_keep_building(tmp_path: Path) -> None:
