@@ -30,6 +30,7 @@ from sqlorch.planning.planner import build_plan
 from sqlorch.planning.steps import Plan
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.seeds import read_seed
+from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
 from sqlorch.state.store import (
@@ -79,6 +80,33 @@ def open_session(options: Options) -> Session:
     selected = select_nodes(project, dag, options.select, options.exclude)
     physical_of = {ref: target.physical(ref) for ref in project.node_refs()}
     return Session(project, target, dag, selected, physical_of)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One model or seed as ``sqlorch ls`` shows it."""
+
+    relation: str
+    kind: str  # model | seed
+    materialized: str  # a model's materialization; "seed" for a seed
+    path: str  # relative to the project folder
+
+    def to_json(self) -> dict[str, str]:
+        return {"relation": self.relation, "kind": self.kind, "materialized": self.materialized, "path": self.path}
+
+
+def list_nodes(options: Options) -> list[NodeInfo]:
+    """The selected models and seeds in dependency order, without a warehouse."""
+    session = open_session(options)
+    project, nodes = session.project, []
+    for ref in session.order:
+        model = project.models.get(ref)
+        path = model.path if model else project.seeds[ref].path
+        materialized = model.config.materialized if model else "seed"
+        nodes.append(
+            NodeInfo(str(ref), "model" if model else "seed", materialized, str(path.relative_to(project.root)))
+        )
+    return nodes
 
 
 def _seed_schemas(project: Project) -> SchemaMap:
@@ -189,6 +217,9 @@ def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
         project = session.project
         source_refs = {s for m in project.models.values() for s in m.sources}
         known = _catalog(adapter, session, source_refs)
+        for ref, spec in project.sources.items():
+            if ref in known:
+                check_source_columns(ref, spec, known[ref])
         ensure_state(adapter, known)
         snapshot = load_snapshot(adapter)
         if _capture_sources(adapter, session, snapshot, known):

@@ -56,9 +56,15 @@ def _options(
     if vars_:
         import yaml
 
-        parsed = yaml.safe_load(vars_)
+        try:
+            parsed = yaml.safe_load(vars_)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise SqlorchError(f"--vars is not valid YAML: {problem}", hint="e.g. --vars '{days: 7}'") from None
         if not isinstance(parsed, dict):
             raise SqlorchError("--vars must be a YAML mapping, e.g. '{days: 7}'")
+    if threads < 1:
+        raise SqlorchError(f"--threads must be at least 1, not {threads}")
     return Options(
         project_dir=project_dir,
         profiles_dir=profiles_dir,
@@ -77,7 +83,7 @@ def _fail(error: BaseException, debug: bool) -> None:
     if debug:
         errors.print_exception()
     if isinstance(error, SqlorchError):
-        errors.print(error.render(), markup=False)
+        errors.print(error.render(), markup=False, soft_wrap=True)  # never break a path:line:col line
     else:
         errors.print(
             f"internal error: {type(error).__name__}: {error}\nthis is a bug in sqlorch: please report it "
@@ -260,6 +266,31 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
     if "error" in outcome and not stop.stopped:
         raise outcome["error"]
     return cast("T | None", outcome.get("value"))
+
+
+@app.command("ls")
+def ls(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """List the selected models and seeds: relation, kind, materialization, file. No warehouse needed."""
+    from sqlorch import api
+
+    try:
+        nodes = api.list_nodes(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if as_json:
+        sys.stdout.write(json.dumps([node.to_json() for node in nodes], indent=2) + "\n")
+        return
+    for node in nodes:
+        typer.echo(f"{node.relation:<40} {node.kind:<5} {node.materialized:<12} {node.path}")
 
 
 def main() -> None:

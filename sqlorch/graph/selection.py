@@ -67,7 +67,7 @@ def _select_terms(expression: str, project: Project, dag: DAG[TableRef]) -> set[
             raise GraphError(
                 f"--select/--exclude term '{term}' matches no {where}",
                 path=Path(project.root),
-                hint="model names are 'name' or 'schema.name'; see `sqlorch compile` for the list",
+                hint="names are 'name' or 'schema.name'; `sqlorch ls` lists the models and seeds",
             )
         selected |= matched
         if upstream:
@@ -81,4 +81,10 @@ def select_nodes(project: Project, dag: DAG[TableRef], select: str | None, exclu
     chosen = _select_terms(select, project, dag) if select else dag.nodes
     if exclude:
         chosen -= _select_terms(exclude, project, dag)
+    if not chosen and (select or exclude):
+        raise GraphError(
+            "--select/--exclude leave nothing selected",
+            path=Path(project.root),
+            hint="`sqlorch ls --select ... --exclude ...` shows what each selects",
+        )
     return chosen

@@ -6,6 +6,7 @@ not a silently ignored setting.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ def _split_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip().strip("'\"") for part in value.split(",") if part.strip())
 
 
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, HEADER_KEYS, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
 def parse_header(text: str, path: Path) -> ModelConfig:
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -54,7 +60,7 @@ def parse_header(text: str, path: Path) -> ModelConfig:
                 path=path,
                 line=number,
                 col=line.index(match.group(1)) + 1,
-                hint=f"known settings: {', '.join(HEADER_KEYS)}",
+                hint=_did_you_mean(key) + f"known settings: {', '.join(HEADER_KEYS)}",
             )
         if key == "materialized" and value not in MATERIALIZATIONS:
             raise ConfigError(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlorch.config import read_utf8
 from sqlorch.errors import ConfigError
 
 
@@ -23,13 +25,12 @@ def _parsers() -> list[tuple[str, Any]]:
 
 def read_seed(path: Path) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
     """Columns with types, and typed rows (empty cells are NULL)."""
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = [name.strip().lower() for name in next(reader)]
-        except StopIteration:
-            raise ConfigError("seed file is empty: it needs a header row", path=path, line=1, col=1) from None
-        raw = [row for row in reader if row]
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        raise ConfigError("seed file is empty: it needs a header row", path=path, line=1, col=1) from None
+    raw = [row for row in reader if row]
     for number, row in enumerate(raw, start=2):
         if len(row) != len(header):
             raise ConfigError(f"row has {len(row)} fields, the header has {len(header)}", path=path, line=number, col=1)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlorch.config import read_utf8
 from sqlorch.errors import TemplateError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def load_macros(macro_files: list[Path], variables: dict[str, Any]) -> dict[str,
     for path in macro_files:
         env = _make_env(path, variables)
         try:
-            module = env.from_string(path.read_text()).module
+            module = env.from_string(read_utf8(path)).module
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(error.message or "template syntax error", path=path, line=error.lineno) from None
         macros.update({name: getattr(module, name) for name in dir(module) if not name.startswith("_")})
