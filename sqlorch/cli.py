@@ -13,9 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar, cast
 
-import typer
 
-from sqlorch.errors import SqlorchError
+def _exit_at_once(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while the CLI is still importing: nothing has started yet."""
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+if __name__ == "__main__":  # `python -m sqlorch.cli`: covered before the imports below (main() takes over)
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, _exit_at_once)
+
+import typer  # noqa: E402 - after the signal handlers
+
+from sqlorch.errors import SqlorchError  # noqa: E402
 
 T = TypeVar("T")
 
