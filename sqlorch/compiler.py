@@ -3,6 +3,10 @@
 Output: per model its qualified query, output columns, key analysis, fingerprint and the
 SQL to run on the target (relations renamed, target dialect). Errors are collected across
 all models so one `sqlorch compile` reports every problem.
+
+A model whose inputs are not all known (a source without declared columns, no warehouse)
+cannot be checked itself, but when it lists its output columns explicitly their names are
+known (types UNKNOWN), so the models reading it are still checked.
 """
 
 from __future__ import annotations
