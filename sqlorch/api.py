@@ -22,12 +22,13 @@ from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
-from sqlorch.errors import CompileError, GraphError
+from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed
 from sqlorch.execution.statements import count_rows
+from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
@@ -38,6 +39,7 @@ from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
+from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
 from sqlorch.state.store import (
     STATE_TABLES,
     StateSnapshot,
@@ -264,15 +266,19 @@ def _capture_sources(
 def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
     """The columns of every table a build asks about up front, in one catalog query: the
     state tables, the sources with their change logs and shadows, every node's table."""
-    tables = [*STATE_TABLES, *sorted(sources), *session.physical_of.values()]
+    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
     tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref))]
     return adapter.columns_many(tables)
 
 
-def prepare(options: Options) -> Prepared:
+def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan."""
     session = open_session(options)
+    if stop is not None:
+        stop.total = len(session.selected)
     adapter = connect(session.target)
+    if stop is not None:
+        stop.attach(adapter)
     try:
         project = session.project
         source_refs = {s for m in project.models.values() for s in m.sources}
@@ -291,7 +297,14 @@ def prepare(options: Options) -> Prepared:
         }
         seed_schemas = _seed_schemas(project)
         cache = CompileCache(output_dir(project.root) / "cache" / "build-compile.json")
-        compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas, cache)
+        failed: dict[TableRef, SqlorchError] = {}
+        compiled = compile_project(
+            project, session.dag, session.physical_of, source_schemas, seed_schemas, cache, failed
+        )
+        owned = load_owned(
+            adapter, known, [session.physical_of[ref] for ref in project.node_refs() if str(ref) in snapshot.relations]
+        )
+        _check_ownership(session, known, owned, failed)
         existing = {ref for ref in session.selected if session.physical_of[ref] in known}
         input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
         input_columns.update({ref: list(cols) for ref, cols in seed_schemas.items()})
@@ -319,6 +332,7 @@ def prepare(options: Options) -> Prepared:
             options.full_refresh,
             adapter.capabilities,
         )
+        _mark_failed(plan, session.dag, failed)
     except BaseException:
         adapter.close()
         raise
@@ -333,6 +347,7 @@ def prepare(options: Options) -> Prepared:
         input_rows,
         options.full_refresh,
         make_resolver(project),
+        owned,
         audits=declared_audits(project),
         audit_mode=options.audits,
     )
@@ -361,6 +376,46 @@ def _noting(project: Project, listener: Listener | None) -> Listener | None:
     return noted
 
 
+def _check_ownership(
+    session: Session,
+    known: dict[TableRef, dict[str, exp.DataType]],
+    owned: set[str],
+    failed: dict[TableRef, SqlorchError],
+) -> None:
+    """A selected model or seed whose relation exists but was not created by sqlorch fails
+    (that node only: its descendants are skipped); nothing is ever written to it."""
+    project = session.project
+    for ref in session.selected:
+        relation = session.physical_of[ref]
+        if ref in failed or relation not in known or str(relation) in owned:
+            continue
+        node = project.models.get(ref) or project.seeds.get(ref)
+        failed[ref] = SqlorchError(
+            not_owned_message(relation),
+            path=node.path if node is not None else None,
+            hint="rename the model or seed (or give it another schema); if the table really is "
+            "sqlorch's to replace, drop it first",
+        )
+
+
+def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:
+    """Steps of nodes that failed before the build (compile, ownership) become ``error``,
+    their descendants ``skipped``: the plan says what the build will do."""
+    blocked: dict[TableRef, TableRef] = {}
+    for ref in dag.topological_order():
+        if ref in failed:
+            for child in dag.descendants([ref]):
+                blocked.setdefault(child, ref)
+    for step in plan.steps:
+        if step.ref in failed:
+            step.action, step.reason = "error", failed[step.ref].render()
+        elif step.ref in blocked:
+            step.action, step.reason = "skipped", f"upstream {blocked[step.ref]} failed"
+        else:
+            continue
+        step.strategy, step.key, step.estimated_changed_rows, step.estimated_full_rows = "", None, None, None
+
+
 def _input_rows(
     adapter: Adapter,
     session: Session,
@@ -387,14 +442,17 @@ def _input_rows(
     return counts
 
 
-def plan(options: Options) -> Plan:
-    prepared = prepare(options)
+def plan(options: Options, stop: StopRequest | None = None) -> Plan:
+    prepared = prepare(options, stop)
     prepared.adapter.close()
     return prepared.plan
 
 
-def build(options: Options, listener: Listener | None = None) -> RunResult:
-    prepared = prepare(options)
+def build(options: Options, listener: Listener | None = None, stop: StopRequest | None = None) -> RunResult:
+    """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
+    signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
+    with the reason ``interrupted``); every model either committed whole or not at all."""
+    prepared = prepare(options, stop)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}
@@ -407,11 +465,14 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         listener = _noting(prepared.session.project, listener)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
-        moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
-        moved |= {
-            name for (consumer, name), batch in snapshot.watermarks.items() if watermarks.get((consumer, name)) != batch
-        }
-        _prune_change_logs(prepared, moved)
+        if stop is None or not stop.stopped:  # stopped: as a build that died before its prune
+            moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
+            moved |= {
+                name
+                for (consumer, name), batch in snapshot.watermarks.items()
+                if watermarks.get((consumer, name)) != batch
+            }
+            _prune_change_logs(prepared, moved)
     finally:
         prepared.adapter.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
@@ -606,12 +667,12 @@ def _site_from_compile(options: Options) -> dict[str, Any]:
         return site_data(project, edges, models, compiled.session.target.name)
 
 
-def plan_with_impact(options: Options) -> tuple[Plan, list[Impact]]:
+def plan_with_impact(options: Options, stop: StopRequest | None = None) -> tuple[Plan, list[Impact]]:
     """``plan``, plus the impact of each changed model's SQL on the columns downstream.
 
     Without the old SQL the change cannot be narrowed to some columns, so every column of
     the changed model counts as changed: the list can only be too long, never too short."""
-    prepared = prepare(options)
+    prepared = prepare(options, stop)
     prepared.adapter.close()
     compiled = prepared.inputs.compiled
     changed = [

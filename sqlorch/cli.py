@@ -5,13 +5,30 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
-import typer
 
-from sqlorch.errors import SqlorchError
+def _exit_at_once(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while the CLI is still importing: nothing has started yet."""
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+if __name__ == "__main__":  # `python -m sqlorch.cli`: covered before the imports below (main() takes over)
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, _exit_at_once)
+
+import typer  # noqa: E402 - after the signal handlers
+
+from sqlorch.errors import SqlorchError  # noqa: E402
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="sqlorch: plain SQL models, built incrementally and exactly.",
@@ -163,6 +180,7 @@ def plan(
 
     from sqlorch import api
     from sqlorch.console import console, render_impact, render_plan
+    from sqlorch.execution.stop import StopRequest
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
@@ -172,14 +190,20 @@ def plan(
                 console.print(f"[bold]-- {escape(title)}[/]")
                 console.print(sql, markup=False)
             return
-        result, impact = api.plan_with_impact(options)
+        stop = StopRequest()
+        planned = _stoppable(lambda: api.plan_with_impact(options, stop), stop)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
+    if stop.stopped or planned is None:
+        _interrupted()
+    result, impact = planned
     if as_json:
         sys.stdout.write(json.dumps({**result.to_json(), "impact": [i.to_json() for i in impact]}, indent=2) + "\n")
     else:
         render_plan(result)
         render_impact(impact)
+    if any(step.action == "error" for step in result.steps):
+        raise typer.Exit(1)  # a model that cannot build fails CI at plan time too
 
 
 @app.command()
@@ -200,15 +224,80 @@ def build(
 
     from sqlorch import api
     from sqlorch.console import progress_listener, render_summary
+    from sqlorch.execution.stop import StopRequest
 
+    stop = StopRequest()
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
-        result = api.build(replace(options, audits=_audit_mode(audits)), progress_listener)
+        options = replace(options, audits=_audit_mode(audits))
+        result = _stoppable(lambda: api.build(options, progress_listener, stop), stop)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
+    if stop.stopped or result is None:
+        finished = [r.model for r in result.results if r.status == "success"] if result else []
+        _interrupted(
+            f"{len(finished)} of {stop.total} models finished" + (f": {', '.join(finished)}" if finished else "")
+        )
     render_summary(result)
     if result.failed:
         raise typer.Exit(1)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM. Not a KeyboardInterrupt: click turns that into "Aborted!", exit 1."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def _interrupted(detail: str | None = None) -> NoReturn:
+    sys.stderr.write("interrupted\n" + (f"{detail}\n" if detail else ""))
+    sys.stderr.flush()
+    raise typer.Exit(130)
+
+
+def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
+    """``run()`` on a worker thread, this (main) thread left to take signals: on the first,
+    the build is stopped (running statements interrupted, transactions rolled back) and
+    waited for; a second one exits at once, which every target survives as it does a crash.
+    Returns None when the build was stopped before it had a result."""
+    outcome: dict[str, Any] = {}
+    # An Event, not Thread.join: a join interrupted by a signal can leave is_alive() False
+    # while the thread still runs (CPython gh-90882).
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = run()
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="sqlorch-build", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except Interrupted:
+        stop.stop()
+        if not stop.connected:
+            # Loading, compiling or waiting for a lock: nothing to undo. Exit without the
+            # interpreter's shutdown, which would abort the thread inside the driver's connect.
+            sys.stdout.flush()
+            sys.stderr.write(f"interrupted\n0 of {stop.total} models finished\n" if stop.total else "interrupted\n")
+            sys.stderr.flush()
+            os._exit(130)
+        try:
+            while not done.wait(0.1):
+                pass
+        except Interrupted:
+            sys.stderr.write("interrupted\ninterrupted again: exiting without waiting\n")
+            sys.stderr.flush()
+            os._exit(130)
+    if "error" in outcome and not stop.stopped:
+        raise outcome["error"]
+    return cast("T | None", outcome.get("value"))
 
 
 @app.command("ls")
@@ -331,8 +420,13 @@ def docs(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
     try:
         app()
+    except Interrupted:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
     finally:
         # The interpreter ends with a full garbage collection over every object still alive
         # (all of sqlglot's, ~50 ms); the process is exiting, so freeze them out of its reach.

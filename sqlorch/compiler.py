@@ -3,13 +3,17 @@
 Output: per model its qualified query, output columns, key analysis, fingerprint and the
 SQL to run on the target (relations renamed, target dialect). Errors are collected across
 all models so one `sqlorch compile` reports every problem.
+
+A model whose inputs are not all known (a source without declared columns, no warehouse)
+cannot be checked itself, but when it lists its output columns explicitly their names are
+known (types UNKNOWN), so the models reading it are still checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from sqlglot.schema import MappingSchema
 
 from sqlorch.analysis.keys import KeyAnalysis, analyse_keys
 from sqlorch.analysis.schemas import Schema, SchemaMap, dialect_of, mapping_schema, output_schema, qualify_query
-from sqlorch.errors import CompileError, GraphError, SqlorchError
+from sqlorch.errors import CompileError, ErrorGroup, GraphError, SqlorchError
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.rewrites.rename_relations import rename_relations
@@ -92,6 +96,50 @@ def _declared_schemas(project: Project) -> SchemaMap:
     return {ref: dict(spec.columns) for ref, spec in project.sources.items() if spec.columns}
 
 
+def _named_outputs(query: exp.Query) -> Schema | None:
+    """The output column names of a query whose inputs are not known, types UNKNOWN: known
+    whenever its (leftmost) SELECT lists explicit, named columns. Enough for a consumer's
+    columns to be checked at compile, although this query's own cannot be."""
+    while isinstance(query, exp.SetOperation):
+        left = query.this
+        if not isinstance(left, exp.Query):
+            return None
+        query = left
+    if not isinstance(query, exp.Select):
+        return None
+    columns: Schema = {}
+    for select in query.selects:
+        if isinstance(select, exp.Alias):
+            name = select.alias.lower()
+        elif isinstance(select, exp.Column) and not select.is_star:
+            name = select.name.lower()
+        else:
+            return None  # the warehouse names it (``count(*)``, ``1``)
+        # COLUMNS(...) and UNNEST can stand for several columns
+        if not name or name in columns or select.find(exp.Columns, exp.Explode):
+            return None
+        columns[name] = "UNKNOWN"
+    return columns
+
+
+def _declared_source_clash(
+    node: TableRef, path: Path, physical: TableRef, project: Project, kind: str = "model"
+) -> SqlorchError | None:
+    """A model or seed whose relation is a declared source would overwrite the source's data."""
+    for ref in (node, physical):
+        spec = project.sources.get(ref)
+        if spec is not None:
+            where = f" (declared in {spec.path})" if spec.path else ""
+            return CompileError(
+                f"{kind} {node} would write the relation {ref}, which is a declared source{where}",
+                path=path,
+                line=1,
+                col=1,
+                hint=f"sqlorch never writes a source: rename or move the {kind} file",
+            )
+    return None
+
+
 def _check_unknown_tables(project: Project, model: Model, nodes: set[TableRef], owned: set[str]) -> list[SqlorchError]:
     """A table in a schema that holds models or seeds (``owned``), but is none of them: a typo."""
     errors: list[SqlorchError] = []
@@ -162,7 +210,11 @@ def compile_project(
     source_schemas: SchemaMap | None = None,
     seed_schemas: SchemaMap | None = None,
     cache: CompileCache | None = None,
+    failed: dict[TableRef, SqlorchError] | None = None,
 ) -> dict[TableRef, CompiledModel]:
+    """Compile every model. Errors are raised together at the end, unless ``failed`` is
+    given: a build collects them there per model (the model fails, its descendants are
+    skipped, everything else builds), and every model stays in the result."""
     dialect = project.settings.dialect
     schemas: SchemaMap = {**_declared_schemas(project), **(source_schemas or {}), **(seed_schemas or {})}
     compiled: dict[TableRef, CompiledModel] = {}
@@ -176,14 +228,22 @@ def compile_project(
     nodes = project.node_refs()
     owned = {node.schema for node in nodes}
     digests: dict[TableRef, str] = {}
+    for ref, seed in project.seeds.items():
+        clash = _declared_source_clash(ref, seed.path, physical[ref], project, "seed")
+        if clash is not None:
+            errors.append(clash)
+            if failed is not None:
+                failed[ref] = clash
     with collector_paused():
         for ref in order:
             model = project.models.get(ref)
             if model is None:
                 continue
-            unknown_tables = _check_unknown_tables(project, model, nodes, owned)
-            errors.extend(unknown_tables)
-            known = all(i in schemas for i in model.inputs) and not unknown_tables
+            model_errors = _check_unknown_tables(project, model, nodes, owned)
+            clash = _declared_source_clash(ref, model.path, physical[ref], project)
+            if clash is not None:
+                model_errors.append(clash)
+            known = all(i in schemas for i in model.inputs) and not model_errors
             # only this model's inputs: passing every schema known makes compile quadratic
             inputs = {i: schemas[i] for i in model.inputs} if known else None
             item = CompiledModel(
@@ -209,17 +269,25 @@ def compile_project(
                             qualified, schema, model.path, dialect, positioned=model.positioned
                         )
                     except SqlorchError as error:
-                        errors.append(error)
+                        model_errors.append(error)
                     else:
                         if cache:
                             cache.put(item.cache_key, item.columns)
                 if item.columns is not None:
                     schemas[ref] = item.columns
+            elif not model_errors:
+                names = _named_outputs(model.ast)
+                if names is not None:
+                    schemas[ref] = names
+            if model_errors:
+                # a failed model is not analysed further (a build plans it as an error)
+                item = replace(item, input_schemas=None, columns=None)
+                if failed is not None:
+                    failed[ref] = model_errors[0] if len(model_errors) == 1 else ErrorGroup(model_errors)
+                errors.extend(model_errors)
             compiled[ref] = item
     if cache:
         cache.save()
-    if errors:
-        from sqlorch.errors import ErrorGroup
-
+    if errors and failed is None:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
     return compiled

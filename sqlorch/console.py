@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from sqlorch.unittests.runner import UnitTestResult
 
-ACTION_STYLE = {"skip": "dim", "incremental": "green", "full": "yellow"}
+ACTION_STYLE = {"skip": "dim", "incremental": "green", "full": "yellow", "error": "red", "skipped": "dim"}
 STATUS_STYLE = {"success": "green", "error": "red", "skipped": "dim"}
 AUDIT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
 
@@ -83,6 +83,7 @@ errors = Output(stderr=True)
 
 def render_plan(plan: Plan) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="plan", show_lines=False)
     for column in ("model", "action", "strategy", "key", "changed rows", "input rows", "reason"):
@@ -96,7 +97,7 @@ def render_plan(plan: Plan) -> None:
             ", ".join(step.key) if step.key else "-",
             str(step.estimated_changed_rows if step.estimated_changed_rows is not None else "-"),
             str(step.estimated_full_rows if step.estimated_full_rows is not None else "-"),
-            step.reason,
+            Text(step.reason),  # plain text: a reason may quote SQL or a path with brackets
         )
     console.print(table)
 

@@ -7,6 +7,7 @@ the planner reads ``Capabilities`` and decides.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 from sqlglot import exp
 
+from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
 
@@ -45,6 +47,37 @@ def redact(message: str, settings: dict[str, Any]) -> str:
     return message.strip()
 
 
+class Interrupts:
+    """Shared by an adapter and its forks (one build): ``interrupt()`` cancels the statement
+    running on each connection where the driver can, and every later statement fails at
+    once, so a build stopped between two statements goes no further."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._cancels: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def register(self, cancel: Callable[[], None]) -> None:
+        with self._lock:
+            self._cancels.append(cancel)
+        if self.event.is_set():
+            cancel()
+
+    def interrupt(self) -> None:
+        self.event.set()
+        with self._lock:
+            cancels = list(self._cancels)
+        for cancel in cancels:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - a connection already closed has nothing to cancel
+                pass
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise AdapterError("interrupted")
+
+
 class Adapter(Protocol):
     dialect: ClassVar[str]  # sqlglot dialect name
     capabilities: ClassVar[Capabilities]
@@ -68,6 +101,11 @@ class Adapter(Protocol):
         """An order-independent fingerprint (row count + hash aggregate), None if absent."""
         ...
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        """Views that a ``DROP ... CASCADE`` of ``table`` would drop, transitively: only
+        where views bind their tables early (``views_bind_early``); empty elsewhere."""
+        ...
+
     def ensure_schema(self, schema: str) -> None: ...
 
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
@@ -75,6 +113,8 @@ class Adapter(Protocol):
         ...
 
     def transaction(self) -> AbstractContextManager[None]: ...
+
+    interrupts: Interrupts
 
     def fork(self) -> Adapter:
         """An adapter for another worker thread (its own connection or cursor)."""

@@ -19,7 +19,7 @@ from google.cloud import bigquery
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, redact
+from sqlorch.adapters.base import Capabilities, Interrupts, redact
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -51,6 +51,7 @@ class BigQueryAdapter:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
+        self.interrupts = Interrupts()
         self.project = str(settings.get("project") or "")
         self.location = settings.get("location") or None
         self.timeout = float(settings.get("timeout") or 300)
@@ -81,7 +82,9 @@ class BigQueryAdapter:
         self.project = self.project or str(self.client.project)
 
     def fork(self) -> BigQueryAdapter:
-        return BigQueryAdapter(self.settings)
+        clone = BigQueryAdapter(self.settings)
+        clone.interrupts = self.interrupts  # a running job finishes: stops before the next
+        return clone
 
     def render(self, statement: exp.Expr) -> str:
         if isinstance(statement, (exp.Delete, exp.Update)) and not statement.args.get("where"):
@@ -98,6 +101,7 @@ class BigQueryAdapter:
         return AdapterError(redact(str(message), self.settings))
 
     def _query(self, sql: str) -> bigquery.QueryJob:
+        self.interrupts.check()
         try:
             job = self.client.query(
                 sql,
@@ -173,6 +177,9 @@ class BigQueryAdapter:
         ).from_(table.to_table(alias="t"))
         count, xor, total = self.fetch(query)[0]
         return f"{count}:{xor}:{total}"
+
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        return []  # views bind their tables by name: replacing a table leaves them in place
 
     def ensure_schema(self, schema: str) -> None:
         dataset = bigquery.Dataset(f"{self.project}.{schema}")

@@ -8,16 +8,20 @@ glue) costs ~0.1 s to import and none of it is used here.
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert
+from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert
 from sqlorch.errors import AdapterError, LockError
 from sqlorch.refs import TableRef
 
@@ -68,6 +72,7 @@ class DuckDBAdapter:
     def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0) -> None:
         self.path = str(settings.get("path", ":memory:"))
         deadline = time.monotonic() + lock_timeout
+        waiting = False
         while True:
             try:
                 self.connection = duckdb.connect(self.path)
@@ -75,12 +80,23 @@ class DuckDBAdapter:
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
                     raise AdapterError(f"cannot open DuckDB database {self.path}: {error}") from None
+                holder = _lock_holder(self.path, str(error))
+                if not waiting:
+                    waiting = True
+                    # A notice, not an error: the build goes on by itself once the lock is free.
+                    sys.stderr.write(
+                        f"waiting for the lock on {self.path}, held by {holder}: waiting up to {lock_timeout:g} s\n"
+                    )
+                    sys.stderr.flush()
                 if time.monotonic() >= deadline:
                     raise LockError(
-                        f"another sqlorch process holds the lock on {self.path}",
-                        hint="wait for the other build to finish, then run again",
+                        f"the DuckDB database {self.path} is still locked after {lock_timeout:g} s: held by {holder}",
+                        hint="wait for that process to finish (or stop it), then run again",
                     ) from None
                 time.sleep(0.2)
+        self._lock_note = _write_lock_note(self.path)
+        self.interrupts = Interrupts()
+        self.interrupts.register(self.connection.interrupt)
         threads = settings.get("threads")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
@@ -96,7 +112,10 @@ class DuckDBAdapter:
         """An adapter on its own cursor of the same database, for another worker thread."""
         clone = object.__new__(DuckDBAdapter)
         clone.path = self.path
+        clone._lock_note = None  # the note belongs to the first connection
         clone.connection = self.connection.cursor()
+        clone.interrupts = self.interrupts
+        self.interrupts.register(clone.connection.interrupt)
         clone.profile_log = self.profile_log
         if self.profile_log is not None:
             clone.connection.execute("PRAGMA enable_profiling = 'no_output'")
@@ -106,6 +125,7 @@ class DuckDBAdapter:
         return statement.sql(dialect=self.dialect)
 
     def execute(self, statement: exp.Expr) -> int | None:
+        self.interrupts.check()
         sql = self.render(statement)
         try:
             cursor = self.connection.execute(sql)
@@ -119,6 +139,7 @@ class DuckDBAdapter:
         return count
 
     def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]:
+        self.interrupts.check()
         try:
             rows = self.connection.execute(self.render(query)).fetchall()
         except duckdb.Error as error:
@@ -144,6 +165,7 @@ class DuckDBAdapter:
             wanted.setdefault((table.schema.lower(), table.name.lower()), []).append(table)
         if not wanted:
             return {}
+        self.interrupts.check()
         schemas = sorted({schema for schema, _ in wanted})
         names = sorted({name for _, name in wanted})
         try:
@@ -165,6 +187,7 @@ class DuckDBAdapter:
         return found
 
     def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+        self.interrupts.check()
         try:
             row = self.connection.execute(self.render(fingerprint_query(table, columns))).fetchall()[0]
         except duckdb.CatalogException:
@@ -174,6 +197,9 @@ class DuckDBAdapter:
         self._log_profile()
         return f"{row[0]}:{row[1]}"
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        return []  # views bind their tables by name: replacing a table leaves them in place
+
     def ensure_schema(self, schema: str) -> None:
         self.execute(create_schema_statement(schema))
 
@@ -182,6 +208,7 @@ class DuckDBAdapter:
         for start in range(0, len(rows), _INSERT_BATCH):
             batch = rows[start : start + _INSERT_BATCH]
             sql = parameterized_insert(self.render, table, columns, "?", rows=len(batch))
+            self.interrupts.check()
             try:
                 self.connection.execute(sql, [value for row in batch for value in row])
             except duckdb.Error as error:
@@ -196,7 +223,47 @@ class DuckDBAdapter:
         except BaseException:
             self.connection.execute("ROLLBACK")
             raise
-        self.connection.execute("COMMIT")
+        try:
+            self.connection.execute("COMMIT")
+        except duckdb.Error as error:  # an interrupted COMMIT: nothing of the transaction was applied
+            self.connection.execute("ROLLBACK")
+            raise AdapterError(str(error).strip()) from None
 
     def close(self) -> None:
         self.connection.close()
+        if self._lock_note is not None:
+            self._lock_note.unlink(missing_ok=True)
+
+
+def _lock_note_path(path: str) -> Path | None:
+    return None if path == ":memory:" or path.startswith(":") else Path(path + ".sqlorch-lock")
+
+
+def _write_lock_note(path: str) -> Path | None:
+    """Beside the database, while this process holds its lock: who and since when, for a
+    second build to name while it waits. A note left by a killed process is overwritten by
+    the next holder and ignored by waiters when its pid is not DuckDB's lock holder."""
+    note = _lock_note_path(path)
+    if note is None:
+        return None
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        note.write_text(json.dumps({"pid": os.getpid(), "since": started, "command": " ".join(sys.argv[1:2])}))
+    except OSError:
+        return None  # informative only
+    return note
+
+
+def _lock_holder(path: str, message: str) -> str:
+    """``pid N (sqlorch build, since ...)``: DuckDB's error names the pid, the note the rest."""
+    match = re.search(r"PID (\d+)", message)
+    pid = int(match.group(1)) if match else None
+    note = _lock_note_path(path)
+    try:
+        info = json.loads(note.read_text()) if note is not None and note.exists() else {}
+    except (OSError, ValueError):
+        info = {}
+    if pid is None or info.get("pid") != pid:
+        return f"pid {pid}" if pid is not None else "another process"
+    command = f"sqlorch {info['command']}, " if info.get("command") else "sqlorch, "
+    return f"pid {pid} ({command}since {info.get('since', '?')})"

@@ -14,7 +14,7 @@ import psycopg
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert, redact
+from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert, redact
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -53,14 +53,24 @@ class PostgresAdapter:
                 + redact(str(error), settings),
                 hint="check host, port, dbname, user and password in profiles.yml",
             ) from None
+        self.interrupts = Interrupts()
+        self.interrupts.register(self._cancel)
+
+    def _cancel(self) -> None:
+        """Ask the server to cancel the running statement (a no-op when none runs)."""
+        self.connection.cancel_safe()
 
     def fork(self) -> PostgresAdapter:
-        return PostgresAdapter(self.settings)
+        clone = PostgresAdapter(self.settings)
+        clone.interrupts = self.interrupts
+        self.interrupts.register(clone._cancel)
+        return clone
 
     def render(self, statement: exp.Expr) -> str:
         return statement.sql(dialect=self.dialect)
 
     def _run(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
+        self.interrupts.check()
         try:
             return self.connection.execute(sql, params)
         except psycopg.Error as error:
@@ -118,6 +128,27 @@ class PostgresAdapter:
         row = self.fetch(query)[0]
         return f"{row[0]}:{row[1]}"
 
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        rows = self._run(
+            "WITH RECURSIVE dependents(oid) AS ("
+            " SELECT r.ev_class FROM pg_catalog.pg_depend d"
+            " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+            " JOIN pg_catalog.pg_class t ON t.oid = d.refobjid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace"
+            " WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " AND n.nspname = %s AND t.relname = %s AND r.ev_class <> t.oid"
+            " UNION"
+            " SELECT r.ev_class FROM dependents p"
+            " JOIN pg_catalog.pg_depend d ON d.refobjid = p.oid"
+            " AND d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.ev_class <> p.oid"
+            ") SELECT n.nspname, c.relname FROM dependents x"
+            " JOIN pg_catalog.pg_class c ON c.oid = x.oid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2",
+            (table.schema, table.name),
+        ).fetchall()
+        return [TableRef(schema=str(schema), name=str(name)) for schema, name in rows]
+
     def ensure_schema(self, schema: str) -> None:
         self.execute(create_schema_statement(schema))
 
@@ -125,6 +156,7 @@ class PostgresAdapter:
         if not rows:
             return
         sql = parameterized_insert(self.render, table, columns, "%s")
+        self.interrupts.check()
         try:
             with self.connection.cursor() as cursor:
                 cursor.executemany(sql, rows)

@@ -18,7 +18,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, create_schema_statement, parameterized_insert, redact
+from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert, redact
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -45,6 +45,7 @@ class SnowflakeAdapter:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
+        self.interrupts = Interrupts()
         params = {key: value for key, value in settings.items() if key not in _NOT_CONNECT_KEYS and value != ""}
         # Without a network_timeout the connector retries an HTTP 500 for ever (seen against
         # fakesnow); a bounded default turns that into an error.
@@ -70,7 +71,9 @@ class SnowflakeAdapter:
             ) from None
 
     def fork(self) -> SnowflakeAdapter:
-        return SnowflakeAdapter(self.settings)
+        clone = SnowflakeAdapter(self.settings)
+        clone.interrupts = self.interrupts  # a running statement finishes: stops before the next
+        return clone
 
     def render(self, statement: exp.Expr) -> str:
         def upper(node: exp.Expr) -> exp.Expr:
@@ -81,6 +84,7 @@ class SnowflakeAdapter:
         return statement.transform(upper).sql(dialect=self.dialect)
 
     def _run(self, sql: str, params: Any = None) -> Any:
+        self.interrupts.check()
         try:
             cursor = self.connection.cursor()
             cursor.execute(sql, params)
@@ -165,6 +169,9 @@ class SnowflakeAdapter:
         ).from_(table.to_table(alias="t"))
         count, xor, total = self.fetch(query)[0]
         return f"{count}:{xor}:{total}"
+
+    def dependent_views(self, table: TableRef) -> list[TableRef]:
+        return []  # views bind their tables by name: replacing a table leaves them in place
 
     def ensure_schema(self, schema: str) -> None:
         self.execute(create_schema_statement(schema))

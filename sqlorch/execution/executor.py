@@ -27,6 +27,7 @@ from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_mod
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
+from sqlorch.state.ownership import claim
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
 Listener = Callable[[str, ModelResult | Step | AuditResult], None]
@@ -42,6 +43,7 @@ class BuildInputs:
     input_rows: dict[TableRef, int]
     full_refresh: bool
     resolve: Callable[..., TableRef | None]
+    owned: set[str]  # physical relations sqlorch created (``state/ownership.py``)
     audits: DeclaredAudits | None = None
     audit_mode: str = "on"  # --audits off|warn|on
     source_audits: SourceAudits | None = None  # checked on the captured changes, before any model runs
@@ -63,6 +65,7 @@ class Executor:
         self.listener = listener or (lambda event, item: None)
         self.lock = threading.Lock()
         self.local = threading.local()
+        self.rebuilt: set[str] = set()
 
     def _adapter(self) -> Adapter:
         if not hasattr(self.local, "adapter"):
@@ -76,6 +79,29 @@ class Executor:
             for input_name, consumed in watermarks.items():
                 self.snapshot.watermarks[(name, input_name)] = consumed
 
+    def _guard_dependent_views(self, ref: TableRef) -> None:
+        """Where replacing a table drops its dependent views (Postgres: DROP ... CASCADE),
+        replace it only when every such view is sqlorch's and rebuilt by this build: never
+        destroy a view sqlorch does not own, nor one left out of ``--select``."""
+        adapter = self._adapter()
+        if not adapter.capabilities.views_bind_early or ref not in self.inputs.existing:
+            return
+        relation = self.inputs.physical_of[ref]
+        blocking = [view for view in adapter.dependent_views(relation) if str(view) not in self.rebuilt]
+        if not blocking:
+            return
+        foreign = [str(view) for view in blocking if str(view) not in self.inputs.owned]
+        node = self.inputs.project.models.get(ref) or self.inputs.project.seeds.get(ref)
+        names = ", ".join(str(view) for view in blocking)
+        raise SqlorchError(
+            f"cannot rebuild {relation}: the view(s) {names} depend on it, and replacing a table drops "
+            "the views on it" + (f"; {', '.join(foreign)} was not created by sqlorch" if foreign else ""),
+            path=node.path if node is not None else None,
+            hint="drop or recreate those views after the build yourself"
+            if foreign
+            else f"build them in the same run, e.g. --select {ref}+",
+        )
+
     def _run_seed(self, step: Step) -> ModelResult:
         seed = self.inputs.project.seeds[step.ref]
         name = str(step.ref)
@@ -84,6 +110,8 @@ class Executor:
         decision = decide_seed(seed, state, step.ref in self.inputs.existing, self.inputs.full_refresh)
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0)
+        if decision.action == "full":
+            self._guard_dependent_views(step.ref)
         batch = self.snapshot.latest_batch.get(name, 0) + 1
         rows, kind = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
         if kind == "full" or rows:
@@ -143,6 +171,7 @@ class Executor:
         )
         adapter = self._adapter()
         if decision.action == "full":
+            self._guard_dependent_views(step.ref)
             may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh
             rows, kind = execute_full(adapter, ctx, may_diff)
             self._record_batch(name, batch, kind, rows, watermarks)
@@ -168,12 +197,29 @@ class Executor:
             return set(step.depends_on)
         return set(step.depends_on) | audit_parents(audits.models[step.ref], self.inputs.resolve)
 
+    def _claim(self, ref: TableRef) -> None:
+        """Record a relation as sqlorch's before creating it (see ``state/ownership.py``)."""
+        relation = self.inputs.physical_of[ref]
+        with self.lock:
+            if str(relation) in self.inputs.owned:
+                return
+            self.inputs.owned.add(str(relation))
+        claim(self._adapter(), relation)
+
     def _run(self, step: Step) -> ModelResult:
         self.listener("start", step)
         started = time.perf_counter()
+        if step.action == "error":  # failed before the build (compile, ownership): never run
+            result = ModelResult(str(step.ref), "error", "skip", "not built", None, error=step.reason)
+            self.listener("done", result)
+            return result
         try:
+            if step.ref not in self.inputs.existing:
+                self._claim(step.ref)
             result = self._run_seed(step) if step.kind == "seed" else self._run_model(step)
         except SqlorchError as error:
+            if self.adapter.interrupts.event.is_set():  # stopped (Ctrl-C): rolled back, not a failure
+                return ModelResult(str(step.ref), "skipped", "skip", "interrupted")
             path = getattr(self.inputs.compiled.get(step.ref), "model", None)
             if error.path is None and path is not None:
                 error.path = path.path
@@ -186,6 +232,10 @@ class Executor:
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
+        # relations this build may replace (re-decided when they run, they rebuild after an input did)
+        self.rebuilt = {
+            str(self.inputs.physical_of[ref]) for ref, step in steps.items() if step.action not in ("error", "skipped")
+        }
         dag = DAG({ref: {d for d in self._depends_on(step) if d in steps} for ref, step in steps.items()})
         results: dict[TableRef, ModelResult] = {}
         blocked: dict[TableRef, str] = {}
@@ -195,7 +245,10 @@ class Executor:
             while remaining or running:
                 for ref in list(remaining):
                     parents = dag.parents[ref]
-                    if ref in blocked:
+                    if self.adapter.interrupts.event.is_set():
+                        remaining.remove(ref)
+                        results[ref] = ModelResult(str(ref), "skipped", "skip", "interrupted")
+                    elif ref in blocked:
                         remaining.remove(ref)
                         result = ModelResult(str(ref), "skipped", "skip", blocked[ref])
                         results[ref] = result
@@ -213,7 +266,8 @@ class Executor:
                         for child in dag.descendants([ref]):
                             blocked.setdefault(child, f"upstream {ref} failed")
         run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
-        self._record_runs(run)
+        if not self.adapter.interrupts.event.is_set():
+            self._record_runs(run)
         return run
 
     def _record_runs(self, run: RunResult) -> None:

@@ -473,11 +473,40 @@ def _build_process(warehouse: Warehouse, project: Path) -> subprocess.Popen[str]
     )
 
 
+def _lock_note(warehouse: Warehouse) -> Path:
+    """Written by a DuckDB build once it holds the database's lock (adapters/duckdb.py)."""
+    return Path(str(warehouse.settings["path"]) + ".sqlorch-lock")
+
+
+def _holds_lock(note: Path, process: subprocess.Popen[str]) -> bool:
+    try:
+        return bool(json.loads(note.read_text()).get("pid") == process.pid)
+    except (OSError, ValueError):
+        return False  # not there yet, or being written
+
+
+def _wait_for(note: Path, process: subprocess.Popen[str], timeout: float = 60) -> float:
+    """Seconds until the build's lock note names it (it holds the lock), or -1 when it ended first."""
+    started = time.monotonic()
+    while not _holds_lock(note, process):
+        if process.poll() is not None or time.monotonic() - started > timeout:
+            return -1.0
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
 def test_killed_build_then_rebuild_is_exact(crashable_warehouse: Warehouse, tmp_path: Path) -> None:
     """SIGKILL part-way through builds that capture updates, deletes and appends. Where
     the target has no transactions (BigQuery here) this exercises the write order:
-    batches are recorded before shadows and cursors move, leftovers are cleared."""
+    batches are recorded before shadows and cursors move, leftovers are cleared.
+
+    DuckDB: the test's own connection is closed while a build runs (it would hold the file
+    lock, and every killed build would only have been waiting for it); kills are timed from
+    the moment the build holds the lock, and a kill counts as mid-write when the killed
+    build left committed writes in the write-ahead log (absent before it started: closing
+    the last connection checkpoints). At least one kill must be mid-write."""
     warehouse = crashable_warehouse
+    duck = warehouse.kind == "duckdb"
     project = write_files(tmp_path / "crash", PROJECT)
     warehouse.write_profiles()
     adapter = warehouse.connect()
@@ -485,13 +514,21 @@ def test_killed_build_then_rebuild_is_exact(crashable_warehouse: Warehouse, tmp_
     create_table(adapter, CUSTOMERS, CUSTOMER_COLUMNS)
     adapter.insert_rows(ORDERS, list(ORDER_COLUMNS), _orders(1, 30, 0))
     adapter.insert_rows(CUSTOMERS, list(CUSTOMER_COLUMNS), [(1, "Ada", "UK"), (2, "Grace", "US"), (3, "Linus", "FI")])
+    warehouse.close_all()
     build(warehouse, project)
+    note = _lock_note(warehouse) if duck else None
+    wal = Path(str(warehouse.settings["path"]) + ".wal") if duck else None
     started = time.monotonic()
     process = _build_process(warehouse, project)
+    locked_after = _wait_for(note, process) if note is not None else 0.0
     process.wait(timeout=300)
     duration = time.monotonic() - started  # a build with nothing to do: start-up and state reads
-    killed = 0
-    for step, fraction in enumerate((0.6, 1.2, 1.8)):
+    if note is not None:
+        assert locked_after >= 0, "the measured build never took the lock"
+        duration -= locked_after  # the part of a build that holds the lock
+    killed = mid_write = 0
+    for step, fraction in enumerate((0.6, 1.2, 1.8, 0.3, 0.9, 1.5)):
+        adapter = warehouse.connect()
         adapter.insert_rows(ORDERS, list(ORDER_COLUMNS), _orders(100 + 10 * step, 4, 10 + step))
         adapter.execute(
             exp.update(
@@ -502,13 +539,22 @@ def test_killed_build_then_rebuild_is_exact(crashable_warehouse: Warehouse, tmp_
         )
         if step == 2:
             adapter.execute(exp.delete(CUSTOMERS.to_table(), where=exp.column("customer_id", quoted=True).eq(2)))
+        warehouse.close_all()  # DuckDB: the build must not wait for this test's lock
+        if wal is not None:
+            assert not wal.exists() or wal.stat().st_size == 0, "the write-ahead log was not checkpointed"
         process = _build_process(warehouse, project)
+        if note is not None and _wait_for(note, process) < 0:
+            process.wait(timeout=300)
+            continue  # finished before it could be killed
         time.sleep(duration * fraction)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed += 1
+            process.wait(timeout=300)
+            mid_write += wal is not None and wal.exists() and wal.stat().st_size > 0
         process.wait(timeout=300)
-    warehouse.close_all()
     assert killed >= 1, "no build was interrupted: the delays are too long for this machine"
+    if duck:
+        assert mid_write >= 1, f"none of the {killed} killed builds had committed a write: they proved nothing"
     build(warehouse, project)
     assert_models_match_their_sql(warehouse, project)

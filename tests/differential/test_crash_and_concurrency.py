@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -62,10 +63,14 @@ def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) 
     typical = time.monotonic() - start
     assert proc.returncode == 0, err
     _assert_exact(db, path, "after an uninterrupted CLI build")
-    kills = 0
+    kills = mid_write = 0
+    wal = db.with_name(db.name + ".wal")
     for trial in range(4):
         history.log.clear()
         history.step()
+        # every connection is closed: the build does not wait for a lock, and the log of
+        # committed writes is empty (closing the last connection checkpoints)
+        assert not wal.exists() or wal.stat().st_size == 0, "a connection is still open on the database"
         delay = rng.uniform(0.3, max(0.5, typical * 0.95))
         proc = _cli_build(path)
         time.sleep(delay)
@@ -74,9 +79,11 @@ def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) 
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate(timeout=60)
+        wrote = killed and wal.exists() and wal.stat().st_size > 0  # it had committed writes
+        mid_write += wrote
         context = (
-            f"trial {trial}: SIGKILL after {delay:.2f}s (killed={killed}, typical build {typical:.2f}s); "
-            f"changes {history.log}"
+            f"trial {trial}: SIGKILL after {delay:.2f}s (killed={killed}, wrote={wrote}, typical build "
+            f"{typical:.2f}s); changes {history.log}"
         )
         _assert_built_ok(path, context)
         _assert_exact(db, path, context)
@@ -84,6 +91,7 @@ def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) 
         _assert_built_ok(path, context + " (second build)")
         _assert_exact(db, path, context + " (second build)")
     assert kills >= 2, f"only {kills} of 4 builds were still running when the kill was due: delays too long"
+    assert mid_write >= 1, f"none of the {kills} killed builds had committed a write: they proved nothing"
 
 
 def test_two_concurrent_builds(project: tuple[Path, History]) -> None:
@@ -102,3 +110,40 @@ def test_two_concurrent_builds(project: tuple[Path, History]) -> None:
                 assert "lock" in text.lower(), f"trial {trial}: failed without a lock message:\n{text}"
         _assert_built_ok(path, f"trial {trial}: build after concurrent builds")
         _assert_exact(db, path, f"trial {trial}: after concurrent builds {[p.returncode for p in procs]}")
+
+
+def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) -> None:
+    """Ctrl-C and SIGTERM at several points of real builds (capture, models): the build says
+    `interrupted` and what finished, exits 130 without a traceback, and the next build is exact."""
+    path, history = project
+    db = path / "warehouse.duckdb"
+    history.step()
+    start = time.monotonic()
+    proc = _cli_build(path)
+    _out, err = proc.communicate(timeout=120)
+    typical = time.monotonic() - start
+    assert proc.returncode == 0, err
+    rng = random.Random(5)
+    stopped = 0
+    for trial, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 3):
+        history.log.clear()
+        history.step()
+        delay = rng.uniform(0.4, max(0.6, typical * 0.95))
+        proc = _cli_build(path)
+        time.sleep(delay)
+        sent = proc.poll() is None
+        if sent:
+            proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+        text = out + err
+        context = f"trial {trial}: {signum.name} after {delay:.2f}s (sent={sent}); changes {history.log}\n{text}"
+        assert "Traceback" not in text and "internal error" not in text, context
+        if proc.returncode == 130:
+            stopped += 1
+            assert "interrupted" in err.splitlines(), context
+            assert re.search(r"^\d+ of \d+ models finished", err, re.MULTILINE), context
+        else:
+            assert proc.returncode == 0, context
+        _assert_built_ok(path, context)
+        _assert_exact(db, path, context)
+    assert stopped >= 3, f"only {stopped} of 6 builds were stopped by the signal: delays too long"

@@ -1,0 +1,57 @@
+"""Which warehouse relations sqlorch created, and may therefore write, replace or drop.
+
+``_sqlorch.owned`` holds one row per physical relation (``schema.name`` as ``TableRef``
+renders it) that a build created. A relation is claimed (its row committed) just before
+the statement that creates it runs: a build killed in between leaves a claim on a
+relation that does not exist, which is harmless; the opposite order would leave a table
+the next build refuses to touch.
+
+Upgrades: projects built before this table existed have rows in ``_sqlorch.relations``
+for every model and seed they built. While ``owned`` is empty, the physical relations of
+the project's current models and seeds that have such a row are recorded as owned; after
+that only claims count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from sqlglot import exp
+
+from sqlorch.adapters.base import Adapter
+from sqlorch.refs import TableRef
+from sqlorch.state.store import STATE_SCHEMA, state_table
+
+OWNED = state_table("owned")
+
+
+def load_owned(adapter: Adapter, existing: Collection[TableRef], legacy: Iterable[TableRef]) -> set[str]:
+    """The relations sqlorch owns, creating the table on first use. While it is empty,
+    ``legacy`` (what an earlier version built) is recorded as owned: checked on every
+    build rather than once, so a build killed mid-upgrade repeats it."""
+    if OWNED not in existing:
+        adapter.ensure_schema(STATE_SCHEMA)
+        column = exp.ColumnDef(this=exp.to_identifier("relation", quoted=True), kind=exp.DataType.build("TEXT"))
+        adapter.execute(
+            exp.Create(this=exp.Schema(this=OWNED.to_table(), expressions=[column]), kind="TABLE", exists=True)
+        )
+    query = exp.select(exp.column("relation", quoted=True)).from_(OWNED.to_table())
+    owned = {str(row[0]) for row in adapter.fetch(query)}
+    if not owned:
+        rows = [(str(ref),) for ref in sorted(set(legacy))]
+        if rows:
+            adapter.insert_rows(OWNED, ["relation"], rows)
+        owned = {row[0] for row in rows}
+    return owned
+
+
+def claim(adapter: Adapter, relation: TableRef) -> None:
+    """Record ``relation`` as created by sqlorch (committed at once, before it is created)."""
+    adapter.insert_rows(OWNED, ["relation"], [(str(relation),)])
+
+
+def not_owned_message(relation: TableRef) -> str:
+    return (
+        f"{relation} already exists in the warehouse and was not created by sqlorch: "
+        "sqlorch never writes, replaces or drops a relation it does not own"
+    )
