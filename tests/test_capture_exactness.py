@@ -138,7 +138,10 @@ def test_update_without_moving_the_cursor_never_leaves_a_stale_shadow(tmp_path: 
     sql(root, "UPDATE raw.customers SET name = 'renamed quietly' WHERE customer_id = 3")
     build(root)
     assert_exact(root)
-    sql(root, "UPDATE raw.customers SET name = 'renamed again', updated_at = TIMESTAMP '2026-02-01' WHERE customer_id = 3")
+    sql(
+        root,
+        "UPDATE raw.customers SET name = 'renamed again', updated_at = TIMESTAMP '2026-02-01' WHERE customer_id = 3",
+    )
     build(root)
     assert_exact(root)
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
