@@ -17,11 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import sqlglot
+from sqlglot import exp
 
+from sqlorch import api
 from sqlorch.adapters.base import Adapter
 from sqlorch.refs import TableRef
 from tests.adapters.conftest import Warehouse
-from tests.adapters.test_conformance import assert_models_match_their_sql, build, create_table
+from tests.adapters.test_conformance import build, create_table, multiset, table_rows
 from tests.conftest import write_files
 
 PROJECT = {
@@ -51,12 +53,14 @@ BASE = {
     ITEMS: {"item_id": "INTEGER", "qty": "INTEGER", "price": "DECIMAL(12,2)"},
 }
 CURSOR = {EVENTS: "loaded_at", USERS: "updated_at"}
+KEY = {EVENTS: "event_id", USERS: "user_id", ITEMS: "item_id"}
 ALL_EVENTS = ["ties", "quiet_update", "add_column", "drop_column", "widen", "recreate", "truncate"]
-# ALTER ... TYPE is not supported by the Snowflake and BigQuery stand-ins for these types.
+# BigQuery: its adapter reads NUMERIC columns without precision and scale, so widening
+# NUMERIC(12,2) to NUMERIC(18,3) is not seen as a type change (an adapter gap, reported).
 EVENTS_OF = {
     "duckdb": ALL_EVENTS,
     "postgres": ALL_EVENTS,
-    "snowflake": [e for e in ALL_EVENTS if e != "widen"],
+    "snowflake": ALL_EVENTS,
     "bigquery": [e for e in ALL_EVENTS if e != "widen"],
 }
 
@@ -97,29 +101,38 @@ class SchemaHistory:
             self.adapter.insert_rows(table, list(BASE[table]), [self._row(table) for _ in range(count)])
 
     def ids(self, table: TableRef) -> list[int]:
-        key = list(BASE[table])[0]
+        key = KEY[table]
         return sorted(r[0] for r in self.adapter.fetch(sqlglot.parse_one(f"SELECT {key} FROM {table}")))
 
     def step(self, event: str) -> None:
         rng = self.rng
         if rng.random() < 0.8:
             self.clock += dt.timedelta(minutes=1)  # else the new rows tie with the last ones
-        self.insert(EVENTS, rng.randint(0, 5))
+        if event == "ties":
+            self._ties()  # before anything moves the cursor's maximum
+        self.insert(EVENTS, rng.randint(0, 5) if event != "ties" else 0)
         self.insert(USERS, rng.randint(0, 2))
         self.insert(ITEMS, rng.randint(0, 2))
         for uid in rng.sample(self.ids(USERS), 2):
-            run(self.adapter, f"UPDATE raw.users SET plan = 'p{uid % 3}', updated_at = TIMESTAMP '{self.clock}' WHERE user_id = {uid}")
+            run(
+                self.adapter,
+                f"UPDATE raw.users SET plan = 'p{uid % 3}', updated_at = TIMESTAMP '{self.clock}' "
+                f"WHERE user_id = {uid}",
+            )
         items = self.ids(ITEMS)
         run(self.adapter, f"UPDATE raw.items SET qty = qty + 1 WHERE item_id = {rng.choice(items)}")
         run(self.adapter, f"DELETE FROM raw.items WHERE item_id = {rng.choice(items)}")
         run(self.adapter, f"DELETE FROM raw.users WHERE user_id = {rng.choice(self.ids(USERS))}")
-        getattr(self, f"_{event}")()
+        if event != "ties":
+            getattr(self, f"_{event}")()
         self.log.append(event)
 
     def _ties(self) -> None:
-        """Rows stamped with the cursor value captured last (the clock does not move)."""
-        self.insert(EVENTS, 3)
-        self.insert(USERS, 1)
+        """Rows stamped with the greatest cursor value, captured by the last build."""
+        for table in CURSOR:
+            top = self.adapter.fetch(sqlglot.parse_one(f"SELECT MAX({CURSOR[table]}) FROM {table}"))[0][0]
+            rows = [(*self._row(table)[:-1], top) for _ in range(3)]
+            self.adapter.insert_rows(table, list(BASE[table]), rows)
 
     def _quiet_update(self) -> None:
         run(self.adapter, f"UPDATE raw.users SET plan = 'quiet' WHERE user_id = {self.rng.choice(self.ids(USERS))}")
@@ -130,7 +143,7 @@ class SchemaHistory:
         run(self.adapter, f"ALTER TABLE {table} ADD COLUMN {name} VARCHAR")
         self.extra[table].append(name)
         if table is not EVENTS:  # an append-only source's rows are never updated
-            key = list(BASE[table])[0]
+            key = KEY[table]
             run(self.adapter, f"UPDATE {table} SET {name} = 'x' WHERE {key} % 2 = 0")
 
     def _drop_column(self) -> None:
@@ -149,12 +162,12 @@ class SchemaHistory:
         self.insert(EVENTS, 2)
 
     def _copy_back(self, table: TableRef, keep: str) -> None:
-        """Reload ``table`` with the rows matching ``keep``, through a scratch copy."""
+        """Keep the rows of ``table`` matching ``keep`` in a scratch table, to reload from."""
         run(self.adapter, f"CREATE TABLE raw.scratch AS SELECT * FROM {table} WHERE {keep}")
 
     def _recreate(self) -> None:
         table = self.rng.choice(list(BASE))
-        key = list(BASE[table])[0]
+        key = KEY[table]
         self._copy_back(table, f"{key} % 3 <> 0")
         run(self.adapter, f"DROP TABLE {table}")
         run(self.adapter, f"CREATE TABLE {table} AS SELECT * FROM raw.scratch")
@@ -164,11 +177,32 @@ class SchemaHistory:
 
     def _truncate(self) -> None:
         table = self.rng.choice(list(BASE))
-        key = list(BASE[table])[0]
+        key = KEY[table]
         self._copy_back(table, f"{key} % 2 = 1")
         run(self.adapter, f"DELETE FROM {table}")
         run(self.adapter, f"INSERT INTO {table} SELECT * FROM raw.scratch")
         run(self.adapter, "DROP TABLE raw.scratch")
+
+
+def differences(warehouse: Warehouse, project: Path) -> dict[str, str]:
+    """Per model whose table differs from its SQL evaluated from scratch now (same
+    adapter): its columns, or the rows only in the table and only in the evaluation."""
+    prepared = api.prepare(api.Options(project_dir=project, profiles_dir=warehouse.profiles_dir))
+    adapter, out = prepared.adapter, {}
+    try:
+        for ref, item in prepared.inputs.compiled.items():
+            physical = prepared.session.physical_of[ref]
+            columns = list(adapter.columns(physical) or {})
+            if [c.lower() for c in columns] != [c.lower() for c in item.columns or {}]:
+                out[str(ref)] = f"columns {columns} != {list(item.columns or {})}"
+                continue
+            query = exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(item.physical_sql.subquery("m"))
+            expected, built = multiset(adapter.fetch(query)), table_rows(adapter, physical, columns)
+            if built != expected:
+                out[str(ref)] = f"only built {dict(built - expected)}, only from scratch {dict(expected - built)}"
+    finally:
+        adapter.close()
+    return out
 
 
 def test_schema_events_in_random_histories_are_exact(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -184,8 +218,5 @@ def test_schema_events_in_random_histories_are_exact(warehouse: Warehouse, tmp_p
         history.step(event)
         results = build(warehouse, project)
         actions.update(r["action"] for r in results.values())
-        try:
-            assert_models_match_their_sql(warehouse, project)
-        except AssertionError as error:
-            raise AssertionError(f"after {history.log}: {error}") from None
+        assert differences(warehouse, project) == {}, f"after {history.log}"
     assert actions["incremental"] >= len(events), actions  # not exact merely by rebuilding everything
