@@ -47,9 +47,8 @@ def test_two_models_claim_one_relation(make_project, cli):
 
 
 def test_ambiguous_bare_name(make_project, cli):
-    root = make_project(
-        {"models/s/a.sql": "SELECT 1 AS id", "models/t/a.sql": "SELECT 1 AS id", "models/u/m.sql": "SELECT id FROM a"}
-    )
+    root = make_project({"models/s/a.sql": "SELECT 1 AS id", "models/t/a.sql": "SELECT 1 AS id",
+                         "models/u/m.sql": "SELECT id FROM a"})
     assert_error(cli("compile", "--project-dir", root), "models/u/m.sql:1:16", "'a' is ambiguous", "s.a", "t.a")
 
 
@@ -61,13 +60,11 @@ def test_missing_env_var(make_project, cli, monkeypatch):
 
 def test_missing_env_var_in_profile(make_project, cli, monkeypatch):
     monkeypatch.delenv("SQLORCH_T_SECRET", raising=False)
-    root = make_project(
-        {
-            "models/s/a.sql": "SELECT 1 AS a",
-            "profiles.yml": "target: p\ntargets:\n  p:\n    type: postgres\n"
-            "    password: \"{{ env_var('SQLORCH_T_SECRET') }}\"\n",
-        }
-    )
+    root = make_project({
+        "models/s/a.sql": "SELECT 1 AS a",
+        "profiles.yml": "target: p\ntargets:\n  p:\n    type: postgres\n"
+                        "    password: \"{{ env_var('SQLORCH_T_SECRET') }}\"\n",
+    })
     assert_error(cli("compile", "--project-dir", root), "profiles.yml", "SQLORCH_T_SECRET")
 
 
@@ -87,9 +84,8 @@ def test_profiles_dir_without_profiles(make_project, cli, tmp_path):
 
 
 def test_malformed_yaml_source_file(make_project, cli):
-    root = make_project(
-        {"models/s/a.sql": "SELECT 1 AS a", "models/sources.yml": "sources:\n  raw.e:\n    cursor: x\n   bad: [\n"}
-    )
+    root = make_project({"models/s/a.sql": "SELECT 1 AS a",
+                         "models/sources.yml": "sources:\n  raw.e:\n    cursor: x\n   bad: [\n"})
     assert_error(cli("compile", "--project-dir", root), f"{root / 'models/sources.yml'}:", "invalid YAML")
 
 
@@ -99,12 +95,10 @@ def test_source_file_wrong_shape(make_project, cli):
 
 
 def test_unknown_target(make_project, cli):
-    root = make_project(
-        {"models/s/a.sql": "SELECT 1 AS a", "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb}\n"}
-    )
-    assert_error(
-        cli("compile", "--project-dir", root, "--target", "prod"), "profiles.yml", "unknown target 'prod'", "dev"
-    )
+    root = make_project({"models/s/a.sql": "SELECT 1 AS a",
+                         "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb}\n"})
+    assert_error(cli("compile", "--project-dir", root, "--target", "prod"), "profiles.yml", "unknown target 'prod'",
+                 "dev")
 
 
 def test_unknown_target_without_profiles(make_project, cli):
@@ -113,21 +107,18 @@ def test_unknown_target_without_profiles(make_project, cli):
 
 
 def test_unknown_target_type(make_project, cli):
-    root = make_project(
-        {"models/s/a.sql": "SELECT 1 AS a", "profiles.yml": "target: dev\ntargets:\n  dev: {type: oracle}\n"}
-    )
+    root = make_project({"models/s/a.sql": "SELECT 1 AS a",
+                         "profiles.yml": "target: dev\ntargets:\n  dev: {type: oracle}\n"})
     assert_error(cli("compile", "--project-dir", root), "profiles.yml", "type must be one of")
 
 
 def test_secret_never_printed(make_project, cli, monkeypatch):
     monkeypatch.setenv("SQLORCH_T_PW", "hunter2-secret")
-    root = make_project(
-        {
-            "models/s/a.sql": "SELECT 1 AS a",
-            "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb, path: \"{{ env_var('SQLORCH_T_PW') }}\","
-            " bogus: \"{{ env_var('SQLORCH_T_PW') }}\"}\n",
-        }
-    )
+    root = make_project({
+        "models/s/a.sql": "SELECT 1 AS a",
+        "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb, path: \"{{ env_var('SQLORCH_T_PW') }}\","
+                        " bogus: \"{{ env_var('SQLORCH_T_PW') }}\"}\n",
+    })
     run = cli("compile", "--project-dir", root, "--target", "nope")
     assert_error(run, "unknown target 'nope'")
     assert "hunter2" not in run.output
@@ -157,9 +148,8 @@ def test_model_failing_in_warehouse(make_project, cli, materialized):
     files = {**PROJECT, "models/s/bad.sql": f"-- materialized: {materialized}\n" + PROJECT["models/s/bad.sql"]}
     root = make_project(files)
     assert cli("build", "--project-dir", root).exit_code == 0
-    (root / "models/s/bad.sql").write_text(
-        f"-- materialized: {materialized}\nSELECT id, CAST(name AS INTEGER) AS name FROM seeds.people"
-    )
+    (root / "models/s/bad.sql").write_text(f"-- materialized: {materialized}\n"
+                                           "SELECT id, CAST(name AS INTEGER) AS name FROM seeds.people")
     (root / "models/s/good.sql").write_text("SELECT id, name || '!' AS name FROM seeds.people")
     run = cli("build", "--project-dir", root)
     assert_error(run, "models/s/bad.sql", "Conversion Error")
@@ -179,10 +169,5 @@ def test_first_build_failure(make_project, cli):
     run = cli("build", "--project-dir", root)
     assert_error(run, "models/s/bad.sql")
     results = {r["model"]: r["status"] for r in json.loads((root / "target/run_results.json").read_text())["results"]}
-    assert results == {
-        "seeds.people": "success",
-        "s.good": "success",
-        "s.bad": "error",
-        "m.downstream": "skipped",
-        "m.independent": "success",
-    }
+    assert results == {"seeds.people": "success", "s.good": "success", "s.bad": "error", "m.downstream": "skipped",
+                       "m.independent": "success"}
