@@ -32,7 +32,7 @@ SOURCES = (
     "CREATE SCHEMA raw",
     "CREATE TABLE raw.orders (order_id INTEGER, customer_id INTEGER, amount DECIMAL(12,2), loaded_at TIMESTAMP)",
     "CREATE TABLE raw.customers (customer_id INTEGER, name VARCHAR, updated_at TIMESTAMP)",
-    f"INSERT INTO raw.customers SELECT i, 'c' || i, {T0} FROM range(1, 201) t(i)",
+    f"INSERT INTO raw.customers SELECT i, 'c' || i, {T0} + to_minutes(i) FROM range(1, 201) t(i)",
     f"INSERT INTO raw.orders SELECT i, 1 + i % 200, i * 1.25, {T0} FROM range(1, 501) t(i)",
 )
 BUILT = (("build",),)
@@ -46,7 +46,10 @@ def case(case_id: str, between: tuple[str, ...], args: tuple[str, ...] = ("build
 
 EXACT_CASES = [
     case("cursor-tie-append-only", (f"INSERT INTO raw.orders VALUES (501, 7, 9.99, {T0})",)),
-    case("cursor-tie-keyed", (f"INSERT INTO raw.customers VALUES (201, 'same second', {T0})",)),
+    case(
+        "cursor-tie-keyed",
+        ("INSERT INTO raw.customers SELECT 201, 'same second', max(updated_at) FROM raw.customers",),
+    ),
     case("update-without-cursor-move", ("UPDATE raw.customers SET name = 'quiet' WHERE customer_id = 3",)),
     case(
         "column-type-widened",
