@@ -38,10 +38,11 @@ SOURCES = (
 BUILT = (("build",),)
 
 
-def case(case_id: str, between: tuple[str, ...], args: tuple[str, ...] = ("build",), **more: object) -> Case:
-    return Case(
-        case_id, FILES, args, expect_exit=0, sources_sql=SOURCES, before=BUILT, between_sql=between, **more
-    )  # type: ignore[arg-type]
+def case(
+    case_id: str, between: tuple[str, ...], args: tuple[str, ...] = ("build",), expect: tuple[str, ...] = ()
+) -> Case:
+    """A change sqlorch must absorb: build, change the sources, run ``args``: exit 0."""
+    return Case(case_id, FILES, args, 0, expect, None, SOURCES, BUILT, between)
 
 
 EXACT_CASES = [
@@ -113,7 +114,9 @@ def test_stale_shadow_gives_no_duplicate_keys(tmp_path: Path) -> None:
     run_case(EXACT_CASES[2], tmp_path)
     root = tmp_path / "project"
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
-        con.execute("UPDATE raw.customers SET name = 'again', updated_at = TIMESTAMP '2026-02-01' WHERE customer_id = 3")
+        con.execute(
+            "UPDATE raw.customers SET name = 'again', updated_at = TIMESTAMP '2026-02-01' WHERE customer_id = 3"
+        )
     assert run_cli("build", "--project-dir", root).exit_code == 0
     assert mismatches(root) == {}
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
