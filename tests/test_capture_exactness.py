@@ -282,15 +282,19 @@ def test_seed_header_and_type_changes_are_exact(tmp_path: Path) -> None:
             "seeds/rates.csv": "code,rate\nUS,1\nDE,2\n",
             "models/marts/rated.sql": "SELECT code, rate * 2 AS doubled FROM seeds.rates",
             "models/marts/all_rates.sql": "SELECT * FROM seeds.rates",
+            "models/marts/rates_copy.sql": "SELECT code, rate FROM marts.all_rates",
         },
     )
     build(root)
     (root / "seeds/rates.csv").write_text("code,rate\nUS,1.5\nDE,2\n")  # BIGINT -> DOUBLE
-    build(root)
+    assert build(root)["seeds.rates"]["reason"] == "CSV columns or their inferred types changed"
     assert_exact(root)
     (root / "seeds/rates.csv").write_text("code,rate,note\nUS,1.5,x\nDE,2,\n")  # a new column
     build(root)
     assert_exact(root)
     (root / "seeds/rates.csv").write_text("code,rate\nUS,1.5\nDE,3\n")  # dropped again, a value changed
     build(root)
+    assert_exact(root)
+    (root / "seeds/rates.csv").write_text("code,rate\nUS,1.5\nDE,4\n")  # same columns: diffed
+    assert build(root)["seeds.rates"]["action"] == "incremental"
     assert_exact(root)
