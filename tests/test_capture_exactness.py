@@ -211,6 +211,17 @@ def test_added_column_keeps_explicit_readers_incremental_and_rebuilds_star_reade
     assert results["marts.all_orders"]["action"] == "incremental", results["marts.all_orders"]
 
 
+def test_column_added_with_a_default_to_an_append_only_source_keeps_it_append_only(tmp_path: Path) -> None:
+    root = make(tmp_path / "p")
+    build(root)
+    sql(root, "ALTER TABLE raw.orders ADD COLUMN channel VARCHAR DEFAULT 'web'")
+    build(root)
+    sql(root, f"INSERT INTO raw.orders VALUES (60, 1, 2.00, {T0}, 'web')")  # a tie, after the column came
+    results = build(root)
+    assert results["staging.stg_orders"]["action"] == "incremental", results["staging.stg_orders"]
+    assert_exact(root)
+
+
 def test_dropped_column_no_model_reads_is_exact(tmp_path: Path) -> None:
     root = make(tmp_path / "p")
     sql(root, "ALTER TABLE raw.customers ADD COLUMN unused VARCHAR DEFAULT 'u'")

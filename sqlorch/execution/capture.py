@@ -400,6 +400,11 @@ def capture_append_only(source: _Source, state: RelationState, compare: list[str
         if rows:
             source.record_batch(batch, "append", rows)
         new_mark = _move_edge(source, mark, now.hi) if rows else mark
+        if compare != names and new_mark.hi is not None:
+            # The edge got the new columns as NULL: take their values from the source, so
+            # that the next capture compares ties on every column.
+            at_new = source.cursor_column("s").eq(source.cursor_value(new_mark.hi))
+            execute_create(adapter, create_table_as(source.copy, select_from(source.ref, names, "s").where(at_new)))
         source.save(None, new_mark)
     return Captured(batch=batch if rows else None, kind="append", rows=rows)
 
