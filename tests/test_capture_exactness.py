@@ -309,3 +309,18 @@ def test_seed_header_and_type_changes_are_exact(tmp_path: Path) -> None:
     (root / "seeds/rates.csv").write_text("code,rate\nUS,1.5\nDE,4\n")  # same columns: diffed
     assert build(root)["seeds.rates"]["action"] == "incremental"
     assert_exact(root)
+
+
+def test_change_log_and_shadow_that_followed_a_new_column_unevenly_are_repaired(tmp_path: Path) -> None:
+    """A warehouse without transactions can stop between rebuilding the change log and the
+    shadow with a new column: the next build rebuilds each from its own columns."""
+    root = make(tmp_path / "p")
+    build(root)
+    sql(
+        root,
+        "ALTER TABLE raw.customers ADD COLUMN tier VARCHAR",
+        "ALTER TABLE _sqlorch.chg__raw__customers ADD COLUMN tier VARCHAR",
+        "UPDATE raw.customers SET tier = 'gold', updated_at = TIMESTAMP '2026-03-01' WHERE customer_id = 4",
+    )
+    build(root)
+    assert_exact(root)

@@ -200,11 +200,12 @@ def capture_source(
         return _capture_whole(source, state)
     assert state is not None
     before = _captured_columns(known[source.log])
-    followed = before != source.columns
+    followed = before != source.columns or _captured_columns(known[source.copy]) != source.columns
     if followed:
-        _follow_columns(source, before)
+        _follow_columns(source, known)
     if spec.append_only:
-        return capture_append_only(source, state, [n for n in source.names if n in before])
+        edge = _captured_columns(known[source.copy])
+        return capture_append_only(source, state, [n for n in source.names if n in edge])
     return capture_keyed(source, state, trust_fingerprint=not followed)
 
 
@@ -242,25 +243,32 @@ def _recapture_reason(
     return None
 
 
-def _follow_columns(source: _Source, before: dict[str, exp.DataType]) -> None:
+def _follow_columns(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> None:
     """Rebuild the change log and the shadow or edge with the source's columns: a column
-    gone is dropped, a new one is NULL in what was captured before it existed."""
+    gone is dropped, a new one is NULL in what was captured before it existed. Each table
+    is projected from its own columns (a crash between the two, where there are no
+    transactions, leaves them different)."""
     adapter = source.adapter
     scratch = work_table(source.ref, "columns")
-    projection = [
-        exp.column(name, table="t", quoted=True)
-        if name in before
-        else exp.alias_(exp.cast(exp.null(), kind), name, quoted=True)
-        for name, kind in source.columns.items()
-    ]
-    gone = [name for name in before if name not in source.columns]
-    added = [name for name in source.columns if name not in before]
-    LOG.info("source %s: columns added %s, dropped %s; change log follows", source.name, added, gone)
     with adapter.transaction():
         for table, extra in ((source.log, [BATCH_COLUMN, OLD_COLUMN]), (source.copy, [])):
-            query = exp.select(*[p.copy() for p in projection], *columns_of(extra, "t")).from_(
-                table.to_table(alias="t")
+            have = _captured_columns(known[table])
+            if have == source.columns:
+                continue
+            LOG.info(
+                "%s: columns added %s, dropped %s, following source %s",
+                table,
+                [name for name in source.columns if name not in have],
+                [name for name in have if name not in source.columns],
+                source.name,
             )
+            projection = [
+                exp.column(name, table="t", quoted=True)
+                if name in have
+                else exp.alias_(exp.cast(exp.null(), kind), name, quoted=True)
+                for name, kind in source.columns.items()
+            ]
+            query = exp.select(*projection, *columns_of(extra, "t")).from_(table.to_table(alias="t"))
             execute_create(adapter, create_table_as(scratch, query))
             execute_create(adapter, create_table_as(table, select_from(scratch, [*source.names, *extra])))
         adapter.execute(drop_table(scratch))
