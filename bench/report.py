@@ -566,9 +566,17 @@ def render(results: Result, json_path: Path | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+KEPT = ("<!-- docs_bench:start -->", "<!-- docs_bench:end -->")  # sections other scripts write
+
+
 def write(results: Result, output: Path, json_path: Path | None = None) -> None:
+    """Write the page; a section between the ``KEPT`` markers (bench/docs_bench.py's) stays."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(results, json_path))
+    text = render(results, json_path)
+    old = output.read_text() if output.exists() else ""
+    if KEPT[0] in old and KEPT[1] in old:
+        text += "\n" + KEPT[0] + old.split(KEPT[0], 1)[1].split(KEPT[1], 1)[0] + KEPT[1] + "\n"
+    output.write_text(text)
 
 
 def healthy(results: Result) -> bool:

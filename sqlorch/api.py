@@ -7,27 +7,36 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
-from sqlorch.analysis.schemas import SchemaMap
+from sqlorch.analysis.lineage import RANK, LineageJson
+from sqlorch.analysis.lineage_graph import Impact, LineageGraph, LineageResult, Reached
+from sqlorch.analysis.schemas import Schema, SchemaMap
+from sqlorch.audits.declared import declared_audits
+from sqlorch.audits.run import AuditResult, explain_audits, model_audits
+from sqlorch.audits.sources import SourceAudits, audit_sources
+from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
+from sqlorch.errors import CompileError, GraphError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
-from sqlorch.execution.results import RunResult
+from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed
 from sqlorch.execution.statements import count_rows
 from sqlorch.gcpause import collector_paused
 from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
+from sqlorch.model_facts import FactsCache, model_keys, model_lineage
+from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
-from sqlorch.planning.steps import Plan
+from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
-from sqlorch.project.seeds import read_seed
+from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -41,6 +50,10 @@ from sqlorch.state.store import (
     work_table,
 )
 
+if TYPE_CHECKING:
+    from sqlorch.unittests.runner import UnitTestResult
+    from sqlorch.unittests.spec import UnitTest
+
 
 @dataclass(frozen=True)
 class Options:
@@ -52,6 +65,10 @@ class Options:
     full_refresh: bool = False
     threads: int = 4
     vars: dict[str, Any] | None = None
+    audits: str = "on"  # off | warn (run, never block) | on
+    # False for unit tests: their few rows always make a rebuild "cheaper", and the
+    # incremental path under test would never run
+    rebuild_when_cheaper: bool = True
 
 
 @dataclass
@@ -70,7 +87,7 @@ class Session:
 
 
 def open_session(options: Options) -> Session:
-    project = load_project(options.project_dir, options.vars)
+    project = load_project(options.project_dir, options.vars, options.profiles_dir, options.target)
     target = load_target(project.root, options.profiles_dir, options.target)
     dag = project_dag(project)
     dag.topological_order()  # cycles are reported before anything else
@@ -79,20 +96,64 @@ def open_session(options: Options) -> Session:
     return Session(project, target, dag, selected, physical_of)
 
 
+@dataclass(frozen=True)
+class NodeInfo:
+    """One model or seed as ``sqlorch ls`` shows it."""
+
+    relation: str
+    kind: str  # model | seed
+    materialized: str  # a model's materialization; "seed" for a seed
+    path: str  # relative to the project folder
+
+    def to_json(self) -> dict[str, str]:
+        return {"relation": self.relation, "kind": self.kind, "materialized": self.materialized, "path": self.path}
+
+
+def list_nodes(options: Options) -> list[NodeInfo]:
+    """The selected models and seeds in dependency order, without a warehouse."""
+    session = open_session(options)
+    project, nodes = session.project, []
+    for ref in session.order:
+        model = project.models.get(ref)
+        path = model.path if model else project.seeds[ref].path
+        materialized = model.config.materialized if model else "seed"
+        nodes.append(
+            NodeInfo(str(ref), "model" if model else "seed", materialized, str(path.relative_to(project.root)))
+        )
+    return nodes
+
+
 def _seed_schemas(project: Project) -> SchemaMap:
-    return {ref: read_seed(seed.path)[0] for ref, seed in project.seeds.items()}
+    return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
 def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
     """Check every model without a warehouse and write ``target/compiled`` + manifest."""
+    return compile_and_write(options).models
+
+
+@dataclass
+class Compiled:
+    """What ``compile`` wrote, kept for the commands built on it (lineage, docs)."""
+
+    session: Session
+    models: dict[TableRef, CompiledModel]
+    lineage: dict[TableRef, LineageJson | None]
+    facts: FactsCache
+
+
+def compile_and_write(options: Options) -> Compiled:
     session = open_session(options)
-    out = session.project.root / "target"
+    out = output_dir(session.project.root)
     target_key = f"{session.target.type}:{session.target.schema_prefix}:{session.target.database}"
     cache = CompileCache(out / "cache" / "compile.json", target_key)
     previous = set(cache.entries) if cache.written_for == target_key else set()
     compiled = compile_project(
         session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project), cache=cache
     )
+    facts = FactsCache(out / "cache" / "analysis.json")
+    lineage = model_lineage(compiled, facts)
+    facts.save({item.cache_key for item in compiled.values()})
     dialect = session.target.type
     folders: set[Path] = set()
     # Creating a file costs about a millisecond on some file systems, all of it in the
@@ -109,6 +170,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
             writes.append(writers.submit(path.write_text, item.compiled_sql(dialect) + "\n"))
         for write in writes:
             write.result()  # re-raise the first failed write
+    _check_audits_and_tests(session, compiled)
     manifest = {
         "project": session.project.settings.name,
         "target": {"name": session.target.name, "type": session.target.type},
@@ -121,6 +183,7 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
                 "sources": sorted(str(r) for r in item.model.sources),
                 "columns": item.columns,
                 "tags": list(item.model.config.tags),
+                "lineage": lineage[ref],
             }
             for ref, item in compiled.items()
         },
@@ -130,7 +193,39 @@ def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
         "edges": sorted([str(p), str(c)] for c, ps in session.dag.parents.items() for p in ps),
     }
     (out / "manifest.json").write_text(json.dumps(manifest))  # compact: indenting is 10x slower
-    return compiled
+    return Compiled(session, compiled, lineage, facts)
+
+
+def _check_audits_and_tests(session: Session, compiled: dict[TableRef, CompiledModel]) -> list[UnitTest]:
+    """Audit calls and unit-test files, checked against the compiled columns; the tests."""
+    from sqlorch.audits.check import check_audits
+    from sqlorch.unittests.spec import check_unit_test_columns, load_unit_tests
+
+    check_audits(declared_audits(session.project), session.project, compiled)
+    tests = load_unit_tests(session.project)
+    check_unit_test_columns(tests, {ref: list(s) for ref, s in _known_schemas(session, compiled).items() if s})
+    return tests
+
+
+def _known_schemas(session: Session, compiled: dict[TableRef, CompiledModel]) -> dict[TableRef, Schema | None]:
+    """Columns known without a warehouse: compiled models, seeds, sources declaring columns."""
+    schemas: dict[TableRef, Schema | None] = {ref: item.columns for ref, item in compiled.items()}
+    schemas.update(_seed_schemas(session.project))
+    schemas.update({ref: spec.columns for ref, spec in session.project.sources.items() if spec.columns})
+    return schemas
+
+
+def unit_test(options: Options) -> list[UnitTestResult]:
+    """``sqlorch test``: the selected models' unit tests, each on a scratch DuckDB file."""
+    from sqlorch.unittests.runner import run_unit_test
+
+    session = open_session(options)
+    compiled = compile_project(
+        session.project, session.dag, session.physical_of, seed_schemas=_seed_schemas(session.project)
+    )
+    tests = [t for t in _check_audits_and_tests(session, compiled) if t.model in session.selected]
+    schemas = _known_schemas(session, compiled)
+    return [run_unit_test(test, session.project, schemas) for test in tests]
 
 
 @dataclass
@@ -190,6 +285,9 @@ def prepare(options: Options) -> Prepared:
         project = session.project
         source_refs = {s for m in project.models.values() for s in m.sources}
         known = _catalog(adapter, session, source_refs)
+        for ref, spec in project.sources.items():
+            if ref in known:
+                check_source_columns(ref, spec, known[ref])
         ensure_state(adapter, known)
         snapshot = load_snapshot(adapter)
         if _capture_sources(adapter, session, snapshot, known, options.full_refresh):
@@ -200,7 +298,7 @@ def prepare(options: Options) -> Prepared:
             if ref in known
         }
         seed_schemas = _seed_schemas(project)
-        cache = CompileCache(project.root / "target" / "cache" / "build-compile.json")
+        cache = CompileCache(output_dir(project.root) / "cache" / "build-compile.json")
         compiled = compile_project(project, session.dag, session.physical_of, source_schemas, seed_schemas, cache)
         existing = {ref for ref in session.selected if session.physical_of[ref] in known}
         input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
@@ -209,6 +307,8 @@ def prepare(options: Options) -> Prepared:
             if item.columns is not None:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing, known)
+        if not options.rebuild_when_cheaper:
+            input_rows = {}
         seed_decisions = {
             ref: decide_seed(
                 project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh
@@ -230,6 +330,8 @@ def prepare(options: Options) -> Prepared:
     except BaseException:
         adapter.close()
         raise
+    for step in plan.steps:
+        step.reason = _noted(step.reason, project.notes.get(step.ref))
     inputs = BuildInputs(
         project,
         compiled,
@@ -239,8 +341,32 @@ def prepare(options: Options) -> Prepared:
         input_rows,
         options.full_refresh,
         make_resolver(project),
+        audits=declared_audits(project),
+        audit_mode=options.audits,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
+
+
+def _noted(reason: str, notes: list[str] | None) -> str:
+    """A step's reason followed by what loading found out about the model (a dbt
+    project's superseded incremental logic, tests not translated)."""
+    return "; ".join([reason, *notes]) if notes else reason
+
+
+def _noting(project: Project, listener: Listener | None) -> Listener | None:
+    """The build listener, seeing each model's result with its notes (which the run
+    results then carry too)."""
+    if not project.notes:
+        return listener
+    by_name = {str(ref): notes for ref, notes in project.notes.items()}
+
+    def noted(event: str, item: ModelResult | Step | AuditResult) -> None:
+        if event == "done" and isinstance(item, ModelResult) and item.model in by_name:
+            item.reason = _noted(item.reason, by_name[item.model])
+        if listener is not None:
+            listener(event, item)
+
+    return noted
 
 
 def _input_rows(
@@ -285,6 +411,8 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
                 prepared.adapter.ensure_schema(schema)
         snapshot = prepared.snapshot
         latest, watermarks = dict(snapshot.latest_batch), dict(snapshot.watermarks)
+        prepared.inputs.source_audits = _audit_sources(prepared, options)
+        listener = _noting(prepared.session.project, listener)
         executor = Executor(prepared.adapter, snapshot, prepared.inputs, uuid.uuid4().hex[:12], listener)
         result = executor.execute(prepared.plan, options.threads)
         moved = {name for name, batch in snapshot.latest_batch.items() if latest.get(name) != batch}
@@ -294,8 +422,25 @@ def build(options: Options, listener: Listener | None = None) -> RunResult:
         _prune_change_logs(prepared, moved)
     finally:
         prepared.adapter.close()
-    result.write(prepared.session.project.root / "target" / "run_results.json")
+    result.write(output_dir(prepared.session.project.root) / "run_results.json")
     return result
+
+
+def _audit_sources(prepared: Prepared, options: Options) -> SourceAudits | None:
+    """Source audits on the captured changes the selected models are about to read."""
+    declared = prepared.inputs.audits
+    if declared is None or not declared.sources:
+        return None
+    project = prepared.session.project
+    consumers: dict[TableRef, list[TableRef]] = {}
+    for ref in prepared.session.selected:
+        model = project.models.get(ref)
+        for source in model.sources if model is not None else ():
+            if source in declared.sources:
+                consumers.setdefault(source, []).append(ref)
+
+    relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
+    return audit_sources(prepared.adapter, declared, options.audits, project, consumers, prepared.snapshot, relation_of)
 
 
 def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
@@ -329,8 +474,6 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     dialect = prepared.adapter.dialect
     matches = [s for s in prepared.plan.steps if str(s.ref) == model_name or s.ref.name == model_name]
     if not matches:
-        from sqlorch.errors import GraphError
-
         raise GraphError(f"--explain: no selected model named '{model_name}'")
     step = matches[0]
     if step.kind == "seed":
@@ -370,4 +513,135 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
                 "the batch record, the watermarks and the model's state",
             )
         )
+    declared = prepared.inputs.audits
+    audits = None
+    if declared is not None and step.action in ("full", "incremental"):
+        relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
+        audits = model_audits(declared.models.get(step.ref), str(step.ref), options.audits, declared, relation_of)
+    rows = target if step.action == "full" else work_table(step.ref, "rows")
+    out[2:2] = explain_audits(audits, rows, list(item.columns or {}), dialect)
     return out
+
+
+def migrate_from_dbt(options: Options, out: Path) -> list[str]:
+    """Write the dbt project in ``options.project_dir`` as a plain sqlorch project in
+    ``out``; returns what could not be carried over."""
+    from sqlorch.dbt.migrate import check_out_dir, migrate_project
+    from sqlorch.dbt.project_file import DBT_PROJECT_FILE, is_dbt_project
+    from sqlorch.errors import ConfigError
+
+    root = options.project_dir.resolve()
+    if not is_dbt_project(root):
+        raise ConfigError(f"no {DBT_PROJECT_FILE} in {root}", path=root, hint="pass the dbt project's --project-dir")
+    check_out_dir(out)  # before loading, which writes the project's parse cache
+    project = load_project(root, options.vars, options.profiles_dir, options.target)
+    return migrate_project(project, out.resolve())
+
+
+def lineage_graph(compiled: Compiled) -> LineageGraph:
+    return LineageGraph({str(ref): lineage for ref, lineage in compiled.lineage.items() if lineage is not None})
+
+
+def lineage(options: Options, name: str, downstream: bool = False) -> LineageResult:
+    """``sqlorch lineage MODEL.COLUMN``: compile (no warehouse), then walk the column graph."""
+    compiled = compile_and_write(options)
+    unknown = {str(ref) for ref, found in compiled.lineage.items() if found is None}
+    graph = lineage_graph(compiled)
+    try:
+        column = graph.find(name)
+    except GraphError:
+        relation = name.lower().rpartition(".")[0]
+        if any(relation in (model, model.rpartition(".")[2]) for model in unknown):
+            raise CompileError(
+                f"the lineage of {relation} is not known: the columns of its inputs are not",
+                hint="declare the columns of its sources (columns: in the sources YAML)",
+            ) from None
+        raise
+    reached = graph.downstream(column) if downstream else graph.upstream(column)
+    own = graph.models[column[0]][column[1]]["kind"] if graph.is_model(column[0]) else None
+    return LineageResult(column, own, downstream, reached, graph)
+
+
+@dataclass
+class DocsResult:
+    page: Path  # the index.html to open
+    nodes: int
+    runs_note: str | None  # why no run history is shown, if it is not
+
+
+def docs(options: Options, out: Path | None = None, inputs_digest: str | None = None) -> DocsResult:
+    """``sqlorch docs``: the site data from the last docs when ``inputs_digest`` (see
+    ``compile_stamp.inputs_digest``) says nothing changed, else from a compile (no
+    warehouse needed); then the run ledger when the target is reachable; then the static
+    site (default ``target/docs/``)."""
+    from sqlorch.docs.cache import load_site, save_site
+    from sqlorch.docs.runs import fetch_runs
+    from sqlorch.docs.site import with_runs, write_site
+    from sqlorch.project.templating import ENV_VARS_READ
+
+    root = options.project_dir.resolve()
+    site = load_site(root, inputs_digest) if inputs_digest else None
+    if site is None:
+        site = _site_from_compile(options)
+        if inputs_digest:
+            save_site(root, inputs_digest, ENV_VARS_READ, site)
+    target = load_target(root, options.profiles_dir, options.target)
+    runs, note = fetch_runs(target)
+    with collector_paused():
+        page = write_site(out if out is not None else output_dir(root) / "docs", with_runs(site, runs, note))
+    return DocsResult(page, len(site["nodes"]), note)
+
+
+def _site_from_compile(options: Options) -> dict[str, Any]:
+    from sqlorch.docs.site import ModelDoc, site_data
+
+    compiled = compile_and_write(options)
+    with collector_paused():  # a full collection over 10,000 compiled models costs seconds
+        keys = model_keys(compiled.models, compiled.facts)
+        compiled.facts.save({item.cache_key for item in compiled.models.values()})
+        project = compiled.session.project
+        folder = output_dir(project.root) / "compiled"
+        models = {
+            ref: ModelDoc(
+                compiled_sql=(folder / ref.schema / f"{ref.name}.sql").read_text(encoding="utf-8"),
+                columns=item.columns,
+                lineage=compiled.lineage[ref],
+                key=keys[ref],
+            )
+            for ref, item in compiled.models.items()
+        }
+        edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
+        return site_data(project, edges, models, compiled.session.target.name)
+
+
+def plan_with_impact(options: Options) -> tuple[Plan, list[Impact]]:
+    """``plan``, plus the impact of each changed model's SQL on the columns downstream.
+
+    Without the old SQL the change cannot be narrowed to some columns, so every column of
+    the changed model counts as changed: the list can only be too long, never too short."""
+    prepared = prepare(options)
+    prepared.adapter.close()
+    compiled = prepared.inputs.compiled
+    changed = [
+        step.ref
+        for step in prepared.plan.steps
+        if step.kind == "model"
+        and (state := prepared.snapshot.relations.get(str(step.ref))) is not None
+        and state.fingerprint != compiled[step.ref].fingerprint
+    ]
+    if not changed:
+        return prepared.plan, []
+    facts = FactsCache(output_dir(prepared.session.project.root) / "cache" / "analysis.json")
+    lineage = model_lineage(compiled, facts)
+    facts.save({item.cache_key for item in compiled.values()} | set(facts.entries))
+    graph = LineageGraph({str(ref): found for ref, found in lineage.items() if found is not None})
+    impacts = []
+    for ref in changed:
+        reached: dict[tuple[str, str], Reached] = {}
+        for column in graph.models.get(str(ref), {}):
+            for found in graph.downstream((str(ref), column)):
+                best = reached.get(found.column)
+                if found.column[0] != str(ref) and (best is None or RANK[found.kind] < RANK[best.kind]):
+                    reached[found.column] = found
+        impacts.append(Impact(str(ref), sorted(reached.values(), key=lambda r: r.column)))
+    return prepared.plan, impacts

@@ -32,6 +32,7 @@ FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild every
 Threads = Annotated[int, typer.Option("--threads", help="Models built at once.")]
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, e.g. '{days: 7}'.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+Audits = Annotated[str, typer.Option("--audits", help="off | warn (run, never block) | on (failing audits block).")]
 
 
 def _options(
@@ -50,9 +51,15 @@ def _options(
     if vars_:
         import yaml
 
-        parsed = yaml.safe_load(vars_)
+        try:
+            parsed = yaml.safe_load(vars_)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise SqlorchError(f"--vars is not valid YAML: {problem}", hint="e.g. --vars '{days: 7}'") from None
         if not isinstance(parsed, dict):
             raise SqlorchError("--vars must be a YAML mapping, e.g. '{days: 7}'")
+    if threads < 1:
+        raise SqlorchError(f"--threads must be at least 1, not {threads}")
     return Options(
         project_dir=project_dir,
         profiles_dir=profiles_dir,
@@ -65,13 +72,21 @@ def _options(
     )
 
 
+def _audit_mode(value: str) -> str:
+    from sqlorch.audits.run import MODES
+
+    if value not in MODES:
+        raise SqlorchError(f"--audits must be {', '.join(MODES[:-1])} or {MODES[-1]}, not '{value}'")
+    return value
+
+
 def _fail(error: BaseException, debug: bool) -> None:
     from sqlorch.console import errors
 
     if debug:
         errors.print_exception()
     if isinstance(error, SqlorchError):
-        errors.print(error.render(), markup=False)
+        errors.print(error.render(), markup=False, soft_wrap=True)  # never break a path:line:col line
     else:
         errors.print(
             f"internal error: {type(error).__name__}: {error}\nthis is a bug in sqlorch: please report it "
@@ -138,26 +153,33 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
     explain: Annotated[str | None, typer.Option("--explain", help="Print a model's statements.")] = None,
     vars: Vars = None,
+    audits: Audits = "on",
     debug: Debug = False,
 ) -> None:
     """Show what a build would do per model: skip, incremental or full, and why."""
+    from dataclasses import replace
+
+    from rich.markup import escape
+
     from sqlorch import api
-    from sqlorch.console import console, render_plan
+    from sqlorch.console import console, render_impact, render_plan
 
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, vars_=vars)
+        options = replace(options, audits=_audit_mode(audits))
         if explain:
             for title, sql in api.explain(options, explain):
-                console.print(f"[bold]-- {title}[/]")
+                console.print(f"[bold]-- {escape(title)}[/]")
                 console.print(sql, markup=False)
             return
-        result = api.plan(options)
+        result, impact = api.plan_with_impact(options)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        sys.stdout.write(json.dumps({**result.to_json(), "impact": [i.to_json() for i in impact]}, indent=2) + "\n")
     else:
         render_plan(result)
+        render_impact(impact)
 
 
 @app.command()
@@ -170,21 +192,141 @@ def build(
     full_refresh: FullRefresh = False,
     threads: Threads = 4,
     vars: Vars = None,
+    audits: Audits = "on",
     debug: Debug = False,
 ) -> None:
     """Bring every selected model up to date, in dependency order."""
+    from dataclasses import replace
+
     from sqlorch import api
     from sqlorch.console import progress_listener, render_summary
 
     try:
-        result = api.build(
-            _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars), progress_listener
-        )
+        options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
+        result = api.build(replace(options, audits=_audit_mode(audits)), progress_listener)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     render_summary(result)
     if result.failed:
         raise typer.Exit(1)
+
+
+@app.command("ls")
+def ls(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """List the selected models and seeds: relation, kind, materialization, file. No warehouse needed."""
+    from sqlorch import api
+
+    try:
+        nodes = api.list_nodes(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if as_json:
+        sys.stdout.write(json.dumps([node.to_json() for node in nodes], indent=2) + "\n")
+        return
+    for node in nodes:
+        typer.echo(f"{node.relation:<40} {node.kind:<5} {node.materialized:<12} {node.path}")
+
+
+@app.command("test")
+def test_(
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    select: Select = None,
+    exclude: Exclude = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Run the unit tests in tests/*.yml on embedded DuckDB. No warehouse needed."""
+    from sqlorch import api
+    from sqlorch.console import render_unit_tests
+
+    try:
+        results = api.unit_test(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    render_unit_tests(results)
+    if any(result.status != "pass" for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate(
+    from_dbt: Annotated[Path, typer.Option("--from-dbt", help="Folder to write the plain sqlorch project to.")],
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Write a dbt project as plain sqlorch models: relation names instead of ref(), settings as header comments."""
+    from sqlorch import api
+    from sqlorch.console import console
+
+    try:
+        lost = api.migrate_from_dbt(_options(project_dir, profiles_dir, target, None, None, vars_=vars), from_dbt)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    for item in lost:
+        console.line(("not carried over: ", "yellow"), item)
+    console.line(f"wrote {from_dbt}")
+
+
+@app.command()
+def lineage(
+    column: Annotated[str, typer.Argument(help="MODEL.COLUMN, e.g. marts.daily_revenue.revenue")],
+    downstream: Annotated[bool, typer.Option("--downstream", help="The columns a change would affect.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable lineage.")] = False,
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Show the columns a column is computed from, down to source columns (or, with --downstream, those it feeds)."""
+    from sqlorch import api
+    from sqlorch.console import render_lineage
+
+    try:
+        result = api.lineage(_options(project_dir, profiles_dir, target, None, None, vars_=vars), column, downstream)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        render_lineage(result)
+
+
+@app.command()
+def docs(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the site (default target/docs).")] = None,
+    project_dir: ProjectDir = Path("."),
+    profiles_dir: ProfilesDir = None,
+    target: TargetOpt = None,
+    vars: Vars = None,
+    debug: Debug = False,
+) -> None:
+    """Write a static site of the project (DAG, columns, lineage, runs) that opens from file://."""
+    from sqlorch import api
+    from sqlorch.console import console
+
+    try:
+        digest = _compile_inputs_digest(project_dir.resolve(), profiles_dir, ["docs", target, vars])
+        result = api.docs(_options(project_dir, profiles_dir, target, None, None, vars_=vars), out, digest)
+    except Exception as error:  # noqa: BLE001
+        _fail(error, debug)
+    if result.runs_note:
+        console.line((result.runs_note, "dim"))
+    console.line(f"wrote the docs of {result.nodes} relations: open {result.page.resolve().as_uri()}")
 
 
 def main() -> None:

@@ -6,7 +6,10 @@ settings in a private mapping and never includes them in its ``repr``.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,24 @@ from sqlorch.refs import TableRef
 PROJECT_FILE = "sqlorch.yml"
 PROFILES_FILE = "profiles.yml"
 TARGET_TYPES = ("duckdb", "snowflake", "bigquery", "postgres")
-PROJECT_KEYS = {"name", "dialect", "vars", "seed_schema", "default_schema"}
+PROJECT_KEYS = ("name", "dialect", "vars", "seed_schema", "default_schema")
+PROFILE_KEYS = ("target", "targets")
+# The settings sqlorch (or its adapter) reads per target type. Snowflake's are the
+# connector's own connection parameters, passed through unchecked: there are over a
+# hundred, and the connector reports the ones it does not know.
+TARGET_KEYS: dict[str, tuple[str, ...] | None] = {
+    "duckdb": ("type", "schema_prefix", "path", "threads", "profile_log"),
+    "postgres": (
+        "type", "schema_prefix", "threads", "host", "port", "dbname", "database", "user", "password", "sslmode",
+        "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name", "options", "target_session_attrs",
+    ),
+    "bigquery": (
+        "type", "schema_prefix", "threads", "project", "database", "location", "timeout", "api_endpoint", "keyfile",
+    ),
+    "snowflake": None,
+}  # fmt: skip
+# A relation name part sqlorch derives from a file or folder name, or a schema setting.
+PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -41,11 +61,30 @@ class ProjectSettings:
     default_schema: str = "main"
 
 
+def read_utf8(path: Path) -> str:
+    """A project file as text: UTF-8, a leading byte-order mark dropped (editors on
+    Windows write one); anything else is an error at the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ConfigError(
+            f"the file is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+            path=path,
+            line=line,
+            col=col,
+            hint="save the file as UTF-8",
+        ) from None
+
+
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file, turning a syntax error into ``path:line:col: error``."""
+    text = read_utf8(path)
     try:
         # libyaml's loader when PyYAML has it: several times faster on large source files
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         raise ConfigError(
@@ -58,6 +97,50 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError(f"invalid YAML: {error}", path=path) from None
 
 
+def yaml_position(path: Path, keys: tuple[Any, ...]) -> tuple[int | None, int | None]:
+    """Line and column of the key reached by ``keys`` (a path of mapping keys) in a YAML
+    file; only error messages ask, so the file is composed again here."""
+    try:
+        node = yaml.compose(read_utf8(path), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, ConfigError):
+        return None, None
+    mark = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        found = next(((k, v) for k, v in node.value if k.value == str(key)), None)
+        if found is None:
+            break
+        mark, node = found[0].start_mark, found[1]
+    return (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+
+
+def check_keys(
+    mapping: dict[Any, Any],
+    known: Collection[str],
+    path: Path,
+    where: tuple[Any, ...] = (),
+    what: str = "setting",
+    owner: str = "",
+) -> None:
+    """An unknown key is a typo until shown otherwise: name it, where it is, and the
+    closest known key."""
+    for key in mapping:
+        if str(key) in known:
+            continue
+        line, col = yaml_position(path, (*where, key))
+        close = difflib.get_close_matches(str(key), list(known), n=1)
+        hint = (f"did you mean '{close[0]}'? " if close else "") + f"known: {', '.join(sorted(known))}"
+        where_text = f" of {owner}" if owner else ""
+        raise ConfigError(f"unknown {what} '{key}'{where_text}", path=path, line=line, col=col, hint=hint)
+
+
+def _check_type(value: Any, kind: type, path: Path, key: str, shape: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        line, col = yaml_position(path, (key,))
+        raise ConfigError(f"'{key}' must be {shape}", path=path, line=line, col=col)
+
+
 def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) -> ProjectSettings:
     path = root / PROJECT_FILE
     data: Any = {}
@@ -65,13 +148,21 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         data = load_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError("expected a mapping of settings", path=path, line=1, col=1)
-        unknown = set(data) - PROJECT_KEYS
-        if unknown:
-            raise ConfigError(
-                f"unknown setting(s): {', '.join(sorted(unknown))}",
-                path=path,
-                hint=f"known settings: {', '.join(sorted(PROJECT_KEYS))}",
-            )
+        check_keys(data, PROJECT_KEYS, path)
+        _check_type(data.get("vars"), dict, path, "vars", "a mapping of names to values")
+        for key in ("seed_schema", "default_schema"):
+            value = data.get(key)
+            if value is not None and not PLAIN_IDENTIFIER.fullmatch(str(value)):
+                line, col = yaml_position(path, (key,))
+                raise ConfigError(
+                    f"'{key}' must be a plain identifier (letters, digits, underscores), not {value!r}",
+                    path=path,
+                    line=line,
+                    col=col,
+                )
+        dialect = data.get("dialect")
+        if dialect is not None:
+            _check_dialect(str(dialect), path)
     variables = dict(data.get("vars") or {})
     variables.update(cli_vars or {})
     return ProjectSettings(
@@ -82,6 +173,16 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         seed_schema=str(data.get("seed_schema") or "seeds"),
         default_schema=str(data.get("default_schema") or "main"),
     )
+
+
+def _check_dialect(name: str, path: Path) -> None:
+    from sqlglot.dialects.dialect import Dialect
+
+    try:
+        Dialect.get_or_raise(name)
+    except ValueError as error:
+        line, col = yaml_position(path, ("dialect",))
+        raise ConfigError(f"unknown dialect {name!r}", path=path, line=line, col=col, hint=str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -121,6 +222,9 @@ def default_target(root: Path) -> Target:
 
 def find_profiles(root: Path, profiles_dir: Path | None) -> Path | None:
     candidates = [profiles_dir] if profiles_dir else [root, Path.home() / ".sqlorch"]
+    if profiles_dir is None and (root / "dbt_project.yml").is_file():  # where dbt looks too
+        dbt_dir = os.environ.get("DBT_PROFILES_DIR")
+        candidates = [*([Path(dbt_dir)] if dbt_dir else []), *candidates, Path.home() / ".dbt"]
     for folder in candidates:
         if folder is not None and (folder / PROFILES_FILE).exists():
             return folder / PROFILES_FILE
@@ -140,27 +244,45 @@ def load_target(root: Path, profiles_dir: Path | None, target_name: str | None) 
             )
         return default_target(root)
     data = load_yaml(path)
+    from sqlorch.dbt.profiles import is_dbt_profiles, load_dbt_target
+
+    if is_dbt_profiles(data):  # a dbt profiles.yml, taken as it is
+        return load_dbt_target(root, data, path, target_name)[0]
     if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
         raise ConfigError("expected a mapping with a 'targets:' mapping", path=path, line=1, col=1)
+    check_keys(data, PROFILE_KEYS, path)
     targets: dict[str, Any] = data["targets"]
     name = target_name or data.get("target") or next(iter(targets), None)
     if name not in targets:
+        line, col = (None, None) if target_name else yaml_position(path, ("target",))
+        close = difflib.get_close_matches(str(name), [str(t) for t in targets], n=1)
         raise ConfigError(
             f"unknown target '{name}'",
             path=path,
-            hint=f"targets defined: {', '.join(targets) or 'none'}",
+            line=line,
+            col=col,
+            hint=(f"did you mean '{close[0]}'? " if close else "") + f"targets defined: {', '.join(targets) or 'none'}",
         )
     raw = targets[name]
     if not isinstance(raw, dict):
-        raise ConfigError(f"target '{name}' must be a mapping", path=path)
-    settings = _render_env(dict(raw), path)
-    kind = settings.pop("type", None)
+        line, col = yaml_position(path, ("targets", name))
+        raise ConfigError(f"target '{name}' must be a mapping", path=path, line=line, col=col)
+    kind = raw.get("type")
     if kind not in TARGET_TYPES:
+        line, col = yaml_position(path, ("targets", name, "type") if "type" in raw else ("targets", name))
+        close = difflib.get_close_matches(str(kind), TARGET_TYPES, n=1)
         raise ConfigError(
             f"target '{name}' has type {kind!r}",
             path=path,
-            hint=f"type must be one of: {', '.join(TARGET_TYPES)}",
+            line=line,
+            col=col,
+            hint=(f"did you mean '{close[0]}'? " if close else "") + f"type must be one of: {', '.join(TARGET_TYPES)}",
         )
+    known = TARGET_KEYS[kind]
+    if known is not None:
+        check_keys(raw, known, path, ("targets", name), what=f"{kind} setting", owner=f"target '{name}'")
+    settings = _render_env(dict(raw), path)
+    settings.pop("type")
     if kind == "duckdb":
         for key, default in (("path", "warehouse.duckdb"), ("profile_log", None)):
             if (key in settings or default is not None) and settings.get(key) != ":memory:":

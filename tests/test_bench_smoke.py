@@ -156,3 +156,17 @@ def test_report_verdicts_with_peers() -> None:
     for check in results["builds"][0]["checks"]:
         check["ok"] = check["ok"] and check["tool"] != "sqlorch"
     assert not report.healthy(results)
+
+
+def test_report_keeps_the_docs_bench_section(tmp_path: Path) -> None:
+    """bench/docs_bench.py writes its own section of RESULTS.md: rewriting the page keeps it."""
+    report = load_report()
+    output = tmp_path / "RESULTS.md"
+    output.write_text("old page\n<!-- docs_bench:start -->\n## docs figures\n<!-- docs_bench:end -->\nold tail\n")
+    report.write(synthetic_results(), output)
+    text = output.read_text()
+    assert "old page" not in text and "old tail" not in text
+    assert text.startswith(report.render(synthetic_results()))
+    assert text.endswith("\n<!-- docs_bench:start -->\n## docs figures\n<!-- docs_bench:end -->\n")
+    report.write(synthetic_results(), output)  # again: the section is kept once, not twice
+    assert output.read_text() == text

@@ -28,8 +28,59 @@ def test_two_statements(make_project, cli):
 
 def test_unknown_model_in_select(make_project, cli):
     root = make_project({"models/s/a.sql": "SELECT 1 AS a"})
-    for command in ("compile", "plan", "build"):
-        assert_error(cli(command, "--project-dir", root, "--select", "s.nope"), str(root), "s.nope")
+    for command in ("compile", "plan", "build", "ls"):
+        assert_error(cli(command, "--project-dir", root, "--select", "s.nope"), str(root), "s.nope", "`sqlorch ls`")
+
+
+def test_selection_left_empty_by_exclude(make_project, cli):
+    root = make_project({"models/s/a.sql": "SELECT 1 AS a"})
+    run = cli("build", "--project-dir", root, "--select", "a", "--exclude", "s.a")
+    assert_error(run, "leave nothing selected", "sqlorch ls")
+    assert not (root / "warehouse.duckdb").exists()
+
+
+def test_ls_lists_selected_models_and_seeds(make_project, cli):
+    root = make_project({
+        "seeds/people.csv": "id\n1\n",
+        "models/s/a.sql": "-- materialized: view\nSELECT id FROM seeds.people",
+        "models/m/b.sql": "SELECT id FROM s.a",
+        "models/m/c.sql": "SELECT 1 AS x",
+    })
+    run = cli("ls", "--project-dir", root, "--select", "+b")
+    assert run.exit_code == 0, run.output
+    lines = [line.split() for line in run.output.splitlines()]
+    assert lines == [["seeds.people", "seed", "seed", "seeds/people.csv"], ["s.a", "model", "view", "models/s/a.sql"],
+                     ["m.b", "model", "incremental", "models/m/b.sql"]]
+    listed = json.loads(cli("ls", "--project-dir", root, "--exclude", "+b", "--json").output)
+    assert listed == [{"relation": "m.c", "kind": "model", "materialized": "incremental", "path": "models/m/c.sql"}]
+    assert not (root / "warehouse.duckdb").exists()  # no warehouse needed
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_threads_below_one(make_project, cli, threads):
+    root = make_project({"models/s/a.sql": "SELECT 1 AS a"})
+    run = cli("build", "--project-dir", root, "--threads", threads)
+    assert_error(run, f"error: --threads must be at least 1, not {threads}")
+    assert not (root / "warehouse.duckdb").exists()
+
+
+def test_source_cursor_missing_in_warehouse(make_project, cli):
+    """Without declared columns the check runs at build, against the warehouse's columns."""
+    root = make_project({
+        "models/sources.yml": "sources:\n  raw.orders:\n    cursor: loaded_at\n    unique_key: id\n",
+        "models/s/a.sql": "SELECT id FROM raw.orders",
+    })
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.sql("CREATE SCHEMA raw; CREATE TABLE raw.orders (id INT, loadedat TIMESTAMP)")
+        con.sql("INSERT INTO raw.orders VALUES (1, now())")
+    assert cli("compile", "--project-dir", root).exit_code == 0  # no columns declared: nothing to check against
+    for command in ("plan", "build"):
+        run = cli(command, "--project-dir", root)
+        assert_error(run, f"{root / 'models/sources.yml'}:3:5: error: cursor 'loaded_at' of source raw.orders is not "
+                     "one of its columns", "did you mean 'loadedat'?")
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM raw.orders").fetchall() == [(1,)]
+        assert con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 's'").fetchall() == [(0,)]
 
 
 def test_cycle(make_project, cli):

@@ -1,4 +1,5 @@
 -- tags: core, finance
+-- audits: unique(order_date, country), row_count(min => 1), expression(revenue >= 0)
 SELECT
     order_date,
     country,

@@ -1,3 +1,4 @@
+-- audits: not_null(customer_id), unique(customer_id)
 SELECT
     customer_id,
     name AS customer_name,

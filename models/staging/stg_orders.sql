@@ -1,4 +1,6 @@
 -- description: one row per order, cleaned; orders without a customer are kept
+-- audits: not_null(order_id), unique(order_id), accepted_values(status, 'completed', 'returned'), expression(amount >= 0)
+-- audits_warn: not_null(customer_id)
 SELECT
     order_id,
     customer_id,

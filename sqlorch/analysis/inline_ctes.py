@@ -13,6 +13,17 @@ class RecursiveCTE(ValueError):
     pass
 
 
+def alias_identifier(source: exp.Expr) -> exp.Identifier:
+    """The name a table or derived table is known by in its query, as written (quoting
+    and case kept), for the subquery that replaces it: a rebuilt identifier would lose the
+    quotes of a name like "order" or "my table" and read as SQL."""
+    alias = source.args.get("alias")
+    node = alias.this if isinstance(alias, exp.TableAlias) and alias.this else source.this
+    if isinstance(node, exp.Identifier):
+        return node.copy()
+    return exp.to_identifier(source.alias_or_name, quoted=True)
+
+
 def _replace_references(tree: exp.Expr, definitions: dict[str, exp.Expr]) -> exp.Expr:
     for table in list(tree.find_all(exp.Table)):
         name = table.name.lower()
@@ -20,7 +31,7 @@ def _replace_references(tree: exp.Expr, definitions: dict[str, exp.Expr]) -> exp
             continue
         subquery = exp.Subquery(
             this=definitions[name].copy(),
-            alias=exp.TableAlias(this=exp.to_identifier(table.alias or table.name)),
+            alias=exp.TableAlias(this=alias_identifier(table)),
         )
         if table is tree:
             return subquery

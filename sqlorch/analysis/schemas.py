@@ -74,8 +74,8 @@ def _locate(query: exp.Expr, column: str) -> tuple[int | None, int | None]:
     for node in query.find_all(exp.Column):
         if node.name.lower() == column.lower():
             meta = node.this.meta if isinstance(node.this, exp.Expr) else {}
-            if "line" in meta:
-                return meta["line"], meta["col"] - len(node.name) + 1
+            if "line" in meta:  # "col" is where the token ends; its length counts any quotes
+                return meta["line"], meta["col"] - (meta["end"] - meta["start"])
     return None, None
 
 
@@ -94,12 +94,16 @@ def qualify_query(
             schema=schema,
             dialect=dialect_of(dialect),
             validate_qualify_columns=True,
-            quote_identifiers=False,
-            identify=False,
+            # Every identifier quoted (after normalising the unquoted ones to the dialect's
+            # case): the names ``*`` expands to come from the warehouse and may hold spaces,
+            # quotes or reserved words; unquoted they would be read as SQL.
+            quote_identifiers=True,
+            identify=True,
         )
     except OptimizeError as error:
         message = str(error).split(". Line")[0]
-        match = re.search(r"[Cc]olumn:? '?\"?([\w$]+)\"?'?", message)
+        # "Column 'my col' could not be resolved": the name may hold spaces and quotes
+        match = re.search(r"[Cc]olumn:? '(.+)'", message) or re.search(r"[Cc]olumn:? \"?([\w$]+)", message)
         located = positioned() if positioned else query
         line, col = _locate(located, match.group(1)) if match else (None, None)
         raise CompileError(f"unknown column: {message}", path=path, line=line, col=col) from None

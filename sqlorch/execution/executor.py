@@ -11,9 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlorch.adapters.base import Adapter
+from sqlorch.audits.declared import DeclaredAudits, audit_parents
+from sqlorch.audits.run import AuditFailed, AuditResult, model_audits
+from sqlorch.audits.sources import SourceAudits
+from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
@@ -25,7 +29,7 @@ from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
-Listener = Callable[[str, ModelResult | Step], None]
+Listener = Callable[[str, ModelResult | Step | AuditResult], None]
 
 
 @dataclass
@@ -38,6 +42,9 @@ class BuildInputs:
     input_rows: dict[TableRef, int]
     full_refresh: bool
     resolve: Callable[..., TableRef | None]
+    audits: DeclaredAudits | None = None
+    audit_mode: str = "on"  # --audits off|warn|on
+    source_audits: SourceAudits | None = None  # checked on the captured changes, before any model runs
 
 
 class Executor:
@@ -91,6 +98,8 @@ class Executor:
             changes = pending_changes(self.snapshot, name, inputs)
             watermarks = {str(i): self.snapshot.latest_batch.get(str(i), 0) for i in inputs}
             batch = self.snapshot.latest_batch.get(name, 0) + 1
+        # a failed source audit fails the models that would read its change
+        source_audits = self.inputs.source_audits.for_inputs(set(changes)) if self.inputs.source_audits else []
         rows_in = sum(self.inputs.input_rows.get(i, 0) for i in inputs) if self.inputs.input_rows else None
         decision = decide_model(
             compiled,
@@ -107,7 +116,23 @@ class Executor:
         # their rewrites.
         from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
 
+        declared = self.inputs.audits
+        audits = (
+            None
+            if declared is None
+            else model_audits(
+                declared.models.get(step.ref),
+                name,
+                self.inputs.audit_mode,
+                declared,
+                physical_resolver(self.inputs.resolve, self.inputs.physical_of),
+                lambda r: self.listener("audit", r),
+            )
+        )
+        if audits is not None:
+            audits.inherited = source_audits
         ctx = ModelContext(
+            audits=audits,
             compiled=compiled,
             physical=self.inputs.physical_of[step.ref],
             physical_of=self.inputs.physical_of,
@@ -132,7 +157,16 @@ class Executor:
             self.inputs.existing.add(step.ref)
             columns = list(self._adapter().columns(ctx.physical) or {})
             self.inputs.input_columns[step.ref] = columns
-        return ModelResult(name, "success", decision.action, decision.reason, rows)
+        result = ModelResult(name, "success", decision.action, decision.reason, rows)
+        result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
+        return result
+
+    def _depends_on(self, step: Step) -> set[TableRef]:
+        """The step's inputs, plus the models its ``relationships`` audits compare against."""
+        audits = self.inputs.audits
+        if audits is None or self.inputs.audit_mode == "off" or step.ref not in audits.models:
+            return set(step.depends_on)
+        return set(step.depends_on) | audit_parents(audits.models[step.ref], self.inputs.resolve)
 
     def _run(self, step: Step) -> ModelResult:
         self.listener("start", step)
@@ -144,13 +178,15 @@ class Executor:
             if error.path is None and path is not None:
                 error.path = path.path
             result = ModelResult(str(step.ref), "error", step.action, step.reason, None, error=error.render())
+            if isinstance(error, AuditFailed):
+                result.audits = [asdict(r) for r in error.results]
         result.seconds = round(time.perf_counter() - started, 3)
         self.listener("done", result)
         return result
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
-        dag = DAG({ref: {d for d in step.depends_on if d in steps} for ref, step in steps.items()})
+        dag = DAG({ref: {d for d in self._depends_on(step) if d in steps} for ref, step in steps.items()})
         results: dict[TableRef, ModelResult] = {}
         blocked: dict[TableRef, str] = {}
         running: dict[Future[ModelResult], TableRef] = {}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
+from sqlorch.audits import hooks as audit_hooks
+from sqlorch.audits.run import ModelAudits
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.merge import build_key_merge, mark_present
@@ -56,6 +58,7 @@ class ModelContext:
     watermarks: dict[str, int]  # input -> batch consumed after this run
     batch: int  # the batch number this run writes
     default_schema: str
+    audits: ModelAudits | None = None  # write-audit-publish, see sqlorch.audits.hooks
 
 
 def _clear_leftovers(adapter: Adapter, log: TableRef, batch: int) -> None:
@@ -115,12 +118,21 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         and previous_columns is not None
         and adapter.columns(log) is not None
     )
+    # --- audits: in the transaction where DDL rolls back, else a scratch table first
+    audit_here = ctx.audits is not None and audit_hooks.audits_in_transaction(adapter)
+    scratch = None
+    if ctx.audits is not None and not audit_here:
+        scratch = audit_hooks.audit_in_scratch(adapter, ctx.audits, model.ref, ctx.compiled.physical_sql)
+    sql = audit_hooks.published_from(scratch, adapter) if scratch and not view else ctx.compiled.physical_sql
+    # ---
     with adapter.transaction():
         if diff:
             execute_create(adapter, create_table_as(old, select_from(ctx.physical, list(previous_columns or []))))
-        execute_create(adapter, create_table_as(ctx.physical, ctx.compiled.physical_sql, view=view))
+        execute_create(adapter, create_table_as(ctx.physical, sql, view=view))
         rebuilt = adapter.columns(ctx.physical) or {}
         columns = list(rebuilt)
+        if audit_here and ctx.audits is not None:
+            ctx.audits.check(adapter, ctx.physical, columns, None, "the transaction was rolled back")
         rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
         if not view:
             _check_unique_key(adapter, ctx)
@@ -148,6 +160,8 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         if diff:
             adapter.execute(drop_table(old))
         _bookkeeping(adapter, ctx, kind, rows, columns)
+    if scratch is not None:
+        adapter.execute(drop_table(scratch))
     return rows, kind
 
 
@@ -201,6 +215,9 @@ def execute_insert_only(
     columns = list(adapter.columns(ctx.physical) or {})
     execute_create(adapter, create_table_as(rows_table, appended))
     try:
+        if ctx.audits is not None:  # the appended rows, before anything is written
+            rest = audit_hooks.stored_rest(ctx.physical, columns, None)
+            ctx.audits.check(adapter, rows_table, columns, rest, "nothing was written")
         new_rows = select_from(rows_table, columns)
         count = int(adapter.fetch(count_rows(rows_table))[0][0])
         with adapter.transaction():
@@ -315,6 +332,9 @@ def execute_incremental(
     stored, changed = work_table(model.ref, "old"), work_table(model.ref, "changed")
     diff = bool(key) and adapter.capabilities.except_all
     try:
+        if ctx.audits is not None:  # the recomputed rows of the affected keys, before anything is written
+            rest = audit_hooks.stored_rest(ctx.physical, columns, target_match) if key else None
+            ctx.audits.check(adapter, rows_table, columns, rest, "nothing was written")
         old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
         new_images = select_from(rows_table, columns)
         if diff:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -16,6 +17,7 @@ class ModelResult:
     rows: int | None = None
     seconds: float = 0.0
     error: str | None = None
+    audits: list[dict[str, Any]] = field(default_factory=list)  # name, model, status, bad_rows, sample
 
 
 @dataclass

@@ -11,7 +11,6 @@ from sqlorch.adapters.base import Adapter
 from sqlorch.execution.statements import execute_create
 from sqlorch.planning.planner import Decision
 from sqlorch.project.model import Seed
-from sqlorch.project.seeds import read_seed, seed_fingerprint
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
     BATCH_COLUMN,
@@ -28,8 +27,8 @@ def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refr
         return Decision("full", "--full-refresh", "load")
     if state is None or not exists:
         return Decision("full", "first load", "load")
-    if state.fingerprint != seed_fingerprint(seed.path):
-        if state.columns != read_seed(seed.path)[0]:
+    if state.fingerprint != seed.fingerprint():
+        if state.columns != seed.read()[0]:
             return Decision("full", "CSV columns or their inferred types changed", "load")
         return Decision("incremental", "CSV changed; rows diffed", "diff rows")
     return Decision("skip", "CSV unchanged")
@@ -55,9 +54,9 @@ def execute_seed(
     adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision, state: RelationState | None, next_batch: int
 ) -> tuple[int, str]:
     """Load or update one seed; returns the rows loaded or changed and the batch kind."""
-    types, rows = read_seed(seed.path)
+    types, rows = seed.read()
     names = list(types)
-    fingerprint = seed_fingerprint(seed.path)
+    fingerprint = seed.fingerprint()
     log = change_log(seed.ref)
     record = RelationState(fingerprint, types, None, None)
     same_shape = state is not None and state.columns == types

@@ -53,7 +53,9 @@ def _match_term(term: str, project: Project) -> set[TableRef]:
     if "." in name:
         schema, _, bare = name.rpartition(".")
         return {ref for ref in candidates if ref.schema == schema and ref.name == bare}
-    return {ref for ref in candidates if ref.name == name}
+    # a dbt model is selected by its file name too, which its alias may differ from
+    files = {**{r: m.path for r, m in project.models.items()}, **{r: s.path for r, s in project.seeds.items()}}
+    return {ref for ref in candidates if ref.name == name or files[ref].stem.lower() == name}
 
 
 def _select_terms(expression: str, project: Project, dag: DAG[TableRef]) -> set[TableRef]:
@@ -67,7 +69,7 @@ def _select_terms(expression: str, project: Project, dag: DAG[TableRef]) -> set[
             raise GraphError(
                 f"--select/--exclude term '{term}' matches no {where}",
                 path=Path(project.root),
-                hint="model names are 'name' or 'schema.name'; see `sqlorch compile` for the list",
+                hint="names are 'name' or 'schema.name'; `sqlorch ls` lists the models and seeds",
             )
         selected |= matched
         if upstream:
@@ -81,4 +83,10 @@ def select_nodes(project: Project, dag: DAG[TableRef], select: str | None, exclu
     chosen = _select_terms(select, project, dag) if select else dag.nodes
     if exclude:
         chosen -= _select_terms(exclude, project, dag)
+    if not chosen and (select or exclude):
+        raise GraphError(
+            "--select/--exclude leave nothing selected",
+            path=Path(project.root),
+            hint="`sqlorch ls --select ... --exclude ...` shows what each selects",
+        )
     return chosen

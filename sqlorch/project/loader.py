@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from sqlorch.config import ProjectSettings, load_project_settings
-from sqlorch.errors import ErrorGroup, GraphError, SqlorchError
+from sqlorch.config import PLAIN_IDENTIFIER, ProjectSettings, load_project_settings, read_utf8
+from sqlorch.errors import ConfigError, ErrorGroup, GraphError, SqlorchError
 from sqlorch.gcpause import collector_paused
 from sqlorch.project.dependencies import table_ref, table_references
 from sqlorch.project.discover import ProjectFiles, discover_files
@@ -30,6 +30,7 @@ class Project:
     models: dict[TableRef, Model] = field(default_factory=dict)
     seeds: dict[TableRef, Seed] = field(default_factory=dict)
     sources: dict[TableRef, SourceSpec] = field(default_factory=dict)
+    notes: dict[TableRef, list[str]] = field(default_factory=dict)  # shown per model by plan and build
 
     @property
     def root(self) -> Path:
@@ -40,8 +41,20 @@ class Project:
 
 
 def model_ref(path: Path, models_dir: Path, default_schema: str) -> TableRef:
+    """``<first folder>.<file stem>``, both plain identifiers (checked: a file name becomes
+    a relation name in every statement sqlorch writes, and in every model that reads it)."""
     relative = path.relative_to(models_dir)
     schema = relative.parts[0] if len(relative.parts) > 1 else default_schema
+    for part, what in ((path.stem, "model file name"), (schema, "schema folder name")):
+        if not PLAIN_IDENTIFIER.fullmatch(part):
+            raise ConfigError(
+                f"{what} {part!r} is not a plain identifier",
+                path=path,
+                line=1,
+                col=1,
+                hint="rename it: letters, digits and underscores, not starting with a digit "
+                "(the folder and file name are the model's schema and table name)",
+            )
     return TableRef(schema=schema.lower(), name=path.stem.lower())
 
 
@@ -100,9 +113,20 @@ def resolve_dependencies(project: Project) -> list[SqlorchError]:
     return errors
 
 
-def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
-    """Read every file of the project; raise one ErrorGroup with all errors found."""
+def load_project(
+    root: Path,
+    cli_vars: dict[str, Any] | None = None,
+    profiles_dir: Path | None = None,
+    target_name: str | None = None,
+) -> Project:
+    """Read every file of the project; raise one ErrorGroup with all errors found. A dbt
+    project (``dbt_project.yml``) is read by ``sqlorch.dbt``: its relation names depend on
+    the target, hence the profile arguments."""
     root = root.resolve()
+    if (root / "dbt_project.yml").is_file():
+        from sqlorch.dbt.loader import load_dbt_project
+
+        return load_dbt_project(root, cli_vars, profiles_dir, target_name)
     settings = load_project_settings(root, cli_vars)
     if not (root / "models").is_dir():
         raise SqlorchError(f"no models/ folder in {root}", path=root, hint="pass --project-dir")
@@ -117,6 +141,16 @@ def _load_files(root: Path, settings: ProjectSettings, files: ProjectFiles) -> P
     macros = load_macros(files.macros, settings.vars)
     claimed: dict[TableRef, Path] = {}
     for seed_path in files.seeds:
+        if not PLAIN_IDENTIFIER.fullmatch(seed_path.stem):
+            errors.append(
+                ConfigError(
+                    f"seed file name {seed_path.stem!r} is not a plain identifier",
+                    path=seed_path,
+                    hint="rename it: letters, digits and underscores, not starting with a digit "
+                    "(the file name is the seed's table name)",
+                )
+            )
+            continue
         ref = TableRef(schema=settings.seed_schema, name=seed_path.stem.lower())
         project.seeds[ref] = Seed(ref=ref, path=seed_path)
         claimed[ref] = seed_path
@@ -126,7 +160,8 @@ def _load_files(root: Path, settings: ProjectSettings, files: ProjectFiles) -> P
     for path in files.models:
         tree = None
         try:
-            text = path.read_text(encoding="utf-8")
+            ref = model_ref(path, root / "models", settings.default_schema)
+            text = read_utf8(path)
             config = parse_header(text, path)
             if not config.enabled:
                 continue
@@ -144,7 +179,6 @@ def _load_files(root: Path, settings: ProjectSettings, files: ProjectFiles) -> P
         except SqlorchError as error:
             errors.append(error)
             continue
-        ref = model_ref(path, root / "models", settings.default_schema)
         if ref in claimed:
             errors.append(
                 GraphError(

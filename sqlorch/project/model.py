@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from sqlglot import exp
 
 from sqlorch.project.dependencies import position, table_ref, table_references
 from sqlorch.project.header import ModelConfig
 from sqlorch.project.parsing import parse_model_sql, strip_positions
+from sqlorch.project.seeds import read_seed, seed_fingerprint
 from sqlorch.refs import TableRef
 
 
@@ -66,5 +68,17 @@ class Model:
 
 @dataclass(frozen=True)
 class Seed:
+    """A CSV file loaded as a table; the settings are dbt's ``seeds:`` configs."""
+
     ref: TableRef
     path: Path
+    delimiter: str = ","
+    column_types: tuple[tuple[str, str], ...] = ()
+
+    def read(self) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
+        return read_seed(self.path, self.delimiter, dict(self.column_types))
+
+    def fingerprint(self) -> str:
+        """Changes with the file and with the settings, so a new column type reloads it."""
+        settings = "" if (self.delimiter, self.column_types) == (",", ()) else repr((self.delimiter, self.column_types))
+        return seed_fingerprint(self.path, settings)

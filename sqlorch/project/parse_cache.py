@@ -16,7 +16,7 @@ import sqlglot
 
 from sqlorch.refs import TableRef
 
-_VERSION = "1"
+_VERSION = "2"  # 2: entries only for models that pass the read-only check
 
 
 class ParseCache:

@@ -11,6 +11,7 @@ from sqlglot.errors import ParseError as SqlglotParseError
 from sqlglot.errors import TokenError
 
 from sqlorch.errors import ParseError
+from sqlorch.project.read_only import check_read_only, describe, locate
 
 E = TypeVar("E", bound=exp.Expr)
 
@@ -24,6 +25,8 @@ def _start_col(error: dict) -> int | None:
 
 
 def parse_model_sql(sql: str, dialect: str, path: Path) -> exp.Query:
+    """The one parse every model goes through (load, compile, plan, build, error
+    positions), so none of them ever holds a tree that is not a read-only query."""
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except SqlglotParseError as error:
@@ -40,20 +43,23 @@ def parse_model_sql(sql: str, dialect: str, path: Path) -> exp.Query:
     except TokenError as error:
         raise ParseError(f"syntax error: {error}", path=path) from None
     if len(statements) != 1:
+        line, col = locate(statements[1], sql, dialect) if len(statements) > 1 else (1, 1)
         raise ParseError(
             f"a model must be exactly one SELECT statement, found {len(statements)} statements",
             path=path,
-            line=1,
-            col=1,
+            line=line,
+            col=col,
         )
     statement = statements[0]
     if not isinstance(statement, exp.Query):
+        line, col = locate(statement, sql, dialect)
         raise ParseError(
-            f"a model must be a SELECT query, found {statement.key.upper()}",
+            f"a model must be a SELECT query, found {describe(statement)}",
             path=path,
-            line=1,
-            col=1,
+            line=line,
+            col=col,
         )
+    check_read_only(statement, sql, dialect, path)
     return statement
 
 

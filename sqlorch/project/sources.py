@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from sqlorch.config import load_yaml
+from sqlorch.config import check_keys, load_yaml, read_utf8, yaml_position
 from sqlorch.errors import ConfigError
 from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
 
-SOURCE_KEYS = {"cursor", "unique_key", "append_only", "columns", "description"}
+# audits, audits_warn: read by sqlorch.audits.declared
+YAML_KEYS = ("sources", "models")
+SOURCE_KEYS = {"cursor", "unique_key", "append_only", "columns", "description", "audits", "audits_warn"}
 
 
 def _as_columns(value: Any) -> tuple[str, ...]:
@@ -24,7 +28,7 @@ def _as_columns(value: Any) -> tuple[str, ...]:
 def _line_of(path: Path, needle: str) -> int | None:
     """The first line mentioning ``needle``; only error messages look it up (a lookup per
     source would read the file once per source)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if needle in line:
             return number
     return None
@@ -38,6 +42,9 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
             continue
         if not isinstance(data, dict):
             raise ConfigError("expected a mapping with a 'sources:' key", path=path, line=1, col=1)
+        # 'models:' holds audits declared in YAML (sqlorch.audits.declared reads it); a
+        # misspelt 'sources:' would hide every source
+        check_keys(data, YAML_KEYS, path, what="key")
         sources = data.get("sources") or {}
         if not isinstance(sources, dict):
             raise ConfigError(
@@ -54,14 +61,7 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 raise ConfigError(
                     f"settings of source '{name}' must be a mapping", path=path, line=_line_of(path, str(name))
                 )
-            unknown = set(settings) - SOURCE_KEYS
-            if unknown:
-                raise ConfigError(
-                    f"unknown source setting(s) {', '.join(sorted(unknown))} for '{name}'",
-                    path=path,
-                    line=_line_of(path, str(name)),
-                    hint=f"known settings: {', '.join(sorted(SOURCE_KEYS))}",
-                )
+            check_keys(settings, SOURCE_KEYS, path, ("sources", name), what="source setting", owner=f"'{name}'")
             columns = settings.get("columns")
             if columns is not None and not isinstance(columns, dict):
                 raise ConfigError(
@@ -83,6 +83,9 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 columns={str(k).lower(): str(v) for k, v in columns.items()} if columns else None,
                 path=path,
             )
+            declared = specs[ref].columns
+            if declared is not None:
+                check_source_columns(ref, specs[ref], declared)
             if specs[ref].append_only and not specs[ref].cursor:
                 raise ConfigError(
                     f"source '{name}' is append_only but has no cursor",
@@ -91,3 +94,36 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                     hint="append_only sources need a 'cursor:' column that grows with each load",
                 )
     return specs
+
+
+def check_source_columns(ref: TableRef, spec: SourceSpec, columns: Collection[str]) -> None:
+    """The ``cursor`` and ``unique_key`` of a source must be among its columns (declared
+    ones at compile, the warehouse's at build): a typo there would otherwise surface as a
+    warehouse error in the middle of a capture. Column names compare case-insensitively,
+    as unquoted SQL names do."""
+    available = {column.lower() for column in columns}
+    settings = [("cursor", spec.cursor)] if spec.cursor else []
+    settings += [("unique_key", column) for column in spec.unique_key]
+    for setting, column in settings:
+        if column.lower() in available:
+            continue
+        line, col = (
+            yaml_position(spec.path, ("sources", _yaml_name(ref, spec.path), setting)) if spec.path else (None, None)
+        )
+        close = difflib.get_close_matches(column, sorted(available), n=1)
+        raise ConfigError(
+            f"{setting} '{column}' of source {ref} is not one of its columns",
+            path=spec.path,
+            line=line,
+            col=col,
+            hint=(f"did you mean '{close[0]}'? " if close else "") + f"columns: {', '.join(sorted(available))}",
+        )
+
+
+def _yaml_name(ref: TableRef, path: Path) -> str:
+    """The source's key as written in its YAML file (its case may differ from the ref)."""
+    data = load_yaml(path) or {}
+    for name in (data.get("sources") or {}) if isinstance(data, dict) else {}:
+        if str(name).lower() == str(ref):
+            return str(name)
+    return str(ref)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.keys import anchors, own_nodes
 from sqlorch.planning.rewrites.substitute_occurrence import count_occurrences, substitute_occurrence
 
@@ -44,12 +45,12 @@ def _null_extended(join: exp.Join) -> None:
     select = join.parent
     assert isinstance(select, exp.Select)
     nullable = join.this
-    alias = nullable.alias_or_name
+    alias = alias_identifier(nullable)
     matched = nullable.copy()
     on = join.args.get("on")
     exists = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(matched).where(on.copy() if on else exp.true()))
     empty = exp.select(exp.Star()).from_(nullable.copy()).where(exp.false())
-    nullable.replace(exp.Subquery(this=empty, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    nullable.replace(exp.Subquery(this=empty, alias=exp.TableAlias(this=alias)))
     select.where(exists, copy=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.project.dependencies import table_references
 from sqlorch.refs import TableRef
 
@@ -29,7 +30,8 @@ def rename_relations(query: exp.Query, physical: dict[TableRef, TableRef], defau
             target = physical[candidates[0]] if len(candidates) == 1 else None
         if target is None:
             continue
-        replacement = target.to_table(alias=source.alias_or_name)
+        replacement = target.to_table()
+        replacement.set("alias", exp.TableAlias(this=alias_identifier(source)))
         for key in ("joins", "laterals", "pivots", "sample", "hints"):
             if source.args.get(key):
                 replacement.set(key, source.args[key])

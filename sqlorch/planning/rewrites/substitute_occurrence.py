@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from sqlorch.analysis.inline_ctes import alias_identifier
+
 RowsFor = Callable[[exp.Table], exp.Query]
 
 
@@ -26,7 +28,7 @@ def substitute_occurrence(
     target: exp.Subquery | None = None
     for position, table in enumerate(tables):
         rows = changed_rows(table) if position == index else all_rows(table)
-        replacement = exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name)))
+        replacement = exp.Subquery(this=rows, alias=exp.TableAlias(this=alias_identifier(table)))
         table.replace(replacement)
         if position == index:
             target = replacement

@@ -1,0 +1,1 @@
+"""Running a dbt project as it is: its project file, Jinja, schema names, profiles and tests."""
