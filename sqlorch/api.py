@@ -44,6 +44,7 @@ from sqlorch.state.store import (
     STATE_TABLES,
     StateSnapshot,
     change_log,
+    edge_table,
     ensure_state,
     load_snapshot,
     prune_change_log_statement,
@@ -240,9 +241,15 @@ class Prepared:
 
 
 def _capture_sources(
-    adapter: Adapter, session: Session, snapshot: StateSnapshot, known: dict[TableRef, dict[str, exp.DataType]]
+    adapter: Adapter,
+    session: Session,
+    snapshot: StateSnapshot,
+    known: dict[TableRef, dict[str, exp.DataType]],
+    full_refresh: bool,
 ) -> bool:
-    """Capture the changes of the selected models' sources; True if any capture wrote state."""
+    """Capture the changes of the selected models' sources; True if any capture wrote state.
+    With ``full_refresh`` each of them is recaptured whole: its change log, shadow and
+    watermark start over (consumers outside the selection rebuild on their next build)."""
     sources: set[TableRef] = set()
     for ref in session.selected:
         model = session.project.models.get(ref)
@@ -258,6 +265,7 @@ def _capture_sources(
             snapshot.relations.get(name),
             snapshot.latest_batch.get(name, 0) + 1,
             known,
+            full_refresh,
         )
         wrote = wrote or captured is not None
     return wrote
@@ -265,9 +273,9 @@ def _capture_sources(
 
 def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
     """The columns of every table a build asks about up front, in one catalog query: the
-    state tables, the sources with their change logs and shadows, every node's table."""
+    state tables, the sources with their change logs, shadows and edges, every node's table."""
     tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
-    tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref))]
+    tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref), edge_table(ref))]
     return adapter.columns_many(tables)
 
 
@@ -288,7 +296,7 @@ def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
                 check_source_columns(ref, spec, known[ref])
         ensure_state(adapter, known)
         snapshot = load_snapshot(adapter)
-        if _capture_sources(adapter, session, snapshot, known):
+        if _capture_sources(adapter, session, snapshot, known, options.full_refresh):
             snapshot = load_snapshot(adapter)
         source_schemas: SchemaMap = {
             ref: {name: kind.sql(dialect=adapter.dialect) for name, kind in known[ref].items()}

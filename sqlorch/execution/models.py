@@ -129,14 +129,16 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         if diff:
             execute_create(adapter, create_table_as(old, select_from(ctx.physical, list(previous_columns or []))))
         execute_create(adapter, create_table_as(ctx.physical, sql, view=view))
-        columns = list(adapter.columns(ctx.physical) or {})
+        rebuilt = adapter.columns(ctx.physical) or {}
+        columns = list(rebuilt)
         if audit_here and ctx.audits is not None:
             ctx.audits.check(adapter, ctx.physical, columns, None, "the transaction was rolled back")
         rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
         if not view:
             _check_unique_key(adapter, ctx)
         kind = "full"
-        if diff and columns == previous_columns:
+        # Types too: a change log of the old types would round the new values.
+        if diff and rebuilt == existing:
             _clear_leftovers(adapter, log, ctx.batch)
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(

@@ -28,6 +28,8 @@ def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refr
     if state is None or not exists:
         return Decision("full", "first load", "load")
     if state.fingerprint != seed.fingerprint():
+        if state.columns != seed.read()[0]:
+            return Decision("full", "CSV columns or their inferred types changed", "load")
         return Decision("incremental", "CSV changed; rows diffed", "diff rows")
     return Decision("skip", "CSV unchanged")
 

@@ -83,6 +83,29 @@ def partial_aggregates(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) 
     return keys.distributive is not None and _single_appended_input(keys, changes)
 
 
+def output_columns_changed(compiled: CompiledModel, recorded: dict[str, str] | None) -> str | None:
+    """Why the model's output columns differ from those of its table, if they do: its SQL
+    is unchanged, so an input's columns changed under a ``*``. Names are compared without
+    case (the warehouse may keep the case the SQL was written in, the compiler folds it)."""
+    if compiled.columns is None or recorded is None:
+        return None
+    now = [name.lower() for name in compiled.columns]
+    before = [name.lower() for name in recorded]
+    if now == before:
+        return None
+    gained = [name for name in now if name not in before]
+    lost = [name for name in before if name not in now]
+    inputs = compiled.input_schemas or {}
+    reasons = []
+    for name in gained:
+        owners = sorted(str(ref) for ref, schema in inputs.items() if name in {c.lower() for c in schema})
+        owner = owners[0] if owners else "an input"
+        kind = "source " if any(str(s) == owner for s in compiled.model.sources) else ""
+        reasons.append(f"{kind}{owner} gained column {name}")
+    reasons += [f"an input lost column {name}" for name in lost]
+    return "; ".join(reasons) or "output column order changed"
+
+
 def decide_model(
     compiled: CompiledModel,
     snapshot: StateSnapshot,
@@ -103,6 +126,9 @@ def decide_model(
         return Decision("full", "first build" if state is None else "table is missing", rebuild)
     if state.fingerprint != compiled.fingerprint:
         return Decision("full", "model SQL or settings changed", rebuild)
+    reshaped = output_columns_changed(compiled, state.columns)
+    if reshaped:
+        return Decision("full", reshaped, rebuild)
     if not changes:
         return Decision("skip", "model and inputs unchanged")
     changed_names = ", ".join(sorted(str(r) for r in changes))

@@ -12,6 +12,8 @@ Tables (all in ``_sqlorch``):
 - ``chg__<schema>__<name>``: a relation's change log: its columns plus ``_sqlorch_batch``
   and ``_sqlorch_old`` (old image true, new image false).
 - ``shadow__<schema>__<name>``: a keyed source's last captured rows.
+- ``edge__<schema>__<name>``: an append-only source's rows captured at its cursor's
+  maximum, to tell a later row with the same cursor value (a tie) from one taken already.
 
 Writes are returned as statements so the executor can commit them in the same
 transaction as the data they describe. Reads are batched: the whole state is one query.
@@ -68,6 +70,10 @@ def work_table(ref: TableRef, part: str) -> TableRef:
 
 def shadow_table(ref: TableRef) -> TableRef:
     return state_table(f"shadow__{_relation_slug(ref)}")
+
+
+def edge_table(ref: TableRef) -> TableRef:
+    return state_table(f"edge__{_relation_slug(ref)}")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ SOURCES = ("events", "users", "items", "fx")
 BASE = dt.datetime(2026, 1, 1)
 COUNTRIES = ["US", "DE", "FR", "BR", None]
 PLANS = ["free", "pro", "team"]
+EVENTS_INSERT = "INSERT INTO raw.events (event_id, user_id, ts, country, amount, _loaded_at) VALUES (?,?,?,?,?,?)"
+# Source schema changes and boundary cases (issue 9), one per history step that draws one.
+SCHEMA_EVENTS = ("add_column", "drop_column", "widen", "recreate", "truncate", "ties")
 SKUS = ["a", "b", "c", "d"]
 
 
@@ -57,6 +60,8 @@ class History:
     next_user: int = 1
     next_order: int = 1
     log: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)  # columns added to raw.users
+    widened: bool = False
 
     def tick(self) -> dt.datetime:
         self.clock += dt.timedelta(minutes=1)
@@ -90,9 +95,7 @@ class History:
             self.tick()
             for _ in range(20):
                 self._insert_user(con)
-            con.executemany(
-                "INSERT INTO raw.events VALUES (?,?,?,?,?,?)", [self._event(rng.random() < 0.2) for _ in range(120)]
-            )
+            con.executemany(EVENTS_INSERT, [self._event(rng.random() < 0.2) for _ in range(120)])
             for _ in range(10):
                 self._insert_order(con)
             con.executemany(
@@ -103,14 +106,17 @@ class History:
     def _insert_user(self, con) -> None:
         uid = self.next_user
         self.next_user += 1
-        con.execute("INSERT INTO raw.users VALUES (?,?,?)", [uid, self.rng.choice(PLANS), self.rng.choice(COUNTRIES)])
+        con.execute(
+            "INSERT INTO raw.users (user_id, plan, country) VALUES (?,?,?)",
+            [uid, self.rng.choice(PLANS), self.rng.choice(COUNTRIES)],
+        )
 
     def _insert_order(self, con) -> None:
         oid = self.next_order
         self.next_order += 1
         for line in range(1, self.rng.randint(1, 4) + 1):
             con.execute(
-                "INSERT INTO raw.items VALUES (?,?,?,?,?,?)",
+                "INSERT INTO raw.items (order_id, line, sku, qty, price, updated_at) VALUES (?,?,?,?,?,?)",
                 [
                     oid,
                     line,
@@ -121,6 +127,33 @@ class History:
                 ],
             )
 
+    def schema_event(self, event: str) -> None:
+        """One source schema change or boundary case, described in self.log. Run before
+        ``step`` so that ties meet the cursor maximum the last build captured."""
+        with duckdb.connect(str(self.db)) as con:
+            if event == "add_column" or (event == "drop_column" and not self.extra_columns):
+                name = f"extra{len(self.extra_columns) + 1}"
+                con.execute(f"ALTER TABLE raw.users ADD COLUMN {name} VARCHAR DEFAULT 'x'")
+                self.extra_columns.append(name)
+                event = "add_column"
+            elif event == "drop_column":
+                con.execute(f"ALTER TABLE raw.users DROP COLUMN {self.extra_columns.pop()}")
+            elif event == "widen":
+                if not self.widened:
+                    con.execute("ALTER TABLE raw.items ALTER price TYPE DECIMAL(18,3)")
+                    self.widened = True
+                con.execute("UPDATE raw.items SET price = price + 0.001, updated_at = ? WHERE line = 1", [self.tick()])
+            elif event == "recreate":
+                con.execute("CREATE OR REPLACE TABLE raw.users AS SELECT * FROM raw.users WHERE user_id % 5 <> 0")
+            elif event == "truncate":
+                con.execute("CREATE TEMP TABLE keep AS SELECT * FROM raw.events WHERE event_id % 3 <> 0")
+                con.execute("DELETE FROM raw.events")
+                con.execute("INSERT INTO raw.events SELECT * FROM keep")
+            else:  # ties: rows stamped with the cursor maximum the last build captured
+                top = con.execute("SELECT max(_loaded_at) FROM raw.events").fetchall()[0][0]
+                con.executemany(EVENTS_INSERT, [(*self._event()[:-1], top) for _ in range(3)])
+        self.log.append(f"schema event {event}")
+
     def step(self) -> None:
         """One batch of mixed changes, described in self.log."""
         rng = self.rng
@@ -129,7 +162,8 @@ class History:
             # events: appends, some late (old days), some with NULL user/country
             n = rng.randint(0, 30)
             rows = [self._event(late=rng.random() < 0.25) for _ in range(n)]
-            con.executemany("INSERT INTO raw.events VALUES (?,?,?,?,?,?)", rows)
+            if rows:
+                con.executemany(EVENTS_INSERT, rows)
             self.log.append(f"events +{n}")
             # users: in-place updates that move rows between groups, inserts, hard deletes
             ids = [r[0] for r in con.execute("SELECT user_id FROM raw.users").fetchall()]
