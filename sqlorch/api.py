@@ -22,6 +22,8 @@ from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
+from sqlorch.dbt.adoption import adoptable, dbt_built_relations
+from sqlorch.dbt.project_file import is_dbt_project
 from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
@@ -393,9 +395,14 @@ def _check_ownership(
     """A selected model or seed whose relation exists but was not created by sqlorch fails
     (that node only: its descendants are skipped); nothing is ever written to it."""
     project = session.project
+    built_by_dbt = dbt_built_relations(project.root) if is_dbt_project(project.root) else set()
     for ref in session.selected:
         relation = session.physical_of[ref]
         if ref in failed or relation not in known or str(relation) in owned:
+            continue
+        if adoptable(relation, built_by_dbt):
+            # the project's own dbt built it: the build claims it before replacing it
+            project.notes.setdefault(ref, []).append(f"{relation} was built by this project's dbt: taken over")
             continue
         node = project.models.get(ref) or project.seeds.get(ref)
         failed[ref] = SqlorchError(

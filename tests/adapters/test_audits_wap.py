@@ -78,7 +78,8 @@ def _build(warehouse: Warehouse, project: Path, **options: Any) -> dict[str, Any
 
 def _snapshot(adapter: Adapter) -> tuple[Any, ...]:
     """The audited model's published rows (sorted, raw driver values), its change log,
-    its batch records and every watermark: what a failed audit must not move."""
+    its batch records, and its own and its descendant's watermarks: what a failed audit
+    must not move."""
 
     def rows(table: TableRef, where: exp.Expr | None = None) -> list[tuple[Any, ...]]:
         columns = list(adapter.columns(table) or {})
@@ -86,11 +87,15 @@ def _snapshot(adapter: Adapter) -> tuple[Any, ...]:
         return sorted(adapter.fetch(query.where(where) if where is not None else query), key=repr)
 
     relation = exp.column("relation", quoted=True).eq(exp.Literal.string(AUDITED))
+    # the blocked model's and its skipped descendant's: other models may build meanwhile
+    consumers = exp.column("consumer", quoted=True).isin(
+        exp.Literal.string(AUDITED), exp.Literal.string("marts.totals")
+    )
     return (
         rows(TableRef("staging", "orders")),
         rows(change_log(TableRef("staging", "orders"))),
         rows(state_table("batches"), relation),
-        rows(state_table("watermarks")),
+        rows(state_table("watermarks"), consumers),
         rows(TableRef("marts", "totals")),
     )
 

@@ -99,6 +99,23 @@ def test_same_tables_as_dbt_then_exact_where_dbt_incremental_models_drift(dbt: P
     wrong_days = {row[0] for row in theirs[revenue] - fresh[revenue]}
     assert wrong_days == {date(2024, 1, 1), date(2024, 1, 2)}, "a corrected payment and a late order on old days"
 
+    # Switching in place: sqlorch in the folder and warehouse dbt built. Without dbt's
+    # manifest the existing tables are nobody's sqlorch knows, and every one is refused,
+    # untouched; with it, the tables dbt built for this project are taken over and rebuilt
+    # exactly, the drift repaired.
+    manifest = projects["dbt"] / "target" / "manifest.json"
+    saved = manifest.read_text()
+    manifest.unlink()
+    refused = run_cli("build", "--project-dir", projects["dbt"])
+    assert refused.exit_code == 1 and "was not created by sqlorch" in refused.output, refused.output
+    assert tables(tmp_path / "dbt.duckdb") == theirs
+    manifest.write_text(saved)
+    taken = {r["model"]: r for r in _sqlorch_build(projects["dbt"])}
+    assert "built by this project's dbt: taken over" in str(taken["marts.daily_revenue"]["reason"])
+    adopted = tables(tmp_path / "dbt.duckdb")
+    for relation in sorted(fresh):
+        assert adopted[relation] == fresh[relation], relation
+
 
 def test_seed_column_types_and_delimiter(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "p", tmp_path / "w.duckdb")
