@@ -420,6 +420,9 @@ def docs(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # sqlglot warns, echoing the model's SQL, before it parses a statement as an opaque
+    # command; sqlorch reports such a model as an error of its own at the right line.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _on_signal)
     try:
