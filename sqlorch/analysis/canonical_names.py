@@ -27,7 +27,8 @@ _ALWAYS_INSENSITIVE = (NormalizationStrategy.CASE_INSENSITIVE, NormalizationStra
 
 
 def _canonical(identifier: exp.Identifier, strategy: NormalizationStrategy) -> str | None:
-    """The canonical name of a case-insensitive identifier; None for a case-sensitive one."""
+    """The canonical name of a case-insensitive identifier; None for one to keep as written
+    (case-sensitive, or quoted in lower case where the dialect folds to lower case)."""
     name = identifier.name
     if strategy in _ALWAYS_INSENSITIVE or (
         strategy is not NormalizationStrategy.CASE_SENSITIVE and not identifier.quoted
@@ -35,8 +36,6 @@ def _canonical(identifier: exp.Identifier, strategy: NormalizationStrategy) -> s
         return name.lower()
     if strategy is NormalizationStrategy.UPPERCASE and name == name.upper():
         return name.lower()
-    if strategy is NormalizationStrategy.LOWERCASE and name == name.lower():
-        return name
     return None
 
 
