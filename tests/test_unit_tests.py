@@ -103,6 +103,57 @@ def test_a_snowflake_model_is_unit_tested_on_duckdb(tmp_path: Path, cli: Callabl
     assert "pass  marts.due: due dates and sizes" in run.output
 
 
+def test_a_snowflake_model_with_declared_columns_is_unit_tested(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    """Declared source columns, a seed and an upstream model, all known in lower case, are
+    read by Snowflake SQL whose unquoted names fold to upper case there."""
+    project = write_files(
+        tmp_path / "snow",
+        {
+            "sqlorch.yml": "dialect: snowflake\n",
+            "seeds/sizes.csv": "code,label\nB,big\nS,small\n",
+            "models/sources.yml": """
+                sources:
+                  raw.orders:
+                    unique_key: id
+                    columns: {id: NUMBER, Placed: DATE, amount: "NUMBER(10, 2)"}
+            """,
+            "models/staging/orders.sql": """
+                SELECT ID, DATEADD(day, 30, PLACED) AS Due, IFF(Amount > 100, 'B', 'S') AS size_code
+                FROM raw.orders
+            """,
+            "models/marts/due.sql": """
+                SELECT O.Id, O.DUE, S."LABEL" AS size
+                FROM staging.orders AS O JOIN seeds.sizes AS S ON S.Code = O.size_code
+            """,
+            "tests/due.yml": """
+                tests:
+                  - name: sized
+                    model: staging.orders
+                    given:
+                      raw.orders:
+                        - {id: 1, placed: 2024-01-01, amount: 150}
+                        - {id: 2, placed: 2024-01-10, amount: 5}
+                    expect:
+                      - {id: 1, due: 2024-01-31, size_code: B}
+                      - {id: 2, due: 2024-02-09, size_code: S}
+                  - name: labelled
+                    model: marts.due
+                    given:
+                      staging.orders: [{id: 1, due: 2024-01-31, size_code: B}]
+                      seeds.sizes: [{code: B, label: big}]
+                    expect:
+                      - {id: 1, due: 2024-01-31, size: big}
+            """,
+        },
+    )
+    compiled = cli("compile", "--project-dir", project)
+    assert compiled.exit_code == 0, compiled.output
+    run = cli("test", "--project-dir", project)
+    assert run.exit_code == 0, run.output
+    assert "pass  staging.orders: sized" in run.output
+    assert "pass  marts.due: labelled" in run.output
+
+
 def test_compile_checks_unit_test_files(tmp_path: Path, cli: Callable[..., Run]) -> None:
     project = _demo(tmp_path / "demo")
     bad = project / "tests" / "bad.yml"

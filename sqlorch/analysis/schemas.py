@@ -19,6 +19,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
+from sqlorch.analysis.canonical_names import canonical_names
 from sqlorch.errors import CompileError
 from sqlorch.project.parsing import strip_positions
 from sqlorch.refs import TableRef
@@ -60,8 +61,9 @@ def dialect_of(name: str) -> Dialect:
 
 
 def mapping_schema(schemas: SchemaMap, dialect: str) -> MappingSchema:
-    """A sqlglot schema of already normalised (lower-case) names and parsed types. Build it
-    from a query's own inputs only: sqlglot normalises every table it is given."""
+    """A sqlglot schema of sqlorch's canonical (lower-case) names and parsed types, for a
+    query whose names ``qualify_query`` canonicalised the same way. Build it from a query's
+    own inputs only: sqlglot normalises every table it is given."""
     nested: dict[str, object] = {}
     for ref, columns in schemas.items():
         tables = nested.setdefault(ref.schema, {})
@@ -90,13 +92,14 @@ def qualify_query(
     in ``positioned()`` (the query with token positions) when the query has none."""
     try:
         qualified = qualify(
-            query.copy(),
+            canonical_names(query.copy(), dialect_of(dialect)),
             schema=schema,
             dialect=dialect_of(dialect),
             validate_qualify_columns=True,
-            # Every identifier quoted (after normalising the unquoted ones to the dialect's
-            # case): the names ``*`` expands to come from the warehouse and may hold spaces,
-            # quotes or reserved words; unquoted they would be read as SQL.
+            # Every identifier quoted (canonical_names quoted the case-insensitive ones in
+            # sqlorch's lower case already): the names ``*`` expands to come from the
+            # warehouse and may hold spaces, quotes or reserved words; unquoted they would
+            # be read as SQL.
             quote_identifiers=True,
             identify=True,
         )

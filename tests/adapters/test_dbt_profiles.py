@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.adapters.conftest import Warehouse
@@ -24,14 +23,7 @@ def _dbt_output(warehouse: Warehouse) -> dict[str, Any]:
     return output
 
 
-def test_dbt_project_with_dbt_profile_builds(
-    warehouse: Warehouse, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if warehouse.kind == "snowflake":
-        # Not the profile: any project written in the snowflake dialect fails to read a
-        # seed's columns (seed columns are lower case and quoted; the dialect upper-cases
-        # unquoted names), in sqlorch.analysis.schemas. Strict: it must pass once fixed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="snowflake-dialect projects cannot read seeds"))
+def test_dbt_project_with_dbt_profile_builds(warehouse: Warehouse, tmp_path: Path) -> None:
     project = write_files(
         tmp_path / "project",
         {
