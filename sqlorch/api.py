@@ -644,7 +644,7 @@ def docs(options: Options, out: Path | None = None, inputs_digest: str | None = 
     site (default ``target/docs/``)."""
     from sqlorch.docs.cache import load_site, save_site
     from sqlorch.docs.runs import fetch_runs
-    from sqlorch.docs.site import with_runs, write_site
+    from sqlorch.docs.site import with_audit_results, with_runs, write_site
     from sqlorch.project.templating import ENV_VARS_READ
 
     root = options.project_dir.resolve()
@@ -655,8 +655,9 @@ def docs(options: Options, out: Path | None = None, inputs_digest: str | None = 
             save_site(root, inputs_digest, ENV_VARS_READ, site)
     target = load_target(root, options.profiles_dir, options.target)
     runs, note = fetch_runs(target)
+    site = with_audit_results(with_runs(site, runs, note), output_dir(root) / "run_results.json")
     with collector_paused():
-        page = write_site(out if out is not None else output_dir(root) / "docs", with_runs(site, runs, note))
+        page = write_site(out if out is not None else output_dir(root) / "docs", site)
     return DocsResult(page, len(site["nodes"]), note)
 
 
@@ -679,7 +680,12 @@ def _site_from_compile(options: Options) -> dict[str, Any]:
             for ref, item in compiled.models.items()
         }
         edges = [(i, ref) for ref, item in compiled.models.items() for i in sorted(item.model.inputs)]
-        return site_data(project, edges, models, compiled.session.target.name)
+        declared = declared_audits(project)
+        audits = {
+            str(ref): [(call.text, call.blocking) for call in calls]
+            for ref, calls in [*declared.models.items(), *declared.sources.items()]
+        }
+        return site_data(project, edges, models, compiled.session.target.name, audits)
 
 
 def plan_with_impact(options: Options, stop: StopRequest | None = None) -> tuple[Plan, list[Impact]]:

@@ -162,6 +162,11 @@ def test_demo_site_in_headless_chromium(demo_project: Path, cli: Any, chromium: 
     rows = next(result["rows"] for result in built if result["model"] == "marts.daily_revenue")
     assert runs[0].split() == ["status", "action", "rows", "seconds", "reason"]
     assert runs[1].startswith(f"success full {rows} ") and runs[1].endswith("first build"), runs
+
+    # the model's declared audits with their result in the last build (run_results.json)
+    audits = texts(chromium, "#audits tr")
+    assert audits[0] == "audit blocking last result failing rows"
+    assert "unique(order_date, country) yes pass 0" in audits[1:], audits
     assert [entry for entry in chromium.get_log("browser") if entry["level"] == "SEVERE"] == []
 
 
@@ -176,7 +181,15 @@ def test_without_a_warehouse_the_page_says_why_there_are_no_runs(demo_project: P
     assert chromium.find_element(By.ID, "node-title").text == "staging.stg_orders"
     assert "has not been built yet" in chromium.find_element(By.ID, "runs-note").text
     node = next(n for n in site_data(out)["nodes"] if n["id"] == "staging.stg_orders")
-    assert node["freshness"] is None and node["audits"] is None and node["runs"] == []
+    assert node["freshness"] is None and node["runs"] == []
+    # declared audits are listed; never built, they have no result
+    assert {a["name"]: (a["blocking"], a["status"]) for a in node["audits"]} == {
+        "not_null(order_id)": (True, None),
+        "unique(order_id)": (True, None),
+        "accepted_values(status, 'completed', 'returned')": (True, None),
+        "expression(amount >= 0)": (True, None),
+        "not_null(customer_id)": (False, None),
+    }
 
 
 def test_a_large_project_opens_on_a_neighbourhood(tmp_path: Path, cli: Any, chromium: Any) -> None:

@@ -12,10 +12,10 @@ The shape of a node (model, seed or source) in that data:
      "columns": [{"name", "type", "kind", "from": [[node index, column, edge kind], ...]}],
      "runs": [{"status", "action", "rows", "seconds", "reason", "run_id"}],
      "freshness": {"target": "15m", "lag_seconds": 120, "status": "ok"} | null,
-     "audits": [{"name", "blocking", "status", "failing_rows"}] | null}
+     "audits": [{"name", "blocking", "status", "failing_rows"}] | null}   # declared; results of the last build
 
-``freshness`` and ``audits`` are null until the features that produce them exist; the page
-renders them whenever they are present.
+``freshness`` is null until the control plane produces it; ``audits`` is null for a node
+with none declared. The page renders each whenever it is present.
 """
 
 from __future__ import annotations
@@ -74,16 +74,23 @@ def site_data(
     edges: list[tuple[TableRef, TableRef]],
     models: Mapping[TableRef, ModelDoc],
     target: str,
+    audits: Mapping[str, list[tuple[str, bool]]] | None = None,
 ) -> dict[str, Any]:
     """The ``window.SQLORCH_DOCS`` object (see the module docstring), without the runs:
-    ``with_runs`` adds them (this part is cached, they are not)."""
+    ``with_runs`` adds them (this part is cached, they are not). ``audits``: per model or
+    source the audit calls declared for it, with whether each blocks."""
     nodes: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     columns_read: dict[str, dict[str, None]] = {}  # source columns some model reads, in order
 
     def add(ref: str, node: dict[str, Any]) -> None:
         index[ref] = len(nodes)
-        nodes.append({"id": ref, "freshness": None, "audits": None, "runs": [], **node})
+        declared = (audits or {}).get(ref)
+        listed = [
+            {"name": name, "blocking": blocking, "status": None, "failing_rows": None}
+            for name, blocking in declared or []
+        ]
+        nodes.append({"id": ref, "freshness": None, "audits": listed or None, "runs": [], **node})
 
     for ref, seed in sorted(project.seeds.items()):
         add(str(ref), {"type": "seed", "path": _relative(seed.path, project.root), "declared": read_seed(seed.path)[0]})
@@ -148,6 +155,27 @@ def with_runs(site: dict[str, Any], runs: Runs, note: str | None) -> dict[str, A
         node["runs"] = runs.get(node["id"], [])
     site["runs_note"] = note
     site["generated_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return site
+
+
+def with_audit_results(site: dict[str, Any], run_results: Path) -> dict[str, Any]:
+    """The site data with each declared audit's result in the last build (its
+    ``run_results.json``, when there is one): status and number of bad rows."""
+    try:
+        results = json.loads(run_results.read_text(encoding="utf-8"))["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return site
+    last = {
+        (audit.get("model"), audit.get("name")): audit
+        for result in results
+        if isinstance(result, dict)
+        for audit in result.get("audits") or []
+    }
+    for node in site["nodes"]:
+        for audit in node.get("audits") or []:
+            found = last.get((node["id"], audit["name"]))
+            if found is not None:
+                audit["status"], audit["failing_rows"] = found.get("status"), found.get("bad_rows")
     return site
 
 
