@@ -33,6 +33,10 @@ class Capabilities:
     transactional_ddl: bool = True  # CREATE/DROP TABLE may run inside a transaction and roll back
     read_own_writes: bool = True  # a fetch inside transaction() sees the transaction's earlier writes
     views_bind_early: bool = False  # views hold their tables by identity: replacing a table needs CASCADE
+    # CREATE TEMPORARY TABLE, unqualified, seen by this connection only and gone with it: a
+    # model's scratch tables then cost no catalog or log write, and need no DROP
+    temp_tables: bool = False
+    row_counts: bool = False  # execute() returns the rows an INSERT/DELETE/MERGE wrote, inside a transaction too
 
 
 SECRET_SETTINGS = ("password", "private_key_file_pwd", "private_key_passphrase", "token", "passcode", "private_key")

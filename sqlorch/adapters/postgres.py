@@ -35,6 +35,7 @@ class PostgresAdapter:
         create_or_replace=False,
         except_all=True,
         views_bind_early=True,
+        row_counts=True,
     )
 
     def __init__(self, settings: dict[str, Any]) -> None:

@@ -125,6 +125,8 @@ class Executor:
         with self.lock:
             changes = pending_changes(self.snapshot, name, inputs)
             watermarks = {str(i): self.snapshot.latest_batch.get(str(i), 0) for i in inputs}
+            watermarks_stored = all((name, i) in self.snapshot.watermarks for i in watermarks)
+            state = self.snapshot.relations.get(name)
             batch = self.snapshot.latest_batch.get(name, 0) + 1
         # a failed source audit fails the models that would read its change
         source_audits = self.inputs.source_audits.for_inputs(set(changes)) if self.inputs.source_audits else []
@@ -168,25 +170,24 @@ class Executor:
             watermarks=watermarks,
             batch=batch,
             default_schema=self.inputs.project.settings.default_schema,
+            state=state,
+            watermarks_stored=watermarks_stored,
         )
         adapter = self._adapter()
         if decision.action == "full":
             self._guard_dependent_views(step.ref)
             may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh
-            rows, kind = execute_full(adapter, ctx, may_diff)
-            self._record_batch(name, batch, kind, rows, watermarks)
+            written = execute_full(adapter, ctx, may_diff)
+        elif decision.strategy == INSERT_ONLY:
+            written = execute_insert_only(adapter, ctx, changes, self.inputs.resolve)
         else:
-            if decision.strategy == INSERT_ONLY:
-                rows, kind = execute_insert_only(adapter, ctx, changes, self.inputs.resolve)
-            else:
-                fold = decision.strategy == PARTIAL_AGGREGATES
-                rows, kind = execute_incremental(adapter, ctx, changes, self.inputs.resolve, fold_appends=fold)
-            self._record_batch(name, batch, kind, rows, watermarks)
+            fold = decision.strategy == PARTIAL_AGGREGATES
+            written = execute_incremental(adapter, ctx, changes, self.inputs.resolve, fold_appends=fold)
+        self._record_batch(name, batch, written.kind, written.rows, watermarks)
         with self.lock:
             self.inputs.existing.add(step.ref)
-            columns = list(self._adapter().columns(ctx.physical) or {})
-            self.inputs.input_columns[step.ref] = columns
-        result = ModelResult(name, "success", decision.action, decision.reason, rows)
+            self.inputs.input_columns[step.ref] = written.columns
+        result = ModelResult(name, "success", decision.action, decision.reason, written.rows)
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 

@@ -43,6 +43,7 @@ from sqlorch.state.store import (
     change_log,
     save_relation_statements,
     save_watermark_statements,
+    update_watermarks_statement,
     work_table,
 )
 
@@ -59,22 +60,71 @@ class ModelContext:
     batch: int  # the batch number this run writes
     default_schema: str
     audits: ModelAudits | None = None  # write-audit-publish, see sqlorch.audits.hooks
+    state: RelationState | None = None  # the model's record before this run
+    watermarks_stored: bool = False  # every input has a watermark row already (moved by one UPDATE)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a model run wrote: ``rows`` (see ``ModelResult.rows``), the batch ``kind``, and
+    the table's columns, which its consumers in this build read without asking the catalog."""
+
+    rows: int
+    kind: str
+    columns: list[str]
+
+
+def _stored_columns(adapter: Adapter, ctx: ModelContext) -> list[str]:
+    """The table's columns, from the model's record: an incremental run only happens when the
+    record matches the compiled model (``planner.decide_model``), so no catalog query."""
+    if ctx.state is not None and ctx.state.columns:
+        return list(ctx.state.columns)
+    return list(adapter.columns(ctx.physical) or {})
+
+
+def _scratch(adapter: Adapter, ref: TableRef, part: str) -> TableRef:
+    return work_table(ref, part, temporary=adapter.capabilities.temp_tables)
+
+
+def _drop_scratch(adapter: Adapter, tables: list[TableRef]) -> None:
+    """A temporary scratch table is left to the next run's ``CREATE OR REPLACE`` (or the end of
+    the connection): one statement less per table."""
+    if adapter.capabilities.temp_tables:
+        return
+    for table in tables:
+        adapter.execute(drop_table(table))
+
+
+def _written(count: int | None, query: exp.Query, adapter: Adapter) -> int:
+    """The rows an INSERT wrote, as the driver reported it (``capabilities.row_counts``)."""
+    if count is None:
+        raise SqlorchError(f"the {adapter.dialect} driver reported no row count for: {query.sql()[:80]}")
+    return count
 
 
 def _clear_leftovers(adapter: Adapter, log: TableRef, batch: int) -> None:
     """Change-log rows of this batch number written by a run that died before recording
-    the batch (only possible where the warehouse has no transactions)."""
+    the batch: only possible where a transaction can commit part way (no transactions, or DDL
+    that commits the open one), so elsewhere the statement is not run."""
+    if adapter.capabilities.transactions and adapter.capabilities.transactional_ddl:
+        return
     adapter.execute(exp.delete(log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
 
 
 def _bookkeeping(adapter: Adapter, ctx: ModelContext, kind: str, rows: int, columns: list[str]) -> None:
+    """The batch, the watermarks and (when it changed) the model's record: two statements for
+    a model run again unchanged, since a build runs this once per model."""
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
-    for statement in [
-        *save_relation_statements(name, record),
-        add_batch_statement(name, ctx.batch, kind, rows),
-        *save_watermark_statements(name, ctx.watermarks),
-    ]:
+    stored = ctx.state
+    unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
+    statements = [] if unchanged else save_relation_statements(name, record)
+    statements.append(add_batch_statement(name, ctx.batch, kind, rows))
+    if ctx.watermarks_stored and unchanged:
+        statements.append(update_watermarks_statement(name, ctx.watermarks))
+    else:
+        statements.extend(save_watermark_statements(name, ctx.watermarks))
+    for statement in statements:
         adapter.execute(statement)
 
 
@@ -101,7 +151,7 @@ def _multiset_minus(left: TableRef, right: TableRef, columns: list[str]) -> exp.
     return exp.except_(select_from(left, columns), select_from(right, columns), distinct=False)
 
 
-def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[int, str]:
+def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written:
     """Rebuild the table. Where the warehouse can diff multisets and the columns did not
     change, the old and new rows are diffed into the change log so that consumers stay
     incremental; otherwise the batch is ``full`` and consumers rebuild."""
@@ -162,7 +212,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         _bookkeeping(adapter, ctx, kind, rows, columns)
     if scratch is not None:
         adapter.execute(drop_table(scratch))
-    return rows, kind
+    return Written(rows, kind, columns)
 
 
 @dataclass
@@ -202,7 +252,7 @@ def execute_insert_only(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
-) -> tuple[int, str]:
+) -> Written:
     """Append the model evaluated over the appended input rows (row-preserving models)."""
     model = ctx.compiled.model
     assert ctx.compiled.keys.inlined is not None
@@ -211,27 +261,30 @@ def execute_insert_only(
         ctx.compiled.keys.inlined, 0, sources.is_changed, sources.changed, sources.everything
     )
     appended = rename_relations(keep_only_branches_with(appended, target), ctx.physical_of, ctx.default_schema)
-    rows_table = work_table(model.ref, "rows")
-    columns = list(adapter.columns(ctx.physical) or {})
-    execute_create(adapter, create_table_as(rows_table, appended))
+    rows_table = _scratch(adapter, model.ref, "rows")
+    columns = _stored_columns(adapter, ctx)
+    execute_create(adapter, create_table_as(rows_table, appended, temporary=adapter.capabilities.temp_tables))
     try:
         if ctx.audits is not None:  # the appended rows, before anything is written
             rest = audit_hooks.stored_rest(ctx.physical, columns, None)
             ctx.audits.check(adapter, rows_table, columns, rest, "nothing was written")
         new_rows = select_from(rows_table, columns)
-        count = int(adapter.fetch(count_rows(rows_table))[0][0])
+        counted = adapter.capabilities.row_counts
+        count = 0 if counted else int(adapter.fetch(count_rows(rows_table))[0][0])
         with adapter.transaction():
             _clear_leftovers(adapter, change_log(model.ref), ctx.batch)
             log_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
             adapter.execute(
                 insert_into(change_log(model.ref), log_columns, with_images(new_rows, columns, ctx.batch, False))
             )
-            adapter.execute(insert_into(ctx.physical, columns, new_rows))
+            inserted = adapter.execute(insert_into(ctx.physical, columns, new_rows))
+            if counted:
+                count = _written(inserted, new_rows, adapter)
             _check_unique_key(adapter, ctx)
             _bookkeeping(adapter, ctx, "append", count, columns)
     finally:
-        adapter.execute(drop_table(rows_table))
-    return count, "append"
+        _drop_scratch(adapter, [rows_table])
+    return Written(count, "append", columns)
 
 
 def _combine(kind: str, stored: exp.Expr, added: exp.Expr) -> exp.Expr:
@@ -300,7 +353,7 @@ def execute_incremental(
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
     fold_appends: bool = False,
-) -> tuple[int, str]:
+) -> Written:
     """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
     DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
     only the appended input rows into the stored groups (see ``keys.distributive``)."""
@@ -308,8 +361,11 @@ def execute_incremental(
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     key = keys.key
-    keys_table, rows_table = work_table(model.ref, "keys"), work_table(model.ref, "rows")
-    columns = list(adapter.columns(ctx.physical) or {})
+    if key and not fold_appends and ctx.audits is None and _small(adapter, changes):
+        return _replace_small(adapter, ctx, ChangeSources(ctx, changes, resolve))
+    temporary = adapter.capabilities.temp_tables
+    keys_table, rows_table = _scratch(adapter, model.ref, "keys"), _scratch(adapter, model.ref, "rows")
+    columns = _stored_columns(adapter, ctx)
     log = change_log(model.ref)
     sources = ChangeSources(ctx, changes, resolve)
 
@@ -317,19 +373,20 @@ def execute_incremental(
     target_match: exp.Expr = exp.true()
     if fold_appends:
         affected, recomputed = _partial_aggregate_rows(ctx, sources)
-        execute_create(adapter, create_table_as(keys_table, affected))
+        execute_create(adapter, create_table_as(keys_table, affected, temporary=temporary))
     elif key:
         affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
-        execute_create(adapter, create_table_as(keys_table, affected))
+        execute_create(adapter, create_table_as(keys_table, affected, temporary=temporary))
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
     else:
         recomputed = ctx.compiled.physical_sql
     if key:
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
     merge = keys.unique and bool(key) and adapter.capabilities.merge_in_transaction
-    execute_create(adapter, create_table_as(rows_table, mark_present(recomputed) if merge else recomputed))
-    stored, changed = work_table(model.ref, "old"), work_table(model.ref, "changed")
+    rows_query = mark_present(recomputed) if merge else recomputed
+    execute_create(adapter, create_table_as(rows_table, rows_query, temporary=temporary))
+    stored, changed = _scratch(adapter, model.ref, "old"), _scratch(adapter, model.ref, "changed")
     diff = bool(key) and adapter.capabilities.except_all
     try:
         if ctx.audits is not None:  # the recomputed rows of the affected keys, before anything is written
@@ -341,23 +398,35 @@ def execute_incremental(
             # Most rows of an affected key usually come back unchanged (one new event in a
             # user's window partition): write only the rows that really differ. The stored
             # rows of the affected keys are read once: finding them scans the whole table.
-            execute_create(adapter, create_table_as(stored, old_images))
-            execute_create(adapter, create_table_as(changed, changed_values(stored, rows_table, columns)))
+            execute_create(adapter, create_table_as(stored, old_images, temporary=temporary))
+            differ = changed_values(stored, rows_table, columns)
+            execute_create(adapter, create_table_as(changed, differ, temporary=temporary))
             old_images = select_from(stored, columns, "o").where(same_value(changed, columns, "o"))
             logged_new = select_from(rows_table, columns, "r").where(same_value(changed, columns, "r"))
         else:
             logged_new = new_images
-        # counted before the transaction: some warehouses run a transaction as one script
+        # Counted by the log inserts where the driver reports it, else before the transaction:
+        # some warehouses run a transaction as one script.
+        counted = adapter.capabilities.row_counts
         old_count, new_count = (
-            int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(q.subquery("c")))[0][0])
-            for q in (old_images, logged_new)
+            (0, 0)
+            if counted
+            else (
+                int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(q.subquery("c")))[0][0])
+                for q in (old_images, logged_new)
+            )
         )
-        kind = "delta" if old_count else "append"
         with adapter.transaction():
             _clear_leftovers(adapter, log, ctx.batch)
             all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-            adapter.execute(insert_into(log, all_columns, with_images(old_images, columns, ctx.batch, True)))
-            adapter.execute(insert_into(log, all_columns, with_images(logged_new, columns, ctx.batch, False)))
+            logged_old_rows = with_images(old_images, columns, ctx.batch, True)
+            logged_new_rows = with_images(logged_new, columns, ctx.batch, False)
+            written_old = adapter.execute(insert_into(log, all_columns, logged_old_rows))
+            written_new = adapter.execute(insert_into(log, all_columns, logged_new_rows))
+            if counted:
+                old_count = _written(written_old, logged_old_rows, adapter)
+                new_count = _written(written_new, logged_new_rows, adapter)
+            kind = "delta" if old_count else "append"
             if merge:
                 adapter.execute(build_key_merge(ctx.physical, rows_table, keys_table, key, columns))
             elif diff:
@@ -371,9 +440,63 @@ def execute_incremental(
             _check_unique_key(adapter, ctx)
             _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
     finally:
-        for table in (keys_table, rows_table, stored, changed):
-            adapter.execute(drop_table(table))
-    return old_count + new_count, kind
+        _drop_scratch(adapter, [keys_table, rows_table, stored, changed])
+    return Written(old_count + new_count, kind, columns)
+
+
+# Pending input rows up to which a run replaces its keys without scratch tables (below).
+SMALL_CHANGE_ROWS = 1_000
+
+
+def _small(adapter: Adapter, changes: dict[TableRef, InputChange]) -> bool:
+    """A change small enough that computing its affected keys again in each statement costs
+    less than the statements that would keep them in scratch tables (~1 ms each on DuckDB,
+    a round trip elsewhere): the fixed cost of a model in a long chain."""
+    return (
+        adapter.capabilities.row_counts
+        and not any(change.full for change in changes.values())
+        and sum(change.rows for change in changes.values()) <= SMALL_CHANGE_ROWS
+    )
+
+
+def _replace_small(adapter: Adapter, ctx: ModelContext, sources: ChangeSources) -> Written:
+    """``execute_incremental`` for a small change: the affected keys in one scratch table,
+    then one transaction of log inserts, DELETE + INSERT of the affected keys and
+    bookkeeping, the recomputed rows computed where they are written (twice, for the log and
+    the table). Every row of an affected key is logged, old and new, as where the warehouse
+    cannot diff: a few unchanged rows cost less than the three scratch tables that would
+    find them. (A CTE of the keys in each statement instead of the table: DuckDB runs it as
+    a correlated subquery, ten times slower.)"""
+    keys = ctx.compiled.keys
+    assert keys.key is not None and keys.inlined is not None
+    affected = build_affected_keys(keys.inlined, keys.key, sources.is_changed, sources.changed, sources.everything)
+    affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+    keys_table = _scratch(adapter, ctx.compiled.model.ref, "keys")
+    execute_create(adapter, create_table_as(keys_table, affected, temporary=adapter.capabilities.temp_tables))
+    keys_ref = keys_table.to_table(alias="k")
+    recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_ref)
+    columns = _stored_columns(adapter, ctx)
+    physical = ctx.physical.name
+    match = key_match(keys_ref, [(n, exp.column(n, table=physical, quoted=True)) for n in keys.key])
+    old_images = select_from(ctx.physical, columns, physical).where(match)
+    log = change_log(ctx.compiled.model.ref)
+    all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+    try:
+        with adapter.transaction():
+            _clear_leftovers(adapter, log, ctx.batch)
+            logged_old = with_images(old_images, columns, ctx.batch, True)
+            logged_new = with_images(recomputed, columns, ctx.batch, False)
+            old_count = _written(adapter.execute(insert_into(log, all_columns, logged_old)), logged_old, adapter)
+            new_count = _written(adapter.execute(insert_into(log, all_columns, logged_new)), logged_new, adapter)
+            adapter.execute(exp.delete(ctx.physical.to_table(), where=match.copy()))
+            new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
+            adapter.execute(insert_into(ctx.physical, columns, new_rows))
+            kind = "delta" if old_count else "append"
+            _check_unique_key(adapter, ctx)
+            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
+    finally:
+        _drop_scratch(adapter, [keys_table])
+    return Written(old_count + new_count, kind, columns)
 
 
 SIGN_COLUMN = "_sqlorch_sign"  # +1 for a row of the new rows, -1 for a stored one

@@ -45,8 +45,17 @@ def insert_into(table: TableRef, names: list[str], query: exp.Query) -> exp.Inse
     return exp.insert(query, table.to_table(), columns=[exp.to_identifier(n, quoted=True) for n in names])
 
 
-def create_table_as(table: TableRef, query: exp.Query, replace: bool = True, view: bool = False) -> exp.Create:
-    return exp.Create(this=table.to_table(), kind="VIEW" if view else "TABLE", expression=query, replace=replace)
+def create_table_as(
+    table: TableRef, query: exp.Query, replace: bool = True, view: bool = False, temporary: bool = False
+) -> exp.Create:
+    properties = exp.Properties(expressions=[exp.TemporaryProperty()]) if temporary else None
+    return exp.Create(
+        this=table.to_table(),
+        kind="VIEW" if view else "TABLE",
+        expression=query,
+        replace=replace,
+        properties=properties,
+    )
 
 
 def replace_statements(create: exp.Create, capabilities: Capabilities) -> list[exp.Expr]:

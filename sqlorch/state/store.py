@@ -63,8 +63,12 @@ def change_log(ref: TableRef) -> TableRef:
     return state_table(f"chg__{_relation_slug(ref)}")
 
 
-def work_table(ref: TableRef, part: str) -> TableRef:
-    """A scratch table of one model's run (``keys``, ``rows``, ``old``, ``gone``, ``added``)."""
+def work_table(ref: TableRef, part: str, temporary: bool = False) -> TableRef:
+    """A scratch table of one model's run (``keys``, ``rows``, ``old``, ``gone``, ``added``).
+    ``temporary``: a connection's own temporary table (``capabilities.temp_tables``), named
+    by its part only, since one connection runs one model at a time."""
+    if temporary:
+        return TableRef(schema="", name=f"sqlorch_tmp_{part}")
     return state_table(f"tmp_{part}__{_relation_slug(ref)}")
 
 
@@ -193,10 +197,11 @@ def _eq(column: str, value: Any) -> exp.Expr:
     return exp.EQ(this=exp.column(column, quoted=True), expression=exp.convert(value))
 
 
-def _values_insert(name: str, row: dict[str, Any]) -> exp.Insert:
+def _values_insert(name: str, row: dict[str, Any], *more: dict[str, Any]) -> exp.Insert:
+    """One INSERT of ``row`` and ``more`` rows of the same columns."""
     columns = list(row)
     return exp.insert(
-        exp.values([tuple(row[c] for c in columns)]),
+        exp.values([tuple(r[c] for c in columns) for r in (row, *more)]),
         state_table(name).to_table(),
         columns=[exp.to_identifier(c, quoted=True) for c in columns],
     )
@@ -222,9 +227,29 @@ def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.
 
 def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[exp.Expr]:
     statements: list[exp.Expr] = [exp.delete(state_table("watermarks").to_table(), where=_eq("consumer", consumer))]
-    for input_name, batch in sorted(batches.items()):
-        statements.append(_values_insert("watermarks", {"consumer": consumer, "input": input_name, "batch": batch}))
+    rows = [{"consumer": consumer, "input": name, "batch": batch} for name, batch in sorted(batches.items())]
+    if rows:
+        statements.append(_values_insert("watermarks", *rows))
     return statements
+
+
+def update_watermarks_statement(consumer: str, batches: dict[str, int]) -> exp.Update:
+    """Move the consumer's watermarks, one row per input already stored, in one statement:
+    for a consumer whose inputs did not change since its last run (half the statements of
+    ``save_watermark_statements``, which a build runs once per model)."""
+    value = exp.Case(this=exp.column("input", quoted=True))
+    for name, batch in sorted(batches.items()):
+        value = value.when(exp.Literal.string(name), exp.Literal.number(batch))
+    return exp.Update(
+        this=state_table("watermarks").to_table(),
+        expressions=[exp.EQ(this=exp.column("batch", quoted=True), expression=value)],
+        where=exp.Where(
+            this=exp.and_(
+                _eq("consumer", consumer),
+                exp.column("input", quoted=True).isin(*[exp.Literal.string(n) for n in sorted(batches)]),
+            )
+        ),
+    )
 
 
 RUNS = state_table("runs")

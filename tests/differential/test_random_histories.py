@@ -14,6 +14,7 @@ from _harness import SCHEMA_EVENTS, History, check_exact, make_project, model_fi
 
 from sqlorch import api
 from sqlorch.api import Options
+from sqlorch.execution import models
 
 # default sized to keep the suite near 3 minutes on 2 cores; widen with the env vars
 SEEDS = [int(s) for s in os.environ.get("SQLORCH_DIFF_SEEDS", "11,22,33").split(",")]
@@ -96,3 +97,14 @@ def test_incremental_share(run: Run) -> None:
     share = (run.actions["incremental"] + run.actions["skip"]) / total
     reasons = "\n".join(f"  full x{c}: {m}: {r}" for (m, r), c in sorted(run.full_reasons.items()))
     assert share >= MIN_SHARE, f"incremental-or-skip share {share:.3f} < {MIN_SHARE}; full rebuilds:\n{reasons}"
+
+
+def test_history_is_exact_through_scratch_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The histories' changes are small, so their builds take the small-change path of
+    ``execute_incremental``; this one takes the scratch-table path (diffed, on DuckDB)."""
+    monkeypatch.setattr(models, "SMALL_CHANGE_ROWS", -1)
+    result = Run()
+    _history(SEEDS[0], tmp_path, result)
+    assert result.actions["incremental"], "no incremental build: the path is not exercised"
+    assert not result.errors[SEEDS[0]], "build errors:\n" + "\n".join(result.errors[SEEDS[0]])
+    assert not result.mismatches[SEEDS[0]], "mismatches:\n" + "\n\n".join(result.mismatches[SEEDS[0]])
