@@ -26,7 +26,7 @@ from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.execution.seeds import decide_seed
+from sqlorch.execution.seeds import decide_seed, predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
@@ -335,6 +335,12 @@ def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
             compiled,
             snapshot,
             seed_decisions,
+            {
+                ref: predicted_seed_change(
+                    adapter, project.seeds[ref], session.physical_of[ref], decision, snapshot.relations.get(str(ref))
+                )
+                for ref, decision in seed_decisions.items()
+            },
             existing,
             input_rows,
             options.full_refresh,
