@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 from conftest import Run
 
@@ -66,3 +67,20 @@ def test_run_results_carry_strategy_estimate_and_rows_written(demo_project: Path
     assert results["staging.stg_orders"]["estimated_rows"] == 1
     for r in results.values():
         assert r["rows_written"] == r["rows"]
+
+
+def test_a_full_rebuild_reports_the_rows_it_wrote(demo_project: Path, cli) -> None:
+    """A rebuild of an existing incremental table diffs old and new rows for its consumers;
+    `rows` is still every row written, not the size of that diff."""
+    api.build(Options(project_dir=demo_project))
+    model = demo_project / "models" / "staging" / "stg_orders.sql"
+    model.write_text(model.read_text().replace("lower(status) AS status", "lower(trim(status)) AS status"))
+    assert cli("build", "--project-dir", demo_project).exit_code == 0
+    result = next(r for r in _built(demo_project) if r["model"] == "staging.stg_orders")
+    assert result["action"] == "full"
+    con = duckdb.connect(str(demo_project / "warehouse.duckdb"), read_only=True)
+    try:
+        table_rows = con.sql("SELECT count(*) FROM staging.stg_orders").fetchall()[0][0]
+    finally:
+        con.close()
+    assert result["rows"] == result["rows_written"] == table_rows > 0

@@ -173,7 +173,7 @@ class Executor:
         if decision.action == "full":
             self._guard_dependent_views(step.ref)
             may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh
-            rows, kind = execute_full(adapter, ctx, may_diff)
+            rows, kind, written = execute_full(adapter, ctx, may_diff)
             self._record_batch(name, batch, kind, rows, watermarks)
         else:
             if decision.strategy == INSERT_ONLY:
@@ -182,11 +182,12 @@ class Executor:
                 fold = decision.strategy == PARTIAL_AGGREGATES
                 rows, kind = execute_incremental(adapter, ctx, changes, self.inputs.resolve, fold_appends=fold)
             self._record_batch(name, batch, kind, rows, watermarks)
+            written = rows
         with self.lock:
             self.inputs.existing.add(step.ref)
             columns = list(self._adapter().columns(ctx.physical) or {})
             self.inputs.input_columns[step.ref] = columns
-        result = ModelResult(name, "success", decision.action, decision.reason, rows, strategy=decision.strategy)
+        result = ModelResult(name, "success", decision.action, decision.reason, written, strategy=decision.strategy)
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 

@@ -101,10 +101,11 @@ def _multiset_minus(left: TableRef, right: TableRef, columns: list[str]) -> exp.
     return exp.except_(select_from(left, columns), select_from(right, columns), distinct=False)
 
 
-def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[int, str]:
+def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[int, str, int]:
     """Rebuild the table. Where the warehouse can diff multisets and the columns did not
     change, the old and new rows are diffed into the change log so that consumers stay
-    incremental; otherwise the batch is ``full`` and consumers rebuild."""
+    incremental; otherwise the batch is ``full`` and consumers rebuild. Returns the batch's
+    row count (the diff's size for a ``delta``), its kind, and the rows written (the table's)."""
     model = ctx.compiled.model
     view = model.config.materialized == "view"
     log = change_log(model.ref)
@@ -133,7 +134,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         columns = list(rebuilt)
         if audit_here and ctx.audits is not None:
             ctx.audits.check(adapter, ctx.physical, columns, None, "the transaction was rolled back")
-        rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
+        rows = written = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
         if not view:
             _check_unique_key(adapter, ctx)
         kind = "full"
@@ -162,7 +163,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> tuple[i
         _bookkeeping(adapter, ctx, kind, rows, columns)
     if scratch is not None:
         adapter.execute(drop_table(scratch))
-    return rows, kind
+    return rows, kind, written
 
 
 @dataclass
