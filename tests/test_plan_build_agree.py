@@ -84,3 +84,13 @@ def test_a_full_rebuild_reports_the_rows_it_wrote(demo_project: Path, cli) -> No
     finally:
         con.close()
     assert result["rows"] == result["rows_written"] == table_rows > 0
+
+
+def test_plan_in_an_empty_project_creates_no_warehouse(demo_project: Path, cli) -> None:
+    run = cli("plan", "--json", "--project-dir", demo_project)
+    assert run.exit_code == 0, run.output
+    steps = json.loads(run.output)["steps"]
+    # planned as for an empty warehouse: everything loads or builds in full
+    assert steps and all(s["action"] == "full" for s in steps)
+    assert not (demo_project / "warehouse.duckdb").exists()
+    assert not list(demo_project.glob("warehouse.duckdb*"))
