@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.execution.seeds import decide_seed
+from sqlorch.execution.seeds import decide_seed, predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
@@ -281,12 +281,22 @@ def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict
     return adapter.columns_many(tables)
 
 
-def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
-    """Connect, capture source changes, compile against real schemas and plan."""
+def _planning_target(target: Target) -> Target:
+    """The target a plan connects to: a DuckDB file that does not exist yet is planned as
+    an empty in-memory warehouse, since connecting to the path would create the file."""
+    path = str(target.settings.get("path", ":memory:"))
+    if target.type != "duckdb" or path.startswith(":") or Path(path).exists():
+        return target
+    return replace(target, settings={**target.settings, "path": ":memory:"})
+
+
+def prepare(options: Options, stop: StopRequest | None = None, planning: bool = False) -> Prepared:
+    """Connect, capture source changes, compile against real schemas and plan. ``planning``
+    (plan, explain, impact): nothing is built after, so no warehouse file is created."""
     session = open_session(options)
     if stop is not None:
         stop.total = len(session.selected)
-    adapter = connect(session.target)
+    adapter = connect(_planning_target(session.target) if planning else session.target)
     if stop is not None:
         stop.attach(adapter)
     try:
@@ -337,6 +347,12 @@ def prepare(options: Options, stop: StopRequest | None = None) -> Prepared:
             compiled,
             snapshot,
             seed_decisions,
+            {
+                ref: predicted_seed_change(
+                    adapter, project.seeds[ref], session.physical_of[ref], decision, snapshot.relations.get(str(ref))
+                )
+                for ref, decision in seed_decisions.items()
+            },
             existing,
             input_rows,
             options.full_refresh,
@@ -458,7 +474,7 @@ def _input_rows(
 
 
 def plan(options: Options, stop: StopRequest | None = None) -> Plan:
-    prepared = prepare(options, stop)
+    prepared = prepare(options, stop, planning=True)
     prepared.adapter.close()
     return prepared.plan
 
@@ -538,7 +554,7 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     from sqlorch.execution.merge import build_key_merge
     from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 
-    prepared = prepare(options)
+    prepared = prepare(options, planning=True)
     prepared.adapter.close()
     dialect = prepared.adapter.dialect
     matches = [s for s in prepared.plan.steps if str(s.ref) == model_name or s.ref.name == model_name]
@@ -694,7 +710,7 @@ def plan_with_impact(options: Options, stop: StopRequest | None = None) -> tuple
 
     Without the old SQL the change cannot be narrowed to some columns, so every column of
     the changed model counts as changed: the list can only be too long, never too short."""
-    prepared = prepare(options, stop)
+    prepared = prepare(options, stop, planning=True)
     prepared.adapter.close()
     compiled = prepared.inputs.compiled
     changed = [

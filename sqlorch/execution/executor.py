@@ -109,14 +109,14 @@ class Executor:
         state = self.snapshot.relations.get(name)
         decision = decide_seed(seed, state, step.ref in self.inputs.existing, self.inputs.full_refresh)
         if decision.action == "skip":
-            return ModelResult(name, "success", "skip", decision.reason, 0)
+            return ModelResult(name, "success", "skip", decision.reason, 0, strategy=decision.strategy)
         if decision.action == "full":
             self._guard_dependent_views(step.ref)
         batch = self.snapshot.latest_batch.get(name, 0) + 1
         rows, kind = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
         if kind == "full" or rows:
             self._record_batch(name, batch, kind, rows, {})
-        return ModelResult(name, "success", decision.action, decision.reason, rows)
+        return ModelResult(name, "success", decision.action, decision.reason, rows, strategy=decision.strategy)
 
     def _run_model(self, step: Step) -> ModelResult:
         compiled = self.inputs.compiled[step.ref]
@@ -141,7 +141,7 @@ class Executor:
             self.adapter.capabilities,
         )
         if decision.action == "skip":
-            return ModelResult(name, "success", "skip", decision.reason, 0)
+            return ModelResult(name, "success", "skip", decision.reason, 0, strategy=decision.strategy)
         # Imported here: a build where every model is skipped never loads the runners and
         # their rewrites.
         from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
@@ -187,7 +187,9 @@ class Executor:
         with self.lock:
             self.inputs.existing.add(step.ref)
             self.inputs.input_columns[step.ref] = written.columns
-        result = ModelResult(name, "success", decision.action, decision.reason, written.rows)
+        result = ModelResult(
+            name, "success", decision.action, decision.reason, written.written, strategy=decision.strategy
+        )
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 
@@ -228,6 +230,8 @@ class Executor:
             if isinstance(error, AuditFailed):
                 result.audits = [asdict(r) for r in error.results]
         result.seconds = round(time.perf_counter() - started, 3)
+        result.estimated_rows = step.estimated_changed_rows
+        result.rows_written = result.rows
         self.listener("done", result)
         return result
 

@@ -66,12 +66,15 @@ class ModelContext:
 
 @dataclass(frozen=True)
 class Written:
-    """What a model run wrote: ``rows`` (see ``ModelResult.rows``), the batch ``kind``, and
-    the table's columns, which its consumers in this build read without asking the catalog."""
+    """What a model run wrote: the batch's ``rows`` (its change-log size) and ``kind``, the
+    table's columns, which its consumers in this build read without asking the catalog, and
+    ``written``, the rows written to the table (``ModelResult.rows``; a full rebuild writes
+    every row, while its batch may hold only the diff)."""
 
     rows: int
     kind: str
     columns: list[str]
+    written: int
 
 
 def _stored_columns(adapter: Adapter, ctx: ModelContext) -> list[str]:
@@ -154,7 +157,8 @@ def _multiset_minus(left: TableRef, right: TableRef, columns: list[str]) -> exp.
 def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written:
     """Rebuild the table. Where the warehouse can diff multisets and the columns did not
     change, the old and new rows are diffed into the change log so that consumers stay
-    incremental; otherwise the batch is ``full`` and consumers rebuild."""
+    incremental; otherwise the batch is ``full`` and consumers rebuild. The batch's row
+    count is the diff's size for a ``delta``; the rows written are the table's."""
     model = ctx.compiled.model
     view = model.config.materialized == "view"
     log = change_log(model.ref)
@@ -183,7 +187,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written
         columns = list(rebuilt)
         if audit_here and ctx.audits is not None:
             ctx.audits.check(adapter, ctx.physical, columns, None, "the transaction was rolled back")
-        rows = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
+        rows = written = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
         if not view:
             _check_unique_key(adapter, ctx)
         kind = "full"
@@ -212,7 +216,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written
         _bookkeeping(adapter, ctx, kind, rows, columns)
     if scratch is not None:
         adapter.execute(drop_table(scratch))
-    return Written(rows, kind, columns)
+    return Written(rows, kind, columns, written)
 
 
 @dataclass
@@ -284,7 +288,7 @@ def execute_insert_only(
             _bookkeeping(adapter, ctx, "append", count, columns)
     finally:
         _drop_scratch(adapter, [rows_table])
-    return Written(count, "append", columns)
+    return Written(count, "append", columns, count)
 
 
 def _combine(kind: str, stored: exp.Expr, added: exp.Expr) -> exp.Expr:
@@ -441,7 +445,7 @@ def execute_incremental(
             _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
     finally:
         _drop_scratch(adapter, [keys_table, rows_table, stored, changed])
-    return Written(old_count + new_count, kind, columns)
+    return Written(old_count + new_count, kind, columns, old_count + new_count)
 
 
 # Pending input rows up to which a run replaces its keys without scratch tables (below).
@@ -496,7 +500,7 @@ def _replace_small(adapter: Adapter, ctx: ModelContext, sources: ChangeSources) 
             _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
     finally:
         _drop_scratch(adapter, [keys_table])
-    return Written(old_count + new_count, kind, columns)
+    return Written(old_count + new_count, kind, columns, old_count + new_count)
 
 
 SIGN_COLUMN = "_sqlorch_sign"  # +1 for a row of the new rows, -1 for a stored one

@@ -14,10 +14,13 @@ class ModelResult:
     status: str  # "success" | "error" | "skipped"
     action: str  # "full" | "incremental" | "skip"
     reason: str
-    rows: int | None = None
+    rows: int | None = None  # rows written to the model's table; see README "How a build decides"
     seconds: float = 0.0
     error: str | None = None
     audits: list[dict[str, Any]] = field(default_factory=list)  # name, model, status, bad_rows, sample
+    strategy: str = ""  # the strategy actually run, the plan's vocabulary ("" for a skip)
+    estimated_rows: int | None = None  # the plan's estimate of changed input rows
+    rows_written: int | None = None  # same as ``rows``, under the name the plan's estimates use
 
 
 @dataclass

@@ -50,6 +50,35 @@ def _normal(value: Any) -> Any:
     return float(value) if isinstance(value, float) else value
 
 
+def _row_diff(
+    adapter: Adapter, physical: TableRef, names: list[str], rows: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows the table has and the CSV lost, and the rows the CSV gained (multisets)."""
+    old_rows = Counter(
+        tuple(_normal(v) for v in row)
+        for row in adapter.fetch(exp.select(*[exp.column(n, quoted=True) for n in names]).from_(physical.to_table()))
+    )
+    new_rows = Counter(tuple(_normal(v) for v in row) for row in rows)
+    return list((old_rows - new_rows).elements()), list((new_rows - old_rows).elements())
+
+
+def predicted_seed_change(
+    adapter: Adapter,
+    seed: Seed,
+    physical: TableRef,
+    decision: Decision,
+    state: RelationState | None,
+) -> tuple[int, bool] | None:
+    """What ``execute_seed`` would record, read-only, for the plan: (rows changed, appends
+    only) for a diffed seed, None when it loads whole. Same test and same diff as the load."""
+    types, rows = seed.read()
+    same_shape = state is not None and state.columns == types
+    if decision.action != "incremental" or not same_shape or adapter.columns(change_log(seed.ref)) is None:
+        return None
+    removed, added = _row_diff(adapter, physical, list(types), rows)
+    return len(removed) + len(added), not removed
+
+
 def execute_seed(
     adapter: Adapter, seed: Seed, physical: TableRef, decision: Decision, state: RelationState | None, next_batch: int
 ) -> tuple[int, str]:
@@ -61,15 +90,7 @@ def execute_seed(
     record = RelationState(fingerprint, types, None, None)
     same_shape = state is not None and state.columns == types
     if decision.action == "incremental" and same_shape and adapter.columns(log) is not None:
-        old_rows = Counter(
-            tuple(_normal(v) for v in row)
-            for row in adapter.fetch(
-                exp.select(*[exp.column(n, quoted=True) for n in names]).from_(physical.to_table())
-            )
-        )
-        new_rows = Counter(tuple(_normal(v) for v in row) for row in rows)
-        removed = list((old_rows - new_rows).elements())
-        added = list((new_rows - old_rows).elements())
+        removed, added = _row_diff(adapter, physical, names, rows)
         with adapter.transaction():
             adapter.execute(exp.delete(physical.to_table()))
             adapter.insert_rows(physical, names, rows)

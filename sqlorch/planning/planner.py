@@ -178,12 +178,19 @@ def predicted_changes(
         step = upstream_steps.get(ref)
         if step is None or step.action == "skip":
             continue
+        if step.kind == "seed" and step.action == "incremental" and step.estimated_changed_rows == 0:
+            continue  # a CSV that changed but holds the same rows records no batch
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
         full = step.action == "full" or (current.full if current else False)
-        appends = step.strategy == INSERT_ONLY and (current.appends_only if current else True)
+        appends = (step.strategy == INSERT_ONLY or step.appends_only) and (current.appends_only if current else True)
+        predicted = step.estimated_changed_rows or 0
         changes[ref] = InputChange(
-            after=after, upto=after + 1, rows=current.rows if current else 0, full=full, appends_only=appends
+            after=after,
+            upto=after + 1,
+            rows=(current.rows if current else 0) + predicted,
+            full=full,
+            appends_only=appends,
         )
     return changes
 
@@ -194,6 +201,7 @@ def build_plan(
     compiled: dict[TableRef, CompiledModel],
     snapshot: StateSnapshot,
     seed_decisions: dict[TableRef, Decision],
+    seed_changes: dict[TableRef, tuple[int, bool] | None],
     existing_tables: set[TableRef],
     input_rows: dict[TableRef, int],
     full_refresh: bool,
@@ -203,6 +211,7 @@ def build_plan(
     for ref in order:
         if ref in project.seeds:
             decision = seed_decisions[ref]
+            change = seed_changes.get(ref)
             steps[ref] = Step(
                 ref=ref,
                 kind="seed",
@@ -210,6 +219,8 @@ def build_plan(
                 action=decision.action,
                 reason=decision.reason,
                 strategy=decision.strategy,
+                estimated_changed_rows=change[0] if change else None,
+                appends_only=change[1] if change else False,
             )
             continue
         item = compiled[ref]

@@ -19,6 +19,7 @@ class Step:
     key: list[str] | None = None
     estimated_changed_rows: int | None = None
     estimated_full_rows: int | None = None
+    appends_only: bool = False  # the change this step will record only adds rows (a seed's diff)
     depends_on: list[TableRef] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

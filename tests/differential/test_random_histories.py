@@ -30,6 +30,9 @@ class Run:
         self.full_reasons: Counter[tuple[str, str]] = Counter()
         self.models = 0
         self.seconds = 0.0
+        self.agreed = 0  # models whose planned action and strategy the build then ran
+        self.disagreed: list[str] = []
+        self.conditional: list[str] = []  # rebuild-when-cheaper below a model: the build's count decided
 
 
 def _schema_events(seed: int) -> dict[int, str]:
@@ -51,9 +54,27 @@ def _history(seed: int, tmp: Path, run: Run) -> None:
             if step in _schema_events(seed):
                 history.schema_event(_schema_events(seed)[step])
             history.step()
+        # one history plans before every build: the plan must say what the build then does
+        steps = {str(s.ref): s for s in api.plan(Options(project_dir=project)).steps} if seed == SEEDS[0] else None
+        planned = {name: (s.action, s.strategy) for name, s in steps.items()} if steps is not None else None
         start = time.monotonic()
         result = api.build(Options(project_dir=project, threads=2))
         run.seconds += time.monotonic() - start
+        ran = {r.model for r in result.results if r.action != "skip"}
+        for r in result.results if planned is not None and steps is not None else ():
+            if planned.get(r.model) == (r.action, r.strategy):
+                run.agreed += 1
+            elif r.reason.endswith("a rebuild is cheaper") and {str(d) for d in steps[r.model].depends_on} & ran - {
+                str(s.ref) for s in steps.values() if s.kind == "seed"
+            }:
+                # Known open case (issue 10, "estimates all the way down"): the plan guesses the
+                # size of an upstream model's change, the build counts it; the plan does not yet
+                # hold both branches of the rebuild-when-cheaper rule. Counted, reported, not hidden.
+                run.conditional.append(f"step {step} {r.model}: {r.reason}")
+            else:
+                run.disagreed.append(
+                    f"step {step} {r.model}: plan {planned.get(r.model)}, build {(r.action, r.strategy)}: {r.reason}"
+                )
         for r in result.results:
             if r.status == "error":
                 run.errors[seed].append(f"step {step} {r.model}: {r.error or r.reason}")
@@ -80,6 +101,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     print(
         f"\n[differential] {result.models} models, seeds {SEEDS} x {STEPS} steps; builds after the first: "
         f"{dict(result.actions)}; incremental-or-skip share = {share:.3f}; build time {result.seconds:.1f}s"
+    )
+    compared = result.agreed + len(result.disagreed) + len(result.conditional)
+    print(
+        f"[differential] plan/build agreement (seed {SEEDS[0]}): {result.agreed}/{compared}; "
+        f"decided by an upstream model's actual change size: {result.conditional}"
     )
     for (model, reason), count in sorted(result.full_reasons.items()):
         print(f"[differential]   full x{count}: {model}: {reason}")
@@ -108,3 +134,8 @@ def test_history_is_exact_through_scratch_tables(tmp_path: Path, monkeypatch: py
     assert result.actions["incremental"], "no incremental build: the path is not exercised"
     assert not result.errors[SEEDS[0]], "build errors:\n" + "\n".join(result.errors[SEEDS[0]])
     assert not result.mismatches[SEEDS[0]], "mismatches:\n" + "\n\n".join(result.mismatches[SEEDS[0]])
+
+
+def test_plan_says_what_build_does(run: Run) -> None:
+    assert run.agreed, "no planned history ran"
+    assert not run.disagreed, "plan and build disagree:\n" + "\n".join(run.disagreed)
