@@ -8,10 +8,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import Run
 
 from sqlorch import api
 from sqlorch.api import Options
+from tests.conftest import Run
 
 
 def _planned(cli, demo: Path) -> dict[str, tuple[str, str]]:
