@@ -135,7 +135,8 @@ def render_summary(result: RunResult) -> None:
     detail = ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
     console.line()
     _render_audits(result)
-    console.line(("done", "bold"), f": {summary} ({detail}) in {seconds:.2f}s of model time")
+    detail = f" ({detail})" if detail else ""  # nothing succeeded: no actions to break down
+    console.line(("done", "bold"), f": {summary}{detail} in {seconds:.2f}s of model time")
 
 
 def _render_audits(result: RunResult) -> None:

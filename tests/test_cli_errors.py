@@ -222,3 +222,11 @@ def test_first_build_failure(make_project, cli):
     results = {r["model"]: r["status"] for r in json.loads((root / "target/run_results.json").read_text())["results"]}
     assert results == {"seeds.people": "success", "s.good": "success", "s.bad": "error", "m.downstream": "skipped",
                        "m.independent": "success"}
+
+
+def test_summary_of_a_build_where_nothing_succeeded(make_project, cli):
+    root = make_project({"models/s/a.sql": "SELECT no_such_column FROM range(3) AS r"})
+    run = cli("build", "--project-dir", root)
+    assert run.exit_code == 1, run.output
+    assert "done: 1 error in " in run.output, run.output
+    assert "()" not in run.output, run.output
