@@ -51,17 +51,23 @@ def project(tmp_path: Path) -> tuple[Path, History]:
     return project, history
 
 
-def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) -> None:
-    path, history = project
-    db = path / "warehouse.duckdb"
-    rng = random.Random(99)
-    # measure a normal incremental build so the kill delays land inside one
+def _timed_cli_build(path: Path, history: History) -> float:
+    """Seconds of one uninterrupted CLI build after a source change: a normal incremental
+    build, so that a test's kills and signals can be timed to land inside one."""
     history.step()
     start = time.monotonic()
     proc = _cli_build(path)
     _out, err = proc.communicate(timeout=120)
     typical = time.monotonic() - start
     assert proc.returncode == 0, err
+    return typical
+
+
+def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) -> None:
+    path, history = project
+    db = path / "warehouse.duckdb"
+    rng = random.Random(99)
+    typical = _timed_cli_build(path, history)
     _assert_exact(db, path, "after an uninterrupted CLI build")
     kills = mid_write = 0
     wal = db.with_name(db.name + ".wal")
@@ -117,12 +123,7 @@ def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path,
     `interrupted` and what finished, exits 130 without a traceback, and the next build is exact."""
     path, history = project
     db = path / "warehouse.duckdb"
-    history.step()
-    start = time.monotonic()
-    proc = _cli_build(path)
-    _out, err = proc.communicate(timeout=120)
-    typical = time.monotonic() - start
-    assert proc.returncode == 0, err
+    typical = _timed_cli_build(path, history)
     rng = random.Random(5)
     stopped = 0
     for trial, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 3):
