@@ -20,6 +20,7 @@ from sqlglot.errors import TokenError
 from sqlorch.audits.builtins import BUILTINS, column_name
 from sqlorch.audits.calls import AuditCall
 from sqlorch.audits.subject import Subject
+from sqlorch.config import read_utf8
 from sqlorch.errors import ConfigError
 
 THIS = "this"
@@ -47,7 +48,7 @@ def load_custom_audits(root: Path, dialect: str) -> dict[str, CustomAudit]:
         if name in BUILTINS:
             raise ConfigError(f"custom audit '{name}' has the name of a built-in audit", path=path, line=1, col=1)
         try:
-            query = sqlglot.parse_one(path.read_text(encoding="utf-8"), read=dialect)
+            query = sqlglot.parse_one(read_utf8(path), read=dialect)
         except (SqlglotParseError, TokenError) as error:
             line, col = _position(error)
             raise ConfigError(f"cannot parse custom audit: {error}", path=path, line=line, col=col) from None

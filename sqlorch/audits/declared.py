@@ -15,6 +15,7 @@ from sqlorch.audits.builtins import BUILTINS
 from sqlorch.audits.calls import AuditCall, parse_audit_calls
 from sqlorch.audits.custom import CustomAudit, build_custom, load_custom_audits
 from sqlorch.audits.subject import Subject
+from sqlorch.config import read_utf8
 from sqlorch.errors import ConfigError, ErrorGroup, SqlorchError
 from sqlorch.project.discover import discover_files
 from sqlorch.project.loader import Project, make_resolver
@@ -61,7 +62,7 @@ def _yaml_entries(path: Path, dialect: str) -> list[tuple[str, yaml.Node, list[A
     """``(section, relation name, calls)`` for every ``audits``/``audits_warn`` list in one
     YAML file, each call located at its own line and column."""
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        root = yaml.compose(read_utf8(path), Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return []  # the source loader reports YAML syntax errors
     found: list[tuple[str, yaml.Node, list[AuditCall]]] = []

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from sqlglot import exp
 
+from sqlorch.config import read_utf8
 from sqlorch.errors import ConfigError, ErrorGroup, SqlorchError
 from sqlorch.project.loader import Project, make_resolver
 from sqlorch.refs import TableRef
@@ -158,7 +159,7 @@ def load_unit_tests(project: Project) -> list[UnitTest]:
     errors: list[SqlorchError] = []
     for path in sorted([*(project.root / "tests").glob("*.yml"), *(project.root / "tests").glob("*.yaml")]):
         try:
-            root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+            root = yaml.compose(read_utf8(path), Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark
             errors.append(

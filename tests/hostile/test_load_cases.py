@@ -120,6 +120,10 @@ CASES = [
          sources_sql=SOURCES),
     Case("latin-1-macro", {**GOOD, "macros/m.sql": b"{% macro x() %}caf\xe9{% endmacro %}"}, ("compile",),
          expect=("not UTF-8",), location=at("macros/m.sql", 1, 19)),
+    Case("latin-1-custom-audit", {**GOOD, "audits/odd.sql": b"SELECT * FROM this WHERE :column = 'caf\xe9'"},
+         ("compile",), expect=("not UTF-8",), location=at("audits/odd.sql", 1, 40)),
+    Case("latin-1-unit-test", {**GOOD, "tests/t.yml": b"tests:\n  - name: caf\xe9\n"}, ("test",),
+         expect=("not UTF-8",), location=at("tests/t.yml", 2, 14)),
     # YAML
     Case("yaml-syntax", {**GOOD, "models/sources.yml": "sources:\n  raw.orders:\n    cursor: x\n   bad: [\n"},
          ("build",), expect=("invalid YAML",), location=at("models/sources.yml"), sources_sql=SOURCES),
