@@ -411,11 +411,13 @@ def _check_ownership(
     """A selected model or seed whose relation exists but was not created by sqlorch fails
     (that node only: its descendants are skipped); nothing is ever written to it."""
     project = session.project
-    built_by_dbt = dbt_built_relations(project.root) if is_dbt_project(project.root) else set()
+    built_by_dbt: set[tuple[str, str]] | None = None  # dbt's manifest, read only when a relation is not ours
     for ref in session.selected:
         relation = session.physical_of[ref]
         if ref in failed or relation not in known or str(relation) in owned:
             continue
+        if built_by_dbt is None:
+            built_by_dbt = dbt_built_relations(project.root) if is_dbt_project(project.root) else set()
         if adoptable(relation, built_by_dbt):
             # the project's own dbt built it: the build claims it before replacing it
             project.notes.setdefault(ref, []).append(f"{relation} was built by this project's dbt: taken over")
