@@ -23,7 +23,7 @@ from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed, execute_seed
 from sqlorch.graph.dag import DAG
-from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_model, pending_changes
+from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, SIGNED_DELTAS, decide_model, pending_changes
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
@@ -180,6 +180,10 @@ class Executor:
             written = execute_full(adapter, ctx, may_diff)
         elif decision.strategy == INSERT_ONLY:
             written = execute_insert_only(adapter, ctx, changes, self.inputs.resolve)
+        elif decision.strategy == SIGNED_DELTAS:
+            from sqlorch.execution.signed import execute_signed
+
+            written = execute_signed(adapter, ctx, changes, self.inputs.resolve)
         else:
             fold = decision.strategy == PARTIAL_AGGREGATES
             written = execute_incremental(adapter, ctx, changes, self.inputs.resolve, fold_appends=fold)

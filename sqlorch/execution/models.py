@@ -351,21 +351,35 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
     return affected, combined
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Affected keys and recomputed rows that another strategy worked out (``execution/signed.py``):
+    its scratch tables (``before``), and statements that commit with the model (``during``)."""
+
+    affected: exp.Query | None
+    recomputed: exp.Query
+    before: list[exp.Expr]
+    during: list[exp.Expr]
+    scratch: list[TableRef]
+
+
 def execute_incremental(
     adapter: Adapter,
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
     fold_appends: bool = False,
+    prepared: PreparedRows | None = None,
 ) -> Written:
     """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
     DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
-    only the appended input rows into the stored groups (see ``keys.distributive``)."""
+    only the appended input rows into the stored groups (see ``keys.distributive``); with
+    ``prepared``, the affected keys and rows are those given."""
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     key = keys.key
-    if key and not fold_appends and ctx.audits is None and _small(adapter, changes):
+    if key and not fold_appends and prepared is None and ctx.audits is None and _small(adapter, changes):
         return _replace_small(adapter, ctx, ChangeSources(ctx, changes, resolve))
     temporary = adapter.capabilities.temp_tables
     keys_table, rows_table = _scratch(adapter, model.ref, "keys"), _scratch(adapter, model.ref, "rows")
@@ -375,7 +389,13 @@ def execute_incremental(
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
-    if fold_appends:
+    if prepared is not None:
+        for statement in prepared.before:
+            execute_create(adapter, statement) if isinstance(statement, exp.Create) else adapter.execute(statement)
+        recomputed = prepared.recomputed
+        if key and prepared.affected is not None:
+            execute_create(adapter, create_table_as(keys_table, prepared.affected, temporary=temporary))
+    elif fold_appends:
         affected, recomputed = _partial_aggregate_rows(ctx, sources)
         execute_create(adapter, create_table_as(keys_table, affected, temporary=temporary))
     elif key:
@@ -441,10 +461,12 @@ def execute_incremental(
             else:
                 adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
                 adapter.execute(insert_into(ctx.physical, columns, new_images))
+            for statement in prepared.during if prepared is not None else []:
+                adapter.execute(statement)
             _check_unique_key(adapter, ctx)
             _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
     finally:
-        _drop_scratch(adapter, [keys_table, rows_table, stored, changed])
+        _drop_scratch(adapter, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
     return Written(old_count + new_count, kind, columns, old_count + new_count)
 
 

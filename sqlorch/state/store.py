@@ -39,6 +39,8 @@ _TABLES: dict[str, dict[str, str]] = {
     "relations": {"relation": "TEXT", "fingerprint": "TEXT", "columns": "TEXT", "key": "TEXT", "cursor_hi": "TEXT"},
     "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT"},
     "watermarks": {"consumer": "TEXT", "input": "TEXT", "batch": "BIGINT"},
+    # the model batch each aggregate state (``aggregate_state``) is up to date with
+    "aggregate_states": {"relation": "TEXT", "batch": "BIGINT"},
     "runs": {
         "run_id": "TEXT",
         "model": "TEXT",
@@ -61,6 +63,12 @@ def _relation_slug(ref: TableRef) -> str:
 
 def change_log(ref: TableRef) -> TableRef:
     return state_table(f"chg__{_relation_slug(ref)}")
+
+
+def aggregate_state(ref: TableRef) -> TableRef:
+    """Per group of a model maintained from signed deltas, its row count and partial
+    aggregates (``planning/rewrites/signed_aggregates.py``)."""
+    return state_table(f"agg__{_relation_slug(ref)}")
 
 
 def work_table(ref: TableRef, part: str, temporary: bool = False) -> TableRef:
