@@ -177,9 +177,10 @@ def check_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | 
     for aggregate in typed_aggregates:
         if aggregate.kind in ("sum", "avg") and aggregate.argument is not None and not _exact(aggregate.argument):
             raise NotSigned(f"{aggregate.node.sql()}: a sum of floating-point values depends on the order of the rows")
-        argument = aggregate.argument
-        if aggregate.kind == "avg" and argument is not None and not argument.type.is_type(*AVG_FROM_SUM_AND_COUNT):
+        data_type = aggregate.argument.type if aggregate.argument is not None else None
+        if aggregate.kind == "avg" and (data_type is None or not data_type.is_type(*AVG_FROM_SUM_AND_COUNT)):
             raise NotSigned(
-                f"{aggregate.node.sql()} of {argument.type.sql()}: the warehouse divides its sum in extended "
+                f"{aggregate.node.sql()} of {data_type.sql() if data_type else 'unknown type'}: the warehouse "
+                "divides its sum in extended "
                 "precision, which a stored sum and count do not reproduce to the last bit"
             )
