@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 
 def _exit_at_once(signum: int, frame: object) -> None:
@@ -25,20 +26,60 @@ if __name__ == "__main__":  # `python -m sqlorch.cli`: covered before the import
         signal.signal(_signum, _exit_at_once)
 
 import typer  # noqa: E402 - after the signal handlers
+from typer.core import TyperGroup  # noqa: E402
 
 from sqlorch.errors import SqlorchError  # noqa: E402
 
+if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter  # typer vendors click: no public names for these
+
 T = TypeVar("T")
 
+
+class _Commands(TyperGroup):
+    """The top-level help lists each command's whole first paragraph, wrapped to the
+    terminal (click would cut it at the terminal width with "...")."""
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, " ".join(inspect.cleandoc(command.help or "").split("\n\n")[0].split())))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
-    help="sqlorch: plain SQL models, built incrementally and exactly.",
+    cls=_Commands,
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain click help: typer's rich help imports rich.markdown and markdown_it, which
     # alone costs ~0.15 s and would put `sqlorch --help` over its 0.3 s budget (issue 5).
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sqlorch import __version__
+
+        typer.echo(f"sqlorch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """sqlorch: plain SQL models, built incrementally and exactly."""
+    if ctx.invoked_subcommand is None:  # a bare `sqlorch` asks what it can do: not an error
+        typer.echo(ctx.get_help())
+
 
 ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Project folder (holds models/).")]
 ProfilesDir = Annotated[Path | None, typer.Option("--profiles-dir", help="Folder holding profiles.yml.")]
