@@ -217,8 +217,6 @@ def plan(
     """Show what a build would do per model: skip, incremental or full, and why."""
     from dataclasses import replace
 
-    from rich.markup import escape
-
     from sqlorch import api
     from sqlorch.console import console, render_impact, render_plan
     from sqlorch.execution.stop import StopRequest
@@ -228,8 +226,8 @@ def plan(
         options = replace(options, audits=_audit_mode(audits))
         if explain:
             for title, sql in api.explain(options, explain):
-                console.print(f"[bold]-- {escape(title)}[/]")
-                console.print(sql, markup=False)
+                console.line((f"-- {title}", "bold"))
+                console.line(sql)  # piped: as is, never wrapped inside a literal
             return
         stop = StopRequest()
         planned = _stoppable(lambda: api.plan_with_impact(options, stop), stop)
