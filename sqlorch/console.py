@@ -153,7 +153,8 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
     for step in plan.steps:
         counts[step.action] = counts.get(step.action, 0) + 1
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
-    lines += [[], *[[part] for part in _wrap(f"plan: {summary}", width, "", "  ")]]
+    lines.append([])
+    lines += [[line] for line in _wrap(f"plan: {summary}", width, "", "  ")]
     return lines
 
 
