@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -248,8 +249,10 @@ def _capture_sources(
     snapshot: StateSnapshot,
     known: dict[TableRef, dict[str, exp.DataType]],
     full_refresh: bool,
+    capturing: Callable[[TableRef], None] | None = None,
 ) -> bool:
     """Capture the changes of the selected models' sources; True if any capture wrote state.
+    ``capturing`` is told of each source before its capture (build progress).
     With ``full_refresh`` each of them is recaptured whole: its change log, shadow and
     watermark start over (consumers outside the selection rebuild on their next build)."""
     sources: set[TableRef] = set()
@@ -260,6 +263,8 @@ def _capture_sources(
     wrote = False
     for ref in sorted(sources):
         name = str(ref)
+        if capturing is not None:
+            capturing(ref)
         captured = capture_source(
             adapter,
             ref,
@@ -290,7 +295,12 @@ def _planning_target(target: Target) -> Target:
     return replace(target, settings={**target.settings, "path": ":memory:"})
 
 
-def prepare(options: Options, stop: StopRequest | None = None, planning: bool = False) -> Prepared:
+def prepare(
+    options: Options,
+    stop: StopRequest | None = None,
+    planning: bool = False,
+    capturing: Callable[[TableRef], None] | None = None,
+) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan. ``planning``
     (plan, explain, impact): nothing is built after, so no warehouse file is created."""
     session = open_session(options)
@@ -308,7 +318,7 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
                 check_source_columns(ref, spec, known[ref])
         ensure_state(adapter, known)
         snapshot = load_snapshot(adapter)
-        if _capture_sources(adapter, session, snapshot, known, options.full_refresh):
+        if _capture_sources(adapter, session, snapshot, known, options.full_refresh, capturing):
             snapshot = load_snapshot(adapter)
         source_schemas: SchemaMap = {
             ref: {name: kind.sql(dialect=adapter.dialect) for name, kind in known[ref].items()}
@@ -481,11 +491,16 @@ def plan(options: Options, stop: StopRequest | None = None) -> Plan:
     return prepared.plan
 
 
-def build(options: Options, listener: Listener | None = None, stop: StopRequest | None = None) -> RunResult:
+def build(
+    options: Options,
+    listener: Listener | None = None,
+    stop: StopRequest | None = None,
+    capturing: Callable[[TableRef], None] | None = None,
+) -> RunResult:
     """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
     signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
     with the reason ``interrupted``); every model either committed whole or not at all."""
-    prepared = prepare(options, stop)
+    prepared = prepare(options, stop, capturing=capturing)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}

@@ -262,14 +262,15 @@ def build(
     from dataclasses import replace
 
     from sqlorch import api
-    from sqlorch.console import progress_listener, render_summary
+    from sqlorch.console import BuildProgress, render_summary
     from sqlorch.execution.stop import StopRequest
 
     stop = StopRequest()
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
         options = replace(options, audits=_audit_mode(audits))
-        result = _stoppable(lambda: api.build(options, progress_listener, stop), stop)
+        with BuildProgress(lambda: stop.total) as progress:
+            result = _stoppable(lambda: api.build(options, progress, stop, progress.source), stop, progress.close)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     if stop.stopped or result is None:
@@ -296,11 +297,12 @@ def _interrupted(detail: str | None = None) -> NoReturn:
     raise typer.Exit(130)
 
 
-def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
+def _stoppable(run: Callable[[], T], stop: Any, before_exit: Callable[[], None] = lambda: None) -> T | None:
     """``run()`` on a worker thread, this (main) thread left to take signals: on the first,
     the build is stopped (running statements interrupted, transactions rolled back) and
     waited for; a second one exits at once, which every target survives as it does a crash.
-    Returns None when the build was stopped before it had a result."""
+    Returns None when the build was stopped before it had a result. ``before_exit`` runs
+    before an exit at once (it puts the terminal back as it was)."""
     outcome: dict[str, Any] = {}
     # An Event, not Thread.join: a join interrupted by a signal can leave is_alive() False
     # while the thread still runs (CPython gh-90882).
@@ -323,6 +325,7 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
         if not stop.connected:
             # Loading, compiling or waiting for a lock: nothing to undo. Exit without the
             # interpreter's shutdown, which would abort the thread inside the driver's connect.
+            before_exit()
             sys.stdout.flush()
             sys.stderr.write(f"interrupted\n0 of {stop.total} models finished\n" if stop.total else "interrupted\n")
             sys.stderr.flush()
@@ -331,6 +334,7 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
             while not done.wait(0.1):
                 pass
         except Interrupted:
+            before_exit()
             sys.stderr.write("interrupted\ninterrupted again: exiting without waiting\n")
             sys.stderr.flush()
             os._exit(130)

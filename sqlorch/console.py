@@ -12,6 +12,8 @@ import os
 import shutil
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlorch.analysis.lineage_graph import Impact, LineageResult
@@ -22,7 +24,9 @@ from sqlorch.planning.steps import Plan, Step
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
+    from sqlorch.refs import TableRef
     from sqlorch.unittests.runner import UnitTestResult
 
 ACTION_STYLE = {"skip": "dim", "incremental": "green", "full": "yellow", "error": "red", "skipped": "dim"}
@@ -170,24 +174,107 @@ def render_plan(plan: Plan) -> None:
         console.line(*parts)
 
 
-def progress_listener(event: str, item: ModelResult | Step | AuditResult) -> None:
-    if event == "audit" and isinstance(item, AuditResult):
-        console.line(
-            ("audit   ", "bold"), (f"{item.status:<5}", AUDIT_STYLE.get(item.status, "")), f" {item.model}: {item.name}"
-        )
-        return
-    if event != "done" or not isinstance(item, ModelResult):
-        return
+def result_parts(item: ModelResult) -> list[str | tuple[str, str]]:
+    """One finished model: status, action, name, rows written, seconds, reason."""
     rows = "-" if item.rows is None else str(item.rows)
-    console.line(
+    return [
         (f"{item.status:<8}", STATUS_STYLE.get(item.status, "")),
         " ",
         (f"{item.action:<11}", ACTION_STYLE.get(item.action, "")),
         f" {item.model:<32} rows={rows:<7} {item.seconds:5.2f}s ",
         (item.reason, "dim"),
-    )
-    if item.error:
-        errors.line((item.error, "red"))
+    ]
+
+
+def counter(done: int, total: int) -> str:
+    """``[ 3/40]``: models finished of those selected, padded so the lines align."""
+    return f"[{done:>{len(str(total))}}/{total}]"
+
+
+def activity(capturing: str | None, running: list[str], done: int, total: int) -> str:
+    """What the build is doing now, for the live line under the finished models."""
+    if capturing is not None:
+        return f"capturing {capturing}…"
+    if not running:
+        return "preparing…" if done == 0 else f"{counter(done, total)} finishing…"
+    return f"{counter(done, total)} {', '.join(running)}…"
+
+
+class BuildProgress:
+    """A build's output, as its listener. Everywhere a line per finished model and per
+    audit. On a terminal each of those lines starts with the count of finished models
+    (``[12/40]``), and a live line under them says what runs now (``capturing raw.orders…``,
+    the models running) and the time since the build started; it disappears when the build
+    ends. Elsewhere (pipes, CI logs, tests) the lines are plain and the same as ever.
+
+    Called from the build's worker threads: the counts are kept under a lock."""
+
+    def __init__(self, total: Callable[[], int]) -> None:
+        self.total = total  # the number of selected nodes, known once the project is loaded
+        self.live = _styled(sys.stdout)
+        self.lock = threading.Lock()
+        self.done = 0
+        self.running: list[str] = []
+        self.capturing: str | None = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> BuildProgress:
+        if self.live:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.table import Column
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+                TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                console=console.rich,
+                transient=True,
+            )
+            self._task = self._bar.add_task("preparing…", total=None)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live line (idempotent: also called just before a forced exit)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _show(self) -> None:
+        if self._bar is not None and self._task is not None:
+            text = activity(self.capturing, self.running, self.done, self.total())
+            self._bar.update(self._task, description=text, refresh=True)
+
+    def source(self, ref: TableRef) -> None:
+        """Called before each source's capture."""
+        with self.lock:
+            self.capturing = str(ref)
+            self._show()
+
+    def __call__(self, event: str, item: ModelResult | Step | AuditResult) -> None:
+        if event == "audit" and isinstance(item, AuditResult):
+            status = (f"{item.status:<5}", AUDIT_STYLE.get(item.status, ""))
+            console.line(("audit   ", "bold"), status, f" {item.model}: {item.name}")
+            return
+        with self.lock:
+            self.capturing = None
+            if event == "start" and isinstance(item, Step):
+                self.running.append(str(item.ref))
+            elif event == "done" and isinstance(item, ModelResult):
+                self.done += 1
+                if item.model in self.running:
+                    self.running.remove(item.model)
+                parts = result_parts(item)
+                if self.live:
+                    parts = [(counter(self.done, self.total()) + " ", "bold"), *parts]
+                console.line(*parts)
+                if item.error:
+                    errors.line((item.error, "red"))
+            self._show()
 
 
 def render_summary(result: RunResult) -> None:
