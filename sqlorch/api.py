@@ -26,7 +26,7 @@ from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
 from sqlorch.errors import CompileError, GraphError, SqlorchError
-from sqlorch.execution.capture import capture_source
+from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed, predicted_seed_change
@@ -38,11 +38,11 @@ from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
-from sqlorch.planning.steps import Plan, Step
+from sqlorch.planning.steps import Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
-from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
+from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
 from sqlorch.state.store import (
     STATE_TABLES,
     StateSnapshot,
@@ -249,10 +249,12 @@ def _capture_sources(
     snapshot: StateSnapshot,
     known: dict[TableRef, dict[str, exp.DataType]],
     full_refresh: bool,
+    planning: bool,
     capturing: Callable[[TableRef], None] | None = None,
-) -> bool:
-    """Capture the changes of the selected models' sources; True if any capture wrote state.
-    ``capturing`` is told of each source before its capture (build progress).
+) -> dict[TableRef, Captured | None]:
+    """Capture the changes of the selected models' sources (None: nothing written), or with
+    ``planning`` predict them, read-only (None: the source is missing). ``capturing`` is
+    told of each source before its capture (build progress).
     With ``full_refresh`` each of them is recaptured whole: its change log, shadow and
     watermark start over (consumers outside the selection rebuild on their next build)."""
     sources: set[TableRef] = set()
@@ -260,22 +262,38 @@ def _capture_sources(
         model = session.project.models.get(ref)
         if model is not None:
             sources |= model.sources
-    wrote = False
+    capture = predict_capture if planning else capture_source
+    captured: dict[TableRef, Captured | None] = {}
     for ref in sorted(sources):
-        name = str(ref)
         if capturing is not None:
             capturing(ref)
-        captured = capture_source(
+        captured[ref] = capture(
             adapter,
             ref,
             session.project.sources.get(ref),
-            snapshot.relations.get(name),
-            snapshot.latest_batch.get(name, 0) + 1,
+            snapshot.relations.get(str(ref)),
+            snapshot.latest_batch.get(str(ref), 0) + 1,
             known,
             full_refresh,
         )
-        wrote = wrote or captured is not None
-    return wrote
+    return captured
+
+
+def _source_changes(
+    session: Session, captured: dict[TableRef, Captured | None], known: dict[TableRef, dict[str, exp.DataType]]
+) -> list[SourceChange]:
+    changes = []
+    for ref, found in captured.items():
+        spec = session.project.sources.get(ref)
+        mode = "fingerprint" if spec is None or not (spec.cursor or spec.unique_key) else "keyed"
+        mode = "append-only" if spec is not None and spec.append_only else mode
+        if ref not in known:
+            changes.append(SourceChange(str(ref), mode, "missing", 0, 0, "not in the warehouse"))
+            continue
+        found = found or Captured()
+        reason = found.reason or ("unchanged" if not found.batches else "")
+        changes.append(SourceChange(str(ref), mode, found.kind, found.rows, len(found.batches), reason))
+    return changes
 
 
 def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
@@ -287,8 +305,9 @@ def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict
 
 
 def _planning_target(target: Target) -> Target:
-    """The target a plan connects to: a DuckDB file that does not exist yet is planned as
-    an empty in-memory warehouse, since connecting to the path would create the file."""
+    """The target a plan connects to (read-only): a DuckDB file that does not exist yet is
+    planned as an empty in-memory warehouse, since connecting to the path would create the
+    file; one that exists is opened read-only."""
     path = str(target.settings.get("path", ":memory:"))
     if target.type != "duckdb" or path.startswith(":") or Path(path).exists():
         return target
@@ -302,11 +321,13 @@ def prepare(
     capturing: Callable[[TableRef], None] | None = None,
 ) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan. ``planning``
-    (plan, explain, impact): nothing is built after, so no warehouse file is created."""
+    (plan, explain, impact): nothing is built after, and nothing is written: the connection
+    is read-only, source changes are predicted instead of captured, and state tables that
+    do not exist yet read as empty (no warehouse file, schema, table or row is created)."""
     session = open_session(options)
     if stop is not None:
         stop.total = len(session.selected)
-    adapter = connect(_planning_target(session.target) if planning else session.target)
+    adapter = connect(_planning_target(session.target), read_only=True) if planning else connect(session.target)
     if stop is not None:
         stop.attach(adapter)
     try:
@@ -316,9 +337,17 @@ def prepare(
         for ref, spec in project.sources.items():
             if ref in known:
                 check_source_columns(ref, spec, known[ref])
-        ensure_state(adapter, known)
-        snapshot = load_snapshot(adapter)
-        if _capture_sources(adapter, session, snapshot, known, options.full_refresh, capturing):
+        if planning:
+            snapshot = load_snapshot(adapter, known)
+        else:
+            ensure_state(adapter, known)
+            snapshot = load_snapshot(adapter)
+        captured = _capture_sources(adapter, session, snapshot, known, options.full_refresh, planning, capturing)
+        if planning:  # the batches the build's capture will record
+            for ref, found in captured.items():
+                for batch, kind, rows in found.batches if found is not None else ():
+                    snapshot.record_batch(str(ref), batch, kind, rows)
+        elif any(found is not None for found in captured.values()):
             snapshot = load_snapshot(adapter)
         source_schemas: SchemaMap = {
             ref: {name: kind.sql(dialect=adapter.dialect) for name, kind in known[ref].items()}
@@ -331,7 +360,7 @@ def prepare(
         compiled = compile_project(
             project, session.dag, session.physical_of, source_schemas, seed_schemas, cache, failed
         )
-        owned = load_owned(
+        owned = (read_owned if planning else load_owned)(
             adapter, known, [session.physical_of[ref] for ref in project.node_refs() if str(ref) in snapshot.relations]
         )
         _check_ownership(session, known, owned, failed)
@@ -369,6 +398,7 @@ def prepare(
             adapter.capabilities,
         )
         _mark_failed(plan, session.dag, failed)
+        plan.sources = _source_changes(session, captured, known)
     except BaseException:
         adapter.close()
         raise

@@ -16,7 +16,8 @@ _ADAPTERS = {
 }
 
 
-def connect(target: Target) -> Adapter:
+def connect(target: Target, read_only: bool = False) -> Adapter:
+    """An adapter for ``target``; ``read_only`` refuses every write (``plan``, ``docs``)."""
     module_name, class_name, extra = _ADAPTERS[target.type]
     try:
         module = importlib.import_module(module_name)
@@ -25,5 +26,5 @@ def connect(target: Target) -> Adapter:
             f"target '{target.name}' needs the {target.type} driver, which is not installed ({error.name})",
             hint=f"pip install 'sqlorch[{extra}]'" if extra else None,
         ) from None
-    adapter: Adapter = getattr(module, class_name)(target.settings)
+    adapter: Adapter = getattr(module, class_name)(target.settings, read_only=read_only)
     return adapter

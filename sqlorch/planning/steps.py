@@ -31,8 +31,25 @@ class Step:
 
 
 @dataclass
-class Plan:
-    steps: list[Step]  # in dependency order
+class SourceChange:
+    """One source's capture: what ``plan`` predicts (read-only) and ``build`` records in
+    ``_sqlorch.batches``, the same numbers when the source does not change in between."""
+
+    source: str
+    capture: str  # "append-only" | "keyed" | "fingerprint" (nothing declared)
+    change: str  # "none" | "append" | "delta" | "full" (captured whole: consumers rebuild) | "missing"
+    rows: int  # change-log rows: new rows, or old and new images (0 for "full")
+    batches: int  # batches recorded (a keyed source diffed whole after its cursor diff: 2)
+    reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": [step.to_json() for step in self.steps]}
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    steps: list[Step]  # in dependency order
+    sources: list[SourceChange] = field(default_factory=list)  # the selected models' sources, by name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": [step.to_json() for step in self.steps], "sources": [s.to_json() for s in self.sources]}
