@@ -38,6 +38,7 @@ from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
+from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
@@ -301,6 +302,7 @@ def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict
     state tables, the sources with their change logs, shadows and edges, every node's table."""
     tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
     tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref), edge_table(ref))]
+    tables += [change_log(ref) for ref in sorted(session.selected)]  # the plan's statements depend on them
     return adapter.columns_many(tables)
 
 
@@ -380,6 +382,22 @@ def prepare(
             for ref in session.selected
             if ref in project.seeds
         }
+        declared = declared_audits(project)
+        target = StepTarget(
+            dialect=adapter.dialect,
+            physical_of=session.physical_of,
+            input_columns=input_columns,
+            default_schema=project.settings.default_schema,
+            resolve=make_resolver(project),
+            catalog={
+                table: {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
+                for table, columns in known.items()
+            },
+            owned=owned,
+            audited=set()
+            if declared is None or options.audits == "off"
+            else {ref for ref, calls in declared.models.items() if calls},
+        )
         plan = build_plan(
             project,
             session.order,
@@ -396,6 +414,7 @@ def prepare(
             input_rows,
             options.full_refresh,
             adapter.capabilities,
+            target,
         )
         _mark_failed(plan, session.dag, failed)
         plan.sources = _source_changes(session, captured, known)
@@ -412,9 +431,9 @@ def prepare(
         existing,
         input_rows,
         options.full_refresh,
-        make_resolver(project),
+        target.resolve,
         owned,
-        audits=declared_audits(project),
+        audits=declared,
         audit_mode=options.audits,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
@@ -487,6 +506,7 @@ def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchE
         else:
             continue
         step.strategy, step.key, step.estimated_changed_rows, step.estimated_full_rows = "", None, None, None
+        step.statements = []
 
 
 def _input_rows(
