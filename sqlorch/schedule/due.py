@@ -198,7 +198,8 @@ def schedule(
         if managed is not None and model not in managed:
             when, why = None, "not selected"
         due = when is not None and when <= now
-        found[model] = _status(model, goal, spec, lag, state, when, None, due, why if due else "not due")
+        reason = why if due or (managed is not None and model not in managed) else "not due"
+        found[model] = _status(model, goal, spec, lag, state, when, None, due, reason)
     _pull_upstream(found, graph, stale, built, now)
     return found
 
