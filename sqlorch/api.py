@@ -297,10 +297,13 @@ def _source_changes(
     return changes
 
 
-def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+def _catalog(
+    adapter: Adapter, session: Session, sources: set[TableRef], extra: tuple[TableRef, ...] = ()
+) -> dict[TableRef, dict[str, exp.DataType]]:
     """The columns of every table a build asks about up front, in one catalog query: the
-    state tables, the sources with their change logs, shadows and edges, every node's table."""
-    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
+    state tables, the sources with their change logs, shadows and edges, every node's table
+    (and ``extra`` tables the caller needs)."""
+    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values(), *extra]
     tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref), edge_table(ref))]
     tables += [change_log(ref) for ref in sorted(session.selected)]  # the plan's statements depend on them
     return adapter.columns_many(tables)
@@ -803,3 +806,23 @@ def plan_with_impact(options: Options, stop: StopRequest | None = None) -> tuple
                     reached[found.column] = found
         impacts.append(Impact(str(ref), sorted(reached.values(), key=lambda r: r.column)))
     return prepared.plan, impacts
+
+
+def check_sources(
+    adapter: Adapter, session: Session, extra: list[TableRef] | None = None
+) -> tuple[StateSnapshot, dict[TableRef, dict[str, exp.DataType]]]:
+    """The tick of ``sqlorch run``: capture every source of the selected models (the build's
+    own capture: one cheap query per unchanged source, nothing written) and return the state
+    with the catalog, which also covers ``extra`` tables."""
+    project = session.project
+    sources = {s for ref in session.selected if (m := project.models.get(ref)) is not None for s in m.sources}
+    known = _catalog(adapter, session, sources, tuple(extra or ()))
+    for ref in sorted(sources):
+        spec = project.sources.get(ref)
+        if spec is not None and ref in known:
+            check_source_columns(ref, spec, known[ref])
+    ensure_state(adapter, known)
+    snapshot = load_snapshot(adapter)
+    if _capture_sources(adapter, session, snapshot, known, False):
+        snapshot = load_snapshot(adapter)
+    return snapshot, known

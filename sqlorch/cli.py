@@ -461,6 +461,9 @@ def docs(
     console.line(f"wrote the docs of {result.nodes} relations: open {result.page.resolve().as_uri()}")
 
 
+__import__("sqlorch.cli_run").cli_run.register(app, sys.modules[__name__])  # run, status, suspend, resume
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # sqlglot warns, echoing the model's SQL, before it parses a statement as an opaque
