@@ -24,10 +24,11 @@ from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, SqlorchError
+from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.execution.retry import RetryPolicy
 from sqlorch.execution.seeds import decide_seed, predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
@@ -41,6 +42,7 @@ from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -73,6 +75,7 @@ class Options:
     # False for unit tests: their few rows always make a rebuild "cheaper", and the
     # incremental path under test would never run
     rebuild_when_cheaper: bool = True
+    lease_wait: float = DEFAULT_WAIT  # seconds to wait for another process's lease on the target (0: refuse)
 
 
 @dataclass
@@ -240,6 +243,12 @@ class Prepared:
     plan: Plan
     inputs: BuildInputs
     known: dict[TableRef, dict[str, exp.DataType]]  # tables that existed before the build, and their columns
+    lease: Lease | None = None  # held by a build (one writer per target), released after it
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()  # on its own connection, which the adapter's close would end (DuckDB)
+        self.adapter.close()
 
 
 def _capture_sources(
@@ -290,17 +299,24 @@ def _planning_target(target: Target) -> Target:
     return replace(target, settings={**target.settings, "path": ":memory:"})
 
 
-def prepare(options: Options, stop: StopRequest | None = None, planning: bool = False) -> Prepared:
+def prepare(options: Options, stop: StopRequest | None = None, planning: bool = False, lease: bool = False) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan. ``planning``
-    (plan, explain, impact): nothing is built after, so no warehouse file is created."""
+    (plan, explain, impact): nothing is built after, so no warehouse file is created.
+    ``lease``: take the target's lease first (a build), held until ``Prepared.close()``."""
     session = open_session(options)
     if stop is not None:
         stop.total = len(session.selected)
-    adapter = connect(_planning_target(session.target) if planning else session.target)
+    adapter = connect(
+        _planning_target(session.target) if planning else session.target, None if planning else options.lease_wait
+    )
     if stop is not None:
         stop.attach(adapter)
+    held = None
     try:
         project = session.project
+        if lease:
+            expiry = project.settings.lease_expiry
+            held = acquire_lease(adapter, "build", options.lease_wait, expiry, adapter.interrupts.interrupt)
         source_refs = {s for m in project.models.values() for s in m.sources}
         known = _catalog(adapter, session, source_refs)
         for ref, spec in project.sources.items():
@@ -360,6 +376,8 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         )
         _mark_failed(plan, session.dag, failed)
     except BaseException:
+        if held is not None:
+            held.release()
         adapter.close()
         raise
     for step in plan.steps:
@@ -376,8 +394,9 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         owned,
         audits=declared_audits(project),
         audit_mode=options.audits,
+        retry=RetryPolicy(attempts=project.settings.retry_attempts),
     )
-    return Prepared(session, adapter, snapshot, plan, inputs, known)
+    return Prepared(session, adapter, snapshot, plan, inputs, known, held)
 
 
 def _noted(reason: str, notes: list[str] | None) -> str:
@@ -485,7 +504,7 @@ def build(options: Options, listener: Listener | None = None, stop: StopRequest 
     """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
     signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
     with the reason ``interrupted``); every model either committed whole or not at all."""
-    prepared = prepare(options, stop)
+    prepared = prepare(options, stop, lease=True)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}
@@ -507,8 +526,15 @@ def build(options: Options, listener: Listener | None = None, stop: StopRequest 
             }
             _prune_change_logs(prepared, moved)
     finally:
-        prepared.adapter.close()
+        prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
+    if prepared.lease is not None and prepared.lease.lost.is_set():
+        raise LockError(
+            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
+            "another process may have taken the target over",
+            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
+            "the warehouse is often slow to answer)",
+        )
     return result
 
 
