@@ -71,10 +71,12 @@ def retry_step(
     name: str,
     committed: Callable[[], bool],
     draw: Callable[[], float] = random.random,
+    wait: Callable[[float], bool] | None = None,
 ) -> T:
     """``run()``, tried up to ``policy.attempts`` times while it fails with a transient error.
-    The pause is waited on the adapter's interrupts, so a stopped build does not sleep it
-    out; a stopped build is never retried."""
+    The pause is waited on the adapter's interrupts (``wait`` returns True when stopped), so
+    a stopped build does not sleep it out; a stopped build is never retried."""
+    wait = wait or adapter.interrupts.event.wait
     attempt = 1
     while True:
         try:
@@ -94,6 +96,6 @@ def retry_step(
                 "%s: transient error on try %d of %d, trying again in %.1f s: %s",
                 name, attempt, policy.attempts, pause, error.message,
             )  # fmt: skip
-            if adapter.interrupts.event.wait(pause):
+            if wait(pause):
                 raise
             attempt += 1
