@@ -25,10 +25,11 @@ from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, SqlorchError
+from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
 from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.execution.retry import RetryPolicy
 from sqlorch.execution.seeds import decide_seed, predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
@@ -43,6 +44,7 @@ from sqlorch.planning.steps import Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -75,6 +77,7 @@ class Options:
     # False for unit tests: their few rows always make a rebuild "cheaper", and the
     # incremental path under test would never run
     rebuild_when_cheaper: bool = True
+    lease_wait: float = DEFAULT_WAIT  # seconds to wait for another process's lease on the target (0: refuse)
 
 
 @dataclass
@@ -242,6 +245,12 @@ class Prepared:
     plan: Plan
     inputs: BuildInputs
     known: dict[TableRef, dict[str, exp.DataType]]  # tables that existed before the build, and their columns
+    lease: Lease | None = None  # held by a build (one writer per target), released after it
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()  # on its own connection, which the adapter's close would end (DuckDB)
+        self.adapter.close()
 
 
 def _capture_sources(
@@ -324,19 +333,28 @@ def prepare(
     stop: StopRequest | None = None,
     planning: bool = False,
     capturing: Callable[[TableRef], None] | None = None,
+    lease: bool = False,
 ) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan. ``planning``
     (plan, explain, impact): nothing is built after, and nothing is written: the connection
     is read-only, source changes are predicted instead of captured, and state tables that
-    do not exist yet read as empty (no warehouse file, schema, table or row is created)."""
+    do not exist yet read as empty (no warehouse file, schema, table or row is created).
+    ``lease``: take the target's lease first (a build), held until ``Prepared.close()``."""
     session = open_session(options)
     if stop is not None:
         stop.total = len(session.selected)
-    adapter = connect(_planning_target(session.target), read_only=True) if planning else connect(session.target)
+    if planning:
+        adapter = connect(_planning_target(session.target), read_only=True)
+    else:
+        adapter = connect(session.target, lock_timeout=options.lease_wait)
     if stop is not None:
         stop.attach(adapter)
+    held = None
     try:
         project = session.project
+        if lease:
+            expiry = project.settings.lease_expiry
+            held = acquire_lease(adapter, "build", options.lease_wait, expiry, adapter.interrupts.interrupt)
         source_refs = {s for m in project.models.values() for s in m.sources}
         known = _catalog(adapter, session, source_refs)
         for ref, spec in project.sources.items():
@@ -422,6 +440,8 @@ def prepare(
         _mark_failed(plan, session.dag, failed)
         plan.sources = _source_changes(session, captured, known)
     except BaseException:
+        if held is not None:
+            held.release()
         adapter.close()
         raise
     for step in plan.steps:
@@ -438,8 +458,9 @@ def prepare(
         owned,
         audits=declared,
         audit_mode=options.audits,
+        retry=RetryPolicy(attempts=project.settings.retry_attempts),
     )
-    return Prepared(session, adapter, snapshot, plan, inputs, known)
+    return Prepared(session, adapter, snapshot, plan, inputs, known, held)
 
 
 def _noted(reason: str, notes: list[str] | None) -> str:
@@ -553,7 +574,7 @@ def build(
     """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
     signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
     with the reason ``interrupted``); every model either committed whole or not at all."""
-    prepared = prepare(options, stop, capturing=capturing)
+    prepared = prepare(options, stop, capturing=capturing, lease=True)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}
@@ -575,8 +596,15 @@ def build(
             }
             _prune_change_logs(prepared, moved)
     finally:
-        prepared.adapter.close()
+        prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
+    if prepared.lease is not None and prepared.lease.lost.is_set():
+        raise LockError(
+            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
+            "another process may have taken the target over",
+            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
+            "the warehouse is often slow to answer)",
+        )
     return result
 
 
@@ -823,6 +851,7 @@ def check_sources(
             check_source_columns(ref, spec, known[ref])
     ensure_state(adapter, known)
     snapshot = load_snapshot(adapter)
-    if _capture_sources(adapter, session, snapshot, known, False):
+    captured = _capture_sources(adapter, session, snapshot, known, False, planning=False)
+    if any(found is not None for found in captured.values()):
         snapshot = load_snapshot(adapter)
     return snapshot, known

@@ -25,6 +25,7 @@ from sqlorch.adapters.base import (
     Capabilities,
     Interrupts,
     create_schema_statement,
+    driver_error,
     parameterized_insert,
     refuse_writes,
 )
@@ -250,6 +251,15 @@ class DuckDBAdapter:
         self.connection.close()
         if self._lock_note is not None:
             self._lock_note.unlink(missing_ok=True)
+
+    def is_transient(self, error: BaseException) -> bool:
+        """A write-write conflict with another connection of this process (two worker
+        threads); an embedded database has no connection to lose or server to fail."""
+        cause = driver_error(error, duckdb.Error)
+        return isinstance(cause, duckdb.TransactionException) and "conflict" in str(cause).lower()
+
+    def reconnect(self) -> None:
+        pass  # an embedded database file: nothing to reconnect
 
 
 def _lock_note_path(path: str) -> Path | None:

@@ -18,6 +18,7 @@ from sqlorch.adapters.base import (
     Capabilities,
     Interrupts,
     create_schema_statement,
+    driver_error,
     parameterized_insert,
     redact,
     refuse_writes,
@@ -31,6 +32,10 @@ _CONNECT_KEYS = (
     "connect_timeout", "application_name", "options", "target_session_attrs",
 )  # fmt: skip
 _DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
+# SQLSTATEs worth a retry: serialization failure, deadlock, lock not available, the server
+# shutting down or restarting, too many connections. Not 57014 (query canceled): that is
+# how a stopped build (Ctrl-C) or a statement_timeout ends a statement.
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
 
 
 class PostgresAdapter:
@@ -188,6 +193,25 @@ class PostgresAdapter:
 
     def close(self) -> None:
         self.connection.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        cause = driver_error(error, psycopg.Error)
+        if not isinstance(cause, psycopg.Error):
+            return False
+        state = cause.sqlstate or ""
+        if state.startswith("08") or state in _TRANSIENT_STATES:  # 08: connection exception
+            return True
+        # no SQLSTATE: the client lost the connection (reset, server gone, a broken socket)
+        lost = isinstance(cause, psycopg.OperationalError) and not state
+        return lost or self.connection.broken
+
+    def reconnect(self) -> None:
+        if not (self.connection.closed or self.connection.broken):
+            return
+        try:
+            self.connection = psycopg.connect(**self.params, autocommit=True)
+        except psycopg.Error as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
 
 
 def _data_type(kind: str) -> exp.DataType:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import snowflake.connector
+from snowflake.connector import errors as snowflake_errors
 from snowflake.connector.errors import Error as SnowflakeError
 from sqlglot import exp
 from sqlglot.errors import ParseError
@@ -22,6 +23,7 @@ from sqlorch.adapters.base import (
     Capabilities,
     Interrupts,
     create_schema_statement,
+    driver_error,
     parameterized_insert,
     redact,
     refuse_writes,
@@ -34,6 +36,18 @@ _DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter)
 _MAX63 = 9223372036854775807  # keep hashes non-negative 64-bit (see fingerprint)
 _MAX31 = 2147483647
+# The connector's HTTP failures that a later try may not meet (5xx, 429, timeouts), beyond the
+# retries the connector makes itself within network_timeout
+_TRANSIENT = (
+    snowflake_errors.InternalServerError,
+    snowflake_errors.ServiceUnavailableError,
+    snowflake_errors.BadGatewayError,
+    snowflake_errors.GatewayTimeoutError,
+    snowflake_errors.OtherHTTPRetryableError,
+    snowflake_errors.RequestTimeoutError,
+)
+# Snowflake error numbers: 000625, a statement aborted while waiting for a table's lock
+_TRANSIENT_ERRNOS = {625}
 
 
 class SnowflakeAdapter:
@@ -221,6 +235,25 @@ class SnowflakeAdapter:
             self.connection.close()
         except SnowflakeError:
             pass
+
+    def is_transient(self, error: BaseException) -> bool:
+        cause = driver_error(error, SnowflakeError)
+        if cause is None:
+            return False
+        if isinstance(cause, _TRANSIENT):
+            return True
+        if isinstance(cause, snowflake_errors.OperationalError):  # the network or the session went away
+            return True
+        return getattr(cause, "errno", None) in _TRANSIENT_ERRNOS or self.connection.is_closed()
+
+    def reconnect(self) -> None:
+        if not self.connection.is_closed():
+            return
+        try:
+            self.connection = snowflake.connector.connect(**self.params)
+        except SnowflakeError as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+        self.in_transaction = False
 
 
 def _fold(name: str) -> str:
