@@ -229,7 +229,7 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
         stop = StopRequest()
         current[:] = [stop]
         try:
-            with BuildProgress(lambda stop=stop: stop.total) as progress:
+            with BuildProgress(lambda stop=stop: stop.total) as progress:  # type: ignore[misc]
                 tick = runner.tick(stop, progress)
         except SqlorchError as error:
             if once:
