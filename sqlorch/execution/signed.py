@@ -4,8 +4,8 @@ The groups' state lives in ``_sqlorch.agg__<model>``; ``_sqlorch.aggregate_state
 the model batch it is up to date with. It is written in the model's transaction, so a state
 that does not match the model's last batch (a full rebuild or another strategy ran since, or
 a run died before committing) is rebuilt from the inputs at the next run, never trusted.
-Here the statements are assembled; ``models.execute_incremental`` runs them with the model's
-own MERGE, change log and bookkeeping.
+Here the statements are assembled, at plan time; ``models.incremental_statements`` adds the
+model's own MERGE, change log and bookkeeping.
 """
 
 from __future__ import annotations
@@ -14,10 +14,16 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Adapter
 from sqlorch.analysis.signed_shape import aggregates_of
-from sqlorch.execution.models import ModelContext, PreparedRows, Written, execute_incremental
-from sqlorch.execution.statements import batch_range, columns_of, create_table_as, insert_into, select_from
+from sqlorch.execution.models import ModelContext, PreparedRows, incremental_statements
+from sqlorch.execution.statements import (
+    batch_range,
+    columns_of,
+    create_table_as,
+    insert_into,
+    replace_statements,
+    select_from,
+)
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.signed_aggregates import (
@@ -31,6 +37,7 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     matches,
     state_parts,
 )
+from sqlorch.planning.steps import Item, Statement
 from sqlorch.refs import TableRef
 from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, state_table, work_table
 
@@ -79,27 +86,20 @@ def _sources(
     return is_changed, delta_rows, old_rows
 
 
-def _state_batch(adapter: Adapter, name: str) -> int | None:
-    rows = adapter.fetch(
-        exp.select(exp.column("batch"))
-        .from_(STATES.to_table())
-        .where(exp.column("relation").eq(exp.Literal.string(name)))
-    )
-    return int(rows[0][0]) if rows else None
-
-
-def prepare_signed(
-    adapter: Adapter,
+def signed_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
-) -> PreparedRows:
+    state_batch: int | None,
+) -> list[Item]:
+    """The step's statements; ``state_batch``: the model batch the stored state matches
+    (``StateSnapshot.aggregate_states``), which decides whether it is folded into or rebuilt."""
     compiled = ctx.compiled
     keys = compiled.keys
     assert keys.key is not None and isinstance(keys.inlined, exp.Select)
     top, key = keys.inlined, keys.key
     name = str(compiled.model.ref)
-    temporary = adapter.capabilities.temp_tables
+    temporary = ctx.capabilities.temp_tables
     state = aggregate_state(compiled.model.ref)
     delta, recompute, after = (
         work_table(compiled.model.ref, part, temporary) for part in ("delta", "recompute", "next")
@@ -109,19 +109,22 @@ def prepare_signed(
     def physical(query: exp.Query) -> exp.Query:
         return rename_relations(query, ctx.physical_of, ctx.default_schema)
 
+    def create(table: TableRef, query: exp.Query, purpose: str, scratch: bool = True) -> list[Item]:
+        made = create_table_as(table, query, temporary=temporary and scratch)
+        return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
+
     names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
-    before: list[exp.Expr] = [
-        create_table_as(delta, physical(build_delta(top, key, is_changed, delta_rows, old_rows)), temporary=temporary)
-    ]
-    current = _state_batch(adapter, name) == ctx.batch - 1 and adapter.columns(state) is not None
+    delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
+    before = create(delta, delta_query, "signed delta per group")
+    current = state_batch == ctx.batch - 1
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
-        before.append(create_table_as(state, physical(build_state_query(top, key))))
+        before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
         following = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s"))
     else:
         recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
         if recompute_query is not None:
-            before.append(create_table_as(recompute, recompute_query, temporary=temporary))
+            before += create(recompute, recompute_query, "groups whose MIN/MAX left")
         following = build_next_state(
             top,
             key,
@@ -130,35 +133,37 @@ def prepare_signed(
             recompute.to_table(alias="r") if recompute_query is not None else None,
             physical(build_state_query(top, key)),
         )
-    before.append(create_table_as(after, following, temporary=temporary))
+    before += create(after, following, "next group state")
     kept = select_from(after, names, "n")
     if top.args.get("group") is not None:  # a one-row aggregate keeps its row at zero rows
         kept = kept.where(exp.GT(this=exp.column(ROWS, table="n", quoted=True), expression=exp.Literal.number(0)))
-    during: list[exp.Expr] = []
+    during: list[Item] = []
     if current:
         during += [
-            exp.delete(state.to_table(), where=matches(delta.to_table(alias="k"), key, state.name)),
-            insert_into(state, names, kept),
+            Statement(
+                exp.delete(state.to_table(), where=matches(delta.to_table(alias="k"), key, state.name)),
+                "group state: delete the touched groups",
+                transaction=True,
+            ),
+            Statement(insert_into(state, names, kept), "group state: insert them again", transaction=True),
         ]
+    marker = exp.column("relation").eq(exp.Literal.string(name))
     during += [
-        exp.delete(STATES.to_table(), where=exp.column("relation").eq(exp.Literal.string(name))),
-        insert_into(STATES, ["relation", "batch"], exp.select(exp.Literal.string(name), exp.Literal.number(ctx.batch))),
+        Statement(exp.delete(STATES.to_table(), where=marker), "group state: its batch", transaction=True),
+        Statement(
+            insert_into(
+                STATES, ["relation", "batch"], exp.select(exp.Literal.string(name), exp.Literal.number(ctx.batch))
+            ),
+            "group state: its batch",
+            transaction=True,
+        ),
     ]
     avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
-    return PreparedRows(
+    prepared = PreparedRows(
         affected=exp.select(*columns_of(key, "d")).from_(delta.to_table(alias="d")) if key else None,
         recomputed=build_finalise(top, key, after.to_table(), avg_type),
         before=before,
         during=during,
         scratch=[delta, recompute, after],
     )
-
-
-def execute_signed(
-    adapter: Adapter,
-    ctx: ModelContext,
-    changes: dict[TableRef, InputChange],
-    resolve: Callable[[exp.Table], TableRef | None],
-) -> Written:
-    prepared = prepare_signed(adapter, ctx, changes, resolve)
-    return execute_incremental(adapter, ctx, changes, resolve, prepared=prepared)
+    return incremental_statements(ctx, changes, resolve, prepared=prepared)

@@ -106,6 +106,7 @@ class StateSnapshot:
     delta_rows: dict[str, dict[int, int]] = field(default_factory=dict)
     append_batches: dict[str, set[int]] = field(default_factory=dict)  # batches holding only new rows
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
+    aggregate_states: dict[str, int] = field(default_factory=dict)  # model -> batch its group state matches
 
     def pending(self, consumer: str, input_name: str) -> tuple[int, int] | None:
         """The batch range ``(after, upto]`` the consumer has not read yet, if any."""
@@ -171,18 +172,21 @@ def _tagged(tag: str, name: str, columns: list[str]) -> exp.Select:
     return exp.select(exp.Literal.string(tag), *values).from_(state_table(name).to_table())
 
 
-def load_snapshot(adapter: Adapter) -> StateSnapshot:
-    """The state (see ``ensure_state``) in one query: relations, batches and watermarks."""
-    query = exp.union(
-        exp.union(
-            _tagged("r", "relations", list(_TABLES["relations"])),
-            _tagged("b", "batches", list(_TABLES["batches"])),
-            distinct=False,
-        ),
-        _tagged("w", "watermarks", list(_TABLES["watermarks"])),
-        distinct=False,
-    )
+def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None) -> StateSnapshot:
+    """The state (see ``ensure_state``) in one query: relations, batches and watermarks.
+    With ``existing`` (the tables known to exist), a state table missing from it reads as
+    empty instead of being created: how ``plan`` reads a warehouse never built."""
+    parts = [
+        _tagged(tag, name, list(_TABLES[name]))
+        for tag, name in (("r", "relations"), ("b", "batches"), ("w", "watermarks"), ("a", "aggregate_states"))
+        if existing is None or state_table(name) in existing
+    ]
     snapshot = StateSnapshot()
+    if not parts:
+        return snapshot
+    query: exp.Query = parts[0]
+    for part in parts[1:]:
+        query = exp.union(query, part, distinct=False)
     for tag, *row in adapter.fetch(query):
         if tag == "r":
             relation, fingerprint, columns, key, cursor_hi = row
@@ -195,6 +199,9 @@ def load_snapshot(adapter: Adapter) -> StateSnapshot:
         elif tag == "b":
             relation, batch, kind, rows = row[:4]
             snapshot.record_batch(relation, int(batch), kind, int(rows or 0))
+        elif tag == "a":
+            relation, batch = row[:2]
+            snapshot.aggregate_states[relation] = int(batch)
         else:
             consumer, input_name, batch = row[:3]
             snapshot.watermarks[(consumer, input_name)] = int(batch)
@@ -229,7 +236,8 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
     ]
 
 
-def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.Expr:
+def add_batch_statement(relation: str, batch: int, kind: str | exp.Expr, rows: int | exp.Expr) -> exp.Expr:
+    """``kind`` and ``rows`` may be placeholders a plan's executor binds (``planning/steps.py``)."""
     return _values_insert("batches", {"relation": relation, "batch": batch, "kind": kind, "rows": rows})
 
 
