@@ -176,6 +176,15 @@ def check(db: Path) -> list[str]:
     return [f"{c.model}: {c.status} ({c.missing_rows} missing, {c.extra_rows} extra) {c.detail}" for c in wrong]
 
 
+def why_not_signed(project: Path) -> dict[str, str]:
+    """Per model, why its groups are not maintained from signed deltas (the key analysis)."""
+    from sqlorch import api
+
+    prepared = api.prepare(api.Options(project_dir=project), planning=True)
+    prepared.adapter.close()
+    return {str(ref): item.keys.not_signed or "" for ref, item in prepared.inputs.compiled.items()}
+
+
 def run(sf: float, steps: int, workdir: Path) -> dict:
     data = generate(sf)
     if workdir.exists():
@@ -210,6 +219,7 @@ def run(sf: float, steps: int, workdir: Path) -> dict:
             f"mismatches {wrong or 'none'}",
             flush=True,
         )
+    result["not_signed"] = why_not_signed(project)
     return result
 
 
@@ -245,12 +255,14 @@ def report(result: dict, command: str) -> str:
         "",
         "Per query, the last step (seconds of the model's own run):",
         "",
-        "| query | action | strategy | seconds | reason |",
-        "|---|---|---|---|---|",
+        "| query | action | strategy | seconds | reason | why not from signed deltas |",
+        "|---|---|---|---|---|---|",
     ]
     for name, model in sorted(last.items()):
         reason = model["reason"].replace("|", "\\|")
-        lines.append(f"| {name} | {model['action']} | {model['strategy']} | {model['seconds']} | {reason} |")
+        why = "" if model["strategy"] == "fold signed deltas" else result.get("not_signed", {}).get(name, "")
+        why = why.replace("|", "\\|")
+        lines.append(f"| {name} | {model['action']} | {model['strategy']} | {model['seconds']} | {reason} | {why} |")
     lines.append(MARK_END)
     return "\n".join(lines) + "\n"
 
