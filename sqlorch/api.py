@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
+from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
@@ -249,9 +251,11 @@ def _capture_sources(
     known: dict[TableRef, dict[str, exp.DataType]],
     full_refresh: bool,
     planning: bool,
+    capturing: Callable[[TableRef], None] | None = None,
 ) -> dict[TableRef, Captured | None]:
     """Capture the changes of the selected models' sources (None: nothing written), or with
-    ``planning`` predict them, read-only (None: the source is missing).
+    ``planning`` predict them, read-only (None: the source is missing). ``capturing`` is
+    told of each source before its capture (build progress).
     With ``full_refresh`` each of them is recaptured whole: its change log, shadow and
     watermark start over (consumers outside the selection rebuild on their next build)."""
     sources: set[TableRef] = set()
@@ -260,8 +264,11 @@ def _capture_sources(
         if model is not None:
             sources |= model.sources
     capture = predict_capture if planning else capture_source
-    return {
-        ref: capture(
+    captured: dict[TableRef, Captured | None] = {}
+    for ref in sorted(sources):
+        if capturing is not None:
+            capturing(ref)
+        captured[ref] = capture(
             adapter,
             ref,
             session.project.sources.get(ref),
@@ -270,8 +277,7 @@ def _capture_sources(
             known,
             full_refresh,
         )
-        for ref in sorted(sources)
-    }
+    return captured
 
 
 def _source_changes(
@@ -291,11 +297,15 @@ def _source_changes(
     return changes
 
 
-def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+def _catalog(
+    adapter: Adapter, session: Session, sources: set[TableRef], extra: tuple[TableRef, ...] = ()
+) -> dict[TableRef, dict[str, exp.DataType]]:
     """The columns of every table a build asks about up front, in one catalog query: the
-    state tables, the sources with their change logs, shadows and edges, every node's table."""
-    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
+    state tables, the sources with their change logs, shadows and edges, every node's table
+    (and ``extra`` tables the caller needs)."""
+    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values(), *extra]
     tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref), edge_table(ref))]
+    tables += [change_log(ref) for ref in sorted(session.selected)]  # the plan's statements depend on them
     return adapter.columns_many(tables)
 
 
@@ -309,7 +319,12 @@ def _planning_target(target: Target) -> Target:
     return replace(target, settings={**target.settings, "path": ":memory:"})
 
 
-def prepare(options: Options, stop: StopRequest | None = None, planning: bool = False) -> Prepared:
+def prepare(
+    options: Options,
+    stop: StopRequest | None = None,
+    planning: bool = False,
+    capturing: Callable[[TableRef], None] | None = None,
+) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan. ``planning``
     (plan, explain, impact): nothing is built after, and nothing is written: the connection
     is read-only, source changes are predicted instead of captured, and state tables that
@@ -332,7 +347,7 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         else:
             ensure_state(adapter, known)
             snapshot = load_snapshot(adapter)
-        captured = _capture_sources(adapter, session, snapshot, known, options.full_refresh, planning)
+        captured = _capture_sources(adapter, session, snapshot, known, options.full_refresh, planning, capturing)
         if planning:  # the batches the build's capture will record
             for ref, found in captured.items():
                 for batch, kind, rows in found.batches if found is not None else ():
@@ -370,6 +385,22 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
             for ref in session.selected
             if ref in project.seeds
         }
+        declared = declared_audits(project)
+        target = StepTarget(
+            dialect=adapter.dialect,
+            physical_of=session.physical_of,
+            input_columns=input_columns,
+            default_schema=project.settings.default_schema,
+            resolve=make_resolver(project),
+            catalog={
+                table: {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
+                for table, columns in known.items()
+            },
+            owned=owned,
+            audited=set()
+            if declared is None or options.audits == "off"
+            else {ref for ref, calls in declared.models.items() if calls},
+        )
         plan = build_plan(
             project,
             session.order,
@@ -386,6 +417,7 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
             input_rows,
             options.full_refresh,
             adapter.capabilities,
+            target,
         )
         _mark_failed(plan, session.dag, failed)
         plan.sources = _source_changes(session, captured, known)
@@ -402,9 +434,9 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         existing,
         input_rows,
         options.full_refresh,
-        make_resolver(project),
+        target.resolve,
         owned,
-        audits=declared_audits(project),
+        audits=declared,
         audit_mode=options.audits,
     )
     return Prepared(session, adapter, snapshot, plan, inputs, known)
@@ -477,6 +509,7 @@ def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchE
         else:
             continue
         step.strategy, step.key, step.estimated_changed_rows, step.estimated_full_rows = "", None, None, None
+        step.statements = []
 
 
 def _input_rows(
@@ -511,11 +544,16 @@ def plan(options: Options, stop: StopRequest | None = None) -> Plan:
     return prepared.plan
 
 
-def build(options: Options, listener: Listener | None = None, stop: StopRequest | None = None) -> RunResult:
+def build(
+    options: Options,
+    listener: Listener | None = None,
+    stop: StopRequest | None = None,
+    capturing: Callable[[TableRef], None] | None = None,
+) -> RunResult:
     """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
     signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
     with the reason ``interrupted``); every model either committed whole or not at all."""
-    prepared = prepare(options, stop)
+    prepared = prepare(options, stop, capturing=capturing)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}
@@ -768,3 +806,23 @@ def plan_with_impact(options: Options, stop: StopRequest | None = None) -> tuple
                     reached[found.column] = found
         impacts.append(Impact(str(ref), sorted(reached.values(), key=lambda r: r.column)))
     return prepared.plan, impacts
+
+
+def check_sources(
+    adapter: Adapter, session: Session, extra: list[TableRef] | None = None
+) -> tuple[StateSnapshot, dict[TableRef, dict[str, exp.DataType]]]:
+    """The tick of ``sqlorch run``: capture every source of the selected models (the build's
+    own capture: one cheap query per unchanged source, nothing written) and return the state
+    with the catalog, which also covers ``extra`` tables."""
+    project = session.project
+    sources = {s for ref in session.selected if (m := project.models.get(ref)) is not None for s in m.sources}
+    known = _catalog(adapter, session, sources, tuple(extra or ()))
+    for ref in sorted(sources):
+        spec = project.sources.get(ref)
+        if spec is not None and ref in known:
+            check_source_columns(ref, spec, known[ref])
+    ensure_state(adapter, known)
+    snapshot = load_snapshot(adapter)
+    if _capture_sources(adapter, session, snapshot, known, False):
+        snapshot = load_snapshot(adapter)
+    return snapshot, known

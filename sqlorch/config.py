@@ -22,7 +22,15 @@ from sqlorch.refs import TableRef
 PROJECT_FILE = "sqlorch.yml"
 PROFILES_FILE = "profiles.yml"
 TARGET_TYPES = ("duckdb", "snowflake", "bigquery", "postgres")
-PROJECT_KEYS = ("name", "dialect", "vars", "seed_schema", "default_schema")
+PROJECT_KEYS = (
+    "name",
+    "dialect",
+    "vars",
+    "seed_schema",
+    "default_schema",
+    "default_freshness",
+    "suspend_after_failures",
+)
 PROFILE_KEYS = ("target", "targets")
 # The settings sqlorch (or its adapter) reads per target type. Snowflake's are the
 # connector's own connection parameters, passed through unchecked: there are over a
@@ -51,6 +59,9 @@ class ProjectSettings:
     vars: values for ``{{ var('x') }}``.
     seed_schema: schema seeds load into (default ``seeds``).
     default_schema: schema of models directly under ``models/`` (default ``main``).
+    default_freshness: the freshness target (seconds) of models that declare neither
+    ``freshness`` nor ``cron``; None: such models are eager in ``sqlorch run``.
+    suspend_after_failures: consecutive failures in ``sqlorch run`` that suspend a model.
     """
 
     root: Path
@@ -59,6 +70,8 @@ class ProjectSettings:
     vars: dict[str, Any] = field(default_factory=dict)
     seed_schema: str = "seeds"
     default_schema: str = "main"
+    default_freshness: float | None = None
+    suspend_after_failures: int = 5
 
 
 def read_utf8(path: Path) -> str:
@@ -163,6 +176,7 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         dialect = data.get("dialect")
         if dialect is not None:
             _check_dialect(str(dialect), path)
+        _check_control_settings(data, path)
     variables = dict(data.get("vars") or {})
     variables.update(cli_vars or {})
     return ProjectSettings(
@@ -172,7 +186,35 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         vars=variables,
         seed_schema=str(data.get("seed_schema") or "seeds"),
         default_schema=str(data.get("default_schema") or "main"),
+        default_freshness=duration_setting(data.get("default_freshness"), path, ("default_freshness",)),
+        suspend_after_failures=int(data.get("suspend_after_failures") or 5),
     )
+
+
+def duration_setting(value: Any, path: Path, keys: tuple[Any, ...]) -> float | None:
+    """A YAML duration (``15m``) as seconds, or a ``path:line:col`` error at its key."""
+    from sqlorch.schedule.freshness import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(str(value))
+    except ValueError as error:
+        line, col = yaml_position(path, keys)
+        raise ConfigError(f"'{keys[-1]}': {error}", path=path, line=line, col=col) from None
+
+
+def _check_control_settings(data: dict[str, Any], path: Path) -> None:
+    duration_setting(data.get("default_freshness"), path, ("default_freshness",))
+    limit = data.get("suspend_after_failures")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        line, col = yaml_position(path, ("suspend_after_failures",))
+        raise ConfigError(
+            f"'suspend_after_failures' must be a whole number of at least 1, not {limit!r}",
+            path=path,
+            line=line,
+            col=col,
+        )
 
 
 def _check_dialect(name: str, path: Path) -> None:

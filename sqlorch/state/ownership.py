@@ -58,9 +58,12 @@ def load_owned(adapter: Adapter, existing: Collection[TableRef], legacy: Iterabl
     return owned
 
 
-def claim(adapter: Adapter, relation: TableRef) -> None:
-    """Record ``relation`` as created by sqlorch (committed at once, before it is created)."""
-    adapter.insert_rows(OWNED, ["relation"], [(str(relation),)])
+def claim_statement(relation: TableRef) -> exp.Insert:
+    """Record ``relation`` as created by sqlorch: a plan runs it on its own (committed at
+    once), before the statement that creates the relation."""
+    return exp.insert(
+        exp.values([(str(relation),)]), OWNED.to_table(), columns=[exp.to_identifier("relation", quoted=True)]
+    )
 
 
 def not_owned_message(relation: TableRef) -> str:

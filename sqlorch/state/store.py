@@ -224,7 +224,8 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
     ]
 
 
-def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.Expr:
+def add_batch_statement(relation: str, batch: int, kind: str | exp.Expr, rows: int | exp.Expr) -> exp.Expr:
+    """``kind`` and ``rows`` may be placeholders a plan's executor binds (``planning/steps.py``)."""
     return _values_insert("batches", {"relation": relation, "batch": batch, "kind": kind, "rows": rows})
 
 
