@@ -823,6 +823,7 @@ def check_sources(
             check_source_columns(ref, spec, known[ref])
     ensure_state(adapter, known)
     snapshot = load_snapshot(adapter)
-    if _capture_sources(adapter, session, snapshot, known, False):
+    captured = _capture_sources(adapter, session, snapshot, known, False, planning=False)
+    if any(found is not None for found in captured.values()):
         snapshot = load_snapshot(adapter)
     return snapshot, known

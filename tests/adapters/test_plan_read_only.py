@@ -213,7 +213,9 @@ def plan_then_build(warehouse: Warehouse, project: Path) -> dict[str, dict[str, 
     built = run_cli("build", *args)
     assert built.exception is None and built.exit_code == 0, f"{built.exception!r}\n{built.output}"
     results = json.loads((project / "target" / "run_results.json").read_text())["results"]
-    assert_build_as_planned(plan["steps"], results)
+    assert {r["model"]: (r["action"], r["strategy"]) for r in results} == {
+        s["model"]: (s["action"], s["strategy"]) for s in plan["steps"]
+    }
     old = {(r, b) for r, b, _, _ in before_batches(before)}
     new: dict[str, list[tuple[int, str, int]]] = {}
     for relation, batch, kind, rows in sorted(batches(warehouse)):
@@ -224,29 +226,6 @@ def plan_then_build(warehouse: Warehouse, project: Path) -> dict[str, dict[str, 
         name: (s["change"], s["rows"], s["batches"]) for name, s in sources.items()
     }, f"plan estimated {sources}, build recorded {new}"
     return sources
-
-
-def assert_build_as_planned(steps: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-    """Every model ran with the planned action and strategy, but for the one branch the
-    plan cannot know yet (``main``'s executor still decides it): a model whose upstream
-    model is rebuilt in full is planned ``full``, and the build runs it incrementally when
-    the rebuild's diff turns out to be a delta. Issue 10 removes that branch with the
-    statements carried in the plan; until then it is the only difference allowed."""
-    planned = {s["model"]: s for s in steps}
-    for result in results:
-        step = planned.pop(result["model"])
-        if (result["action"], result["strategy"]) == (step["action"], step["strategy"]):
-            continue
-        upstream_rebuilt = any(planned_step(steps, d)["action"] == "full" for d in step["depends_on"])
-        assert upstream_rebuilt and step["action"] == "full" and result["action"] == "incremental", (
-            f"{result['model']}: planned {step['action']} {step['strategy']!r}, "
-            f"built {result['action']} {result['strategy']!r}"
-        )
-    assert not planned, f"planned but not built: {sorted(planned)}"
-
-
-def planned_step(steps: list[dict[str, Any]], model: str) -> dict[str, Any]:
-    return next(s for s in steps if s["model"] == model)
 
 
 def before_batches(snapshot: dict[str, Any]) -> list[tuple[str, int, str, int]]:
