@@ -213,9 +213,7 @@ def plan_then_build(warehouse: Warehouse, project: Path) -> dict[str, dict[str, 
     built = run_cli("build", *args)
     assert built.exception is None and built.exit_code == 0, f"{built.exception!r}\n{built.output}"
     results = json.loads((project / "target" / "run_results.json").read_text())["results"]
-    assert {r["model"]: (r["action"], r["strategy"]) for r in results} == {
-        s["model"]: (s["action"], s["strategy"]) for s in plan["steps"]
-    }
+    assert_build_as_planned(plan["steps"], results)
     old = {(r, b) for r, b, _, _ in before_batches(before)}
     new: dict[str, list[tuple[int, str, int]]] = {}
     for relation, batch, kind, rows in sorted(batches(warehouse)):
@@ -226,6 +224,30 @@ def plan_then_build(warehouse: Warehouse, project: Path) -> dict[str, dict[str, 
         name: (s["change"], s["rows"], s["batches"]) for name, s in sources.items()
     }, f"plan estimated {sources}, build recorded {new}"
     return sources
+
+
+def _branches(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every branch of every choice in a step's statements (``plan --json``), nested too."""
+    found = []
+    for item in items:
+        for branch in item.get("choice", []):
+            found += [branch, *_branches(branch["statements"])]
+    return found
+
+
+def assert_build_as_planned(steps: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    """Every model ran with the action and strategy the plan states, or, where the plan
+    holds a choice decided by what an upstream step produces, with those of a planned
+    branch that run_results.json names as taken."""
+    planned = {s["model"]: s for s in steps}
+    assert set(planned) == {r["model"] for r in results}
+    for result in results:
+        step, ran = planned[result["model"]], (result["action"], result["strategy"])
+        if ran == (step["action"], step["strategy"]):
+            continue
+        taken = {part.split(":")[0] for part in (result.get("branch") or "").split("; ")}
+        held = [(b["action"], b["strategy"]) for b in _branches(step["statements"]) if b["branch"] in taken]
+        assert ran in held, f"{result['model']}: planned {step['action']} {step['strategy']!r}, built {ran}"
 
 
 def before_batches(snapshot: dict[str, Any]) -> list[tuple[str, int, str, int]]:
