@@ -572,7 +572,7 @@ def predict_append_only(source: _Source, state: RelationState, edge: Rows, compa
 
 
 def _appended_reason(rows: int) -> str:
-    return f"{rows} new rows" if rows else ""
+    return f"{rows} new row{'' if rows == 1 else 's'}" if rows else ""
 
 
 def _move_edge(source: _Source, mark: CursorMark, hi: str | None) -> CursorMark:
@@ -678,7 +678,7 @@ _WHOLE_DIFF = "rows changed without their cursor moving past the last capture; d
 
 def _keyed_reason(recorded: list[tuple[int, str, int]], notes: list[str]) -> str:
     rows = sum(count for _, _, count in recorded)
-    return "; ".join([f"{rows} changed rows (old and new images)", *notes]) if rows else ""
+    return "; ".join([f"{rows} old and new row images", *notes]) if rows else ""
 
 
 def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> Captured:
