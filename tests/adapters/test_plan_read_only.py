@@ -313,3 +313,26 @@ def test_a_read_only_connection_refuses_writes(warehouse: Warehouse) -> None:
     with pytest.raises(AdapterError, match="read-only"):
         reader.ensure_schema("elsewhere")
     assert reader.fetch(exp.select(exp.func("count", exp.Star())).from_(RATES.to_table()))[0][0] == 0
+
+
+def test_plan_predicts_captures_through_schema_events(warehouse: Warehouse, tmp_path: Path) -> None:
+    """The schema-event histories (a column added or dropped, a type widened, a table
+    recreated or truncated and reloaded, ties, an update that leaves its cursor): before
+    every build, plan changes nothing and predicts what the capture then records."""
+    from tests.adapters.test_schema_event_histories import EVENTS_OF, SchemaHistory
+    from tests.adapters.test_schema_event_histories import PROJECT as HISTORY_PROJECT
+
+    project = write_files(tmp_path / "history", HISTORY_PROJECT)
+    warehouse.write_profiles()
+    history = SchemaHistory(warehouse.connect(), seed=11)
+    history.create()
+    warehouse.close_all()
+    plan_then_build(warehouse, project)
+    changes: Counter[str] = Counter()
+    for event in EVENTS_OF[warehouse.kind]:
+        history.adapter = warehouse.connect()
+        history.step(event)
+        warehouse.close_all()
+        changes.update(source["change"] for source in plan_then_build(warehouse, project).values())
+    # every kind of capture was predicted along the way, not only "nothing changed"
+    assert {"append", "delta", "full"} <= set(changes), changes
