@@ -245,8 +245,8 @@ def capture_source(
     if followed:
         _follow_columns(source, known)
     if spec.append_only:
-        return capture_append_only(source, state, _compared(source, known))
-    return capture_keyed(source, state, trust_fingerprint=not followed)
+        return _noting(capture_append_only(source, state, _compared(source, known)), followed)
+    return _noting(capture_keyed(source, state, trust_fingerprint=not followed), followed)
 
 
 def predict_capture(
@@ -280,9 +280,14 @@ def predict_capture(
         predicted = predict_append_only(source, state, copy, _compared(source, known))
     else:
         predicted = predict_keyed(source, state, copy, trust_fingerprint=not followed)
-    if followed:
-        return replace(predicted, reason="; ".join(filter(None, [followed, predicted.reason])))
-    return predicted
+    return _noting(predicted, followed)
+
+
+def _noting(captured: Captured | None, followed: str) -> Captured | None:
+    """``captured`` with the columns followed before it said first in its reason."""
+    if captured is None or not followed:
+        return captured
+    return replace(captured, reason="; ".join(filter(None, [followed, captured.reason])))
 
 
 def _check_declared_columns(spec: SourceSpec, columns: Mapping[str, exp.DataType]) -> None:
