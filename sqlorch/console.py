@@ -169,8 +169,24 @@ def _plain(part: str | tuple[str, str]) -> str:
 _QUIET = ("skip", "skipped")  # nothing runs: the reason fits where the strategy would be
 
 
+def source_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
+    """The sources whose capture will record something, before the models: the change the
+    build will record (predicted read-only), its change-log rows, and why under it."""
+    changed = [source for source in plan.sources if source.change != "none"]
+    if not changed:
+        return []
+    name_w = max(len("source"), *(len(source.source) for source in changed))
+    lines: list[list[str | tuple[str, str]]] = [[(f"{'source'.ljust(name_w)}{PLAN_GAP}change{PLAN_GAP}rows", "bold")]]
+    for source in changed:
+        rows = "-" if source.change in ("full", "missing") else _rows(source.rows)
+        lines.append([f"{source.source.ljust(name_w)}{PLAN_GAP}{source.change.ljust(6)}{PLAN_GAP}{rows}"])
+        lines += [[(line, "dim")] for line in _wrap(source.reason, width, PLAN_INDENT, PLAN_INDENT) if source.reason]
+    return [*lines, []]
+
+
 def render_plan(plan: Plan) -> None:
-    for parts in plan_lines(plan, terminal_width()):
+    width = terminal_width()
+    for parts in [*source_lines(plan, width), *plan_lines(plan, width)]:
         console.line(*parts)
 
 
