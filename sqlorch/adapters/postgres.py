@@ -29,7 +29,6 @@ _DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
 class PostgresAdapter:
     dialect: ClassVar[str] = "postgres"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        merge_by_source=True,  # PostgreSQL 17+
         transactions=True,
         merge_in_transaction=True,
         create_or_replace=False,
