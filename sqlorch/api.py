@@ -41,6 +41,7 @@ from sqlorch.planning.planner import build_plan
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
+from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
 from sqlorch.state.store import (
@@ -132,9 +133,11 @@ def _seed_schemas(project: Project) -> SchemaMap:
     return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
-def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
-    """Check every model without a warehouse and write ``target/compiled`` + manifest."""
-    return compile_and_write(options).models
+def compile_only(options: Options) -> tuple[dict[TableRef, CompiledModel], set[str]]:
+    """Check every model without a warehouse and write ``target/compiled`` + manifest.
+    Also returns the environment variables the templates read (the compile stamp's)."""
+    with reading_env_vars() as env_vars:
+        return compile_and_write(options).models, env_vars
 
 
 @dataclass
@@ -679,14 +682,14 @@ def docs(options: Options, out: Path | None = None, inputs_digest: str | None = 
     from sqlorch.docs.cache import load_site, save_site
     from sqlorch.docs.runs import fetch_runs
     from sqlorch.docs.site import with_audit_results, with_runs, write_site
-    from sqlorch.project.templating import ENV_VARS_READ
 
     root = options.project_dir.resolve()
     site = load_site(root, inputs_digest) if inputs_digest else None
     if site is None:
-        site = _site_from_compile(options)
+        with reading_env_vars() as env_vars:
+            site = _site_from_compile(options)
         if inputs_digest:
-            save_site(root, inputs_digest, ENV_VARS_READ, site)
+            save_site(root, inputs_digest, env_vars, site)
     target = load_target(root, options.profiles_dir, options.target)
     runs, note = fetch_runs(target)
     site = with_audit_results(with_runs(site, runs, note), output_dir(root) / "run_results.json")
