@@ -29,7 +29,7 @@ from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.execution.seeds import decide_seed, predicted_seed_change
+from sqlorch.execution.seeds import predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
@@ -37,7 +37,7 @@ from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
-from sqlorch.planning.planner import build_plan
+from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns

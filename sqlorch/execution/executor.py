@@ -21,9 +21,9 @@ from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.execution.seeds import decide_seed, execute_seed
+from sqlorch.execution.seeds import execute_seed
 from sqlorch.graph.dag import DAG
-from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_model, pending_changes
+from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_model, decide_seed, pending_changes
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
