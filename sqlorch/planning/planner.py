@@ -8,15 +8,19 @@ inputs really produced in this build), so a plan and a build agree on their reas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.compiler import CompiledModel
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
-from sqlorch.project.model import Seed
 from sqlorch.refs import TableRef
-from sqlorch.state.store import RelationState, StateSnapshot
+from sqlorch.state.store import StateSnapshot
+
+if TYPE_CHECKING:
+    from sqlorch.project.model import Seed
+    from sqlorch.state.store import RelationState
 
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
