@@ -91,6 +91,10 @@ Threads = Annotated[int, typer.Option("--threads", help="Models built at once.")
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, e.g. '{days: 7}'.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 Audits = Annotated[str, typer.Option("--audits", help="off | warn (run, never block) | on (failing audits block).")]
+LeaseTimeout = Annotated[
+    float, typer.Option("--lease-timeout", help="Seconds to wait while another process builds the target.", min=0)
+]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another process builds the target.")]
 
 
 def _options(
@@ -255,6 +259,8 @@ def build(
     threads: Threads = 4,
     vars: Vars = None,
     audits: Audits = "on",
+    lease_timeout: LeaseTimeout = 300.0,
+    no_wait: NoWait = False,
     debug: Debug = False,
 ) -> None:
     """Bring every selected model up to date, in dependency order."""
@@ -267,7 +273,7 @@ def build(
     stop = StopRequest()
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
-        options = replace(options, audits=_audit_mode(audits))
+        options = replace(options, audits=_audit_mode(audits), lease_wait=0.0 if no_wait else lease_timeout)
         with BuildProgress(lambda: stop.total) as progress:
             result = _stoppable(lambda: api.build(options, progress, stop, progress.source), stop, progress.close)
     except Exception as error:  # noqa: BLE001
@@ -458,6 +464,9 @@ def docs(
     if result.runs_note:
         console.line((result.runs_note, "dim"))
     console.line(f"wrote the docs of {result.nodes} relations: open {result.page.resolve().as_uri()}")
+
+
+__import__("sqlorch.cli_run").cli_run.register(app, sys.modules[__name__])  # run, status, suspend, resume
 
 
 def main() -> None:
