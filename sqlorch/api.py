@@ -30,7 +30,7 @@ from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy
-from sqlorch.execution.seeds import decide_seed, predicted_seed_change
+from sqlorch.execution.seeds import predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
@@ -38,11 +38,12 @@ from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
-from sqlorch.planning.planner import build_plan
+from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
+from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
 from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
@@ -136,9 +137,11 @@ def _seed_schemas(project: Project) -> SchemaMap:
     return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
-def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
-    """Check every model without a warehouse and write ``target/compiled`` + manifest."""
-    return compile_and_write(options).models
+def compile_only(options: Options) -> tuple[dict[TableRef, CompiledModel], set[str]]:
+    """Check every model without a warehouse and write ``target/compiled`` + manifest.
+    Also returns the environment variables the templates read (the compile stamp's)."""
+    with reading_env_vars() as env_vars:
+        return compile_and_write(options).models, env_vars
 
 
 @dataclass
@@ -760,14 +763,14 @@ def docs(options: Options, out: Path | None = None, inputs_digest: str | None = 
     from sqlorch.docs.cache import load_site, save_site
     from sqlorch.docs.runs import fetch_runs
     from sqlorch.docs.site import with_audit_results, with_runs, write_site
-    from sqlorch.project.templating import ENV_VARS_READ
 
     root = options.project_dir.resolve()
     site = load_site(root, inputs_digest) if inputs_digest else None
     if site is None:
-        site = _site_from_compile(options)
+        with reading_env_vars() as env_vars:
+            site = _site_from_compile(options)
         if inputs_digest:
-            save_site(root, inputs_digest, ENV_VARS_READ, site)
+            save_site(root, inputs_digest, env_vars, site)
     target = load_target(root, options.profiles_dir, options.target)
     runs, note = fetch_runs(target)
     site = with_audit_results(with_runs(site, runs, note), output_dir(root) / "run_results.json")

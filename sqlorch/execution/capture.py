@@ -73,10 +73,10 @@ from sqlorch.execution.statements import (
     drop_table,
     execute_create,
     insert_into,
-    null_safe_match,
     select_from,
     with_images,
 )
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (

@@ -29,6 +29,7 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
 from sqlorch.planning.rewrites.rename_relations import rename_relations
@@ -390,14 +391,7 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
         .from_(partial.subquery("s"))
         .join(
             ctx.physical.to_table(alias="t"),
-            on=exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(n, table="s", quoted=True), expression=exp.column(n, table="t", quoted=True)
-                    )
-                    for n in keys.key
-                ]
-            ),
+            on=null_safe_match("s", "t", keys.key),
             join_type="LEFT",
         )
     )
@@ -589,15 +583,5 @@ def same_value(values: TableRef, columns: list[str], row_alias: str) -> exp.Exis
     return exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(values.to_table(alias="v"))
-        .where(
-            exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(c, table="v", quoted=True),
-                        expression=exp.column(c, table=row_alias, quoted=True),
-                    )
-                    for c in columns
-                ]
-            )
-        )
+        .where(null_safe_match("v", row_alias, columns))
     )

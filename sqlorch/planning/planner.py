@@ -21,6 +21,8 @@ from sqlorch.state.store import StateSnapshot
 
 if TYPE_CHECKING:
     from sqlorch.planning.step_statements import StepTarget
+    from sqlorch.project.model import Seed
+    from sqlorch.state.store import RelationState
 
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
@@ -50,6 +52,20 @@ class Decision:
     action: str
     reason: str
     strategy: str = ""
+
+
+def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refresh: bool) -> Decision:
+    """A seed is loaded whole the first time or when its header or inferred types change,
+    otherwise diffed row by row, so its consumers stay incremental."""
+    if full_refresh:
+        return Decision("full", "--full-refresh", "load")
+    if state is None or not exists:
+        return Decision("full", "first load", "load")
+    if state.fingerprint != seed.fingerprint():
+        if state.columns != seed.read()[0]:
+            return Decision("full", "CSV columns or their inferred types changed", "load")
+        return Decision("incremental", "CSV changed; rows diffed", "diff rows")
+    return Decision("skip", "CSV unchanged")
 
 
 def pending_changes(snapshot: StateSnapshot, consumer: str, inputs: list[TableRef]) -> dict[TableRef, InputChange]:
