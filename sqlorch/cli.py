@@ -188,7 +188,7 @@ def plan(
         if explain:
             for title, sql in api.explain(options, explain):
                 console.print(f"[bold]-- {escape(title)}[/]")
-                console.print(sql, markup=False)
+                console.print(sql, markup=False, soft_wrap=True)  # one statement per line, as run
             return
         stop = StopRequest()
         planned = _stoppable(lambda: api.plan_with_impact(options, stop), stop)

@@ -177,5 +177,6 @@ def plan_model_statements(
         kinds |= _writes(decision, diff_possible)
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
-    step.statements = [*claim, Choice(branches)]
+    # one branch left (no rule could apply): no choice
+    step.statements = [*claim, Choice(branches)] if len(branches) > 1 else [*claim, *branches[0].statements]
     return kinds
