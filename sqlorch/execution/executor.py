@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.audits.declared import DeclaredAudits, audit_parents
@@ -23,6 +23,7 @@ from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import execute_seed
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.planner import Decision, rebuild_cheaper
@@ -48,6 +49,9 @@ class BuildInputs:
     audits: DeclaredAudits | None = None
     audit_mode: str = "on"  # --audits off|warn|on
     source_audits: SourceAudits | None = None  # checked on the captured changes, before any model runs
+    retry: RetryPolicy = field(
+        default_factory=RetryPolicy
+    )  # steps failing with a transient error (``execution/retry.py``)
 
 
 class Executor:
@@ -176,7 +180,7 @@ class Executor:
             self.listener("done", result)
             return result
         try:
-            result = self._run_seed(step) if step.kind == "seed" else self._run_model(step)
+            result = self._retrying(step)
         except SqlorchError as error:
             if self.adapter.interrupts.event.is_set():  # stopped (Ctrl-C): rolled back, not a failure
                 return ModelResult(str(step.ref), "skipped", "skip", "interrupted")
@@ -191,6 +195,15 @@ class Executor:
         result.rows_written = result.rows
         self.listener("done", result)
         return result
+
+    def _retrying(self, step: Step) -> ModelResult:
+        """The step, tried again after a transient error unless the batch it writes committed."""
+        name = str(step.ref)
+        with self.lock:
+            batch = step.batch if step.batch is not None else self.snapshot.latest_batch.get(name, 0) + 1
+        run = self._run_seed if step.kind == "seed" else self._run_model
+        committed = lambda: batch_recorded(self._adapter(), name, batch)  # noqa: E731
+        return retry_step(lambda: run(step), self._adapter(), self.inputs.retry, name, committed)
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}

@@ -173,9 +173,7 @@ def decide_model(
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
     strategy = "merge keys" if keys.unique else "delete+insert keys"
-    return Decision(
-        "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", strategy
-    )
+    return Decision("incremental", f"{changed_names} changed; recompute affected keys", strategy)  # key: Step.key
 
 
 def predicted_changes(

@@ -17,7 +17,7 @@ which (``branch``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlglot import exp
@@ -237,9 +237,30 @@ class Step:
 
 
 @dataclass
+class SourceChange:
+    """One source's capture: what ``plan`` predicts (read-only) and ``build`` records in
+    ``_sqlorch.batches``, the same numbers when the source does not change in between."""
+
+    source: str
+    capture: str  # "append-only" | "keyed" | "fingerprint" (nothing declared)
+    change: str  # "none" | "append" | "delta" | "full" (captured whole: consumers rebuild) | "missing"
+    rows: int  # change-log rows: new rows, or old and new images (0 for "full")
+    batches: int  # batches recorded (a keyed source diffed whole after its cursor diff: 2)
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class Plan:
     steps: list[Step]  # in dependency order
     dialect: str = "duckdb"  # the target's: statements render in it
+    sources: list[SourceChange] = field(default_factory=list)  # the selected models' sources, by name
 
     def to_json(self) -> dict[str, Any]:
-        return {"dialect": self.dialect, "steps": [step.to_json(self.dialect) for step in self.steps]}
+        return {
+            "dialect": self.dialect,
+            "steps": [step.to_json(self.dialect) for step in self.steps],
+            "sources": [s.to_json() for s in self.sources],
+        }

@@ -183,18 +183,28 @@ def _assert_ran_as_planned(plan: Plan, results: dict, executed: list[str]) -> in
     return sum(end - start for start, end in blocks)
 
 
+def _sources(warehouse: Warehouse, *sql: str, create: bool = True) -> None:
+    adapter = warehouse.connect()
+    if create:
+        create_table(adapter, ORDERS, {"order_id": "INT", "customer_id": "INT", "amount": "INT", "status": "TEXT"})
+        create_table(adapter, EVENTS, {"user_id": "INT", "ts": "INT", "kind": "TEXT"})
+    for statement in sql:
+        adapter.execute(exp.Command(this="INSERT", expression=statement.split(" ", 1)[1]))
+    warehouse.close_all()  # DuckDB: plan opens the file read-only, alone
+
+
 def test_every_model_runs_the_statements_of_its_plan(
     logged: tuple[Warehouse, Callable[[], list[str]]], tmp_path: Path
 ) -> None:
     warehouse, read = logged
     project = write_files(tmp_path / "p", PROJECT)
-    adapter = warehouse.connect()
-    create_table(adapter, ORDERS, {"order_id": "INT", "customer_id": "INT", "amount": "INT", "status": "TEXT"})
-    create_table(adapter, EVENTS, {"user_id": "INT", "ts": "INT", "kind": "TEXT"})
+    _sources(warehouse)
 
     def run(*sql: str) -> None:
+        adapter = warehouse.connect()
         for statement in sql:
             adapter.execute(exp.Command(this=statement.split()[0], expression=statement.split(" ", 1)[1]))
+        warehouse.close_all()  # DuckDB: plan opens the file read-only, alone
 
     run(
         "INSERT INTO raw.orders VALUES " + ", ".join(f"({i}, {i % 7}, {i * 3}, 'paid')" for i in range(1, 60)),
@@ -230,13 +240,10 @@ def test_plan_explain_prints_the_planned_statements(
 ) -> None:
     warehouse, read = logged
     project = write_files(tmp_path / "p", PROJECT)
-    adapter = warehouse.connect()
-    create_table(adapter, ORDERS, {"order_id": "INT", "customer_id": "INT", "amount": "INT", "status": "TEXT"})
-    create_table(adapter, EVENTS, {"user_id": "INT", "ts": "INT", "kind": "TEXT"})
-    adapter.execute(exp.insert("VALUES (1, 1, 10, 'paid'), (2, 1, 20, 'paid')", ORDERS.to_table()))
+    _sources(warehouse, "INSERT INTO raw.orders VALUES (1, 1, 10, 'paid'), (2, 1, 20, 'paid')")
     options = api.Options(project_dir=project, profiles_dir=warehouse.profiles_dir, threads=1)
     api.build(options)
-    adapter.execute(exp.insert("VALUES (3, 2, 30, 'paid')", ORDERS.to_table()))
+    _sources(warehouse, "INSERT INTO raw.orders VALUES (3, 2, 30, 'paid')", create=False)
     args = ("--project-dir", project, "--profiles-dir", warehouse.profiles_dir)
     planned = json.loads(cli("plan", "--json", *args).output)
     step = next(s for s in planned["steps"] if s["model"] == "marts.customer_totals")
