@@ -21,7 +21,6 @@ from sqlorch.audits.declared import declared_audits
 from sqlorch.audits.run import AuditResult, ModelAudits, explain_audits, model_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
-from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
@@ -38,6 +37,7 @@ from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
+from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.planning.planner import build_plan
 from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import Choice, Item, Plan, SourceChange, Step

@@ -15,7 +15,6 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.audits import hooks as audit_hooks
-from sqlorch.compiler import CompiledModel
 from sqlorch.execution.merge import build_key_merge, mark_present
 from sqlorch.execution.statements import (
     changed_rows,
@@ -29,6 +28,7 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
 from sqlorch.planning.rewrites.rename_relations import rename_relations

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
-from sqlorch.compiler import CompiledModel
 from sqlorch.execution.models import (
     SMALL_CHANGE_ROWS,
     ModelContext,
@@ -29,6 +28,7 @@ from sqlorch.execution.models import (
     small_change_possible,
     small_statements,
 )
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import (
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
