@@ -19,15 +19,6 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
-from sqlorch.execution.models import (
-    SMALL_CHANGE_ROWS,
-    ModelContext,
-    full_statements,
-    incremental_statements,
-    insert_only_statements,
-    small_change_possible,
-    small_statements,
-)
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import (
     INSERT_ONLY,
@@ -36,6 +27,15 @@ from sqlorch.planning.planner import (
     InputChange,
     decide_model,
     rebuild_cheaper,
+)
+from sqlorch.planning.rewrites.model_statements import (
+    SMALL_CHANGE_ROWS,
+    ModelContext,
+    full_statements,
+    incremental_statements,
+    insert_only_statements,
+    small_change_possible,
+    small_statements,
 )
 from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
