@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
-from sqlorch.compiler import CompiledModel
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef

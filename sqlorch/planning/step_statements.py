@@ -19,16 +19,7 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
-from sqlorch.compiler import CompiledModel
-from sqlorch.execution.models import (
-    SMALL_CHANGE_ROWS,
-    ModelContext,
-    full_statements,
-    incremental_statements,
-    insert_only_statements,
-    small_change_possible,
-    small_statements,
-)
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import (
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
@@ -36,6 +27,15 @@ from sqlorch.planning.planner import (
     InputChange,
     decide_model,
     rebuild_cheaper,
+)
+from sqlorch.planning.rewrites.model_statements import (
+    SMALL_CHANGE_ROWS,
+    ModelContext,
+    full_statements,
+    incremental_statements,
+    insert_only_statements,
+    small_change_possible,
+    small_statements,
 )
 from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
@@ -177,5 +177,6 @@ def plan_model_statements(
         kinds |= _writes(decision, diff_possible)
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
-    step.statements = [*claim, Choice(branches)]
+    # one branch left (no rule could apply): no choice
+    step.statements = [*claim, Choice(branches)] if len(branches) > 1 else [*claim, *branches[0].statements]
     return kinds

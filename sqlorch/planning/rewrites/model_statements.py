@@ -15,8 +15,6 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.audits import hooks as audit_hooks
-from sqlorch.compiler import CompiledModel
-from sqlorch.execution.merge import build_key_merge, mark_present
 from sqlorch.execution.statements import (
     changed_rows,
     columns_of,
@@ -29,9 +27,11 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
+from sqlorch.planning.rewrites.merge_keys import build_key_merge, mark_present
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
 from sqlorch.planning.rewrites.substitute_occurrence import keep_only_branches_with, substitute_occurrence
