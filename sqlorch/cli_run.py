@@ -215,7 +215,7 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
     """The loop; returns the exit code of ``--once``. A tick that fails (the warehouse
     unreachable, a model file broken by an edit) is reported and the loop goes on: a
     service must outlive a bad minute."""
-    from sqlorch.console import console, errors, progress_listener
+    from sqlorch.console import BuildProgress, console, errors
     from sqlorch.execution.stop import StopRequest
 
     session = runner.load()
@@ -229,7 +229,8 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
         stop = StopRequest()
         current[:] = [stop]
         try:
-            tick = runner.tick(stop, progress_listener)
+            with BuildProgress(lambda stop=stop: stop.total) as progress:
+                tick = runner.tick(stop, progress)
         except SqlorchError as error:
             if once:
                 raise

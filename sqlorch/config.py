@@ -30,6 +30,8 @@ PROJECT_KEYS = (
     "default_schema",
     "default_freshness",
     "suspend_after_failures",
+    "retry_attempts",
+    "lease_expiry",
 )
 PROFILE_KEYS = ("target", "targets")
 # The settings sqlorch (or its adapter) reads per target type. Snowflake's are the
@@ -62,6 +64,8 @@ class ProjectSettings:
     default_freshness: the freshness target (seconds) of models that declare neither
     ``freshness`` nor ``cron``; None: such models are eager in ``sqlorch run``.
     suspend_after_failures: consecutive failures in ``sqlorch run`` that suspend a model.
+    retry_attempts: tries of a step that fails with a transient error (default 3; 1: none).
+    lease_expiry: seconds a silent holder of the target's lease keeps it (default 60).
     """
 
     root: Path
@@ -72,6 +76,8 @@ class ProjectSettings:
     default_schema: str = "main"
     default_freshness: float | None = None
     suspend_after_failures: int = 5
+    retry_attempts: int = 3
+    lease_expiry: float = 60.0
 
 
 def read_utf8(path: Path) -> str:
@@ -188,6 +194,8 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         default_schema=str(data.get("default_schema") or "main"),
         default_freshness=duration_setting(data.get("default_freshness"), path, ("default_freshness",)),
         suspend_after_failures=int(data.get("suspend_after_failures") or 5),
+        retry_attempts=int(data.get("retry_attempts") or 3),
+        lease_expiry=float(data.get("lease_expiry") or 60.0),
     )
 
 
@@ -206,15 +214,20 @@ def duration_setting(value: Any, path: Path, keys: tuple[Any, ...]) -> float | N
 
 def _check_control_settings(data: dict[str, Any], path: Path) -> None:
     duration_setting(data.get("default_freshness"), path, ("default_freshness",))
-    limit = data.get("suspend_after_failures")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        line, col = yaml_position(path, ("suspend_after_failures",))
-        raise ConfigError(
-            f"'suspend_after_failures' must be a whole number of at least 1, not {limit!r}",
-            path=path,
-            line=line,
-            col=col,
-        )
+    _check_number(data.get("suspend_after_failures"), path, "suspend_after_failures", 1, whole=True)
+    _check_number(data.get("retry_attempts"), path, "retry_attempts", 1, whole=True)
+    _check_number(data.get("lease_expiry"), path, "lease_expiry", 1)
+
+
+def _check_number(value: Any, path: Path, key: str, least: float, whole: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, int | float) and not isinstance(value, bool) and (isinstance(value, int) or not whole):
+        if value >= least:
+            return
+    line, col = yaml_position(path, (key,))
+    shape = "a whole number" if whole else "a number of seconds"
+    raise ConfigError(f"'{key}' must be {shape}, at least {least:g}, not {value!r}", path=path, line=line, col=col)
 
 
 def _check_dialect(name: str, path: Path) -> None:
