@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -229,7 +230,7 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
         stop = StopRequest()
         current[:] = [stop]
         try:
-            with BuildProgress(lambda stop=stop: stop.total) as progress:
+            with BuildProgress(partial(_total, stop)) as progress:
                 tick = runner.tick(stop, progress)
         except SqlorchError as error:
             if once:
@@ -243,6 +244,10 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
                 return 1 if tick.result is not None and tick.result.failed and not tick.interrupted else 0
         stopping.wait(max(0.0, runner.interval - (time.monotonic() - started)))
     return 0
+
+
+def _total(stop: StopRequest) -> int:
+    return stop.total
 
 
 def _report(tick: Tick) -> None:
