@@ -159,6 +159,8 @@ class Runner:
             checked_at = self.clock()
             adapter = self._connect(session)
             held.callback(adapter.close)  # after the lease's release: its connection is a fork of this one
+            if stop is not None:
+                stop.attach(adapter)  # a signal while waiting for the lease or capturing ends the tick
             expiry = session.project.settings.lease_expiry
             on_lost = stop.stop if stop is not None else None
             held.enter_context(acquire_lease(adapter, "run", self.options.lease_wait, expiry, on_lost))

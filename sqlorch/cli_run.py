@@ -233,6 +233,8 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
             with BuildProgress(partial(_total, stop)) as progress:
                 tick = runner.tick(stop, progress)
         except SqlorchError as error:
+            if stopping.is_set():
+                return 0  # stopped while waiting for the lease or capturing: nothing was half-done
             if once:
                 raise
             errors.line((f"tick failed: {error.render()}", "red"))

@@ -173,6 +173,8 @@ def test_run_keeps_a_model_within_its_freshness_target(run_warehouse: Warehouse,
 
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert 'sqlorch_model_lag_seconds{model="marts.totals"} 0.0' in metrics
+        lags = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("sqlorch_model_lag_"))
+        assert float(lags['sqlorch_model_lag_seconds{model="marts.hourly"}']) > 0  # lags: not built yet
         assert 'sqlorch_model_freshness_target_seconds{model="marts.hourly"} 3600.0' in metrics
         assert 'sqlorch_model_rows_written_total{model="marts.totals"}' in metrics
         ticks = [line for line in metrics.splitlines() if line.startswith("sqlorch_ticks_total ")]
