@@ -149,10 +149,16 @@ class Runner:
     def _connect(self, session: Session) -> Adapter:
         return connect(session.target)
 
-    def tick(self, stop: StopRequest | None = None, listener: Listener | None = None) -> Tick:
+    def tick(
+        self,
+        stop: StopRequest | None = None,
+        listener: Listener | None = None,
+        announce: Callable[[Tick, dict[str, str]], None] | None = None,
+    ) -> Tick:
         """One pass, holding the target's lease from the source check to the last record
         (the build inside takes it again, granted to this process), so no other ``build``
-        or ``run`` captures or writes in between."""
+        or ``run`` captures or writes in between. ``announce`` hears of a build before it
+        starts: the due models and why each is due."""
         started = self.clock()
         session = self.load()
         with ExitStack() as held:
@@ -171,6 +177,8 @@ class Runner:
             tick = Tick(checked_at, statuses, sorted(changed), due)
             if due and not (stop is not None and stop.stopped):
                 why = {name: "start-up or project change" if self._full_pass else statuses[name].reason for name in due}
+                if announce is not None:
+                    announce(tick, why)
                 tick.result = self._build(session, due, why, stop, listener)
                 tick.interrupted = stop is not None and stop.stopped
                 self._full_pass = self._full_pass and tick.interrupted

@@ -230,3 +230,37 @@ def test_run_suspends_a_failing_model_and_resume_brings_it_back(tmp_path: Path) 
     assert run_sqlorch("suspend", "staging.ok", *args).returncode == 0
     models = {m["model"]: m for m in json.loads(run_sqlorch("status", "--json", *args).stdout)["models"]}
     assert all(m["suspended"] for m in models.values())
+
+
+SLOW = {
+    "models/sources.yml": "sources:\n  raw.events: {cursor: loaded_at, append_only: true}\n",
+    # about 3e8 rows aggregated: seconds of work, so a SIGTERM lands inside the statement
+    "models/marts/slow.sql": (
+        "SELECT count(*) AS n, sum(r.range * e.id) AS s FROM range(100000000) AS r, raw.events AS e\n"
+    ),
+}
+
+
+def test_sigterm_during_a_build_rolls_it_back_records_it_and_exits_0(tmp_path: Path) -> None:
+    """DuckDB: the statement running is interrupted, its transaction rolled back, the run
+    recorded as interrupted in the ledger; the next run builds it exactly."""
+    project = write_files(tmp_path / "project", SLOW)
+    warehouse = Warehouse("duckdb", {"path": str(project / "warehouse.duckdb")}, tmp_path / "profiles")
+    warehouse.write_profiles()
+    _append(warehouse, (1, 1), (2, 1), (3, 1))
+    process = _start(warehouse, project)
+    assert process.stdout is not None
+    for line in process.stdout:  # the tick announces its build before it starts
+        if "tick: building" in line:
+            break
+    time.sleep(1.0)  # the model's statement is running (it takes seconds)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    runs = [row for row in _ledger(warehouse) if row["kind"] == "run"]
+    assert [row["status"] for row in runs] == ["interrupted"], runs
+    assert _read(warehouse, lambda adapter: adapter.columns(TableRef("marts", "slow"))) is None  # rolled back
+    again = run_sqlorch("run", "--once", "--project-dir", project, "--profiles-dir", warehouse.profiles_dir)
+    assert again.returncode == 0, again.stderr
+    assert [row["status"] for row in _ledger(warehouse) if row["kind"] == "run"] == ["interrupted", "success"]
+    assert assert_models_match_their_sql(warehouse, project) == {"marts.slow": 1}
