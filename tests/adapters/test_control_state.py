@@ -26,6 +26,7 @@ from sqlorch.state.control import (
     record_changes,
     save_models,
 )
+from sqlorch.state.store import state_table
 from tests.adapters.conftest import Warehouse
 from tests.conftest import write_files
 
@@ -51,6 +52,8 @@ def test_control_state_round_trips(warehouse: Warehouse) -> None:
     assert state.heartbeat == Heartbeat("host:2", "host", 2, 30.0, 100.0)
     ledger = load_ledger(adapter)
     assert [(row["run_id"], row["kind"], row["status"]) for row in ledger] == [("r1", "run", "success")]
+    rows = adapter.fetch(exp.select("count(*)").from_(state_table("control_models").to_table()))
+    assert rows[0][0] == 2  # a model's row is replaced, never duplicated
 
 
 def test_a_tick_on_every_target(warehouse: Warehouse, tmp_path: Path) -> None:
