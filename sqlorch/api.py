@@ -24,7 +24,7 @@ from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
+from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import capture_source
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
@@ -42,7 +42,7 @@ from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
-from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease, lost_error
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -379,6 +379,8 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         if held is not None:
             held.release()
         adapter.close()
+        if held is not None and held.lost.is_set():
+            raise lost_error() from None
         raise
     for step in plan.steps:
         step.reason = _noted(step.reason, project.notes.get(step.ref))
@@ -525,16 +527,15 @@ def build(options: Options, listener: Listener | None = None, stop: StopRequest 
                 if watermarks.get((consumer, name)) != batch
             }
             _prune_change_logs(prepared, moved)
+    except SqlorchError:
+        if prepared.lease is not None and prepared.lease.lost.is_set():
+            raise lost_error() from None  # stopped in whatever statement ran when it was lost
+        raise
     finally:
         prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
     if prepared.lease is not None and prepared.lease.lost.is_set():
-        raise LockError(
-            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
-            "another process may have taken the target over",
-            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
-            "the warehouse is often slow to answer)",
-        )
+        raise lost_error()
     return result
 
 
