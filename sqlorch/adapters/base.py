@@ -120,6 +120,8 @@ class Adapter(Protocol):
 
     interrupts: Interrupts
 
+    read_only: bool  # opened by ``connect(..., read_only=True)``: see ``refuse_writes``
+
     def fork(self) -> Adapter:
         """An adapter for another worker thread (its own connection or cursor)."""
         ...
@@ -152,6 +154,13 @@ def driver_error(
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def refuse_writes(adapter: Adapter, what: str) -> None:
+    """Fail a write on a connection opened read-only (``plan``): a second guard behind the
+    plan path's own care, and on DuckDB and Postgres the database itself refuses too."""
+    if adapter.read_only:
+        raise AdapterError(f"internal error: {what} on a read-only connection (plan never writes)")
 
 
 def create_schema_statement(schema: str) -> exp.Create:

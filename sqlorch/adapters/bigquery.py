@@ -19,7 +19,7 @@ from google.cloud import bigquery
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, Interrupts, driver_error, redact
+from sqlorch.adapters.base import Capabilities, Interrupts, driver_error, redact, refuse_writes
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -63,8 +63,9 @@ class BigQueryAdapter:
         read_own_writes=True,  # statements run at once (transactions=False)
     )
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.interrupts = Interrupts()
         self.project = str(settings.get("project") or "")
         self.location = settings.get("location") or None
@@ -96,7 +97,7 @@ class BigQueryAdapter:
         self.project = self.project or str(self.client.project)
 
     def fork(self) -> BigQueryAdapter:
-        clone = BigQueryAdapter(self.settings)
+        clone = BigQueryAdapter(self.settings, read_only=self.read_only)
         clone.interrupts = self.interrupts  # a running job finishes: stops before the next
         return clone
 
@@ -129,6 +130,7 @@ class BigQueryAdapter:
             raise self._error(error) from None
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         job = self._query(self.render(statement))
         if isinstance(statement, _DML):
             return job.num_dml_affected_rows
@@ -196,6 +198,7 @@ class BigQueryAdapter:
         return []  # views bind their tables by name: replacing a table leaves them in place
 
     def ensure_schema(self, schema: str) -> None:
+        refuse_writes(self, "ensure_schema")
         dataset = bigquery.Dataset(f"{self.project}.{schema}")
         if self.location:
             dataset.location = self.location

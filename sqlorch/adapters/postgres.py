@@ -21,6 +21,7 @@ from sqlorch.adapters.base import (
     driver_error,
     parameterized_insert,
     redact,
+    refuse_writes,
 )
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
@@ -49,8 +50,11 @@ class PostgresAdapter:
         row_counts=True,
     )
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:
+        """``read_only``: every transaction of the session is read-only, so the server itself
+        refuses a write (behind ``refuse_writes``)."""
         self.settings = settings
+        self.read_only = read_only
         params = {key: settings[key] for key in _CONNECT_KEYS if settings.get(key) not in (None, "")}
         params.setdefault("connect_timeout", 10)
         if "database" in settings and "dbname" not in params:
@@ -67,13 +71,15 @@ class PostgresAdapter:
             ) from None
         self.interrupts = Interrupts()
         self.interrupts.register(self._cancel)
+        if read_only:
+            self._run("SET default_transaction_read_only = on")
 
     def _cancel(self) -> None:
         """Ask the server to cancel the running statement (a no-op when none runs)."""
         self.connection.cancel_safe()
 
     def fork(self) -> PostgresAdapter:
-        clone = PostgresAdapter(self.settings)
+        clone = PostgresAdapter(self.settings, read_only=self.read_only)
         clone.interrupts = self.interrupts
         self.interrupts.register(clone._cancel)
         return clone
@@ -89,6 +95,7 @@ class PostgresAdapter:
             raise AdapterError(redact(str(error), self.settings)) from None
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         cursor = self._run(self.render(statement))
         if isinstance(statement, _DML):
             return cursor.rowcount if cursor.rowcount >= 0 else None
@@ -167,6 +174,7 @@ class PostgresAdapter:
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        refuse_writes(self, "insert_rows")
         sql = parameterized_insert(self.render, table, columns, "%s")
         self.interrupts.check()
         try:

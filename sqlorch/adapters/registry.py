@@ -16,8 +16,9 @@ _ADAPTERS = {
 }
 
 
-def connect(target: Target, lock_timeout: float | None = None) -> Adapter:
-    """``lock_timeout``: seconds to wait for a database file another process has open, where
+def connect(target: Target, read_only: bool = False, lock_timeout: float | None = None) -> Adapter:
+    """An adapter for ``target``; ``read_only`` refuses every write (``plan``, ``docs``).
+    ``lock_timeout``: seconds to wait for a database file another process has open, where
     the target is one (DuckDB); the lease covers the others (``state/lease.py``)."""
     module_name, class_name, extra = _ADAPTERS[target.type]
     try:
@@ -29,7 +30,7 @@ def connect(target: Target, lock_timeout: float | None = None) -> Adapter:
         ) from None
     adapter_class = getattr(module, class_name)
     if lock_timeout is not None and target.type == "duckdb":
-        adapter: Adapter = adapter_class(target.settings, lock_timeout=lock_timeout)
+        adapter: Adapter = adapter_class(target.settings, read_only=read_only, lock_timeout=lock_timeout)
     else:
-        adapter = adapter_class(target.settings)
+        adapter = adapter_class(target.settings, read_only=read_only)
     return adapter

@@ -26,6 +26,7 @@ from sqlorch.adapters.base import (
     driver_error,
     parameterized_insert,
     redact,
+    refuse_writes,
 )
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
@@ -63,8 +64,9 @@ class SnowflakeAdapter:
         transactional_ddl=False,
     )
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.interrupts = Interrupts()
         params = {key: value for key, value in settings.items() if key not in _NOT_CONNECT_KEYS and value != ""}
         # Without a network_timeout the connector retries an HTTP 500 for ever (seen against
@@ -91,7 +93,7 @@ class SnowflakeAdapter:
             ) from None
 
     def fork(self) -> SnowflakeAdapter:
-        clone = SnowflakeAdapter(self.settings)
+        clone = SnowflakeAdapter(self.settings, read_only=self.read_only)
         clone.interrupts = self.interrupts  # a running statement finishes: stops before the next
         return clone
 
@@ -113,6 +115,7 @@ class SnowflakeAdapter:
             raise AdapterError(redact(str(error), self.settings)) from None
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         if self.in_transaction and isinstance(statement, _DDL):
             # Real Snowflake commits the open transaction before a DDL statement and runs the DDL
             # on its own; done explicitly here because fakesnow instead fails a typed
@@ -199,6 +202,7 @@ class SnowflakeAdapter:
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        refuse_writes(self, "insert_rows")
         sql = parameterized_insert(self.render, table, columns, "%s")
         try:
             cursor = self.connection.cursor()

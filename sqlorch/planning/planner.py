@@ -1,13 +1,15 @@
 """Decide, per node, skip | incremental | full, and why. Pure: no warehouse access.
 
-The same ``decide_model`` runs twice: when planning (with upstream changes predicted from
-the upstream steps) and in the executor just before a model runs (with the batches its
-inputs really produced in this build), so a plan and a build agree on their reasons.
+``decide_model`` runs only here, at plan time. Where an upstream step of the same build
+decides what a model reads (how many rows it changes, whether it writes a whole new
+table), the planner decides the model once per outcome and the step holds each as a
+branch with its rule (``step_statements.py``); the executor only evaluates the rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
@@ -17,9 +19,19 @@ from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import StateSnapshot
 
+if TYPE_CHECKING:
+    from sqlorch.planning.step_statements import StepTarget
+
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
 REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
+
+
+def rebuild_cheaper(changed_rows: int, input_rows: int) -> bool:
+    """Whether rebuilding a model over ``input_rows`` rows costs less than an incremental
+    pass over ``changed_rows`` changed ones: the one comparison the plan's rules and
+    ``decide_model`` make (a cost model replaces it here)."""
+    return input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,7 @@ def decide_model(
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
     changed_rows = sum(c.rows for c in changes.values())
-    if input_rows is not None and input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows:
+    if input_rows is not None and rebuild_cheaper(changed_rows, input_rows):
         return Decision(
             "full",
             f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
@@ -161,9 +173,7 @@ def decide_model(
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
     strategy = "merge keys" if keys.unique else "delete+insert keys"
-    return Decision(
-        "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", strategy
-    )
+    return Decision("incremental", f"{changed_names} changed; recompute affected keys", strategy)  # key: Step.key
 
 
 def predicted_changes(
@@ -171,28 +181,42 @@ def predicted_changes(
     consumer: str,
     inputs: list[TableRef],
     upstream_steps: dict[TableRef, Step],
+    latest: dict[str, int],
+    writes: dict[TableRef, frozenset[str]],
 ) -> dict[TableRef, InputChange]:
-    """Pending changes, plus one predicted batch per upstream step that will run."""
+    """Pending changes, plus the batch each upstream step that runs will record: read up to
+    ``latest`` (the batch numbers once the upstream steps ran). An upstream's batch counts
+    as whole or only appended when every outcome of its step (``writes``: the batch kinds
+    it may record) makes it so; an upstream full rebuild that can diff is expected to."""
     changes = pending_changes(snapshot, consumer, inputs)
     for ref in inputs:
         step = upstream_steps.get(ref)
-        if step is None or step.action == "skip":
+        kinds = writes.get(ref)
+        if step is None or not kinds:
             continue
-        if step.kind == "seed" and step.action == "incremental" and step.estimated_changed_rows == 0:
-            continue  # a CSV that changed but holds the same rows records no batch
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
-        full = step.action == "full" or (current.full if current else False)
-        appends = (step.strategy == INSERT_ONLY or step.appends_only) and (current.appends_only if current else True)
         predicted = step.estimated_changed_rows or 0
         changes[ref] = InputChange(
             after=after,
-            upto=after + 1,
+            upto=latest[str(ref)],
             rows=(current.rows if current else 0) + predicted,
-            full=full,
-            appends_only=appends,
+            full=kinds == {"full"} or (current.full if current else False),
+            appends_only=kinds == {"append"} and (current.appends_only if current else True),
         )
     return changes
+
+
+def seed_writes(step: Step) -> frozenset[str]:
+    """The batch kinds a seed's step records: none for a skip or a CSV that changed but holds
+    the same rows; a whole load records ``full``."""
+    if step.action == "skip" or step.action not in ("full", "incremental"):
+        return frozenset()
+    if step.action == "incremental" and step.estimated_changed_rows == 0:
+        return frozenset()
+    if step.action == "full" or step.estimated_changed_rows is None:
+        return frozenset({"full"})
+    return frozenset({"append" if step.appends_only else "delta"})
 
 
 def build_plan(
@@ -206,13 +230,19 @@ def build_plan(
     input_rows: dict[TableRef, int],
     full_refresh: bool,
     capabilities: Capabilities,
+    target: StepTarget | None = None,
 ) -> Plan:
+    """The plan; with ``target`` (what the statements depend on), every step that runs holds
+    its statements."""
     steps: dict[TableRef, Step] = {}
+    latest = dict(snapshot.latest_batch)  # after the steps planned so far ran
+    writes: dict[TableRef, frozenset[str]] = {}
     for ref in order:
+        name = str(ref)
         if ref in project.seeds:
             decision = seed_decisions[ref]
             change = seed_changes.get(ref)
-            steps[ref] = Step(
+            step = Step(
                 ref=ref,
                 kind="seed",
                 materialized="seed",
@@ -221,24 +251,50 @@ def build_plan(
                 strategy=decision.strategy,
                 estimated_changed_rows=change[0] if change else None,
                 appends_only=change[1] if change else False,
+                batch=latest.get(name, 0) + 1,
             )
-            continue
-        item = compiled[ref]
-        inputs = sorted(item.model.inputs)
-        changes = predicted_changes(snapshot, str(ref), inputs, steps)
-        rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
-        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, rows, capabilities)
-        steps[ref] = Step(
-            ref=ref,
-            kind="model",
-            materialized=item.model.config.materialized,
-            action=decision.action,
-            reason=decision.reason,
-            strategy=decision.strategy,
-            # analysed only for models that run: a skipped model's key is not worth its cost
-            key=item.keys.key if decision.action != "skip" else None,
-            estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
-            estimated_full_rows=rows,
-            depends_on=sorted(item.model.depends_on),
-        )
-    return Plan(steps=list(steps.values()))
+            writes[ref] = seed_writes(step)
+            if target is not None and step.action != "skip":
+                step.statements = target.claim(ref)
+        else:
+            item = compiled[ref]
+            inputs = sorted(item.model.inputs)
+            changes = predicted_changes(snapshot, name, inputs, steps, latest, writes)
+            rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
+            exists = ref in existing_tables
+            decision = decide_model(item, snapshot, changes, full_refresh, exists, rows, capabilities)
+            step = Step(
+                ref=ref,
+                kind="model",
+                materialized=item.model.config.materialized,
+                action=decision.action,
+                reason=decision.reason,
+                strategy=decision.strategy,
+                # analysed only for models that run: a skipped model's key is not worth its cost
+                key=item.keys.key if decision.action != "skip" else None,
+                estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
+                estimated_full_rows=rows,
+                depends_on=sorted(item.model.depends_on),
+                changed_inputs=sorted(changes),
+            )
+            if decision.action in ("full", "incremental"):
+                step.batch = latest.get(name, 0) + 1
+                step.watermarks = {str(i): latest.get(str(i), 0) for i in inputs}
+            kinds: frozenset[str] = frozenset({"full"}) if decision.action == "full" else frozenset()
+            if target is not None and step.batch is not None:
+                # step_statements builds on this module's decisions: imported once they exist
+                from sqlorch.planning.step_statements import plan_model_statements
+
+                uncertain = [
+                    r for r in changes if r in steps and steps[r].kind == "model" and writes.get(r, frozenset())
+                ]
+                kinds = plan_model_statements(
+                    step, item, snapshot, changes, uncertain, writes, rows, exists, full_refresh, capabilities, target
+                )
+            elif decision.action == "incremental":
+                kinds = frozenset({"append"} if decision.strategy == INSERT_ONLY else {"append", "delta"})
+            writes[ref] = kinds
+        if writes[ref]:
+            latest[name] = latest.get(name, 0) + 1
+        steps[ref] = step
+    return Plan(steps=list(steps.values()), dialect=target.dialect if target is not None else "duckdb")

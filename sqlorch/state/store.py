@@ -163,18 +163,21 @@ def _tagged(tag: str, name: str, columns: list[str]) -> exp.Select:
     return exp.select(exp.Literal.string(tag), *values).from_(state_table(name).to_table())
 
 
-def load_snapshot(adapter: Adapter) -> StateSnapshot:
-    """The state (see ``ensure_state``) in one query: relations, batches and watermarks."""
-    query = exp.union(
-        exp.union(
-            _tagged("r", "relations", list(_TABLES["relations"])),
-            _tagged("b", "batches", list(_TABLES["batches"])),
-            distinct=False,
-        ),
-        _tagged("w", "watermarks", list(_TABLES["watermarks"])),
-        distinct=False,
-    )
+def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None) -> StateSnapshot:
+    """The state (see ``ensure_state``) in one query: relations, batches and watermarks.
+    With ``existing`` (the tables known to exist), a state table missing from it reads as
+    empty instead of being created: how ``plan`` reads a warehouse never built."""
+    parts = [
+        _tagged(tag, name, list(_TABLES[name]))
+        for tag, name in (("r", "relations"), ("b", "batches"), ("w", "watermarks"))
+        if existing is None or state_table(name) in existing
+    ]
     snapshot = StateSnapshot()
+    if not parts:
+        return snapshot
+    query: exp.Query = parts[0]
+    for part in parts[1:]:
+        query = exp.union(query, part, distinct=False)
     for tag, *row in adapter.fetch(query):
         if tag == "r":
             relation, fingerprint, columns, key, cursor_hi = row
@@ -221,7 +224,8 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
     ]
 
 
-def add_batch_statement(relation: str, batch: int, kind: str, rows: int) -> exp.Expr:
+def add_batch_statement(relation: str, batch: int, kind: str | exp.Expr, rows: int | exp.Expr) -> exp.Expr:
+    """``kind`` and ``rows`` may be placeholders a plan's executor binds (``planning/steps.py``)."""
     return _values_insert("batches", {"relation": relation, "batch": batch, "kind": kind, "rows": rows})
 
 
