@@ -53,6 +53,7 @@ from sqlorch.state.control import (
     record_changes,
     save_models,
 )
+from sqlorch.state.lease import acquire_lease, lost_error
 from sqlorch.state.store import STATE_TABLES, StateSnapshot, load_snapshot
 
 Clock = Callable[[], float]
@@ -148,8 +149,23 @@ class Runner:
         return connect(session.target)
 
     def tick(self, stop: StopRequest | None = None, listener: Listener | None = None) -> Tick:
+        """One pass, holding the target's lease on a connection of its own (a tick captures
+        sources and builds: one writer, like a build, whose lease it re-enters). A lost lease
+        stops the tick as Ctrl-C does, and is then reported as an error."""
         started = self.clock()
         session = self.load()
+        holder = self._connect(session)
+        try:
+            expiry, on_lost = session.project.settings.lease_expiry, stop.stop if stop is not None else None
+            with acquire_lease(holder, "run", self.options.lease_wait, expiry, on_lost) as lease:
+                tick = self._tick(session, started, stop, listener)
+        finally:
+            holder.close()
+        if lease.lost.is_set():
+            raise lost_error()
+        return tick
+
+    def _tick(self, session: Session, started: float, stop: StopRequest | None, listener: Listener | None) -> Tick:
         checked_at = self.clock()
         adapter = self._connect(session)
         try:
