@@ -24,7 +24,7 @@ from sqlorch.audits.subject import physical_resolver
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
+from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
@@ -45,7 +45,7 @@ from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
-from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease, lost_error
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -445,6 +445,8 @@ def prepare(
         if held is not None:
             held.release()
         adapter.close()
+        if held is not None and held.lost.is_set():
+            raise lost_error() from None
         raise
     for step in plan.steps:
         step.reason = _noted(step.reason, project.notes.get(step.ref))
@@ -597,16 +599,15 @@ def build(
                 if watermarks.get((consumer, name)) != batch
             }
             _prune_change_logs(prepared, moved)
+    except SqlorchError:
+        if prepared.lease is not None and prepared.lease.lost.is_set():
+            raise lost_error() from None  # stopped in whatever statement ran when it was lost
+        raise
     finally:
         prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
     if prepared.lease is not None and prepared.lease.lost.is_set():
-        raise LockError(
-            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
-            "another process may have taken the target over",
-            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
-            "the warehouse is often slow to answer)",
-        )
+        raise lost_error()
     return result
 
 
