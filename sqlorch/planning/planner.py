@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
+SIGNED_DELTAS = "fold signed deltas"
 REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
 
 
@@ -111,6 +112,13 @@ def partial_aggregates(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) 
     return keys.distributive is not None and _single_appended_input(keys, changes)
 
 
+def signed_deltas(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """COUNT/SUM/AVG/MIN/MAX groups updated by the weighted change of their inputs, inserts,
+    updates and deletes alike (``analysis/signed_shape.py``). The state it keeps must commit
+    with the model, so like the other folding strategies it needs transactions."""
+    return keys.not_signed == "" and not any(change.full for change in changes.values())
+
+
 def output_columns_changed(compiled: CompiledModel, recorded: dict[str, str] | None) -> str | None:
     """Why the model's output columns differ from those of its table, if they do: its SQL
     is unchanged, so an input's columns changed under a ``*``. Names are compared without
@@ -185,6 +193,12 @@ def decide_model(
     if capabilities.transactions and partial_aggregates(keys, changes):
         return Decision(
             "incremental", f"{changed_names} appended rows; COUNT/SUM/MIN/MAX folded into groups", PARTIAL_AGGREGATES
+        )
+    if capabilities.transactions and signed_deltas(keys, changes):
+        return Decision(
+            "incremental",
+            f"{changed_names} changed; groups maintained from signed deltas (state in _sqlorch)",
+            SIGNED_DELTAS,
         )
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")

@@ -23,6 +23,7 @@ from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import (
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
+    SIGNED_DELTAS,
     Decision,
     InputChange,
     decide_model,
@@ -126,13 +127,17 @@ def plan_model_statements(
             return full_statements(ctx, may_diff, decision.strategy, decision.reason)
         if decision.strategy == INSERT_ONLY:
             return insert_only_statements(ctx, changes, target.resolve)
+        if decision.strategy == SIGNED_DELTAS:
+            from sqlorch.execution.signed import signed_statements
+
+            return signed_statements(ctx, changes, target.resolve, snapshot.aggregate_states.get(name))
         if small:
             return small_statements(ctx, changes, target.resolve)
         fold = decision.strategy == PARTIAL_AGGREGATES
         return incremental_statements(ctx, changes, target.resolve, fold_appends=fold)
 
     def keyed(decision: Decision) -> bool:
-        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES)
+        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES, SIGNED_DELTAS)
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())

@@ -399,15 +399,30 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
     return affected, combined
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Affected keys and recomputed rows another strategy worked out (``execution/signed.py``):
+    the statements that build its scratch tables (``before``), those that commit with the
+    model (``during``), and its scratch tables."""
+
+    affected: exp.Query | None
+    recomputed: exp.Query
+    before: list[Item]
+    during: list[Item]
+    scratch: list[TableRef]
+
+
 def incremental_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
     fold_appends: bool = False,
+    prepared: PreparedRows | None = None,
 ) -> list[Item]:
     """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
     DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
-    only the appended input rows into the stored groups (see ``keys.distributive``)."""
+    only the appended input rows into the stored groups (see ``keys.distributive``); with
+    ``prepared``, the affected keys and rows are those given."""
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
@@ -422,7 +437,12 @@ def incremental_statements(
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
-    if fold_appends:
+    if prepared is not None:
+        out += prepared.before
+        recomputed = prepared.recomputed
+        if key and prepared.affected is not None:
+            out += _creates(ctx, create_table_as(keys_table, prepared.affected, temporary=temporary), "affected keys")
+    elif fold_appends:
         affected, recomputed = _partial_aggregate_rows(ctx, sources)
         out += _creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
     elif key:
@@ -489,9 +509,10 @@ def incremental_statements(
     else:
         out.append(_run(exp.delete(ctx.physical.to_table(), where=target_match), "apply: delete the keys' rows", True))
         out.append(_run(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
+    out += prepared.during if prepared is not None else []
     out += _check_unique_key(ctx)
     out += _bookkeeping(ctx, columns)
-    out += _drop_scratch(ctx, [keys_table, rows_table, stored, changed])
+    out += _drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
     return out
 
 
