@@ -332,8 +332,6 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
             if item.columns is not None:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing, known)
-        if not options.rebuild_when_cheaper:
-            input_rows = {}
         seed_decisions = {
             ref: decide_seed(
                 project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh
@@ -357,6 +355,7 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
             input_rows,
             options.full_refresh,
             adapter.capabilities,
+            choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
     except BaseException:

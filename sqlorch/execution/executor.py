@@ -23,10 +23,12 @@ from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.seeds import decide_seed, execute_seed
 from sqlorch.graph.dag import DAG
-from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, decide_model, pending_changes
+from sqlorch.planning.cost import Work
+from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, by_cost, decide_model, pending_changes
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
+from sqlorch.state.history import latest_stats
 from sqlorch.state.ownership import claim
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
@@ -47,6 +49,14 @@ class BuildInputs:
     audits: DeclaredAudits | None = None
     audit_mode: str = "on"  # --audits off|warn|on
     source_audits: SourceAudits | None = None  # checked on the captured changes, before any model runs
+
+
+def _planned_work(step: Step, action: str) -> Work | None:
+    """The rows the plan estimated the step's form reads and writes, when the build runs
+    the form the plan chose (recorded in the run history beside the run's seconds)."""
+    if action != step.action or step.estimated_rows_read is None or step.estimated_rows_written is None:
+        return None
+    return Work(step.estimated_rows_read, step.estimated_rows_written)
 
 
 class Executor:
@@ -74,6 +84,7 @@ class Executor:
         return adapter
 
     def _record_batch(self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int]) -> None:
+        """The batch in the build's snapshot (its cost, in ``_sqlorch``, is for the next build's plan)."""
         with self.lock:
             self.snapshot.record_batch(name, batch, kind, rows)
             for input_name, consumed in watermarks.items():
@@ -119,6 +130,7 @@ class Executor:
         return ModelResult(name, "success", decision.action, decision.reason, rows, strategy=decision.strategy)
 
     def _run_model(self, step: Step) -> ModelResult:
+        started = time.perf_counter()
         compiled = self.inputs.compiled[step.ref]
         name = str(step.ref)
         inputs = sorted(compiled.model.inputs)
@@ -130,16 +142,15 @@ class Executor:
             batch = self.snapshot.latest_batch.get(name, 0) + 1
         # a failed source audit fails the models that would read its change
         source_audits = self.inputs.source_audits.for_inputs(set(changes)) if self.inputs.source_audits else []
-        rows_in = sum(self.inputs.input_rows.get(i, 0) for i in inputs) if self.inputs.input_rows else None
         decision = decide_model(
             compiled,
             self.snapshot,
             changes,
             self.inputs.full_refresh,
             step.ref in self.inputs.existing,
-            rows_in,
             self.adapter.capabilities,
         )
+        decision = by_cost(decision, step.cost_winner, step.reason)
         if decision.action == "skip":
             return ModelResult(name, "success", "skip", decision.reason, 0, strategy=decision.strategy)
         # Imported here: a build where every model is skipped never loads the runners and
@@ -172,6 +183,9 @@ class Executor:
             default_schema=self.inputs.project.settings.default_schema,
             state=state,
             watermarks_stored=watermarks_stored,
+            started=started,
+            work=_planned_work(step, decision.action),
+            stats=latest_stats(self.snapshot.runs.get(name, [])),
         )
         adapter = self._adapter()
         if decision.action == "full":

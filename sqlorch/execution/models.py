@@ -6,6 +6,7 @@ consumers), its batch record, its watermarks and its state in one transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,12 +30,14 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.cost import FULL, INCREMENTAL, Work
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
 from sqlorch.planning.rewrites.substitute_occurrence import keep_only_branches_with, substitute_occurrence
 from sqlorch.refs import TableRef
+from sqlorch.state.history import RunCost, TableStats, distinct_keys_query
 from sqlorch.state.store import (
     BATCH_COLUMN,
     OLD_COLUMN,
@@ -62,6 +65,15 @@ class ModelContext:
     audits: ModelAudits | None = None  # write-audit-publish, see sqlorch.audits.hooks
     state: RelationState | None = None  # the model's record before this run
     watermarks_stored: bool = False  # every input has a watermark row already (moved by one UPDATE)
+    started: float | None = None  # ``time.perf_counter()`` when the run began, for its recorded cost
+    work: Work | None = None  # the rows the plan estimated this run reads and writes
+    stats: TableStats | None = None  # the table as the model's last run left it
+
+
+def _grown(ctx: ModelContext, removed: int, added: int) -> int | None:
+    """The table's rows after an incremental run, from its rows before and the rows it replaced."""
+    before = ctx.stats.rows if ctx.stats is not None else None
+    return None if before is None else max(0, before - removed + added)
 
 
 @dataclass(frozen=True)
@@ -114,15 +126,43 @@ def _clear_leftovers(adapter: Adapter, log: TableRef, batch: int) -> None:
     adapter.execute(exp.delete(log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
 
 
-def _bookkeeping(adapter: Adapter, ctx: ModelContext, kind: str, rows: int, columns: list[str]) -> None:
-    """The batch, the watermarks and (when it changed) the model's record: two statements for
-    a model run again unchanged, since a build runs this once per model."""
+def _run_cost(ctx: ModelContext, strategy: str, table_rows: int | None, distinct_keys: int | None) -> RunCost:
+    """What the run cost, for the cost model's history (``state/history.py``). Without the
+    plan's estimate of its rows (the build ran another form than planned) it keeps only the
+    table's statistics: seconds without rows teach nothing."""
+    seconds = time.perf_counter() - ctx.started if ctx.started is not None else 0.0
+    if ctx.stats is not None and distinct_keys is None:
+        distinct_keys = ctx.stats.distinct_keys  # an incremental run leaves the key count about where it was
+    if ctx.compiled.keys.unique and table_rows is not None:
+        distinct_keys = table_rows
+    work = ctx.work
+    return RunCost(
+        strategy if work is not None else "",
+        seconds,
+        work.rows_read if work is not None else 0,
+        work.rows_written if work is not None else 0,
+        table_rows,
+        distinct_keys,
+    )
+
+
+def _bookkeeping(
+    adapter: Adapter,
+    ctx: ModelContext,
+    kind: str,
+    rows: int,
+    columns: list[str],
+    cost: RunCost | None = None,
+) -> None:
+    """The batch (with the run's ``cost``), the watermarks and (when it changed) the model's
+    record: two statements for a model run again unchanged, since a build runs this once
+    per model."""
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
     stored = ctx.state
     unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
     statements = [] if unchanged else save_relation_statements(name, record)
-    statements.append(add_batch_statement(name, ctx.batch, kind, rows))
+    statements.append(add_batch_statement(name, ctx.batch, kind, rows, cost))
     if ctx.watermarks_stored and unchanged:
         statements.append(update_watermarks_statement(name, ctx.watermarks))
     else:
@@ -187,7 +227,16 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written
         columns = list(rebuilt)
         if audit_here and ctx.audits is not None:
             ctx.audits.check(adapter, ctx.physical, columns, None, "the transaction was rolled back")
-        rows = written = 0 if view else int(adapter.fetch(count_rows(ctx.physical))[0][0])
+        distinct: int | None = None
+        if view:
+            rows = written = 0
+        else:
+            keys = ctx.compiled.keys
+            counted = adapter.fetch(
+                distinct_keys_query(ctx.physical.to_table(), keys.key or [], keys.unique, adapter.dialect)
+            )[0]
+            rows = written = int(counted[0])
+            distinct = int(counted[1]) if len(counted) > 1 and counted[1] is not None else None
         if not view:
             _check_unique_key(adapter, ctx)
         kind = "full"
@@ -213,7 +262,7 @@ def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written
             execute_create(adapter, create_change_log(log, ctx.physical, columns))
         if diff:
             adapter.execute(drop_table(old))
-        _bookkeeping(adapter, ctx, kind, rows, columns)
+        _bookkeeping(adapter, ctx, kind, rows, columns, _run_cost(ctx, FULL, None if view else written, distinct))
     if scratch is not None:
         adapter.execute(drop_table(scratch))
     return Written(rows, kind, columns, written)
@@ -285,7 +334,8 @@ def execute_insert_only(
             if counted:
                 count = _written(inserted, new_rows, adapter)
             _check_unique_key(adapter, ctx)
-            _bookkeeping(adapter, ctx, "append", count, columns)
+            cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, 0, count), None)
+            _bookkeeping(adapter, ctx, "append", count, columns, cost)
     finally:
         _drop_scratch(adapter, [rows_table])
     return Written(count, "append", columns, count)
@@ -442,7 +492,8 @@ def execute_incremental(
                 adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
                 adapter.execute(insert_into(ctx.physical, columns, new_images))
             _check_unique_key(adapter, ctx)
-            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
+            cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, old_count, new_count), None)
+            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns, cost)
     finally:
         _drop_scratch(adapter, [keys_table, rows_table, stored, changed])
     return Written(old_count + new_count, kind, columns, old_count + new_count)
@@ -497,7 +548,8 @@ def _replace_small(adapter: Adapter, ctx: ModelContext, sources: ChangeSources) 
             adapter.execute(insert_into(ctx.physical, columns, new_rows))
             kind = "delta" if old_count else "append"
             _check_unique_key(adapter, ctx)
-            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns)
+            cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, old_count, new_count), None)
+            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns, cost)
     finally:
         _drop_scratch(adapter, [keys_table])
     return Written(old_count + new_count, kind, columns, old_count + new_count)

@@ -2,7 +2,10 @@
 
 The same ``decide_model`` runs twice: when planning (with upstream changes predicted from
 the upstream steps) and in the executor just before a model runs (with the batches its
-inputs really produced in this build), so a plan and a build agree on their reasons.
+inputs really produced in this build), so a plan and a build agree on their reasons. The
+choice between an exact incremental form and a cheaper rebuild (``planning/cost.py``) is
+the plan's: the build applies the plan's winner (``by_cost``) rather than estimate again
+from counts the plan could not know, so both say the same.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from dataclasses import dataclass
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.compiler import CompiledModel
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, estimate_costs
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
+from sqlorch.state.history import latest_stats, recent
 from sqlorch.state.store import StateSnapshot
 
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
-REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,10 @@ def decide_model(
     changes: dict[TableRef, InputChange],
     full_refresh: bool,
     table_exists: bool,
-    input_rows: int | None,
     capabilities: Capabilities,
 ) -> Decision:
+    """The exact form for the model and its changes; whether a rebuild is cheaper than an
+    incremental one is ``by_cost``'s."""
     model = compiled.model
     name = str(model.ref)
     state = snapshot.relations.get(name)
@@ -143,13 +148,6 @@ def decide_model(
     in_subquery = sorted(str(r) for r in changes if _mentions(keys.subquery_tables, r))
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
-    changed_rows = sum(c.rows for c in changes.values())
-    if input_rows is not None and input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows:
-        return Decision(
-            "full",
-            f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
-            rebuild,
-        )
     # Appending and folding are exact only if applied once: they need a transaction that
     # commits them with the watermark. Without one, replacing keys is idempotent.
     if capabilities.transactions and insert_only(keys, changes):
@@ -164,6 +162,44 @@ def decide_model(
     return Decision(
         "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", strategy
     )
+
+
+def by_cost(decision: Decision, winner: str, reason: str) -> Decision:
+    """``decision``, or a rebuild where the cost model found one cheaper than its
+    incremental form."""
+    if decision.action != "incremental" or winner != FULL:
+        return decision
+    return Decision("full", reason, "rebuild")
+
+
+def _estimate(
+    item: CompiledModel,
+    snapshot: StateSnapshot,
+    changes: dict[TableRef, InputChange],
+    input_sizes: dict[TableRef, int],
+    strategy: str,
+) -> Estimate:
+    """The sizes one model's costs are estimated from: its inputs' rows (counted, or as
+    their last runs left them), its table's rows and keys (its last runs)."""
+    stats = latest_stats(snapshot.runs.get(str(item.model.ref), []))
+    sizes = [input_sizes.get(ref) for ref in item.model.inputs]
+    table_rows = stats.rows if stats is not None else None
+    distinct = table_rows if item.keys.unique else (stats.distinct_keys if stats is not None else None)
+    return Estimate(
+        changed_rows=sum(c.rows for c in changes.values()),
+        input_rows=sum(size for size in sizes if size is not None) if sizes and None not in sizes else None,
+        table_rows=table_rows,
+        distinct_keys=distinct,
+        appends_only=bool(changes) and all(c.appends_only for c in changes.values()),
+        scans=strategy != INSERT_ONLY,
+    )
+
+
+def _logged_rows(step: Step) -> int:
+    """The rows an upstream step will put in its change log, for its consumers."""
+    if step.kind == "model" and step.action == "incremental" and step.estimated_rows_written is not None:
+        return step.estimated_rows_written // 2  # written twice: to the log and to the table
+    return step.estimated_changed_rows or 0
 
 
 def predicted_changes(
@@ -184,7 +220,7 @@ def predicted_changes(
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
         full = step.action == "full" or (current.full if current else False)
         appends = (step.strategy == INSERT_ONLY or step.appends_only) and (current.appends_only if current else True)
-        predicted = step.estimated_changed_rows or 0
+        predicted = _logged_rows(step)
         changes[ref] = InputChange(
             after=after,
             upto=after + 1,
@@ -206,8 +242,17 @@ def build_plan(
     input_rows: dict[TableRef, int],
     full_refresh: bool,
     capabilities: Capabilities,
+    choose_by_cost: bool = True,
 ) -> Plan:
+    """``input_rows``: rows of the inputs counted for this plan; other inputs' sizes come
+    from their last runs (``state/history.py``). ``choose_by_cost`` False keeps every exact
+    incremental form (unit tests: on their few rows a rebuild is always cheaper)."""
     steps: dict[TableRef, Step] = {}
+    sizes = dict(input_rows)
+    for ref in order:
+        stats = latest_stats(snapshot.runs.get(str(ref), []))
+        if stats is not None and stats.rows is not None:
+            sizes.setdefault(ref, stats.rows)
     for ref in order:
         if ref in project.seeds:
             decision = seed_decisions[ref]
@@ -226,8 +271,21 @@ def build_plan(
         item = compiled[ref]
         inputs = sorted(item.model.inputs)
         changes = predicted_changes(snapshot, str(ref), inputs, steps)
+        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, capabilities)
+        costs: Costs | None = None
+        compared = decision.action == "incremental"  # else no exact incremental form to price
+        if decision.action != "skip":
+            runs = snapshot.runs.get(str(ref), [])
+            estimate = _estimate(item, snapshot, changes, sizes, decision.strategy)
+            costs = estimate_costs(estimate, recent(runs, FULL) + recent(runs, INCREMENTAL))
+            if estimate.table_rows is None and estimate.input_rows is not None and decision.action == "full":
+                sizes[ref] = estimate.input_rows  # a first build holds about as many rows as it reads
+            if choose_by_cost:
+                decision = by_cost(decision, costs.winner, costs.reason())
+        work: Work | None = None
+        if costs is not None:
+            work = costs.full_work if decision.action == "full" else costs.incremental_work
         rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
-        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, rows, capabilities)
         steps[ref] = Step(
             ref=ref,
             kind="model",
@@ -240,5 +298,11 @@ def build_plan(
             estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
             estimated_full_rows=rows,
             depends_on=sorted(item.model.depends_on),
+            estimated_affected_keys=costs.affected_keys if costs is not None else None,
+            estimated_rows_read=work.rows_read if work is not None else None,
+            estimated_rows_written=work.rows_written if work is not None else None,
+            cost_incremental=round(costs.incremental, 6) if costs is not None and compared else None,
+            cost_full=round(costs.full, 6) if costs is not None else None,
+            cost_winner=costs.winner if costs is not None and compared else "",
         )
     return Plan(steps=list(steps.values()))

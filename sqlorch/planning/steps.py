@@ -21,6 +21,14 @@ class Step:
     estimated_full_rows: int | None = None
     appends_only: bool = False  # the change this step will record only adds rows (a seed's diff)
     depends_on: list[TableRef] = field(default_factory=list)
+    # the cost model's estimates (``planning/cost.py``): rows in the cost model's terms
+    # (read: inputs and scans; written: table and change log) of the form the step runs
+    estimated_affected_keys: int | None = None
+    estimated_rows_read: int | None = None
+    estimated_rows_written: int | None = None
+    cost_incremental: float | None = None  # seconds, learned from the model's runs
+    cost_full: float | None = None
+    cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
