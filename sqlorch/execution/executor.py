@@ -190,7 +190,7 @@ class Executor:
         adapter = self._adapter()
         if decision.action == "full":
             self._guard_dependent_views(step.ref)
-            may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh
+            may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh and step.rebuild_diffs
             written = execute_full(adapter, ctx, may_diff)
         elif decision.strategy == INSERT_ONLY:
             written = execute_insert_only(adapter, ctx, changes, self.inputs.resolve)

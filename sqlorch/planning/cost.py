@@ -7,8 +7,9 @@ Pure: estimates and the model's run history in, two costs and the winner out.
 its table, ``c`` the changed input rows (old and new images) and ``f`` the share of the
 table's keys those rows affect:
 
-- full rebuild: reads ``I`` (and ``T`` when the old rows are diffed for consumers), writes
-  ``T`` (and the diff, about ``2 f T``, to the change log);
+- full rebuild: reads ``I`` (and ``T`` when the old rows are diffed for consumers: the
+  table exists and a model reads it), writes ``T`` (and the diff, about ``2 f T``, to the
+  change log);
 - incremental: reads ``c``, the affected share ``f I`` of the inputs it recomputes, and
   scans the inputs' and the table's key columns to find the affected rows (``SCAN_SHARE``
   of a row each); writes ``4 f T`` (old and new images to the change log, the stored rows
@@ -20,11 +21,13 @@ an old and a new image, mostly of one key) unless the change only appends. Unkno
 counts the key as unique (``D = T``), the estimate that favours the incremental form. An
 unknown ``I`` (no statistics yet) chooses no rebuild: the cost rule needs sizes.
 
-**Prior.** With no history the rates of ``PRIOR`` apply: measured on DuckDB on a 2-core
-machine (bench/cost_model.py: a rebuild of a dozen models over 3,000,000 rows takes about
-``5e-8`` s a row; an every-key incremental pass about three times that a row). A row of
-the incremental form costs more than a rebuilt one: it is joined with the affected keys,
-found with NULL-safe matches and written twice. A rebuild's fixed cost is higher (it copies
+**Prior.** With no history the rates of ``PRIOR`` apply, read off the runs of
+bench/cost_model.py on DuckDB on a shared 2-core machine (300,000 orders, a dozen models,
+one thread): a rebuilt row (read or written) about ``1.5e-7`` s, a row of the
+incremental form (joined with the affected keys, found with NULL-safe matches, diffed and
+written twice) ``3e-7`` to ``1.5e-6`` s (a projection to a join), priced at ``1e-6``; a
+row scanned only to find the affected keys' rows about ``SCAN_SHARE`` of that (twenty
+changed rows of 3,000,000: a window model's pass ~0.1 s). A rebuild's fixed cost is higher (it copies
 the old rows aside, diffs, counts and logs: about ten statements against the incremental
 form's seven), so on a table of a few thousand rows, where rows cost next to nothing, the
 incremental form wins, and keeps its consumers' change logs small.
@@ -45,7 +48,7 @@ from sqlorch.state.history import RunCost
 
 FULL = "full"
 INCREMENTAL = "incremental"
-SCAN_SHARE = 0.1  # a row scanned to find the affected keys' rows, against a row recomputed
+SCAN_SHARE = 0.02  # a row scanned to find the affected keys' rows, against a row recomputed
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Rate:
         return self.fixed + self.per_row * (rows_read + rows_written)
 
 
-PRIOR = {FULL: Rate(fixed=0.015, per_row=5e-8), INCREMENTAL: Rate(fixed=0.01, per_row=1.5e-7)}
+PRIOR = {FULL: Rate(fixed=0.015, per_row=1.5e-7), INCREMENTAL: Rate(fixed=0.01, per_row=1e-6)}
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,12 @@ class Work:
     rows_written: int
 
 
+def logged_rows(estimate: Estimate, keys: int) -> int:
+    """Rows either form puts in the change log: old and new images of the affected rows
+    (a rebuild's diff finds the same), or the appended rows."""
+    return estimate.changed_rows if not estimate.scans else 2 * affected_rows(estimate, keys)
+
+
 @dataclass(frozen=True)
 class Costs:
     incremental: float  # seconds
@@ -94,6 +103,7 @@ class Costs:
     affected_keys: int
     incremental_work: Work
     full_work: Work
+    logged_rows: int
 
     def reason(self) -> str:
         return f"full rebuild estimated cheaper: {self.full:.3g} s vs {self.incremental:.3g} s incremental"
@@ -118,6 +128,8 @@ def affected_rows(estimate: Estimate, keys: int) -> int:
 
 
 def incremental_work(estimate: Estimate, keys: int) -> Work:
+    if not estimate.scans:  # new rows inserted: the appended rows read, written to the log and the table
+        return Work(estimate.changed_rows, 2 * estimate.changed_rows)
     inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
     scanned = round(SCAN_SHARE * (inputs + table)) if estimate.scans else 0
     return Work(
@@ -149,4 +161,4 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     incremental_cost = learned_rate(INCREMENTAL, history).seconds(incremental.rows_read, incremental.rows_written)
     full_cost = learned_rate(FULL, history).seconds(full.rows_read, full.rows_written)
     winner = FULL if estimate.input_rows is not None and full_cost < incremental_cost else INCREMENTAL
-    return Costs(incremental_cost, full_cost, winner, keys, incremental, full)
+    return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys))

@@ -178,6 +178,7 @@ def _estimate(
     changes: dict[TableRef, InputChange],
     input_sizes: dict[TableRef, int],
     strategy: str,
+    diffs: bool,
 ) -> Estimate:
     """The sizes one model's costs are estimated from: its inputs' rows (counted, or as
     their last runs left them), its table's rows and keys (its last runs)."""
@@ -192,14 +193,31 @@ def _estimate(
         distinct_keys=distinct,
         appends_only=bool(changes) and all(c.appends_only for c in changes.values()),
         scans=strategy != INSERT_ONLY,
+        diffs=diffs,
     )
 
 
 def _logged_rows(step: Step) -> int:
     """The rows an upstream step will put in its change log, for its consumers."""
-    if step.kind == "model" and step.action == "incremental" and step.estimated_rows_written is not None:
-        return step.estimated_rows_written // 2  # written twice: to the log and to the table
+    if step.kind == "model" and step.estimated_log_rows is not None:
+        return step.estimated_log_rows
     return step.estimated_changed_rows or 0
+
+
+def _delta_rebuild(step: Step) -> bool:
+    """A rebuild chosen as cheaper that diffs for its consumers: they read a delta. (A
+    rebuild for another reason may change the output's columns or types, which makes the
+    batch whole: its consumers are planned to rebuild.)"""
+    return step.action == "full" and step.cost_winner == FULL and step.rebuild_diffs
+
+
+def _skip_useless_diffs(steps: dict[TableRef, Step], consumers: dict[TableRef, list[TableRef]]) -> None:
+    """A rebuild chosen as cheaper whose every consumer rebuilds in this plan records a whole
+    batch: diffing its old and new rows would only be read by no one."""
+    for ref, step in steps.items():
+        readers = consumers.get(ref, [])
+        if _delta_rebuild(step) and all(r in steps and steps[r].action == "full" for r in readers):
+            step.rebuild_diffs = False
 
 
 def predicted_changes(
@@ -218,7 +236,7 @@ def predicted_changes(
             continue  # a CSV that changed but holds the same rows records no batch
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
-        full = step.action == "full" or (current.full if current else False)
+        full = (step.action == "full" and not _delta_rebuild(step)) or (current.full if current else False)
         appends = (step.strategy == INSERT_ONLY or step.appends_only) and (current.appends_only if current else True)
         predicted = _logged_rows(step)
         changes[ref] = InputChange(
@@ -248,6 +266,10 @@ def build_plan(
     from their last runs (``state/history.py``). ``choose_by_cost`` False keeps every exact
     incremental form (unit tests: on their few rows a rebuild is always cheaper)."""
     steps: dict[TableRef, Step] = {}
+    consumers: dict[TableRef, list[TableRef]] = {}
+    for model_ref, model in project.models.items():
+        for input_ref in model.inputs:
+            consumers.setdefault(input_ref, []).append(model_ref)
     sizes = dict(input_rows)
     for ref in order:
         stats = latest_stats(snapshot.runs.get(str(ref), []))
@@ -272,11 +294,18 @@ def build_plan(
         inputs = sorted(item.model.inputs)
         changes = predicted_changes(snapshot, str(ref), inputs, steps)
         decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, capabilities)
+        diffs = (
+            ref in existing_tables
+            and not full_refresh
+            and ref in consumers
+            and item.model.config.materialized == "incremental"
+            and capabilities.except_all
+        )
         costs: Costs | None = None
         compared = decision.action == "incremental"  # else no exact incremental form to price
         if decision.action != "skip":
             runs = snapshot.runs.get(str(ref), [])
-            estimate = _estimate(item, snapshot, changes, sizes, decision.strategy)
+            estimate = _estimate(item, snapshot, changes, sizes, decision.strategy, diffs)
             costs = estimate_costs(estimate, recent(runs, FULL) + recent(runs, INCREMENTAL))
             if estimate.table_rows is None and estimate.input_rows is not None and decision.action == "full":
                 sizes[ref] = estimate.input_rows  # a first build holds about as many rows as it reads
@@ -304,5 +333,8 @@ def build_plan(
             cost_incremental=round(costs.incremental, 6) if costs is not None and compared else None,
             cost_full=round(costs.full, 6) if costs is not None else None,
             cost_winner=costs.winner if costs is not None and compared else "",
+            estimated_log_rows=costs.logged_rows if costs is not None else None,
+            rebuild_diffs=diffs,
         )
+    _skip_useless_diffs(steps, consumers)
     return Plan(steps=list(steps.values()))

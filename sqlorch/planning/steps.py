@@ -29,6 +29,10 @@ class Step:
     cost_incremental: float | None = None  # seconds, learned from the model's runs
     cost_full: float | None = None
     cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
+    estimated_log_rows: int | None = None  # rows the step puts in its change log: its consumers' change
+    # a rebuild diffs its old and new rows into its change log (consumers read a delta); off
+    # where no consumer could use it: none exists, or every one rebuilds in this plan
+    rebuild_diffs: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
