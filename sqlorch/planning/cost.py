@@ -48,6 +48,10 @@ from sqlorch.state.history import RunCost
 
 FULL = "full"
 INCREMENTAL = "incremental"
+# A rebuild must save this much to be chosen: below it the two are within the noise of the
+# runs the rates are learned from (tens of ms on a busy machine), and a rebuild costs what
+# the model does not price: its consumers read a whole batch or a diff of every row.
+MIN_SAVING = 0.1  # seconds
 SCAN_SHARE = 0.02  # a row scanned to find the affected keys' rows, against a row recomputed
 
 
@@ -154,11 +158,13 @@ def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
 
 
 def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
-    """Both costs and the cheaper form; a tie goes to the incremental form, whose smaller
-    change log keeps the model's consumers incremental too."""
+    """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING``; a
+    closer call goes to the incremental form, whose small change log keeps the model's
+    consumers incremental too."""
     keys = affected_keys(estimate.changed_records, estimate.distinct_keys, estimate.table_rows)
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
     incremental_cost = learned_rate(INCREMENTAL, history).seconds(incremental.rows_read, incremental.rows_written)
     full_cost = learned_rate(FULL, history).seconds(full.rows_read, full.rows_written)
-    winner = FULL if estimate.input_rows is not None and full_cost < incremental_cost else INCREMENTAL
+    cheaper = full_cost + MIN_SAVING < incremental_cost
+    winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL
     return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys))
