@@ -81,12 +81,21 @@ console = Output()
 errors = Output(stderr=True)
 
 
+def _costs(step: Step) -> str:
+    """The cost model's two estimates (``planning/cost.py``), the cheaper one starred."""
+    if step.cost_full is None:
+        return "-"
+    incremental = "-" if step.cost_incremental is None else f"{step.cost_incremental:.2g}"
+    mark = {"incremental": ("*", ""), "full": ("", "*")}.get(step.cost_winner, ("", ""))
+    return f"{incremental}{mark[0]}/{step.cost_full:.2g}{mark[1]}"
+
+
 def render_plan(plan: Plan) -> None:
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title="plan", show_lines=False)
-    for column in ("model", "action", "strategy", "key", "changed rows", "input rows", "reason"):
+    for column in ("model", "action", "strategy", "key", "changed rows", "input rows", "cost s (inc/full)", "reason"):
         table.add_column(column)
     for step in plan.steps:
         style = ACTION_STYLE.get(step.action, "")
@@ -97,6 +106,7 @@ def render_plan(plan: Plan) -> None:
             ", ".join(step.key) if step.key else "-",
             str(step.estimated_changed_rows if step.estimated_changed_rows is not None else "-"),
             str(step.estimated_full_rows if step.estimated_full_rows is not None else "-"),
+            _costs(step),
             Text(step.reason),  # plain text: a reason may quote SQL or a path with brackets
         )
     console.print(table)
