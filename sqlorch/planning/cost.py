@@ -34,11 +34,12 @@ form's seven), so on a table of a few thousand rows, where rows cost next to not
 incremental form wins, and keeps its consumers' change logs small.
 
 **Learning.** Each model run records its seconds and the rows the plan estimated it
-reads and writes (``state/history.py``). A model's rate for a strategy is the prior's,
-scaled by the ratio of its recent runs' real seconds to what the prior predicts for their
-rows, with the prior counted as one run of ratio 1: one slow run moves the estimate, a
-run of them settles it. The calibration is per model and per strategy, on the user's own
-warehouse.
+reads and writes (``state/history.py``). A model's seconds per row for a strategy are its
+recent runs' seconds beyond the fixed cost, over their rows, with the prior counted as a
+run of ``PRIOR_ROWS`` rows at the prior's rate: runs of a few rows (where the seconds are
+all fixed cost, and the noise of a busy machine) barely move it, large runs settle it. The
+fixed cost stays the prior's. The calibration is per model and per strategy, on the
+user's own warehouse.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Rate:
         return self.fixed + self.per_row * (rows_read + rows_written)
 
 
+PRIOR_ROWS = 100_000  # the weight of the prior against a model's runs, in rows
 PRIOR = {FULL: Rate(fixed=0.015, per_row=1.5e-7), INCREMENTAL: Rate(fixed=0.01, per_row=1.5e-6)}
 
 
@@ -151,11 +153,12 @@ def full_work(estimate: Estimate, keys: int) -> Work:
 
 
 def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
-    """The prior scaled by this model's recent runs of ``strategy`` (newest first)."""
+    """The prior's seconds per row, corrected by this model's recent runs of ``strategy``."""
     prior = PRIOR[strategy]
     runs = [run for run in history if run.strategy == strategy]
-    ratio = (1.0 + sum(run.seconds / prior.seconds(run.rows_read, run.rows_written) for run in runs)) / (1 + len(runs))
-    return Rate(prior.fixed * ratio, prior.per_row * ratio)
+    seconds = sum(max(0.0, run.seconds - prior.fixed) for run in runs)
+    rows = sum(run.rows_read + run.rows_written for run in runs)
+    return Rate(prior.fixed, (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + rows))
 
 
 def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
