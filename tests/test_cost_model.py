@@ -126,7 +126,7 @@ def test_history_changes_a_later_decision(orders_project: Path, cli) -> None:
         )
     after = planned()["marts.ranked"]
     assert (after["action"], after["strategy"], after["cost_winner"]) == ("full", "rebuild", "full")
-    assert after["cost_incremental"] > before["cost_incremental"] * 100
+    assert after["cost_incremental"] > max(10 * before["cost_incremental"], after["cost_full"] + 0.1)
     assert after["cost_full"] == pytest.approx(before["cost_full"])
     assert planned()["marts.per_customer"]["action"] == "incremental"  # its own history is unchanged
     # and the build does what the plan said
