@@ -110,8 +110,8 @@ def _drop_scratch(adapter: Adapter, tables: list[TableRef]) -> None:
         adapter.execute(drop_table(table))
 
 
-def _written(count: int | None, query: exp.Query, adapter: Adapter) -> int:
-    """The rows an INSERT wrote, as the driver reported it (``capabilities.row_counts``)."""
+def _written(count: int | None, query: exp.Expr, adapter: Adapter) -> int:
+    """The rows an INSERT or DELETE wrote, as the driver reported it (``capabilities.row_counts``)."""
     if count is None:
         raise SqlorchError(f"the {adapter.dialect} driver reported no row count for: {query.sql()[:80]}")
     return count
@@ -516,12 +516,13 @@ def _small(adapter: Adapter, changes: dict[TableRef, InputChange]) -> bool:
 
 def _replace_small(adapter: Adapter, ctx: ModelContext, sources: ChangeSources) -> Written:
     """``execute_incremental`` for a small change: the affected keys in one scratch table,
-    then one transaction of log inserts, DELETE + INSERT of the affected keys and
-    bookkeeping, the recomputed rows computed where they are written (twice, for the log and
-    the table). Every row of an affected key is logged, old and new, as where the warehouse
-    cannot diff: a few unchanged rows cost less than the three scratch tables that would
-    find them. (A CTE of the keys in each statement instead of the table: DuckDB runs it as
-    a correlated subquery, ten times slower.)"""
+    then one transaction of one log insert (old and new images), DELETE + INSERT of the
+    affected keys (their row counts are the images' counts) and bookkeeping, the recomputed
+    rows computed where they are written (twice, for the log and the table). Every row of an
+    affected key is logged, old and new, as where the warehouse cannot diff: a few unchanged
+    rows cost less than the three scratch tables that would find them. (A CTE of the keys in
+    each statement instead of the table: DuckDB runs it as a correlated subquery, ten times
+    slower.)"""
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     affected = build_affected_keys(keys.inlined, keys.key, sources.is_changed, sources.changed, sources.everything)
@@ -539,13 +540,17 @@ def _replace_small(adapter: Adapter, ctx: ModelContext, sources: ChangeSources) 
     try:
         with adapter.transaction():
             _clear_leftovers(adapter, log, ctx.batch)
-            logged_old = with_images(old_images, columns, ctx.batch, True)
-            logged_new = with_images(recomputed, columns, ctx.batch, False)
-            old_count = _written(adapter.execute(insert_into(log, all_columns, logged_old)), logged_old, adapter)
-            new_count = _written(adapter.execute(insert_into(log, all_columns, logged_new)), logged_new, adapter)
-            adapter.execute(exp.delete(ctx.physical.to_table(), where=match.copy()))
+            # one log insert of both images; the DELETE and INSERT that follow count them
+            logged = exp.union(
+                with_images(old_images, columns, ctx.batch, True),
+                with_images(recomputed, columns, ctx.batch, False),
+                distinct=False,
+            )
+            adapter.execute(insert_into(log, all_columns, logged))
+            delete = exp.delete(ctx.physical.to_table(), where=match.copy())
+            old_count = _written(adapter.execute(delete), delete, adapter)
             new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
-            adapter.execute(insert_into(ctx.physical, columns, new_rows))
+            new_count = _written(adapter.execute(insert_into(ctx.physical, columns, new_rows)), new_rows, adapter)
             kind = "delta" if old_count else "append"
             _check_unique_key(adapter, ctx)
             cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, old_count, new_count), None)
