@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,10 +25,11 @@ from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, SqlorchError
-from sqlorch.execution.capture import capture_source
+from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
+from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.execution.retry import RetryPolicy
 from sqlorch.execution.seeds import decide_seed, predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
@@ -37,11 +39,13 @@ from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
 from sqlorch.planning.planner import build_plan
-from sqlorch.planning.steps import Plan, Step
+from sqlorch.planning.step_statements import StepTarget
+from sqlorch.planning.steps import Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.refs import TableRef
-from sqlorch.state.ownership import OWNED, load_owned, not_owned_message
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
+from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
 from sqlorch.state.store import (
     STATE_TABLES,
     StateSnapshot,
@@ -73,6 +77,7 @@ class Options:
     # False for unit tests: their few rows always make a rebuild "cheaper", and the
     # incremental path under test would never run
     rebuild_when_cheaper: bool = True
+    lease_wait: float = DEFAULT_WAIT  # seconds to wait for another process's lease on the target (0: refuse)
 
 
 @dataclass
@@ -240,6 +245,12 @@ class Prepared:
     plan: Plan
     inputs: BuildInputs
     known: dict[TableRef, dict[str, exp.DataType]]  # tables that existed before the build, and their columns
+    lease: Lease | None = None  # held by a build (one writer per target), released after it
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()  # on its own connection, which the adapter's close would end (DuckDB)
+        self.adapter.close()
 
 
 def _capture_sources(
@@ -248,8 +259,12 @@ def _capture_sources(
     snapshot: StateSnapshot,
     known: dict[TableRef, dict[str, exp.DataType]],
     full_refresh: bool,
-) -> bool:
-    """Capture the changes of the selected models' sources; True if any capture wrote state.
+    planning: bool,
+    capturing: Callable[[TableRef], None] | None = None,
+) -> dict[TableRef, Captured | None]:
+    """Capture the changes of the selected models' sources (None: nothing written), or with
+    ``planning`` predict them, read-only (None: the source is missing). ``capturing`` is
+    told of each source before its capture (build progress).
     With ``full_refresh`` each of them is recaptured whole: its change log, shadow and
     watermark start over (consumers outside the selection rebuild on their next build)."""
     sources: set[TableRef] = set()
@@ -257,58 +272,105 @@ def _capture_sources(
         model = session.project.models.get(ref)
         if model is not None:
             sources |= model.sources
-    wrote = False
+    capture = predict_capture if planning else capture_source
+    captured: dict[TableRef, Captured | None] = {}
     for ref in sorted(sources):
-        name = str(ref)
-        captured = capture_source(
+        if capturing is not None:
+            capturing(ref)
+        captured[ref] = capture(
             adapter,
             ref,
             session.project.sources.get(ref),
-            snapshot.relations.get(name),
-            snapshot.latest_batch.get(name, 0) + 1,
+            snapshot.relations.get(str(ref)),
+            snapshot.latest_batch.get(str(ref), 0) + 1,
             known,
             full_refresh,
         )
-        wrote = wrote or captured is not None
-    return wrote
+    return captured
 
 
-def _catalog(adapter: Adapter, session: Session, sources: set[TableRef]) -> dict[TableRef, dict[str, exp.DataType]]:
+def _source_changes(
+    session: Session, captured: dict[TableRef, Captured | None], known: dict[TableRef, dict[str, exp.DataType]]
+) -> list[SourceChange]:
+    changes = []
+    for ref, found in captured.items():
+        spec = session.project.sources.get(ref)
+        mode = "fingerprint" if spec is None or not (spec.cursor or spec.unique_key) else "keyed"
+        mode = "append-only" if spec is not None and spec.append_only else mode
+        if ref not in known:
+            changes.append(SourceChange(str(ref), mode, "missing", 0, 0, "not in the warehouse"))
+            continue
+        found = found or Captured()
+        reason = found.reason or ("unchanged" if not found.batches else "")
+        changes.append(SourceChange(str(ref), mode, found.kind, found.rows, len(found.batches), reason))
+    return changes
+
+
+def _catalog(
+    adapter: Adapter, session: Session, sources: set[TableRef], extra: tuple[TableRef, ...] = ()
+) -> dict[TableRef, dict[str, exp.DataType]]:
     """The columns of every table a build asks about up front, in one catalog query: the
-    state tables, the sources with their change logs, shadows and edges, every node's table."""
-    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values()]
+    state tables, the sources with their change logs, shadows and edges, every node's table
+    (and ``extra`` tables the caller needs)."""
+    tables = [*STATE_TABLES, OWNED, *sorted(sources), *session.physical_of.values(), *extra]
     tables += [table for ref in sorted(sources) for table in (change_log(ref), shadow_table(ref), edge_table(ref))]
+    tables += [change_log(ref) for ref in sorted(session.selected)]  # the plan's statements depend on them
     return adapter.columns_many(tables)
 
 
 def _planning_target(target: Target) -> Target:
-    """The target a plan connects to: a DuckDB file that does not exist yet is planned as
-    an empty in-memory warehouse, since connecting to the path would create the file."""
+    """The target a plan connects to (read-only): a DuckDB file that does not exist yet is
+    planned as an empty in-memory warehouse, since connecting to the path would create the
+    file; one that exists is opened read-only."""
     path = str(target.settings.get("path", ":memory:"))
     if target.type != "duckdb" or path.startswith(":") or Path(path).exists():
         return target
     return replace(target, settings={**target.settings, "path": ":memory:"})
 
 
-def prepare(options: Options, stop: StopRequest | None = None, planning: bool = False) -> Prepared:
+def prepare(
+    options: Options,
+    stop: StopRequest | None = None,
+    planning: bool = False,
+    capturing: Callable[[TableRef], None] | None = None,
+    lease: bool = False,
+) -> Prepared:
     """Connect, capture source changes, compile against real schemas and plan. ``planning``
-    (plan, explain, impact): nothing is built after, so no warehouse file is created."""
+    (plan, explain, impact): nothing is built after, and nothing is written: the connection
+    is read-only, source changes are predicted instead of captured, and state tables that
+    do not exist yet read as empty (no warehouse file, schema, table or row is created).
+    ``lease``: take the target's lease first (a build), held until ``Prepared.close()``."""
     session = open_session(options)
     if stop is not None:
         stop.total = len(session.selected)
-    adapter = connect(_planning_target(session.target) if planning else session.target)
+    if planning:
+        adapter = connect(_planning_target(session.target), read_only=True)
+    else:
+        adapter = connect(session.target, lock_timeout=options.lease_wait)
     if stop is not None:
         stop.attach(adapter)
+    held = None
     try:
         project = session.project
+        if lease:
+            expiry = project.settings.lease_expiry
+            held = acquire_lease(adapter, "build", options.lease_wait, expiry, adapter.interrupts.interrupt)
         source_refs = {s for m in project.models.values() for s in m.sources}
         known = _catalog(adapter, session, source_refs)
         for ref, spec in project.sources.items():
             if ref in known:
                 check_source_columns(ref, spec, known[ref])
-        ensure_state(adapter, known)
-        snapshot = load_snapshot(adapter)
-        if _capture_sources(adapter, session, snapshot, known, options.full_refresh):
+        if planning:
+            snapshot = load_snapshot(adapter, known)
+        else:
+            ensure_state(adapter, known)
+            snapshot = load_snapshot(adapter)
+        captured = _capture_sources(adapter, session, snapshot, known, options.full_refresh, planning, capturing)
+        if planning:  # the batches the build's capture will record
+            for ref, found in captured.items():
+                for batch, kind, rows in found.batches if found is not None else ():
+                    snapshot.record_batch(str(ref), batch, kind, rows)
+        elif any(found is not None for found in captured.values()):
             snapshot = load_snapshot(adapter)
         source_schemas: SchemaMap = {
             ref: {name: kind.sql(dialect=adapter.dialect) for name, kind in known[ref].items()}
@@ -321,7 +383,7 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         compiled = compile_project(
             project, session.dag, session.physical_of, source_schemas, seed_schemas, cache, failed
         )
-        owned = load_owned(
+        owned = (read_owned if planning else load_owned)(
             adapter, known, [session.physical_of[ref] for ref in project.node_refs() if str(ref) in snapshot.relations]
         )
         _check_ownership(session, known, owned, failed)
@@ -339,6 +401,22 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
             for ref in session.selected
             if ref in project.seeds
         }
+        declared = declared_audits(project)
+        target = StepTarget(
+            dialect=adapter.dialect,
+            physical_of=session.physical_of,
+            input_columns=input_columns,
+            default_schema=project.settings.default_schema,
+            resolve=make_resolver(project),
+            catalog={
+                table: {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
+                for table, columns in known.items()
+            },
+            owned=owned,
+            audited=set()
+            if declared is None or options.audits == "off"
+            else {ref for ref, calls in declared.models.items() if calls},
+        )
         plan = build_plan(
             project,
             session.order,
@@ -355,10 +433,14 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
             input_rows,
             options.full_refresh,
             adapter.capabilities,
+            target,
             choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
+        plan.sources = _source_changes(session, captured, known)
     except BaseException:
+        if held is not None:
+            held.release()
         adapter.close()
         raise
     for step in plan.steps:
@@ -371,12 +453,13 @@ def prepare(options: Options, stop: StopRequest | None = None, planning: bool = 
         existing,
         input_rows,
         options.full_refresh,
-        make_resolver(project),
+        target.resolve,
         owned,
-        audits=declared_audits(project),
+        audits=declared,
         audit_mode=options.audits,
+        retry=RetryPolicy(attempts=project.settings.retry_attempts),
     )
-    return Prepared(session, adapter, snapshot, plan, inputs, known)
+    return Prepared(session, adapter, snapshot, plan, inputs, known, held)
 
 
 def _noted(reason: str, notes: list[str] | None) -> str:
@@ -446,6 +529,7 @@ def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchE
         else:
             continue
         step.strategy, step.key, step.estimated_changed_rows, step.estimated_full_rows = "", None, None, None
+        step.statements = []
 
 
 def _input_rows(
@@ -480,11 +564,16 @@ def plan(options: Options, stop: StopRequest | None = None) -> Plan:
     return prepared.plan
 
 
-def build(options: Options, listener: Listener | None = None, stop: StopRequest | None = None) -> RunResult:
+def build(
+    options: Options,
+    listener: Listener | None = None,
+    stop: StopRequest | None = None,
+    capturing: Callable[[TableRef], None] | None = None,
+) -> RunResult:
     """Run on a thread of its own when ``stop`` is given: the caller's thread takes the
     signals and pulls ``stop``. A stopped build returns what finished (the rest ``skipped``
     with the reason ``interrupted``); every model either committed whole or not at all."""
-    prepared = prepare(options, stop)
+    prepared = prepare(options, stop, capturing=capturing, lease=True)
     try:
         # a schema holding a table the build already knows of exists
         present = {table.schema for table in prepared.known}
@@ -506,8 +595,15 @@ def build(options: Options, listener: Listener | None = None, stop: StopRequest 
             }
             _prune_change_logs(prepared, moved)
     finally:
-        prepared.adapter.close()
+        prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
+    if prepared.lease is not None and prepared.lease.lost.is_set():
+        raise LockError(
+            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
+            "another process may have taken the target over",
+            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
+            "the warehouse is often slow to answer)",
+        )
     return result
 
 
@@ -737,3 +833,24 @@ def plan_with_impact(options: Options, stop: StopRequest | None = None) -> tuple
                     reached[found.column] = found
         impacts.append(Impact(str(ref), sorted(reached.values(), key=lambda r: r.column)))
     return prepared.plan, impacts
+
+
+def check_sources(
+    adapter: Adapter, session: Session, extra: list[TableRef] | None = None
+) -> tuple[StateSnapshot, dict[TableRef, dict[str, exp.DataType]]]:
+    """The tick of ``sqlorch run``: capture every source of the selected models (the build's
+    own capture: one cheap query per unchanged source, nothing written) and return the state
+    with the catalog, which also covers ``extra`` tables."""
+    project = session.project
+    sources = {s for ref in session.selected if (m := project.models.get(ref)) is not None for s in m.sources}
+    known = _catalog(adapter, session, sources, tuple(extra or ()))
+    for ref in sorted(sources):
+        spec = project.sources.get(ref)
+        if spec is not None and ref in known:
+            check_source_columns(ref, spec, known[ref])
+    ensure_state(adapter, known)
+    snapshot = load_snapshot(adapter)
+    captured = _capture_sources(adapter, session, snapshot, known, False, planning=False)
+    if any(found is not None for found in captured.values()):
+        snapshot = load_snapshot(adapter)
+    return snapshot, known

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 
 def _exit_at_once(signum: int, frame: object) -> None:
@@ -25,20 +26,60 @@ if __name__ == "__main__":  # `python -m sqlorch.cli`: covered before the import
         signal.signal(_signum, _exit_at_once)
 
 import typer  # noqa: E402 - after the signal handlers
+from typer.core import TyperGroup  # noqa: E402
 
 from sqlorch.errors import SqlorchError  # noqa: E402
 
+if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter  # typer vendors click: no public names for these
+
 T = TypeVar("T")
 
+
+class _Commands(TyperGroup):
+    """The top-level help lists each command's whole first paragraph, wrapped to the
+    terminal (click would cut it at the terminal width with "...")."""
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, " ".join(inspect.cleandoc(command.help or "").split("\n\n")[0].split())))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
-    help="sqlorch: plain SQL models, built incrementally and exactly.",
+    cls=_Commands,
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain click help: typer's rich help imports rich.markdown and markdown_it, which
     # alone costs ~0.15 s and would put `sqlorch --help` over its 0.3 s budget (issue 5).
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sqlorch import __version__
+
+        typer.echo(f"sqlorch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """sqlorch: plain SQL models, built incrementally and exactly."""
+    if ctx.invoked_subcommand is None:  # a bare `sqlorch` asks what it can do: not an error
+        typer.echo(ctx.get_help())
+
 
 ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Project folder (holds models/).")]
 ProfilesDir = Annotated[Path | None, typer.Option("--profiles-dir", help="Folder holding profiles.yml.")]
@@ -50,6 +91,10 @@ Threads = Annotated[int, typer.Option("--threads", help="Models built at once.")
 Vars = Annotated[str | None, typer.Option("--vars", help="YAML mapping of vars, e.g. '{days: 7}'.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 Audits = Annotated[str, typer.Option("--audits", help="off | warn (run, never block) | on (failing audits block).")]
+LeaseTimeout = Annotated[
+    float, typer.Option("--lease-timeout", help="Seconds to wait while another process builds the target.", min=0)
+]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another process builds the target.")]
 
 
 def _options(
@@ -176,8 +221,6 @@ def plan(
     """Show what a build would do per model: skip, incremental or full, and why."""
     from dataclasses import replace
 
-    from rich.markup import escape
-
     from sqlorch import api
     from sqlorch.console import console, render_impact, render_plan
     from sqlorch.execution.stop import StopRequest
@@ -187,8 +230,8 @@ def plan(
         options = replace(options, audits=_audit_mode(audits))
         if explain:
             for title, sql in api.explain(options, explain):
-                console.print(f"[bold]-- {escape(title)}[/]")
-                console.print(sql, markup=False)
+                console.line((f"-- {title}", "bold"))
+                console.line(sql)  # piped: as is, never wrapped inside a literal
             return
         stop = StopRequest()
         planned = _stoppable(lambda: api.plan_with_impact(options, stop), stop)
@@ -217,20 +260,23 @@ def build(
     threads: Threads = 4,
     vars: Vars = None,
     audits: Audits = "on",
+    lease_timeout: LeaseTimeout = 300.0,
+    no_wait: NoWait = False,
     debug: Debug = False,
 ) -> None:
     """Bring every selected model up to date, in dependency order."""
     from dataclasses import replace
 
     from sqlorch import api
-    from sqlorch.console import progress_listener, render_summary
+    from sqlorch.console import BuildProgress, render_summary
     from sqlorch.execution.stop import StopRequest
 
     stop = StopRequest()
     try:
         options = _options(project_dir, profiles_dir, target, select, exclude, full_refresh, threads, vars)
-        options = replace(options, audits=_audit_mode(audits))
-        result = _stoppable(lambda: api.build(options, progress_listener, stop), stop)
+        options = replace(options, audits=_audit_mode(audits), lease_wait=0.0 if no_wait else lease_timeout)
+        with BuildProgress(lambda: stop.total) as progress:
+            result = _stoppable(lambda: api.build(options, progress, stop, progress.source), stop, progress.close)
     except Exception as error:  # noqa: BLE001
         _fail(error, debug)
     if stop.stopped or result is None:
@@ -257,11 +303,12 @@ def _interrupted(detail: str | None = None) -> NoReturn:
     raise typer.Exit(130)
 
 
-def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
+def _stoppable(run: Callable[[], T], stop: Any, before_exit: Callable[[], None] = lambda: None) -> T | None:
     """``run()`` on a worker thread, this (main) thread left to take signals: on the first,
     the build is stopped (running statements interrupted, transactions rolled back) and
     waited for; a second one exits at once, which every target survives as it does a crash.
-    Returns None when the build was stopped before it had a result."""
+    Returns None when the build was stopped before it had a result. ``before_exit`` runs
+    before an exit at once (it puts the terminal back as it was)."""
     outcome: dict[str, Any] = {}
     # An Event, not Thread.join: a join interrupted by a signal can leave is_alive() False
     # while the thread still runs (CPython gh-90882).
@@ -284,6 +331,7 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
         if not stop.connected:
             # Loading, compiling or waiting for a lock: nothing to undo. Exit without the
             # interpreter's shutdown, which would abort the thread inside the driver's connect.
+            before_exit()
             sys.stdout.flush()
             sys.stderr.write(f"interrupted\n0 of {stop.total} models finished\n" if stop.total else "interrupted\n")
             sys.stderr.flush()
@@ -292,6 +340,7 @@ def _stoppable(run: Callable[[], T], stop: Any) -> T | None:
             while not done.wait(0.1):
                 pass
         except Interrupted:
+            before_exit()
             sys.stderr.write("interrupted\ninterrupted again: exiting without waiting\n")
             sys.stderr.flush()
             os._exit(130)
@@ -416,6 +465,9 @@ def docs(
     if result.runs_note:
         console.line((result.runs_note, "dim"))
     console.line(f"wrote the docs of {result.nodes} relations: open {result.page.resolve().as_uri()}")
+
+
+__import__("sqlorch.cli_run").cli_run.register(app, sys.modules[__name__])  # run, status, suspend, resume
 
 
 def main() -> None:

@@ -22,7 +22,17 @@ from sqlorch.refs import TableRef
 PROJECT_FILE = "sqlorch.yml"
 PROFILES_FILE = "profiles.yml"
 TARGET_TYPES = ("duckdb", "snowflake", "bigquery", "postgres")
-PROJECT_KEYS = ("name", "dialect", "vars", "seed_schema", "default_schema")
+PROJECT_KEYS = (
+    "name",
+    "dialect",
+    "vars",
+    "seed_schema",
+    "default_schema",
+    "default_freshness",
+    "suspend_after_failures",
+    "retry_attempts",
+    "lease_expiry",
+)
 PROFILE_KEYS = ("target", "targets")
 # The settings sqlorch (or its adapter) reads per target type. Snowflake's are the
 # connector's own connection parameters, passed through unchecked: there are over a
@@ -51,6 +61,11 @@ class ProjectSettings:
     vars: values for ``{{ var('x') }}``.
     seed_schema: schema seeds load into (default ``seeds``).
     default_schema: schema of models directly under ``models/`` (default ``main``).
+    default_freshness: the freshness target (seconds) of models that declare neither
+    ``freshness`` nor ``cron``; None: such models are eager in ``sqlorch run``.
+    suspend_after_failures: consecutive failures in ``sqlorch run`` that suspend a model.
+    retry_attempts: tries of a step that fails with a transient error (default 3; 1: none).
+    lease_expiry: seconds a silent holder of the target's lease keeps it (default 60).
     """
 
     root: Path
@@ -59,6 +74,10 @@ class ProjectSettings:
     vars: dict[str, Any] = field(default_factory=dict)
     seed_schema: str = "seeds"
     default_schema: str = "main"
+    default_freshness: float | None = None
+    suspend_after_failures: int = 5
+    retry_attempts: int = 3
+    lease_expiry: float = 60.0
 
 
 def read_utf8(path: Path) -> str:
@@ -163,6 +182,7 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         dialect = data.get("dialect")
         if dialect is not None:
             _check_dialect(str(dialect), path)
+        _check_control_settings(data, path)
     variables = dict(data.get("vars") or {})
     variables.update(cli_vars or {})
     return ProjectSettings(
@@ -172,7 +192,42 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         vars=variables,
         seed_schema=str(data.get("seed_schema") or "seeds"),
         default_schema=str(data.get("default_schema") or "main"),
+        default_freshness=duration_setting(data.get("default_freshness"), path, ("default_freshness",)),
+        suspend_after_failures=int(data.get("suspend_after_failures") or 5),
+        retry_attempts=int(data.get("retry_attempts") or 3),
+        lease_expiry=float(data.get("lease_expiry") or 60.0),
     )
+
+
+def duration_setting(value: Any, path: Path, keys: tuple[Any, ...]) -> float | None:
+    """A YAML duration (``15m``) as seconds, or a ``path:line:col`` error at its key."""
+    from sqlorch.schedule.freshness import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(str(value))
+    except ValueError as error:
+        line, col = yaml_position(path, keys)
+        raise ConfigError(f"'{keys[-1]}': {error}", path=path, line=line, col=col) from None
+
+
+def _check_control_settings(data: dict[str, Any], path: Path) -> None:
+    duration_setting(data.get("default_freshness"), path, ("default_freshness",))
+    _check_number(data.get("suspend_after_failures"), path, "suspend_after_failures", 1, whole=True)
+    _check_number(data.get("retry_attempts"), path, "retry_attempts", 1, whole=True)
+    _check_number(data.get("lease_expiry"), path, "lease_expiry", 1)
+
+
+def _check_number(value: Any, path: Path, key: str, least: float, whole: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, int | float) and not isinstance(value, bool) and (isinstance(value, int) or not whole):
+        if value >= least:
+            return
+    line, col = yaml_position(path, (key,))
+    shape = "a whole number" if whole else "a number of seconds"
+    raise ConfigError(f"'{key}' must be {shape}, at least {least:g}, not {value!r}", path=path, line=line, col=col)
 
 
 def _check_dialect(name: str, path: Path) -> None:

@@ -9,24 +9,29 @@ without loading rich at all (~40 ms of a no-op build). Plans and other output us
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import textwrap
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlorch.analysis.lineage_graph import Impact, LineageResult
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.planning.planner import INSERT_ONLY
 from sqlorch.planning.steps import Plan, Step
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
+    from sqlorch.refs import TableRef
     from sqlorch.unittests.runner import UnitTestResult
 
 ACTION_STYLE = {"skip": "dim", "incremental": "green", "full": "yellow", "error": "red", "skipped": "dim"}
 STATUS_STYLE = {"success": "green", "error": "red", "skipped": "dim"}
 AUDIT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
-
-_WIDTH = None if sys.stdout.isatty() else 160  # keep logs of CI runs on one line per model
 
 
 def _styled(stream: TextIO) -> bool:
@@ -56,7 +61,7 @@ class Output:
         if self._rich is None:
             from rich.console import Console
 
-            self._rich = Console(stderr=self.stderr, highlight=False, width=_WIDTH)
+            self._rich = Console(stderr=self.stderr, highlight=False)  # width: COLUMNS, else the terminal's
         return self._rich
 
     def print(self, *objects: Any, **options: Any) -> None:
@@ -81,55 +86,198 @@ console = Output()
 errors = Output(stderr=True)
 
 
-def _costs(step: Step) -> str:
-    """The cost model's two estimates (``planning/cost.py``), the cheaper one starred."""
-    if step.cost_full is None:
-        return "-"
-    incremental = "-" if step.cost_incremental is None else f"{step.cost_incremental:.2g}"
-    mark = {"incremental": ("*", ""), "full": ("", "*")}.get(step.cost_winner, ("", ""))
-    return f"{incremental}{mark[0]}/{step.cost_full:.2g}{mark[1]}"
+PLAN_GAP = "  "
+PLAN_INDENT = "    "  # a step's reason, under its row
+
+
+def terminal_width() -> int:
+    """``COLUMNS`` when set (piped output included), else the terminal's width, else 80."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    """``text`` wrapped to ``width`` columns, the first line after ``first``, the others after
+    ``rest``; a word longer than a line (a long name) is broken rather than overflowing."""
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False) or [
+        first.rstrip()
+    ]
+
+
+def _rows(count: int | None) -> str:
+    return "-" if count is None else f"{count:,}"
+
+
+def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
+    """The plan as lines of at most ``width`` columns (each line a list of text parts, plain
+    or ``(text, style)``): a row per step (model, action, strategy, estimated changed rows)
+    and the step's reason under it; a skip's reason takes the place of the strategy. The key
+    has a line of its own under the reason of an incremental step that works by key (never
+    inside the reason), and so have the cost model's two estimates where it compared them;
+    the input rows, the depends-on list and the statements are in
+    ``plan --json`` and ``plan --explain``.
+
+    A model name longer than its column is never cut (it is what ``--explain`` takes): it
+    gets a line of its own and its row continues on the next. An error's reason is one line
+    whatever its length, so its ``path:line:col`` stays whole for editors and terminals."""
+    runs = [step for step in plan.steps if step.action not in _QUIET]
+    action_w = max((len(step.action) for step in plan.steps), default=0)
+    strategy_w = max((len(step.strategy) for step in runs), default=0)
+    rows_w = max((len(_rows(step.estimated_changed_rows)) for step in runs), default=0)
+    action_w, strategy_w, rows_w = max(action_w, 6), max(strategy_w, 8), max(rows_w, 7)  # the headers
+    longest = max((len(str(step.ref)) for step in plan.steps), default=0)
+    model_w = max(5, min(longest, width - action_w - strategy_w - rows_w - 3 * len(PLAN_GAP)))
+    gap = PLAN_GAP
+
+    def row(model: str, action: str, style: str, strategy: str = "", rows: str = "") -> list[str | tuple[str, str]]:
+        tail = f"{gap}{strategy.ljust(strategy_w)}{gap}{rows.rjust(rows_w)}" if strategy or rows else ""
+        return [f"{model.ljust(model_w)}{gap}", (action.ljust(action_w), style), tail.rstrip()]
+
+    lines: list[list[str | tuple[str, str]]] = [
+        [("".join(map(_plain, row("model", "action", "", "strategy", "changed"))), "bold")]
+    ]
+    aside = " " * (model_w + len(gap) + action_w + len(gap))  # where a skip's reason goes
+    for step in plan.steps:
+        name, style = str(step.ref), ACTION_STYLE.get(step.action, "")
+        if len(name) > model_w:  # never cut: the name goes on a line of its own
+            lines += [[part] for part in _wrap(name, width, "", "")]
+            name = ""
+        if step.action in _QUIET:
+            first, *more = _wrap(step.reason, width, aside, aside)
+            lines.append([*row(name, step.action, style), gap, (first.lstrip(), "dim")])
+            lines += [[(line, "dim")] for line in more]
+            continue
+        lines.append(row(name, step.action, style, step.strategy, _rows(step.estimated_changed_rows)))
+        if step.action == "error":
+            lines.append([PLAN_INDENT, (step.reason, "red")])
+            continue
+        details = [step.reason]
+        if step.key and step.action == "incremental" and step.strategy != INSERT_ONLY:  # the key decides the work
+            details.append(f"key: {', '.join(step.key)}")
+        if step.cost_incremental is not None and step.cost_full is not None:  # the cost model compared both
+            details.append(f"cost: incremental {step.cost_incremental:.2g} s, full {step.cost_full:.2g} s")
+        lines += [[(line, "dim")] for text in details for line in _wrap(text, width, PLAN_INDENT, PLAN_INDENT)]
+    counts: dict[str, int] = {}
+    for step in plan.steps:
+        counts[step.action] = counts.get(step.action, 0) + 1
+    summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+    lines.append([])
+    lines += [[line] for line in _wrap(f"plan: {summary}", width, "", "  ")]
+    return lines
+
+
+def _plain(part: str | tuple[str, str]) -> str:
+    return part if isinstance(part, str) else part[0]
+
+
+_QUIET = ("skip", "skipped")  # nothing runs: the reason fits where the strategy would be
 
 
 def render_plan(plan: Plan) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="plan", show_lines=False)
-    for column in ("model", "action", "strategy", "key", "changed rows", "input rows", "cost s (inc/full)", "reason"):
-        table.add_column(column)
-    for step in plan.steps:
-        style = ACTION_STYLE.get(step.action, "")
-        table.add_row(
-            str(step.ref),
-            f"[{style}]{step.action}[/]",
-            step.strategy,
-            ", ".join(step.key) if step.key else "-",
-            str(step.estimated_changed_rows if step.estimated_changed_rows is not None else "-"),
-            str(step.estimated_full_rows if step.estimated_full_rows is not None else "-"),
-            _costs(step),
-            Text(step.reason),  # plain text: a reason may quote SQL or a path with brackets
-        )
-    console.print(table)
+    for parts in plan_lines(plan, terminal_width()):
+        console.line(*parts)
 
 
-def progress_listener(event: str, item: ModelResult | Step | AuditResult) -> None:
-    if event == "audit" and isinstance(item, AuditResult):
-        console.line(
-            ("audit   ", "bold"), (f"{item.status:<5}", AUDIT_STYLE.get(item.status, "")), f" {item.model}: {item.name}"
-        )
-        return
-    if event != "done" or not isinstance(item, ModelResult):
-        return
+def result_parts(item: ModelResult) -> list[str | tuple[str, str]]:
+    """One finished model: status, action, name, rows written, seconds, reason."""
     rows = "-" if item.rows is None else str(item.rows)
-    console.line(
+    return [
         (f"{item.status:<8}", STATUS_STYLE.get(item.status, "")),
         " ",
         (f"{item.action:<11}", ACTION_STYLE.get(item.action, "")),
         f" {item.model:<32} rows={rows:<7} {item.seconds:5.2f}s ",
         (item.reason, "dim"),
-    )
-    if item.error:
-        errors.line((item.error, "red"))
+    ]
+
+
+def counter(done: int, total: int) -> str:
+    """``[ 3/40]``: models finished of those selected, padded so the lines align."""
+    return f"[{done:>{len(str(total))}}/{total}]"
+
+
+def activity(capturing: str | None, running: list[str], done: int, total: int) -> str:
+    """What the build is doing now, for the live line under the finished models."""
+    if capturing is not None:
+        return f"capturing {capturing}…"
+    if not running:
+        return "preparing…" if done == 0 else f"{counter(done, total)} finishing…"
+    return f"{counter(done, total)} {', '.join(running)}…"
+
+
+class BuildProgress:
+    """A build's output, as its listener. Everywhere a line per finished model and per
+    audit. On a terminal each of those lines starts with the count of finished models
+    (``[12/40]``), and a live line under them says what runs now (``capturing raw.orders…``,
+    the models running) and the time since the build started; it disappears when the build
+    ends. Elsewhere (pipes, CI logs, tests) the lines are plain and the same as ever.
+
+    Called from the build's worker threads: the counts are kept under a lock."""
+
+    def __init__(self, total: Callable[[], int]) -> None:
+        self.total = total  # the number of selected nodes, known once the project is loaded
+        self.live = _styled(sys.stdout)
+        self.lock = threading.Lock()
+        self.done = 0
+        self.running: list[str] = []
+        self.capturing: str | None = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> BuildProgress:
+        if self.live:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.table import Column
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+                TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                console=console.rich,
+                transient=True,
+            )
+            self._task = self._bar.add_task("preparing…", total=None)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live line (idempotent: also called just before a forced exit)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _show(self) -> None:
+        if self._bar is not None and self._task is not None:
+            text = activity(self.capturing, self.running, self.done, self.total())
+            self._bar.update(self._task, description=text, refresh=True)
+
+    def source(self, ref: TableRef) -> None:
+        """Called before each source's capture."""
+        with self.lock:
+            self.capturing = str(ref)
+            self._show()
+
+    def __call__(self, event: str, item: ModelResult | Step | AuditResult) -> None:
+        if event == "audit" and isinstance(item, AuditResult):
+            status = (f"{item.status:<5}", AUDIT_STYLE.get(item.status, ""))
+            console.line(("audit   ", "bold"), status, f" {item.model}: {item.name}")
+            return
+        with self.lock:
+            self.capturing = None
+            if event == "start" and isinstance(item, Step):
+                self.running.append(str(item.ref))
+            elif event == "done" and isinstance(item, ModelResult):
+                self.done += 1
+                if item.model in self.running:
+                    self.running.remove(item.model)
+                parts = result_parts(item)
+                if self.live:
+                    parts = [(counter(self.done, self.total()) + " ", "bold"), *parts]
+                console.line(*parts)
+                if item.error:
+                    errors.line((item.error, "red"))
+            self._show()
 
 
 def render_summary(result: RunResult) -> None:
@@ -232,10 +380,16 @@ def render_impact(impacts: list[Impact]) -> None:
         by_model: dict[str, list[str]] = {}
         for reached in impact.columns:
             by_model.setdefault(reached.column[0], []).append(reached.column[1])
+        width = terminal_width()
         console.line()
-        console.line(
-            (impact.model, "bold"),
-            f" changed: {len(impact.columns)} downstream columns in {len(by_model)} models may change",
-        )
+        head = f"{impact.model} changed: {len(impact.columns)} downstream columns in {len(by_model)} models may change"
+        first, *more = _wrap(head, width, "", "  ")
+        console.line((first[: len(impact.model)], "bold"), first[len(impact.model) :])
+        for line in more:
+            console.line(line)
         for model, columns in by_model.items():
-            console.line(f"  {model}: ", (", ".join(columns), "dim"))
+            prefix = f"  {model}: "
+            first, *more = _wrap(prefix + ", ".join(columns), width, "", "    ")
+            console.line(first[: len(prefix)], (first[len(prefix) :], "dim"))
+            for line in more:
+                console.line((line, "dim"))

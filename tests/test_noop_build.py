@@ -89,8 +89,11 @@ def test_noop_build_reads_metadata_once_and_writes_only_run_history(cli, project
     assert len(catalog) == 1, statements  # one catalog query for every table, not one per table
     assert not [s for s in statements if "chg__" in s or "shadow__" in s], statements
     writes = [s for s in statements if s.split()[0].upper() in {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE"}]
-    assert all('"_sqlorch"."runs"' in s for s in writes), writes
-    assert len(statements) <= 5, statements  # catalog, state, one check per source, run history
+    assert all('"_sqlorch"."runs"' in s or '"_sqlorch"."lease"' in s for s in writes), writes
+    lease = [s for s in writes if '"_sqlorch"."lease"' in s]
+    assert len(lease) == 2, lease  # the target's lease: taken and released (state/lease.py)
+    # catalog, state, one check per source, run history, and the lease
+    assert len(statements) <= 5 + len(lease), statements
     with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
         runs = con.execute("SELECT count(DISTINCT run_id), count(*) FROM _sqlorch.runs").fetchall()[0]
     assert runs == (2, 2 * len(MODELS))

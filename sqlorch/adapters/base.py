@@ -120,11 +120,47 @@ class Adapter(Protocol):
 
     interrupts: Interrupts
 
+    read_only: bool  # opened by ``connect(..., read_only=True)``: see ``refuse_writes``
+
     def fork(self) -> Adapter:
         """An adapter for another worker thread (its own connection or cursor)."""
         ...
 
     def close(self) -> None: ...
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether ``error`` (an ``AdapterError`` this adapter raised) came from a failure that
+        may pass if the work is tried again: a dropped connection, a server error (5xx), a lock
+        timeout, a serialization failure or deadlock. Classification only: whether and when to
+        retry is ``execution/retry.py``'s decision."""
+        ...
+
+    def reconnect(self) -> None:
+        """Replace a connection that died (in place: the adapter keeps its interrupts);
+        a no-op when the connection is alive or the driver has none to lose."""
+        ...
+
+
+def driver_error(
+    error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The driver's exception behind an ``AdapterError``: adapters raise theirs ``from None``
+    inside the ``except`` that caught it, which keeps the driver's as ``__context__``."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a chain of wrappers is short; a cycle must not loop for ever
+        if seen is None:
+            return None
+        if isinstance(seen, kinds):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def refuse_writes(adapter: Adapter, what: str) -> None:
+    """Fail a write on a connection opened read-only (``plan``): a second guard behind the
+    plan path's own care, and on DuckDB and Postgres the database itself refuses too."""
+    if adapter.read_only:
+        raise AdapterError(f"internal error: {what} on a read-only connection (plan never writes)")
 
 
 def create_schema_statement(schema: str) -> exp.Create:

@@ -19,7 +19,7 @@ from google.cloud import bigquery
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, Interrupts, redact
+from sqlorch.adapters.base import Capabilities, Interrupts, driver_error, redact, refuse_writes
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -28,6 +28,20 @@ _BATCH = 500  # rows per INSERT ... VALUES statement
 _MAX31 = 2147483647
 # legacy type names the REST API reports -> GoogleSQL names sqlglot knows
 _TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+# server errors and throttling, and requests' ConnectionError/Timeout (OSErrors)
+_TRANSIENT: tuple[type[Exception], ...] = (
+    google_exceptions.InternalServerError,
+    google_exceptions.BadGateway,
+    google_exceptions.ServiceUnavailable,
+    google_exceptions.GatewayTimeout,
+    google_exceptions.TooManyRequests,
+    google_exceptions.DeadlineExceeded,
+    google_exceptions.RetryError,
+    OSError,
+)
+# reasons BigQuery gives in a 4xx for work that may pass later: quota and rate limits, and
+# a DML statement that lost a race with another on the same table
+_TRANSIENT_REASONS = ("rateLimitExceeded", "backendError", "internalError", "jobRateLimitExceeded")
 _ERRORS: tuple[type[Exception], ...] = (
     google_exceptions.GoogleAPIError,
     auth_exceptions.GoogleAuthError,
@@ -49,8 +63,9 @@ class BigQueryAdapter:
         read_own_writes=True,  # statements run at once (transactions=False)
     )
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.interrupts = Interrupts()
         self.project = str(settings.get("project") or "")
         self.location = settings.get("location") or None
@@ -82,7 +97,7 @@ class BigQueryAdapter:
         self.project = self.project or str(self.client.project)
 
     def fork(self) -> BigQueryAdapter:
-        clone = BigQueryAdapter(self.settings)
+        clone = BigQueryAdapter(self.settings, read_only=self.read_only)
         clone.interrupts = self.interrupts  # a running job finishes: stops before the next
         return clone
 
@@ -115,6 +130,7 @@ class BigQueryAdapter:
             raise self._error(error) from None
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         job = self._query(self.render(statement))
         if isinstance(statement, _DML):
             return job.num_dml_affected_rows
@@ -182,6 +198,7 @@ class BigQueryAdapter:
         return []  # views bind their tables by name: replacing a table leaves them in place
 
     def ensure_schema(self, schema: str) -> None:
+        refuse_writes(self, "ensure_schema")
         dataset = bigquery.Dataset(f"{self.project}.{schema}")
         if self.location:
             dataset.location = self.location
@@ -220,6 +237,19 @@ class BigQueryAdapter:
 
     def close(self) -> None:
         self.client.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        cause = driver_error(error, _ERRORS)
+        if cause is None:
+            return False
+        if isinstance(cause, _TRANSIENT):
+            return True
+        reasons = {str(e.get("reason")) for e in getattr(cause, "errors", None) or [] if isinstance(e, dict)}
+        concurrent = "could not serialize access" in str(cause).lower()
+        return concurrent or bool(reasons & set(_TRANSIENT_REASONS))
+
+    def reconnect(self) -> None:
+        pass  # each request is its own HTTP call: there is no connection to lose
 
 
 def _data_type(field: bigquery.SchemaField) -> exp.DataType:

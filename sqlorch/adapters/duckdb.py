@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert
+from sqlorch.adapters.base import (
+    Capabilities,
+    Interrupts,
+    create_schema_statement,
+    driver_error,
+    parameterized_insert,
+    refuse_writes,
+)
 from sqlorch.errors import AdapterError, LockError
 from sqlorch.refs import TableRef
 
@@ -71,13 +78,19 @@ class DuckDBAdapter:
         merge_by_source=True, transactions=True, except_all=True, temp_tables=True, row_counts=True
     )
 
-    def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0) -> None:
+    def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0, read_only: bool = False) -> None:
+        """``read_only`` opens an existing file read-only (DuckDB then refuses every write and
+        writes no WAL); an in-memory database cannot be opened so, and relies on
+        ``refuse_writes``. A read-only holder writes no lock note: the note names the
+        holder of the write lock, and a plan creates no file."""
         self.path = str(settings.get("path", ":memory:"))
+        self.read_only = read_only
+        on_disk = _lock_note_path(self.path) is not None
         deadline = time.monotonic() + lock_timeout
         waiting = False
         while True:
             try:
-                self.connection = duckdb.connect(self.path)
+                self.connection = duckdb.connect(self.path, read_only=read_only and on_disk)
                 break
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
@@ -96,7 +109,7 @@ class DuckDBAdapter:
                         hint="wait for that process to finish (or stop it), then run again",
                     ) from None
                 time.sleep(0.2)
-        self._lock_note = _write_lock_note(self.path)
+        self._lock_note = None if read_only else _write_lock_note(self.path)
         self.interrupts = Interrupts()
         self.interrupts.register(self.connection.interrupt)
         threads = settings.get("threads")
@@ -114,6 +127,7 @@ class DuckDBAdapter:
         """An adapter on its own cursor of the same database, for another worker thread."""
         clone = object.__new__(DuckDBAdapter)
         clone.path = self.path
+        clone.read_only = self.read_only
         clone._lock_note = None  # the note belongs to the first connection
         clone.connection = self.connection.cursor()
         clone.interrupts = self.interrupts
@@ -127,6 +141,7 @@ class DuckDBAdapter:
         return statement.sql(dialect=self.dialect)
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         self.interrupts.check()
         sql = self.render(statement)
         try:
@@ -206,6 +221,7 @@ class DuckDBAdapter:
         self.execute(create_schema_statement(schema))
 
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        refuse_writes(self, "insert_rows")
         # Many rows per statement: DuckDB's executemany runs one statement per row (~1.5 ms each).
         for start in range(0, len(rows), _INSERT_BATCH):
             batch = rows[start : start + _INSERT_BATCH]
@@ -235,6 +251,15 @@ class DuckDBAdapter:
         self.connection.close()
         if self._lock_note is not None:
             self._lock_note.unlink(missing_ok=True)
+
+    def is_transient(self, error: BaseException) -> bool:
+        """A write-write conflict with another connection of this process (two worker
+        threads); an embedded database has no connection to lose or server to fail."""
+        cause = driver_error(error, duckdb.Error)
+        return isinstance(cause, duckdb.TransactionException) and "conflict" in str(cause).lower()
+
+    def reconnect(self) -> None:
+        pass  # an embedded database file: nothing to reconnect
 
 
 def _lock_note_path(path: str) -> Path | None:

@@ -14,7 +14,15 @@ import psycopg
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert, redact
+from sqlorch.adapters.base import (
+    Capabilities,
+    Interrupts,
+    create_schema_statement,
+    driver_error,
+    parameterized_insert,
+    redact,
+    refuse_writes,
+)
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -24,6 +32,10 @@ _CONNECT_KEYS = (
     "connect_timeout", "application_name", "options", "target_session_attrs",
 )  # fmt: skip
 _DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
+# SQLSTATEs worth a retry: serialization failure, deadlock, lock not available, the server
+# shutting down or restarting, too many connections. Not 57014 (query canceled): that is
+# how a stopped build (Ctrl-C) or a statement_timeout ends a statement.
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
 
 
 class PostgresAdapter:
@@ -38,8 +50,11 @@ class PostgresAdapter:
         row_counts=True,
     )
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:
+        """``read_only``: every transaction of the session is read-only, so the server itself
+        refuses a write (behind ``refuse_writes``)."""
         self.settings = settings
+        self.read_only = read_only
         params = {key: settings[key] for key in _CONNECT_KEYS if settings.get(key) not in (None, "")}
         params.setdefault("connect_timeout", 10)
         if "database" in settings and "dbname" not in params:
@@ -56,13 +71,15 @@ class PostgresAdapter:
             ) from None
         self.interrupts = Interrupts()
         self.interrupts.register(self._cancel)
+        if read_only:
+            self._run("SET default_transaction_read_only = on")
 
     def _cancel(self) -> None:
         """Ask the server to cancel the running statement (a no-op when none runs)."""
         self.connection.cancel_safe()
 
     def fork(self) -> PostgresAdapter:
-        clone = PostgresAdapter(self.settings)
+        clone = PostgresAdapter(self.settings, read_only=self.read_only)
         clone.interrupts = self.interrupts
         self.interrupts.register(clone._cancel)
         return clone
@@ -78,6 +95,7 @@ class PostgresAdapter:
             raise AdapterError(redact(str(error), self.settings)) from None
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         cursor = self._run(self.render(statement))
         if isinstance(statement, _DML):
             return cursor.rowcount if cursor.rowcount >= 0 else None
@@ -156,6 +174,7 @@ class PostgresAdapter:
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        refuse_writes(self, "insert_rows")
         sql = parameterized_insert(self.render, table, columns, "%s")
         self.interrupts.check()
         try:
@@ -174,6 +193,25 @@ class PostgresAdapter:
 
     def close(self) -> None:
         self.connection.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        cause = driver_error(error, psycopg.Error)
+        if not isinstance(cause, psycopg.Error):
+            return False
+        state = cause.sqlstate or ""
+        if state.startswith("08") or state in _TRANSIENT_STATES:  # 08: connection exception
+            return True
+        # no SQLSTATE: the client lost the connection (reset, server gone, a broken socket)
+        lost = isinstance(cause, psycopg.OperationalError) and not state
+        return lost or self.connection.broken
+
+    def reconnect(self) -> None:
+        if not (self.connection.closed or self.connection.broken):
+            return
+        try:
+            self.connection = psycopg.connect(**self.params, autocommit=True)
+        except psycopg.Error as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
 
 
 def _data_type(kind: str) -> exp.DataType:

@@ -16,7 +16,10 @@ _ADAPTERS = {
 }
 
 
-def connect(target: Target) -> Adapter:
+def connect(target: Target, read_only: bool = False, lock_timeout: float | None = None) -> Adapter:
+    """An adapter for ``target``; ``read_only`` refuses every write (``plan``, ``docs``).
+    ``lock_timeout``: seconds to wait for a database file another process has open, where
+    the target is one (DuckDB); the lease covers the others (``state/lease.py``)."""
     module_name, class_name, extra = _ADAPTERS[target.type]
     try:
         module = importlib.import_module(module_name)
@@ -25,5 +28,9 @@ def connect(target: Target) -> Adapter:
             f"target '{target.name}' needs the {target.type} driver, which is not installed ({error.name})",
             hint=f"pip install 'sqlorch[{extra}]'" if extra else None,
         ) from None
-    adapter: Adapter = getattr(module, class_name)(target.settings)
+    adapter_class = getattr(module, class_name)
+    if lock_timeout is not None and target.type == "duckdb":
+        adapter: Adapter = adapter_class(target.settings, read_only=read_only, lock_timeout=lock_timeout)
+    else:
+        adapter = adapter_class(target.settings, read_only=read_only)
     return adapter

@@ -14,11 +14,20 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import snowflake.connector
+from snowflake.connector import errors as snowflake_errors
 from snowflake.connector.errors import Error as SnowflakeError
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, Interrupts, create_schema_statement, parameterized_insert, redact
+from sqlorch.adapters.base import (
+    Capabilities,
+    Interrupts,
+    create_schema_statement,
+    driver_error,
+    parameterized_insert,
+    redact,
+    refuse_writes,
+)
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -27,6 +36,18 @@ _DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter)
 _MAX63 = 9223372036854775807  # keep hashes non-negative 64-bit (see fingerprint)
 _MAX31 = 2147483647
+# The connector's HTTP failures that a later try may not meet (5xx, 429, timeouts), beyond the
+# retries the connector makes itself within network_timeout
+_TRANSIENT = (
+    snowflake_errors.InternalServerError,
+    snowflake_errors.ServiceUnavailableError,
+    snowflake_errors.BadGatewayError,
+    snowflake_errors.GatewayTimeoutError,
+    snowflake_errors.OtherHTTPRetryableError,
+    snowflake_errors.RequestTimeoutError,
+)
+# Snowflake error numbers: 000625, a statement aborted while waiting for a table's lock
+_TRANSIENT_ERRNOS = {625}
 
 
 class SnowflakeAdapter:
@@ -43,8 +64,9 @@ class SnowflakeAdapter:
         transactional_ddl=False,
     )
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.interrupts = Interrupts()
         params = {key: value for key, value in settings.items() if key not in _NOT_CONNECT_KEYS and value != ""}
         # Without a network_timeout the connector retries an HTTP 500 for ever (seen against
@@ -71,7 +93,7 @@ class SnowflakeAdapter:
             ) from None
 
     def fork(self) -> SnowflakeAdapter:
-        clone = SnowflakeAdapter(self.settings)
+        clone = SnowflakeAdapter(self.settings, read_only=self.read_only)
         clone.interrupts = self.interrupts  # a running statement finishes: stops before the next
         return clone
 
@@ -93,6 +115,7 @@ class SnowflakeAdapter:
             raise AdapterError(redact(str(error), self.settings)) from None
 
     def execute(self, statement: exp.Expr) -> int | None:
+        refuse_writes(self, "execute")
         if self.in_transaction and isinstance(statement, _DDL):
             # Real Snowflake commits the open transaction before a DDL statement and runs the DDL
             # on its own; done explicitly here because fakesnow instead fails a typed
@@ -179,6 +202,7 @@ class SnowflakeAdapter:
     def insert_rows(self, table: TableRef, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        refuse_writes(self, "insert_rows")
         sql = parameterized_insert(self.render, table, columns, "%s")
         try:
             cursor = self.connection.cursor()
@@ -211,6 +235,25 @@ class SnowflakeAdapter:
             self.connection.close()
         except SnowflakeError:
             pass
+
+    def is_transient(self, error: BaseException) -> bool:
+        cause = driver_error(error, SnowflakeError)
+        if cause is None:
+            return False
+        if isinstance(cause, _TRANSIENT):
+            return True
+        if isinstance(cause, snowflake_errors.OperationalError):  # the network or the session went away
+            return True
+        return getattr(cause, "errno", None) in _TRANSIENT_ERRNOS or self.connection.is_closed()
+
+    def reconnect(self) -> None:
+        if not self.connection.is_closed():
+            return
+        try:
+            self.connection = snowflake.connector.connect(**self.params)
+        except SnowflakeError as error:
+            raise AdapterError(redact(str(error), self.settings)) from None
+        self.in_transaction = False
 
 
 def _fold(name: str) -> str:

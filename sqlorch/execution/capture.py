@@ -42,6 +42,15 @@ A source that did not change costs one cheap query and writes nothing:
   fingerprint always describes the shadow as it is: it is cleared before the shadow
   changes and written again after, in that order even where there are no transactions,
   so a crash leaves no fingerprint (and the next build diffs) rather than a stale one.
+
+``predict_capture`` is the read-only twin of ``capture_source`` that ``plan`` runs: the same
+decisions (``_recapture_reason``, ``append_only_changes``, ``keyed_changes``, the
+fingerprint test) and the same change queries, counted with a SELECT instead of written.
+Where capture would first rebuild a copy with followed columns, the prediction reads the
+copy through the same projection (``_followed``); where a keyed capture diffs a second
+time because its shadow still differs from the source, the prediction diffs the source
+against the shadow as the first diff would leave it (``_refreshed``). So a plan's numbers
+are the batches the next build records, as long as the sources do not change in between.
 """
 
 from __future__ import annotations
@@ -85,12 +94,33 @@ from sqlorch.state.store import (
 LOG = logging.getLogger(__name__)
 _ROW_NUMBER = "_sqlorch_n"
 
+# A table, or a query standing for one: the copy as it would be once its columns are
+# followed (the prediction never writes), or the shadow as a diff would leave it.
+Rows = TableRef | exp.Query
+
 
 @dataclass(frozen=True)
 class Captured:
-    batch: int | None  # the last new batch, if any
-    kind: str = "delta"
-    rows: int = 0
+    """The batches one capture of a source recorded, or, from ``predict_capture``, would
+    record: ``(batch, kind, rows)`` each, ``kind`` as in ``_sqlorch.batches`` (``append``,
+    ``delta``, ``full``) and ``rows`` the change-log rows (0 for ``full``)."""
+
+    batches: tuple[tuple[int, str, int], ...] = ()
+    reason: str = ""  # why, in a few words: what changed, or why the source is captured whole
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, _, rows in self.batches)
+
+    @property
+    def kind(self) -> str:
+        """``none``, ``append`` (only new rows), ``delta`` or ``full`` (consumers rebuild)."""
+        kinds = {kind for _, kind, _ in self.batches}
+        if not kinds:
+            return "none"
+        if "full" in kinds:
+            return "full"
+        return "append" if kinds == {"append"} else "delta"
 
 
 @dataclass(frozen=True)
@@ -173,6 +203,18 @@ class _Source:
         return int(self.adapter.fetch(count_rows(self.log).where(_in_batch(batch)))[0][0])
 
 
+def _from(rows: Rows, alias: str) -> exp.Expr:
+    return rows.to_table(alias=alias) if isinstance(rows, TableRef) else rows.copy().subquery(alias)
+
+
+def _select(rows: Rows, names: list[str], alias: str) -> exp.Select:
+    return exp.select(*columns_of(names, alias)).from_(_from(rows, alias))
+
+
+def _count(adapter: Adapter, query: exp.Select) -> int:
+    return int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(query.copy().subquery("q")))[0][0])
+
+
 def capture_source(
     adapter: Adapter,
     ref: TableRef,
@@ -197,16 +239,50 @@ def capture_source(
     if reason is not None:
         if state is not None:
             LOG.info("source %s: captured whole (%s)", source.name, reason)
-        return _capture_whole(source, state)
+        return _capture_whole(source, state, reason)
     assert state is not None
-    before = _captured_columns(known[source.log])
-    followed = before != source.columns or _captured_columns(known[source.copy]) != source.columns
+    followed = _followed_tables(source, known)
     if followed:
         _follow_columns(source, known)
     if spec.append_only:
-        edge = _captured_columns(known[source.copy])
-        return capture_append_only(source, state, [n for n in source.names if n in edge])
+        return capture_append_only(source, state, _compared(source, known))
     return capture_keyed(source, state, trust_fingerprint=not followed)
+
+
+def predict_capture(
+    adapter: Adapter,
+    ref: TableRef,
+    spec: SourceSpec | None,
+    state: RelationState | None,
+    next_batch: int,
+    known: Mapping[TableRef, dict[str, exp.DataType]],
+    full_refresh: bool = False,
+) -> Captured | None:
+    """What ``capture_source`` would record now, read-only (``plan``): the same decisions and
+    change queries, counted instead of written. None when the source is missing."""
+    columns = known.get(ref)
+    if columns is None:
+        return None
+    if spec is None or not (spec.cursor or spec.unique_key):
+        if fingerprint_change(adapter, ref, state, columns) is None:
+            return Captured()
+        return Captured(((next_batch, "full", 0),), _fingerprint_reason(state))
+    _check_declared_columns(spec, columns)
+    source = _Source(adapter, ref, spec, dict(columns), next_batch)
+    reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
+    if reason is not None:
+        return Captured(((next_batch, "full", 0),), f"captured whole: {reason}")
+    assert state is not None
+    followed = _followed_tables(source, known)
+    have = _captured_columns(known[source.copy])
+    copy: Rows = source.copy if have == source.columns else _followed(source.copy, have, source.columns, [])
+    if spec.append_only:
+        predicted = predict_append_only(source, state, copy, _compared(source, known))
+    else:
+        predicted = predict_keyed(source, state, copy, trust_fingerprint=not followed)
+    if followed:
+        return replace(predicted, reason="; ".join(filter(None, [followed, predicted.reason])))
+    return predicted
 
 
 def _check_declared_columns(spec: SourceSpec, columns: Mapping[str, exp.DataType]) -> None:
@@ -243,6 +319,38 @@ def _recapture_reason(
     return None
 
 
+def _followed_tables(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> str:
+    """Which columns the source gained and lost since its change log or copy was made
+    ("" when none): both are rebuilt with the source's columns before the capture."""
+    log, copy = _captured_columns(known[source.log]), _captured_columns(known[source.copy])
+    if log == source.columns and copy == source.columns:
+        return ""
+    added = [name for name in source.columns if name not in log]
+    dropped = [name for name in log if name not in source.columns]
+    parts = [f"columns added: {', '.join(added)}" if added else "", f"dropped: {', '.join(dropped)}" if dropped else ""]
+    return "; ".join(filter(None, parts)) or "columns followed"
+
+
+def _compared(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> list[str]:
+    """The columns an append-only source's ties are compared on: those its edge had before
+    a column was added (whose values there are known)."""
+    edge = _captured_columns(known[source.copy])
+    return [name for name in source.names if name in edge]
+
+
+def _followed(
+    table: TableRef, have: Mapping[str, exp.DataType], columns: Mapping[str, exp.DataType], extra: list[str]
+) -> exp.Select:
+    """``table``'s rows with ``columns``: a column it lacks is NULL, one gone is left out."""
+    projection = [
+        exp.column(name, table="t", quoted=True)
+        if name in have
+        else exp.alias_(exp.cast(exp.null(), kind), name, quoted=True)
+        for name, kind in columns.items()
+    ]
+    return exp.select(*projection, *columns_of(extra, "t")).from_(table.to_table(alias="t"))
+
+
 def _follow_columns(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> None:
     """Rebuild the change log and the shadow or edge with the source's columns: a column
     gone is dropped, a new one is NULL in what was captured before it existed. Each table
@@ -262,19 +370,12 @@ def _follow_columns(source: _Source, known: Mapping[TableRef, dict[str, exp.Data
                 [name for name in have if name not in source.columns],
                 source.name,
             )
-            projection = [
-                exp.column(name, table="t", quoted=True)
-                if name in have
-                else exp.alias_(exp.cast(exp.null(), kind), name, quoted=True)
-                for name, kind in source.columns.items()
-            ]
-            query = exp.select(*projection, *columns_of(extra, "t")).from_(table.to_table(alias="t"))
-            execute_create(adapter, create_table_as(scratch, query))
+            execute_create(adapter, create_table_as(scratch, _followed(table, have, source.columns, extra)))
             execute_create(adapter, create_table_as(table, select_from(scratch, [*source.names, *extra])))
         adapter.execute(drop_table(scratch))
 
 
-def _capture_whole(source: _Source, state: RelationState | None) -> Captured:
+def _capture_whole(source: _Source, state: RelationState | None, reason: str) -> Captured:
     """Start over: an empty change log, a fresh shadow or edge, a ``full`` batch."""
     adapter, spec = source.adapter, source.spec
     with adapter.transaction():
@@ -295,22 +396,38 @@ def _capture_whole(source: _Source, state: RelationState | None) -> Captured:
             fingerprint = adapter.fingerprint(source.copy, source.names)
         source.save(fingerprint, mark)
         source.record_batch(source.batch, "full", 0)
-    return Captured(batch=source.batch, kind="full")
+    return Captured(((source.batch, "full", 0),), f"captured whole: {reason}")
+
+
+def fingerprint_change(
+    adapter: Adapter, ref: TableRef, state: RelationState | None, columns: Mapping[str, exp.DataType]
+) -> RelationState | None:
+    """An undeclared source's new state (fingerprint and column types), None if unchanged."""
+    fingerprint = adapter.fingerprint(ref)
+    types = {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
+    if state is not None and state.fingerprint == fingerprint and state.columns == types:
+        return None
+    return RelationState(fingerprint, types, None, None)
+
+
+def _fingerprint_reason(state: RelationState | None) -> str:
+    if state is None:
+        return "first capture"
+    return "rows or column types changed; no cursor or unique_key declared: consumers rebuild"
 
 
 def capture_fingerprint(
     adapter: Adapter, ref: TableRef, state: RelationState | None, batch: int, columns: Mapping[str, exp.DataType]
 ) -> Captured | None:
     """An undeclared source: any change of its rows or column types is a ``full`` batch."""
-    fingerprint = adapter.fingerprint(ref)
-    types = {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
-    if state is not None and state.fingerprint == fingerprint and state.columns == types:
+    changed = fingerprint_change(adapter, ref, state, columns)
+    if changed is None:
         return None
     with adapter.transaction():
-        for statement in save_relation_statements(str(ref), RelationState(fingerprint, types, None, None)):
+        for statement in save_relation_statements(str(ref), changed):
             adapter.execute(statement)
         adapter.execute(add_batch_statement(str(ref), batch, "full", 0))
-    return Captured(batch=batch, kind="full")
+    return Captured(((batch, "full", 0),), _fingerprint_reason(state))
 
 
 def _max_cursor(source: _Source) -> str | None:
@@ -343,9 +460,9 @@ def _stats(source: _Source, hi: str | None) -> CursorMark:
     return CursorMark(source.spec.cursor, None if top_value is None else str(top_value), int(below_rows), int(at_rows))
 
 
-def _numbered(table: TableRef, names: list[str], compare: list[str], where: exp.Expr, alias: str) -> exp.Select:
-    """``table``'s rows with a row number among identical rows (on ``compare``), so two
-    multisets can be diffed with a NULL-safe anti-join on every engine."""
+def _numbered(rows: Rows, names: list[str], compare: list[str], where: exp.Expr, alias: str) -> exp.Select:
+    """``rows`` with a row number among identical rows (on ``compare``), so two multisets
+    can be diffed with a NULL-safe anti-join on every engine."""
     keys = columns_of(compare, alias)
     number = exp.Window(
         this=exp.RowNumber(),
@@ -354,7 +471,7 @@ def _numbered(table: TableRef, names: list[str], compare: list[str], where: exp.
     )
     return (
         exp.select(*columns_of(names, alias), exp.alias_(number, _ROW_NUMBER, quoted=True))
-        .from_(table.to_table(alias=alias))
+        .from_(_from(rows, alias))
         .where(where)
     )
 
@@ -369,26 +486,36 @@ def _unmatched(left: exp.Select, right: exp.Select, names: list[str], compare: l
     return exp.select(*columns_of(names, "a")).from_(left.subquery("a")).where(exp.not_(exp.Exists(this=match)))
 
 
-def capture_append_only(source: _Source, state: RelationState, compare: list[str]) -> Captured | None:
-    """New rows of an append-only source; see the module docstring for what is checked.
-    ``compare``: the columns ties are compared on (those the edge had before a column was
-    added, whose values there are known)."""
-    adapter, names = source.adapter, source.names
+@dataclass(frozen=True)
+class Appended:
+    """What an append-only capture takes: the rows past the last captured cursor value up
+    to the current maximum, and the ties at the last value not taken yet (None without one)."""
+
+    mark: CursorMark  # as recorded by the last capture
+    now: CursorMark  # the source's statistics against it
+    past: exp.Select
+    ties: exp.Select | None
+
+
+def append_only_changes(source: _Source, state: RelationState, edge: Rows, compare: list[str]) -> Appended | str | None:
+    """The change queries of an append-only source, or why it must be captured whole (it
+    is no longer append-only), or None when it did not change. Reads only. ``edge``: the
+    rows taken at the last cursor value; ``compare``: the columns ties are compared on."""
+    names = source.names
     mark = CursorMark.read(state.cursor_hi)
     assert mark is not None
     now = _stats(source, mark.hi)
     if now.hi == mark.hi and now.below == mark.below and now.at == mark.at and compare == names:
         return None
     at_hi = source.cursor_column("s").eq(source.cursor_value(mark.hi)) if mark.hi is not None else exp.false()
-    edge = _numbered(source.copy, names, compare, exp.true(), "s")
+    numbered_edge = _numbered(edge, names, compare, exp.true(), "s")
     taken_at_hi = _numbered(source.ref, names, compare, at_hi, "s")
-    if now.below != mark.below or now.at < mark.at or adapter.fetch(_unmatched(edge, taken_at_hi, names, compare)):
-        LOG.warning(
-            "source %s: rows at or below the last captured %s changed: not append-only; captured whole",
-            source.name,
-            mark.cursor,
-        )
-        return _capture_whole(source, state)
+    if (
+        now.below != mark.below
+        or now.at < mark.at
+        or source.adapter.fetch(_unmatched(numbered_edge, taken_at_hi, names, compare).limit(1))
+    ):
+        return f"rows at or below the last captured {mark.cursor} changed: not append-only"
     past = select_from(source.ref, names, "s")
     if mark.hi is not None:
         past = past.where(exp.GT(this=source.cursor_column("s"), expression=source.cursor_value(mark.hi)))
@@ -396,25 +523,56 @@ def capture_append_only(source: _Source, state: RelationState, compare: list[str
         past = past.where(exp.LTE(this=source.cursor_column("s"), expression=source.cursor_value(now.hi)))
     else:
         past = past.where(exp.false())
+    ties = _unmatched(taken_at_hi, numbered_edge, names, compare) if mark.hi is not None else None
+    return Appended(mark, now, past, ties)
+
+
+def capture_append_only(source: _Source, state: RelationState, compare: list[str]) -> Captured | None:
+    """New rows of an append-only source; see the module docstring for what is checked.
+    ``compare``: the columns ties are compared on (those the edge had before a column was
+    added, whose values there are known)."""
+    adapter, names = source.adapter, source.names
+    found = append_only_changes(source, state, source.copy, compare)
+    if found is None:
+        return None
+    if isinstance(found, str):
+        LOG.warning("source %s: %s; captured whole", source.name, found)
+        return _capture_whole(source, state, found)
     batch, log = source.batch, source.log
     with adapter.transaction():
         adapter.execute(exp.delete(log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
         all_columns = [*names, BATCH_COLUMN, OLD_COLUMN]
-        adapter.execute(insert_into(log, all_columns, with_images(past, names, batch, False)))
-        if mark.hi is not None:
-            ties = _unmatched(taken_at_hi, edge, names, compare)
-            adapter.execute(insert_into(log, all_columns, with_images(ties, names, batch, False)))
+        adapter.execute(insert_into(log, all_columns, with_images(found.past, names, batch, False)))
+        if found.ties is not None:
+            adapter.execute(insert_into(log, all_columns, with_images(found.ties, names, batch, False)))
         rows = source.batch_rows(batch)
         if rows:
             source.record_batch(batch, "append", rows)
-        new_mark = _move_edge(source, mark, now.hi) if rows else mark
+        new_mark = _move_edge(source, found.mark, found.now.hi) if rows else found.mark
         if compare != names and new_mark.hi is not None:
             # The edge got the new columns as NULL: take their values from the source, so
             # that the next capture compares ties on every column.
             at_new = source.cursor_column("s").eq(source.cursor_value(new_mark.hi))
             execute_create(adapter, create_table_as(source.copy, select_from(source.ref, names, "s").where(at_new)))
         source.save(None, new_mark)
-    return Captured(batch=batch if rows else None, kind="append", rows=rows)
+    return Captured(((batch, "append", rows),) if rows else (), _appended_reason(rows))
+
+
+def predict_append_only(source: _Source, state: RelationState, edge: Rows, compare: list[str]) -> Captured:
+    """``capture_append_only``, counted: the batch it would record."""
+    found = append_only_changes(source, state, edge, compare)
+    if found is None:
+        return Captured()
+    if isinstance(found, str):
+        return Captured(((source.batch, "full", 0),), f"captured whole: {found}")
+    rows = _count(source.adapter, found.past)
+    if found.ties is not None:
+        rows += _count(source.adapter, found.ties)
+    return Captured(((source.batch, "append", rows),) if rows else (), _appended_reason(rows))
+
+
+def _appended_reason(rows: int) -> str:
+    return f"{rows} new rows" if rows else ""
 
 
 def _move_edge(source: _Source, mark: CursorMark, hi: str | None) -> CursorMark:
@@ -437,26 +595,35 @@ def _move_edge(source: _Source, mark: CursorMark, hi: str | None) -> CursorMark:
     return CursorMark(source.spec.cursor, hi, mark.below + mark.at + int(below), int(at))
 
 
-def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
-    """A keyed source diffed against its shadow; narrowed by the cursor when there is one,
-    then checked against the source's fingerprint and diffed whole when they differ.
-    ``trust_fingerprint`` is False when the shadow was just rebuilt with other columns."""
+@dataclass(frozen=True)
+class KeyedDiff:
+    """What a keyed capture compares with its shadow: the candidate source rows (narrowed
+    by the cursor when there is one), and what it needs to record afterwards."""
+
+    candidates: exp.Select
+    narrowed: bool  # only rows from the last cursor value on: diffed whole if the shadow still differs
+    fingerprint: str | None  # the source's, over the captured columns
+    mark: CursorMark | None  # as recorded by the last capture
+    hi: str | None  # the source's maximum cursor now
+
+
+def keyed_changes(
+    source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool
+) -> KeyedDiff | str | None:
+    """The candidate rows of a keyed source, or why it must be captured whole (its key
+    repeats), or None when its fingerprint says it did not change. Reads only.
+    ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other columns."""
     adapter, names, key = source.adapter, source.names, source.key
     source_fingerprint = adapter.fingerprint(source.ref, names)
     if trust_fingerprint and state.fingerprint is not None and source_fingerprint == state.fingerprint:
         return None
     mark = CursorMark.read(state.cursor_hi) if source.spec.cursor else None
     hi = _max_cursor(source) if source.spec.cursor else None
-    if _key_repeats(adapter, source.ref, key) or _key_repeats(adapter, source.copy, key):
+    if _key_repeats(adapter, source.ref, key) or _key_repeats(adapter, shadow, key):
         # A key diff cannot see a second copy of a row, nor its removal: while the declared
         # key repeats (in the source now, or in the copy taken last time), each change is
         # captured whole and the source's readers rebuild, which is exact either way.
-        LOG.warning(
-            "source %s: unique_key (%s) has repeated values; its readers are rebuilt in full until it is unique",
-            source.name,
-            ", ".join(key),
-        )
-        return _capture_whole(source, state)
+        return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
     candidates = select_from(source.ref, names, "s")
     narrowed = mark is not None and mark.hi is not None
     if mark is not None and mark.hi is not None:
@@ -465,41 +632,99 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
         candidates = candidates.where(exp.GTE(this=source.cursor_column("s"), expression=source.cursor_value(mark.hi)))
     if hi is not None:
         candidates = candidates.where(exp.LTE(this=source.cursor_column("s"), expression=source.cursor_value(hi)))
-    batch, total = source.batch, 0
+    return KeyedDiff(candidates, narrowed, source_fingerprint, mark, hi)
+
+
+def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
+    """A keyed source diffed against its shadow; narrowed by the cursor when there is one,
+    then checked against the source's fingerprint and diffed whole when they differ.
+    ``trust_fingerprint`` is False when the shadow was just rebuilt with other columns."""
+    adapter, names = source.adapter, source.names
+    found = keyed_changes(source, state, source.copy, trust_fingerprint)
+    if found is None:
+        return None
+    if isinstance(found, str):
+        LOG.warning("source %s: %s", source.name, found)
+        return _capture_whole(source, state, found)
+    batch = source.batch
+    recorded: list[tuple[int, str, int]] = []
+    notes: list[str] = []
     with adapter.transaction():
         # Leftovers of a capture interrupted on a warehouse without transactions.
         adapter.execute(exp.delete(source.log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
         if state.fingerprint is not None:
             _forget_fingerprint(adapter, source.name, state)
-        rows = _diff_batch(source, candidates, batch)
-        total += rows
+        rows = _diff_batch(source, found.candidates, batch)
+        if rows:
+            recorded.append((batch, "delta", rows))
         shadow_fingerprint = adapter.fingerprint(source.copy, names)
-        if narrowed and shadow_fingerprint != source_fingerprint:
+        if found.narrowed and shadow_fingerprint != found.fingerprint:
             # Rows changed without their cursor moving past the last capture (or with a
             # NULL cursor), or the shadow was changed by hand: diff every key.
-            LOG.warning(
-                "source %s: rows changed without their %s moving past the last capture; diffed by key in full",
-                source.name,
-                source.spec.cursor,
-            )
+            LOG.warning("source %s: %s", source.name, _WHOLE_DIFF)
             batch = batch + 1 if rows else batch
-            total += _diff_batch(source, select_from(source.ref, names, "s"), batch)
+            more = _diff_batch(source, select_from(source.ref, names, "s"), batch)
+            if more:
+                recorded.append((batch, "delta", more))
+                notes.append(_WHOLE_DIFF)
             shadow_fingerprint = adapter.fingerprint(source.copy, names)
-        source.save(shadow_fingerprint, CursorMark(mark.cursor, hi or mark.hi) if mark is not None else None)
-    return Captured(batch=batch if total else None, kind="delta", rows=total)
+        mark = found.mark
+        source.save(shadow_fingerprint, CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None)
+    return Captured(tuple(recorded), _keyed_reason(recorded, notes))
+
+
+_WHOLE_DIFF = "rows changed without their cursor moving past the last capture; diffed by key in full"
+
+
+def _keyed_reason(recorded: list[tuple[int, str, int]], notes: list[str]) -> str:
+    rows = sum(count for _, _, count in recorded)
+    return "; ".join([f"{rows} changed rows (old and new images)", *notes]) if rows else ""
+
+
+def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> Captured:
+    """``capture_keyed``, counted: the batches it would record. The second, whole diff is
+    counted against the shadow as the first diff would leave it; it finds rows exactly when
+    capture's fingerprint test would send it there (both tables are unique by key)."""
+    adapter, names = source.adapter, source.names
+    found = keyed_changes(source, state, shadow, trust_fingerprint)
+    if found is None:
+        return Captured()
+    if isinstance(found, str):
+        return Captured(((source.batch, "full", 0),), f"captured whole: {found}")
+    new = new_images(source, found.candidates, shadow)
+    old = old_images(source, shadow, new)
+    rows = _count(adapter, new) + _count(adapter, old)
+    batch = source.batch
+    recorded: list[tuple[int, str, int]] = []
+    notes: list[str] = []
+    if rows:
+        recorded.append((batch, "delta", rows))
+    if found.narrowed:
+        after = _refreshed(source, shadow, new, old)
+        new_whole = new_images(source, select_from(source.ref, names, "s"), after)
+        more = _count(adapter, new_whole) + _count(adapter, old_images(source, after, new_whole))
+        if more:
+            recorded.append((batch + 1 if rows else batch, "delta", more))
+            notes.append(_WHOLE_DIFF)
+    return Captured(tuple(recorded), _keyed_reason(recorded, notes))
 
 
 def _diff_batch(source: _Source, candidates: exp.Select, batch: int) -> int:
     """Diff ``candidates`` against the shadow into ``batch``, record it and update the
     shadow; returns the rows written to the change log."""
-    _diff_keyed(source.adapter, source.ref, source.key, source.names, candidates, batch)
+    log, names, all_columns = source.log, source.names, [*source.names, BATCH_COLUMN, OLD_COLUMN]
+    source.adapter.execute(
+        insert_into(log, all_columns, with_images(new_images(source, candidates, source.copy), names, batch, False))
+    )
+    old = old_images(source, source.copy, _batch_new_images(source, batch))
+    source.adapter.execute(insert_into(log, all_columns, with_images(old, names, batch, True)))
     rows = source.batch_rows(batch)
     if rows:
         # Order matters where there are no transactions: the batch is recorded before the
         # shadow and the watermark move past it, so a crash can repeat a batch (consumers
         # replace keys, which is idempotent) but never lose one.
         source.record_batch(batch, "delta", rows)
-        _refresh_shadow(source.adapter, source.ref, source.key, source.names, batch)
+        _refresh_shadow(source, batch)
     return rows
 
 
@@ -507,12 +732,12 @@ def _in_batch(batch: int, table: str | None = None) -> exp.Expr:
     return exp.column(BATCH_COLUMN, table=table, quoted=True).eq(batch)
 
 
-def _key_repeats(adapter: Adapter, table: TableRef, key: list[str]) -> bool:
-    """Whether two rows of ``table`` share a key value (NULLs count as equal, as in the diff)."""
+def _key_repeats(adapter: Adapter, rows: Rows, key: list[str]) -> bool:
+    """Whether two of ``rows`` share a key value (NULLs count as equal, as in the diff)."""
     columns = [exp.column(name, table="t", quoted=True) for name in key]
     query = (
         exp.select(exp.Literal.number(1))
-        .from_(table.to_table(alias="t"))
+        .from_(_from(rows, "t"))
         .group_by(*columns)
         .having(exp.func("count", exp.Star()) > 1)
         .limit(1)
@@ -526,47 +751,52 @@ def _forget_fingerprint(adapter: Adapter, name: str, state: RelationState) -> No
         adapter.execute(statement)
 
 
-def _diff_keyed(
-    adapter: Adapter, ref: TableRef, key: list[str], names: list[str], candidates: exp.Select, batch: int
-) -> None:
-    log, shadow = change_log(ref), shadow_table(ref)
-    all_columns = [*names, BATCH_COLUMN, OLD_COLUMN]
+def new_images(source: _Source, candidates: exp.Select, shadow: Rows) -> exp.Select:
+    """The candidate rows the shadow does not hold as they are: inserted or updated rows."""
     unchanged = (
-        exp.select(exp.Literal.number(1)).from_(shadow.to_table(alias="h")).where(null_safe_match("h", "s", names))
+        exp.select(exp.Literal.number(1)).from_(_from(shadow, "h")).where(null_safe_match("h", "s", source.names))
     )
-    new_images = candidates.where(exp.not_(exp.Exists(this=unchanged)))
-    adapter.execute(insert_into(log, all_columns, with_images(new_images, names, batch, False)))
-    this_batch = exp.and_(
-        exp.column(BATCH_COLUMN, table="n", quoted=True).eq(batch),
-        exp.not_(exp.column(OLD_COLUMN, table="n", quoted=True)),
-    )
+    return candidates.where(exp.not_(exp.Exists(this=unchanged)))
+
+
+def old_images(source: _Source, shadow: Rows, new: exp.Select) -> exp.Select:
+    """The shadow rows replaced by a new image of their key, or whose key left the source."""
+    key = source.key
     replaced = exp.Exists(
-        this=exp.select(exp.Literal.number(1))
-        .from_(log.to_table(alias="n"))
-        .where(exp.and_(this_batch, null_safe_match("n", "h", key)))
+        this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
     )
     still_there = exp.Exists(
-        this=exp.select(exp.Literal.number(1)).from_(ref.to_table(alias="s")).where(null_safe_match("s", "h", key))
+        this=exp.select(exp.Literal.number(1))
+        .from_(source.ref.to_table(alias="s"))
+        .where(null_safe_match("s", "h", key))
     )
-    old_images = select_from(shadow, names, "h").where(exp.or_(replaced, exp.not_(still_there)))
-    adapter.execute(insert_into(log, all_columns, with_images(old_images, names, batch, True)))
+    return _select(shadow, source.names, "h").where(exp.or_(replaced, exp.not_(still_there)))
 
 
-def _refresh_shadow(adapter: Adapter, ref: TableRef, key: list[str], names: list[str], batch: int) -> None:
+def _batch_new_images(source: _Source, batch: int) -> exp.Select:
+    return changed_rows(source.log, source.names, batch - 1, batch).where(
+        exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True))
+    )
+
+
+def _refresh_shadow(source: _Source, batch: int) -> None:
     """Replace the shadow rows of every key in ``batch`` by the batch's new images."""
-    log, shadow = change_log(ref), shadow_table(ref)
+    log, shadow, key = source.log, source.copy, source.key
     in_batch = exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(log.to_table(alias="n"))
-        .where(
-            exp.and_(exp.column(BATCH_COLUMN, table="n", quoted=True).eq(batch), null_safe_match("n", shadow.name, key))
-        )
+        .where(exp.and_(_in_batch(batch, "n"), null_safe_match("n", shadow.name, key)))
     )
-    adapter.execute(exp.delete(shadow.to_table(), where=in_batch))
-    adapter.execute(
-        insert_into(
-            shadow,
-            names,
-            changed_rows(log, names, batch - 1, batch).where(exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True))),
-        )
+    source.adapter.execute(exp.delete(shadow.to_table(), where=in_batch))
+    source.adapter.execute(insert_into(shadow, source.names, _batch_new_images(source, batch)))
+
+
+def _refreshed(source: _Source, shadow: Rows, new: exp.Select, old: exp.Select) -> exp.Query:
+    """The shadow as ``_refresh_shadow`` leaves it after a batch of ``new`` and ``old``
+    images, as a query: its rows of keys outside the batch, plus the new images."""
+    batch = exp.union(new.copy(), old.copy(), distinct=False)
+    in_batch = exp.Exists(
+        this=exp.select(exp.Literal.number(1)).from_(batch.subquery("n")).where(null_safe_match("n", "h", source.key))
     )
+    kept = _select(shadow, source.names, "h").where(exp.not_(in_batch))
+    return exp.union(kept, _select(new, source.names, "i"), distinct=False)

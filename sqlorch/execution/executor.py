@@ -1,35 +1,35 @@
 """Walk a plan in dependency order on worker threads; never builds SQL itself.
 
-Each node is re-decided just before it runs, with the batches its inputs actually
-produced in this build. A failed node marks its descendants skipped; independent
-branches go on.
+Each step runs the statements the plan holds for it and records what they report; where
+the plan holds a choice, the executor evaluates its rules on the batches the step's
+inputs really produced in this build (``planning/steps.py``). It decides nothing else. A
+failed node marks its descendants skipped; independent branches go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.audits.declared import DeclaredAudits, audit_parents
-from sqlorch.audits.run import AuditFailed, AuditResult, model_audits
+from sqlorch.audits.run import AuditFailed, AuditResult, ModelAudits, model_audits
 from sqlorch.audits.sources import SourceAudits
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.execution.seeds import decide_seed, execute_seed
+from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
+from sqlorch.execution.seeds import execute_seed
 from sqlorch.graph.dag import DAG
-from sqlorch.planning.cost import Work
-from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES, by_cost, decide_model, pending_changes
-from sqlorch.planning.steps import Plan, Step
+from sqlorch.planning.planner import Decision, rebuild_cheaper
+from sqlorch.planning.steps import MICROSECONDS, Branch, Choice, Item, Plan, Rule, Statement, Step, batch_record, bind
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
-from sqlorch.state.history import latest_stats
-from sqlorch.state.ownership import claim
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
 
 Listener = Callable[[str, ModelResult | Step | AuditResult], None]
@@ -49,14 +49,9 @@ class BuildInputs:
     audits: DeclaredAudits | None = None
     audit_mode: str = "on"  # --audits off|warn|on
     source_audits: SourceAudits | None = None  # checked on the captured changes, before any model runs
-
-
-def _planned_work(step: Step, action: str) -> Work | None:
-    """The rows the plan estimated the step's form reads and writes, when the build runs
-    the form the plan chose (recorded in the run history beside the run's seconds)."""
-    if action != step.action or step.estimated_rows_read is None or step.estimated_rows_written is None:
-        return None
-    return Work(step.estimated_rows_read, step.estimated_rows_written)
+    retry: RetryPolicy = field(
+        default_factory=RetryPolicy
+    )  # steps failing with a transient error (``execution/retry.py``)
 
 
 class Executor:
@@ -84,7 +79,6 @@ class Executor:
         return adapter
 
     def _record_batch(self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int]) -> None:
-        """The batch in the build's snapshot (its cost, in ``_sqlorch``, is for the next build's plan)."""
         with self.lock:
             self.snapshot.record_batch(name, batch, kind, rows)
             for input_name, consumed in watermarks.items():
@@ -116,47 +110,28 @@ class Executor:
     def _run_seed(self, step: Step) -> ModelResult:
         seed = self.inputs.project.seeds[step.ref]
         name = str(step.ref)
-        adapter = self._adapter()
-        state = self.snapshot.relations.get(name)
-        decision = decide_seed(seed, state, step.ref in self.inputs.existing, self.inputs.full_refresh)
-        if decision.action == "skip":
-            return ModelResult(name, "success", "skip", decision.reason, 0, strategy=decision.strategy)
-        if decision.action == "full":
+        if step.action == "skip":
+            return ModelResult(name, "success", "skip", step.reason, 0, strategy=step.strategy)
+        if step.action == "full":
             self._guard_dependent_views(step.ref)
-        batch = self.snapshot.latest_batch.get(name, 0) + 1
+        adapter = self._adapter()
+        StepRun(self, step, adapter, None).walk(step.statements)  # the ownership claim
+        decision = Decision(step.action, step.reason, step.strategy)
+        state = self.snapshot.relations.get(name)
+        batch = step.batch if step.batch is not None else self.snapshot.latest_batch.get(name, 0) + 1
         rows, kind = execute_seed(adapter, seed, self.inputs.physical_of[step.ref], decision, state, batch)
         if kind == "full" or rows:
             self._record_batch(name, batch, kind, rows, {})
-        return ModelResult(name, "success", decision.action, decision.reason, rows, strategy=decision.strategy)
+        return ModelResult(name, "success", step.action, step.reason, rows, strategy=step.strategy)
 
     def _run_model(self, step: Step) -> ModelResult:
-        started = time.perf_counter()
-        compiled = self.inputs.compiled[step.ref]
         name = str(step.ref)
-        inputs = sorted(compiled.model.inputs)
-        with self.lock:
-            changes = pending_changes(self.snapshot, name, inputs)
-            watermarks = {str(i): self.snapshot.latest_batch.get(str(i), 0) for i in inputs}
-            watermarks_stored = all((name, i) in self.snapshot.watermarks for i in watermarks)
-            state = self.snapshot.relations.get(name)
-            batch = self.snapshot.latest_batch.get(name, 0) + 1
+        if step.action == "skip":
+            return ModelResult(name, "success", "skip", step.reason, 0, strategy=step.strategy)
         # a failed source audit fails the models that would read its change
-        source_audits = self.inputs.source_audits.for_inputs(set(changes)) if self.inputs.source_audits else []
-        decision = decide_model(
-            compiled,
-            self.snapshot,
-            changes,
-            self.inputs.full_refresh,
-            step.ref in self.inputs.existing,
-            self.adapter.capabilities,
+        source_audits = (
+            self.inputs.source_audits.for_inputs(set(step.changed_inputs)) if self.inputs.source_audits else []
         )
-        decision = by_cost(decision, step.cost_winner, step.reason)
-        if decision.action == "skip":
-            return ModelResult(name, "success", "skip", decision.reason, 0, strategy=decision.strategy)
-        # Imported here: a build where every model is skipped never loads the runners and
-        # their rewrites.
-        from sqlorch.execution.models import ModelContext, execute_full, execute_incremental, execute_insert_only
-
         declared = self.inputs.audits
         audits = (
             None
@@ -172,38 +147,21 @@ class Executor:
         )
         if audits is not None:
             audits.inherited = source_audits
-        ctx = ModelContext(
-            audits=audits,
-            compiled=compiled,
-            physical=self.inputs.physical_of[step.ref],
-            physical_of=self.inputs.physical_of,
-            input_columns=self.inputs.input_columns,
-            watermarks=watermarks,
-            batch=batch,
-            default_schema=self.inputs.project.settings.default_schema,
-            state=state,
-            watermarks_stored=watermarks_stored,
-            started=started,
-            work=_planned_work(step, decision.action),
-            stats=latest_stats(self.snapshot.runs.get(name, [])),
-        )
-        adapter = self._adapter()
-        if decision.action == "full":
+        if step.action == "full":
             self._guard_dependent_views(step.ref)
-            may_diff = step.ref in self.inputs.existing and not self.inputs.full_refresh and step.rebuild_diffs
-            written = execute_full(adapter, ctx, may_diff)
-        elif decision.strategy == INSERT_ONLY:
-            written = execute_insert_only(adapter, ctx, changes, self.inputs.resolve)
-        else:
-            fold = decision.strategy == PARTIAL_AGGREGATES
-            written = execute_incremental(adapter, ctx, changes, self.inputs.resolve, fold_appends=fold)
-        self._record_batch(name, batch, written.kind, written.rows, watermarks)
+        run = StepRun(self, step, self._adapter(), audits)
+        run.walk(step.statements)
+        top = run.taken[0] if run.taken and isinstance(step.statements[0], Choice) else None
+        action, strategy, reason = (
+            (top.action, top.strategy, top.reason) if top else (step.action, step.strategy, step.reason)
+        )
+        kind, rows, written = batch_record(run.bound)
+        assert step.batch is not None
+        self._record_batch(name, step.batch, kind, rows, step.watermarks)
         with self.lock:
             self.inputs.existing.add(step.ref)
-            self.inputs.input_columns[step.ref] = written.columns
-        result = ModelResult(
-            name, "success", decision.action, decision.reason, written.written, strategy=decision.strategy
-        )
+        result = ModelResult(name, "success", action, reason, written, strategy=strategy)
+        result.branch = run.branch()
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 
@@ -214,15 +172,6 @@ class Executor:
             return set(step.depends_on)
         return set(step.depends_on) | audit_parents(audits.models[step.ref], self.inputs.resolve)
 
-    def _claim(self, ref: TableRef) -> None:
-        """Record a relation as sqlorch's before creating it (see ``state/ownership.py``)."""
-        relation = self.inputs.physical_of[ref]
-        with self.lock:
-            if str(relation) in self.inputs.owned:
-                return
-            self.inputs.owned.add(str(relation))
-        claim(self._adapter(), relation)
-
     def _run(self, step: Step) -> ModelResult:
         self.listener("start", step)
         started = time.perf_counter()
@@ -231,9 +180,7 @@ class Executor:
             self.listener("done", result)
             return result
         try:
-            if step.ref not in self.inputs.existing:
-                self._claim(step.ref)
-            result = self._run_seed(step) if step.kind == "seed" else self._run_model(step)
+            result = self._retrying(step)
         except SqlorchError as error:
             if self.adapter.interrupts.event.is_set():  # stopped (Ctrl-C): rolled back, not a failure
                 return ModelResult(str(step.ref), "skipped", "skip", "interrupted")
@@ -249,9 +196,18 @@ class Executor:
         self.listener("done", result)
         return result
 
+    def _retrying(self, step: Step) -> ModelResult:
+        """The step, tried again after a transient error unless the batch it writes committed."""
+        name = str(step.ref)
+        with self.lock:
+            batch = step.batch if step.batch is not None else self.snapshot.latest_batch.get(name, 0) + 1
+        run = self._run_seed if step.kind == "seed" else self._run_model
+        committed = lambda: batch_recorded(self._adapter(), name, batch)  # noqa: E731
+        return retry_step(lambda: run(step), self._adapter(), self.inputs.retry, name, committed)
+
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
-        # relations this build may replace (re-decided when they run, they rebuild after an input did)
+        # relations this build may replace (a step with a choice may rebuild after an input did)
         self.rebuilt = {
             str(self.inputs.physical_of[ref]) for ref, step in steps.items() if step.action not in ("error", "skipped")
         }
@@ -296,3 +252,117 @@ class Executor:
                 self.adapter.insert_rows(RUNS, RUN_COLUMNS, rows)
         except SqlorchError:
             pass  # run history is informative; the build's outcome is already committed
+
+
+class StepRun:
+    """One step's statements run in order: consecutive ``transaction`` statements in one
+    transaction, choices resolved by their rules, values bound as they come."""
+
+    def __init__(self, executor: Executor, step: Step, adapter: Adapter, audits: ModelAudits | None) -> None:
+        self.executor = executor
+        self.step = step
+        self.adapter = adapter
+        self.audits = audits
+        self.bound: dict[str, int | str] = {}
+        self.taken: list[Branch] = []
+        self.started = time.perf_counter()
+
+    def branch(self) -> str | None:
+        """The branches taken and why, for ``run_results.json`` (None: the plan held no choice)."""
+        if not self.taken:
+            return None
+        return "; ".join(
+            f"{b.name}: {' and '.join(r.describe() for r in b.rules) or 'no earlier branch applied'}"
+            for b in self.taken
+        )
+
+    def walk(self, items: list[Item], in_transaction: bool = False) -> None:
+        failure: BaseException | None = None
+        index = 0
+        while index < len(items):
+            item = items[index]
+            group = [item]
+            if not in_transaction and item.transaction:
+                while index + len(group) < len(items) and items[index + len(group)].transaction:
+                    group.append(items[index + len(group)])
+            index += len(group)
+            if failure is not None:  # after a failure, only what must always run (scratch drops)
+                for rest in group:
+                    if isinstance(rest, Statement) and rest.always:
+                        with contextlib.suppress(SqlorchError):
+                            self.run(rest)
+                continue
+            try:
+                if len(group) > 1 or (not in_transaction and item.transaction):
+                    with self.adapter.transaction():
+                        for member in group:
+                            self.run(member, in_transaction=True)
+                else:
+                    self.run(item, in_transaction)
+            except BaseException as error:  # noqa: BLE001 - re-raised once the always-statements ran
+                failure = error
+        if failure is not None:
+            raise failure
+
+    def run(self, item: Item, in_transaction: bool = False) -> None:
+        if isinstance(item, Choice):
+            branch = next(b for b in item.branches if all(self.holds(rule) for rule in b.rules))
+            self.taken.append(branch)
+            if branch.action == "full" and self.step.action != "full":
+                self.executor._guard_dependent_views(self.step.ref)
+            self.walk(branch.statements, in_transaction)
+            return
+        if item.kind == "let":
+            self.bound[item.binds] = item.value
+            return
+        if item.kind == "audit":
+            point = item.audit
+            if self.audits is not None and point is not None:
+                self.audits.check(self.adapter, point.table, point.columns, point.rest, point.message)
+            return
+        assert item.sql is not None
+        self.bound[MICROSECONDS] = round((time.perf_counter() - self.started) * 1e6)  # the cost it records
+        statement = bind(item.sql, self.bound)
+        if item.kind == "count":
+            self.bound[item.binds] = int(self.adapter.fetch(statement)[0][0])
+        elif item.kind == "unique":
+            duplicates = self.adapter.fetch(statement)
+            if duplicates:
+                model = self.executor.inputs.compiled[self.step.ref].model
+                raise SqlorchError(
+                    f"unique_key ({', '.join(model.config.unique_key)}) is not unique: "
+                    f"{duplicates[0]} appears more than once",
+                    path=model.path,
+                    hint="fix the model's SQL or the unique_key setting",
+                )
+        else:
+            count = self.adapter.execute(statement)
+            if item.binds:
+                if count is None:
+                    raise SqlorchError(
+                        f"the {self.adapter.dialect} driver reported no row count for: {statement.sql()[:80]}"
+                    )
+                self.bound[item.binds] = count
+
+    def holds(self, rule: Rule) -> bool:
+        snapshot = self.executor.snapshot
+        with self.executor.lock:
+            if rule.test == "whole":
+                result = any(snapshot.has_full_batch(name, after, upto) for name, after, upto in rule.inputs)
+            elif rule.test == "appended":
+                result = all(snapshot.only_appends(name, after, upto) for name, after, upto in rule.inputs)
+            elif rule.test in ("rebuild_cheaper", "rows_at_most"):
+                changed = sum(snapshot.pending_rows(name, after, upto) for name, after, upto in rule.inputs)
+                result = (
+                    rebuild_cheaper(changed, rule.threshold)
+                    if rule.test == "rebuild_cheaper"
+                    else changed <= rule.threshold
+                )
+            else:
+                result = None
+        if rule.test == "same_columns":
+            physical = self.executor.inputs.physical_of[self.step.ref]
+            now = self.adapter.columns(physical) or {}
+            result = {name: kind.sql(dialect=self.adapter.dialect) for name, kind in now.items()} == dict(rule.columns)
+        assert result is not None, rule.test
+        return result != rule.negate

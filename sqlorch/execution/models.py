@@ -1,4 +1,6 @@
-"""Running one model: a full rebuild, or replacing the keys its input changes affect.
+"""The statements of one model's step: a full rebuild, or replacing the keys its input
+changes affect. Built at plan time from the model, its inputs' batch ranges and the
+target's capabilities; the executor only runs them (``planning/steps.py``).
 
 Both paths write the model's table, its change log (old and new images for its own
 consumers), its batch record, its watermarks and its state in one transaction.
@@ -6,17 +8,15 @@ consumers), its batch record, its watermarks and its state in one transaction.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Adapter
+from sqlorch.adapters.base import Capabilities
 from sqlorch.audits import hooks as audit_hooks
-from sqlorch.audits.run import ModelAudits
 from sqlorch.compiler import CompiledModel
-from sqlorch.errors import SqlorchError
 from sqlorch.execution.merge import build_key_merge, mark_present
 from sqlorch.execution.statements import (
     changed_rows,
@@ -25,19 +25,34 @@ from sqlorch.execution.statements import (
     create_change_log,
     create_table_as,
     drop_table,
-    execute_create,
     insert_into,
+    replace_statements,
     select_from,
     with_images,
 )
-from sqlorch.planning.cost import FULL, INCREMENTAL, Work
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
 from sqlorch.planning.rewrites.substitute_occurrence import keep_only_branches_with, substitute_occurrence
+from sqlorch.planning.steps import (
+    KIND,
+    MICROSECONDS,
+    NEW_ROWS,
+    OLD_ROWS,
+    ROWS,
+    WRITTEN,
+    AuditPoint,
+    Branch,
+    Choice,
+    Item,
+    Rule,
+    Statement,
+    placeholder,
+)
 from sqlorch.refs import TableRef
-from sqlorch.state.history import RunCost, TableStats, distinct_keys_query
+from sqlorch.state.history import TableStats, distinct_keys_query
 from sqlorch.state.store import (
     BATCH_COLUMN,
     OLD_COLUMN,
@@ -53,7 +68,7 @@ from sqlorch.state.store import (
 
 @dataclass
 class ModelContext:
-    """What a model run needs to know about the world around it."""
+    """What a model's statements depend on, all known at plan time."""
 
     compiled: CompiledModel
     physical: TableRef
@@ -62,210 +77,241 @@ class ModelContext:
     watermarks: dict[str, int]  # input -> batch consumed after this run
     batch: int  # the batch number this run writes
     default_schema: str
-    audits: ModelAudits | None = None  # write-audit-publish, see sqlorch.audits.hooks
+    capabilities: Capabilities
+    audited: bool = False  # the model has audits to run (write-audit-publish, see sqlorch.audits.hooks)
     state: RelationState | None = None  # the model's record before this run
     watermarks_stored: bool = False  # every input has a watermark row already (moved by one UPDATE)
-    started: float | None = None  # ``time.perf_counter()`` when the run began, for its recorded cost
-    work: Work | None = None  # the rows the plan estimated this run reads and writes
+    previous: dict[str, str] | None = None  # the table's columns and types before the build (None: absent)
+    log_exists: bool = False  # the model's change log exists before the build
+    dialect: str = "duckdb"  # the target's (how a rebuilt table's keys are counted)
+    costs: Costs | None = None  # the cost model's estimates, recorded with the run (``state/history.py``)
     stats: TableStats | None = None  # the table as the model's last run left it
 
 
-def _grown(ctx: ModelContext, removed: int, added: int) -> int | None:
-    """The table's rows after an incremental run, from its rows before and the rows it replaced."""
-    before = ctx.stats.rows if ctx.stats is not None else None
-    return None if before is None else max(0, before - removed + added)
+def _run(statement: exp.Expr, purpose: str, transaction: bool = False, binds: str = "") -> Statement:
+    return Statement(statement, purpose, transaction=transaction, binds=binds)
 
 
-@dataclass(frozen=True)
-class Written:
-    """What a model run wrote: the batch's ``rows`` (its change-log size) and ``kind``, the
-    table's columns, which its consumers in this build read without asking the catalog, and
-    ``written``, the rows written to the table (``ModelResult.rows``; a full rebuild writes
-    every row, while its batch may hold only the diff)."""
-
-    rows: int
-    kind: str
-    columns: list[str]
-    written: int
+def _creates(ctx: ModelContext, create: exp.Create, purpose: str, transaction: bool = False) -> list[Statement]:
+    """A (possibly ``OR REPLACE``) CREATE in the form the warehouse supports."""
+    return [_run(s, purpose, transaction) for s in replace_statements(create, ctx.capabilities)]
 
 
-def _stored_columns(adapter: Adapter, ctx: ModelContext) -> list[str]:
+def _stored_columns(ctx: ModelContext) -> list[str]:
     """The table's columns, from the model's record: an incremental run only happens when the
-    record matches the compiled model (``planner.decide_model``), so no catalog query."""
+    record matches the compiled model (``planner.decide_model``), else from the catalog read
+    before the build."""
     if ctx.state is not None and ctx.state.columns:
         return list(ctx.state.columns)
-    return list(adapter.columns(ctx.physical) or {})
+    return list(ctx.previous or {})
 
 
-def _scratch(adapter: Adapter, ref: TableRef, part: str) -> TableRef:
-    return work_table(ref, part, temporary=adapter.capabilities.temp_tables)
+def _scratch(ctx: ModelContext, part: str) -> TableRef:
+    return work_table(ctx.compiled.model.ref, part, temporary=ctx.capabilities.temp_tables)
 
 
-def _drop_scratch(adapter: Adapter, tables: list[TableRef]) -> None:
+def _drop_scratch(ctx: ModelContext, tables: list[TableRef]) -> list[Statement]:
     """A temporary scratch table is left to the next run's ``CREATE OR REPLACE`` (or the end of
-    the connection): one statement less per table."""
-    if adapter.capabilities.temp_tables:
-        return
-    for table in tables:
-        adapter.execute(drop_table(table))
+    the connection): one statement less per table. Dropped even after a failure."""
+    if ctx.capabilities.temp_tables:
+        return []
+    return [Statement(drop_table(table), "drop scratch table", always=True) for table in tables]
 
 
-def _written(count: int | None, query: exp.Expr, adapter: Adapter) -> int:
-    """The rows an INSERT or DELETE wrote, as the driver reported it (``capabilities.row_counts``)."""
-    if count is None:
-        raise SqlorchError(f"the {adapter.dialect} driver reported no row count for: {query.sql()[:80]}")
-    return count
-
-
-def _clear_leftovers(adapter: Adapter, log: TableRef, batch: int) -> None:
+def _clear_leftovers(ctx: ModelContext, log: TableRef) -> list[Statement]:
     """Change-log rows of this batch number written by a run that died before recording
     the batch: only possible where a transaction can commit part way (no transactions, or DDL
-    that commits the open one), so elsewhere the statement is not run."""
-    if adapter.capabilities.transactions and adapter.capabilities.transactional_ddl:
-        return
-    adapter.execute(exp.delete(log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
+    that commits the open one), so elsewhere the statement is not planned."""
+    if ctx.capabilities.transactions and ctx.capabilities.transactional_ddl:
+        return []
+    where = exp.column(BATCH_COLUMN, quoted=True) >= ctx.batch
+    return [_run(exp.delete(log.to_table(), where=where), "clear change-log rows of a crashed run", True)]
 
 
-def _run_cost(ctx: ModelContext, strategy: str, table_rows: int | None, distinct_keys: int | None) -> RunCost:
-    """What the run cost, for the cost model's history (``state/history.py``). Without the
-    plan's estimate of its rows (the build ran another form than planned) it keeps only the
-    table's statistics: seconds without rows teach nothing."""
-    seconds = time.perf_counter() - ctx.started if ctx.started is not None else 0.0
-    if ctx.stats is not None and distinct_keys is None:
-        distinct_keys = ctx.stats.distinct_keys  # an incremental run leaves the key count about where it was
-    if ctx.compiled.keys.unique and table_rows is not None:
-        distinct_keys = table_rows
-    work = ctx.work
-    return RunCost(
-        strategy if work is not None else "",
-        seconds,
-        work.rows_read if work is not None else 0,
-        work.rows_written if work is not None else 0,
-        table_rows,
-        distinct_keys,
-    )
+def _run_cost(ctx: ModelContext, strategy: str, appends: bool = False) -> dict[str, Any]:
+    """The run's cost and the table's statistics, for the cost model's history: values the
+    executor binds (the seconds, the rows written) or the warehouse computes in the same
+    statement (a rebuilt table's keys). Without the plan's estimate of its rows the run
+    records no strategy: seconds without rows teach nothing."""
+    keys = ctx.compiled.keys
+    work = None if ctx.costs is None else (ctx.costs.full_work if strategy == FULL else ctx.costs.incremental_work)
+    before = ctx.stats.rows if ctx.stats is not None else None
+    table_rows: exp.Expr = exp.null()
+    known = ctx.stats.distinct_keys if ctx.stats is not None else None
+    distinct: exp.Expr = exp.Literal.number(known) if known is not None else exp.null()
+    if strategy == FULL and ctx.compiled.model.config.materialized != "view":
+        table_rows = placeholder(WRITTEN)
+        counted = distinct_keys_query(ctx.physical.to_table(), keys.key or [], keys.unique, ctx.dialect)
+        if len(counted.selects) > 1:
+            distinct = exp.Subquery(this=exp.select(counted.selects[1].copy()).from_(ctx.physical.to_table()))
+    elif strategy == INCREMENTAL and before is not None:
+        kept: exp.Expr = exp.Literal.number(before)
+        if not appends:  # the old images are the rows replaced
+            kept = exp.Sub(this=kept, expression=placeholder(OLD_ROWS))
+        table_rows = exp.Add(this=kept, expression=placeholder(NEW_ROWS))
+    if keys.unique:
+        distinct = table_rows.copy()
+    return {
+        "strategy": strategy if work is not None else "",
+        "seconds": exp.Div(this=placeholder(MICROSECONDS), expression=exp.Literal.number(1e6)),
+        "rows_read": work.rows_read if work is not None else 0,
+        "rows_written": work.rows_written if work is not None else 0,
+        "table_rows": table_rows,
+        "distinct_keys": distinct,
+    }
 
 
-def _bookkeeping(
-    adapter: Adapter,
-    ctx: ModelContext,
-    kind: str,
-    rows: int,
-    columns: list[str],
-    cost: RunCost | None = None,
-) -> None:
-    """The batch (with the run's ``cost``), the watermarks and (when it changed) the model's
-    record: two statements for a model run again unchanged, since a build runs this once
-    per model."""
+def _bookkeeping(ctx: ModelContext, columns: list[str], strategy: str, appends: bool = False) -> list[Statement]:
+    """The batch (with the run's cost, ``_run_cost``), the watermarks and (when it changed) the
+    model's record: two statements for a model run again unchanged, since a build runs this
+    once per model. The batch's kind and row count are bound when it runs
+    (``steps.batch_record``)."""
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
     stored = ctx.state
     unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
     statements = [] if unchanged else save_relation_statements(name, record)
-    statements.append(add_batch_statement(name, ctx.batch, kind, rows, cost))
+    cost = _run_cost(ctx, strategy, appends)
+    statements.append(add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS), cost))
     if ctx.watermarks_stored and unchanged:
         statements.append(update_watermarks_statement(name, ctx.watermarks))
     else:
         statements.extend(save_watermark_statements(name, ctx.watermarks))
-    for statement in statements:
-        adapter.execute(statement)
+    return [_run(s, "bookkeeping", True) for s in statements]
 
 
-def _check_unique_key(adapter: Adapter, ctx: ModelContext) -> None:
+def _check_unique_key(ctx: ModelContext) -> list[Statement]:
+    """A duplicate of the declared ``unique_key`` fails the model (the executor raises)."""
     declared = list(ctx.compiled.model.config.unique_key)
     if not declared:
-        return
-    duplicates = adapter.fetch(
+        return []
+    duplicates = (
         exp.select(*columns_of(declared))
         .from_(ctx.physical.to_table())
         .group_by(*columns_of(declared))
         .having(exp.func("count", exp.Star()) > 1)
         .limit(1)
     )
-    if duplicates:
-        raise SqlorchError(
-            f"unique_key ({', '.join(declared)}) is not unique: {duplicates[0]} appears more than once",
-            path=ctx.compiled.model.path,
-            hint="fix the model's SQL or the unique_key setting",
-        )
+    return [Statement(duplicates, "check unique_key", kind="unique", transaction=True)]
+
+
+def _audit(table: TableRef, columns: list[str], rest: exp.Select | None, message: str, tx: bool) -> Statement:
+    return Statement(
+        None,
+        "audits on the rows about to be published",
+        kind="audit",
+        transaction=tx,
+        audit=AuditPoint(table, columns, rest, message),
+    )
+
+
+def _count(query: exp.Query, binds: str, purpose: str) -> Statement:
+    return Statement(
+        exp.select(exp.func("count", exp.Star())).from_(query.subquery("c")), purpose, kind="count", binds=binds
+    )
+
+
+def _let(name: str, value: int | str) -> Statement:
+    return Statement(None, f"{name} = {value}", kind="let", binds=name, value=value, transaction=True)
 
 
 def _multiset_minus(left: TableRef, right: TableRef, columns: list[str]) -> exp.Query:
     return exp.except_(select_from(left, columns), select_from(right, columns), distinct=False)
 
 
-def execute_full(adapter: Adapter, ctx: ModelContext, may_diff: bool) -> Written:
+def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: str) -> list[Item]:
     """Rebuild the table. Where the warehouse can diff multisets and the columns did not
     change, the old and new rows are diffed into the change log so that consumers stay
     incremental; otherwise the batch is ``full`` and consumers rebuild. The batch's row
-    count is the diff's size for a ``delta``; the rows written are the table's."""
+    count is the diff's size for a ``delta``; the rows written are the table's. Whether the
+    rebuilt table kept its column types is only known once it exists: a ``Choice``."""
     model = ctx.compiled.model
     view = model.config.materialized == "view"
     log = change_log(model.ref)
     old = work_table(model.ref, "old")
-    existing = adapter.columns(ctx.physical) if may_diff else None
-    previous_columns = list(existing) if existing is not None else None
+    columns = [name.lower() for name in ctx.compiled.columns or {}]
+    previous = ctx.previous if may_diff else None
     diff = (
         not view
         and model.config.materialized == "incremental"
-        and adapter.capabilities.except_all
-        and previous_columns is not None
-        and adapter.columns(log) is not None
+        and ctx.capabilities.except_all
+        and previous is not None
+        and ctx.log_exists
     )
+    out: list[Item] = []
     # --- audits: in the transaction where DDL rolls back, else a scratch table first
-    audit_here = ctx.audits is not None and audit_hooks.audits_in_transaction(adapter)
+    audit_here = ctx.audited and audit_hooks.audits_in_transaction(ctx.capabilities)
+    sql: exp.Query = ctx.compiled.physical_sql
     scratch = None
-    if ctx.audits is not None and not audit_here:
-        scratch = audit_hooks.audit_in_scratch(adapter, ctx.audits, model.ref, ctx.compiled.physical_sql)
-    sql = audit_hooks.published_from(scratch, adapter) if scratch and not view else ctx.compiled.physical_sql
-    # ---
-    with adapter.transaction():
-        if diff:
-            execute_create(adapter, create_table_as(old, select_from(ctx.physical, list(previous_columns or []))))
-        execute_create(adapter, create_table_as(ctx.physical, sql, view=view))
-        rebuilt = adapter.columns(ctx.physical) or {}
-        columns = list(rebuilt)
-        if audit_here and ctx.audits is not None:
-            ctx.audits.check(adapter, ctx.physical, columns, None, "the transaction was rolled back")
-        distinct: int | None = None
-        if view:
-            rows = written = 0
-        else:
-            keys = ctx.compiled.keys
-            counted = adapter.fetch(
-                distinct_keys_query(ctx.physical.to_table(), keys.key or [], keys.unique, adapter.dialect)
-            )[0]
-            rows = written = int(counted[0])
-            distinct = int(counted[1]) if len(counted) > 1 and counted[1] is not None else None
+    if ctx.audited and not audit_here:
+        scratch = work_table(model.ref, "audit")
+        out += _creates(ctx, create_table_as(scratch, sql), "the new rows, to audit before publishing")
+        out.append(_audit(scratch, columns, None, "the scratch table was not published", False))
         if not view:
-            _check_unique_key(adapter, ctx)
-        kind = "full"
-        # Types too: a change log of the old types would round the new values.
-        if diff and rebuilt == existing:
-            _clear_leftovers(adapter, log, ctx.batch)
-            all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-            adapter.execute(
+            sql = select_from(scratch, columns)
+    # ---
+    if diff and previous is not None:
+        out += _creates(ctx, create_table_as(old, select_from(ctx.physical, list(previous))), "keep the old rows", True)
+    out += _creates(ctx, create_table_as(ctx.physical, sql, view=view), "rebuild", True)
+    if audit_here:
+        out.append(_audit(ctx.physical, columns, None, "the transaction was rolled back", True))
+    if view:
+        out.append(_let(WRITTEN, 0))
+    else:
+        out.append(Statement(count_rows(ctx.physical), "count the rows written", "count", True, WRITTEN))
+        out += _check_unique_key(ctx)
+    if diff and previous is not None:
+        all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+        delta: list[Item] = [
+            *_clear_leftovers(ctx, log),
+            _run(
                 insert_into(
                     log, all_columns, with_images(_multiset_minus(old, ctx.physical, columns), columns, ctx.batch, True)
-                )
-            )
-            adapter.execute(
+                ),
+                "change log: old rows gone",
+                True,
+            ),
+            _run(
                 insert_into(
                     log,
                     all_columns,
                     with_images(_multiset_minus(ctx.physical, old, columns), columns, ctx.batch, False),
-                )
+                ),
+                "change log: new rows",
+                True,
+            ),
+            Statement(
+                count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)),
+                "count the batch",
+                "count",
+                True,
+                ROWS,
+            ),
+            _let(KIND, "delta"),
+        ]
+        whole: list[Item] = [
+            *_creates(ctx, create_change_log(log, ctx.physical, columns), "new change log", True),
+            _let(KIND, "full"),
+        ]
+        same = Rule("same_columns", columns=tuple(previous.items()))
+        out.append(
+            Choice(
+                [
+                    Branch("diff", [same], "full", strategy, reason, delta),
+                    Branch("whole", [], "full", strategy, f"{reason}; column types changed", whole),
+                ],
+                transaction=True,
             )
-            rows = int(adapter.fetch(count_rows(log).where(exp.column(BATCH_COLUMN, quoted=True).eq(ctx.batch)))[0][0])
-            kind = "delta"
-        elif model.config.materialized == "incremental":
-            execute_create(adapter, create_change_log(log, ctx.physical, columns))
-        if diff:
-            adapter.execute(drop_table(old))
-        _bookkeeping(adapter, ctx, kind, rows, columns, _run_cost(ctx, FULL, None if view else written, distinct))
+        )
+        out.append(_run(drop_table(old), "drop the old rows", True))
+    else:
+        if model.config.materialized == "incremental":
+            out += _creates(ctx, create_change_log(log, ctx.physical, columns), "new change log", True)
+        out.append(_let(KIND, "full"))
+    out += _bookkeeping(ctx, columns, FULL)
     if scratch is not None:
-        adapter.execute(drop_table(scratch))
-    return Written(rows, kind, columns, written)
+        out.append(Statement(drop_table(scratch), "drop the audited scratch table", always=True))
+    return out
 
 
 @dataclass
@@ -300,12 +346,11 @@ class ChangeSources:
         return exp.union(select_from(self.ctx.physical_of.get(ref, ref), names), old, distinct=False)
 
 
-def execute_insert_only(
-    adapter: Adapter,
+def insert_only_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
-) -> Written:
+) -> list[Item]:
     """Append the model evaluated over the appended input rows (row-preserving models)."""
     model = ctx.compiled.model
     assert ctx.compiled.keys.inlined is not None
@@ -314,31 +359,32 @@ def execute_insert_only(
         ctx.compiled.keys.inlined, 0, sources.is_changed, sources.changed, sources.everything
     )
     appended = rename_relations(keep_only_branches_with(appended, target), ctx.physical_of, ctx.default_schema)
-    rows_table = _scratch(adapter, model.ref, "rows")
-    columns = _stored_columns(adapter, ctx)
-    execute_create(adapter, create_table_as(rows_table, appended, temporary=adapter.capabilities.temp_tables))
-    try:
-        if ctx.audits is not None:  # the appended rows, before anything is written
-            rest = audit_hooks.stored_rest(ctx.physical, columns, None)
-            ctx.audits.check(adapter, rows_table, columns, rest, "nothing was written")
-        new_rows = select_from(rows_table, columns)
-        counted = adapter.capabilities.row_counts
-        count = 0 if counted else int(adapter.fetch(count_rows(rows_table))[0][0])
-        with adapter.transaction():
-            _clear_leftovers(adapter, change_log(model.ref), ctx.batch)
-            log_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-            adapter.execute(
-                insert_into(change_log(model.ref), log_columns, with_images(new_rows, columns, ctx.batch, False))
-            )
-            inserted = adapter.execute(insert_into(ctx.physical, columns, new_rows))
-            if counted:
-                count = _written(inserted, new_rows, adapter)
-            _check_unique_key(adapter, ctx)
-            cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, 0, count), None)
-            _bookkeeping(adapter, ctx, "append", count, columns, cost)
-    finally:
-        _drop_scratch(adapter, [rows_table])
-    return Written(count, "append", columns, count)
+    rows_table = _scratch(ctx, "rows")
+    columns = _stored_columns(ctx)
+    out: list[Item] = []
+    out += _creates(ctx, create_table_as(rows_table, appended, temporary=ctx.capabilities.temp_tables), "appended rows")
+    if ctx.audited:  # the appended rows, before anything is written
+        rest = audit_hooks.stored_rest(ctx.physical, columns, None)
+        out.append(_audit(rows_table, columns, rest, "nothing was written", False))
+    new_rows = select_from(rows_table, columns)
+    counted = ctx.capabilities.row_counts
+    if not counted:
+        out.append(Statement(count_rows(rows_table), "count the appended rows", "count", binds=NEW_ROWS))
+    log_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+    out += _clear_leftovers(ctx, change_log(model.ref))
+    out.append(
+        _run(
+            insert_into(change_log(model.ref), log_columns, with_images(new_rows, columns, ctx.batch, False)),
+            "change log: new rows",
+            True,
+        )
+    )
+    out.append(_run(insert_into(ctx.physical, columns, new_rows), "append", True, NEW_ROWS if counted else ""))
+    out += _check_unique_key(ctx)
+    out.append(_let(KIND, "append"))
+    out += _bookkeeping(ctx, columns, INCREMENTAL, appends=True)
+    out += _drop_scratch(ctx, [rows_table])
+    return out
 
 
 def _combine(kind: str, stored: exp.Expr, added: exp.Expr) -> exp.Expr:
@@ -401,13 +447,12 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
     return affected, combined
 
 
-def execute_incremental(
-    adapter: Adapter,
+def incremental_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
     fold_appends: bool = False,
-) -> Written:
+) -> list[Item]:
     """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
     DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
     only the appended input rows into the stored groups (see ``keys.distributive``)."""
@@ -415,149 +460,148 @@ def execute_incremental(
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     key = keys.key
-    if key and not fold_appends and ctx.audits is None and _small(adapter, changes):
-        return _replace_small(adapter, ctx, ChangeSources(ctx, changes, resolve))
-    temporary = adapter.capabilities.temp_tables
-    keys_table, rows_table = _scratch(adapter, model.ref, "keys"), _scratch(adapter, model.ref, "rows")
-    columns = _stored_columns(adapter, ctx)
+    capabilities = ctx.capabilities
+    temporary = capabilities.temp_tables
+    keys_table, rows_table = _scratch(ctx, "keys"), _scratch(ctx, "rows")
+    columns = _stored_columns(ctx)
     log = change_log(model.ref)
     sources = ChangeSources(ctx, changes, resolve)
+    out: list[Item] = []
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
     if fold_appends:
         affected, recomputed = _partial_aggregate_rows(ctx, sources)
-        execute_create(adapter, create_table_as(keys_table, affected, temporary=temporary))
+        out += _creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
     elif key:
         affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
-        execute_create(adapter, create_table_as(keys_table, affected, temporary=temporary))
+        out += _creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
     else:
         recomputed = ctx.compiled.physical_sql
     if key:
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
-    merge = keys.unique and bool(key) and adapter.capabilities.merge_in_transaction
+    merge = keys.unique and bool(key) and capabilities.merge_in_transaction
     rows_query = mark_present(recomputed) if merge else recomputed
-    execute_create(adapter, create_table_as(rows_table, rows_query, temporary=temporary))
-    stored, changed = _scratch(adapter, model.ref, "old"), _scratch(adapter, model.ref, "changed")
-    diff = bool(key) and adapter.capabilities.except_all
-    try:
-        if ctx.audits is not None:  # the recomputed rows of the affected keys, before anything is written
-            rest = audit_hooks.stored_rest(ctx.physical, columns, target_match) if key else None
-            ctx.audits.check(adapter, rows_table, columns, rest, "nothing was written")
-        old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
-        new_images = select_from(rows_table, columns)
-        if diff:
-            # Most rows of an affected key usually come back unchanged (one new event in a
-            # user's window partition): write only the rows that really differ. The stored
-            # rows of the affected keys are read once: finding them scans the whole table.
-            execute_create(adapter, create_table_as(stored, old_images, temporary=temporary))
-            differ = changed_values(stored, rows_table, columns)
-            execute_create(adapter, create_table_as(changed, differ, temporary=temporary))
-            old_images = select_from(stored, columns, "o").where(same_value(changed, columns, "o"))
-            logged_new = select_from(rows_table, columns, "r").where(same_value(changed, columns, "r"))
-        else:
-            logged_new = new_images
-        # Counted by the log inserts where the driver reports it, else before the transaction:
-        # some warehouses run a transaction as one script.
-        counted = adapter.capabilities.row_counts
-        old_count, new_count = (
-            (0, 0)
-            if counted
-            else (
-                int(adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(q.subquery("c")))[0][0])
-                for q in (old_images, logged_new)
+    out += _creates(ctx, create_table_as(rows_table, rows_query, temporary=temporary), "recomputed rows")
+    stored, changed = _scratch(ctx, "old"), _scratch(ctx, "changed")
+    diff = bool(key) and capabilities.except_all
+    if ctx.audited:  # the recomputed rows of the affected keys, before anything is written
+        rest = audit_hooks.stored_rest(ctx.physical, columns, target_match) if key else None
+        out.append(_audit(rows_table, columns, rest, "nothing was written", False))
+    old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
+    new_images = select_from(rows_table, columns)
+    if diff:
+        # Most rows of an affected key usually come back unchanged (one new event in a
+        # user's window partition): write only the rows that really differ. The stored
+        # rows of the affected keys are read once: finding them scans the whole table.
+        out += _creates(ctx, create_table_as(stored, old_images, temporary=temporary), "stored rows of the keys")
+        differ = changed_values(stored, rows_table, columns)
+        out += _creates(ctx, create_table_as(changed, differ, temporary=temporary), "rows that differ")
+        old_images = select_from(stored, columns, "o").where(same_value(changed, columns, "o"))
+        logged_new = select_from(rows_table, columns, "r").where(same_value(changed, columns, "r"))
+    else:
+        logged_new = new_images
+    # Counted by the log inserts where the driver reports it, else before the transaction:
+    # some warehouses run a transaction as one script.
+    counted = capabilities.row_counts
+    if not counted:
+        out.append(_count(old_images, OLD_ROWS, "count the old images"))
+        out.append(_count(logged_new, NEW_ROWS, "count the new images"))
+    out += _clear_leftovers(ctx, log)
+    all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+    logged_old_rows = with_images(old_images, columns, ctx.batch, True)
+    logged_new_rows = with_images(logged_new, columns, ctx.batch, False)
+    out.append(
+        _run(
+            insert_into(log, all_columns, logged_old_rows), "change log: old images", True, OLD_ROWS if counted else ""
+        )
+    )
+    out.append(
+        _run(
+            insert_into(log, all_columns, logged_new_rows), "change log: new images", True, NEW_ROWS if counted else ""
+        )
+    )
+    if merge:
+        out.append(_run(build_key_merge(ctx.physical, rows_table, keys_table, key, columns), "apply: merge keys", True))
+    elif diff:
+        out.append(
+            _run(
+                exp.delete(ctx.physical.to_table(), where=same_value(changed, columns, ctx.physical.name)),
+                "apply: delete changed rows",
+                True,
             )
         )
-        with adapter.transaction():
-            _clear_leftovers(adapter, log, ctx.batch)
-            all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-            logged_old_rows = with_images(old_images, columns, ctx.batch, True)
-            logged_new_rows = with_images(logged_new, columns, ctx.batch, False)
-            written_old = adapter.execute(insert_into(log, all_columns, logged_old_rows))
-            written_new = adapter.execute(insert_into(log, all_columns, logged_new_rows))
-            if counted:
-                old_count = _written(written_old, logged_old_rows, adapter)
-                new_count = _written(written_new, logged_new_rows, adapter)
-            kind = "delta" if old_count else "append"
-            if merge:
-                adapter.execute(build_key_merge(ctx.physical, rows_table, keys_table, key, columns))
-            elif diff:
-                adapter.execute(
-                    exp.delete(ctx.physical.to_table(), where=same_value(changed, columns, ctx.physical.name))
-                )
-                adapter.execute(insert_into(ctx.physical, columns, logged_new))
-            else:
-                adapter.execute(exp.delete(ctx.physical.to_table(), where=target_match))
-                adapter.execute(insert_into(ctx.physical, columns, new_images))
-            _check_unique_key(adapter, ctx)
-            cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, old_count, new_count), None)
-            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns, cost)
-    finally:
-        _drop_scratch(adapter, [keys_table, rows_table, stored, changed])
-    return Written(old_count + new_count, kind, columns, old_count + new_count)
+        out.append(_run(insert_into(ctx.physical, columns, logged_new), "apply: insert changed rows", True))
+    else:
+        out.append(_run(exp.delete(ctx.physical.to_table(), where=target_match), "apply: delete the keys' rows", True))
+        out.append(_run(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
+    out += _check_unique_key(ctx)
+    out += _bookkeeping(ctx, columns, INCREMENTAL)
+    out += _drop_scratch(ctx, [keys_table, rows_table, stored, changed])
+    return out
 
 
 # Pending input rows up to which a run replaces its keys without scratch tables (below).
 SMALL_CHANGE_ROWS = 1_000
 
 
-def _small(adapter: Adapter, changes: dict[TableRef, InputChange]) -> bool:
-    """A change small enough that computing its affected keys again in each statement costs
-    less than the statements that would keep them in scratch tables (~1 ms each on DuckDB,
-    a round trip elsewhere): the fixed cost of a model in a long chain."""
+def small_change_possible(ctx: ModelContext, changes: dict[TableRef, InputChange], fold_appends: bool) -> bool:
+    """Whether ``small_statements`` may replace ``incremental_statements`` when the change is
+    at most ``SMALL_CHANGE_ROWS`` rows: computing the affected keys again in each statement
+    then costs less than the statements that would keep them in scratch tables (~1 ms each on
+    DuckDB, a round trip elsewhere), the fixed cost of a model in a long chain."""
+    keys = ctx.compiled.keys
     return (
-        adapter.capabilities.row_counts
+        bool(keys.key)
+        and not fold_appends
+        and not ctx.audited
+        and ctx.capabilities.row_counts
         and not any(change.full for change in changes.values())
-        and sum(change.rows for change in changes.values()) <= SMALL_CHANGE_ROWS
     )
 
 
-def _replace_small(adapter: Adapter, ctx: ModelContext, sources: ChangeSources) -> Written:
-    """``execute_incremental`` for a small change: the affected keys in one scratch table,
-    then one transaction of one log insert (old and new images), DELETE + INSERT of the
-    affected keys (their row counts are the images' counts) and bookkeeping, the recomputed
-    rows computed where they are written (twice, for the log and the table). Every row of an
-    affected key is logged, old and new, as where the warehouse cannot diff: a few unchanged
-    rows cost less than the three scratch tables that would find them. (A CTE of the keys in
-    each statement instead of the table: DuckDB runs it as a correlated subquery, ten times
-    slower.)"""
+def small_statements(
+    ctx: ModelContext,
+    changes: dict[TableRef, InputChange],
+    resolve: Callable[[exp.Table], TableRef | None],
+) -> list[Item]:
+    """``incremental_statements`` for a small change: the affected keys in one scratch table,
+    then one transaction of log inserts, DELETE + INSERT of the affected keys and
+    bookkeeping, the recomputed rows computed where they are written (twice, for the log and
+    the table). Every row of an affected key is logged, old and new, as where the warehouse
+    cannot diff: a few unchanged rows cost less than the three scratch tables that would
+    find them. (A CTE of the keys in each statement instead of the table: DuckDB runs it as
+    a correlated subquery, ten times slower.)"""
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
+    sources = ChangeSources(ctx, changes, resolve)
     affected = build_affected_keys(keys.inlined, keys.key, sources.is_changed, sources.changed, sources.everything)
     affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
-    keys_table = _scratch(adapter, ctx.compiled.model.ref, "keys")
-    execute_create(adapter, create_table_as(keys_table, affected, temporary=adapter.capabilities.temp_tables))
+    keys_table = _scratch(ctx, "keys")
+    out: list[Item] = []
+    out += _creates(ctx, create_table_as(keys_table, affected, temporary=ctx.capabilities.temp_tables), "affected keys")
     keys_ref = keys_table.to_table(alias="k")
     recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_ref)
-    columns = _stored_columns(adapter, ctx)
+    columns = _stored_columns(ctx)
     physical = ctx.physical.name
     match = key_match(keys_ref, [(n, exp.column(n, table=physical, quoted=True)) for n in keys.key])
     old_images = select_from(ctx.physical, columns, physical).where(match)
     log = change_log(ctx.compiled.model.ref)
     all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
-    try:
-        with adapter.transaction():
-            _clear_leftovers(adapter, log, ctx.batch)
-            # one log insert of both images; the DELETE and INSERT that follow count them
-            logged = exp.union(
-                with_images(old_images, columns, ctx.batch, True),
-                with_images(recomputed, columns, ctx.batch, False),
-                distinct=False,
-            )
-            adapter.execute(insert_into(log, all_columns, logged))
-            delete = exp.delete(ctx.physical.to_table(), where=match.copy())
-            old_count = _written(adapter.execute(delete), delete, adapter)
-            new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
-            new_count = _written(adapter.execute(insert_into(ctx.physical, columns, new_rows)), new_rows, adapter)
-            kind = "delta" if old_count else "append"
-            _check_unique_key(adapter, ctx)
-            cost = _run_cost(ctx, INCREMENTAL, _grown(ctx, old_count, new_count), None)
-            _bookkeeping(adapter, ctx, kind, old_count + new_count, columns, cost)
-    finally:
-        _drop_scratch(adapter, [keys_table])
-    return Written(old_count + new_count, kind, columns, old_count + new_count)
+    out += _clear_leftovers(ctx, log)
+    logged_old = with_images(old_images, columns, ctx.batch, True)
+    logged_new = with_images(recomputed, columns, ctx.batch, False)
+    out.append(_run(insert_into(log, all_columns, logged_old), "change log: old images", True, OLD_ROWS))
+    out.append(_run(insert_into(log, all_columns, logged_new), "change log: new images", True, NEW_ROWS))
+    out.append(_run(exp.delete(ctx.physical.to_table(), where=match.copy()), "apply: delete the keys' rows", True))
+    new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
+    out.append(_run(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True))
+    out += _check_unique_key(ctx)
+    out += _bookkeeping(ctx, columns, INCREMENTAL)
+    out += _drop_scratch(ctx, [keys_table])
+    return out
 
 
 SIGN_COLUMN = "_sqlorch_sign"  # +1 for a row of the new rows, -1 for a stored one

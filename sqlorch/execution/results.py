@@ -21,6 +21,7 @@ class ModelResult:
     strategy: str = ""  # the strategy actually run, the plan's vocabulary ("" for a skip)
     estimated_rows: int | None = None  # the plan's estimate of changed input rows
     rows_written: int | None = None  # same as ``rows``, under the name the plan's estimates use
+    branch: str | None = None  # where the plan held a choice: the branch taken and its rule
 
 
 @dataclass

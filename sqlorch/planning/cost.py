@@ -44,7 +44,7 @@ user's own warehouse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlorch.state.history import RunCost
 
@@ -172,3 +172,24 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     cheaper = full_cost + MIN_SAVING < incremental_cost
     winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL
     return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys))
+
+
+def break_even(estimate: Estimate, history: list[RunCost]) -> int | None:
+    """The changed rows above which a rebuild wins, the rest of ``estimate`` held: the
+    threshold of a plan's ``rebuild_cheaper`` rule, checked at build time against the rows
+    an upstream step of the same build really changed. None: a rebuild never wins."""
+
+    def rebuild_wins(changed: int) -> bool:
+        return estimate_costs(replace(estimate, changed_rows=changed), history).winner == FULL
+
+    high = 4 * ((estimate.input_rows or 0) + (estimate.table_rows or 0)) + 2
+    if estimate.input_rows is None or not rebuild_wins(high):
+        return None
+    low = -1  # rebuild_wins(low + 1 ...) is searched: the first count that wins is ``high``
+    while high - low > 1:
+        middle = (low + high) // 2
+        if rebuild_wins(middle):
+            high = middle
+        else:
+            low = middle
+    return high - 1  # "more than this many" wins

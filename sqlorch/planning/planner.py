@@ -1,29 +1,39 @@
 """Decide, per node, skip | incremental | full, and why. Pure: no warehouse access.
 
-The same ``decide_model`` runs twice: when planning (with upstream changes predicted from
-the upstream steps) and in the executor just before a model runs (with the batches its
-inputs really produced in this build), so a plan and a build agree on their reasons. The
-choice between an exact incremental form and a cheaper rebuild (``planning/cost.py``) is
-the plan's: the build applies the plan's winner (``by_cost``) rather than estimate again
-from counts the plan could not know, so both say the same.
+``decide_model`` runs only here, at plan time. Where an upstream step of the same build
+decides what a model reads (how many rows it changes, whether it writes a whole new
+table), the planner decides the model once per outcome and the step holds each as a
+branch with its rule (``step_statements.py``); the executor only evaluates the rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.compiler import CompiledModel
-from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, estimate_costs
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
-from sqlorch.state.history import latest_stats, recent
+from sqlorch.state.history import RunCost, latest_stats, recent
 from sqlorch.state.store import StateSnapshot
+
+if TYPE_CHECKING:
+    from sqlorch.planning.step_statements import StepTarget
 
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
+
+
+def rebuild_cheaper(changed_rows: int, threshold: int) -> bool:
+    """Whether ``changed_rows`` changed input rows make a rebuild cheaper than the
+    incremental form, ``threshold`` being where the cost model's two estimates cross
+    (``cost.break_even``): the comparison a plan's ``rebuild_cheaper`` rule makes at build
+    time, once an upstream step has counted its change."""
+    return changed_rows > threshold
 
 
 @dataclass(frozen=True)
@@ -116,10 +126,11 @@ def decide_model(
     changes: dict[TableRef, InputChange],
     full_refresh: bool,
     table_exists: bool,
+    costs: Costs | None,
     capabilities: Capabilities,
 ) -> Decision:
-    """The exact form for the model and its changes; whether a rebuild is cheaper than an
-    incremental one is ``by_cost``'s."""
+    """The exact form for the model and its changes, or a rebuild where ``costs`` (the
+    cost model's, ``planning/cost.py``; None: not compared) found one cheaper."""
     model = compiled.model
     name = str(model.ref)
     state = snapshot.relations.get(name)
@@ -148,6 +159,8 @@ def decide_model(
     in_subquery = sorted(str(r) for r in changes if _mentions(keys.subquery_tables, r))
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
+    if costs is not None and costs.winner == FULL:
+        return Decision("full", costs.reason(), rebuild)
     # Appending and folding are exact only if applied once: they need a transaction that
     # commits them with the watermark. Without one, replacing keys is idempotent.
     if capabilities.transactions and insert_only(keys, changes):
@@ -159,41 +172,37 @@ def decide_model(
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
     strategy = "merge keys" if keys.unique else "delete+insert keys"
-    return Decision(
-        "incremental", f"{changed_names} changed; recompute affected keys ({', '.join(keys.key)})", strategy
-    )
+    return Decision("incremental", f"{changed_names} changed; recompute affected keys", strategy)  # key: Step.key
 
 
-def by_cost(decision: Decision, winner: str, reason: str) -> Decision:
-    """``decision``, or a rebuild where the cost model found one cheaper than its
-    incremental form."""
-    if decision.action != "incremental" or winner != FULL:
-        return decision
-    return Decision("full", reason, "rebuild")
+def _history(snapshot: StateSnapshot, name: str) -> list[RunCost]:
+    runs = snapshot.runs.get(name, [])
+    return recent(runs, FULL) + recent(runs, INCREMENTAL)
 
 
-def _estimate(
+def model_estimate(
     item: CompiledModel,
     snapshot: StateSnapshot,
     changes: dict[TableRef, InputChange],
     input_sizes: dict[TableRef, int],
-    strategy: str,
     diffs: bool,
 ) -> Estimate:
-    """The sizes one model's costs are estimated from: its inputs' rows (counted, or as
-    their last runs left them), its table's rows and keys (its last runs)."""
+    """The sizes one model's costs are estimated from: the changed rows of its inputs, its
+    inputs' rows (counted for this plan, or as their last runs left them), its table's rows
+    and keys (as its last runs left them)."""
     stats = latest_stats(snapshot.runs.get(str(item.model.ref), []))
     sizes = [input_sizes.get(ref) for ref in item.model.inputs]
     table_rows = stats.rows if stats is not None else None
     distinct = table_rows if item.keys.unique else (stats.distinct_keys if stats is not None else None)
+    appended = bool(changes) and all(c.appends_only for c in changes.values())
     return Estimate(
         changed_rows=sum(c.rows for c in changes.values()),
         input_rows=sum(size for size in sizes if size is not None) if sizes and None not in sizes else None,
         table_rows=table_rows,
         distinct_keys=distinct,
-        appends_only=bool(changes) and all(c.appends_only for c in changes.values()),
-        scans=strategy != INSERT_ONLY,
         diffs=diffs,
+        appends_only=appended,
+        scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
     )
 
 
@@ -204,49 +213,61 @@ def _logged_rows(step: Step) -> int:
     return step.estimated_changed_rows or 0
 
 
-def _delta_rebuild(step: Step) -> bool:
-    """A rebuild chosen as cheaper that diffs for its consumers: they read a delta. (A
-    rebuild for another reason may change the output's columns or types, which makes the
-    batch whole: its consumers are planned to rebuild.)"""
-    return step.action == "full" and step.cost_winner == FULL and step.rebuild_diffs
-
-
-def _skip_useless_diffs(steps: dict[TableRef, Step], consumers: dict[TableRef, list[TableRef]]) -> None:
-    """A rebuild chosen as cheaper whose every consumer rebuilds in this plan records a whole
-    batch: diffing its old and new rows would only be read by no one."""
-    for ref, step in steps.items():
-        readers = consumers.get(ref, [])
-        if _delta_rebuild(step) and all(r in steps and steps[r].action == "full" for r in readers):
-            step.rebuild_diffs = False
-
-
 def predicted_changes(
     snapshot: StateSnapshot,
     consumer: str,
     inputs: list[TableRef],
     upstream_steps: dict[TableRef, Step],
+    latest: dict[str, int],
+    writes: dict[TableRef, frozenset[str]],
 ) -> dict[TableRef, InputChange]:
-    """Pending changes, plus one predicted batch per upstream step that will run."""
+    """Pending changes, plus the batch each upstream step that runs will record: read up to
+    ``latest`` (the batch numbers once the upstream steps ran). An upstream's batch counts
+    as whole or only appended when every outcome of its step (``writes``: the batch kinds
+    it may record) makes it so; an upstream full rebuild that can diff is expected to."""
     changes = pending_changes(snapshot, consumer, inputs)
     for ref in inputs:
         step = upstream_steps.get(ref)
-        if step is None or step.action == "skip":
+        kinds = writes.get(ref)
+        if step is None or not kinds:
             continue
-        if step.kind == "seed" and step.action == "incremental" and step.estimated_changed_rows == 0:
-            continue  # a CSV that changed but holds the same rows records no batch
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
-        full = (step.action == "full" and not _delta_rebuild(step)) or (current.full if current else False)
-        appends = (step.strategy == INSERT_ONLY or step.appends_only) and (current.appends_only if current else True)
         predicted = _logged_rows(step)
         changes[ref] = InputChange(
             after=after,
-            upto=after + 1,
+            upto=latest[str(ref)],
             rows=(current.rows if current else 0) + predicted,
-            full=full,
-            appends_only=appends,
+            full=kinds == {"full"} or (current.full if current else False),
+            appends_only=kinds == {"append"} and (current.appends_only if current else True),
         )
     return changes
+
+
+def _with_costs(step: Step, costs: Costs | None, compared: bool) -> None:
+    """The cost model's estimates on the step; both costs only where an exact incremental
+    form exists to compare with a rebuild."""
+    if costs is None:
+        return
+    work: Work = costs.full_work if step.action == "full" else costs.incremental_work
+    step.estimated_affected_keys = costs.affected_keys
+    step.estimated_rows_read, step.estimated_rows_written = work.rows_read, work.rows_written
+    step.cost_incremental = round(costs.incremental, 6) if compared else None
+    step.cost_full = round(costs.full, 6)
+    step.cost_winner = costs.winner if compared else ""
+    step.estimated_log_rows = costs.logged_rows
+
+
+def seed_writes(step: Step) -> frozenset[str]:
+    """The batch kinds a seed's step records: none for a skip or a CSV that changed but holds
+    the same rows; a whole load records ``full``."""
+    if step.action == "skip" or step.action not in ("full", "incremental"):
+        return frozenset()
+    if step.action == "incremental" and step.estimated_changed_rows == 0:
+        return frozenset()
+    if step.action == "full" or step.estimated_changed_rows is None:
+        return frozenset({"full"})
+    return frozenset({"append" if step.appends_only else "delta"})
 
 
 def build_plan(
@@ -260,26 +281,27 @@ def build_plan(
     input_rows: dict[TableRef, int],
     full_refresh: bool,
     capabilities: Capabilities,
+    target: StepTarget | None = None,
     choose_by_cost: bool = True,
 ) -> Plan:
-    """``input_rows``: rows of the inputs counted for this plan; other inputs' sizes come
-    from their last runs (``state/history.py``). ``choose_by_cost`` False keeps every exact
-    incremental form (unit tests: on their few rows a rebuild is always cheaper)."""
+    """The plan; with ``target`` (what the statements depend on), every step that runs holds
+    its statements. ``input_rows``: rows of the inputs counted for this plan; other inputs'
+    sizes come from their last runs (``state/history.py``). ``choose_by_cost`` False keeps
+    every exact incremental form (unit tests: on their few rows a rebuild is cheaper)."""
     steps: dict[TableRef, Step] = {}
-    consumers: dict[TableRef, list[TableRef]] = {}
-    for model_ref, model in project.models.items():
-        for input_ref in model.inputs:
-            consumers.setdefault(input_ref, []).append(model_ref)
     sizes = dict(input_rows)
     for ref in order:
         stats = latest_stats(snapshot.runs.get(str(ref), []))
         if stats is not None and stats.rows is not None:
             sizes.setdefault(ref, stats.rows)
+    latest = dict(snapshot.latest_batch)  # after the steps planned so far ran
+    writes: dict[TableRef, frozenset[str]] = {}
     for ref in order:
+        name = str(ref)
         if ref in project.seeds:
             decision = seed_decisions[ref]
             change = seed_changes.get(ref)
-            steps[ref] = Step(
+            step = Step(
                 ref=ref,
                 kind="seed",
                 materialized="seed",
@@ -288,53 +310,76 @@ def build_plan(
                 strategy=decision.strategy,
                 estimated_changed_rows=change[0] if change else None,
                 appends_only=change[1] if change else False,
+                batch=latest.get(name, 0) + 1,
             )
-            continue
-        item = compiled[ref]
-        inputs = sorted(item.model.inputs)
-        changes = predicted_changes(snapshot, str(ref), inputs, steps)
-        decision = decide_model(item, snapshot, changes, full_refresh, ref in existing_tables, capabilities)
-        diffs = (
-            ref in existing_tables
-            and not full_refresh
-            and ref in consumers
-            and item.model.config.materialized == "incremental"
-            and capabilities.except_all
-        )
-        costs: Costs | None = None
-        compared = decision.action == "incremental"  # else no exact incremental form to price
-        if decision.action != "skip":
-            runs = snapshot.runs.get(str(ref), [])
-            estimate = _estimate(item, snapshot, changes, sizes, decision.strategy, diffs)
-            costs = estimate_costs(estimate, recent(runs, FULL) + recent(runs, INCREMENTAL))
-            if estimate.table_rows is None and estimate.input_rows is not None and decision.action == "full":
-                sizes[ref] = estimate.input_rows  # a first build holds about as many rows as it reads
-            if choose_by_cost:
-                decision = by_cost(decision, costs.winner, costs.reason())
-        work: Work | None = None
-        if costs is not None:
-            work = costs.full_work if decision.action == "full" else costs.incremental_work
-        rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
-        steps[ref] = Step(
-            ref=ref,
-            kind="model",
-            materialized=item.model.config.materialized,
-            action=decision.action,
-            reason=decision.reason,
-            strategy=decision.strategy,
-            # analysed only for models that run: a skipped model's key is not worth its cost
-            key=item.keys.key if decision.action != "skip" else None,
-            estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
-            estimated_full_rows=rows,
-            depends_on=sorted(item.model.depends_on),
-            estimated_affected_keys=costs.affected_keys if costs is not None else None,
-            estimated_rows_read=work.rows_read if work is not None else None,
-            estimated_rows_written=work.rows_written if work is not None else None,
-            cost_incremental=round(costs.incremental, 6) if costs is not None and compared else None,
-            cost_full=round(costs.full, 6) if costs is not None else None,
-            cost_winner=costs.winner if costs is not None and compared else "",
-            estimated_log_rows=costs.logged_rows if costs is not None else None,
-            rebuild_diffs=diffs,
-        )
-    _skip_useless_diffs(steps, consumers)
-    return Plan(steps=list(steps.values()))
+            writes[ref] = seed_writes(step)
+            if target is not None and step.action != "skip":
+                step.statements = target.claim(ref)
+        else:
+            item = compiled[ref]
+            inputs = sorted(item.model.inputs)
+            changes = predicted_changes(snapshot, name, inputs, steps, latest, writes)
+            rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
+            exists = ref in existing_tables
+            structural = decide_model(item, snapshot, changes, full_refresh, exists, None, capabilities)
+            costs: Costs | None = None
+            threshold: int | None = None  # changed rows above which a rebuild is cheaper
+            if structural.action != "skip":
+                diffs = exists and not full_refresh and item.model.config.materialized == "incremental"
+                estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                history = _history(snapshot, name)
+                costs = estimate_costs(estimate, history)
+                if estimate.table_rows is None and estimate.input_rows is not None:
+                    sizes[ref] = estimate.input_rows  # a first build holds about as many rows as it reads
+                if choose_by_cost and structural.action == "incremental":
+                    threshold = break_even(estimate, history)
+            use = costs if choose_by_cost and structural.action == "incremental" else None
+            decision = decide_model(item, snapshot, changes, full_refresh, exists, use, capabilities)
+            step = Step(
+                ref=ref,
+                kind="model",
+                materialized=item.model.config.materialized,
+                action=decision.action,
+                reason=decision.reason,
+                strategy=decision.strategy,
+                # analysed only for models that run: a skipped model's key is not worth its cost
+                key=item.keys.key if decision.action != "skip" else None,
+                estimated_changed_rows=sum(c.rows for c in changes.values()) if changes else 0,
+                estimated_full_rows=rows,
+                depends_on=sorted(item.model.depends_on),
+                changed_inputs=sorted(changes),
+            )
+            if decision.action in ("full", "incremental"):
+                step.batch = latest.get(name, 0) + 1
+                step.watermarks = {str(i): latest.get(str(i), 0) for i in inputs}
+            kinds: frozenset[str] = frozenset({"full"}) if decision.action == "full" else frozenset()
+            if target is not None and step.batch is not None:
+                # step_statements builds on this module's decisions: imported once they exist
+                from sqlorch.planning.step_statements import plan_model_statements
+
+                uncertain = [
+                    r for r in changes if r in steps and steps[r].kind == "model" and writes.get(r, frozenset())
+                ]
+                kinds = plan_model_statements(
+                    step,
+                    item,
+                    snapshot,
+                    changes,
+                    uncertain,
+                    writes,
+                    threshold,
+                    exists,
+                    full_refresh,
+                    capabilities,
+                    target,
+                    costs=costs,
+                    stats=latest_stats(snapshot.runs.get(name, [])),
+                )
+            elif decision.action == "incremental":
+                kinds = frozenset({"append"} if decision.strategy == INSERT_ONLY else {"append", "delta"})
+            writes[ref] = kinds
+            _with_costs(step, costs, compared=structural.action == "incremental")
+        if writes[ref]:
+            latest[name] = latest.get(name, 0) + 1
+        steps[ref] = step
+    return Plan(steps=list(steps.values()), dialect=target.dialect if target is not None else "duckdb")

@@ -1,11 +1,202 @@
-"""The plan as data: one typed step per selected node, printable and testable offline."""
+"""The plan as data: one typed step per selected node, printable and testable offline.
+
+A model's step holds the exact statements ``build`` runs for it, in order, bookkeeping
+included, as sqlglot expressions rendered for the target at the edge. Two kinds of value
+are only known while the build runs, and stay visible as placeholders (``$rows`` in
+DuckDB's rendering, ``%(rows)s`` in Postgres'): the rows a statement wrote (``binds``
+names them) and what the bookkeeping records from them (``rows``, ``kind``). Batch
+numbers and watermark ranges are computed at plan time: a step that runs records exactly
+one batch, so every consumer's range is known before the build starts.
+
+Where a step's choice depends on what an upstream step produces in the same build (how
+many rows it changed, whether it wrote a whole new table), the step holds a ``Choice``:
+ordered branches, each with the rule that selects it and its own statements. The
+executor takes the first branch whose rules all hold, and ``run_results.json`` records
+which (``branch``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlglot import exp
+
 from sqlorch.refs import TableRef
+
+# Values bound by the executor while it runs a step (see ``Statement.binds``).
+ROWS = "rows"  # the batch's row count, in the bookkeeping
+KIND = "kind"  # the batch's kind ("full" | "delta" | "append"), in the bookkeeping
+OLD_ROWS = "old_rows"  # old images written to the change log
+NEW_ROWS = "new_rows"  # new images written to the change log
+WRITTEN = "written"  # rows written to the model's table (``ModelResult.rows``)
+MICROSECONDS = "microseconds"  # the step's time so far, bound before each statement (its recorded cost)
+
+
+def placeholder(name: str) -> exp.Placeholder:
+    return exp.Placeholder(this=name)
+
+
+def batch_record(bound: dict[str, int | str]) -> tuple[str, int, int]:
+    """(kind, rows, written) of a step's batch, from the values its statements bound: the
+    kind a branch set, else ``delta`` when old images were logged and ``append`` when not;
+    the rows counted for the batch, else the images logged, else the rows written; the rows
+    written to the table, else the batch's rows (an incremental step writes what it logs)."""
+    logged = OLD_ROWS in bound or NEW_ROWS in bound
+    old = int(bound.get(OLD_ROWS, 0))
+    if ROWS in bound:
+        rows = int(bound[ROWS])
+    elif logged:
+        rows = old + int(bound.get(NEW_ROWS, 0))
+    else:
+        rows = int(bound.get(WRITTEN, 0))
+    kind = str(bound[KIND]) if KIND in bound else ("delta" if old else "append")
+    return kind, rows, int(bound.get(WRITTEN, rows))
+
+
+def bind(statement: exp.Expr, bound: dict[str, int | str]) -> exp.Expr:
+    """``statement`` with each placeholder replaced by the value bound to its name."""
+    if statement.find(exp.Placeholder) is None:
+        return statement
+    kind, rows, _ = batch_record(bound)
+    values = {**bound, KIND: kind, ROWS: rows}
+    return statement.transform(
+        lambda node: exp.convert(values[node.name]) if isinstance(node, exp.Placeholder) else node
+    )
+
+
+@dataclass(frozen=True)
+class AuditPoint:
+    """Where the model's audits run on the rows about to be published (write, audit,
+    publish): ``table`` holds them, ``rest`` the stored rows the step keeps."""
+
+    table: TableRef
+    columns: list[str]
+    rest: exp.Select | None
+    message: str  # what a failure left behind, for the error
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a step.
+
+    ``kind``: ``execute`` (its row count is kept under ``binds`` when named), ``count``
+    (a ``SELECT count(*)`` whose answer is kept under ``binds``), ``unique`` (a query for
+    a duplicate of the declared unique key: a row fails the model), ``audit`` (the
+    model's audits, at ``audit``), ``let`` (binds ``value`` under ``binds``: what a
+    branch records). Consecutive statements with ``transaction`` run in one transaction;
+    ``always`` ones run even after a failure (dropping scratch tables)."""
+
+    sql: exp.Expr | None
+    purpose: str
+    kind: str = "execute"
+    transaction: bool = False
+    binds: str = ""
+    value: int | str = ""
+    always: bool = False
+    audit: AuditPoint | None = None
+
+    def render(self, dialect: str) -> str:
+        if self.kind == "let":
+            return f"-- {self.binds} = {self.value}"
+        if self.sql is None:
+            return f"-- {self.purpose}"
+        return self.sql.sql(dialect=dialect)
+
+    def to_json(self, dialect: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"purpose": self.purpose, "kind": self.kind, "sql": self.render(dialect)}
+        if self.transaction:
+            data["transaction"] = True
+        if self.binds:
+            data["binds"] = self.binds
+        if self.always:
+            data["always"] = True
+        return data
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One test a branch needs, on what the build has recorded when the step starts.
+
+    ``test``: ``whole`` (a batch of ``inputs`` in its range is "everything changed"),
+    ``appended`` (every batch of ``inputs`` in its range only added rows),
+    ``rebuild_cheaper`` (the rows changed in ``inputs`` exceed ``threshold``, where the cost
+    model found a rebuild cheaper: ``planner.rebuild_cheaper``), ``rows_at_most`` (the rows changed
+    in ``inputs`` are at most ``threshold``), ``same_columns`` (the rebuilt table has
+    the names and types in ``columns``, which its change log holds)."""
+
+    test: str
+    inputs: tuple[tuple[str, int, int], ...] = ()  # (input, after, upto): the batch range read
+    threshold: int = 0
+    columns: tuple[tuple[str, str], ...] = ()
+    negate: bool = False
+
+    def describe(self) -> str:
+        names = ", ".join(name for name, _, _ in self.inputs)
+        text = {
+            "whole": f"{names} changed as a whole",
+            "appended": f"{names} only appended to",
+            "rebuild_cheaper": f"changed rows of {names} > {self.threshold}: a rebuild is estimated cheaper",
+            "rows_at_most": f"changed rows of {names} <= {self.threshold}",
+            "same_columns": "the rebuilt table keeps its column names and types",
+        }[self.test]
+        return f"not ({text})" if self.negate else text
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"test": self.test, "rule": self.describe()}
+        if self.inputs:
+            data["inputs"] = [{"input": n, "after": a, "upto": u} for n, a, u in self.inputs]
+        if self.test in ("rebuild_cheaper", "rows_at_most"):
+            data["threshold"] = self.threshold
+        if self.negate:
+            data["negate"] = True
+        return data
+
+
+@dataclass
+class Branch:
+    name: str
+    rules: list[Rule]  # all must hold; none: the fallback
+    action: str
+    strategy: str
+    reason: str
+    statements: list[Item] = field(default_factory=list)
+
+    def to_json(self, dialect: str) -> dict[str, Any]:
+        return {
+            "branch": self.name,
+            "when": [rule.to_json() for rule in self.rules],
+            "action": self.action,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "statements": [item.to_json(dialect) for item in self.statements],
+        }
+
+
+@dataclass
+class Choice:
+    """Branches in order; the first whose rules all hold runs (the last has none)."""
+
+    branches: list[Branch]
+    transaction: bool = False  # inside the step's transaction
+
+    def to_json(self, dialect: str) -> dict[str, Any]:
+        return {"choice": [branch.to_json(dialect) for branch in self.branches]}
+
+
+Item = Statement | Choice
+
+
+def flatten(items: list[Item]) -> list[Statement]:
+    """Every statement, of every branch, in order (for printing)."""
+    out: list[Statement] = []
+    for item in items:
+        if isinstance(item, Choice):
+            for branch in item.branches:
+                out.extend(flatten(branch.statements))
+        else:
+            out.append(item)
+    return out
 
 
 @dataclass
@@ -21,6 +212,11 @@ class Step:
     estimated_full_rows: int | None = None
     appends_only: bool = False  # the change this step will record only adds rows (a seed's diff)
     depends_on: list[TableRef] = field(default_factory=list)
+    # what build runs; a step whose choice depends on upstream results holds one Choice
+    statements: list[Item] = field(default_factory=list)
+    batch: int | None = None  # the batch number this step records
+    watermarks: dict[str, int] = field(default_factory=dict)  # input -> batch consumed by this step
+    changed_inputs: list[TableRef] = field(default_factory=list)  # inputs whose changes it reads
     # the cost model's estimates (``planning/cost.py``): rows in the cost model's terms
     # (read: inputs and scans; written: table and change log) of the form the step runs
     estimated_affected_keys: int | None = None
@@ -30,21 +226,57 @@ class Step:
     cost_full: float | None = None
     cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
     estimated_log_rows: int | None = None  # rows the step puts in its change log: its consumers' change
-    # a rebuild diffs its old and new rows into its change log (consumers read a delta); off
-    # where no consumer could use it: none exists, or every one rebuilds in this plan
-    rebuild_diffs: bool = False
+
+    def to_json(self, dialect: str = "duckdb") -> dict[str, Any]:
+        return {
+            "model": str(self.ref),
+            "kind": self.kind,
+            "materialized": self.materialized,
+            "action": self.action,
+            "reason": self.reason,
+            "strategy": self.strategy,
+            "key": self.key,
+            "estimated_changed_rows": self.estimated_changed_rows,
+            "estimated_full_rows": self.estimated_full_rows,
+            "appends_only": self.appends_only,
+            "depends_on": [str(r) for r in self.depends_on],
+            "batch": self.batch,
+            "watermarks": self.watermarks,
+            "statements": [item.to_json(dialect) for item in self.statements],
+            "estimated_affected_keys": self.estimated_affected_keys,
+            "estimated_rows_read": self.estimated_rows_read,
+            "estimated_rows_written": self.estimated_rows_written,
+            "cost_incremental": self.cost_incremental,
+            "cost_full": self.cost_full,
+            "cost_winner": self.cost_winner,
+        }
+
+
+@dataclass
+class SourceChange:
+    """One source's capture: what ``plan`` predicts (read-only) and ``build`` records in
+    ``_sqlorch.batches``, the same numbers when the source does not change in between."""
+
+    source: str
+    capture: str  # "append-only" | "keyed" | "fingerprint" (nothing declared)
+    change: str  # "none" | "append" | "delta" | "full" (captured whole: consumers rebuild) | "missing"
+    rows: int  # change-log rows: new rows, or old and new images (0 for "full")
+    batches: int  # batches recorded (a keyed source diffed whole after its cursor diff: 2)
+    reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["model"] = str(self.ref)
-        data["depends_on"] = [str(r) for r in self.depends_on]
-        del data["ref"]
-        return data
+        return asdict(self)
 
 
 @dataclass
 class Plan:
     steps: list[Step]  # in dependency order
+    dialect: str = "duckdb"  # the target's: statements render in it
+    sources: list[SourceChange] = field(default_factory=list)  # the selected models' sources, by name
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": [step.to_json() for step in self.steps]}
+        return {
+            "dialect": self.dialect,
+            "steps": [step.to_json(self.dialect) for step in self.steps],
+            "sources": [s.to_json() for s in self.sources],
+        }

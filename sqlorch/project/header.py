@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlorch.errors import ConfigError
+from sqlorch.schedule.cron import CronSchedule, CronSyntaxError, parse_cron
+from sqlorch.schedule.freshness import DOWNSTREAM, Freshness, parse_freshness
 
 MATERIALIZATIONS = ("table", "view", "incremental")
-HEADER_KEYS = ("materialized", "tags", "unique_key", "description", "enabled", "audits", "audits_warn")
+HEADER_KEYS = (
+    "materialized", "tags", "unique_key", "description", "enabled", "audits", "audits_warn",
+    "freshness", "cron", "cron_tz",
+)  # fmt: skip
 _LINE = re.compile(r"^\s*--\s*([A-Za-z_][\w]*)\s*:\s*(.*?)\s*$")
 
 
@@ -33,7 +38,8 @@ class ModelConfig:
     """materialized: ``incremental`` (default; maintained exactly), ``table`` (always
     rebuilt in full) or ``view``. tags: comma separated, for ``--select tag:x``.
     unique_key: columns the output is unique on, verified at build. enabled: false hides
-    the model from the project."""
+    the model from the project. freshness, cron (with cron_tz): when ``sqlorch run``
+    builds it (``sqlorch.schedule.due``)."""
 
     materialized: str = "incremental"
     tags: tuple[str, ...] = ()
@@ -43,6 +49,8 @@ class ModelConfig:
     audits: HeaderValue | None = None  # blocking audit calls, parsed by sqlorch.audits
     audits_warn: HeaderValue | None = None  # audit calls that only warn
     explicit: frozenset[str] = field(default_factory=frozenset)
+    freshness: Freshness | None = None  # seconds or "downstream"; None: sqlorch.yml's default_freshness
+    cron: CronSchedule | None = None
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -84,6 +92,7 @@ def parse_header(text: str, path: Path) -> ModelConfig:
             )
         values[key] = value
         positions[key] = HeaderValue(value, number, match.start(2) + 1)
+    freshness, cron = _schedule(positions, path)
     return ModelConfig(
         materialized=values.get("materialized", "incremental"),
         tags=_split_list(values.get("tags", "")),
@@ -93,4 +102,56 @@ def parse_header(text: str, path: Path) -> ModelConfig:
         audits=positions.get("audits"),
         audits_warn=positions.get("audits_warn"),
         explicit=frozenset(values),
+        freshness=freshness,
+        cron=cron,
     )
+
+
+def _schedule(positions: dict[str, HeaderValue], path: Path) -> tuple[Freshness | None, CronSchedule | None]:
+    """``freshness``, ``cron`` and ``cron_tz``, checked here so a bad value is an error at
+    its own column in ``compile``, not a surprise in ``run``."""
+    freshness = None
+    if "freshness" in positions:
+        value = positions["freshness"]
+        try:
+            freshness = parse_freshness(value.text)
+        except ValueError as error:
+            close = difflib.get_close_matches(value.text.lower(), [DOWNSTREAM], n=1)
+            hint = f"did you mean '{close[0]}'?" if close else None
+            raise ConfigError(str(error), path=path, line=value.line, col=value.col, hint=hint) from None
+    zone = positions.get("cron_tz")
+    if zone is not None and "cron" not in positions:
+        raise ConfigError(
+            "cron_tz is set but there is no cron", path=path, line=zone.line, col=zone.col,
+            hint="add '-- cron: 0 6 * * *' (or drop cron_tz)",
+        )  # fmt: skip
+    if zone is not None:
+        _check_zone(zone, path)
+    if "cron" not in positions:
+        return freshness, None
+    value = positions["cron"]
+    try:
+        return freshness, parse_cron(value.text, zone.text if zone else "UTC")
+    except CronSyntaxError as error:
+        raise ConfigError(str(error), path=path, line=value.line, col=value.col + error.offset) from None
+
+
+def _check_zone(zone: HeaderValue, path: Path) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    try:
+        ZoneInfo(zone.text)
+    except (ZoneInfoNotFoundError, ValueError):
+        zones = sorted(available_timezones())
+        close = difflib.get_close_matches(zone.text, zones, n=1) or difflib.get_close_matches(
+            zone.text.lower(), [z.lower() for z in zones], n=1
+        )
+        raise ConfigError(
+            f"unknown time zone '{zone.text}'", path=path, line=zone.line, col=zone.col,
+            hint=(f"did you mean '{_spelled(close[0], zones)}'? " if close else "")
+            + "cron_tz takes an IANA zone name, e.g. Europe/Berlin or UTC",
+        ) from None  # fmt: skip
+
+
+def _spelled(name: str, zones: list[str]) -> str:
+    return next((zone for zone in zones if zone.lower() == name.lower()), name)

@@ -26,6 +26,13 @@ class SourceSpec:
     append_only: bool = False
     columns: dict[str, str] | None = None
     path: Path | None = None
+    warn_after: float | None = None  # freshness (seconds): how late the source itself may be
+    error_after: float | None = None
+    loaded_at: str | None = None  # the column saying when a row was loaded; default: the cursor
+
+    @property
+    def loaded_at_column(self) -> str | None:
+        return self.loaded_at or self.cursor
 
 
 @dataclass

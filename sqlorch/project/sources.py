@@ -7,14 +7,17 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from sqlorch.config import check_keys, load_yaml, read_utf8, yaml_position
+from sqlorch.config import check_keys, duration_setting, load_yaml, read_utf8, yaml_position
 from sqlorch.errors import ConfigError
 from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
 
 # audits, audits_warn: read by sqlorch.audits.declared
 YAML_KEYS = ("sources", "models")
-SOURCE_KEYS = {"cursor", "unique_key", "append_only", "columns", "description", "audits", "audits_warn"}
+SOURCE_KEYS = {
+    "cursor", "unique_key", "append_only", "columns", "description", "audits", "audits_warn", "freshness", "loaded_at",
+}  # fmt: skip
+FRESHNESS_KEYS = ("warn_after", "error_after")
 
 
 def _as_columns(value: Any) -> tuple[str, ...]:
@@ -67,6 +70,7 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 raise ConfigError(
                     f"'columns' of '{name}' must map column names to types", path=path, line=_line_of(path, str(name))
                 )
+            warn_after, error_after = _freshness(settings.get("freshness"), path, name)
             ref = TableRef(schema=parts[-2], name=parts[-1], catalog=parts[0] if len(parts) == 3 else None)
             if ref in specs:
                 raise ConfigError(
@@ -82,6 +86,9 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
                 append_only=bool(settings.get("append_only", False)),
                 columns={str(k).lower(): str(v) for k, v in columns.items()} if columns else None,
                 path=path,
+                warn_after=warn_after,
+                error_after=error_after,
+                loaded_at=str(settings["loaded_at"]).lower() if settings.get("loaded_at") else None,
             )
             declared = specs[ref].columns
             if declared is not None:
@@ -96,6 +103,29 @@ def load_sources(yaml_files: list[Path]) -> dict[TableRef, SourceSpec]:
     return specs
 
 
+def _freshness(value: Any, path: Path, name: Any) -> tuple[float | None, float | None]:
+    """``freshness: {warn_after: 2h, error_after: 6h}``: how late the source may be."""
+    if value is None:
+        return None, None
+    where = ("sources", name, "freshness")
+    if not isinstance(value, dict) or not value:
+        line, col = yaml_position(path, where)
+        raise ConfigError(
+            f"'freshness' of source '{name}' must be a mapping such as {{warn_after: 2h, error_after: 6h}}",
+            path=path, line=line, col=col,
+        )  # fmt: skip
+    check_keys(value, FRESHNESS_KEYS, path, where, what="freshness setting", owner=f"'{name}'")
+    warn = duration_setting(value.get("warn_after"), path, (*where, "warn_after"))
+    error = duration_setting(value.get("error_after"), path, (*where, "error_after"))
+    if warn is not None and error is not None and warn > error:
+        line, col = yaml_position(path, (*where, "warn_after"))
+        raise ConfigError(
+            f"warn_after of source '{name}' is longer than its error_after", path=path, line=line, col=col,
+            hint="a source is first late (warn), then too late (error)",
+        )  # fmt: skip
+    return warn, error
+
+
 def check_source_columns(ref: TableRef, spec: SourceSpec, columns: Collection[str]) -> None:
     """The ``cursor`` and ``unique_key`` of a source must be among its columns (declared
     ones at compile, the warehouse's at build): a typo there would otherwise surface as a
@@ -104,6 +134,7 @@ def check_source_columns(ref: TableRef, spec: SourceSpec, columns: Collection[st
     available = {column.lower() for column in columns}
     settings = [("cursor", spec.cursor)] if spec.cursor else []
     settings += [("unique_key", column) for column in spec.unique_key]
+    settings += [("loaded_at", spec.loaded_at)] if spec.loaded_at else []
     for setting, column in settings:
         if column.lower() in available:
             continue

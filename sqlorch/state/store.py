@@ -174,25 +174,35 @@ def _text(value: exp.Expr | None) -> exp.Expr:
 _WIDTH = max(len(columns) for columns in _TABLES.values())
 
 
-def _tagged(tag: str, name: str, columns: list[str]) -> exp.Select:
-    """One state table's rows as ``(tag, text columns)``, to read all tables in one query."""
-    values = [_text(exp.column(c, quoted=True)) for c in columns]
+def _tagged(tag: str, name: str, columns: list[str], have: Collection[str] | None = None) -> exp.Select:
+    """One state table's rows as ``(tag, text columns)``, to read all tables in one query;
+    a column not in ``have`` (a table of an earlier version, read by ``plan``) reads NULL."""
+    values = [_text(exp.column(c, quoted=True) if have is None or c in have else None) for c in columns]
     values += [_text(None)] * (_WIDTH - len(values))
     return exp.select(exp.Literal.string(tag), *values).from_(state_table(name).to_table())
 
 
-def load_snapshot(adapter: Adapter) -> StateSnapshot:
-    """The state (see ``ensure_state``) in one query: relations, batches and watermarks."""
-    query = exp.union(
-        exp.union(
-            _tagged("r", "relations", list(_TABLES["relations"])),
-            _tagged("b", "batches", list(_TABLES["batches"])),
-            distinct=False,
-        ),
-        _tagged("w", "watermarks", list(_TABLES["watermarks"])),
-        distinct=False,
-    )
+def _columns_of(existing: Collection[TableRef] | None, name: str) -> Collection[str] | None:
+    if not isinstance(existing, Mapping) or state_table(name) not in existing:
+        return None
+    return {column.lower() for column in existing[state_table(name)]}
+
+
+def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None) -> StateSnapshot:
+    """The state (see ``ensure_state``) in one query: relations, batches and watermarks.
+    With ``existing`` (the tables known to exist), a state table missing from it reads as
+    empty instead of being created: how ``plan`` reads a warehouse never built."""
+    parts = [
+        _tagged(tag, name, list(_TABLES[name]), _columns_of(existing, name))
+        for tag, name in (("r", "relations"), ("b", "batches"), ("w", "watermarks"))
+        if existing is None or state_table(name) in existing
+    ]
     snapshot = StateSnapshot()
+    if not parts:
+        return snapshot
+    query: exp.Query = parts[0]
+    for part in parts[1:]:
+        query = exp.union(query, part, distinct=False)
     for tag, *row in adapter.fetch(query):
         if tag == "r":
             relation, fingerprint, columns, key, cursor_hi = row[:5]
@@ -242,10 +252,17 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
     ]
 
 
-def add_batch_statement(relation: str, batch: int, kind: str, rows: int, cost: RunCost | None = None) -> exp.Expr:
-    """The batch record; for a model run also its cost (``state/history.py``), in the same row."""
+def add_batch_statement(
+    relation: str,
+    batch: int,
+    kind: str | exp.Expr,
+    rows: int | exp.Expr,
+    cost: dict[str, Any] | None = None,
+) -> exp.Expr:
+    """``kind`` and ``rows`` may be placeholders a plan's executor binds (``planning/steps.py``);
+    ``cost``: a model run's cost and statistics (``state/history.py``), in the same row."""
     row: dict[str, Any] = {"relation": relation, "batch": batch, "kind": kind, "rows": rows}
-    return _values_insert("batches", {**row, **cost.values()} if cost is not None else row)
+    return _values_insert("batches", {**row, **cost} if cost is not None else row)
 
 
 def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[exp.Expr]:

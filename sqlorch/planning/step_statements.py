@@ -1,0 +1,190 @@
+"""The statements of each model step, and the branches where an upstream step of the same
+build decides between them.
+
+A model reads an upstream model that runs in the same build: the planner does not know
+how many rows that upstream will change, nor (for an upstream rebuilt in full that can
+diff its old and new rows) whether it records a whole new table. The step then holds a
+``Choice`` of branches, in order: ``whole`` (an input changed as a whole: rebuild),
+``rebuild`` (the changed rows make a rebuild cheaper), ``small`` (few enough changed rows
+for the statements without scratch tables), and the incremental statements. Each branch
+is one ``decide_model`` outcome with the statements that carry it out; the step's own
+action, strategy and reason are those of the branch the estimates select.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlglot import exp
+
+from sqlorch.adapters.base import Capabilities
+from sqlorch.compiler import CompiledModel
+from sqlorch.execution.models import (
+    SMALL_CHANGE_ROWS,
+    ModelContext,
+    full_statements,
+    incremental_statements,
+    insert_only_statements,
+    small_change_possible,
+    small_statements,
+)
+from sqlorch.planning.cost import Costs
+from sqlorch.planning.planner import (
+    INSERT_ONLY,
+    PARTIAL_AGGREGATES,
+    Decision,
+    InputChange,
+    decide_model,
+    rebuild_cheaper,
+)
+from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
+from sqlorch.refs import TableRef
+from sqlorch.state.history import TableStats
+from sqlorch.state.ownership import claim_statement
+from sqlorch.state.store import StateSnapshot, change_log
+
+
+@dataclass
+class StepTarget:
+    """What a step's statements depend on besides the decision: all read before planning."""
+
+    dialect: str
+    physical_of: dict[TableRef, TableRef]
+    input_columns: dict[TableRef, list[str]]
+    default_schema: str
+    resolve: Callable[[exp.Table], TableRef | None]
+    catalog: dict[TableRef, dict[str, str]]  # relation -> column types (target dialect), before the build
+    owned: set[str]  # physical relations sqlorch created
+    audited: set[TableRef]  # models with audits to run
+
+    def claim(self, ref: TableRef) -> list[Item]:
+        """The ownership claim, before the statement that creates the relation."""
+        relation = self.physical_of[ref]
+        if relation in self.catalog or str(relation) in self.owned:
+            return []
+        return [Statement(claim_statement(relation), "claim ownership (committed before the create)")]
+
+
+def _ranges(changes: dict[TableRef, InputChange], refs: list[TableRef]) -> tuple[tuple[str, int, int], ...]:
+    return tuple((str(r), changes[r].after, changes[r].upto) for r in sorted(refs))
+
+
+def _writes(decision: Decision, diff_possible: bool) -> frozenset[str]:
+    """The batch kinds a branch records."""
+    if decision.action == "full":
+        return frozenset({"full", "delta"} if diff_possible else {"full"})
+    if decision.strategy == INSERT_ONLY:
+        return frozenset({"append"})
+    return frozenset({"append", "delta"})
+
+
+def plan_model_statements(
+    step: Step,
+    item: CompiledModel,
+    snapshot: StateSnapshot,
+    changes: dict[TableRef, InputChange],
+    uncertain: list[TableRef],
+    writes: dict[TableRef, frozenset[str]],
+    threshold: int | None,
+    exists: bool,
+    full_refresh: bool,
+    capabilities: Capabilities,
+    target: StepTarget,
+    costs: Costs | None = None,
+    stats: TableStats | None = None,
+) -> frozenset[str]:
+    """Fill ``step.statements`` (and its action, strategy and reason where it holds a
+    choice); returns the batch kinds the step may record. ``threshold``: the changed rows
+    above which the cost model finds a rebuild cheaper (None: never, or not compared);
+    ``costs`` and ``stats`` go into the run's recorded cost (``state/history.py``)."""
+    ref = step.ref
+    name = str(ref)
+    physical = target.physical_of[ref]
+    inputs = sorted(item.model.inputs)
+    assert step.batch is not None
+    ctx = ModelContext(
+        compiled=item,
+        physical=physical,
+        physical_of=target.physical_of,
+        input_columns=target.input_columns,
+        watermarks=step.watermarks,
+        batch=step.batch,
+        default_schema=target.default_schema,
+        capabilities=capabilities,
+        audited=ref in target.audited,
+        state=snapshot.relations.get(name),
+        watermarks_stored=all((name, str(i)) in snapshot.watermarks for i in inputs),
+        previous=target.catalog.get(physical),
+        log_exists=change_log(ref) in target.catalog,
+        dialect=target.dialect,
+        costs=costs,
+        stats=stats,
+    )
+    may_diff = exists and not full_refresh
+    diff_possible = (
+        may_diff
+        and item.model.config.materialized == "incremental"
+        and capabilities.except_all
+        and ctx.previous is not None
+        and ctx.log_exists
+    )
+
+    def statements(decision: Decision, small: bool) -> list[Item]:
+        if decision.action == "full":
+            return full_statements(ctx, may_diff, decision.strategy, decision.reason)
+        if decision.strategy == INSERT_ONLY:
+            return insert_only_statements(ctx, changes, target.resolve)
+        if small:
+            return small_statements(ctx, changes, target.resolve)
+        fold = decision.strategy == PARTIAL_AGGREGATES
+        return incremental_statements(ctx, changes, target.resolve, fold_appends=fold)
+
+    def keyed(decision: Decision) -> bool:
+        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES)
+
+    claim = target.claim(ref)
+    changed = sum(c.rows for c in changes.values())
+    decide = lambda c, rows: decide_model(item, snapshot, c, full_refresh, exists, rows, capabilities)  # noqa: E731
+    base = decide(changes, None)
+    if not uncertain or base.action != "incremental":
+        decision = Decision(step.action, step.reason, step.strategy)
+        small = (
+            decision.action == "incremental"
+            and keyed(decision)
+            and small_change_possible(ctx, changes, False)
+            and changed <= SMALL_CHANGE_ROWS
+        )
+        step.statements = [*claim, *statements(decision, small)]
+        return _writes(decision, diff_possible)
+    everything = _ranges(changes, list(changes))
+    branches: list[Branch] = []
+    expected: list[bool] = []  # per branch: whether the plan's estimates select it
+    maybe_whole = [r for r in uncertain if "full" in writes[r]]
+    if maybe_whole:
+        whole = decide({r: replace(c, full=True) if r in maybe_whole else c for r, c in changes.items()}, None)
+        if whole.action == "full":
+            rule = Rule("whole", _ranges(changes, maybe_whole))
+            branches.append(Branch("whole", [rule], whole.action, whole.strategy, whole.reason))
+            expected.append(False)  # an upstream rebuild that can diff keeps its column types
+    if threshold is not None:
+        names = ", ".join(str(r) for r in sorted(changes))
+        reason = f"more than {threshold} changed rows of {names}: a full rebuild is estimated cheaper"
+        rule = Rule("rebuild_cheaper", everything, threshold=threshold)
+        branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
+        expected.append(rebuild_cheaper(changed, threshold))
+    if keyed(base) and small_change_possible(ctx, changes, False):
+        rule = Rule("rows_at_most", everything, threshold=SMALL_CHANGE_ROWS)
+        branches.append(Branch("small", [rule], base.action, base.strategy, base.reason))
+        expected.append(changed <= SMALL_CHANGE_ROWS)
+    branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
+    expected.append(True)
+    kinds: frozenset[str] = frozenset()
+    for branch in branches:
+        decision = Decision(branch.action, branch.reason, branch.strategy)
+        branch.statements = statements(decision, branch.name == "small")
+        kinds |= _writes(decision, diff_possible)
+    chosen = branches[expected.index(True)]
+    step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
+    step.statements = [*claim, Choice(branches)]
+    return kinds
