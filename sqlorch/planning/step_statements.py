@@ -137,7 +137,7 @@ def plan_model_statements(
         if decision.strategy == INSERT_ONLY:
             return insert_only_statements(ctx, changes, target.resolve)
         if decision.strategy == SIGNED_DELTAS:
-            from sqlorch.execution.signed import signed_statements
+            from sqlorch.planning.rewrites.signed_statements import signed_statements
 
             return signed_statements(ctx, changes, target.resolve, snapshot.aggregate_states.get(name))
         if small:

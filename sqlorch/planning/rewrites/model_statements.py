@@ -443,7 +443,7 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
 
 @dataclass(frozen=True)
 class PreparedRows:
-    """Affected keys and recomputed rows another strategy worked out (``execution/signed.py``):
+    """Affected keys and recomputed rows another strategy worked out (``signed_statements.py``):
     the statements that build its scratch tables (``before``), those that commit with the
     model (``during``), and its scratch tables."""
 

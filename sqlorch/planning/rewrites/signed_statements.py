@@ -1,10 +1,10 @@
-"""Running a model maintained from signed deltas (``planning/rewrites/signed_aggregates.py``).
+"""The statements of a model maintained from signed deltas (``signed_aggregates.py``).
 
 The groups' state lives in ``_sqlorch.agg__<model>``; ``_sqlorch.aggregate_states`` records
 the model batch it is up to date with. It is written in the model's transaction, so a state
 that does not match the model's last batch (a full rebuild or another strategy ran since, or
 a run died before committing) is rebuilt from the inputs at the next run, never trusted.
-Here the statements are assembled, at plan time; ``models.incremental_statements`` adds the
+Here the statements are assembled, at plan time; ``model_statements.incremental_statements`` adds the
 model's own MERGE, change log and bookkeeping.
 """
 
@@ -15,7 +15,6 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sqlorch.analysis.signed_shape import aggregates_of
-from sqlorch.execution.models import ModelContext, PreparedRows, incremental_statements
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
@@ -25,6 +24,7 @@ from sqlorch.execution.statements import (
     select_from,
 )
 from sqlorch.planning.planner import InputChange
+from sqlorch.planning.rewrites.model_statements import ModelContext, PreparedRows, incremental_statements
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
