@@ -95,7 +95,7 @@ def _from_items(select: exp.Select) -> list[exp.Expr]:
     return ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
 
 
-def _check_from(select: exp.Select, top: bool) -> None:
+def _check_from(select: exp.Select) -> None:
     """Base tables and row-preserving derived tables, inner-joined, nothing else."""
     for join in select.args.get("joins") or []:
         if join.side or join.kind not in ("", "INNER", "CROSS", None):
@@ -119,7 +119,7 @@ def _check_from(select: exp.Select, top: bool) -> None:
             raise NotSigned("a derived table with an aggregate or window")
         if any(s.is_star for s in inner.selects):
             raise NotSigned("a derived table with SELECT *")
-        _check_from(inner, top=False)
+        _check_from(inner)
 
 
 def _outside_aggregates(root: exp.Expr, aggregates: list[Aggregate], groups: list[exp.Expr]) -> None:
@@ -159,7 +159,7 @@ def check_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | 
             raise NotSigned(f"{name.upper()} over the groups")
     if any(isinstance(n, exp.Window) for s in top.selects for n in _own(s)):
         raise NotSigned("a window over the groups")
-    _check_from(top, top=True)
+    _check_from(top)
     aggregates = aggregates_of(top)
     if not aggregates:
         raise NotSigned("no aggregate")

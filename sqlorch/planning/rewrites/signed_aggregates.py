@@ -7,7 +7,7 @@ per aggregate call its partial values, all additive except MIN/MAX:
 |---|---|---|
 | COUNT(*), COUNT(x) | c: weighted count | c |
 | SUM(x) | s: weighted sum, n: weighted count of non-NULL x | s, or NULL where n = 0 |
-| AVG(x) | s, n as for SUM | s / n, NULL where n = 0 |
+| AVG(x) | s, n as for SUM | s / n, NULL where n = 0 (x of INT or smaller: see ``signed_shape``) |
 | MIN(x), MAX(x) | m: the extreme | m |
 
 A FILTER (WHERE c) becomes a CASE inside the partials. The delta of a group is the model's
@@ -18,7 +18,8 @@ after it their current rows. The next state is the stored state plus the delta; 
 group from which a value at or beyond its stored extreme left is recomputed from the inputs
 instead. The output rows are the next state finalised: groups with no rows disappear, and
 HAVING is applied to the finalised values (filtered groups stay in the state: a later change
-can bring them back).
+can bring them back). COUNT(DISTINCT) and other aggregates without such a state keep the
+recompute-affected-keys strategy (``analysis/signed_shape.py`` says why).
 """
 
 from __future__ import annotations
