@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from sqlorch.console import plan_lines
+from sqlorch.planning.steps import Plan, Step
+from sqlorch.refs import TableRef
 from tests.conftest import REPO, run_cli
 
 # a relation longer than a whole 80-column line, and one longer than the model column
@@ -92,3 +95,32 @@ def test_columns_is_honoured_when_piped(demo_project: Path) -> None:
     assert max(len(line) for line in narrow) <= 80, "\n".join(narrow)
     assert 80 < max(len(line) for line in wide) <= 100, "\n".join(wide)
     assert len(wide) < len(narrow)  # the same plan, fewer reasons wrapped
+
+
+def test_plan_lines_name_the_cheaper_cost_first_and_keep_an_error_whole() -> None:
+    error = "/a/very/long/path/to/the/project/models/marts/orders.sql:12:8: error: unknown column: nope"
+    plan = Plan(
+        [
+            Step(TableRef("s", "a"), "model", "incremental", "full", "a rebuild is cheaper", "rebuild", ["id"],
+                 900, cost_incremental=1.3, cost_full=0.2, cost_winner="full"),
+            Step(TableRef("s", "b"), "model", "incremental", "incremental", "s.a changed; recompute affected keys",
+                 "merge keys", ["id"], 3, cost_incremental=0.01, cost_full=0.015, cost_winner="incremental"),
+            Step(TableRef("s", "c"), "model", "incremental", "error", error),
+            Step(TableRef("s", "d"), "model", "incremental", "skipped", "upstream s.c failed"),
+        ]
+    )  # fmt: skip
+    lines = ["".join(part if isinstance(part, str) else part[0] for part in line) for line in plan_lines(plan, 80)]
+    assert lines[1:4] == [
+        "s.a    full         rebuild         900",
+        "    a rebuild is cheaper",
+        "    cost: full 0.2 s < incremental 1.3 s",
+    ]
+    assert lines[4:8] == [
+        "s.b    incremental  merge keys        3",
+        "    s.a changed; recompute affected keys",
+        "    key: id",
+        "    cost: incremental 0.01 s < full 0.015 s",
+    ]
+    assert lines[9] == f"    {error}"  # longer than 80 columns: a path:line:col line is never broken
+    assert lines[10] == "s.d    skipped      upstream s.c failed"
+    assert all(len(line) <= 80 for line in lines if error not in line)
