@@ -232,7 +232,8 @@ class Runner:
         listener: Listener | None,
     ) -> RunResult:
         """Build the due models, then record their outcomes. A build that fails as a whole
-        (the warehouse unreachable) counts as a failure of every due model."""
+        (the warehouse unreachable, a broken profile) is recorded in the ledger and fails the
+        tick, but counts against no model: an outage must not suspend every model."""
         run_id = uuid.uuid4().hex[:12]
         started = self.clock()
         failure: SqlorchError | None = None
@@ -272,9 +273,7 @@ class Runner:
             for name in due:
                 state = control.models.get(name, ModelControl())
                 item = outcomes.get(name)
-                if failure is not None:
-                    updated[name] = after_build(state, "error", "", 0.0, finished, started, limit)
-                elif item is not None and not (interrupted and item.status != "success"):
+                if item is not None and not (interrupted and item.status != "success"):
                     updated[name] = after_build(state, item.status, item.action, item.seconds, finished, started, limit)
             status = "interrupted" if interrupted else "error" if failure or result.failed else "success"
             summary = {
