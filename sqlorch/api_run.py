@@ -64,7 +64,7 @@ from sqlorch.state.control import (
     record_changes,
     save_models,
 )
-from sqlorch.state.lease import acquire_lease
+from sqlorch.state.lease import acquire_lease, lost_error
 from sqlorch.state.store import STATE_TABLES, StateSnapshot, load_snapshot
 
 Clock = Callable[[], float]
@@ -172,7 +172,8 @@ class Runner:
         """One pass, holding the target's lease from the source check to the last record
         (the build inside takes it again, granted to this process), so no other ``build``
         or ``run`` captures or writes in between. ``announce`` hears of a build before it
-        starts: the due models and why each is due."""
+        starts: the due models and why each is due. A lost lease stops the tick as Ctrl-C
+        does, and is then reported as an error."""
         started = self.clock()
         session = self.load()
         with ExitStack() as held:
@@ -183,7 +184,7 @@ class Runner:
                 stop.attach(adapter)  # a signal while waiting for the lease or capturing ends the tick
             expiry = session.project.settings.lease_expiry
             on_lost = stop.stop if stop is not None else None
-            held.enter_context(acquire_lease(adapter, "run", self.options.lease_wait, expiry, on_lost))
+            lease = held.enter_context(acquire_lease(adapter, "run", self.options.lease_wait, expiry, on_lost))
             changed, statuses = self._check(adapter, session, checked_at)
             due = sorted(name for name, status in statuses.items() if status.due)
             if self._full_pass:
@@ -196,6 +197,8 @@ class Runner:
                 tick.result = self._build(session, due, why, stop, listener)
                 tick.interrupted = stop is not None and stop.stopped
                 self._full_pass = self._full_pass and tick.interrupted
+        if lease.lost.is_set():
+            raise lost_error()
         tick.seconds = self.clock() - started
         return tick
 
