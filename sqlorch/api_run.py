@@ -38,7 +38,17 @@ from sqlorch.execution.results import RunResult
 from sqlorch.execution.stop import StopRequest
 from sqlorch.graph.selection import select_nodes
 from sqlorch.refs import TableRef
-from sqlorch.schedule.due import Declared, Graph, ModelControl, ModelStatus, after_build, iso, schedule, stale_models
+from sqlorch.schedule.due import (
+    Declared,
+    Graph,
+    ModelControl,
+    ModelStatus,
+    after_build,
+    caught_up,
+    iso,
+    schedule,
+    stale_models,
+)
 from sqlorch.schedule.freshness import source_verdict
 from sqlorch.state.control import (
     CONTROL_TABLES,
@@ -95,12 +105,16 @@ def _managed(session: Session) -> set[str]:
     return {str(ref) for ref in session.selected if ref in session.project.models}
 
 
+def _stale(session: Session, snapshot: StateSnapshot) -> set[str]:
+    inputs = {str(ref): [str(i) for i in m.inputs] for ref, m in session.project.models.items()}
+    return stale_models(_graph(session), inputs, lambda model, name: snapshot.pending(model, name) is not None)
+
+
 def _statuses(
     session: Session, snapshot: StateSnapshot, control: ControlState, now: float, interval: float
 ) -> dict[str, ModelStatus]:
     graph = _graph(session)
-    inputs = {str(ref): [str(i) for i in m.inputs] for ref, m in session.project.models.items()}
-    stale = stale_models(graph, inputs, lambda model, name: snapshot.pending(model, name) is not None)
+    stale = _stale(session, snapshot)
     built = {name for name in graph.parents if name in snapshot.relations}
     return schedule(
         now, interval, _declared(session), graph, control.models, control.first_seen(), stale, built,
@@ -197,9 +211,16 @@ class Runner:
         control = load_control(adapter)
         sources = {s for name, found in _graph(session).sources.items() if name in _managed(session) for s in found}
         changed = _new_changes(snapshot, control, sources, checked_at)
-        if changed:
+        graph = _graph(session)
+        built = {name for name in graph.parents if name in snapshot.relations}
+        first_seen = control.first_seen()
+        for source in changed:
+            first_seen.setdefault(source, []).append(checked_at)
+        current = caught_up(graph, control.models, first_seen, _stale(session, snapshot), built, checked_at)
+        if changed or current:
             with adapter.transaction():
                 record_changes(adapter, {source: {batch: checked_at} for source, batch in changed.items()})
+                save_models(adapter, current)
             control = load_control(adapter)
         statuses = _statuses(session, snapshot, control, checked_at, self.interval)
         beat(adapter, Heartbeat(self.owner, socket.gethostname(), os.getpid(), self.interval, checked_at))
@@ -214,7 +235,8 @@ class Runner:
         listener: Listener | None,
     ) -> RunResult:
         """Build the due models, then record their outcomes. A build that fails as a whole
-        (the warehouse unreachable) counts as a failure of every due model."""
+        (the warehouse unreachable, a broken profile) is recorded in the ledger and fails the
+        tick, but counts against no model: an outage must not suspend every model."""
         run_id = uuid.uuid4().hex[:12]
         started = self.clock()
         failure: SqlorchError | None = None
@@ -254,9 +276,7 @@ class Runner:
             for name in due:
                 state = control.models.get(name, ModelControl())
                 item = outcomes.get(name)
-                if failure is not None:
-                    updated[name] = after_build(state, "error", "", 0.0, finished, started, limit)
-                elif item is not None and not (interrupted and item.status != "success"):
+                if item is not None and not (interrupted and item.status != "success"):
                     updated[name] = after_build(state, item.status, item.action, item.seconds, finished, started, limit)
             status = "interrupted" if interrupted else "error" if failure or result.failed else "success"
             summary = {

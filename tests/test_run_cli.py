@@ -85,3 +85,25 @@ def test_run_and_suspension_errors(make_project: Callable[[dict[str, str]], Path
     assert done.exit_code == 0 and "marts.one is not suspended" in done.output
     assert run_cli("suspend", "one", "--project-dir", project).exit_code == 0  # the bare name, as --select takes it
     assert _status(project)["models"][0]["suspended"] is True  # type: ignore[index]
+
+
+def test_docs_show_declared_freshness(make_project: Callable[[dict[str, str]], Path]) -> None:
+    project = make_project(
+        {
+            "sqlorch.yml": "default_freshness: 2h\n",
+            "models/staging/a.sql": "-- freshness: downstream\nSELECT 1 AS id",
+            "models/marts/b.sql": "-- freshness: 15m\n-- cron: 0 6 * * *\n-- cron_tz: Europe/Berlin\nSELECT 1 AS id",
+            "models/marts/c.sql": "SELECT id FROM staging.a",
+            "models/marts/d.sql": "-- cron: 30 2 * * *\nSELECT id FROM staging.a",
+        }
+    )
+    assert run_cli("docs", "--project-dir", project).exit_code == 0
+    text = (project / "target" / "docs" / "data.js").read_text()
+    data = json.loads(json.loads(text[text.index("JSON.parse(") + 11 : text.rindex(");")]))
+    targets = {node["id"]: (node["freshness"] or {}).get("target") for node in data["nodes"]}
+    assert targets == {
+        "staging.a": "downstream",
+        "marts.b": "15m, cron 0 6 * * * (Europe/Berlin)",
+        "marts.c": "2h (default_freshness)",
+        "marts.d": "cron 30 2 * * *",
+    }

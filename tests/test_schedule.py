@@ -23,6 +23,7 @@ from sqlorch.schedule.due import (
     Graph,
     ModelControl,
     after_build,
+    caught_up,
     schedule,
     stale_models,
 )
@@ -371,3 +372,18 @@ def test_stale_models_follow_pending_batches_downstream() -> None:
     assert stale_models(GRAPH, inputs, lambda m, i: (m, i) in pending) == {"marts.other"}
     pending = {("staging.ev", "raw.events")}
     assert stale_models(GRAPH, inputs, lambda m, i: (m, i) in pending) == ALL
+
+
+def test_a_model_built_outside_run_catches_up_without_a_stale_lag() -> None:
+    # run built everything at T0; a change at T0+10; a manual `sqlorch build` consumed it
+    control = {m: ModelControl(reflects_until=T0, last_success=T0) for m in ALL}
+    changes = {"raw.events": [T0 + 10]}
+    current = caught_up(GRAPH, control, changes, stale=set(), built=ALL, checked_at=T0 + 20)
+    assert {m: c.reflects_until for m, c in current.items()} == {m: T0 + 20 for m in ALL}
+    # a later change then lags from its own first-seen time, not from the one consumed
+    control = {**control, **current}
+    found = plan(T0 + 130, {m: Declared(3600.0) for m in ALL}, control, {"raw.events": [T0 + 10, T0 + 100]})
+    assert found["marts.totals"][1] == 30
+    # the steady state writes nothing: stale models wait, caught-up ones are left alone
+    assert caught_up(GRAPH, control, {"raw.events": [T0 + 10, T0 + 100]}, ALL, ALL, T0 + 130) == {}
+    assert caught_up(GRAPH, control, {"raw.events": [T0 + 10]}, set(), ALL, T0 + 130) == {}

@@ -14,7 +14,8 @@ The shape of a node (model, seed or source) in that data:
      "freshness": {"target": "15m", "lag_seconds": 120, "status": "ok"} | null,
      "audits": [{"name", "blocking", "status", "failing_rows"}] | null}   # declared; results of the last build
 
-``freshness`` is null until the control plane produces it; ``audits`` is null for a node
+``freshness`` holds a model's declared target (``15m``, ``downstream``, a cron; lag and
+status are null: the site is built without asking the control plane), null when none; ``audits`` is null for a node
 with none declared. The page renders each whenever it is present.
 """
 
@@ -32,9 +33,11 @@ from sqlorch.analysis.lineage import LineageJson
 from sqlorch.docs.runs import Runs
 from sqlorch.model_facts import KeyFacts
 from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES
+from sqlorch.project.header import ModelConfig
 from sqlorch.project.loader import Project
 from sqlorch.project.seeds import read_seed
 from sqlorch.refs import TableRef
+from sqlorch.schedule.freshness import DOWNSTREAM, format_duration
 
 ASSETS = Path(__file__).parent / "assets"
 STATIC = ("index.html", "app.js", "app.css", "vendor/cytoscape.min.js", "vendor/cytoscape.LICENSE")
@@ -67,6 +70,21 @@ def strategy(materialized: str, facts: KeyFacts | None) -> str:
         ways = [f"{', or '.join(ways)} when inputs are only appended to"]
     ways.append("recompute all" if facts.global_aggregate else "merge keys" if facts.unique else "delete+insert keys")
     return "; else ".join(ways)
+
+
+def declared_freshness(config: ModelConfig, default: float | None) -> dict[str, Any] | None:
+    """What ``sqlorch run`` keeps the model to, as the page shows it."""
+    parts: list[str] = []
+    if config.freshness == DOWNSTREAM:
+        parts.append(DOWNSTREAM)
+    elif config.freshness is not None:
+        parts.append(format_duration(config.freshness))
+    elif config.cron is None and default is not None:
+        parts.append(f"{format_duration(default)} (default_freshness)")
+    if config.cron is not None:
+        zone = f" ({config.cron.zone})" if config.cron.zone != "UTC" else ""
+        parts.append(f"cron {config.cron.text}{zone}")
+    return {"target": ", ".join(parts), "lag_seconds": None, "status": None} if parts else None
 
 
 def site_data(
@@ -110,6 +128,7 @@ def site_data(
                 "key": doc.key.key if doc.key else None,
                 "key_reason": doc.key.reason if doc.key else "the columns of its inputs are not known",
                 "strategy": strategy(config.materialized, doc.key),
+                "freshness": declared_freshness(model.config, project.settings.default_freshness),
             },
         )
         for columns in (doc.lineage or {}).values():

@@ -273,6 +273,30 @@ def _pull_upstream(found: dict[str, ModelStatus], graph: Graph, stale: set[str],
                 found[ancestor] = replace(other, due=True, next_due=now, reason=f"upstream of {model}")
 
 
+def caught_up(
+    graph: Graph,
+    control: Mapping[str, ModelControl],
+    changes: Mapping[str, list[float]],
+    stale: set[str],
+    built: set[str],
+    checked_at: float,
+) -> dict[str, ModelControl]:
+    """Models up to date by their watermarks whose ``reflects_until`` predates a change they
+    have in fact consumed (built by a ``sqlorch build`` outside ``run``, or before ``run``
+    first saw them): they reflect every change seen by ``checked_at``. Without this, their
+    next lag would count from a change they already hold. Empty in the steady state, so an
+    idle tick writes nothing for it."""
+    found = {}
+    for model in graph.parents:
+        if model in stale or model not in built:
+            continue
+        state = control.get(model, ModelControl())
+        newest = max((t for source in graph.all_sources(model) for t in changes.get(source, ())), default=None)
+        if newest is not None and (state.reflects_until is None or state.reflects_until < newest):
+            found[model] = replace(state, reflects_until=checked_at)
+    return found
+
+
 def after_build(
     state: ModelControl, status: str, action: str, seconds: float, now: float, checked_at: float, limit: int
 ) -> ModelControl:
