@@ -187,7 +187,7 @@ def test_a_silent_holder_expires_and_stops_when_it_wakes(warehouse: Warehouse, t
     assert_models_match_their_sql(warehouse, project)
 
 
-@pytest.mark.parametrize("warehouse", ["duckdb", "bigquery"], indirect=True)
+@pytest.mark.parametrize("warehouse", ["duckdb", "snowflake", "bigquery"], indirect=True)
 def test_two_builds_started_together_apply_the_change_once(warehouse: Warehouse, tmp_path: Path) -> None:
     project = prepared(warehouse, tmp_path)
     expected = 150
