@@ -19,8 +19,18 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
-from sqlorch.compiler import CompiledModel
-from sqlorch.execution.models import (
+from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import Costs
+from sqlorch.planning.planner import (
+    INSERT_ONLY,
+    PARTIAL_AGGREGATES,
+    SIGNED_DELTAS,
+    Decision,
+    InputChange,
+    decide_model,
+    rebuild_cheaper,
+)
+from sqlorch.planning.rewrites.model_statements import (
     SMALL_CHANGE_ROWS,
     ModelContext,
     full_statements,
@@ -29,16 +39,9 @@ from sqlorch.execution.models import (
     small_change_possible,
     small_statements,
 )
-from sqlorch.planning.planner import (
-    INSERT_ONLY,
-    PARTIAL_AGGREGATES,
-    Decision,
-    InputChange,
-    decide_model,
-    rebuild_cheaper,
-)
 from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
+from sqlorch.state.history import TableStats
 from sqlorch.state.ownership import claim_statement
 from sqlorch.state.store import StateSnapshot, change_log
 
@@ -84,14 +87,18 @@ def plan_model_statements(
     changes: dict[TableRef, InputChange],
     uncertain: list[TableRef],
     writes: dict[TableRef, frozenset[str]],
-    input_rows: int | None,
+    threshold: int | None,
     exists: bool,
     full_refresh: bool,
     capabilities: Capabilities,
     target: StepTarget,
+    costs: Costs | None = None,
+    stats: TableStats | None = None,
 ) -> frozenset[str]:
     """Fill ``step.statements`` (and its action, strategy and reason where it holds a
-    choice); returns the batch kinds the step may record."""
+    choice); returns the batch kinds the step may record. ``threshold``: the changed rows
+    above which the cost model finds a rebuild cheaper (None: never, or not compared);
+    ``costs`` and ``stats`` go into the run's recorded cost (``state/history.py``)."""
     ref = step.ref
     name = str(ref)
     physical = target.physical_of[ref]
@@ -111,6 +118,9 @@ def plan_model_statements(
         watermarks_stored=all((name, str(i)) in snapshot.watermarks for i in inputs),
         previous=target.catalog.get(physical),
         log_exists=change_log(ref) in target.catalog,
+        dialect=target.dialect,
+        costs=costs,
+        stats=stats,
     )
     may_diff = exists and not full_refresh
     diff_possible = (
@@ -126,13 +136,17 @@ def plan_model_statements(
             return full_statements(ctx, may_diff, decision.strategy, decision.reason)
         if decision.strategy == INSERT_ONLY:
             return insert_only_statements(ctx, changes, target.resolve)
+        if decision.strategy == SIGNED_DELTAS:
+            from sqlorch.execution.signed import signed_statements
+
+            return signed_statements(ctx, changes, target.resolve, snapshot.aggregate_states.get(name))
         if small:
             return small_statements(ctx, changes, target.resolve)
         fold = decision.strategy == PARTIAL_AGGREGATES
         return incremental_statements(ctx, changes, target.resolve, fold_appends=fold)
 
     def keyed(decision: Decision) -> bool:
-        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES)
+        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES, SIGNED_DELTAS)
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())
@@ -158,12 +172,12 @@ def plan_model_statements(
             rule = Rule("whole", _ranges(changes, maybe_whole))
             branches.append(Branch("whole", [rule], whole.action, whole.strategy, whole.reason))
             expected.append(False)  # an upstream rebuild that can diff keeps its column types
-    if input_rows:
+    if threshold is not None:
         names = ", ".join(str(r) for r in sorted(changes))
-        reason = f"changed rows of {names} vs {input_rows} input rows: a rebuild is cheaper"
-        rule = Rule("rebuild_cheaper", everything, threshold=input_rows)
+        reason = f"more than {threshold} changed rows of {names}: a full rebuild is estimated cheaper"
+        rule = Rule("rebuild_cheaper", everything, threshold=threshold)
         branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
-        expected.append(rebuild_cheaper(changed, input_rows))
+        expected.append(rebuild_cheaper(changed, threshold))
     if keyed(base) and small_change_possible(ctx, changes, False):
         rule = Rule("rows_at_most", everything, threshold=SMALL_CHANGE_ROWS)
         branches.append(Branch("small", [rule], base.action, base.strategy, base.reason))
@@ -177,5 +191,6 @@ def plan_model_statements(
         kinds |= _writes(decision, diff_possible)
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
-    step.statements = [*claim, Choice(branches)]
+    # one branch left (no rule could apply): no choice
+    step.statements = [*claim, Choice(branches)] if len(branches) > 1 else [*claim, *branches[0].statements]
     return kinds
