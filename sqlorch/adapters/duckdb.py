@@ -96,6 +96,11 @@ class DuckDBAdapter:
                 if "lock" not in str(error).lower():
                     raise AdapterError(f"cannot open DuckDB database {self.path}: {error}") from None
                 holder = _lock_holder(self.path, str(error))
+                if lock_timeout <= 0:  # --no-wait
+                    raise LockError(
+                        f"the DuckDB database {self.path} is in use: held by {holder}",
+                        hint="wait for that process to finish (or stop it), or leave out --no-wait to wait for it",
+                    ) from None
                 if not waiting:
                     waiting = True
                     # A notice, not an error: the build goes on by itself once the lock is free.

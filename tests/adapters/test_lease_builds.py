@@ -206,3 +206,17 @@ def test_two_builds_started_together_apply_the_change_once(warehouse: Warehouse,
         append(warehouse, expected, 10 * (trial + 1))
         expected += 10 * (trial + 1)
     pytest.fail("the two builds never overlapped: no test of the lease happened")
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)
+def test_no_wait_on_a_duckdb_file_in_use_refuses_at_once(warehouse: Warehouse, tmp_path: Path) -> None:
+    """DuckDB's file lock is met before the lease: --no-wait refuses there too, naming the
+    holder, without a "waiting" notice."""
+    project = prepared(warehouse, tmp_path)
+    warehouse.connect()  # this test process holds the file
+    refused = Build(warehouse, project, "--no-wait")
+    assert refused.wait(timeout=60) == 1
+    assert f"is in use: held by pid {os.getpid()}" in refused.stderr
+    assert "waiting" not in refused.stderr
+    warehouse.close_all()
+    assert copied(warehouse) == 100  # nothing of the pending append was applied
