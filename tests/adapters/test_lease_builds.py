@@ -220,3 +220,24 @@ def test_no_wait_on_a_duckdb_file_in_use_refuses_at_once(warehouse: Warehouse, t
     assert "waiting" not in refused.stderr
     warehouse.close_all()
     assert copied(warehouse) == 100  # nothing of the pending append was applied
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_stopped_build_releases_the_lease(warehouse: Warehouse, tmp_path: Path) -> None:
+    """SIGTERM while the build waits inside its work: the statement is cancelled, the build
+    stops, and its lease is free at once for the next build (no expiry to wait out)."""
+    project = prepared(warehouse, tmp_path, expiry=600)
+    lock = lock_source(warehouse)
+    first = Build(warehouse, project)
+    wait_until(lambda: holder_pid(warehouse) == first.pid, "the build to hold the lease")
+    first.process.send_signal(signal.SIGTERM)
+    first.wait(timeout=60)
+    assert "interrupted" in first.stderr
+    assert holder_pid(warehouse) is None
+    lock.commit()
+    lock.close()
+    second = Build(warehouse, project, "--no-wait")
+    assert second.wait() == 0, second.stderr
+    assert "took over" not in second.stderr
+    assert copied(warehouse) == 150
+    assert_models_match_their_sql(warehouse, project)
