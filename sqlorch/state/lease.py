@@ -181,10 +181,8 @@ def _claim_free(adapter: Adapter, command: str, expiry: float) -> bool:
     claim = _update(_claim(command, expiry), exp.column("owner", quoted=True).is_(exp.null()))
     try:
         return _won(adapter, claim)
-    except SqlorchError:
-        if adapter.columns(LEASE) is not None:
-            raise
-    ensure_lease_table(adapter)
+    except SqlorchError:  # no table yet (or one a racing process created since): a second try tells
+        ensure_lease_table(adapter)
     return _won(adapter, claim)
 
 

@@ -1,7 +1,8 @@
 """Taking the lease is atomic on each networked stand-in: processes that try at the same
 instant (each ``acquire_lease(wait=0)`` at a shared wall-clock start) see exactly one
 winner, and every loser is told who won. This is what the conditional UPDATE's
-affected-row count is relied on for (state/lease.py)."""
+affected-row count is relied on for (state/lease.py). The target is new: the racers
+also race to create the state schema and the lease table."""
 
 from __future__ import annotations
 
@@ -37,9 +38,6 @@ adapter.close()
 
 @pytest.mark.parametrize("warehouse", ["postgres", "snowflake", "bigquery"], indirect=True)
 def test_racing_processes_see_exactly_one_winner(warehouse: Warehouse) -> None:
-    adapter = warehouse.connect()
-    adapter.ensure_schema("_sqlorch")  # the racers create the lease table itself, the schema is not raced here
-    warehouse.close_all()
     start = time.time() + 8
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     racers = [
