@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.execution.retry import RetryPolicy
+from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
@@ -275,18 +276,19 @@ def _capture_sources(
         if model is not None:
             sources |= model.sources
     capture = predict_capture if planning else capture_source
+    policy = RetryPolicy(attempts=1 if planning else session.project.settings.retry_attempts)
     captured: dict[TableRef, Captured | None] = {}
     for ref in sorted(sources):
         if capturing is not None:
             capturing(ref)
-        captured[ref] = capture(
+        batch = snapshot.latest_batch.get(str(ref), 0) + 1
+        spec, state = session.project.sources.get(ref), snapshot.relations.get(str(ref))
+        captured[ref] = retry_step(  # a transient error is retried as a model step's is (execution/retry.py)
+            partial(capture, adapter, ref, spec, state, batch, known, full_refresh),
             adapter,
-            ref,
-            session.project.sources.get(ref),
-            snapshot.relations.get(str(ref)),
-            snapshot.latest_batch.get(str(ref), 0) + 1,
-            known,
-            full_refresh,
+            policy,
+            str(ref),
+            partial(batch_recorded, adapter, str(ref), batch),
         )
     return captured
 

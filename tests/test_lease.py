@@ -161,3 +161,22 @@ def test_the_heartbeat_renews_and_a_lost_lease_stops_the_holder(adapter: Adapter
         assert lease.lost.is_set()
     holder = read_holder(adapter)  # its release leaves the new holder alone
     assert holder is not None and holder.owner == "thief"
+
+
+def test_plan_takes_no_lease(tmp_path: Path) -> None:
+    """``plan`` is read-only: it neither waits for a holder nor writes the lease."""
+    from tests.conftest import run_cli, write_files
+
+    project = write_files(tmp_path / "project", {"models/marts/a.sql": "SELECT range AS id FROM range(3)"})
+    assert run_cli("build", "--project-dir", project).exit_code == 0
+    adapter = connect(Target("dev", "duckdb", {"path": str(project / "warehouse.duckdb")}, None))
+    try:
+        hold(adapter, "elsewhere", 4242)
+    finally:
+        adapter.close()
+    planned = run_cli("plan", "--project-dir", project)
+    assert planned.exit_code == 0, planned.output
+    assert "in use by" not in planned.output
+    refused = run_cli("build", "--project-dir", project, "--no-wait")  # while a build is refused
+    assert refused.exit_code == 1
+    assert "in use by sqlorch run on host elsewhere, pid 4242" in refused.output

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlglot
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
@@ -100,3 +101,21 @@ def test_a_step_that_committed_is_not_run_twice(adapter: Adapter) -> None:
     with pytest.raises(SqlorchError, match="after m committed, so it is not run again"):
         retry_step(step, adapter, RetryPolicy(attempts=3), "m", lambda: True, wait=lambda s: False)
     assert step.tries == 1
+
+
+def test_out_of_memory_is_tried_once_more_with_less_parallelism(adapter: Adapter) -> None:
+    """Not transient (no backoff, no third try), but DuckDB can need less: one thread, no
+    insertion order kept; the step is tried once more at once with that, then fails."""
+    adapter.execute(sqlglot.parse_one("SET memory_limit = '20MB'", read="duckdb"))
+    adapter.execute(sqlglot.parse_one("SET threads = 2", read="duckdb"))
+    tries, pauses = [], []
+
+    def step() -> None:
+        tries.append(1)
+        adapter.execute(sqlglot.parse_one("CREATE TABLE big AS SELECT list(range) AS l FROM range(10000000)"))
+
+    with pytest.raises(SqlorchError, match="Out of Memory"):
+        retry_step(step, adapter, RetryPolicy(attempts=3), "m", lambda: False, wait=lambda s: pauses.append(s) or False)
+    assert len(tries) == 2 and pauses == []
+    setting = "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
+    assert adapter.fetch(sqlglot.parse_one(setting)) == [(1, False)]

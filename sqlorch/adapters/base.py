@@ -137,6 +137,12 @@ class Adapter(Protocol):
         a no-op when the connection is alive or the driver has none to lose."""
         ...
 
+    def relieve_memory(self, error: BaseException) -> bool:
+        """When ``error`` is the warehouse running out of memory and the adapter can make the
+        next try need less (DuckDB: one thread, no insertion order kept), do so and return
+        True; False otherwise (a warehouse's own memory is not the client's to manage)."""
+        ...
+
 
 def driver_error(
     error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]

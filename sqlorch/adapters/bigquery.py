@@ -246,6 +246,9 @@ class BigQueryAdapter:
         concurrent = "could not serialize access" in str(cause).lower()
         return concurrent or bool(reasons & set(_TRANSIENT_REASONS))
 
+    def relieve_memory(self, error: BaseException) -> bool:
+        return False  # the server's memory: nothing the client can lower
+
     def reconnect(self) -> None:
         pass  # each request is its own HTTP call: there is no connection to lose
 

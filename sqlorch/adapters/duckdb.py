@@ -96,6 +96,11 @@ class DuckDBAdapter:
                 if "lock" not in str(error).lower():
                     raise AdapterError(f"cannot open DuckDB database {self.path}: {error}") from None
                 holder = _lock_holder(self.path, str(error))
+                if lock_timeout <= 0:  # --no-wait
+                    raise LockError(
+                        f"the DuckDB database {self.path} is in use: held by {holder}",
+                        hint="wait for that process to finish (or stop it), or leave out --no-wait to wait for it",
+                    ) from None
                 if not waiting:
                     waiting = True
                     # A notice, not an error: the build goes on by itself once the lock is free.
@@ -265,6 +270,24 @@ class DuckDBAdapter:
 
     def reconnect(self) -> None:
         pass  # an embedded database file: nothing to reconnect
+
+    def relieve_memory(self, error: BaseException) -> bool:
+        """DuckDB's own advice on an out-of-memory error: fewer threads (each holds its own
+        buffers) and no insertion order to keep (lets large inserts stream). Settings of the
+        database, so for the rest of the build; once only."""
+        if not isinstance(driver_error(error, duckdb.Error), duckdb.OutOfMemoryException):
+            return False
+        try:
+            settings = self.connection.execute(
+                "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
+            ).fetchone()
+            if settings is None or (int(settings[0]) == 1 and not settings[1]):
+                return False
+            self.connection.execute("SET threads = 1")
+            self.connection.execute("SET preserve_insertion_order = false")
+        except duckdb.Error:
+            return False
+        return True
 
 
 def _lock_note_path(path: str) -> Path | None:

@@ -204,6 +204,9 @@ class PostgresAdapter:
         lost = isinstance(cause, psycopg.OperationalError) and not state
         return lost or self.connection.broken
 
+    def relieve_memory(self, error: BaseException) -> bool:
+        return False  # the server's memory: nothing the client can lower
+
     def reconnect(self) -> None:
         if not (self.connection.closed or self.connection.broken):
             return

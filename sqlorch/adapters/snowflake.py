@@ -244,6 +244,9 @@ class SnowflakeAdapter:
             return True
         return getattr(cause, "errno", None) in _TRANSIENT_ERRNOS or self.connection.is_closed()
 
+    def relieve_memory(self, error: BaseException) -> bool:
+        return False  # the server's memory: nothing the client can lower
+
     def reconnect(self) -> None:
         if not self.connection.is_closed():
             return

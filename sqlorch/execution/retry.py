@@ -13,6 +13,10 @@ retry, the step's batch is looked up: if it was recorded, the step committed, an
 not run twice: it is reported as failed (its descendants wait for the next build, which
 goes on from the committed state).
 
+Out of memory is not transient (the same try fails the same way), but an adapter may be
+able to make the next try need less (``Adapter.relieve_memory``; DuckDB: one thread, no
+insertion order kept): then the step is tried once more at once, before it fails.
+
 The pause before try ``n + 1`` is ``base * 2 ** (n - 1)`` seconds, capped, times a random
 factor in [0.5, 1) ("equal jitter"): processes that failed together do not come back
 together, and none comes back at once.
@@ -78,6 +82,7 @@ def retry_step(
     a stopped build does not sleep it out; a stopped build is never retried."""
     wait = wait or adapter.interrupts.event.wait
     attempt = 1
+    relieved = False
     while True:
         try:
             if attempt > 1:
@@ -89,6 +94,10 @@ def retry_step(
                     )
             return run()
         except SqlorchError as error:
+            if not relieved and not adapter.interrupts.event.is_set() and adapter.relieve_memory(error):
+                relieved = True  # out of memory: once more at once, asking for less (not a transient error)
+                LOG.warning("%s: out of memory, trying once more with less parallelism: %s", name, error.message)
+                continue
             if attempt >= policy.attempts or adapter.interrupts.event.is_set() or not retryable(adapter, error):
                 raise
             pause = policy.delay(attempt, draw)

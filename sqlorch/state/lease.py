@@ -6,9 +6,11 @@ it by one ``CREATE TABLE IF NOT EXISTS ... AS SELECT`` (so no warehouse ever nee
 enforce a primary key: Snowflake and BigQuery do not). Every change after that is a
 conditional ``UPDATE`` whose affected-row count says who won: taking a free lease
 (``owner IS NULL``), taking over a dead holder's (``owner = its token AND beat = the beat
-seen``), renewing one's own (``owner = mine``). Each warehouse serialises UPDATEs of one
-row (a row lock on Postgres, a table lock on Snowflake, a conflict error on DuckDB and
-BigQuery), so at most one of two racing processes sees a count of 1.
+seen``), renewing one's own (``owner = mine``). Warehouses serialise UPDATEs of one row
+(Postgres re-checks the condition after the row lock, Snowflake queues DML on a table) or
+abort one of two racing ones (DuckDB, BigQuery: a conflict error, which counts as lost),
+so at most one process sees a count of 1; tests/adapters/test_lease_atomic.py races
+processes on each stand-in.
 
 Expiry needs no shared clock: the holder bumps ``beat`` every ``expiry / 6`` seconds, and a
 waiter that sees the same ``(owner, beat)`` for ``expiry`` seconds of its own monotonic
@@ -144,14 +146,16 @@ def ensure_lease_table(adapter: Adapter) -> None:
     """The table and its one free row, created together (see the module docstring). Two
     processes creating it at once may see an error from the loser (Postgres: a duplicate
     catalog entry); the table exists afterwards either way."""
-    if adapter.columns(LEASE) is not None:
-        return
-    try:
-        adapter.ensure_schema(STATE_SCHEMA)
-        adapter.execute(_create_statement())
-    except SqlorchError:
-        if adapter.columns(LEASE) is None:
-            raise
+    for attempt in range(2):  # the schema may be raced the same way on a new warehouse
+        if adapter.columns(LEASE) is not None:
+            return
+        try:
+            adapter.ensure_schema(STATE_SCHEMA)
+            adapter.execute(_create_statement())
+            return
+        except SqlorchError:
+            if attempt:
+                raise
 
 
 def read_holder(adapter: Adapter) -> Holder | None:
@@ -176,12 +180,19 @@ def _claim_free(adapter: Adapter, command: str, expiry: float) -> bool:
     (a build with nothing to do pays no catalog query for it)."""
     claim = _update(_claim(command, expiry), exp.column("owner", quoted=True).is_(exp.null()))
     try:
-        return adapter.execute(claim) == 1
-    except SqlorchError:
-        if adapter.columns(LEASE) is not None:
-            raise
-    ensure_lease_table(adapter)
-    return adapter.execute(claim) == 1
+        return _won(adapter, claim)
+    except SqlorchError:  # no table yet (or one a racing process created since): a second try tells
+        ensure_lease_table(adapter)
+    return _won(adapter, claim)
+
+
+def _won(adapter: Adapter, update: exp.Update) -> bool:
+    try:
+        return adapter.execute(update) == 1
+    except SqlorchError as error:
+        if adapter.is_transient(error):  # aborted by a racing UPDATE (DuckDB, BigQuery): lost this round
+            return False
+        raise
 
 
 def lost_error() -> LockError:
@@ -320,10 +331,8 @@ def _take(
             seen, seen_at = (holder.owner, holder.beat), clock()
         dead = holder.died_on_this_host() or clock() - seen_at >= holder.expiry
         if dead:
-            taken = adapter.execute(
-                _update(_claim(command, expiry), exp.and_(_eq("owner", holder.owner), _eq("beat", holder.beat)))
-            )
-            if taken == 1:
+            seen_beat = exp.and_(_eq("owner", holder.owner), _eq("beat", holder.beat))
+            if _won(adapter, _update(_claim(command, expiry), seen_beat)):
                 LOG.warning("took over the lease of %s: it stopped renewing it", holder.describe())
                 return True
             continue

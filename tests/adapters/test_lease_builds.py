@@ -187,7 +187,7 @@ def test_a_silent_holder_expires_and_stops_when_it_wakes(warehouse: Warehouse, t
     assert_models_match_their_sql(warehouse, project)
 
 
-@pytest.mark.parametrize("warehouse", ["duckdb", "bigquery"], indirect=True)
+@pytest.mark.parametrize("warehouse", ["duckdb", "snowflake", "bigquery"], indirect=True)
 def test_two_builds_started_together_apply_the_change_once(warehouse: Warehouse, tmp_path: Path) -> None:
     project = prepared(warehouse, tmp_path)
     expected = 150
@@ -206,3 +206,38 @@ def test_two_builds_started_together_apply_the_change_once(warehouse: Warehouse,
         append(warehouse, expected, 10 * (trial + 1))
         expected += 10 * (trial + 1)
     pytest.fail("the two builds never overlapped: no test of the lease happened")
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)
+def test_no_wait_on_a_duckdb_file_in_use_refuses_at_once(warehouse: Warehouse, tmp_path: Path) -> None:
+    """DuckDB's file lock is met before the lease: --no-wait refuses there too, naming the
+    holder, without a "waiting" notice."""
+    project = prepared(warehouse, tmp_path)
+    warehouse.connect()  # this test process holds the file
+    refused = Build(warehouse, project, "--no-wait")
+    assert refused.wait(timeout=60) == 1
+    assert f"is in use: held by pid {os.getpid()}" in refused.stderr
+    assert "waiting" not in refused.stderr
+    warehouse.close_all()
+    assert copied(warehouse) == 100  # nothing of the pending append was applied
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_stopped_build_releases_the_lease(warehouse: Warehouse, tmp_path: Path) -> None:
+    """SIGTERM while the build waits inside its work: the statement is cancelled, the build
+    stops, and its lease is free at once for the next build (no expiry to wait out)."""
+    project = prepared(warehouse, tmp_path, expiry=600)
+    lock = lock_source(warehouse)
+    first = Build(warehouse, project)
+    wait_until(lambda: holder_pid(warehouse) == first.pid, "the build to hold the lease")
+    first.process.send_signal(signal.SIGTERM)
+    first.wait(timeout=60)
+    assert "interrupted" in first.stderr
+    assert holder_pid(warehouse) is None
+    lock.commit()
+    lock.close()
+    second = Build(warehouse, project, "--no-wait")
+    assert second.wait() == 0, second.stderr
+    assert "took over" not in second.stderr
+    assert copied(warehouse) == 150
+    assert_models_match_their_sql(warehouse, project)

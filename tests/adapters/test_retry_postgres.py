@@ -15,13 +15,13 @@ from tests.adapters.test_conformance import assert_models_match_their_sql
 from tests.adapters.test_lease_builds import Build, append, copied, prepared, wait_until
 
 
-def waiting_backend(admin: psycopg.Connection[tuple[object, ...]]) -> int | None:
-    """The build's backend blocked on the test's lock on marts.copy (the step reads or writes
+def waiting_backend(admin: psycopg.Connection[tuple[object, ...]], table: str = '"marts"."copy"') -> int | None:
+    """The build's backend blocked on the test's lock on ``table`` (the step reads or writes
     it, whichever strategy the planner chose), once it is."""
     row = admin.execute(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
         "AND query LIKE %s",
-        ('%"marts"."copy"%',),
+        (f"%{table}%",),
     ).fetchone()
     return int(row[0]) if row else None
 
@@ -49,4 +49,27 @@ def test_a_terminated_backend_is_retried_on_a_new_connection_and_exact(warehouse
     append(warehouse, 150, 5)  # and the next build goes on from there
     assert Build(warehouse, project).wait() == 0
     assert copied(warehouse) == 155
+    assert_models_match_their_sql(warehouse, project)
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_a_terminated_backend_during_source_capture_is_retried(warehouse: Warehouse, tmp_path: Path) -> None:
+    """The same during the capture of a source, before any model runs: the capture is
+    tried again on a new connection, and every new row is captured once."""
+    project = prepared(warehouse, tmp_path)
+    settings = {k: warehouse.settings[k] for k in ("host", "port", "user", "dbname")}
+    lock = psycopg.connect(**settings)
+    lock.execute('LOCK TABLE "raw"."events" IN ACCESS EXCLUSIVE MODE')
+    admin = psycopg.connect(**settings, autocommit=True)
+    build = Build(warehouse, project)
+    found: list[int] = []
+    waiting = lambda: bool(found.append(waiting_backend(admin, '"raw"."events"') or 0) or found[-1])  # noqa: E731
+    wait_until(waiting, "the capture to wait for the lock")
+    assert admin.execute("SELECT pg_terminate_backend(%s)", (found[-1],)).fetchone() == (True,)
+    lock.commit()
+    lock.close()
+    admin.close()
+    assert build.wait() == 0, build.stderr
+    assert "raw.events: transient error on try 1 of 3, trying again in" in build.stderr
+    assert copied(warehouse) == 150
     assert_models_match_their_sql(warehouse, project)
