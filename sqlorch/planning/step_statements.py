@@ -20,24 +20,24 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.planning.compiler import CompiledModel
-from sqlorch.planning.planner import (
+from sqlorch.planning.planner import decide_model, rebuild_cheaper
+from sqlorch.planning.rewrites import replace_keys
+from sqlorch.planning.rewrites.model_statements import ModelContext
+from sqlorch.planning.rewrites.rebuild import full_statements
+from sqlorch.planning.rewrites.replace_keys import small_change_possible, small_statements
+from sqlorch.planning.rewrites.strategies import STRATEGY
+from sqlorch.planning.steps import (
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
+    Branch,
+    Choice,
     Decision,
     InputChange,
-    decide_model,
-    rebuild_cheaper,
+    Item,
+    Rule,
+    Statement,
+    Step,
 )
-from sqlorch.planning.rewrites.model_statements import (
-    SMALL_CHANGE_ROWS,
-    ModelContext,
-    full_statements,
-    incremental_statements,
-    insert_only_statements,
-    small_change_possible,
-    small_statements,
-)
-from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
 from sqlorch.state.ownership import claim_statement
 from sqlorch.state.store import StateSnapshot, change_log
@@ -124,12 +124,9 @@ def plan_model_statements(
     def statements(decision: Decision, small: bool) -> list[Item]:
         if decision.action == "full":
             return full_statements(ctx, may_diff, decision.strategy, decision.reason)
-        if decision.strategy == INSERT_ONLY:
-            return insert_only_statements(ctx, changes, target.resolve)
         if small:
             return small_statements(ctx, changes, target.resolve)
-        fold = decision.strategy == PARTIAL_AGGREGATES
-        return incremental_statements(ctx, changes, target.resolve, fold_appends=fold)
+        return STRATEGY[decision.strategy].statements(ctx, changes, target.resolve)
 
     def keyed(decision: Decision) -> bool:
         return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES)
@@ -144,7 +141,7 @@ def plan_model_statements(
             decision.action == "incremental"
             and keyed(decision)
             and small_change_possible(ctx, changes, False)
-            and changed <= SMALL_CHANGE_ROWS
+            and changed <= replace_keys.SMALL_CHANGE_ROWS
         )
         step.statements = [*claim, *statements(decision, small)]
         return _writes(decision, diff_possible)
@@ -165,9 +162,9 @@ def plan_model_statements(
         branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
         expected.append(rebuild_cheaper(changed, input_rows))
     if keyed(base) and small_change_possible(ctx, changes, False):
-        rule = Rule("rows_at_most", everything, threshold=SMALL_CHANGE_ROWS)
+        rule = Rule("rows_at_most", everything, threshold=replace_keys.SMALL_CHANGE_ROWS)
         branches.append(Branch("small", [rule], base.action, base.strategy, base.reason))
-        expected.append(changed <= SMALL_CHANGE_ROWS)
+        expected.append(changed <= replace_keys.SMALL_CHANGE_ROWS)
     branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
     expected.append(True)
     kinds: frozenset[str] = frozenset()
