@@ -6,7 +6,8 @@ how many rows that upstream will change, nor (for an upstream rebuilt in full th
 diff its old and new rows) whether it records a whole new table. The step then holds a
 ``Choice`` of branches, in order: ``whole`` (an input changed as a whole: rebuild),
 ``rebuild`` (the changed rows make a rebuild cheaper), ``small`` (few enough changed rows
-for the statements without scratch tables), and the incremental statements. Each branch
+for the statements without scratch tables, which replace keys by DELETE + INSERT: its
+strategy says so), and the incremental statements. Each branch
 is one ``decide_model`` outcome with the statements that carry it out; the step's own
 action, strategy and reason are those of the branch the estimates select.
 """
@@ -27,6 +28,7 @@ from sqlorch.planning.rewrites.rebuild import full_statements
 from sqlorch.planning.rewrites.replace_keys import small_change_possible, small_statements
 from sqlorch.planning.rewrites.strategies import STRATEGY
 from sqlorch.planning.steps import (
+    DELETE_INSERT_KEYS,
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
     Branch,
@@ -143,6 +145,8 @@ def plan_model_statements(
             and small_change_possible(ctx, changes, False)
             and changed <= replace_keys.SMALL_CHANGE_ROWS
         )
+        if small:  # the small form replaces keys by DELETE + INSERT, whatever the key
+            step.strategy = DELETE_INSERT_KEYS
         step.statements = [*claim, *statements(decision, small)]
         return _writes(decision, diff_possible)
     everything = _ranges(changes, list(changes))
@@ -163,7 +167,7 @@ def plan_model_statements(
         expected.append(rebuild_cheaper(changed, input_rows))
     if keyed(base) and small_change_possible(ctx, changes, False):
         rule = Rule("rows_at_most", everything, threshold=replace_keys.SMALL_CHANGE_ROWS)
-        branches.append(Branch("small", [rule], base.action, base.strategy, base.reason))
+        branches.append(Branch("small", [rule], base.action, DELETE_INSERT_KEYS, base.reason))
         expected.append(changed <= replace_keys.SMALL_CHANGE_ROWS)
     branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
     expected.append(True)
