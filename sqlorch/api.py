@@ -24,12 +24,12 @@ from sqlorch.audits.subject import physical_resolver
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
+from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy
-from sqlorch.execution.seeds import decide_seed, predicted_seed_change
+from sqlorch.execution.seeds import predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
@@ -38,13 +38,14 @@ from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
 from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
-from sqlorch.planning.planner import build_plan
+from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import Choice, Item, Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
+from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
-from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease, lost_error
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -135,9 +136,11 @@ def _seed_schemas(project: Project) -> SchemaMap:
     return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
-def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
-    """Check every model without a warehouse and write ``target/compiled`` + manifest."""
-    return compile_and_write(options).models
+def compile_only(options: Options) -> tuple[dict[TableRef, CompiledModel], set[str]]:
+    """Check every model without a warehouse and write ``target/compiled`` + manifest.
+    Also returns the environment variables the templates read (the compile stamp's)."""
+    with reading_env_vars() as env_vars:
+        return compile_and_write(options).models, env_vars
 
 
 @dataclass
@@ -393,8 +396,6 @@ def prepare(
             if item.columns is not None:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing, known)
-        if not options.rebuild_when_cheaper:
-            input_rows = {}
         seed_decisions = {
             ref: decide_seed(
                 project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh
@@ -435,6 +436,7 @@ def prepare(
             options.full_refresh,
             adapter.capabilities,
             target,
+            choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
         plan.sources = _source_changes(session, captured, known)
@@ -442,6 +444,8 @@ def prepare(
         if held is not None:
             held.release()
         adapter.close()
+        if held is not None and held.lost.is_set():
+            raise lost_error() from None
         raise
     for step in plan.steps:
         step.reason = _noted(step.reason, project.notes.get(step.ref))
@@ -594,16 +598,15 @@ def build(
                 if watermarks.get((consumer, name)) != batch
             }
             _prune_change_logs(prepared, moved)
+    except SqlorchError:
+        if prepared.lease is not None and prepared.lease.lost.is_set():
+            raise lost_error() from None  # stopped in whatever statement ran when it was lost
+        raise
     finally:
         prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
     if prepared.lease is not None and prepared.lease.lost.is_set():
-        raise LockError(
-            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
-            "another process may have taken the target over",
-            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
-            "the warehouse is often slow to answer)",
-        )
+        raise lost_error()
     return result
 
 
@@ -750,14 +753,14 @@ def docs(options: Options, out: Path | None = None, inputs_digest: str | None = 
     from sqlorch.docs.cache import load_site, save_site
     from sqlorch.docs.runs import fetch_runs
     from sqlorch.docs.site import with_audit_results, with_runs, write_site
-    from sqlorch.project.templating import ENV_VARS_READ
 
     root = options.project_dir.resolve()
     site = load_site(root, inputs_digest) if inputs_digest else None
     if site is None:
-        site = _site_from_compile(options)
+        with reading_env_vars() as env_vars:
+            site = _site_from_compile(options)
         if inputs_digest:
-            save_site(root, inputs_digest, ENV_VARS_READ, site)
+            save_site(root, inputs_digest, env_vars, site)
     target = load_target(root, options.profiles_dir, options.target)
     runs, note = fetch_runs(target)
     site = with_audit_results(with_runs(site, runs, note), output_dir(root) / "run_results.json")

@@ -96,7 +96,7 @@ def _plan(path: Path, tmp_path: Path) -> tuple[Step, str]:
         yaml.safe_dump({"target": "t", "targets": {"t": {"type": "duckdb", "path": "w.duckdb"}}})
     )
     options = api.Options(project_dir=project_dir)
-    compiled = api.compile_only(options)
+    compiled, _ = api.compile_only(options)
     session = api.open_session(options)
     project = session.project
     # the state after a build: every model recorded and built, each input's batch 1 consumed

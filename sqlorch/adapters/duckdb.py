@@ -75,7 +75,7 @@ _PROFILE_LOG_LOCK = threading.Lock()  # worker threads append to one profile log
 class DuckDBAdapter:
     dialect: ClassVar[str] = "duckdb"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        merge_by_source=True, transactions=True, except_all=True, temp_tables=True, row_counts=True
+        transactions=True, except_all=True, temp_tables=True, row_counts=True
     )
 
     def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0, read_only: bool = False) -> None:

@@ -12,24 +12,41 @@ from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
 from sqlorch.planning.rewrites.model_statements import mentions
 from sqlorch.planning.rewrites.strategies import STRATEGIES
 from sqlorch.planning.steps import INSERT_ONLY, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
+from sqlorch.state.history import RunCost, latest_stats, recent
 from sqlorch.state.store import StateSnapshot
 
 if TYPE_CHECKING:
     from sqlorch.planning.step_statements import StepTarget
+    from sqlorch.project.model import Seed
+    from sqlorch.state.store import RelationState
 
-REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
+
+def rebuild_cheaper(changed_rows: int, threshold: int) -> bool:
+    """Whether ``changed_rows`` changed input rows make a rebuild cheaper than the
+    incremental form, ``threshold`` being where the cost model's two estimates cross
+    (``cost.break_even``): the comparison a plan's ``rebuild_cheaper`` rule makes at build
+    time, once an upstream step has counted its change."""
+    return changed_rows > threshold
 
 
-def rebuild_cheaper(changed_rows: int, input_rows: int) -> bool:
-    """Whether rebuilding a model over ``input_rows`` rows costs less than an incremental
-    pass over ``changed_rows`` changed ones: the one comparison the plan's rules and
-    ``decide_model`` make (a cost model replaces it here)."""
-    return input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows
+def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refresh: bool) -> Decision:
+    """A seed is loaded whole the first time or when its header or inferred types change,
+    otherwise diffed row by row, so its consumers stay incremental."""
+    if full_refresh:
+        return Decision("full", "--full-refresh", "load")
+    if state is None or not exists:
+        return Decision("full", "first load", "load")
+    if state.fingerprint != seed.fingerprint():
+        if state.columns != seed.read()[0]:
+            return Decision("full", "CSV columns or their inferred types changed", "load")
+        return Decision("incremental", "CSV changed; rows diffed", "diff rows")
+    return Decision("skip", "CSV unchanged")
 
 
 def pending_changes(snapshot: StateSnapshot, consumer: str, inputs: list[TableRef]) -> dict[TableRef, InputChange]:
@@ -78,9 +95,11 @@ def decide_model(
     changes: dict[TableRef, InputChange],
     full_refresh: bool,
     table_exists: bool,
-    input_rows: int | None,
+    costs: Costs | None,
     capabilities: Capabilities,
 ) -> Decision:
+    """The exact form for the model and its changes, or a rebuild where ``costs`` (the
+    cost model's, ``planning/cost.py``; None: not compared) found one cheaper."""
     model = compiled.model
     name = str(model.ref)
     state = snapshot.relations.get(name)
@@ -109,17 +128,50 @@ def decide_model(
     in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
-    changed_rows = sum(c.rows for c in changes.values())
-    if input_rows is not None and rebuild_cheaper(changed_rows, input_rows):
-        return Decision(
-            "full",
-            f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
-            rebuild,
-        )
+    if costs is not None and costs.winner == FULL:
+        return Decision("full", costs.reason(), rebuild)
     for strategy in STRATEGIES:  # cheapest first
         if strategy.applies(keys, changes, capabilities):
             return Decision("incremental", strategy.reason(changed_names, keys), strategy.name)
     raise AssertionError("the last strategy always applies")
+
+
+def _history(snapshot: StateSnapshot, name: str) -> list[RunCost]:
+    runs = snapshot.runs.get(name, [])
+    return recent(runs, FULL) + recent(runs, INCREMENTAL)
+
+
+def model_estimate(
+    item: CompiledModel,
+    snapshot: StateSnapshot,
+    changes: dict[TableRef, InputChange],
+    input_sizes: dict[TableRef, int],
+    diffs: bool,
+) -> Estimate:
+    """The sizes one model's costs are estimated from: the changed rows of its inputs, its
+    inputs' rows (counted for this plan, or as their last runs left them), its table's rows
+    and keys (as its last runs left them)."""
+    stats = latest_stats(snapshot.runs.get(str(item.model.ref), []))
+    sizes = [input_sizes.get(ref) for ref in item.model.inputs]
+    table_rows = stats.rows if stats is not None else None
+    distinct = table_rows if item.keys.unique else (stats.distinct_keys if stats is not None else None)
+    appended = bool(changes) and all(c.appends_only for c in changes.values())
+    return Estimate(
+        changed_rows=sum(c.rows for c in changes.values()),
+        input_rows=sum(size for size in sizes if size is not None) if sizes and None not in sizes else None,
+        table_rows=table_rows,
+        distinct_keys=distinct,
+        diffs=diffs,
+        appends_only=appended,
+        scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
+    )
+
+
+def _logged_rows(step: Step) -> int:
+    """The rows an upstream step will put in its change log, for its consumers."""
+    if step.kind == "model" and step.estimated_log_rows is not None:
+        return step.estimated_log_rows
+    return step.estimated_changed_rows or 0
 
 
 def predicted_changes(
@@ -142,7 +194,7 @@ def predicted_changes(
             continue
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
-        predicted = step.estimated_changed_rows or 0
+        predicted = _logged_rows(step)
         changes[ref] = InputChange(
             after=after,
             upto=latest[str(ref)],
@@ -151,6 +203,20 @@ def predicted_changes(
             appends_only=kinds == {"append"} and (current.appends_only if current else True),
         )
     return changes
+
+
+def _with_costs(step: Step, costs: Costs | None, compared: bool) -> None:
+    """The cost model's estimates on the step; both costs only where an exact incremental
+    form exists to compare with a rebuild."""
+    if costs is None:
+        return
+    work: Work = costs.full_work if step.action == "full" else costs.incremental_work
+    step.estimated_affected_keys = costs.affected_keys
+    step.estimated_rows_read, step.estimated_rows_written = work.rows_read, work.rows_written
+    step.cost_incremental = round(costs.incremental, 6) if compared else None
+    step.cost_full = round(costs.full, 6)
+    step.cost_winner = costs.winner if compared else ""
+    step.estimated_log_rows = costs.logged_rows
 
 
 def seed_writes(step: Step) -> frozenset[str]:
@@ -177,10 +243,18 @@ def build_plan(
     full_refresh: bool,
     capabilities: Capabilities,
     target: StepTarget | None = None,
+    choose_by_cost: bool = True,
 ) -> Plan:
     """The plan; with ``target`` (what the statements depend on), every step that runs holds
-    its statements."""
+    its statements. ``input_rows``: rows of the inputs counted for this plan; other inputs'
+    sizes come from their last runs (``state/history.py``). ``choose_by_cost`` False keeps
+    every exact incremental form (unit tests: on their few rows a rebuild is cheaper)."""
     steps: dict[TableRef, Step] = {}
+    sizes = dict(input_rows)
+    for ref in order:
+        stats = latest_stats(snapshot.runs.get(str(ref), []))
+        if stats is not None and stats.rows is not None:
+            sizes.setdefault(ref, stats.rows)
     latest = dict(snapshot.latest_batch)  # after the steps planned so far ran
     writes: dict[TableRef, frozenset[str]] = {}
     for ref in order:
@@ -208,7 +282,20 @@ def build_plan(
             changes = predicted_changes(snapshot, name, inputs, steps, latest, writes)
             rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
             exists = ref in existing_tables
-            decision = decide_model(item, snapshot, changes, full_refresh, exists, rows, capabilities)
+            structural = decide_model(item, snapshot, changes, full_refresh, exists, None, capabilities)
+            costs: Costs | None = None
+            threshold: int | None = None  # changed rows above which a rebuild is cheaper
+            if structural.action != "skip":
+                diffs = exists and not full_refresh and item.model.config.materialized == "incremental"
+                estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                history = _history(snapshot, name)
+                costs = estimate_costs(estimate, history)
+                if estimate.table_rows is None and estimate.input_rows is not None:
+                    sizes[ref] = estimate.input_rows  # a first build holds about as many rows as it reads
+                if choose_by_cost and structural.action == "incremental":
+                    threshold = break_even(estimate, history)
+            use = costs if choose_by_cost and structural.action == "incremental" else None
+            decision = decide_model(item, snapshot, changes, full_refresh, exists, use, capabilities)
             step = Step(
                 ref=ref,
                 kind="model",
@@ -235,11 +322,24 @@ def build_plan(
                     r for r in changes if r in steps and steps[r].kind == "model" and writes.get(r, frozenset())
                 ]
                 kinds = plan_model_statements(
-                    step, item, snapshot, changes, uncertain, writes, rows, exists, full_refresh, capabilities, target
+                    step,
+                    item,
+                    snapshot,
+                    changes,
+                    uncertain,
+                    writes,
+                    threshold,
+                    exists,
+                    full_refresh,
+                    capabilities,
+                    target,
+                    costs=costs,
+                    stats=latest_stats(snapshot.runs.get(name, [])),
                 )
             elif decision.action == "incremental":
                 kinds = frozenset({"append"} if decision.strategy == INSERT_ONLY else {"append", "delta"})
             writes[ref] = kinds
+            _with_costs(step, costs, compared=structural.action == "incremental")
         if writes[ref]:
             latest[name] = latest.get(name, 0) + 1
         steps[ref] = step

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.model_statements import (
     ChangeSources,
     ModelContext,
@@ -58,14 +59,7 @@ def partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[e
         .from_(partial.subquery("s"))
         .join(
             ctx.physical.to_table(alias="t"),
-            on=exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(n, table="s", quoted=True), expression=exp.column(n, table="t", quoted=True)
-                    )
-                    for n in keys.key
-                ]
-            ),
+            on=null_safe_match("s", "t", keys.key),
             join_type="LEFT",
         )
     )

@@ -15,6 +15,7 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.cost import INCREMENTAL
 from sqlorch.planning.rewrites.model_statements import (
     ChangeSources,
     ModelContext,
@@ -82,6 +83,6 @@ def insert_only_statements(
     out.append(planned(insert_into(ctx.physical, columns, new_rows), "append", True, NEW_ROWS if counted else ""))
     out += check_unique_key(ctx)
     out.append(let(KIND, "append"))
-    out += bookkeeping(ctx, columns)
+    out += bookkeeping(ctx, columns, INCREMENTAL, appends=True)
     out += drop_scratch(ctx, [rows_table])
     return out

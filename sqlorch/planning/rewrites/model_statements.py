@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
@@ -21,9 +22,14 @@ from sqlorch.execution.statements import (
     select_from,
 )
 from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs
 from sqlorch.planning.steps import (
     KIND,
+    MICROSECONDS,
+    NEW_ROWS,
+    OLD_ROWS,
     ROWS,
+    WRITTEN,
     AuditPoint,
     InputChange,
     Item,
@@ -31,6 +37,7 @@ from sqlorch.planning.steps import (
     placeholder,
 )
 from sqlorch.refs import TableRef
+from sqlorch.state.history import TableStats, distinct_keys_query
 from sqlorch.state.store import (
     BATCH_COLUMN,
     RelationState,
@@ -60,6 +67,10 @@ class ModelContext:
     watermarks_stored: bool = False  # every input has a watermark row already (moved by one UPDATE)
     previous: dict[str, str] | None = None  # the table's columns and types before the build (None: absent)
     log_exists: bool = False  # the model's change log exists before the build
+    dialect: str = "duckdb"  # the target's (how a rebuilt table's keys are counted)
+    costs: Costs | None = None  # the cost model's estimates, recorded with the run (``state/history.py``)
+    stats: TableStats | None = None  # the table as the model's last run left it
+    aggregate_state: int | None = None  # the model batch its signed-delta state matches (``execution/signed.py``)
 
 
 def planned(statement: exp.Expr, purpose: str, transaction: bool = False, binds: str = "") -> Statement:
@@ -102,16 +113,51 @@ def clear_leftovers(ctx: ModelContext, log: TableRef) -> list[Statement]:
     return [planned(exp.delete(log.to_table(), where=where), "clear change-log rows of a crashed run", True)]
 
 
-def bookkeeping(ctx: ModelContext, columns: list[str]) -> list[Statement]:
-    """The batch, the watermarks and (when it changed) the model's record: two statements for
-    a model run again unchanged, since a build runs this once per model. The batch's kind and
-    row count are bound when it runs (``steps.batch_record``)."""
+def run_cost(ctx: ModelContext, strategy: str, appends: bool = False) -> dict[str, Any]:
+    """The run's cost and the table's statistics, for the cost model's history: values the
+    executor binds (the seconds, the rows written) or the warehouse computes in the same
+    statement (a rebuilt table's keys). Without the plan's estimate of its rows the run
+    records no strategy: seconds without rows teach nothing."""
+    keys = ctx.compiled.keys
+    work = None if ctx.costs is None else (ctx.costs.full_work if strategy == FULL else ctx.costs.incremental_work)
+    before = ctx.stats.rows if ctx.stats is not None else None
+    table_rows: exp.Expr = exp.null()
+    known = ctx.stats.distinct_keys if ctx.stats is not None else None
+    distinct: exp.Expr = exp.Literal.number(known) if known is not None else exp.null()
+    if strategy == FULL and ctx.compiled.model.config.materialized != "view":
+        table_rows = placeholder(WRITTEN)
+        counted = distinct_keys_query(ctx.physical.to_table(), keys.key or [], keys.unique, ctx.dialect)
+        if len(counted.selects) > 1:
+            distinct = exp.Subquery(this=exp.select(counted.selects[1].copy()).from_(ctx.physical.to_table()))
+    elif strategy == INCREMENTAL and before is not None:
+        kept: exp.Expr = exp.Literal.number(before)
+        if not appends:  # the old images are the rows replaced
+            kept = exp.Sub(this=kept, expression=placeholder(OLD_ROWS))
+        table_rows = exp.Add(this=kept, expression=placeholder(NEW_ROWS))
+    if keys.unique:
+        distinct = table_rows.copy()
+    return {
+        "strategy": strategy if work is not None else "",
+        "seconds": exp.Div(this=placeholder(MICROSECONDS), expression=exp.Literal.number(1e6)),
+        "rows_read": work.rows_read if work is not None else 0,
+        "rows_written": work.rows_written if work is not None else 0,
+        "table_rows": table_rows,
+        "distinct_keys": distinct,
+    }
+
+
+def bookkeeping(ctx: ModelContext, columns: list[str], strategy: str, appends: bool = False) -> list[Statement]:
+    """The batch (with the run's cost, ``_run_cost``), the watermarks and (when it changed) the
+    model's record: two statements for a model run again unchanged, since a build runs this
+    once per model. The batch's kind and row count are bound when it runs
+    (``steps.batch_record``)."""
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
     stored = ctx.state
     unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
     statements = [] if unchanged else save_relation_statements(name, record)
-    statements.append(add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS)))
+    cost = run_cost(ctx, strategy, appends)
+    statements.append(add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS), cost))
     if ctx.watermarks_stored and unchanged:
         statements.append(update_watermarks_statement(name, ctx.watermarks))
     else:

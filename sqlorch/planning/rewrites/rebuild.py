@@ -16,6 +16,7 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.cost import FULL
 from sqlorch.planning.rewrites.model_statements import (
     ModelContext,
     audit_point,
@@ -138,7 +139,7 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
         if model.config.materialized == "incremental":
             out += creates(ctx, create_change_log(log, ctx.physical, columns), "new change log", True)
         out.append(let(KIND, "full"))
-    out += bookkeeping(ctx, columns)
+    out += bookkeeping(ctx, columns, FULL)
     if scratch is not None:
         out.append(Statement(drop_table(scratch), "drop the audited scratch table", always=True))
     return out

@@ -5,6 +5,7 @@ DELETE + INSERT otherwise), with a form without scratch tables for small changes
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -16,6 +17,8 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.cost import INCREMENTAL
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.add_partial_aggregates import partial_aggregate_rows
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
 from sqlorch.planning.rewrites.merge_keys import build_key_merge, mark_present
@@ -49,15 +52,30 @@ from sqlorch.state.store import (
 )
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Affected keys and recomputed rows another strategy worked out (``execution/signed.py``):
+    the statements that build its scratch tables (``before``), those that commit with the
+    model (``during``), and its scratch tables."""
+
+    affected: exp.Query | None
+    recomputed: exp.Query
+    before: list[Item]
+    during: list[Item]
+    scratch: list[TableRef]
+
+
 def incremental_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
     fold_appends: bool = False,
+    prepared: PreparedRows | None = None,
 ) -> list[Item]:
     """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
     DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
-    only the appended input rows into the stored groups (see ``keys.distributive``)."""
+    only the appended input rows into the stored groups (see ``keys.distributive``); with
+    ``prepared``, the affected keys and rows are those given."""
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
@@ -72,7 +90,12 @@ def incremental_statements(
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
-    if fold_appends:
+    if prepared is not None:
+        out += prepared.before
+        recomputed = prepared.recomputed
+        if key and prepared.affected is not None:
+            out += creates(ctx, create_table_as(keys_table, prepared.affected, temporary=temporary), "affected keys")
+    elif fold_appends:
         affected, recomputed = partial_aggregate_rows(ctx, sources)
         out += creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
     elif key:
@@ -143,9 +166,10 @@ def incremental_statements(
             planned(exp.delete(ctx.physical.to_table(), where=target_match), "apply: delete the keys' rows", True)
         )
         out.append(planned(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
+    out += prepared.during if prepared is not None else []
     out += check_unique_key(ctx)
-    out += bookkeeping(ctx, columns)
-    out += drop_scratch(ctx, [keys_table, rows_table, stored, changed])
+    out += bookkeeping(ctx, columns, INCREMENTAL)
+    out += drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
     return out
 
 
@@ -205,7 +229,7 @@ def small_statements(
     new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
     out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True))
     out += check_unique_key(ctx)
-    out += bookkeeping(ctx, columns)
+    out += bookkeeping(ctx, columns, INCREMENTAL)
     out += drop_scratch(ctx, [keys_table])
     return out
 
@@ -237,15 +261,5 @@ def same_value(values: TableRef, columns: list[str], row_alias: str) -> exp.Exis
     return exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(values.to_table(alias="v"))
-        .where(
-            exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(c, table="v", quoted=True),
-                        expression=exp.column(c, table=row_alias, quoted=True),
-                    )
-                    for c in columns
-                ]
-            )
-        )
+        .where(null_safe_match("v", row_alias, columns))
     )

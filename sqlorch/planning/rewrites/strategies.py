@@ -6,6 +6,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 |---|---|
 | insert new rows | row-preserving model, one input only appended to, transactions |
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
+| fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one, transactions |
 | recompute all | a global aggregate (no key columns: one row) |
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
@@ -27,6 +28,7 @@ from sqlorch.planning.steps import (
     MERGE_KEYS,
     PARTIAL_AGGREGATES,
     RECOMPUTE_ALL,
+    SIGNED_DELTAS,
     InputChange,
     Item,
 )
@@ -45,12 +47,26 @@ def partial_aggregates(keys: KeyAnalysis, changes: Changes, capabilities: Capabi
     return capabilities.transactions and keys.distributive is not None and single_appended_input(keys, changes)
 
 
+def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """COUNT/SUM/AVG/MIN/MAX groups updated by the weighted change of their inputs, inserts,
+    updates and deletes alike (``analysis/signed_shape.py``). The state it keeps must commit
+    with the model, so like the other folding strategies it needs transactions."""
+    return capabilities.transactions and keys.not_signed == "" and not any(change.full for change in changes.values())
+
+
+def signed_delta_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
+    # imported here: the signed strategy's module builds on this package
+    from sqlorch.execution.signed import signed_statements
+
+    return signed_statements(ctx, changes, resolve, ctx.aggregate_state)
+
+
 def fold_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
     return incremental_statements(ctx, changes, resolve, fold_appends=True)
 
 
 def _affected_keys(names: str, keys: KeyAnalysis) -> str:
-    return f"{names} changed; recompute affected keys ({', '.join(keys.key or [])})"
+    return f"{names} changed; recompute affected keys"  # the key: Step.key
 
 
 STRATEGIES: tuple[Strategy, ...] = (
@@ -65,6 +81,12 @@ STRATEGIES: tuple[Strategy, ...] = (
         partial_aggregates,
         lambda names, keys: f"{names} appended rows; COUNT/SUM/MIN/MAX folded into groups",
         fold_statements,
+    ),
+    Strategy(
+        SIGNED_DELTAS,
+        signed_deltas,
+        lambda names, keys: f"{names} changed; groups maintained from signed deltas (state in _sqlorch)",
+        signed_delta_statements,
     ),
     Strategy(
         RECOMPUTE_ALL,
