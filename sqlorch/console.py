@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlorch.analysis.lineage_graph import Impact, LineageResult
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
-from sqlorch.planning.planner import INSERT_ONLY
-from sqlorch.planning.steps import Plan, Step
+from sqlorch.planning.steps import INSERT_ONLY, Plan, Step
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -32,7 +32,7 @@ from typing import Any
 from sqlorch.analysis.lineage import LineageJson
 from sqlorch.docs.runs import Runs
 from sqlorch.model_facts import KeyFacts
-from sqlorch.planning.planner import INSERT_ONLY, PARTIAL_AGGREGATES
+from sqlorch.planning.steps import INSERT_ONLY, PARTIAL_AGGREGATES
 from sqlorch.project.header import ModelConfig
 from sqlorch.project.loader import Project
 from sqlorch.project.seeds import read_seed

@@ -26,8 +26,20 @@ from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import execute_seed
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.compiler import CompiledModel
-from sqlorch.planning.planner import Decision, rebuild_cheaper
-from sqlorch.planning.steps import MICROSECONDS, Branch, Choice, Item, Plan, Rule, Statement, Step, batch_record, bind
+from sqlorch.planning.planner import rebuild_cheaper
+from sqlorch.planning.steps import (
+    MICROSECONDS,
+    Branch,
+    Choice,
+    Decision,
+    Item,
+    Plan,
+    Rule,
+    Statement,
+    Step,
+    batch_record,
+    bind,
+)
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot

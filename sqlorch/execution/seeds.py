@@ -9,7 +9,7 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.execution.statements import execute_create
-from sqlorch.planning.planner import Decision
+from sqlorch.planning.steps import Decision
 from sqlorch.project.model import Seed
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (

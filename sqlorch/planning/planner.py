@@ -8,14 +8,14 @@ branch with its rule (``step_statements.py``); the executor only evaluates the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
-from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
-from sqlorch.planning.steps import Plan, Step
+from sqlorch.planning.rewrites.model_statements import mentions
+from sqlorch.planning.rewrites.strategies import STRATEGIES
+from sqlorch.planning.steps import INSERT_ONLY, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.history import RunCost, latest_stats, recent
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
     from sqlorch.project.model import Seed
     from sqlorch.state.store import RelationState
 
-INSERT_ONLY = "insert new rows"
-PARTIAL_AGGREGATES = "add partial aggregates"
-SIGNED_DELTAS = "fold signed deltas"
-
 
 def rebuild_cheaper(changed_rows: int, threshold: int) -> bool:
     """Whether ``changed_rows`` changed input rows make a rebuild cheaper than the
@@ -37,24 +33,6 @@ def rebuild_cheaper(changed_rows: int, threshold: int) -> bool:
     (``cost.break_even``): the comparison a plan's ``rebuild_cheaper`` rule makes at build
     time, once an upstream step has counted its change."""
     return changed_rows > threshold
-
-
-@dataclass(frozen=True)
-class InputChange:
-    """What a consumer has not yet read from one input."""
-
-    after: int
-    upto: int
-    rows: int
-    full: bool  # a batch in the range is "everything changed"
-    appends_only: bool = False  # every batch in the range holds only new rows
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    reason: str
-    strategy: str = ""
 
 
 def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refresh: bool) -> Decision:
@@ -86,39 +64,6 @@ def pending_changes(snapshot: StateSnapshot, consumer: str, inputs: list[TableRe
             appends_only=snapshot.only_appends(str(ref), after, upto),
         )
     return changes
-
-
-def _mentions(tables: set[tuple[str, str]], ref: TableRef) -> bool:
-    return (ref.schema, ref.name) in tables or ("", ref.name) in tables
-
-
-def _single_appended_input(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
-    """One changed input, only appended to, read once, not on a LEFT JOIN's nullable side."""
-    if len(changes) != 1:
-        return False
-    ((ref, change),) = changes.items()
-    return (
-        change.appends_only
-        and not _mentions(keys.nullable_tables, ref)
-        and keys.occurrences.get((ref.schema, ref.name), 0) + keys.occurrences.get(("", ref.name), 0) == 1
-    )
-
-
-def insert_only(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
-    """New output rows are exactly a row-preserving model over the appended input rows."""
-    return keys.row_preserving and _single_appended_input(keys, changes)
-
-
-def partial_aggregates(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
-    """COUNT/SUM/MIN/MAX of appended rows fold into the stored groups."""
-    return keys.distributive is not None and _single_appended_input(keys, changes)
-
-
-def signed_deltas(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
-    """COUNT/SUM/AVG/MIN/MAX groups updated by the weighted change of their inputs, inserts,
-    updates and deletes alike (``analysis/signed_shape.py``). The state it keeps must commit
-    with the model, so like the other folding strategies it needs transactions."""
-    return keys.not_signed == "" and not any(change.full for change in changes.values())
 
 
 def output_columns_changed(compiled: CompiledModel, recorded: dict[str, str] | None) -> str | None:
@@ -180,29 +125,15 @@ def decide_model(
     full_inputs = sorted(str(r) for r, c in changes.items() if c.full)
     if full_inputs:
         return Decision("full", f"{', '.join(full_inputs)} changed as a whole (rebuilt, or no change capture)", rebuild)
-    in_subquery = sorted(str(r) for r in changes if _mentions(keys.subquery_tables, r))
+    in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
     if costs is not None and costs.winner == FULL:
         return Decision("full", costs.reason(), rebuild)
-    # Appending and folding are exact only if applied once: they need a transaction that
-    # commits them with the watermark. Without one, replacing keys is idempotent.
-    if capabilities.transactions and insert_only(keys, changes):
-        return Decision("incremental", f"{changed_names} appended rows; the model keeps rows one for one", INSERT_ONLY)
-    if capabilities.transactions and partial_aggregates(keys, changes):
-        return Decision(
-            "incremental", f"{changed_names} appended rows; COUNT/SUM/MIN/MAX folded into groups", PARTIAL_AGGREGATES
-        )
-    if capabilities.transactions and signed_deltas(keys, changes):
-        return Decision(
-            "incremental",
-            f"{changed_names} changed; groups maintained from signed deltas (state in _sqlorch)",
-            SIGNED_DELTAS,
-        )
-    if not keys.key:
-        return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
-    strategy = "merge keys" if keys.unique else "delete+insert keys"
-    return Decision("incremental", f"{changed_names} changed; recompute affected keys", strategy)  # key: Step.key
+    for strategy in STRATEGIES:  # cheapest first
+        if strategy.applies(keys, changes, capabilities):
+            return Decision("incremental", strategy.reason(changed_names, keys), strategy.name)
+    raise AssertionError("the last strategy always applies")
 
 
 def _history(snapshot: StateSnapshot, name: str) -> list[RunCost]:

@@ -6,7 +6,8 @@ how many rows that upstream will change, nor (for an upstream rebuilt in full th
 diff its old and new rows) whether it records a whole new table. The step then holds a
 ``Choice`` of branches, in order: ``whole`` (an input changed as a whole: rebuild),
 ``rebuild`` (the changed rows make a rebuild cheaper), ``small`` (few enough changed rows
-for the statements without scratch tables), and the incremental statements. Each branch
+for the statements without scratch tables, which replace keys by DELETE + INSERT: its
+strategy says so), and the incremental statements. Each branch
 is one ``decide_model`` outcome with the statements that carry it out; the step's own
 action, strategy and reason are those of the branch the estimates select.
 """
@@ -21,25 +22,26 @@ from sqlglot import exp
 from sqlorch.adapters.base import Capabilities
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import Costs
-from sqlorch.planning.planner import (
+from sqlorch.planning.planner import decide_model, rebuild_cheaper
+from sqlorch.planning.rewrites import replace_keys
+from sqlorch.planning.rewrites.model_statements import ModelContext
+from sqlorch.planning.rewrites.rebuild import full_statements
+from sqlorch.planning.rewrites.replace_keys import small_change_possible, small_statements
+from sqlorch.planning.rewrites.strategies import STRATEGY
+from sqlorch.planning.steps import (
+    DELETE_INSERT_KEYS,
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
     SIGNED_DELTAS,
+    Branch,
+    Choice,
     Decision,
     InputChange,
-    decide_model,
-    rebuild_cheaper,
+    Item,
+    Rule,
+    Statement,
+    Step,
 )
-from sqlorch.planning.rewrites.model_statements import (
-    SMALL_CHANGE_ROWS,
-    ModelContext,
-    full_statements,
-    incremental_statements,
-    insert_only_statements,
-    small_change_possible,
-    small_statements,
-)
-from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
 from sqlorch.state.history import TableStats
 from sqlorch.state.ownership import claim_statement
@@ -121,6 +123,7 @@ def plan_model_statements(
         dialect=target.dialect,
         costs=costs,
         stats=stats,
+        aggregate_state=snapshot.aggregate_states.get(name),
     )
     may_diff = exists and not full_refresh
     diff_possible = (
@@ -134,16 +137,9 @@ def plan_model_statements(
     def statements(decision: Decision, small: bool) -> list[Item]:
         if decision.action == "full":
             return full_statements(ctx, may_diff, decision.strategy, decision.reason)
-        if decision.strategy == INSERT_ONLY:
-            return insert_only_statements(ctx, changes, target.resolve)
-        if decision.strategy == SIGNED_DELTAS:
-            from sqlorch.planning.rewrites.signed_statements import signed_statements
-
-            return signed_statements(ctx, changes, target.resolve, snapshot.aggregate_states.get(name))
         if small:
             return small_statements(ctx, changes, target.resolve)
-        fold = decision.strategy == PARTIAL_AGGREGATES
-        return incremental_statements(ctx, changes, target.resolve, fold_appends=fold)
+        return STRATEGY[decision.strategy].statements(ctx, changes, target.resolve)
 
     def keyed(decision: Decision) -> bool:
         return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES, SIGNED_DELTAS)
@@ -158,8 +154,10 @@ def plan_model_statements(
             decision.action == "incremental"
             and keyed(decision)
             and small_change_possible(ctx, changes, False)
-            and changed <= SMALL_CHANGE_ROWS
+            and changed <= replace_keys.SMALL_CHANGE_ROWS
         )
+        if small:  # the small form replaces keys by DELETE + INSERT, whatever the key
+            step.strategy = DELETE_INSERT_KEYS
         step.statements = [*claim, *statements(decision, small)]
         return _writes(decision, diff_possible)
     everything = _ranges(changes, list(changes))
@@ -179,9 +177,9 @@ def plan_model_statements(
         branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
         expected.append(rebuild_cheaper(changed, threshold))
     if keyed(base) and small_change_possible(ctx, changes, False):
-        rule = Rule("rows_at_most", everything, threshold=SMALL_CHANGE_ROWS)
-        branches.append(Branch("small", [rule], base.action, base.strategy, base.reason))
-        expected.append(changed <= SMALL_CHANGE_ROWS)
+        rule = Rule("rows_at_most", everything, threshold=replace_keys.SMALL_CHANGE_ROWS)
+        branches.append(Branch("small", [rule], base.action, DELETE_INSERT_KEYS, base.reason))
+        expected.append(changed <= replace_keys.SMALL_CHANGE_ROWS)
     branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
     expected.append(True)
     kinds: frozenset[str] = frozenset()

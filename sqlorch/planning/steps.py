@@ -24,6 +24,14 @@ from sqlglot import exp
 
 from sqlorch.refs import TableRef
 
+# The incremental strategies' names, as plans and run results say them (``rewrites/strategies.py``).
+INSERT_ONLY = "insert new rows"
+PARTIAL_AGGREGATES = "add partial aggregates"
+SIGNED_DELTAS = "fold signed deltas"
+RECOMPUTE_ALL = "recompute all"
+MERGE_KEYS = "merge keys"
+DELETE_INSERT_KEYS = "delete+insert keys"
+
 # Values bound by the executor while it runs a step (see ``Statement.binds``).
 ROWS = "rows"  # the batch's row count, in the bookkeeping
 KIND = "kind"  # the batch's kind ("full" | "delta" | "append"), in the bookkeeping
@@ -63,6 +71,24 @@ def bind(statement: exp.Expr, bound: dict[str, int | str]) -> exp.Expr:
     return statement.transform(
         lambda node: exp.convert(values[node.name]) if isinstance(node, exp.Placeholder) else node
     )
+
+
+@dataclass(frozen=True)
+class InputChange:
+    """What a consumer has not yet read from one input."""
+
+    after: int
+    upto: int
+    rows: int
+    full: bool  # a batch in the range is "everything changed"
+    appends_only: bool = False  # every batch in the range holds only new rows
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+    strategy: str = ""
 
 
 @dataclass(frozen=True)

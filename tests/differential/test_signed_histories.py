@@ -17,7 +17,7 @@ from _harness import History, check_exact, model_files
 
 from sqlorch import api
 from sqlorch.api import Options
-from sqlorch.planning.planner import SIGNED_DELTAS
+from sqlorch.planning.steps import SIGNED_DELTAS
 
 CORPUS = Path(__file__).parent / "signed_corpus"
 STEPS = 6

@@ -1,10 +1,10 @@
-"""The statements of a model maintained from signed deltas (``signed_aggregates.py``).
+"""Running a model maintained from signed deltas (``planning/rewrites/signed_aggregates.py``).
 
 The groups' state lives in ``_sqlorch.agg__<model>``; ``_sqlorch.aggregate_states`` records
 the model batch it is up to date with. It is written in the model's transaction, so a state
 that does not match the model's last batch (a full rebuild or another strategy ran since, or
 a run died before committing) is rebuilt from the inputs at the next run, never trusted.
-Here the statements are assembled, at plan time; ``model_statements.incremental_statements`` adds the
+Here the statements are assembled, at plan time; ``models.incremental_statements`` adds the
 model's own MERGE, change log and bookkeeping.
 """
 
@@ -23,9 +23,9 @@ from sqlorch.execution.statements import (
     replace_statements,
     select_from,
 )
-from sqlorch.planning.planner import InputChange
-from sqlorch.planning.rewrites.model_statements import ModelContext, PreparedRows, incremental_statements
+from sqlorch.planning.rewrites.model_statements import ModelContext
 from sqlorch.planning.rewrites.rename_relations import rename_relations
+from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     WEIGHT,
@@ -37,7 +37,7 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     matches,
     state_parts,
 )
-from sqlorch.planning.steps import Item, Statement
+from sqlorch.planning.steps import InputChange, Item, Statement
 from sqlorch.refs import TableRef
 from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, state_table, work_table
 

@@ -1,0 +1,265 @@
+"""``merge keys``, ``delete+insert keys`` and ``recompute all``: the affected keys'
+rows recomputed and written over the stored ones (one MERGE where the key is unique,
+DELETE + INSERT otherwise), with a form without scratch tables for small changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from sqlorch.audits import hooks as audit_hooks
+from sqlorch.execution.statements import (
+    columns_of,
+    create_table_as,
+    insert_into,
+    select_from,
+    with_images,
+)
+from sqlorch.planning.cost import INCREMENTAL
+from sqlorch.planning.key_match import null_safe_match
+from sqlorch.planning.rewrites.add_partial_aggregates import partial_aggregate_rows
+from sqlorch.planning.rewrites.affected_keys import build_affected_keys
+from sqlorch.planning.rewrites.merge_keys import build_key_merge, mark_present
+from sqlorch.planning.rewrites.model_statements import (
+    ChangeSources,
+    ModelContext,
+    audit_point,
+    bookkeeping,
+    check_unique_key,
+    clear_leftovers,
+    count_statement,
+    creates,
+    drop_scratch,
+    planned,
+    scratch,
+    stored_columns,
+)
+from sqlorch.planning.rewrites.rename_relations import rename_relations
+from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
+from sqlorch.planning.steps import (
+    NEW_ROWS,
+    OLD_ROWS,
+    InputChange,
+    Item,
+)
+from sqlorch.refs import TableRef
+from sqlorch.state.store import (
+    BATCH_COLUMN,
+    OLD_COLUMN,
+    change_log,
+)
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """Affected keys and recomputed rows another strategy worked out (``signed_statements.py``):
+    the statements that build its scratch tables (``before``), those that commit with the
+    model (``during``), and its scratch tables."""
+
+    affected: exp.Query | None
+    recomputed: exp.Query
+    before: list[Item]
+    during: list[Item]
+    scratch: list[TableRef]
+
+
+def incremental_statements(
+    ctx: ModelContext,
+    changes: dict[TableRef, InputChange],
+    resolve: Callable[[exp.Table], TableRef | None],
+    fold_appends: bool = False,
+    prepared: PreparedRows | None = None,
+) -> list[Item]:
+    """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
+    DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
+    only the appended input rows into the stored groups (see ``keys.distributive``); with
+    ``prepared``, the affected keys and rows are those given."""
+    model = ctx.compiled.model
+    keys = ctx.compiled.keys
+    assert keys.key is not None and keys.inlined is not None
+    key = keys.key
+    capabilities = ctx.capabilities
+    temporary = capabilities.temp_tables
+    keys_table, rows_table = scratch(ctx, "keys"), scratch(ctx, "rows")
+    columns = stored_columns(ctx)
+    log = change_log(model.ref)
+    sources = ChangeSources(ctx, changes, resolve)
+    out: list[Item] = []
+
+    keys_ref = keys_table.to_table(alias="k")
+    target_match: exp.Expr = exp.true()
+    if prepared is not None:
+        out += prepared.before
+        recomputed = prepared.recomputed
+        if key and prepared.affected is not None:
+            out += creates(ctx, create_table_as(keys_table, prepared.affected, temporary=temporary), "affected keys")
+    elif fold_appends:
+        affected, recomputed = partial_aggregate_rows(ctx, sources)
+        out += creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
+    elif key:
+        affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
+        affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+        out += creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
+        recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
+    else:
+        recomputed = ctx.compiled.physical_sql
+    if key:
+        target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
+    merge = keys.unique and bool(key) and capabilities.merge_in_transaction
+    rows_query = mark_present(recomputed) if merge else recomputed
+    out += creates(ctx, create_table_as(rows_table, rows_query, temporary=temporary), "recomputed rows")
+    stored, changed = scratch(ctx, "old"), scratch(ctx, "changed")
+    diff = bool(key) and capabilities.except_all
+    if ctx.audited:  # the recomputed rows of the affected keys, before anything is written
+        rest = audit_hooks.stored_rest(ctx.physical, columns, target_match) if key else None
+        out.append(audit_point(rows_table, columns, rest, "nothing was written", False))
+    old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match)
+    new_images = select_from(rows_table, columns)
+    if diff:
+        # Most rows of an affected key usually come back unchanged (one new event in a
+        # user's window partition): write only the rows that really differ. The stored
+        # rows of the affected keys are read once: finding them scans the whole table.
+        out += creates(ctx, create_table_as(stored, old_images, temporary=temporary), "stored rows of the keys")
+        differ = changed_values(stored, rows_table, columns)
+        out += creates(ctx, create_table_as(changed, differ, temporary=temporary), "rows that differ")
+        old_images = select_from(stored, columns, "o").where(same_value(changed, columns, "o"))
+        logged_new = select_from(rows_table, columns, "r").where(same_value(changed, columns, "r"))
+    else:
+        logged_new = new_images
+    # Counted by the log inserts where the driver reports it, else before the transaction:
+    # some warehouses run a transaction as one script.
+    counted = capabilities.row_counts
+    if not counted:
+        out.append(count_statement(old_images, OLD_ROWS, "count the old images"))
+        out.append(count_statement(logged_new, NEW_ROWS, "count the new images"))
+    out += clear_leftovers(ctx, log)
+    all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+    logged_old_rows = with_images(old_images, columns, ctx.batch, True)
+    logged_new_rows = with_images(logged_new, columns, ctx.batch, False)
+    out.append(
+        planned(
+            insert_into(log, all_columns, logged_old_rows), "change log: old images", True, OLD_ROWS if counted else ""
+        )
+    )
+    out.append(
+        planned(
+            insert_into(log, all_columns, logged_new_rows), "change log: new images", True, NEW_ROWS if counted else ""
+        )
+    )
+    if merge:
+        out.append(
+            planned(build_key_merge(ctx.physical, rows_table, keys_table, key, columns), "apply: merge keys", True)
+        )
+    elif diff:
+        out.append(
+            planned(
+                exp.delete(ctx.physical.to_table(), where=same_value(changed, columns, ctx.physical.name)),
+                "apply: delete changed rows",
+                True,
+            )
+        )
+        out.append(planned(insert_into(ctx.physical, columns, logged_new), "apply: insert changed rows", True))
+    else:
+        out.append(
+            planned(exp.delete(ctx.physical.to_table(), where=target_match), "apply: delete the keys' rows", True)
+        )
+        out.append(planned(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
+    out += prepared.during if prepared is not None else []
+    out += check_unique_key(ctx)
+    out += bookkeeping(ctx, columns, INCREMENTAL)
+    out += drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
+    return out
+
+
+# Pending input rows up to which a run replaces its keys without scratch tables (below).
+SMALL_CHANGE_ROWS = 1_000
+
+
+def small_change_possible(ctx: ModelContext, changes: dict[TableRef, InputChange], fold_appends: bool) -> bool:
+    """Whether ``small_statements`` may replace ``incremental_statements`` when the change is
+    at most ``SMALL_CHANGE_ROWS`` rows: computing the affected keys again in each statement
+    then costs less than the statements that would keep them in scratch tables (~1 ms each on
+    DuckDB, a round trip elsewhere), the fixed cost of a model in a long chain."""
+    keys = ctx.compiled.keys
+    return (
+        bool(keys.key)
+        and not fold_appends
+        and not ctx.audited
+        and ctx.capabilities.row_counts
+        and not any(change.full for change in changes.values())
+    )
+
+
+def small_statements(
+    ctx: ModelContext,
+    changes: dict[TableRef, InputChange],
+    resolve: Callable[[exp.Table], TableRef | None],
+) -> list[Item]:
+    """``incremental_statements`` for a small change: the affected keys in one scratch table,
+    then one transaction of log inserts, DELETE + INSERT of the affected keys and
+    bookkeeping, the recomputed rows computed where they are written (twice, for the log and
+    the table). Every row of an affected key is logged, old and new, as where the warehouse
+    cannot diff: a few unchanged rows cost less than the three scratch tables that would
+    find them. (A CTE of the keys in each statement instead of the table: DuckDB runs it as
+    a correlated subquery, ten times slower.)"""
+    keys = ctx.compiled.keys
+    assert keys.key is not None and keys.inlined is not None
+    sources = ChangeSources(ctx, changes, resolve)
+    affected = build_affected_keys(keys.inlined, keys.key, sources.is_changed, sources.changed, sources.everything)
+    affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+    keys_table = scratch(ctx, "keys")
+    out: list[Item] = []
+    out += creates(ctx, create_table_as(keys_table, affected, temporary=ctx.capabilities.temp_tables), "affected keys")
+    keys_ref = keys_table.to_table(alias="k")
+    recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_ref)
+    columns = stored_columns(ctx)
+    physical = ctx.physical.name
+    match = key_match(keys_ref, [(n, exp.column(n, table=physical, quoted=True)) for n in keys.key])
+    old_images = select_from(ctx.physical, columns, physical).where(match)
+    log = change_log(ctx.compiled.model.ref)
+    all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+    out += clear_leftovers(ctx, log)
+    logged_old = with_images(old_images, columns, ctx.batch, True)
+    logged_new = with_images(recomputed, columns, ctx.batch, False)
+    out.append(planned(insert_into(log, all_columns, logged_old), "change log: old images", True, OLD_ROWS))
+    out.append(planned(insert_into(log, all_columns, logged_new), "change log: new images", True, NEW_ROWS))
+    out.append(planned(exp.delete(ctx.physical.to_table(), where=match.copy()), "apply: delete the keys' rows", True))
+    new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
+    out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True))
+    out += check_unique_key(ctx)
+    out += bookkeeping(ctx, columns, INCREMENTAL)
+    out += drop_scratch(ctx, [keys_table])
+    return out
+
+
+SIGN_COLUMN = "_sqlorch_sign"  # +1 for a row of the new rows, -1 for a stored one
+
+
+def changed_values(old: TableRef, new: TableRef, columns: list[str]) -> exp.Select:
+    """The distinct rows whose number of copies differs between two tables, in one grouped
+    pass over both (EXCEPT ALL each way costs two, and DuckDB's is several times slower).
+    Replacing every copy of these values, and only them, turns ``old`` into ``new``.
+    GROUP BY puts NULLs together, as the NULL-safe comparison in ``same_value`` does."""
+    sign = exp.column(SIGN_COLUMN, quoted=True)
+    signed = exp.union(
+        select_from(new, columns).select(exp.Literal.number(1).as_(SIGN_COLUMN, quoted=True)),
+        select_from(old, columns).select(exp.Literal.number(-1).as_(SIGN_COLUMN, quoted=True)),
+        distinct=False,
+    )
+    return (
+        exp.select(*columns_of(columns, "d"))
+        .from_(signed.subquery("d"))
+        .group_by(*columns_of(columns, "d"))
+        .having(exp.func("sum", sign).neq(0))
+    )
+
+
+def same_value(values: TableRef, columns: list[str], row_alias: str) -> exp.Exists:
+    """``EXISTS`` a row of ``values`` equal, column by column and NULL-safe, to the row aliased ``row_alias``."""
+    return exp.Exists(
+        this=exp.select(exp.Literal.number(1))
+        .from_(values.to_table(alias="v"))
+        .where(null_safe_match("v", row_alias, columns))
+    )

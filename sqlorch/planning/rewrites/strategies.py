@@ -1,0 +1,105 @@
+"""The exact incremental strategies, cheapest first: the planner takes the first that
+applies to a model and the changes at hand (``planner.decide_model``), after its own rules
+for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the design.
+
+| strategy | applies when |
+|---|---|
+| insert new rows | row-preserving model, one input only appended to, transactions |
+| add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
+| fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one, transactions |
+| recompute all | a global aggregate (no key columns: one row) |
+| merge keys | the key is unique and the target runs MERGE in a transaction |
+| delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
+
+Appending and folding are exact only if applied once: they need a transaction that commits
+them with the watermark. Without one, replacing keys is idempotent.
+"""
+
+from __future__ import annotations
+
+from sqlorch.adapters.base import Capabilities
+from sqlorch.analysis.keys import KeyAnalysis
+from sqlorch.planning.rewrites.insert_new_rows import insert_only_statements
+from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, Strategy, single_appended_input
+from sqlorch.planning.rewrites.replace_keys import incremental_statements
+from sqlorch.planning.steps import (
+    DELETE_INSERT_KEYS,
+    INSERT_ONLY,
+    MERGE_KEYS,
+    PARTIAL_AGGREGATES,
+    RECOMPUTE_ALL,
+    SIGNED_DELTAS,
+    InputChange,
+    Item,
+)
+from sqlorch.refs import TableRef
+
+Changes = dict[TableRef, InputChange]
+
+
+def insert_only(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """New output rows are exactly a row-preserving model over the appended input rows."""
+    return capabilities.transactions and keys.row_preserving and single_appended_input(keys, changes)
+
+
+def partial_aggregates(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """COUNT/SUM/MIN/MAX of appended rows fold into the stored groups."""
+    return capabilities.transactions and keys.distributive is not None and single_appended_input(keys, changes)
+
+
+def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """COUNT/SUM/AVG/MIN/MAX groups updated by the weighted change of their inputs, inserts,
+    updates and deletes alike (``analysis/signed_shape.py``). The state it keeps must commit
+    with the model, so like the other folding strategies it needs transactions."""
+    return capabilities.transactions and keys.not_signed == "" and not any(change.full for change in changes.values())
+
+
+def signed_delta_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
+    # imported here: the signed strategy's module builds on this package
+    from sqlorch.planning.rewrites.signed_statements import signed_statements
+
+    return signed_statements(ctx, changes, resolve, ctx.aggregate_state)
+
+
+def fold_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
+    return incremental_statements(ctx, changes, resolve, fold_appends=True)
+
+
+def _affected_keys(names: str, keys: KeyAnalysis) -> str:
+    return f"{names} changed; recompute affected keys"  # the key: Step.key
+
+
+STRATEGIES: tuple[Strategy, ...] = (
+    Strategy(
+        INSERT_ONLY,
+        insert_only,
+        lambda names, keys: f"{names} appended rows; the model keeps rows one for one",
+        insert_only_statements,
+    ),
+    Strategy(
+        PARTIAL_AGGREGATES,
+        partial_aggregates,
+        lambda names, keys: f"{names} appended rows; COUNT/SUM/MIN/MAX folded into groups",
+        fold_statements,
+    ),
+    Strategy(
+        SIGNED_DELTAS,
+        signed_deltas,
+        lambda names, keys: f"{names} changed; groups maintained from signed deltas (state in _sqlorch)",
+        signed_delta_statements,
+    ),
+    Strategy(
+        RECOMPUTE_ALL,
+        lambda keys, changes, capabilities: not keys.key,
+        lambda names, keys: f"{names} changed; one-row aggregate recomputed",
+        incremental_statements,
+    ),
+    Strategy(
+        MERGE_KEYS,
+        lambda keys, changes, capabilities: keys.unique and capabilities.merge_in_transaction,
+        _affected_keys,
+        incremental_statements,
+    ),
+    Strategy(DELETE_INSERT_KEYS, lambda keys, changes, capabilities: True, _affected_keys, incremental_statements),
+)
+STRATEGY = {strategy.name: strategy for strategy in STRATEGIES}
