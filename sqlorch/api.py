@@ -396,8 +396,6 @@ def prepare(
             if item.columns is not None:
                 input_columns[ref] = list(item.columns)
         input_rows = _input_rows(adapter, session, compiled, snapshot, existing, known)
-        if not options.rebuild_when_cheaper:
-            input_rows = {}
         seed_decisions = {
             ref: decide_seed(
                 project.seeds[ref], snapshot.relations.get(str(ref)), ref in existing, options.full_refresh
@@ -438,6 +436,7 @@ def prepare(
             options.full_refresh,
             adapter.capabilities,
             target,
+            choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
         plan.sources = _source_changes(session, captured, known)

@@ -114,7 +114,8 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
     or ``(text, style)``): a row per step (model, action, strategy, estimated changed rows)
     and the step's reason under it; a skip's reason takes the place of the strategy. The key
     has a line of its own under the reason of an incremental step that works by key (never
-    inside the reason); the input rows, the depends-on list and the statements are in
+    inside the reason), and so have the cost model's two estimates where it compared them;
+    the input rows, the depends-on list and the statements are in
     ``plan --json`` and ``plan --explain``.
 
     A model name longer than its column is never cut (it is what ``--explain`` takes): it
@@ -155,6 +156,8 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
         details = [step.reason]
         if step.key and step.action == "incremental" and step.strategy != INSERT_ONLY:  # the key decides the work
             details.append(f"key: {', '.join(step.key)}")
+        if step.cost_incremental is not None and step.cost_full is not None:  # the cost model compared both
+            details.append(f"cost: incremental {step.cost_incremental:.2g} s, full {step.cost_full:.2g} s")
         lines += [[(line, "dim")] for text in details for line in _wrap(text, width, PLAN_INDENT, PLAN_INDENT)]
     counts: dict[str, int] = {}
     for step in plan.steps:

@@ -27,7 +27,7 @@ from sqlorch.execution.seeds import execute_seed
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import Decision, rebuild_cheaper
-from sqlorch.planning.steps import Branch, Choice, Item, Plan, Rule, Statement, Step, batch_record, bind
+from sqlorch.planning.steps import MICROSECONDS, Branch, Choice, Item, Plan, Rule, Statement, Step, batch_record, bind
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
@@ -265,6 +265,7 @@ class StepRun:
         self.audits = audits
         self.bound: dict[str, int | str] = {}
         self.taken: list[Branch] = []
+        self.started = time.perf_counter()
 
     def branch(self) -> str | None:
         """The branches taken and why, for ``run_results.json`` (None: the plan held no choice)."""
@@ -320,6 +321,7 @@ class StepRun:
                 self.audits.check(self.adapter, point.table, point.columns, point.rest, point.message)
             return
         assert item.sql is not None
+        self.bound[MICROSECONDS] = round((time.perf_counter() - self.started) * 1e6)  # the cost it records
         statement = bind(item.sql, self.bound)
         if item.kind == "count":
             self.bound[item.binds] = int(self.adapter.fetch(statement)[0][0])

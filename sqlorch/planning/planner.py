@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
+from sqlorch.state.history import RunCost, latest_stats, recent
 from sqlorch.state.store import StateSnapshot
 
 if TYPE_CHECKING:
@@ -27,14 +29,14 @@ if TYPE_CHECKING:
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
 SIGNED_DELTAS = "fold signed deltas"
-REBUILD_SHARE = 0.3  # an incremental pass above this share of the input rows is slower than a rebuild
 
 
-def rebuild_cheaper(changed_rows: int, input_rows: int) -> bool:
-    """Whether rebuilding a model over ``input_rows`` rows costs less than an incremental
-    pass over ``changed_rows`` changed ones: the one comparison the plan's rules and
-    ``decide_model`` make (a cost model replaces it here)."""
-    return input_rows > 0 and changed_rows > REBUILD_SHARE * input_rows
+def rebuild_cheaper(changed_rows: int, threshold: int) -> bool:
+    """Whether ``changed_rows`` changed input rows make a rebuild cheaper than the
+    incremental form, ``threshold`` being where the cost model's two estimates cross
+    (``cost.break_even``): the comparison a plan's ``rebuild_cheaper`` rule makes at build
+    time, once an upstream step has counted its change."""
+    return changed_rows > threshold
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,11 @@ def decide_model(
     changes: dict[TableRef, InputChange],
     full_refresh: bool,
     table_exists: bool,
-    input_rows: int | None,
+    costs: Costs | None,
     capabilities: Capabilities,
 ) -> Decision:
+    """The exact form for the model and its changes, or a rebuild where ``costs`` (the
+    cost model's, ``planning/cost.py``; None: not compared) found one cheaper."""
     model = compiled.model
     name = str(model.ref)
     state = snapshot.relations.get(name)
@@ -179,13 +183,8 @@ def decide_model(
     in_subquery = sorted(str(r) for r in changes if _mentions(keys.subquery_tables, r))
     if in_subquery:
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
-    changed_rows = sum(c.rows for c in changes.values())
-    if input_rows is not None and rebuild_cheaper(changed_rows, input_rows):
-        return Decision(
-            "full",
-            f"{changed_rows} changed rows vs {input_rows} input rows: a rebuild is cheaper",
-            rebuild,
-        )
+    if costs is not None and costs.winner == FULL:
+        return Decision("full", costs.reason(), rebuild)
     # Appending and folding are exact only if applied once: they need a transaction that
     # commits them with the watermark. Without one, replacing keys is idempotent.
     if capabilities.transactions and insert_only(keys, changes):
@@ -204,6 +203,44 @@ def decide_model(
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")
     strategy = "merge keys" if keys.unique else "delete+insert keys"
     return Decision("incremental", f"{changed_names} changed; recompute affected keys", strategy)  # key: Step.key
+
+
+def _history(snapshot: StateSnapshot, name: str) -> list[RunCost]:
+    runs = snapshot.runs.get(name, [])
+    return recent(runs, FULL) + recent(runs, INCREMENTAL)
+
+
+def model_estimate(
+    item: CompiledModel,
+    snapshot: StateSnapshot,
+    changes: dict[TableRef, InputChange],
+    input_sizes: dict[TableRef, int],
+    diffs: bool,
+) -> Estimate:
+    """The sizes one model's costs are estimated from: the changed rows of its inputs, its
+    inputs' rows (counted for this plan, or as their last runs left them), its table's rows
+    and keys (as its last runs left them)."""
+    stats = latest_stats(snapshot.runs.get(str(item.model.ref), []))
+    sizes = [input_sizes.get(ref) for ref in item.model.inputs]
+    table_rows = stats.rows if stats is not None else None
+    distinct = table_rows if item.keys.unique else (stats.distinct_keys if stats is not None else None)
+    appended = bool(changes) and all(c.appends_only for c in changes.values())
+    return Estimate(
+        changed_rows=sum(c.rows for c in changes.values()),
+        input_rows=sum(size for size in sizes if size is not None) if sizes and None not in sizes else None,
+        table_rows=table_rows,
+        distinct_keys=distinct,
+        diffs=diffs,
+        appends_only=appended,
+        scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
+    )
+
+
+def _logged_rows(step: Step) -> int:
+    """The rows an upstream step will put in its change log, for its consumers."""
+    if step.kind == "model" and step.estimated_log_rows is not None:
+        return step.estimated_log_rows
+    return step.estimated_changed_rows or 0
 
 
 def predicted_changes(
@@ -226,7 +263,7 @@ def predicted_changes(
             continue
         current = changes.get(ref)
         after = current.after if current else snapshot.watermarks.get((consumer, str(ref)), 0)
-        predicted = step.estimated_changed_rows or 0
+        predicted = _logged_rows(step)
         changes[ref] = InputChange(
             after=after,
             upto=latest[str(ref)],
@@ -235,6 +272,20 @@ def predicted_changes(
             appends_only=kinds == {"append"} and (current.appends_only if current else True),
         )
     return changes
+
+
+def _with_costs(step: Step, costs: Costs | None, compared: bool) -> None:
+    """The cost model's estimates on the step; both costs only where an exact incremental
+    form exists to compare with a rebuild."""
+    if costs is None:
+        return
+    work: Work = costs.full_work if step.action == "full" else costs.incremental_work
+    step.estimated_affected_keys = costs.affected_keys
+    step.estimated_rows_read, step.estimated_rows_written = work.rows_read, work.rows_written
+    step.cost_incremental = round(costs.incremental, 6) if compared else None
+    step.cost_full = round(costs.full, 6)
+    step.cost_winner = costs.winner if compared else ""
+    step.estimated_log_rows = costs.logged_rows
 
 
 def seed_writes(step: Step) -> frozenset[str]:
@@ -261,10 +312,18 @@ def build_plan(
     full_refresh: bool,
     capabilities: Capabilities,
     target: StepTarget | None = None,
+    choose_by_cost: bool = True,
 ) -> Plan:
     """The plan; with ``target`` (what the statements depend on), every step that runs holds
-    its statements."""
+    its statements. ``input_rows``: rows of the inputs counted for this plan; other inputs'
+    sizes come from their last runs (``state/history.py``). ``choose_by_cost`` False keeps
+    every exact incremental form (unit tests: on their few rows a rebuild is cheaper)."""
     steps: dict[TableRef, Step] = {}
+    sizes = dict(input_rows)
+    for ref in order:
+        stats = latest_stats(snapshot.runs.get(str(ref), []))
+        if stats is not None and stats.rows is not None:
+            sizes.setdefault(ref, stats.rows)
     latest = dict(snapshot.latest_batch)  # after the steps planned so far ran
     writes: dict[TableRef, frozenset[str]] = {}
     for ref in order:
@@ -292,7 +351,20 @@ def build_plan(
             changes = predicted_changes(snapshot, name, inputs, steps, latest, writes)
             rows = sum(input_rows.get(i, 0) for i in inputs) if input_rows else None
             exists = ref in existing_tables
-            decision = decide_model(item, snapshot, changes, full_refresh, exists, rows, capabilities)
+            structural = decide_model(item, snapshot, changes, full_refresh, exists, None, capabilities)
+            costs: Costs | None = None
+            threshold: int | None = None  # changed rows above which a rebuild is cheaper
+            if structural.action != "skip":
+                diffs = exists and not full_refresh and item.model.config.materialized == "incremental"
+                estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                history = _history(snapshot, name)
+                costs = estimate_costs(estimate, history)
+                if estimate.table_rows is None and estimate.input_rows is not None:
+                    sizes[ref] = estimate.input_rows  # a first build holds about as many rows as it reads
+                if choose_by_cost and structural.action == "incremental":
+                    threshold = break_even(estimate, history)
+            use = costs if choose_by_cost and structural.action == "incremental" else None
+            decision = decide_model(item, snapshot, changes, full_refresh, exists, use, capabilities)
             step = Step(
                 ref=ref,
                 kind="model",
@@ -319,11 +391,24 @@ def build_plan(
                     r for r in changes if r in steps and steps[r].kind == "model" and writes.get(r, frozenset())
                 ]
                 kinds = plan_model_statements(
-                    step, item, snapshot, changes, uncertain, writes, rows, exists, full_refresh, capabilities, target
+                    step,
+                    item,
+                    snapshot,
+                    changes,
+                    uncertain,
+                    writes,
+                    threshold,
+                    exists,
+                    full_refresh,
+                    capabilities,
+                    target,
+                    costs=costs,
+                    stats=latest_stats(snapshot.runs.get(name, [])),
                 )
             elif decision.action == "incremental":
                 kinds = frozenset({"append"} if decision.strategy == INSERT_ONLY else {"append", "delta"})
             writes[ref] = kinds
+            _with_costs(step, costs, compared=structural.action == "incremental")
         if writes[ref]:
             latest[name] = latest.get(name, 0) + 1
         steps[ref] = step

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import Costs
 from sqlorch.planning.planner import (
     INSERT_ONLY,
     PARTIAL_AGGREGATES,
@@ -40,6 +41,7 @@ from sqlorch.planning.rewrites.model_statements import (
 )
 from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
+from sqlorch.state.history import TableStats
 from sqlorch.state.ownership import claim_statement
 from sqlorch.state.store import StateSnapshot, change_log
 
@@ -85,14 +87,18 @@ def plan_model_statements(
     changes: dict[TableRef, InputChange],
     uncertain: list[TableRef],
     writes: dict[TableRef, frozenset[str]],
-    input_rows: int | None,
+    threshold: int | None,
     exists: bool,
     full_refresh: bool,
     capabilities: Capabilities,
     target: StepTarget,
+    costs: Costs | None = None,
+    stats: TableStats | None = None,
 ) -> frozenset[str]:
     """Fill ``step.statements`` (and its action, strategy and reason where it holds a
-    choice); returns the batch kinds the step may record."""
+    choice); returns the batch kinds the step may record. ``threshold``: the changed rows
+    above which the cost model finds a rebuild cheaper (None: never, or not compared);
+    ``costs`` and ``stats`` go into the run's recorded cost (``state/history.py``)."""
     ref = step.ref
     name = str(ref)
     physical = target.physical_of[ref]
@@ -112,6 +118,9 @@ def plan_model_statements(
         watermarks_stored=all((name, str(i)) in snapshot.watermarks for i in inputs),
         previous=target.catalog.get(physical),
         log_exists=change_log(ref) in target.catalog,
+        dialect=target.dialect,
+        costs=costs,
+        stats=stats,
     )
     may_diff = exists and not full_refresh
     diff_possible = (
@@ -163,12 +172,12 @@ def plan_model_statements(
             rule = Rule("whole", _ranges(changes, maybe_whole))
             branches.append(Branch("whole", [rule], whole.action, whole.strategy, whole.reason))
             expected.append(False)  # an upstream rebuild that can diff keeps its column types
-    if input_rows:
+    if threshold is not None:
         names = ", ".join(str(r) for r in sorted(changes))
-        reason = f"changed rows of {names} vs {input_rows} input rows: a rebuild is cheaper"
-        rule = Rule("rebuild_cheaper", everything, threshold=input_rows)
+        reason = f"more than {threshold} changed rows of {names}: a full rebuild is estimated cheaper"
+        rule = Rule("rebuild_cheaper", everything, threshold=threshold)
         branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
-        expected.append(rebuild_cheaper(changed, input_rows))
+        expected.append(rebuild_cheaper(changed, threshold))
     if keyed(base) and small_change_possible(ctx, changes, False):
         rule = Rule("rows_at_most", everything, threshold=SMALL_CHANGE_ROWS)
         branches.append(Branch("small", [rule], base.action, base.strategy, base.reason))

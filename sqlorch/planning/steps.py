@@ -30,6 +30,7 @@ KIND = "kind"  # the batch's kind ("full" | "delta" | "append"), in the bookkeep
 OLD_ROWS = "old_rows"  # old images written to the change log
 NEW_ROWS = "new_rows"  # new images written to the change log
 WRITTEN = "written"  # rows written to the model's table (``ModelResult.rows``)
+MICROSECONDS = "microseconds"  # the step's time so far, bound before each statement (its recorded cost)
 
 
 def placeholder(name: str) -> exp.Placeholder:
@@ -119,8 +120,8 @@ class Rule:
 
     ``test``: ``whole`` (a batch of ``inputs`` in its range is "everything changed"),
     ``appended`` (every batch of ``inputs`` in its range only added rows),
-    ``rebuild_cheaper`` (the rows changed in ``inputs`` make a rebuild of ``threshold``
-    input rows cheaper: ``planner.rebuild_cheaper``), ``rows_at_most`` (the rows changed
+    ``rebuild_cheaper`` (the rows changed in ``inputs`` exceed ``threshold``, where the cost
+    model found a rebuild cheaper: ``planner.rebuild_cheaper``), ``rows_at_most`` (the rows changed
     in ``inputs`` are at most ``threshold``), ``same_columns`` (the rebuilt table has
     the names and types in ``columns``, which its change log holds)."""
 
@@ -135,7 +136,7 @@ class Rule:
         text = {
             "whole": f"{names} changed as a whole",
             "appended": f"{names} only appended to",
-            "rebuild_cheaper": f"changed rows of {names} make a rebuild of {self.threshold} input rows cheaper",
+            "rebuild_cheaper": f"changed rows of {names} > {self.threshold}: a rebuild is estimated cheaper",
             "rows_at_most": f"changed rows of {names} <= {self.threshold}",
             "same_columns": "the rebuilt table keeps its column names and types",
         }[self.test]
@@ -216,6 +217,15 @@ class Step:
     batch: int | None = None  # the batch number this step records
     watermarks: dict[str, int] = field(default_factory=dict)  # input -> batch consumed by this step
     changed_inputs: list[TableRef] = field(default_factory=list)  # inputs whose changes it reads
+    # the cost model's estimates (``planning/cost.py``): rows in the cost model's terms
+    # (read: inputs and scans; written: table and change log) of the form the step runs
+    estimated_affected_keys: int | None = None
+    estimated_rows_read: int | None = None
+    estimated_rows_written: int | None = None
+    cost_incremental: float | None = None  # seconds, learned from the model's runs
+    cost_full: float | None = None
+    cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
+    estimated_log_rows: int | None = None  # rows the step puts in its change log: its consumers' change
 
     def to_json(self, dialect: str = "duckdb") -> dict[str, Any]:
         return {
@@ -233,6 +243,12 @@ class Step:
             "batch": self.batch,
             "watermarks": self.watermarks,
             "statements": [item.to_json(dialect) for item in self.statements],
+            "estimated_affected_keys": self.estimated_affected_keys,
+            "estimated_rows_read": self.estimated_rows_read,
+            "estimated_rows_written": self.estimated_rows_written,
+            "cost_incremental": self.cost_incremental,
+            "cost_full": self.cost_full,
+            "cost_winner": self.cost_winner,
         }
 
 

@@ -22,7 +22,7 @@ transaction as the data they describe. Reads are batched: the whole state is one
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.refs import TableRef
+from sqlorch.state.history import HISTORY_COLUMNS, RunCost, read_run_cost
 
 STATE_SCHEMA = "_sqlorch"
 BATCH_COLUMN = "_sqlorch_batch"
@@ -37,7 +38,8 @@ OLD_COLUMN = "_sqlorch_old"
 
 _TABLES: dict[str, dict[str, str]] = {
     "relations": {"relation": "TEXT", "fingerprint": "TEXT", "columns": "TEXT", "key": "TEXT", "cursor_hi": "TEXT"},
-    "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT"},
+    # a model run's cost and table statistics too (``state/history.py``)
+    "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT", **HISTORY_COLUMNS},
     "watermarks": {"consumer": "TEXT", "input": "TEXT", "batch": "BIGINT"},
     # the model batch each aggregate state (``aggregate_state``) is up to date with
     "aggregate_states": {"relation": "TEXT", "batch": "BIGINT"},
@@ -107,6 +109,7 @@ class StateSnapshot:
     append_batches: dict[str, set[int]] = field(default_factory=dict)  # batches holding only new rows
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
     aggregate_states: dict[str, int] = field(default_factory=dict)  # model -> batch its group state matches
+    runs: dict[str, list[tuple[int, RunCost]]] = field(default_factory=dict)  # per model: (batch, its run's cost)
 
     def pending(self, consumer: str, input_name: str) -> tuple[int, int] | None:
         """The batch range ``(after, upto]`` the consumer has not read yet, if any."""
@@ -151,25 +154,47 @@ def _create(name: str, columns: dict[str, str]) -> exp.Create:
 STATE_TABLES = [state_table(name) for name in _TABLES]
 
 
-def ensure_state(adapter: Adapter, existing: Collection[TableRef] = ()) -> None:
-    """Create the state schema and tables, unless ``existing`` (tables known to exist) has
-    them all already."""
+def ensure_state(adapter: Adapter, existing: Mapping[TableRef, Collection[str]] | Collection[TableRef] = ()) -> None:
+    """Create the state schema and tables, unless ``existing`` (tables known to exist, with
+    their columns when it is a mapping) has them all already; add the columns a state
+    table of an earlier version lacks."""
     if all(table in existing for table in STATE_TABLES):
+        if isinstance(existing, Mapping):
+            for name, columns in _TABLES.items():
+                have = {column.lower() for column in existing[state_table(name)]}
+                for column, kind in columns.items():
+                    if column not in have:
+                        adapter.execute(_add_column(name, column, kind))
         return
     adapter.ensure_schema(STATE_SCHEMA)
     for name, columns in _TABLES.items():
         adapter.execute(_create(name, columns))
 
 
+def _add_column(name: str, column: str, kind: str) -> exp.Alter:
+    definition = exp.ColumnDef(this=exp.to_identifier(column, quoted=True), kind=exp.DataType.build(kind))
+    return exp.Alter(this=state_table(name).to_table(), kind="TABLE", actions=[definition])
+
+
 def _text(value: exp.Expr | None) -> exp.Expr:
     return exp.cast(value if value is not None else exp.null(), exp.DataType.build("TEXT"))
 
 
-def _tagged(tag: str, name: str, columns: list[str]) -> exp.Select:
-    """One state table's rows as ``(tag, five text columns)``, to read all tables in one query."""
-    values = [_text(exp.column(c, quoted=True)) for c in columns]
-    values += [_text(None)] * (5 - len(values))
+_WIDTH = max(len(columns) for columns in _TABLES.values())
+
+
+def _tagged(tag: str, name: str, columns: list[str], have: Collection[str] | None = None) -> exp.Select:
+    """One state table's rows as ``(tag, text columns)``, to read all tables in one query;
+    a column not in ``have`` (a table of an earlier version, read by ``plan``) reads NULL."""
+    values = [_text(exp.column(c, quoted=True) if have is None or c in have else None) for c in columns]
+    values += [_text(None)] * (_WIDTH - len(values))
     return exp.select(exp.Literal.string(tag), *values).from_(state_table(name).to_table())
+
+
+def _columns_of(existing: Collection[TableRef] | None, name: str) -> Collection[str] | None:
+    if not isinstance(existing, Mapping) or state_table(name) not in existing:
+        return None
+    return {column.lower() for column in existing[state_table(name)]}
 
 
 def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None) -> StateSnapshot:
@@ -177,7 +202,7 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
     With ``existing`` (the tables known to exist), a state table missing from it reads as
     empty instead of being created: how ``plan`` reads a warehouse never built."""
     parts = [
-        _tagged(tag, name, list(_TABLES[name]))
+        _tagged(tag, name, list(_TABLES[name]), _columns_of(existing, name))
         for tag, name in (("r", "relations"), ("b", "batches"), ("w", "watermarks"), ("a", "aggregate_states"))
         if existing is None or state_table(name) in existing
     ]
@@ -189,7 +214,7 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
         query = exp.union(query, part, distinct=False)
     for tag, *row in adapter.fetch(query):
         if tag == "r":
-            relation, fingerprint, columns, key, cursor_hi = row
+            relation, fingerprint, columns, key, cursor_hi = row[:5]
             snapshot.relations[relation] = RelationState(
                 fingerprint=fingerprint,
                 columns=json.loads(columns) if columns else None,
@@ -199,6 +224,9 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
         elif tag == "b":
             relation, batch, kind, rows = row[:4]
             snapshot.record_batch(relation, int(batch), kind, int(rows or 0))
+            cost = read_run_cost(dict(zip(HISTORY_COLUMNS, row[4:], strict=False)))
+            if cost is not None:
+                snapshot.runs.setdefault(relation, []).append((int(batch), cost))
         elif tag == "a":
             relation, batch = row[:2]
             snapshot.aggregate_states[relation] = int(batch)
@@ -236,9 +264,17 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
     ]
 
 
-def add_batch_statement(relation: str, batch: int, kind: str | exp.Expr, rows: int | exp.Expr) -> exp.Expr:
-    """``kind`` and ``rows`` may be placeholders a plan's executor binds (``planning/steps.py``)."""
-    return _values_insert("batches", {"relation": relation, "batch": batch, "kind": kind, "rows": rows})
+def add_batch_statement(
+    relation: str,
+    batch: int,
+    kind: str | exp.Expr,
+    rows: int | exp.Expr,
+    cost: dict[str, Any] | None = None,
+) -> exp.Expr:
+    """``kind`` and ``rows`` may be placeholders a plan's executor binds (``planning/steps.py``);
+    ``cost``: a model run's cost and statistics (``state/history.py``), in the same row."""
+    row: dict[str, Any] = {"relation": relation, "batch": batch, "kind": kind, "rows": rows}
+    return _values_insert("batches", {**row, **cost} if cost is not None else row)
 
 
 def save_watermark_statements(consumer: str, batches: dict[str, int]) -> list[exp.Expr]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
@@ -28,6 +29,7 @@ from sqlorch.execution.statements import (
     with_images,
 )
 from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import FULL, INCREMENTAL, Costs
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
@@ -37,6 +39,7 @@ from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_ke
 from sqlorch.planning.rewrites.substitute_occurrence import keep_only_branches_with, substitute_occurrence
 from sqlorch.planning.steps import (
     KIND,
+    MICROSECONDS,
     NEW_ROWS,
     OLD_ROWS,
     ROWS,
@@ -50,6 +53,7 @@ from sqlorch.planning.steps import (
     placeholder,
 )
 from sqlorch.refs import TableRef
+from sqlorch.state.history import TableStats, distinct_keys_query
 from sqlorch.state.store import (
     BATCH_COLUMN,
     OLD_COLUMN,
@@ -80,6 +84,9 @@ class ModelContext:
     watermarks_stored: bool = False  # every input has a watermark row already (moved by one UPDATE)
     previous: dict[str, str] | None = None  # the table's columns and types before the build (None: absent)
     log_exists: bool = False  # the model's change log exists before the build
+    dialect: str = "duckdb"  # the target's (how a rebuilt table's keys are counted)
+    costs: Costs | None = None  # the cost model's estimates, recorded with the run (``state/history.py``)
+    stats: TableStats | None = None  # the table as the model's last run left it
 
 
 def _run(statement: exp.Expr, purpose: str, transaction: bool = False, binds: str = "") -> Statement:
@@ -122,16 +129,51 @@ def _clear_leftovers(ctx: ModelContext, log: TableRef) -> list[Statement]:
     return [_run(exp.delete(log.to_table(), where=where), "clear change-log rows of a crashed run", True)]
 
 
-def _bookkeeping(ctx: ModelContext, columns: list[str]) -> list[Statement]:
-    """The batch, the watermarks and (when it changed) the model's record: two statements for
-    a model run again unchanged, since a build runs this once per model. The batch's kind and
-    row count are bound when it runs (``steps.batch_record``)."""
+def _run_cost(ctx: ModelContext, strategy: str, appends: bool = False) -> dict[str, Any]:
+    """The run's cost and the table's statistics, for the cost model's history: values the
+    executor binds (the seconds, the rows written) or the warehouse computes in the same
+    statement (a rebuilt table's keys). Without the plan's estimate of its rows the run
+    records no strategy: seconds without rows teach nothing."""
+    keys = ctx.compiled.keys
+    work = None if ctx.costs is None else (ctx.costs.full_work if strategy == FULL else ctx.costs.incremental_work)
+    before = ctx.stats.rows if ctx.stats is not None else None
+    table_rows: exp.Expr = exp.null()
+    known = ctx.stats.distinct_keys if ctx.stats is not None else None
+    distinct: exp.Expr = exp.Literal.number(known) if known is not None else exp.null()
+    if strategy == FULL and ctx.compiled.model.config.materialized != "view":
+        table_rows = placeholder(WRITTEN)
+        counted = distinct_keys_query(ctx.physical.to_table(), keys.key or [], keys.unique, ctx.dialect)
+        if len(counted.selects) > 1:
+            distinct = exp.Subquery(this=exp.select(counted.selects[1].copy()).from_(ctx.physical.to_table()))
+    elif strategy == INCREMENTAL and before is not None:
+        kept: exp.Expr = exp.Literal.number(before)
+        if not appends:  # the old images are the rows replaced
+            kept = exp.Sub(this=kept, expression=placeholder(OLD_ROWS))
+        table_rows = exp.Add(this=kept, expression=placeholder(NEW_ROWS))
+    if keys.unique:
+        distinct = table_rows.copy()
+    return {
+        "strategy": strategy if work is not None else "",
+        "seconds": exp.Div(this=placeholder(MICROSECONDS), expression=exp.Literal.number(1e6)),
+        "rows_read": work.rows_read if work is not None else 0,
+        "rows_written": work.rows_written if work is not None else 0,
+        "table_rows": table_rows,
+        "distinct_keys": distinct,
+    }
+
+
+def _bookkeeping(ctx: ModelContext, columns: list[str], strategy: str, appends: bool = False) -> list[Statement]:
+    """The batch (with the run's cost, ``_run_cost``), the watermarks and (when it changed) the
+    model's record: two statements for a model run again unchanged, since a build runs this
+    once per model. The batch's kind and row count are bound when it runs
+    (``steps.batch_record``)."""
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
     stored = ctx.state
     unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
     statements = [] if unchanged else save_relation_statements(name, record)
-    statements.append(add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS)))
+    cost = _run_cost(ctx, strategy, appends)
+    statements.append(add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS), cost))
     if ctx.watermarks_stored and unchanged:
         statements.append(update_watermarks_statement(name, ctx.watermarks))
     else:
@@ -267,7 +309,7 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
         if model.config.materialized == "incremental":
             out += _creates(ctx, create_change_log(log, ctx.physical, columns), "new change log", True)
         out.append(_let(KIND, "full"))
-    out += _bookkeeping(ctx, columns)
+    out += _bookkeeping(ctx, columns, FULL)
     if scratch is not None:
         out.append(Statement(drop_table(scratch), "drop the audited scratch table", always=True))
     return out
@@ -341,7 +383,7 @@ def insert_only_statements(
     out.append(_run(insert_into(ctx.physical, columns, new_rows), "append", True, NEW_ROWS if counted else ""))
     out += _check_unique_key(ctx)
     out.append(_let(KIND, "append"))
-    out += _bookkeeping(ctx, columns)
+    out += _bookkeeping(ctx, columns, INCREMENTAL, appends=True)
     out += _drop_scratch(ctx, [rows_table])
     return out
 
@@ -511,7 +553,7 @@ def incremental_statements(
         out.append(_run(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
     out += prepared.during if prepared is not None else []
     out += _check_unique_key(ctx)
-    out += _bookkeeping(ctx, columns)
+    out += _bookkeeping(ctx, columns, INCREMENTAL)
     out += _drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
     return out
 
@@ -572,7 +614,7 @@ def small_statements(
     new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
     out.append(_run(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True))
     out += _check_unique_key(ctx)
-    out += _bookkeeping(ctx, columns)
+    out += _bookkeeping(ctx, columns, INCREMENTAL)
     out += _drop_scratch(ctx, [keys_table])
     return out
 

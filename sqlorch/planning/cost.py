@@ -1,0 +1,195 @@
+"""Which is cheaper for one model, its incremental form or a full rebuild: both in seconds.
+
+Pure: estimates and the model's run history in, two costs and the winner out.
+
+**Work.** A run is priced by the rows it reads and writes, plus a fixed cost per run
+(statements, a transaction). With ``I`` the rows of the model's inputs, ``T`` the rows of
+its table, ``c`` the changed input rows (old and new images) and ``f`` the share of the
+table's keys those rows affect:
+
+- full rebuild: reads ``I`` (and ``T`` when the old rows are diffed for consumers: the
+  table exists and a model reads it), writes ``T`` (and the diff, about ``2 f T``, to the
+  change log);
+- incremental: reads ``c``, the affected share ``f I`` of the inputs it recomputes, and
+  scans the inputs' and the table's key columns to find the affected rows (``SCAN_SHARE``
+  of a row each); writes ``4 f T`` (old and new images to the change log, the stored rows
+  deleted and the recomputed ones inserted).
+
+``f`` comes from the table's distinct keys ``D``: ``r`` changed rows falling at random on
+``D`` keys hit ``D (1 - (1 - 1/D)^r)`` of them, where ``r`` is ``c / 2`` (an update logs
+an old and a new image, mostly of one key) unless the change only appends. Unknown ``D``
+counts the key as unique (``D = T``), the estimate that favours the incremental form. An
+unknown ``I`` (no statistics yet) chooses no rebuild: the cost rule needs sizes.
+
+**Prior.** With no history the rates of ``PRIOR`` apply, read off the runs of
+bench/cost_model.py on DuckDB on a shared 2-core machine (300,000 orders, a dozen models,
+one thread): a rebuilt row (read or written) about ``1.5e-7`` s, a row of the
+incremental form (joined with the affected keys, found with NULL-safe matches, diffed and
+written twice) ``3e-7`` to ``1.5e-6`` s (a projection to a join), priced at the dear end:
+a change of a tenth of the keys is where the two forms meet, and a model's own runs move
+it; a row scanned only to find the affected keys' rows about ``SCAN_SHARE`` of that
+(twenty changed rows of 3,000,000: a window model's pass ~0.1 s). A rebuild's fixed cost is higher (it copies
+the old rows aside, diffs, counts and logs: about ten statements against the incremental
+form's seven), so on a table of a few thousand rows, where rows cost next to nothing, the
+incremental form wins, and keeps its consumers' change logs small.
+
+**Learning.** Each model run records its seconds and the rows the plan estimated it
+reads and writes (``state/history.py``). A model's seconds per row for a strategy are its
+recent runs' seconds beyond the fixed cost, over their rows, with the prior counted as a
+run of ``PRIOR_ROWS`` rows at the prior's rate: runs of a few rows (where the seconds are
+all fixed cost, and the noise of a busy machine) barely move it, large runs settle it. The
+fixed cost stays the prior's. The calibration is per model and per strategy, on the
+user's own warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sqlorch.state.history import RunCost
+
+FULL = "full"
+INCREMENTAL = "incremental"
+# A rebuild must save this much to be chosen: below it the two are within the noise of the
+# runs the rates are learned from (tens of ms on a busy machine), and a rebuild costs what
+# the model does not price: its consumers read a whole batch or a diff of every row.
+MIN_SAVING = 0.1  # seconds
+SCAN_SHARE = 0.01  # a row scanned to find the affected keys' rows, against a row recomputed
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Seconds per run and per row read or written."""
+
+    fixed: float
+    per_row: float
+
+    def seconds(self, rows_read: int, rows_written: int) -> float:
+        return self.fixed + self.per_row * (rows_read + rows_written)
+
+
+PRIOR_ROWS = 100_000  # the weight of the prior against a model's runs, in rows
+PRIOR = {FULL: Rate(fixed=0.015, per_row=1.5e-7), INCREMENTAL: Rate(fixed=0.01, per_row=1.5e-6)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the plan knows of one model's next run."""
+
+    changed_rows: int  # input rows changed, old and new images
+    input_rows: int | None  # rows of every input (what a rebuild reads); None: unknown
+    table_rows: int | None  # rows of the model's table now; None: unknown
+    distinct_keys: int | None  # distinct output keys in the table; None: unknown
+    diffs: bool = True  # a rebuild diffs its old and new rows for its consumers
+    appends_only: bool = False  # the changed rows are new rows only, no old images
+    scans: bool = True  # the incremental form finds affected rows by key (not: inserting new rows)
+
+    @property
+    def changed_records(self) -> int:
+        """Rows whose keys the change can move: an update is an old and a new image."""
+        return self.changed_rows if self.appends_only else (self.changed_rows + 1) // 2
+
+
+@dataclass(frozen=True)
+class Work:
+    rows_read: int
+    rows_written: int
+
+
+def logged_rows(estimate: Estimate, keys: int) -> int:
+    """Rows either form puts in the change log: old and new images of the affected rows
+    (a rebuild's diff finds the same), or the appended rows."""
+    return estimate.changed_rows if not estimate.scans else 2 * affected_rows(estimate, keys)
+
+
+@dataclass(frozen=True)
+class Costs:
+    incremental: float  # seconds
+    full: float  # seconds
+    winner: str  # FULL or INCREMENTAL
+    affected_keys: int
+    incremental_work: Work
+    full_work: Work
+    logged_rows: int
+
+    def reason(self) -> str:
+        return f"full rebuild estimated cheaper: {self.full:.3g} s vs {self.incremental:.3g} s incremental"
+
+
+def affected_keys(changed_rows: int, distinct_keys: int | None, table_rows: int | None) -> int:
+    """Expected keys hit by ``changed_rows`` rows falling at random on the table's keys."""
+    keys = distinct_keys or table_rows
+    if not keys:
+        return changed_rows
+    return min(keys, changed_rows, round(keys * (1 - (1 - 1 / keys) ** changed_rows)))
+
+
+def _share(estimate: Estimate, keys: int) -> float:
+    total = estimate.distinct_keys or estimate.table_rows
+    return min(1.0, keys / total) if total else 1.0
+
+
+def affected_rows(estimate: Estimate, keys: int) -> int:
+    """Stored rows of the affected keys (as many are recomputed)."""
+    return round(_share(estimate, keys) * estimate.table_rows) if estimate.table_rows else keys
+
+
+def incremental_work(estimate: Estimate, keys: int) -> Work:
+    if not estimate.scans:  # new rows inserted: the appended rows read, written to the log and the table
+        return Work(estimate.changed_rows, 2 * estimate.changed_rows)
+    inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
+    scanned = round(SCAN_SHARE * (inputs + table)) if estimate.scans else 0
+    return Work(
+        estimate.changed_rows + round(_share(estimate, keys) * inputs) + scanned, 4 * affected_rows(estimate, keys)
+    )
+
+
+def full_work(estimate: Estimate, keys: int) -> Work:
+    inputs = estimate.input_rows or 0
+    # a table never built yet (or of unknown size) holds about as many rows as it reads
+    table = estimate.table_rows if estimate.table_rows is not None else inputs
+    diff = round(2 * _share(estimate, keys) * table) if estimate.diffs else 0
+    return Work(inputs + (table if estimate.diffs else 0), table + diff)
+
+
+def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
+    """The prior's seconds per row, corrected by this model's recent runs of ``strategy``."""
+    prior = PRIOR[strategy]
+    runs = [run for run in history if run.strategy == strategy]
+    seconds = sum(max(0.0, run.seconds - prior.fixed) for run in runs)
+    rows = sum(run.rows_read + run.rows_written for run in runs)
+    return Rate(prior.fixed, (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + rows))
+
+
+def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
+    """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING``; a
+    closer call goes to the incremental form, whose small change log keeps the model's
+    consumers incremental too."""
+    keys = affected_keys(estimate.changed_records, estimate.distinct_keys, estimate.table_rows)
+    incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
+    incremental_cost = learned_rate(INCREMENTAL, history).seconds(incremental.rows_read, incremental.rows_written)
+    full_cost = learned_rate(FULL, history).seconds(full.rows_read, full.rows_written)
+    cheaper = full_cost + MIN_SAVING < incremental_cost
+    winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL
+    return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys))
+
+
+def break_even(estimate: Estimate, history: list[RunCost]) -> int | None:
+    """The changed rows above which a rebuild wins, the rest of ``estimate`` held: the
+    threshold of a plan's ``rebuild_cheaper`` rule, checked at build time against the rows
+    an upstream step of the same build really changed. None: a rebuild never wins."""
+
+    def rebuild_wins(changed: int) -> bool:
+        return estimate_costs(replace(estimate, changed_rows=changed), history).winner == FULL
+
+    high = 4 * ((estimate.input_rows or 0) + (estimate.table_rows or 0)) + 2
+    if estimate.input_rows is None or not rebuild_wins(high):
+        return None
+    low = -1  # rebuild_wins(low + 1 ...) is searched: the first count that wins is ``high``
+    while high - low > 1:
+        middle = (low + high) // 2
+        if rebuild_wins(middle):
+            high = middle
+        else:
+            low = middle
+    return high - 1  # "more than this many" wins

@@ -1,0 +1,135 @@
+"""The cost model: fixture pairs (estimate and history in; winner, both costs and affected
+keys out), and, on a real DuckDB file, that each build records its runs' costs and table
+statistics and that this history changes a later plan's decision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from sqlorch import api
+from sqlorch.api import Options
+from sqlorch.planning.cost import Estimate, affected_keys, estimate_costs
+from sqlorch.state.history import RunCost
+
+CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "cost_model" / "cases.yml").read_text())
+
+
+def _history(runs: list[dict[str, Any]]) -> list[RunCost]:
+    return [RunCost(r["strategy"], r["seconds"], r["rows_read"], r["rows_written"], None, None) for r in runs]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_cost_model_fixture(case: dict[str, Any]) -> None:
+    costs = estimate_costs(Estimate(**case["estimate"]), _history(case.get("history", [])))
+    expect = case["expect"]
+    assert costs.winner == expect["winner"]
+    assert costs.incremental == pytest.approx(expect["incremental"], rel=1e-5)
+    assert costs.full == pytest.approx(expect["full"], rel=1e-5)
+    assert costs.affected_keys == expect["affected_keys"]
+
+
+@pytest.mark.parametrize(
+    ("changed", "distinct", "table", "expected"),
+    [
+        (0, 100, 100, 0),  # nothing changed, nothing hit
+        (1, 1_000_000, 1_000_000, 1),
+        (10, 3, 3, 3),  # never more keys than the table has
+        (5, None, None, 5),  # nothing known: one key per changed row
+        (1000, None, 1000, 632),  # unknown keys: counted as unique (the table's rows)
+    ],
+)
+def test_affected_keys(changed: int, distinct: int | None, table: int | None, expected: int) -> None:
+    assert affected_keys(changed, distinct, table) == expected
+
+
+SOURCES = "sources:\n  raw.orders: {unique_key: order_id}\n"
+PER_CUSTOMER = "SELECT customer_id, count(*) AS orders, sum(amount) AS total FROM raw.orders GROUP BY customer_id\n"
+RANKED = (
+    "SELECT order_id, customer_id, row_number() OVER (PARTITION BY customer_id ORDER BY order_id) AS nth\n"
+    "FROM raw.orders\n"
+)
+
+
+@pytest.fixture
+def orders_project(tmp_path: Path) -> Path:
+    (tmp_path / "models" / "marts").mkdir(parents=True)
+    (tmp_path / "models" / "sources.yml").write_text(SOURCES)
+    (tmp_path / "models" / "marts" / "per_customer.sql").write_text(PER_CUSTOMER)
+    (tmp_path / "models" / "marts" / "ranked.sql").write_text(RANKED)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA raw")
+        con.execute(
+            "CREATE TABLE raw.orders AS SELECT range AS order_id, range % 100 AS customer_id, "
+            "CAST(range AS DOUBLE) AS amount FROM range(2000)"
+        )
+    return tmp_path
+
+
+def _update(project: Path, where: str) -> None:
+    with duckdb.connect(str(project / "warehouse.duckdb")) as con:
+        con.execute(f"UPDATE raw.orders SET amount = amount + 1 WHERE {where}")
+
+
+def _runs(project: Path, model: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            "SELECT strategy, seconds, rows_read, rows_written, table_rows, distinct_keys "
+            "FROM _sqlorch.batches WHERE relation = ? ORDER BY batch",
+            [model],
+        ).fetchall()
+
+
+def test_each_build_records_its_cost_and_the_tables_statistics(orders_project: Path) -> None:
+    api.build(Options(project_dir=orders_project))
+    _update(orders_project, "order_id IN (3, 4)")
+    result = api.build(Options(project_dir=orders_project))
+    assert {r.model: r.action for r in result.results} == {
+        "marts.per_customer": "incremental",
+        "marts.ranked": "incremental",
+    }
+    full, incremental = _runs(orders_project, "marts.ranked")
+    # strategy, seconds, rows read and written (the plan's estimate), table rows, distinct keys
+    assert full[0] == "full" and full[1] > 0 and full[2] > 0 and full[3] > 0
+    assert full[4] == 2000 and abs(full[5] - 100) <= 10  # the window's 100 partitions, counted approximately
+    assert incremental[0] == "incremental" and incremental[1] > 0
+    assert incremental[4:] == full[4:]  # rows replaced by as many; the key count carried over
+    per_customer = _runs(orders_project, "marts.per_customer")
+    assert [(r[0], r[4], r[5]) for r in per_customer] == [("full", 100, 100), ("incremental", 100, 100)]
+
+
+def test_history_changes_a_later_decision(orders_project: Path, cli) -> None:
+    """The same pending change is planned incremental, until the model's recorded
+    incremental runs say they cost far more than the prior assumed."""
+    api.build(Options(project_dir=orders_project))
+    _update(orders_project, "order_id IN (3, 4)")
+    api.build(Options(project_dir=orders_project))
+    _update(orders_project, "order_id IN (5, 6, 7, 8, 9, 10, 11, 12)")
+
+    def planned() -> dict[str, dict[str, Any]]:
+        run = cli("plan", "--json", "--project-dir", orders_project)
+        assert run.exit_code == 0, run.output
+        return {s["model"]: s for s in json.loads(run.output)["steps"]}
+
+    before = planned()["marts.ranked"]
+    assert (before["action"], before["cost_winner"]) == ("incremental", "incremental")
+    assert before["cost_incremental"] < before["cost_full"]
+    with duckdb.connect(str(orders_project / "warehouse.duckdb")) as con:
+        # as if that incremental run had taken a minute
+        con.execute(
+            "UPDATE _sqlorch.batches SET seconds = 60 WHERE relation = 'marts.ranked' AND strategy = 'incremental'"
+        )
+    after = planned()["marts.ranked"]
+    assert (after["action"], after["strategy"], after["cost_winner"]) == ("full", "rebuild", "full")
+    assert after["cost_incremental"] > max(10 * before["cost_incremental"], after["cost_full"] + 0.1)
+    assert after["cost_full"] == pytest.approx(before["cost_full"])
+    assert planned()["marts.per_customer"]["action"] == "incremental"  # its own history is unchanged
+    # and the build does what the plan said
+    result = api.build(Options(project_dir=orders_project))
+    ranked = next(r for r in result.results if r.model == "marts.ranked")
+    assert (ranked.action, ranked.strategy) == ("full", "rebuild")
