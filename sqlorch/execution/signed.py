@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sqlorch.analysis.signed_shape import aggregates_of
-from sqlorch.execution.models import ModelContext, PreparedRows, incremental_statements
+from sqlorch.planning.rewrites.model_statements import ModelContext, PreparedRows, incremental_statements
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
