@@ -14,7 +14,7 @@ from _harness import SCHEMA_EVENTS, History, check_exact, make_project, model_fi
 
 from sqlorch import api
 from sqlorch.api import Options
-from sqlorch.execution import models
+from sqlorch.planning import step_statements
 
 # default sized to keep the suite near 3 minutes on 2 cores; widen with the env vars
 SEEDS = [int(s) for s in os.environ.get("SQLORCH_DIFF_SEEDS", "11,22,33").split(",")]
@@ -127,8 +127,8 @@ def test_incremental_share(run: Run) -> None:
 
 def test_history_is_exact_through_scratch_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The histories' changes are small, so their builds take the small-change path of
-    ``execute_incremental``; this one takes the scratch-table path (diffed, on DuckDB)."""
-    monkeypatch.setattr(models, "SMALL_CHANGE_ROWS", -1)
+    the plan's steps; this one takes the scratch-table path (diffed, on DuckDB)."""
+    monkeypatch.setattr(step_statements, "SMALL_CHANGE_ROWS", -1)
     result = Run()
     _history(SEEDS[0], tmp_path, result)
     assert result.actions["incremental"], "no incremental build: the path is not exercised"
