@@ -2,7 +2,7 @@
 time stay as they were, no file appears beside it (no WAL, no lock note), and in the
 project only the caches ``compile`` also keeps (``target/cache/``) may be written. The same
 scenario on every target, warehouse contents compared table by table, is in
-tests/adapters/test_plan_read_only.py; this file adds what only a local file shows, and
+tests/adapters/test_read_only_plan.py; this file adds what only a local file shows, and
 the DuckDB-only changes (a column added by ALTER TABLE, a column's type changed)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.adapters.test_plan_read_only import PROJECT, assert_build_as_planned, before_batches
+from tests.adapters.test_read_only_plan import PROJECT, assert_build_as_planned, before_batches
 from tests.conftest import Run, run_cli, write_files
 
 CACHES = "target/cache/"  # plan may refresh these, like compile: deleting them only costs time

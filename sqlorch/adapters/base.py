@@ -98,8 +98,10 @@ class Adapter(Protocol):
         (a build reads its metadata once); relations that do not exist are left out."""
         ...
 
-    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
-        """An order-independent fingerprint (row count + hash aggregate), None if absent."""
+    def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
+        """An order-independent fingerprint (row count + hash aggregate), None if absent.
+        ``table`` may be a query (with ``columns``): ``plan`` fingerprints a table as a
+        capture would leave it, without writing it."""
         ...
 
     def dependent_views(self, table: TableRef) -> list[TableRef]:
@@ -164,6 +166,11 @@ def refuse_writes(adapter: Adapter, what: str) -> None:
     plan path's own care, and on DuckDB and Postgres the database itself refuses too."""
     if adapter.read_only:
         raise AdapterError(f"internal error: {what} on a read-only connection (plan never writes)")
+
+
+def fingerprinted(table: TableRef | exp.Query) -> exp.Expr:
+    """What a fingerprint reads, as ``t``: the table, or the query's rows."""
+    return table.to_table(alias="t") if isinstance(table, TableRef) else table.copy().subquery("t")
 
 
 def create_schema_statement(schema: str) -> exp.Create:

@@ -19,7 +19,7 @@ from google.cloud import bigquery
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sqlorch.adapters.base import Capabilities, Interrupts, driver_error, redact, refuse_writes
+from sqlorch.adapters.base import Capabilities, Interrupts, driver_error, fingerprinted, redact, refuse_writes
 from sqlorch.errors import AdapterError
 from sqlorch.refs import TableRef
 
@@ -167,8 +167,8 @@ class BigQueryAdapter:
                 found[table] = columns
         return found
 
-    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
-        if self.columns(table) is None:
+    def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
+        if isinstance(table, TableRef) and self.columns(table) is None:
             return None
         # FARM_FINGERPRINT of the row's JSON text: XOR (order-independent) plus the sum of its
         # low 31 bits (so a duplicated row counts); both exact in INT64.
@@ -188,7 +188,7 @@ class BigQueryAdapter:
                 exp.func("sum", exp.BitwiseAnd(this=hashed.copy(), expression=exp.Literal.number(_MAX31))),
                 exp.Literal.number(0),
             ),
-        ).from_(table.to_table(alias="t"))
+        ).from_(fingerprinted(table))
         count, xor, total = self.fetch(query)[0]
         return f"{count}:{xor}:{total}"
 

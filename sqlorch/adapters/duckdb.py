@@ -26,6 +26,7 @@ from sqlorch.adapters.base import (
     Interrupts,
     create_schema_statement,
     driver_error,
+    fingerprinted,
     parameterized_insert,
     refuse_writes,
 )
@@ -50,12 +51,12 @@ def row_hash(columns: list[str] | None, table_alias: str = "t") -> exp.Expr:
     return exp.func("hash", packed)
 
 
-def fingerprint_query(table: TableRef, columns: list[str] | None = None) -> exp.Select:
+def fingerprint_query(table: TableRef | exp.Query, columns: list[str] | None = None) -> exp.Select:
     hashed = exp.cast(row_hash(columns), "HUGEINT")
     return exp.select(
         exp.func("count", exp.Star()),
         exp.func("coalesce", exp.func("sum", hashed), exp.Literal.number(0)),
-    ).from_(table.to_table(alias="t"))
+    ).from_(fingerprinted(table))
 
 
 _TYPES: dict[str, exp.DataType] = {}
@@ -213,7 +214,7 @@ class DuckDBAdapter:
                 found.setdefault(table, {})[str(column).lower()] = _data_type(str(kind))
         return found
 
-    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
+    def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
         self.interrupts.check()
         try:
             row = self.connection.execute(self.render(fingerprint_query(table, columns))).fetchall()[0]

@@ -19,6 +19,7 @@ from sqlorch.adapters.base import (
     Interrupts,
     create_schema_statement,
     driver_error,
+    fingerprinted,
     parameterized_insert,
     redact,
     refuse_writes,
@@ -128,8 +129,8 @@ class PostgresAdapter:
                 found.setdefault(table, {})[str(column).lower()] = _data_type(str(kind))
         return found
 
-    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
-        if self.columns(table) is None:
+    def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
+        if isinstance(table, TableRef) and self.columns(table) is None:
             return None
         # row count + exact sum of a 64-bit hash of each row's text form (numeric: no overflow)
         alias = "t"
@@ -142,7 +143,7 @@ class PostgresAdapter:
         query = exp.select(
             exp.func("count", exp.Star()),
             exp.func("coalesce", exp.func("sum", exp.cast(hashed, "DECIMAL")), exp.Literal.number(0)),
-        ).from_(table.to_table(alias=alias))
+        ).from_(fingerprinted(table))
         row = self.fetch(query)[0]
         return f"{row[0]}:{row[1]}"
 

@@ -24,6 +24,7 @@ from sqlorch.adapters.base import (
     Interrupts,
     create_schema_statement,
     driver_error,
+    fingerprinted,
     parameterized_insert,
     redact,
     refuse_writes,
@@ -163,8 +164,8 @@ class SnowflakeAdapter:
                     found.setdefault(table, {})[str(column).lower()] = _data_type(str(kind), precision, scale)
         return found
 
-    def fingerprint(self, table: TableRef, columns: list[str] | None = None) -> str | None:
-        present = self.columns(table)
+    def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
+        present = self.columns(table) if isinstance(table, TableRef) else {}
         if present is None:
             return None
         # HASH_AGG is Snowflake's own order-independent hash, but fakesnow lacks it, and fakesnow's
@@ -187,7 +188,7 @@ class SnowflakeAdapter:
                 exp.cast(exp.func("sum", masked(_MAX31)), exp.DataType.build("DECIMAL(38, 0)")),
                 exp.Literal.number(0),
             ),
-        ).from_(table.to_table(alias="t"))
+        ).from_(fingerprinted(table))
         count, xor, total = self.fetch(query)[0]
         return f"{count}:{xor}:{total}"
 

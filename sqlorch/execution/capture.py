@@ -48,9 +48,10 @@ decisions (``_recapture_reason``, ``append_only_changes``, ``keyed_changes``, th
 fingerprint test) and the same change queries, counted with a SELECT instead of written.
 Where capture would first rebuild a copy with followed columns, the prediction reads the
 copy through the same projection (``_followed``); where a keyed capture diffs a second
-time because its shadow still differs from the source, the prediction diffs the source
-against the shadow as the first diff would leave it (``_refreshed``). So a plan's numbers
-are the batches the next build records, as long as the sources do not change in between.
+time because its shadow's fingerprint still differs from the source's, the prediction
+fingerprints the shadow as the first diff would leave it, as a query (``_refreshed``), and
+diffs the source against that. So a plan's numbers are the batches the next build
+records, as long as the sources do not change in between.
 """
 
 from __future__ import annotations
@@ -687,9 +688,9 @@ def _keyed_reason(recorded: list[tuple[int, str, int]], notes: list[str]) -> str
 
 
 def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> Captured:
-    """``capture_keyed``, counted: the batches it would record. The second, whole diff is
-    counted against the shadow as the first diff would leave it; it finds rows exactly when
-    capture's fingerprint test would send it there (both tables are unique by key)."""
+    """``capture_keyed``, counted: the batches it would record. The shadow as the first
+    diff would leave it is a query (``_refreshed``): fingerprinted as capture fingerprints
+    the refreshed table, and diffed whole against the source where capture would diff."""
     adapter, names = source.adapter, source.names
     found = keyed_changes(source, state, shadow, trust_fingerprint)
     if found is None:
@@ -704,8 +705,8 @@ def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fin
     notes: list[str] = []
     if rows:
         recorded.append((batch, "delta", rows))
-    if found.narrowed:
-        after = _refreshed(source, shadow, new, old)
+    after = _refreshed(source, shadow, new, old)
+    if found.narrowed and adapter.fingerprint(after, names) != found.fingerprint:
         new_whole = new_images(source, select_from(source.ref, names, "s"), after)
         more = _count(adapter, new_whole) + _count(adapter, old_images(source, after, new_whole))
         if more:

@@ -336,3 +336,20 @@ def test_plan_predicts_captures_through_schema_events(warehouse: Warehouse, tmp_
         changes.update(source["change"] for source in plan_then_build(warehouse, project).values())
     # every kind of capture was predicted along the way, not only "nothing changed"
     assert {"append", "delta", "full"} <= set(changes), changes
+
+
+def test_a_query_fingerprints_as_the_table_it_would_be(warehouse: Warehouse) -> None:
+    """``plan`` fingerprints a shadow as a capture would leave it, as a query: equal rows
+    give the fingerprint the table has, in any order; one row more or changed, another."""
+    adapter = warehouse.connect()
+    create_table(adapter, TAGS, COLUMNS[TAGS])
+    adapter.insert_rows(TAGS, list(COLUMNS[TAGS]), [(1, "a"), (2, None), (3, "c")])
+    names = list(COLUMNS[TAGS])
+    rows = exp.select(*names).from_(TAGS.to_table())
+    table = adapter.fingerprint(TAGS, names)
+    assert adapter.fingerprint(rows.order_by("tag_id"), names) == table is not None
+    assert adapter.fingerprint(exp.union(rows, rows.where("tag_id = 1"), distinct=False), names) != table
+    changed = exp.select(
+        "tag_id", exp.alias_(exp.func("coalesce", exp.column("label"), exp.Literal.string("x")), "label")
+    )
+    assert adapter.fingerprint(changed.from_(TAGS.to_table()), names) != table
