@@ -121,8 +121,9 @@ class Adapter(Protocol):
 
     read_only: bool  # opened by ``connect(..., read_only=True)``: see ``refuse_writes``
 
-    def fork(self) -> Adapter:
-        """An adapter for another worker thread (its own connection or cursor)."""
+    def fork(self, interrupts: Interrupts | None = None) -> Adapter:
+        """An adapter for another worker thread (its own connection or cursor), stopped with
+        this one, or by ``interrupts`` alone when given (the lease: released after a stop)."""
         ...
 
     def close(self) -> None: ...

@@ -94,9 +94,9 @@ class BigQueryAdapter:
             ) from None
         self.project = self.project or str(self.client.project)
 
-    def fork(self) -> BigQueryAdapter:
+    def fork(self, interrupts: Interrupts | None = None) -> BigQueryAdapter:
         clone = BigQueryAdapter(self.settings, read_only=self.read_only)
-        clone.interrupts = self.interrupts  # a running job finishes: stops before the next
+        clone.interrupts = interrupts or self.interrupts  # a running job finishes: stops before the next
         return clone
 
     def render(self, statement: exp.Expr) -> str:

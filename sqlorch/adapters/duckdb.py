@@ -134,15 +134,15 @@ class DuckDBAdapter:
             folder = str(Path(str(settings["query_log"])).expanduser())
             self.connection.execute("CALL enable_logging('QueryLog', storage = 'file', storage_path = ?)", [folder])
 
-    def fork(self) -> DuckDBAdapter:
+    def fork(self, interrupts: Interrupts | None = None) -> DuckDBAdapter:
         """An adapter on its own cursor of the same database, for another worker thread."""
         clone = object.__new__(DuckDBAdapter)
         clone.path = self.path
         clone.read_only = self.read_only
         clone._lock_note = None  # the note belongs to the first connection
         clone.connection = self.connection.cursor()
-        clone.interrupts = self.interrupts
-        self.interrupts.register(clone.connection.interrupt)
+        clone.interrupts = interrupts or self.interrupts
+        clone.interrupts.register(clone.connection.interrupt)
         clone.profile_log = self.profile_log
         if self.profile_log is not None:
             clone.connection.execute("PRAGMA enable_profiling = 'no_output'")

@@ -78,10 +78,10 @@ class PostgresAdapter:
         """Ask the server to cancel the running statement (a no-op when none runs)."""
         self.connection.cancel_safe()
 
-    def fork(self) -> PostgresAdapter:
+    def fork(self, interrupts: Interrupts | None = None) -> PostgresAdapter:
         clone = PostgresAdapter(self.settings, read_only=self.read_only)
-        clone.interrupts = self.interrupts
-        self.interrupts.register(clone._cancel)
+        clone.interrupts = interrupts or self.interrupts
+        clone.interrupts.register(clone._cancel)
         return clone
 
     def render(self, statement: exp.Expr) -> str:

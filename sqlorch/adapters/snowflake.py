@@ -91,9 +91,9 @@ class SnowflakeAdapter:
                 f"cannot connect to Snowflake at {where}: {type(error).__name__}: {redact(str(error), settings)}"
             ) from None
 
-    def fork(self) -> SnowflakeAdapter:
+    def fork(self, interrupts: Interrupts | None = None) -> SnowflakeAdapter:
         clone = SnowflakeAdapter(self.settings, read_only=self.read_only)
-        clone.interrupts = self.interrupts  # a running statement finishes: stops before the next
+        clone.interrupts = interrupts or self.interrupts  # a running statement finishes: stops before the next
         return clone
 
     def render(self, statement: exp.Expr) -> str:

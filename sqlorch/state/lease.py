@@ -284,8 +284,7 @@ def acquire_lease(
     """Take the target's lease, waiting up to ``wait`` seconds (0: refuse at once) for its
     holder, and keep it renewed on a connection of its own until released. Waiting is
     logged once, naming the holder; giving up raises ``LockError`` naming it too."""
-    own = adapter.fork()
-    own.interrupts = Interrupts()  # a stopped build still releases its lease
+    own = adapter.fork(Interrupts())  # a stopped build still releases its lease
     try:
         if _take(own, adapter.interrupts, command, wait, expiry, clock, sleep):
             return Lease(own, expiry, on_lost)
