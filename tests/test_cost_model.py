@@ -133,3 +133,31 @@ def test_history_changes_a_later_decision(orders_project: Path, cli) -> None:
     result = api.build(Options(project_dir=orders_project))
     ranked = next(r for r in result.results if r.model == "marts.ranked")
     assert (ranked.action, ranked.strategy) == ("full", "rebuild")
+
+
+def test_a_rebuild_nobody_reads_is_not_diffed(orders_project: Path, cli) -> None:
+    """A rebuilt model's old and new rows are diffed into its change log only when a model
+    reads it: a table no model reads records a whole batch, one copy and two scans less."""
+    (orders_project / "models" / "marts" / "top.sql").write_text("SELECT customer_id, total FROM marts.per_customer\n")
+    api.build(Options(project_dir=orders_project))
+    for name in ("per_customer", "ranked"):  # a changed SQL: both rebuild
+        path = orders_project / "models" / "marts" / f"{name}.sql"
+        path.write_text(path.read_text().replace("FROM raw.orders", "FROM raw.orders WHERE order_id >= 0"))
+    run = cli("plan", "--json", "--project-dir", orders_project)
+    assert run.exit_code == 0, run.output
+    steps = {s["model"]: s for s in json.loads(run.output)["steps"]}
+
+    def purposes(step: dict[str, Any]) -> set[str]:
+        return {s["purpose"] for s in step["statements"] if "purpose" in s}
+
+    assert steps["marts.ranked"]["action"] == steps["marts.per_customer"]["action"] == "full"
+    assert "keep the old rows" not in purposes(steps["marts.ranked"])  # nobody reads it
+    assert "keep the old rows" in purposes(steps["marts.per_customer"])  # marts.top reads it
+    api.build(Options(project_dir=orders_project))
+    with duckdb.connect(str(orders_project / "warehouse.duckdb"), read_only=True) as con:
+        kinds = dict(
+            con.execute(
+                "SELECT relation, kind FROM _sqlorch.batches WHERE batch = 2 AND relation LIKE 'marts.%'"
+            ).fetchall()
+        )
+    assert (kinds["marts.ranked"], kinds["marts.per_customer"]) == ("full", "delta")

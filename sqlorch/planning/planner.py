@@ -325,7 +325,8 @@ def build_plan(
             costs: Costs | None = None
             threshold: int | None = None  # changed rows above which a rebuild is cheaper
             if structural.action != "skip":
-                diffs = exists and not full_refresh and item.model.config.materialized == "incremental"
+                consumed = target is None or target.consumed is None or ref in target.consumed
+                diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
                 estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
                 history = _history(snapshot, name)
                 costs = estimate_costs(estimate, history)
