@@ -18,19 +18,18 @@ from sqlorch.analysis.lineage import RANK, LineageJson
 from sqlorch.analysis.lineage_graph import Impact, LineageGraph, LineageResult, Reached
 from sqlorch.analysis.schemas import Schema, SchemaMap
 from sqlorch.audits.declared import declared_audits
-from sqlorch.audits.run import AuditResult, explain_audits, model_audits
+from sqlorch.audits.run import AuditResult, ModelAudits, explain_audits, model_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
 from sqlorch.audits.subject import physical_resolver
-from sqlorch.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
-from sqlorch.errors import CompileError, GraphError, LockError, SqlorchError
+from sqlorch.errors import CompileError, GraphError, SqlorchError
 from sqlorch.execution.capture import Captured, capture_source, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy
-from sqlorch.execution.seeds import decide_seed, predicted_seed_change
+from sqlorch.execution.seeds import predicted_seed_change
 from sqlorch.execution.statements import count_rows
 from sqlorch.execution.stop import StopRequest
 from sqlorch.gcpause import collector_paused
@@ -38,13 +37,15 @@ from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
-from sqlorch.planning.planner import build_plan
+from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
+from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.step_statements import StepTarget
-from sqlorch.planning.steps import Plan, SourceChange, Step
+from sqlorch.planning.steps import Choice, Item, Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
+from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
-from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease
+from sqlorch.state.lease import DEFAULT_WAIT, Lease, acquire_lease, lost_error
 from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_owned
 from sqlorch.state.store import (
     STATE_TABLES,
@@ -55,7 +56,6 @@ from sqlorch.state.store import (
     load_snapshot,
     prune_change_log_statement,
     shadow_table,
-    work_table,
 )
 
 if TYPE_CHECKING:
@@ -136,9 +136,11 @@ def _seed_schemas(project: Project) -> SchemaMap:
     return {ref: seed.read()[0] for ref, seed in project.seeds.items()}
 
 
-def compile_only(options: Options) -> dict[TableRef, CompiledModel]:
-    """Check every model without a warehouse and write ``target/compiled`` + manifest."""
-    return compile_and_write(options).models
+def compile_only(options: Options) -> tuple[dict[TableRef, CompiledModel], set[str]]:
+    """Check every model without a warehouse and write ``target/compiled`` + manifest.
+    Also returns the environment variables the templates read (the compile stamp's)."""
+    with reading_env_vars() as env_vars:
+        return compile_and_write(options).models, env_vars
 
 
 @dataclass
@@ -443,6 +445,8 @@ def prepare(
         if held is not None:
             held.release()
         adapter.close()
+        if held is not None and held.lost.is_set():
+            raise lost_error() from None
         raise
     for step in plan.steps:
         step.reason = _noted(step.reason, project.notes.get(step.ref))
@@ -595,16 +599,15 @@ def build(
                 if watermarks.get((consumer, name)) != batch
             }
             _prune_change_logs(prepared, moved)
+    except SqlorchError:
+        if prepared.lease is not None and prepared.lease.lost.is_set():
+            raise lost_error() from None  # stopped in whatever statement ran when it was lost
+        raise
     finally:
         prepared.close()
     result.write(output_dir(prepared.session.project.root) / "run_results.json")
     if prepared.lease is not None and prepared.lease.lost.is_set():
-        raise LockError(
-            "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
-            "another process may have taken the target over",
-            hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
-            "the warehouse is often slow to answer)",
-        )
+        raise lost_error()
     return result
 
 
@@ -648,61 +651,52 @@ def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
 
 
 def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
-    """The statements a build would run for one model, as (title, SQL) pairs."""
-    from sqlorch.execution.merge import build_key_merge
-    from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
-
+    """The statements the plan holds for one model, as (title, SQL) pairs: each exactly as
+    the build sends it (placeholders for the row counts it binds while running), a choice's
+    branches each under its rule, and the audit queries where the audits run."""
     prepared = prepare(options, planning=True)
     prepared.adapter.close()
-    dialect = prepared.adapter.dialect
     matches = [s for s in prepared.plan.steps if str(s.ref) == model_name or s.ref.name == model_name]
     if not matches:
         raise GraphError(f"--explain: no selected model named '{model_name}'")
     step = matches[0]
-    if step.kind == "seed":
-        return [("seed", f"-- load {step.ref} ({step.reason})")]
-    item = prepared.inputs.compiled[step.ref]
-    target = prepared.session.physical_of[step.ref]
     out = [("decision", f"-- {step.action}: {step.reason}")]
-    if step.action == "full":
-        kind = "VIEW" if item.model.config.materialized == "view" else "TABLE"
-        out.append(
-            (
-                "rebuild",
-                exp.Create(this=target.to_table(), kind=kind, expression=item.physical_sql, replace=True).sql(
-                    dialect=dialect, pretty=True
-                ),
-            )
-        )
-    elif step.action == "incremental" and item.keys.key:
-        keys_table, rows_table = work_table(step.ref, "keys"), work_table(step.ref, "rows")
-        recompute = restrict_to_keys(item.physical_sql, item.keys.key, keys_table.to_table(alias="k"))
-        out.append(("recompute affected keys into " + str(rows_table), recompute.sql(dialect=dialect, pretty=True)))
-        if item.keys.unique:
-            merge = build_key_merge(target, rows_table, keys_table, item.keys.key, list(item.columns or {}))
-            out.append(("apply", merge.sql(dialect=dialect, pretty=True)))
-        else:
-            out.append(
-                (
-                    "apply",
-                    f"-- delete the rows of {target} whose key ({', '.join(item.keys.key)}) is "
-                    "affected, then insert the recomputed rows",
-                )
-            )
-        out.append(
-            (
-                "bookkeeping",
-                "-- in the same transaction: old and new images into the change log, "
-                "the batch record, the watermarks and the model's state",
-            )
-        )
-    declared = prepared.inputs.audits
+    if step.kind == "seed":
+        out.append(("seed", f"-- load {step.ref} from its CSV file"))
     audits = None
-    if declared is not None and step.action in ("full", "incremental"):
+    declared = prepared.inputs.audits
+    if declared is not None and step.kind == "model":
         relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
         audits = model_audits(declared.models.get(step.ref), str(step.ref), options.audits, declared, relation_of)
-    rows = target if step.action == "full" else work_table(step.ref, "rows")
-    out[2:2] = explain_audits(audits, rows, list(item.columns or {}), dialect)
+    return out + _explain_items(step.statements, prepared.plan.dialect, audits)
+
+
+def _explain_items(
+    items: list[Item], dialect: str, audits: ModelAudits | None, depth: int = 0
+) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    indent = "  " * depth
+    for item in items:
+        if isinstance(item, Choice):
+            for number, branch in enumerate(item.branches, 1):
+                rule = " and ".join(r.describe() for r in branch.rules) or "otherwise"
+                out.append(
+                    (
+                        f"{indent}branch {number} '{branch.name}' when {rule}",
+                        f"-- {branch.action} ({branch.strategy}): {branch.reason}",
+                    )
+                )
+                out += _explain_items(branch.statements, dialect, audits, depth + 1)
+        elif item.kind == "audit" and item.audit is not None:
+            out += [
+                (indent + title, sql)
+                for title, sql in explain_audits(audits, item.audit.table, item.audit.columns, dialect)
+            ]
+        elif item.kind != "audit":
+            notes = [n for n, on in (("in transaction", item.transaction), ("always", item.always)) if on]
+            binds = [f"binds {item.binds}"] if item.binds and item.kind != "let" else []
+            suffix = f" [{', '.join(notes + binds)}]" if notes or binds else ""
+            out.append((f"{indent}{item.purpose}{suffix}", item.render(dialect)))
     return out
 
 
@@ -760,14 +754,14 @@ def docs(options: Options, out: Path | None = None, inputs_digest: str | None = 
     from sqlorch.docs.cache import load_site, save_site
     from sqlorch.docs.runs import fetch_runs
     from sqlorch.docs.site import with_audit_results, with_runs, write_site
-    from sqlorch.project.templating import ENV_VARS_READ
 
     root = options.project_dir.resolve()
     site = load_site(root, inputs_digest) if inputs_digest else None
     if site is None:
-        site = _site_from_compile(options)
+        with reading_env_vars() as env_vars:
+            site = _site_from_compile(options)
         if inputs_digest:
-            save_site(root, inputs_digest, ENV_VARS_READ, site)
+            save_site(root, inputs_digest, env_vars, site)
     target = load_target(root, options.profiles_dir, options.target)
     runs, note = fetch_runs(target)
     site = with_audit_results(with_runs(site, runs, note), output_dir(root) / "run_results.json")

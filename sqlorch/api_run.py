@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -53,6 +54,7 @@ from sqlorch.state.control import (
     record_changes,
     save_models,
 )
+from sqlorch.state.lease import acquire_lease, lost_error
 from sqlorch.state.store import STATE_TABLES, StateSnapshot, load_snapshot
 
 Clock = Callable[[], float]
@@ -147,36 +149,61 @@ class Runner:
     def _connect(self, session: Session) -> Adapter:
         return connect(session.target)
 
-    def tick(self, stop: StopRequest | None = None, listener: Listener | None = None) -> Tick:
+    def tick(
+        self,
+        stop: StopRequest | None = None,
+        listener: Listener | None = None,
+        announce: Callable[[Tick, dict[str, str]], None] | None = None,
+    ) -> Tick:
+        """One pass, holding the target's lease from the source check to the last record
+        (the build inside takes it again, granted to this process), so no other ``build``
+        or ``run`` captures or writes in between. ``announce`` hears of a build before it
+        starts: the due models and why each is due. A lost lease stops the tick as Ctrl-C
+        does, and is then reported as an error."""
         started = self.clock()
         session = self.load()
-        checked_at = self.clock()
-        adapter = self._connect(session)
-        try:
-            snapshot, known = api.check_sources(adapter, session, CONTROL_TABLES)
-            ensure_control(adapter, known)
-            control = load_control(adapter)
-            sources = {s for name, found in _graph(session).sources.items() if name in _managed(session) for s in found}
-            changed = _new_changes(snapshot, control, sources, checked_at)
-            if changed:
-                with adapter.transaction():
-                    record_changes(adapter, {source: {batch: checked_at} for source, batch in changed.items()})
-                control = load_control(adapter)
-            statuses = _statuses(session, snapshot, control, checked_at, self.interval)
-            beat(adapter, Heartbeat(self.owner, socket.gethostname(), os.getpid(), self.interval, checked_at))
-        finally:
-            adapter.close()
-        due = sorted(name for name, status in statuses.items() if status.due)
-        if self._full_pass:
-            due = sorted(name for name in _managed(session) if not statuses[name].suspended)
-        tick = Tick(checked_at, statuses, sorted(changed), due)
-        if due and not (stop is not None and stop.stopped):
-            reasons = {name: "start-up or project change" if self._full_pass else statuses[name].reason for name in due}
-            tick.result = self._build(session, due, reasons, stop, listener)
-            tick.interrupted = stop is not None and stop.stopped
-            self._full_pass = self._full_pass and tick.interrupted
+        with ExitStack() as held:
+            checked_at = self.clock()
+            adapter = self._connect(session)
+            held.callback(adapter.close)  # after the lease's release: its connection is a fork of this one
+            if stop is not None:
+                stop.attach(adapter)  # a signal while waiting for the lease or capturing ends the tick
+            expiry = session.project.settings.lease_expiry
+            on_lost = stop.stop if stop is not None else None
+            lease = held.enter_context(acquire_lease(adapter, "run", self.options.lease_wait, expiry, on_lost))
+            changed, statuses = self._check(adapter, session, checked_at)
+            due = sorted(name for name, status in statuses.items() if status.due)
+            if self._full_pass:
+                due = sorted(name for name in _managed(session) if not statuses[name].suspended)
+            tick = Tick(checked_at, statuses, sorted(changed), due)
+            if due and not (stop is not None and stop.stopped):
+                why = {name: "start-up or project change" if self._full_pass else statuses[name].reason for name in due}
+                if announce is not None:
+                    announce(tick, why)
+                tick.result = self._build(session, due, why, stop, listener)
+                tick.interrupted = stop is not None and stop.stopped
+                self._full_pass = self._full_pass and tick.interrupted
+        if lease.lost.is_set():
+            raise lost_error()
         tick.seconds = self.clock() - started
         return tick
+
+    def _check(
+        self, adapter: Adapter, session: Session, checked_at: float
+    ) -> tuple[dict[str, int], dict[str, ModelStatus]]:
+        """Capture the sources, record first-seen times, beat: the sources changed and the statuses."""
+        snapshot, known = api.check_sources(adapter, session, CONTROL_TABLES)
+        ensure_control(adapter, known)
+        control = load_control(adapter)
+        sources = {s for name, found in _graph(session).sources.items() if name in _managed(session) for s in found}
+        changed = _new_changes(snapshot, control, sources, checked_at)
+        if changed:
+            with adapter.transaction():
+                record_changes(adapter, {source: {batch: checked_at} for source, batch in changed.items()})
+            control = load_control(adapter)
+        statuses = _statuses(session, snapshot, control, checked_at, self.interval)
+        beat(adapter, Heartbeat(self.owner, socket.gethostname(), os.getpid(), self.interval, checked_at))
+        return changed, statuses
 
     def _build(
         self,

@@ -179,11 +179,10 @@ def compile(
             typer.echo(f"compiled {unchanged} models: no errors (nothing changed since the last compile)")
             return
         from sqlorch import api
-        from sqlorch.project.templating import ENV_VARS_READ
 
-        compiled = api.compile_only(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
+        compiled, env_vars = api.compile_only(_options(project_dir, profiles_dir, target, select, exclude, vars_=vars))
         if digest:
-            compile_stamp.record_compile(root, digest, ENV_VARS_READ, len(compiled))
+            compile_stamp.record_compile(root, digest, env_vars, len(compiled))
     except Exception as error:  # noqa: BLE001 - the CLI is where errors become exit codes
         _fail(error, debug)
     from sqlorch.console import console

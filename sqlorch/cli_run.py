@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -229,9 +230,11 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
         stop = StopRequest()
         current[:] = [stop]
         try:
-            with BuildProgress(lambda stop=stop: stop.total) as progress:  # type: ignore[misc]
-                tick = runner.tick(stop, progress)
+            with BuildProgress(partial(_total, stop)) as progress:
+                tick = runner.tick(stop, progress, _announce)
         except SqlorchError as error:
+            if stopping.is_set():
+                return 0  # stopped while waiting for the lease or capturing: nothing was half-done
             if once:
                 raise
             errors.line((f"tick failed: {error.render()}", "red"))
@@ -245,20 +248,34 @@ def _ticks(runner: Runner, once: bool, metrics: Any, stopping: threading.Event, 
     return 0
 
 
+def _total(stop: StopRequest) -> int:
+    return stop.total
+
+
+def _announce(tick: Tick, reasons: dict[str, str]) -> None:
+    """Before a tick's build: what is built and why (a line per model)."""
+    from sqlorch.console import console
+
+    stamp = time.strftime("%H:%M:%S", time.gmtime(tick.checked_at))
+    changed = f" (changed: {', '.join(tick.changed)})" if tick.changed else ""
+    console.line((f"{stamp} tick", "bold"), f": building {len(tick.due)} due models{changed}")
+    for name in tick.due:
+        console.line(f"  {name}: ", (reasons[name], "dim"))
+    sys.stdout.flush()
+
+
 def _report(tick: Tick) -> None:
     from sqlorch.console import console
 
-    if not tick.due:
+    if tick.result is None:
         return
-    stamp = time.strftime("%H:%M:%S", time.gmtime(tick.checked_at))
-    changed = f"; changed: {', '.join(tick.changed)}" if tick.changed else ""
-    console.line((f"{stamp} tick", "bold"), f": building {', '.join(tick.due)}{changed}")
-    if tick.result is not None:
-        counts: dict[str, int] = {}
-        for item in tick.result.results:
-            counts[item.status] = counts.get(item.status, 0) + 1
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        console.line((f"{stamp} done", "bold"), f": {summary} in {tick.seconds:.2f}s")
+    counts: dict[str, int] = {}
+    for item in tick.result.results:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    stamp = time.strftime("%H:%M:%S", time.gmtime(tick.checked_at + tick.seconds))
+    console.line((f"{stamp} done", "bold"), f": {summary} in {tick.seconds:.2f}s")
+    sys.stdout.flush()
 
 
 def _render_status(report: StatusReport) -> None:

@@ -38,7 +38,7 @@ PROFILE_KEYS = ("target", "targets")
 # connector's own connection parameters, passed through unchecked: there are over a
 # hundred, and the connector reports the ones it does not know.
 TARGET_KEYS: dict[str, tuple[str, ...] | None] = {
-    "duckdb": ("type", "schema_prefix", "path", "threads", "profile_log"),
+    "duckdb": ("type", "schema_prefix", "path", "threads", "profile_log", "query_log"),
     "postgres": (
         "type", "schema_prefix", "threads", "host", "port", "dbname", "database", "user", "password", "sslmode",
         "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name", "options", "target_session_attrs",
@@ -339,7 +339,7 @@ def load_target(root: Path, profiles_dir: Path | None, target_name: str | None) 
     settings = _render_env(dict(raw), path)
     settings.pop("type")
     if kind == "duckdb":
-        for key, default in (("path", "warehouse.duckdb"), ("profile_log", None)):
+        for key, default in (("path", "warehouse.duckdb"), ("profile_log", None), ("query_log", None)):
             if (key in settings or default is not None) and settings.get(key) != ":memory:":
                 file = Path(os.path.expanduser(str(settings.get(key, default))))
                 settings[key] = str(file if file.is_absolute() else root / file)

@@ -2,8 +2,9 @@
 
 On a terminal (or with ``FORCE_COLOR`` / ``TTY_COMPATIBLE=1``, as rich decides) output goes
 through rich, in colour. Anywhere else (CI logs, pipes, files) rich would write the same
-words without styles, so a build's progress lines are written as plain text instead,
-without loading rich at all (~40 ms of a no-op build). Plans and other output use rich.
+words without styles, so lines are written as plain text instead, without loading rich at
+all (~40 ms of a no-op build). Text that wraps (a plan) is laid out here for
+``terminal_width()``, not by rich, so it is the same styled or plain.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ errors = Output(stderr=True)
 
 PLAN_GAP = "  "
 PLAN_INDENT = "    "  # a step's reason, under its row
+_QUIET = ("skip", "skipped")  # nothing runs: the reason fits where the strategy would be
 
 
 def terminal_width() -> int:
@@ -129,6 +131,7 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
     gap = PLAN_GAP
 
     def row(model: str, action: str, style: str, strategy: str = "", rows: str = "") -> list[str | tuple[str, str]]:
+        """Padded cells; a row without strategy and rows ends after the action."""
         tail = f"{gap}{strategy.ljust(strategy_w)}{gap}{rows.rjust(rows_w)}" if strategy or rows else ""
         return [f"{model.ljust(model_w)}{gap}", (action.ljust(action_w), style), tail.rstrip()]
 
@@ -169,11 +172,24 @@ def _plain(part: str | tuple[str, str]) -> str:
     return part if isinstance(part, str) else part[0]
 
 
-_QUIET = ("skip", "skipped")  # nothing runs: the reason fits where the strategy would be
+def source_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
+    """The sources whose capture will record something, before the models: the change the
+    build will record (predicted read-only), its change-log rows, and why under it."""
+    changed = [source for source in plan.sources if source.change != "none"]
+    if not changed:
+        return []
+    name_w = max(len("source"), *(len(source.source) for source in changed))
+    lines: list[list[str | tuple[str, str]]] = [[(f"{'source'.ljust(name_w)}{PLAN_GAP}change{PLAN_GAP}rows", "bold")]]
+    for source in changed:
+        rows = "-" if source.change in ("full", "missing") else _rows(source.rows)
+        lines.append([f"{source.source.ljust(name_w)}{PLAN_GAP}{source.change.ljust(6)}{PLAN_GAP}{rows}"])
+        lines += [[(line, "dim")] for line in _wrap(source.reason, width, PLAN_INDENT, PLAN_INDENT) if source.reason]
+    return [*lines, []]
 
 
 def render_plan(plan: Plan) -> None:
-    for parts in plan_lines(plan, terminal_width()):
+    width = terminal_width()
+    for parts in [*source_lines(plan, width), *plan_lines(plan, width)]:
         console.line(*parts)
 
 

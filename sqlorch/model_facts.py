@@ -22,8 +22,8 @@ from typing import Any
 from sqlorch.analysis import keys as keys_module
 from sqlorch.analysis import lineage as lineage_module
 from sqlorch.analysis.lineage import LineageJson, column_lineage
-from sqlorch.compiler import CompiledModel
 from sqlorch.gcpause import collector_paused
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.refs import TableRef
 
 

@@ -47,7 +47,7 @@ def test_only_each_adapter_imports_its_driver() -> None:
 
 
 def test_adapters_make_no_planning_decisions() -> None:
-    forbidden = ("sqlorch.project", "sqlorch.graph", "sqlorch.planning", "sqlorch.execution", "sqlorch.compiler")
+    forbidden = ("sqlorch.project", "sqlorch.graph", "sqlorch.planning", "sqlorch.execution")
     offenders = {
         (module, name)
         for module, names in modules().items()

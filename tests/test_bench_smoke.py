@@ -86,8 +86,18 @@ def assert_report(results: dict[str, Any], text: str) -> None:
     assert versions["sqlorch-duckdb15"]["duckdb"] == "1.5.6"
     assert int(versions["sqlorch"]["duckdb"].split(".")[0]) >= 2
     assert results["compile"][0]["measurements"] and results["help"]
-    for fragment in ("## Targets", "Smoke run", "bench/run --smoke", f"{os.cpu_count()} cores", "## Builds at 100,000",
-                     "## Builds at 200,000", "Rows read", "## Compile", "`sqlorch --help`", "## Tool versions"):
+    for fragment in (
+        "## Targets",
+        "Smoke run",
+        "bench/run --smoke",
+        f"{os.cpu_count()} cores",
+        "## Builds at 100,000",
+        "## Builds at 200,000",
+        "Rows read",
+        "## Compile",
+        "`sqlorch --help`",
+        "## Tool versions",
+    ):
         assert fragment in text, fragment
     target_rows = [line for line in text.splitlines() if line.startswith("| ") and line.endswith("** |")]
     assert len(target_rows) >= 10, target_rows
@@ -103,23 +113,47 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
 
 def measurement(tool: str, scenario: str, run: int, seconds: float, rows: int | None = None) -> dict[str, Any]:
-    return {"tool": tool, "scenario": scenario, "run": run, "seconds": seconds, "peak_rss_mb": 100.0,
-            "returncode": 0, "log": "", "cpu_seconds": seconds, "load_before": 0.0, "rows_read": rows,
-            "statements": None, "top_statements": []}
+    return {
+        "tool": tool,
+        "scenario": scenario,
+        "run": run,
+        "seconds": seconds,
+        "peak_rss_mb": 100.0,
+        "returncode": 0,
+        "log": "",
+        "cpu_seconds": seconds,
+        "load_before": 0.0,
+        "rows_read": rows,
+        "statements": None,
+        "top_statements": [],
+    }
 
 
 def synthetic_results() -> dict[str, Any]:
     """Two runs at 10M and 50M with dbt and SQLMesh, dbt wrong after the delta."""
     times = {"sqlorch": (20.0, 1.0, 2.0, 25.0), "dbt": (50.0, 8.0, 14.0, 48.0), "sqlmesh": (30.0, 0.4, 3.0, None)}
-    ms = [measurement(tool, scenario, run, t * run, 1000 if tool == "sqlorch" else None)
-          for tool, row in times.items() for run in (1, 2)
-          for scenario, t in zip(BUILD_SCENARIOS, row, strict=True) if t is not None]
-    wrong = {"marts.revenue_by_plan": {"status": "wrong", "expected_rows": 10, "actual_rows": 10,
-                                       "missing_rows": 3, "extra_rows": 3, "detail": ""}}
-    checks = [{"tool": t, "scenario": "delta", "run": 1, "ok": t != "dbt", "wrong": wrong if t == "dbt" else {}}
-              for t in times]
-    deltas = [{"tool": "sqlorch", "run": 1, "step": 1, "new_events": 10_000, "late_events": 500,
-               "updated_users": 200}]
+    ms = [
+        measurement(tool, scenario, run, t * run, 1000 if tool == "sqlorch" else None)
+        for tool, row in times.items()
+        for run in (1, 2)
+        for scenario, t in zip(BUILD_SCENARIOS, row, strict=True)
+        if t is not None
+    ]
+    wrong = {
+        "marts.revenue_by_plan": {
+            "status": "wrong",
+            "expected_rows": 10,
+            "actual_rows": 10,
+            "missing_rows": 3,
+            "extra_rows": 3,
+            "detail": "",
+        }
+    }
+    checks = [
+        {"tool": t, "scenario": "delta", "run": 1, "ok": t != "dbt", "wrong": wrong if t == "dbt" else {}}
+        for t in times
+    ]
+    deltas = [{"tool": "sqlorch", "run": 1, "step": 1, "new_events": 10_000, "late_events": 500, "updated_users": 200}]
     large = [measurement("sqlorch", s, 1, t) for s, t in zip(BUILD_SCENARIOS, (90.0, 1.0, 2.5, 80.0), strict=True)]
     return {
         "command": "bench/run", "smoke": False, "started": "2026-01-01T00:00:00+00:00", "machine": {"cores": 2},

@@ -9,8 +9,14 @@ import duckdb
 
 from tests.conftest import REPO
 
-MODELS = ["staging.stg_customers", "staging.stg_orders", "intermediate.int_orders_enriched",
-          "marts.customer_orders", "marts.customer_summary", "marts.daily_revenue"]
+MODELS = [
+    "staging.stg_customers",
+    "staging.stg_orders",
+    "intermediate.int_orders_enriched",
+    "marts.customer_orders",
+    "marts.customer_summary",
+    "marts.daily_revenue",
+]
 
 
 def model_sql(root: Path, ref: str) -> str:
@@ -83,8 +89,9 @@ def test_seed_change_propagates(demo_project, cli):
 def test_view_materialization(demo_project, cli):
     assert cli("build", "--project-dir", demo_project).exit_code == 0
     with duckdb.connect(str(demo_project / "warehouse.duckdb"), read_only=True) as con:
-        kinds = dict(con.sql("SELECT table_schema || '.' || table_name, table_type "
-                             "FROM information_schema.tables").fetchall())
+        kinds = dict(
+            con.sql("SELECT table_schema || '.' || table_name, table_type FROM information_schema.tables").fetchall()
+        )
     assert kinds["marts.customer_summary"] == "VIEW"
     assert kinds["marts.daily_revenue"] == "BASE TABLE"
 
@@ -120,14 +127,20 @@ def test_select_builds_only_selected(demo_project, cli):
     assert run.exit_code == 0, run.output
     assert set(results(demo_project)) == {"seeds.orders", "staging.stg_orders"}
     with duckdb.connect(str(demo_project / "warehouse.duckdb"), read_only=True) as con:
-        names = {r[0] for r in con.sql("SELECT table_schema || '.' || table_name FROM information_schema.tables "
-                                       "WHERE table_schema IN ('staging', 'marts')").fetchall()}
+        names = {
+            r[0]
+            for r in con.sql(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_schema IN ('staging', 'marts')"
+            ).fetchall()
+        }
     assert names == {"staging.stg_orders"}
 
 
 def test_profile_duckdb_path_and_schema_prefix(demo_project, cli):
     (demo_project / "profiles.yml").write_text(
-        "target: dev\ntargets:\n  dev: {type: duckdb, path: other.duckdb, schema_prefix: dev_}\n")
+        "target: dev\ntargets:\n  dev: {type: duckdb, path: other.duckdb, schema_prefix: dev_}\n"
+    )
     run = cli("build", "--project-dir", demo_project)
     assert run.exit_code == 0, run.output
     assert not (demo_project / "warehouse.duckdb").exists()
@@ -138,7 +151,8 @@ def test_profile_duckdb_path_and_schema_prefix(demo_project, cli):
 
 def test_profile_log_records_each_statement(demo_project, cli):
     (demo_project / "profiles.yml").write_text(
-        "target: dev\ntargets:\n  dev: {type: duckdb, profile_log: target/profile.jsonl}\n")
+        "target: dev\ntargets:\n  dev: {type: duckdb, profile_log: target/profile.jsonl}\n"
+    )
     run = cli("build", "--project-dir", demo_project)
     assert run.exit_code == 0, run.output
     profiles = [json.loads(line) for line in (demo_project / "target/profile.jsonl").read_text().splitlines()]
@@ -150,8 +164,9 @@ def test_profile_log_records_each_statement(demo_project, cli):
 
 
 def test_vars_in_build(make_project, cli):
-    root = make_project({"sqlorch.yml": "vars: {n: 2}\n",
-                         "models/s/a.sql": "SELECT range AS i FROM range({{ var('n') }})"})
+    root = make_project(
+        {"sqlorch.yml": "vars: {n: 2}\n", "models/s/a.sql": "SELECT range AS i FROM range({{ var('n') }})"}
+    )
     assert cli("build", "--project-dir", root, "--vars", "{n: 5}").exit_code == 0
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM s.a").fetchall()[0][0] == 5

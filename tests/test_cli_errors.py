@@ -40,17 +40,22 @@ def test_selection_left_empty_by_exclude(make_project, cli):
 
 
 def test_ls_lists_selected_models_and_seeds(make_project, cli):
-    root = make_project({
-        "seeds/people.csv": "id\n1\n",
-        "models/s/a.sql": "-- materialized: view\nSELECT id FROM seeds.people",
-        "models/m/b.sql": "SELECT id FROM s.a",
-        "models/m/c.sql": "SELECT 1 AS x",
-    })
+    root = make_project(
+        {
+            "seeds/people.csv": "id\n1\n",
+            "models/s/a.sql": "-- materialized: view\nSELECT id FROM seeds.people",
+            "models/m/b.sql": "SELECT id FROM s.a",
+            "models/m/c.sql": "SELECT 1 AS x",
+        }
+    )
     run = cli("ls", "--project-dir", root, "--select", "+b")
     assert run.exit_code == 0, run.output
     lines = [line.split() for line in run.output.splitlines()]
-    assert lines == [["seeds.people", "seed", "seed", "seeds/people.csv"], ["s.a", "model", "view", "models/s/a.sql"],
-                     ["m.b", "model", "incremental", "models/m/b.sql"]]
+    assert lines == [
+        ["seeds.people", "seed", "seed", "seeds/people.csv"],
+        ["s.a", "model", "view", "models/s/a.sql"],
+        ["m.b", "model", "incremental", "models/m/b.sql"],
+    ]
     listed = json.loads(cli("ls", "--project-dir", root, "--exclude", "+b", "--json").output)
     assert listed == [{"relation": "m.c", "kind": "model", "materialized": "incremental", "path": "models/m/c.sql"}]
     assert not (root / "warehouse.duckdb").exists()  # no warehouse needed
@@ -66,18 +71,24 @@ def test_threads_below_one(make_project, cli, threads):
 
 def test_source_cursor_missing_in_warehouse(make_project, cli):
     """Without declared columns the check runs at build, against the warehouse's columns."""
-    root = make_project({
-        "models/sources.yml": "sources:\n  raw.orders:\n    cursor: loaded_at\n    unique_key: id\n",
-        "models/s/a.sql": "SELECT id FROM raw.orders",
-    })
+    root = make_project(
+        {
+            "models/sources.yml": "sources:\n  raw.orders:\n    cursor: loaded_at\n    unique_key: id\n",
+            "models/s/a.sql": "SELECT id FROM raw.orders",
+        }
+    )
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.sql("CREATE SCHEMA raw; CREATE TABLE raw.orders (id INT, loadedat TIMESTAMP)")
         con.sql("INSERT INTO raw.orders VALUES (1, now())")
     assert cli("compile", "--project-dir", root).exit_code == 0  # no columns declared: nothing to check against
     for command in ("plan", "build"):
         run = cli(command, "--project-dir", root)
-        assert_error(run, f"{root / 'models/sources.yml'}:3:5: error: cursor 'loaded_at' of source raw.orders is not "
-                     "one of its columns", "did you mean 'loadedat'?")
+        assert_error(
+            run,
+            f"{root / 'models/sources.yml'}:3:5: error: cursor 'loaded_at' of source raw.orders is not "
+            "one of its columns",
+            "did you mean 'loadedat'?",
+        )
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM raw.orders").fetchall() == [(1,)]
         assert con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 's'").fetchall() == [(0,)]
@@ -98,8 +109,9 @@ def test_two_models_claim_one_relation(make_project, cli):
 
 
 def test_ambiguous_bare_name(make_project, cli):
-    root = make_project({"models/s/a.sql": "SELECT 1 AS id", "models/t/a.sql": "SELECT 1 AS id",
-                         "models/u/m.sql": "SELECT id FROM a"})
+    root = make_project(
+        {"models/s/a.sql": "SELECT 1 AS id", "models/t/a.sql": "SELECT 1 AS id", "models/u/m.sql": "SELECT id FROM a"}
+    )
     assert_error(cli("compile", "--project-dir", root), "models/u/m.sql:1:16", "'a' is ambiguous", "s.a", "t.a")
 
 
@@ -111,11 +123,13 @@ def test_missing_env_var(make_project, cli, monkeypatch):
 
 def test_missing_env_var_in_profile(make_project, cli, monkeypatch):
     monkeypatch.delenv("SQLORCH_T_SECRET", raising=False)
-    root = make_project({
-        "models/s/a.sql": "SELECT 1 AS a",
-        "profiles.yml": "target: p\ntargets:\n  p:\n    type: postgres\n"
-                        "    password: \"{{ env_var('SQLORCH_T_SECRET') }}\"\n",
-    })
+    root = make_project(
+        {
+            "models/s/a.sql": "SELECT 1 AS a",
+            "profiles.yml": "target: p\ntargets:\n  p:\n    type: postgres\n"
+            "    password: \"{{ env_var('SQLORCH_T_SECRET') }}\"\n",
+        }
+    )
     assert_error(cli("compile", "--project-dir", root), "profiles.yml", "SQLORCH_T_SECRET")
 
 
@@ -135,8 +149,9 @@ def test_profiles_dir_without_profiles(make_project, cli, tmp_path):
 
 
 def test_malformed_yaml_source_file(make_project, cli):
-    root = make_project({"models/s/a.sql": "SELECT 1 AS a",
-                         "models/sources.yml": "sources:\n  raw.e:\n    cursor: x\n   bad: [\n"})
+    root = make_project(
+        {"models/s/a.sql": "SELECT 1 AS a", "models/sources.yml": "sources:\n  raw.e:\n    cursor: x\n   bad: [\n"}
+    )
     assert_error(cli("compile", "--project-dir", root), f"{root / 'models/sources.yml'}:", "invalid YAML")
 
 
@@ -146,10 +161,12 @@ def test_source_file_wrong_shape(make_project, cli):
 
 
 def test_unknown_target(make_project, cli):
-    root = make_project({"models/s/a.sql": "SELECT 1 AS a",
-                         "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb}\n"})
-    assert_error(cli("compile", "--project-dir", root, "--target", "prod"), "profiles.yml", "unknown target 'prod'",
-                 "dev")
+    root = make_project(
+        {"models/s/a.sql": "SELECT 1 AS a", "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb}\n"}
+    )
+    assert_error(
+        cli("compile", "--project-dir", root, "--target", "prod"), "profiles.yml", "unknown target 'prod'", "dev"
+    )
 
 
 def test_unknown_target_without_profiles(make_project, cli):
@@ -158,18 +175,21 @@ def test_unknown_target_without_profiles(make_project, cli):
 
 
 def test_unknown_target_type(make_project, cli):
-    root = make_project({"models/s/a.sql": "SELECT 1 AS a",
-                         "profiles.yml": "target: dev\ntargets:\n  dev: {type: oracle}\n"})
+    root = make_project(
+        {"models/s/a.sql": "SELECT 1 AS a", "profiles.yml": "target: dev\ntargets:\n  dev: {type: oracle}\n"}
+    )
     assert_error(cli("compile", "--project-dir", root), "profiles.yml", "type must be one of")
 
 
 def test_secret_never_printed(make_project, cli, monkeypatch):
     monkeypatch.setenv("SQLORCH_T_PW", "hunter2-secret")
-    root = make_project({
-        "models/s/a.sql": "SELECT 1 AS a",
-        "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb, path: \"{{ env_var('SQLORCH_T_PW') }}\","
-                        " bogus: \"{{ env_var('SQLORCH_T_PW') }}\"}\n",
-    })
+    root = make_project(
+        {
+            "models/s/a.sql": "SELECT 1 AS a",
+            "profiles.yml": "target: dev\ntargets:\n  dev: {type: duckdb, path: \"{{ env_var('SQLORCH_T_PW') }}\","
+            " bogus: \"{{ env_var('SQLORCH_T_PW') }}\"}\n",
+        }
+    )
     run = cli("compile", "--project-dir", root, "--target", "nope")
     assert_error(run, "unknown target 'nope'")
     assert "hunter2" not in run.output
@@ -199,8 +219,9 @@ def test_model_failing_in_warehouse(make_project, cli, materialized):
     files = {**PROJECT, "models/s/bad.sql": f"-- materialized: {materialized}\n" + PROJECT["models/s/bad.sql"]}
     root = make_project(files)
     assert cli("build", "--project-dir", root).exit_code == 0
-    (root / "models/s/bad.sql").write_text(f"-- materialized: {materialized}\n"
-                                           "SELECT id, CAST(name AS INTEGER) AS name FROM seeds.people")
+    (root / "models/s/bad.sql").write_text(
+        f"-- materialized: {materialized}\nSELECT id, CAST(name AS INTEGER) AS name FROM seeds.people"
+    )
     (root / "models/s/good.sql").write_text("SELECT id, name || '!' AS name FROM seeds.people")
     run = cli("build", "--project-dir", root)
     assert_error(run, "models/s/bad.sql", "Conversion Error")
@@ -220,8 +241,13 @@ def test_first_build_failure(make_project, cli):
     run = cli("build", "--project-dir", root)
     assert_error(run, "models/s/bad.sql")
     results = {r["model"]: r["status"] for r in json.loads((root / "target/run_results.json").read_text())["results"]}
-    assert results == {"seeds.people": "success", "s.good": "success", "s.bad": "error", "m.downstream": "skipped",
-                       "m.independent": "success"}
+    assert results == {
+        "seeds.people": "success",
+        "s.good": "success",
+        "s.bad": "error",
+        "m.downstream": "skipped",
+        "m.independent": "success",
+    }
 
 
 def test_summary_of_a_build_where_nothing_succeeded(make_project, cli):

@@ -52,15 +52,22 @@ def test_compile_writes_sql_and_manifest(make_project, cli):
     assert by_customer["depends_on"] == ["seeds.customers", "staging.orders"]
     assert manifest["models"]["staging.orders"]["sources"] == ["raw.orders"]
     assert manifest["models"]["staging.orders"]["columns"] == {
-        "order_id": "BIGINT", "customer_id": "BIGINT", "amount": "DECIMAL(12, 2)"}
+        "order_id": "BIGINT",
+        "customer_id": "BIGINT",
+        "amount": "DECIMAL(12, 2)",
+    }
 
 
 def test_compile_star_expands_declared_columns(make_project, cli):
     root = make_project({**GOOD, "models/marts/everything.sql": "SELECT * FROM raw.orders"})
     assert cli("compile", "--project-dir", root).exit_code == 0
     manifest = json.loads((root / "target/manifest.json").read_text())
-    assert list(manifest["models"]["marts.everything"]["columns"]) == ["order_id", "customer_id", "amount",
-                                                                       "updated_at"]
+    assert list(manifest["models"]["marts.everything"]["columns"]) == [
+        "order_id",
+        "customer_id",
+        "amount",
+        "updated_at",
+    ]
 
 
 def test_unknown_column_with_position(make_project, cli):
@@ -81,12 +88,14 @@ def test_unknown_table_in_model_schema(make_project, cli):
 
 
 def test_all_errors_reported(make_project, cli):
-    root = make_project({
-        **GOOD,
-        "models/marts/bad_col.sql": "SELECT nope FROM staging.orders",
-        "models/marts/bad_table.sql": "SELECT 1 AS a FROM staging.missing",
-        "models/other/bad_col2.sql": "SELECT amount, zzz FROM raw.orders",
-    })
+    root = make_project(
+        {
+            **GOOD,
+            "models/marts/bad_col.sql": "SELECT nope FROM staging.orders",
+            "models/marts/bad_table.sql": "SELECT 1 AS a FROM staging.missing",
+            "models/other/bad_col2.sql": "SELECT amount, zzz FROM raw.orders",
+        }
+    )
     run = cli("compile", "--project-dir", root)
     assert_error(run, "bad_col.sql:1:8", "nope", "bad_table.sql:1:", "staging.missing", "bad_col2.sql:1:16", "zzz")
 
@@ -105,11 +114,12 @@ def test_undeclared_source_columns_are_not_checked(make_project, cli):
 
 def test_compile_for_snowflake_target_without_connecting(make_project, cli, monkeypatch):
     monkeypatch.delenv("SNOWFLAKE_PASSWORD", raising=False)
-    root = make_project({
-        **GOOD,
-        "models/marts/typed.sql": "SELECT order_id::VARCHAR AS id, amount // 2 AS half, "
-                                  "epoch_ms(1000) AS t FROM raw.orders",
-        "profiles.yml": """
+    root = make_project(
+        {
+            **GOOD,
+            "models/marts/typed.sql": "SELECT order_id::VARCHAR AS id, amount // 2 AS half, "
+            "epoch_ms(1000) AS t FROM raw.orders",
+            "profiles.yml": """
             target: dev
             targets:
               dev: {type: duckdb, path: dev.duckdb}
@@ -120,7 +130,8 @@ def test_compile_for_snowflake_target_without_connecting(make_project, cli, monk
                 password: "{{ env_var('SNOWFLAKE_PASSWORD', '') }}"
                 database: ANALYTICS
         """,
-    })
+        }
+    )
     run = cli("compile", "--project-dir", root, "--target", "prod")
     assert run.exit_code == 0, run.output
     manifest = json.loads((root / "target/manifest.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from tests.conftest import assert_error
@@ -60,3 +61,21 @@ def test_a_failed_compile_leaves_no_stamp_to_hide_its_errors(make_project, cli):
     os.utime(model)
     for _ in range(2):
         assert_error(cli("compile", "--project-dir", root), "nope")
+
+
+def test_the_stamp_lists_the_env_vars_of_its_own_compile_only(tmp_path, cli, monkeypatch):
+    """Two projects compiled in one process: the second's stamp does not carry the first's
+    variables (the names are collected per compile, not for the life of the process)."""
+    from tests.conftest import write_files
+
+    monkeypatch.setenv("SQLORCH_TEST_FIRST_ONLY", "5")
+    reading = write_files(tmp_path / "a", {"models/s/a.sql": "SELECT {{ env_var('SQLORCH_TEST_FIRST_ONLY') }} AS v"})
+    plain = write_files(tmp_path / "b", {"models/s/b.sql": "SELECT 1 AS v"})
+    for root in (reading, plain):
+        assert cli("compile", "--project-dir", root).exit_code == 0
+    assert json.loads((reading / "target/cache/compile_stamp.json").read_text())["env"] == ["SQLORCH_TEST_FIRST_ONLY"]
+    assert json.loads((plain / "target/cache/compile_stamp.json").read_text())["env"] == []
+    assert cli("docs", "--project-dir", reading).exit_code == 0
+    assert cli("docs", "--project-dir", plain).exit_code == 0
+    assert json.loads((reading / "target/cache/docs.json").read_text())["env"] == ["SQLORCH_TEST_FIRST_ONLY"]
+    assert json.loads((plain / "target/cache/docs.json").read_text())["env"] == []

@@ -23,20 +23,23 @@ def deps(make_project, sql: str) -> tuple[set[TableRef], set[TableRef]]:
     return model.depends_on, model.sources
 
 
-@pytest.mark.parametrize(("sql", "expected"), [
-    ("SELECT id FROM s.a", {S}),
-    ("SELECT id FROM a", {S}),
-    ("SELECT id FROM c", {C}),
-    ("SELECT * FROM (SELECT id FROM s.a) AS q", {S}),
-    ("SELECT a.id FROM s.a AS a JOIN s.b AS b ON a.id = b.id LEFT JOIN c ON c.id = a.id", {S, B, C}),
-    ("SELECT id FROM s.a UNION ALL SELECT id FROM b", {S, B}),
-    ("SELECT id FROM s.a INTERSECT SELECT id FROM s.b EXCEPT SELECT id FROM t.c", {S, B, C}),
-    ("SELECT id FROM s.a AS x WHERE EXISTS (SELECT 1 FROM s.b AS y WHERE y.id = x.id)", {S, B}),
-    ("SELECT id FROM s.a WHERE id IN (SELECT id FROM t.c)", {S, C}),
-    ("SELECT id, (SELECT max(id) FROM s.b) AS m FROM s.a", {S, B}),
-    ("WITH w AS (SELECT id FROM s.a) SELECT id FROM w", {S}),
-    ("WITH w AS (SELECT id FROM s.a), v AS (SELECT id FROM w JOIN b USING (id)) SELECT id FROM v", {S, B}),
-])
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT id FROM s.a", {S}),
+        ("SELECT id FROM a", {S}),
+        ("SELECT id FROM c", {C}),
+        ("SELECT * FROM (SELECT id FROM s.a) AS q", {S}),
+        ("SELECT a.id FROM s.a AS a JOIN s.b AS b ON a.id = b.id LEFT JOIN c ON c.id = a.id", {S, B, C}),
+        ("SELECT id FROM s.a UNION ALL SELECT id FROM b", {S, B}),
+        ("SELECT id FROM s.a INTERSECT SELECT id FROM s.b EXCEPT SELECT id FROM t.c", {S, B, C}),
+        ("SELECT id FROM s.a AS x WHERE EXISTS (SELECT 1 FROM s.b AS y WHERE y.id = x.id)", {S, B}),
+        ("SELECT id FROM s.a WHERE id IN (SELECT id FROM t.c)", {S, C}),
+        ("SELECT id, (SELECT max(id) FROM s.b) AS m FROM s.a", {S, B}),
+        ("WITH w AS (SELECT id FROM s.a) SELECT id FROM w", {S}),
+        ("WITH w AS (SELECT id FROM s.a), v AS (SELECT id FROM w JOIN b USING (id)) SELECT id FROM v", {S, B}),
+    ],
+)
 def test_reference_forms_are_edges(make_project, sql, expected):
     depends_on, sources = deps(make_project, sql)
     assert depends_on == expected
@@ -51,8 +54,9 @@ def test_cte_named_like_a_model_is_not_an_edge(make_project):
 
 
 def test_other_tables_are_sources(make_project):
-    depends_on, sources = deps(make_project, "SELECT e.id FROM raw.events AS e JOIN s.a ON s.a.id = e.id "
-                                             "JOIN lookup ON lookup.id = e.id")
+    depends_on, sources = deps(
+        make_project, "SELECT e.id FROM raw.events AS e JOIN s.a ON s.a.id = e.id JOIN lookup ON lookup.id = e.id"
+    )
     assert depends_on == {S}
     assert sources == {TableRef("raw", "events"), TableRef("main", "lookup")}
 
@@ -67,11 +71,13 @@ def test_dag_edges(make_project):
 
 
 def test_ambiguous_bare_name_names_both_candidates(make_project):
-    root = make_project({
-        "models/s/orders.sql": "SELECT 1 AS id",
-        "models/t/orders.sql": "SELECT 1 AS id",
-        "models/x/m.sql": "SELECT id\nFROM   orders",
-    })
+    root = make_project(
+        {
+            "models/s/orders.sql": "SELECT 1 AS id",
+            "models/t/orders.sql": "SELECT 1 AS id",
+            "models/x/m.sql": "SELECT id\nFROM   orders",
+        }
+    )
     with pytest.raises(GraphError) as info:
         load_project(root)
     text = info.value.render()
@@ -80,10 +86,12 @@ def test_ambiguous_bare_name_names_both_candidates(make_project):
 
 
 def test_two_files_claim_one_relation(make_project):
-    root = make_project({
-        "models/s/a.sql": "SELECT 1 AS id",
-        "models/s/sub/a.sql": "SELECT 2 AS id",
-    })
+    root = make_project(
+        {
+            "models/s/a.sql": "SELECT 1 AS id",
+            "models/s/sub/a.sql": "SELECT 2 AS id",
+        }
+    )
     with pytest.raises(GraphError) as info:
         load_project(root)
     text = info.value.render()
@@ -98,12 +106,14 @@ def test_model_claiming_seed_relation(make_project):
 
 
 def test_cycle_prints_path(make_project):
-    root = make_project({
-        "models/s/a.sql": "SELECT id FROM s.c",
-        "models/s/b.sql": "SELECT id FROM s.a",
-        "models/s/c.sql": "SELECT id FROM s.b",
-        "models/s/d.sql": "SELECT id FROM s.c",
-    })
+    root = make_project(
+        {
+            "models/s/a.sql": "SELECT id FROM s.c",
+            "models/s/b.sql": "SELECT id FROM s.a",
+            "models/s/c.sql": "SELECT id FROM s.b",
+            "models/s/d.sql": "SELECT id FROM s.c",
+        }
+    )
     with pytest.raises(GraphError) as info:
         project_dag(load_project(root))
     assert info.value.path is not None and str(info.value.path).startswith(str(root / "models/s"))
@@ -121,10 +131,12 @@ def test_self_reference_is_error(make_project):
 
 
 def test_all_load_errors_are_reported(make_project):
-    root = make_project({
-        "models/s/a.sql": "SELEC 1",
-        "models/s/b.sql": "-- bogus: 1\nSELECT 1 AS id",
-    })
+    root = make_project(
+        {
+            "models/s/a.sql": "SELEC 1",
+            "models/s/b.sql": "-- bogus: 1\nSELECT 1 AS id",
+        }
+    )
     with pytest.raises(SqlorchError) as info:
         load_project(root)
     assert isinstance(info.value, ErrorGroup)

@@ -12,12 +12,14 @@ from sqlorch.refs import TableRef
 
 
 def test_models_found_at_any_depth_and_named_by_first_folder(make_project):
-    root = make_project({
-        "models/top.sql": "SELECT 1 AS a",
-        "models/staging/orders.sql": "SELECT 1 AS a",
-        "models/staging/deep/er/customers.sql": "SELECT 1 AS a",
-        "models/marts/finance/q/daily.sql": "SELECT 1 AS a",
-    })
+    root = make_project(
+        {
+            "models/top.sql": "SELECT 1 AS a",
+            "models/staging/orders.sql": "SELECT 1 AS a",
+            "models/staging/deep/er/customers.sql": "SELECT 1 AS a",
+            "models/marts/finance/q/daily.sql": "SELECT 1 AS a",
+        }
+    )
     project = load_project(root)
     assert set(project.models) == {
         TableRef("main", "top"),
@@ -29,16 +31,18 @@ def test_models_found_at_any_depth_and_named_by_first_folder(make_project):
 
 
 def test_header_settings(make_project):
-    root = make_project({
-        "models/m/a.sql": """
+    root = make_project(
+        {
+            "models/m/a.sql": """
             -- materialized: view
             -- tags: core, finance
             -- unique_key: [id, Day]
             -- an ordinary comment
             SELECT 1 AS id, 2 AS day
         """,
-        "models/m/b.sql": "SELECT 1 AS x",
-    })
+            "models/m/b.sql": "SELECT 1 AS x",
+        }
+    )
     project = load_project(root)
     a = project.models[TableRef("m", "a")].config
     assert a.materialized == "view"
@@ -69,10 +73,12 @@ def test_bad_materialization_is_error(make_project):
 
 
 def test_var_from_settings_cli_and_default(make_project):
-    root = make_project({
-        "sqlorch.yml": "vars:\n  days: 7\n  label: x\n",
-        "models/m/a.sql": "SELECT {{ var('days') }} AS d, '{{ var('label') }}' AS l, {{ var('other', 3) }} AS o",
-    })
+    root = make_project(
+        {
+            "sqlorch.yml": "vars:\n  days: 7\n  label: x\n",
+            "models/m/a.sql": "SELECT {{ var('days') }} AS d, '{{ var('label') }}' AS l, {{ var('other', 3) }} AS o",
+        }
+    )
     sql = load_project(root).models[TableRef("m", "a")].sql
     assert "SELECT 7 AS d, 'x' AS l, 3 AS o" in sql
     sql = load_project(root, {"days": 30}).models[TableRef("m", "a")].sql
@@ -87,8 +93,9 @@ def test_undefined_var_is_error(make_project):
 
 
 def test_env_var(make_project, monkeypatch):
-    root = make_project({"models/m/a.sql": "SELECT '{{ env_var('SQLORCH_T_X') }}' AS v, "
-                                           "'{{ env_var('SQLORCH_T_Y', 'dflt') }}' AS w"})
+    root = make_project(
+        {"models/m/a.sql": "SELECT '{{ env_var('SQLORCH_T_X') }}' AS v, '{{ env_var('SQLORCH_T_Y', 'dflt') }}' AS w"}
+    )
     monkeypatch.setenv("SQLORCH_T_X", "hello")
     monkeypatch.delenv("SQLORCH_T_Y", raising=False)
     assert "SELECT 'hello' AS v, 'dflt' AS w" in load_project(root).models[TableRef("m", "a")].sql
@@ -105,16 +112,19 @@ def test_unset_env_var_is_clear_error(make_project, monkeypatch):
 
 
 def test_macros(make_project):
-    root = make_project({
-        "macros/money.sql": "{% macro cents(col) %}({{ col }} * 100){% endmacro %}",
-        "models/m/a.sql": "SELECT {{ cents('amount') }} AS c FROM raw.t",
-    })
+    root = make_project(
+        {
+            "macros/money.sql": "{% macro cents(col) %}({{ col }} * 100){% endmacro %}",
+            "models/m/a.sql": "SELECT {{ cents('amount') }} AS c FROM raw.t",
+        }
+    )
     assert "SELECT (amount * 100) AS c FROM raw.t" in load_project(root).models[TableRef("m", "a")].sql
 
 
 def test_yaml_sources(make_project):
-    root = make_project({
-        "models/sources.yml": """
+    root = make_project(
+        {
+            "models/sources.yml": """
             sources:
               raw.events: {cursor: _loaded_at, append_only: true}
               raw.customers:
@@ -126,8 +136,9 @@ def test_yaml_sources(make_project):
                   l_orderkey: BIGINT
                   L_LINENUMBER: INT
         """,
-        "models/m/a.sql": "SELECT * FROM raw.events",
-    })
+            "models/m/a.sql": "SELECT * FROM raw.events",
+        }
+    )
     sources = load_project(root).sources
     events = sources[TableRef("raw", "events")]
     assert events.cursor == "_loaded_at" and events.append_only and events.columns is None
@@ -161,11 +172,13 @@ def test_seeds_and_seed_schema(make_project):
 
 
 def test_project_settings(make_project):
-    root = make_project({
-        "sqlorch.yml": "name: shop\ndialect: snowflake\nseed_schema: raw_seeds\nvars: {x: 1}\n",
-        "seeds/people.csv": "id\n1\n",
-        "models/a.sql": "SELECT id FROM people",
-    })
+    root = make_project(
+        {
+            "sqlorch.yml": "name: shop\ndialect: snowflake\nseed_schema: raw_seeds\nvars: {x: 1}\n",
+            "seeds/people.csv": "id\n1\n",
+            "models/a.sql": "SELECT id FROM people",
+        }
+    )
     project = load_project(root)
     assert project.settings.name == "shop"
     assert project.settings.dialect == "snowflake"
@@ -252,12 +265,27 @@ def test_project_settings_errors(make_project, text, line, col, fragment, hint):
 @pytest.mark.parametrize(
     ("text", "line", "col", "fragment", "hint"),
     [
-        ("target: dev\ntargets:\n  dev:\n    type: duckdb\n    pth: x.duckdb\n", 5, 5, "unknown duckdb setting 'pth'",
-         "did you mean 'path'?"),
-        ("target: dev\ntargets:\n  dev:\n    type: postgres\n    hots: db\n", 5, 5, "unknown postgres setting 'hots'",
-         "did you mean 'host'?"),
-        ("target: dev\ntarget_s: {}\ntargets:\n  dev: {type: duckdb}\n", 2, 1, "unknown setting 'target_s'",
-         "did you mean 'targets'?"),
+        (
+            "target: dev\ntargets:\n  dev:\n    type: duckdb\n    pth: x.duckdb\n",
+            5,
+            5,
+            "unknown duckdb setting 'pth'",
+            "did you mean 'path'?",
+        ),
+        (
+            "target: dev\ntargets:\n  dev:\n    type: postgres\n    hots: db\n",
+            5,
+            5,
+            "unknown postgres setting 'hots'",
+            "did you mean 'host'?",
+        ),
+        (
+            "target: dev\ntarget_s: {}\ntargets:\n  dev: {type: duckdb}\n",
+            2,
+            1,
+            "unknown setting 'target_s'",
+            "did you mean 'targets'?",
+        ),
         ("target: dev\ntargets:\n  dev:\n    type: duckdbb\n", 4, 5, "has type 'duckdbb'", "did you mean 'duckdb'?"),
         ("target: prd\ntargets:\n  prod: {type: duckdb}\n", 1, 1, "unknown target 'prd'", "did you mean 'prod'?"),
     ],

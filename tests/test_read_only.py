@@ -63,6 +63,7 @@ ACCEPTED = [
     "SELECT * FROM t ASOF JOIN u ON t.a >= u.a",
     "SELECT a FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.a = t.a) ORDER BY a LIMIT 3",
     'SELECT "my col", "order", "Größe" FROM raw."we""ird"',
+    "SELECT c.a FROM c LEFT OUTER JOIN o ON c.a = o.a AND o.b NOT LIKE '%x%'",  # AND is a Func in sqlglot
 ]
 
 

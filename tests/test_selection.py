@@ -16,7 +16,7 @@ FILES = {
     "models/staging/people.sql": "-- tags: core\nSELECT id FROM seeds.raw_people",
     "models/staging/orders.sql": "SELECT 1 AS id, 2 AS person_id",
     "models/intermediate/joined.sql": "-- tags: core, finance\n"
-                                      "SELECT o.id FROM staging.orders AS o JOIN people AS p ON p.id = o.person_id",
+    "SELECT o.id FROM staging.orders AS o JOIN people AS p ON p.id = o.person_id",
     "models/marts/report.sql": "SELECT id FROM intermediate.joined",
     "models/marts/other.sql": "-- tags: finance\nSELECT 1 AS id",
 }
@@ -33,21 +33,24 @@ def select(make_project):
     return run
 
 
-@pytest.mark.parametrize(("expr", "expected"), [
-    ("joined", {"intermediate.joined"}),
-    ("intermediate.joined", {"intermediate.joined"}),
-    ("joined+", {"intermediate.joined", "marts.report"}),
-    ("+joined", {"intermediate.joined", "staging.people", "staging.orders", "seeds.raw_people"}),
-    ("+joined+", {"intermediate.joined", "staging.people", "staging.orders", "seeds.raw_people", "marts.report"}),
-    ("people+", {"staging.people", "intermediate.joined", "marts.report"}),
-    ("tag:core", {"staging.people", "intermediate.joined"}),
-    ("tag:finance", {"intermediate.joined", "marts.other"}),
-    ("path:models/staging", {"staging.people", "staging.orders"}),
-    ("path:models/marts/report.sql", {"marts.report"}),
-    ("path:seeds", {"seeds.raw_people"}),
-    ("report other", {"marts.report", "marts.other"}),
-    ("tag:finance staging.orders", {"intermediate.joined", "marts.other", "staging.orders"}),
-])
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("joined", {"intermediate.joined"}),
+        ("intermediate.joined", {"intermediate.joined"}),
+        ("joined+", {"intermediate.joined", "marts.report"}),
+        ("+joined", {"intermediate.joined", "staging.people", "staging.orders", "seeds.raw_people"}),
+        ("+joined+", {"intermediate.joined", "staging.people", "staging.orders", "seeds.raw_people", "marts.report"}),
+        ("people+", {"staging.people", "intermediate.joined", "marts.report"}),
+        ("tag:core", {"staging.people", "intermediate.joined"}),
+        ("tag:finance", {"intermediate.joined", "marts.other"}),
+        ("path:models/staging", {"staging.people", "staging.orders"}),
+        ("path:models/marts/report.sql", {"marts.report"}),
+        ("path:seeds", {"seeds.raw_people"}),
+        ("report other", {"marts.report", "marts.other"}),
+        ("tag:finance staging.orders", {"intermediate.joined", "marts.other", "staging.orders"}),
+    ],
+)
 def test_select(select, expr, expected):
     assert select(expr) == expected
 
@@ -57,8 +60,12 @@ def test_no_select_is_everything(select):
 
 
 def test_exclude(select):
-    assert select("+report", "seeds.raw_people") == {"marts.report", "intermediate.joined", "staging.people",
-                                                     "staging.orders"}
+    assert select("+report", "seeds.raw_people") == {
+        "marts.report",
+        "intermediate.joined",
+        "staging.people",
+        "staging.orders",
+    }
     assert select(None, "tag:finance path:models/staging") == {"seeds.raw_people", "marts.report"}
     assert select("joined+", "joined") == {"marts.report"}
 

@@ -23,12 +23,9 @@ from sqlorch.refs import TableRef
 class Capabilities:
     """What the renderer and planner may rely on for one warehouse."""
 
-    merge_by_source: bool = False  # MERGE ... WHEN NOT MATCHED BY SOURCE
     transactions: bool = True  # multi-statement transactions
     merge_in_transaction: bool = True  # a MERGE may run inside BEGIN ... COMMIT
-    time_travel: bool = False
     create_or_replace: bool = True  # CREATE OR REPLACE TABLE ... AS
-    rename_table: bool = True  # ALTER TABLE ... RENAME TO
     except_all: bool = False  # EXCEPT ALL (multiset difference), to diff a rebuilt table
     transactional_ddl: bool = True  # CREATE/DROP TABLE may run inside a transaction and roll back
     read_own_writes: bool = True  # a fetch inside transaction() sees the transaction's earlier writes

@@ -52,12 +52,10 @@ _ERRORS: tuple[type[Exception], ...] = (
 class BigQueryAdapter:
     dialect: ClassVar[str] = "bigquery"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        merge_by_source=True,
         transactions=False,
         merge_in_transaction=True,
-        time_travel=True,  # FOR SYSTEM_TIME AS OF
         create_or_replace=True,
-        rename_table=False,  # bqemulator: ALTER TABLE RENAME changes the data, not the catalog
+        # (no ALTER TABLE ... RENAME is issued: on bqemulator it changes the data, not the catalog)
         except_all=False,
         transactional_ddl=False,
         read_own_writes=True,  # statements run at once (transactions=False)

@@ -75,7 +75,7 @@ _PROFILE_LOG_LOCK = threading.Lock()  # worker threads append to one profile log
 class DuckDBAdapter:
     dialect: ClassVar[str] = "duckdb"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        merge_by_source=True, transactions=True, except_all=True, temp_tables=True, row_counts=True
+        transactions=True, except_all=True, temp_tables=True, row_counts=True
     )
 
     def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0, read_only: bool = False) -> None:
@@ -122,6 +122,11 @@ class DuckDBAdapter:
             self.profile_log = Path(str(settings["profile_log"])).expanduser()
             self.profile_log.parent.mkdir(parents=True, exist_ok=True)
             self.connection.execute("PRAGMA enable_profiling = 'no_output'")
+        if settings.get("query_log"):
+            # DuckDB's own query log: every statement this target runs, appended as CSV to
+            # duckdb_log_entries.csv in that folder (what tests compare with the plan).
+            folder = str(Path(str(settings["query_log"])).expanduser())
+            self.connection.execute("CALL enable_logging('QueryLog', storage = 'file', storage_path = ?)", [folder])
 
     def fork(self) -> DuckDBAdapter:
         """An adapter on its own cursor of the same database, for another worker thread."""

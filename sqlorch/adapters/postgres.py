@@ -41,7 +41,6 @@ _TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "5330
 class PostgresAdapter:
     dialect: ClassVar[str] = "postgres"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        merge_by_source=True,  # PostgreSQL 17+
         transactions=True,
         merge_in_transaction=True,
         create_or_replace=False,

@@ -53,10 +53,8 @@ _TRANSIENT_ERRNOS = {625}
 class SnowflakeAdapter:
     dialect: ClassVar[str] = "snowflake"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        merge_by_source=False,
         transactions=True,
         merge_in_transaction=False,  # fakesnow: MERGE inside BEGIN ... COMMIT fails (see README quirks)
-        time_travel=False,  # real Snowflake has AT(OFFSET => ...); fakesnow does not
         create_or_replace=True,
         except_all=False,
         # Snowflake runs every DDL statement as its own transaction and commits the open one

@@ -16,8 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import DialectType
+from sqlglot.schema import Schema
 
 from sqlorch.analysis.inline_ctes import RecursiveCTE, inline_ctes
+from sqlorch.analysis.signed_shape import NotSigned, check_signed
 
 NON_DETERMINISTIC = (exp.Rand, exp.Uuid, exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime)
 NON_DETERMINISTIC_NAMES = {"random", "uuid", "gen_random_uuid", "now", "setseed", "current_localtimestamp"}
@@ -40,6 +43,8 @@ class KeyAnalysis:
     occurrences: dict[tuple[str, str], int] = field(default_factory=dict)  # times each table is read
     # output column -> count | sum | min | max, when new rows can be folded into old groups
     distributive: dict[str, str] | None = None
+    # why the groups cannot be maintained from signed deltas ("" when they can: signed_shape.py)
+    not_signed: str = "not analysed"
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -251,7 +256,20 @@ def _distributive(top: exp.Query, key: list[str], unique: bool) -> dict[str, str
     return kinds
 
 
-def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> KeyAnalysis:
+def _not_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | None, dialect: DialectType) -> str:
+    try:
+        check_signed(top, key, unique, schema, dialect)
+    except NotSigned as error:
+        return str(error)
+    return ""
+
+
+def analyse_keys(
+    qualified: exp.Query,
+    declared_key: tuple[str, ...] = (),
+    schema: Schema | None = None,
+    dialect: DialectType = "duckdb",
+) -> KeyAnalysis:
     try:
         inlined = inline_ctes(qualified)
     except RecursiveCTE:
@@ -280,15 +298,17 @@ def analyse_keys(qualified: exp.Query, declared_key: tuple[str, ...] = ()) -> Ke
             reason="no column identifies the rows a change affects (no group key, "
             "window partition or row-level column)",
         )
+    unique = _key_is_unique(inlined, key, declared_key)
     return KeyAnalysis(
         key=key,
         reason="",
         global_aggregate=global_aggregate,
         subquery_tables=_subquery_tables(inlined),
         inlined=inlined,
-        unique=_key_is_unique(inlined, key, declared_key),
+        unique=unique,
         row_preserving=_is_row_preserving(inlined),
         nullable_tables=_nullable_tables(inlined),
         occurrences=_occurrences(inlined),
-        distributive=_distributive(inlined, key, _key_is_unique(inlined, key, declared_key)),
+        distributive=_distributive(inlined, key, unique),
+        not_signed=_not_signed(inlined, key, unique, schema, dialect),
     )

@@ -43,17 +43,6 @@ def _data_type(text: str, dialect: str) -> exp.DataType:
     return found
 
 
-_TYPE_TEXTS: dict[tuple[exp.DataType, str], str] = {}
-
-
-def _type_text(data_type: exp.DataType, dialect: str) -> str:
-    """A type as SQL, rendered once per distinct type: a project has few distinct types."""
-    text = _TYPE_TEXTS.get((data_type, dialect))
-    if text is None:
-        text = _TYPE_TEXTS[(data_type, dialect)] = data_type.sql(dialect_of(dialect))
-    return text
-
-
 @cache
 def dialect_of(name: str) -> Dialect:
     """One Dialect instance per name: sqlglot builds a new one for every string it is given."""

@@ -9,8 +9,8 @@ from sqlglot import exp
 from sqlorch.audits.calls import AuditCall
 from sqlorch.audits.declared import DeclaredAudits
 from sqlorch.audits.subject import Subject
-from sqlorch.compiler import CompiledModel
 from sqlorch.errors import ErrorGroup, SqlorchError
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.project.loader import Project, make_resolver
 from sqlorch.refs import TableRef
 

@@ -3,7 +3,7 @@
 Where DDL is transactional (DuckDB, Postgres), a full build audits the new table inside
 the transaction that creates it and rolls back on failure. Elsewhere (Snowflake commits
 before any DDL, BigQuery has no transactions) the new rows go to a scratch table first,
-are audited there, and only then published from it (``execution/models.py`` plans both).
+are audited there, and only then published from it (``planning/rewrites/`` plans both).
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from sqlorch.execution.statements import (
     create_table_as,
     drop_table,
     execute_create,
-    null_safe_match,
     select_from,
 )
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import StateSnapshot, change_log, work_table

@@ -73,10 +73,10 @@ from sqlorch.execution.statements import (
     drop_table,
     execute_create,
     insert_into,
-    null_safe_match,
     select_from,
     with_images,
 )
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.project.model import SourceSpec
 from sqlorch.refs import TableRef
 from sqlorch.state.store import (
@@ -245,8 +245,8 @@ def capture_source(
     if followed:
         _follow_columns(source, known)
     if spec.append_only:
-        return capture_append_only(source, state, _compared(source, known))
-    return capture_keyed(source, state, trust_fingerprint=not followed)
+        return _noting(capture_append_only(source, state, _compared(source, known)), followed)
+    return _noting(capture_keyed(source, state, trust_fingerprint=not followed), followed)
 
 
 def predict_capture(
@@ -280,9 +280,14 @@ def predict_capture(
         predicted = predict_append_only(source, state, copy, _compared(source, known))
     else:
         predicted = predict_keyed(source, state, copy, trust_fingerprint=not followed)
-    if followed:
-        return replace(predicted, reason="; ".join(filter(None, [followed, predicted.reason])))
-    return predicted
+    return _noting(predicted, followed)
+
+
+def _noting(captured: Captured | None, followed: str) -> Captured | None:
+    """``captured`` with the columns followed before it said first in its reason."""
+    if captured is None or not followed:
+        return captured
+    return replace(captured, reason="; ".join(filter(None, [followed, captured.reason])))
 
 
 def _check_declared_columns(spec: SourceSpec, columns: Mapping[str, exp.DataType]) -> None:
@@ -572,7 +577,7 @@ def predict_append_only(source: _Source, state: RelationState, edge: Rows, compa
 
 
 def _appended_reason(rows: int) -> str:
-    return f"{rows} new rows" if rows else ""
+    return f"{rows} new row{'' if rows == 1 else 's'}" if rows else ""
 
 
 def _move_edge(source: _Source, mark: CursorMark, hi: str | None) -> CursorMark:
@@ -678,7 +683,7 @@ _WHOLE_DIFF = "rows changed without their cursor moving past the last capture; d
 
 def _keyed_reason(recorded: list[tuple[int, str, int]], notes: list[str]) -> str:
     rows = sum(count for _, _, count in recorded)
-    return "; ".join([f"{rows} changed rows (old and new images)", *notes]) if rows else ""
+    return "; ".join([f"{rows} old and new row images", *notes]) if rows else ""
 
 
 def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> Captured:

@@ -20,12 +20,12 @@ from sqlorch.audits.declared import DeclaredAudits, audit_parents
 from sqlorch.audits.run import AuditFailed, AuditResult, ModelAudits, model_audits
 from sqlorch.audits.sources import SourceAudits
 from sqlorch.audits.subject import physical_resolver
-from sqlorch.compiler import CompiledModel
 from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import execute_seed
 from sqlorch.graph.dag import DAG
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import Decision, rebuild_cheaper
 from sqlorch.planning.steps import MICROSECONDS, Branch, Choice, Item, Plan, Rule, Statement, Step, batch_record, bind
 from sqlorch.project.loader import Project

@@ -22,18 +22,6 @@ from sqlorch.state.store import (
 )
 
 
-def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refresh: bool) -> Decision:
-    if full_refresh:
-        return Decision("full", "--full-refresh", "load")
-    if state is None or not exists:
-        return Decision("full", "first load", "load")
-    if state.fingerprint != seed.fingerprint():
-        if state.columns != seed.read()[0]:
-            return Decision("full", "CSV columns or their inferred types changed", "load")
-        return Decision("incremental", "CSV changed; rows diffed", "diff rows")
-    return Decision("skip", "CSV unchanged")
-
-
 def _create_typed(table: TableRef, types: dict[str, str], extra: dict[str, str] | None = None) -> exp.Create:
     columns = {**types, **(extra or {})}
     schema = exp.Schema(

@@ -91,21 +91,6 @@ def count_rows(table: TableRef) -> exp.Select:
     return exp.select(exp.func("count", exp.Star())).from_(table.to_table())
 
 
-def null_safe_match(left: str, right: str, names: list[str]) -> exp.Expr:
-    return (
-        exp.and_(
-            *[
-                exp.NullSafeEQ(
-                    this=exp.column(n, table=left, quoted=True), expression=exp.column(n, table=right, quoted=True)
-                )
-                for n in names
-            ]
-        )
-        if names
-        else exp.true()
-    )
-
-
 def execute_create(adapter: Adapter, create: exp.Create) -> None:
     """Run a (possibly ``OR REPLACE``) CREATE in the form the warehouse supports."""
     for statement in replace_statements(create, adapter.capabilities):

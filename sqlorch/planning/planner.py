@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
-from sqlorch.compiler import CompiledModel
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
 from sqlorch.planning.steps import Plan, Step
 from sqlorch.project.loader import Project
@@ -25,9 +25,12 @@ from sqlorch.state.store import StateSnapshot
 
 if TYPE_CHECKING:
     from sqlorch.planning.step_statements import StepTarget
+    from sqlorch.project.model import Seed
+    from sqlorch.state.store import RelationState
 
 INSERT_ONLY = "insert new rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
+SIGNED_DELTAS = "fold signed deltas"
 
 
 def rebuild_cheaper(changed_rows: int, threshold: int) -> bool:
@@ -54,6 +57,20 @@ class Decision:
     action: str
     reason: str
     strategy: str = ""
+
+
+def decide_seed(seed: Seed, state: RelationState | None, exists: bool, full_refresh: bool) -> Decision:
+    """A seed is loaded whole the first time or when its header or inferred types change,
+    otherwise diffed row by row, so its consumers stay incremental."""
+    if full_refresh:
+        return Decision("full", "--full-refresh", "load")
+    if state is None or not exists:
+        return Decision("full", "first load", "load")
+    if state.fingerprint != seed.fingerprint():
+        if state.columns != seed.read()[0]:
+            return Decision("full", "CSV columns or their inferred types changed", "load")
+        return Decision("incremental", "CSV changed; rows diffed", "diff rows")
+    return Decision("skip", "CSV unchanged")
 
 
 def pending_changes(snapshot: StateSnapshot, consumer: str, inputs: list[TableRef]) -> dict[TableRef, InputChange]:
@@ -97,6 +114,13 @@ def insert_only(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool
 def partial_aggregates(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
     """COUNT/SUM/MIN/MAX of appended rows fold into the stored groups."""
     return keys.distributive is not None and _single_appended_input(keys, changes)
+
+
+def signed_deltas(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """COUNT/SUM/AVG/MIN/MAX groups updated by the weighted change of their inputs, inserts,
+    updates and deletes alike (``analysis/signed_shape.py``). The state it keeps must commit
+    with the model, so like the other folding strategies it needs transactions."""
+    return keys.not_signed == "" and not any(change.full for change in changes.values())
 
 
 def output_columns_changed(compiled: CompiledModel, recorded: dict[str, str] | None) -> str | None:
@@ -170,6 +194,12 @@ def decide_model(
     if capabilities.transactions and partial_aggregates(keys, changes):
         return Decision(
             "incremental", f"{changed_names} appended rows; COUNT/SUM/MIN/MAX folded into groups", PARTIAL_AGGREGATES
+        )
+    if capabilities.transactions and signed_deltas(keys, changes):
+        return Decision(
+            "incremental",
+            f"{changed_names} changed; groups maintained from signed deltas (state in _sqlorch)",
+            SIGNED_DELTAS,
         )
     if not keys.key:
         return Decision("incremental", f"{changed_names} changed; one-row aggregate recomputed", "recompute all")

@@ -19,8 +19,18 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
-from sqlorch.compiler import CompiledModel
-from sqlorch.execution.models import (
+from sqlorch.planning.compiler import CompiledModel
+from sqlorch.planning.cost import Costs
+from sqlorch.planning.planner import (
+    INSERT_ONLY,
+    PARTIAL_AGGREGATES,
+    SIGNED_DELTAS,
+    Decision,
+    InputChange,
+    decide_model,
+    rebuild_cheaper,
+)
+from sqlorch.planning.rewrites.model_statements import (
     SMALL_CHANGE_ROWS,
     ModelContext,
     full_statements,
@@ -28,15 +38,6 @@ from sqlorch.execution.models import (
     insert_only_statements,
     small_change_possible,
     small_statements,
-)
-from sqlorch.planning.cost import Costs
-from sqlorch.planning.planner import (
-    INSERT_ONLY,
-    PARTIAL_AGGREGATES,
-    Decision,
-    InputChange,
-    decide_model,
-    rebuild_cheaper,
 )
 from sqlorch.planning.steps import Branch, Choice, Item, Rule, Statement, Step
 from sqlorch.refs import TableRef
@@ -138,13 +139,17 @@ def plan_model_statements(
             return full_statements(ctx, may_diff, decision.strategy, decision.reason)
         if decision.strategy == INSERT_ONLY:
             return insert_only_statements(ctx, changes, target.resolve)
+        if decision.strategy == SIGNED_DELTAS:
+            from sqlorch.execution.signed import signed_statements
+
+            return signed_statements(ctx, changes, target.resolve, snapshot.aggregate_states.get(name))
         if small:
             return small_statements(ctx, changes, target.resolve)
         fold = decision.strategy == PARTIAL_AGGREGATES
         return incremental_statements(ctx, changes, target.resolve, fold_appends=fold)
 
     def keyed(decision: Decision) -> bool:
-        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES)
+        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES, SIGNED_DELTAS)
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())
@@ -189,5 +194,6 @@ def plan_model_statements(
         kinds |= _writes(decision, diff_possible)
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
-    step.statements = [*claim, Choice(branches)]
+    # one branch left (no rule could apply): no choice
+    step.statements = [*claim, Choice(branches)] if len(branches) > 1 else [*claim, *branches[0].statements]
     return kinds

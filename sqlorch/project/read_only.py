@@ -94,7 +94,8 @@ def _problem(node: exp.Expr) -> tuple[str, str] | None:
     """What is wrong with one node, and the hint, or None for a query node."""
     if isinstance(node, exp.Func):
         name = _function_name(node)
-        if isinstance(node, exp.UDTF) or isinstance(node.parent, _TABLE_POSITIONS):
+        # a JOIN's ON condition (``a = b AND c``: sqlglot's AND is a Func) is no table position
+        if isinstance(node, exp.UDTF) or (isinstance(node.parent, _TABLE_POSITIONS) and node.arg_key == "this"):
             if name not in TABLE_FUNCTIONS:
                 return (
                     f"table function {name}()",

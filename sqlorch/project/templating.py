@@ -10,7 +10,9 @@ the line of the template that caused it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +24,20 @@ if TYPE_CHECKING:
 
 _MISSING = object()
 
-# Every environment variable a template asked for in this process, set or not: what a
-# compile's outcome depends on besides the files (sqlorch.compile_stamp records them).
-ENV_VARS_READ: set[str] = set()
+# The names ``env_var`` is asked for inside ``reading_env_vars()``, set or not.
+_ENV_VARS_READ: ContextVar[set[str] | None] = ContextVar("env_vars_read", default=None)
+
+
+@contextmanager
+def reading_env_vars() -> Iterator[set[str]]:
+    """The environment variables templates read inside the block, set or not: what a
+    compile's outcome depends on besides the files (``sqlorch.compile_stamp`` records them)."""
+    names: set[str] = set()
+    token = _ENV_VARS_READ.set(names)
+    try:
+        yield names
+    finally:
+        _ENV_VARS_READ.reset(token)
 
 
 def needs_rendering(text: str) -> bool:
@@ -46,7 +59,9 @@ def make_var(variables: dict[str, Any], path: Path | str, hint: str) -> Callable
 
 def env_var(name: str, default: Any = _MISSING) -> Any:
     """``env_var(name, default)``: the variable's value, recorded for the compile stamp."""
-    ENV_VARS_READ.add(name)
+    names = _ENV_VARS_READ.get()
+    if names is not None:
+        names.add(name)
     value = os.environ.get(name)
     if value is not None:
         return value

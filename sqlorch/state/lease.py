@@ -184,6 +184,16 @@ def _claim_free(adapter: Adapter, command: str, expiry: float) -> bool:
     return adapter.execute(claim) == 1
 
 
+def lost_error() -> LockError:
+    """What a build that lost its lease part way reports (whatever statement it stopped in)."""
+    return LockError(
+        "the build lost the target's lease (not renewed within lease_expiry) and stopped: "
+        "another process may have taken the target over",
+        hint="what finished is committed; run the build again (raise lease_expiry in sqlorch.yml if "
+        "the warehouse is often slow to answer)",
+    )
+
+
 class Lease:
     """A held lease: a context manager, released on exit (or by ``release()``). ``lost`` is
     set when renewing failed and another process may have taken the target."""

@@ -41,6 +41,8 @@ _TABLES: dict[str, dict[str, str]] = {
     # a model run's cost and table statistics too (``state/history.py``)
     "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT", **HISTORY_COLUMNS},
     "watermarks": {"consumer": "TEXT", "input": "TEXT", "batch": "BIGINT"},
+    # the model batch each aggregate state (``aggregate_state``) is up to date with
+    "aggregate_states": {"relation": "TEXT", "batch": "BIGINT"},
     "runs": {
         "run_id": "TEXT",
         "model": "TEXT",
@@ -63,6 +65,12 @@ def _relation_slug(ref: TableRef) -> str:
 
 def change_log(ref: TableRef) -> TableRef:
     return state_table(f"chg__{_relation_slug(ref)}")
+
+
+def aggregate_state(ref: TableRef) -> TableRef:
+    """Per group of a model maintained from signed deltas, its row count and partial
+    aggregates (``planning/rewrites/signed_aggregates.py``)."""
+    return state_table(f"agg__{_relation_slug(ref)}")
 
 
 def work_table(ref: TableRef, part: str, temporary: bool = False) -> TableRef:
@@ -100,6 +108,7 @@ class StateSnapshot:
     delta_rows: dict[str, dict[int, int]] = field(default_factory=dict)
     append_batches: dict[str, set[int]] = field(default_factory=dict)  # batches holding only new rows
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)
+    aggregate_states: dict[str, int] = field(default_factory=dict)  # model -> batch its group state matches
     runs: dict[str, list[tuple[int, RunCost]]] = field(default_factory=dict)  # per model: (batch, its run's cost)
 
     def pending(self, consumer: str, input_name: str) -> tuple[int, int] | None:
@@ -194,7 +203,7 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
     empty instead of being created: how ``plan`` reads a warehouse never built."""
     parts = [
         _tagged(tag, name, list(_TABLES[name]), _columns_of(existing, name))
-        for tag, name in (("r", "relations"), ("b", "batches"), ("w", "watermarks"))
+        for tag, name in (("r", "relations"), ("b", "batches"), ("w", "watermarks"), ("a", "aggregate_states"))
         if existing is None or state_table(name) in existing
     ]
     snapshot = StateSnapshot()
@@ -218,6 +227,9 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
             cost = read_run_cost(dict(zip(HISTORY_COLUMNS, row[4:], strict=False)))
             if cost is not None:
                 snapshot.runs.setdefault(relation, []).append((int(batch), cost))
+        elif tag == "a":
+            relation, batch = row[:2]
+            snapshot.aggregate_states[relation] = int(batch)
         else:
             consumer, input_name, batch = row[:3]
             snapshot.watermarks[(consumer, input_name)] = int(batch)

@@ -25,6 +25,7 @@ from sqlorch.adapters.registry import connect
 from sqlorch.analysis.schemas import Schema
 from sqlorch.config import Target
 from sqlorch.execution.statements import columns_of, select_from
+from sqlorch.planning.key_match import null_safe_equal
 from sqlorch.project.loader import Project, make_resolver
 from sqlorch.project.model import Model
 from sqlorch.refs import TableRef
@@ -103,14 +104,7 @@ def _insert(adapter: Adapter, table: TableRef, names: list[str], rows: list[Row]
 
 def _delete(adapter: Adapter, table: TableRef, names: list[str], row: Row) -> None:
     """One copy of ``row`` (a DELETE would remove every copy: delete all, put back the rest)."""
-    match = exp.and_(
-        *[
-            exp.NullSafeEQ(this=exp.column(n, quoted=True), expression=exp.convert(row.get(n)))
-            if row.get(n) is not None
-            else exp.column(n, quoted=True).is_(exp.null())
-            for n in names
-        ]
-    )
+    match = null_safe_equal((exp.column(n, quoted=True), exp.convert(row.get(n))) for n in names)
     copies = adapter.fetch(exp.select(exp.func("count", exp.Star())).from_(table.to_table()).where(match))[0][0]
     if not copies:
         raise ValueError(f"no row {row} in {table} to delete")

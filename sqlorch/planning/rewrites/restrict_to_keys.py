@@ -15,16 +15,16 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sqlorch.analysis.keys import NoKey, anchors
+from sqlorch.planning.key_match import null_safe_equal
 
 
 def key_match(keys: exp.Table, pairs: list[tuple[str, exp.Expr]]) -> exp.Exists:
     """``EXISTS (SELECT 1 FROM keys k WHERE k.a IS NOT DISTINCT FROM <expr> AND ...)``."""
     alias = keys.alias_or_name
-    conditions = [
-        exp.NullSafeEQ(this=exp.column(name, table=alias, quoted=True), expression=expression.copy())
-        for name, expression in pairs
-    ]
-    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys).where(exp.and_(*conditions)))
+    match = null_safe_equal(
+        (exp.column(name, table=alias, quoted=True), expression.copy()) for name, expression in pairs
+    )
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys).where(match))
 
 
 def restrict_to_keys(query: exp.Query, key: list[str], keys: exp.Table) -> exp.Query:

@@ -66,7 +66,7 @@ class CompiledModel:
     def keys(self) -> KeyAnalysis:
         if self.qualified is None:
             return KeyAnalysis(key=None, reason="input columns unknown")
-        return analyse_keys(self.qualified, self.model.config.unique_key)
+        return analyse_keys(self.qualified, self.model.config.unique_key, self.input_schema, dialect_of(self.dialect))
 
     @cached_property
     def fingerprint(self) -> str:

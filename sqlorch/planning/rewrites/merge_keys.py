@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.refs import TableRef
 
 PRESENT = "_sqlorch_present"
@@ -39,25 +40,11 @@ def build_key_merge(target: TableRef, rows: TableRef, keys: TableRef, key: list[
         .from_(keys.to_table(alias="k"))
         .join(
             rows.to_table(alias="r"),
-            on=exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(n, table="k", quoted=True), expression=exp.column(n, table="r", quoted=True)
-                    )
-                    for n in key
-                ]
-            ),
+            on=null_safe_match("k", "r", key),
             join_type="LEFT",
         )
     )
-    on = exp.and_(
-        *[
-            exp.NullSafeEQ(
-                this=exp.column(n, table="t", quoted=True), expression=exp.column(_key_alias(n), table="s", quoted=True)
-            )
-            for n in key
-        ]
-    )
+    on = null_safe_match("t", "s", key, [_key_alias(n) for n in key])
     present = exp.column(PRESENT, table="s", quoted=True)
     whens = [exp.When(matched=True, source=False, condition=present.copy().is_(exp.null()), then=exp.var("DELETE"))]
     updated = [name for name in columns if name not in key]

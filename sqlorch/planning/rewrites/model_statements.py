@@ -16,8 +16,6 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.audits import hooks as audit_hooks
-from sqlorch.compiler import CompiledModel
-from sqlorch.execution.merge import build_key_merge, mark_present
 from sqlorch.execution.statements import (
     changed_rows,
     columns_of,
@@ -30,9 +28,12 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import FULL, INCREMENTAL, Costs
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.planner import InputChange
 from sqlorch.planning.rewrites.affected_keys import build_affected_keys
+from sqlorch.planning.rewrites.merge_keys import build_key_merge, mark_present
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.restrict_to_keys import key_match, restrict_to_keys
 from sqlorch.planning.rewrites.substitute_occurrence import keep_only_branches_with, substitute_occurrence
@@ -432,14 +433,7 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
         .from_(partial.subquery("s"))
         .join(
             ctx.physical.to_table(alias="t"),
-            on=exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(n, table="s", quoted=True), expression=exp.column(n, table="t", quoted=True)
-                    )
-                    for n in keys.key
-                ]
-            ),
+            on=null_safe_match("s", "t", keys.key),
             join_type="LEFT",
         )
     )
@@ -447,15 +441,30 @@ def _partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[
     return affected, combined
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Affected keys and recomputed rows another strategy worked out (``execution/signed.py``):
+    the statements that build its scratch tables (``before``), those that commit with the
+    model (``during``), and its scratch tables."""
+
+    affected: exp.Query | None
+    recomputed: exp.Query
+    before: list[Item]
+    during: list[Item]
+    scratch: list[TableRef]
+
+
 def incremental_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
     fold_appends: bool = False,
+    prepared: PreparedRows | None = None,
 ) -> list[Item]:
     """Replace the affected keys with their recomputed rows (MERGE when the key is unique,
     DELETE + INSERT otherwise). With ``fold_appends`` the new rows come from aggregating
-    only the appended input rows into the stored groups (see ``keys.distributive``)."""
+    only the appended input rows into the stored groups (see ``keys.distributive``); with
+    ``prepared``, the affected keys and rows are those given."""
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
@@ -470,7 +479,12 @@ def incremental_statements(
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
-    if fold_appends:
+    if prepared is not None:
+        out += prepared.before
+        recomputed = prepared.recomputed
+        if key and prepared.affected is not None:
+            out += _creates(ctx, create_table_as(keys_table, prepared.affected, temporary=temporary), "affected keys")
+    elif fold_appends:
         affected, recomputed = _partial_aggregate_rows(ctx, sources)
         out += _creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
     elif key:
@@ -537,9 +551,10 @@ def incremental_statements(
     else:
         out.append(_run(exp.delete(ctx.physical.to_table(), where=target_match), "apply: delete the keys' rows", True))
         out.append(_run(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
+    out += prepared.during if prepared is not None else []
     out += _check_unique_key(ctx)
     out += _bookkeeping(ctx, columns, INCREMENTAL)
-    out += _drop_scratch(ctx, [keys_table, rows_table, stored, changed])
+    out += _drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
     return out
 
 
@@ -636,15 +651,5 @@ def same_value(values: TableRef, columns: list[str], row_alias: str) -> exp.Exis
     return exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(values.to_table(alias="v"))
-        .where(
-            exp.and_(
-                *[
-                    exp.NullSafeEQ(
-                        this=exp.column(c, table="v", quoted=True),
-                        expression=exp.column(c, table=row_alias, quoted=True),
-                    )
-                    for c in columns
-                ]
-            )
-        )
+        .where(null_safe_match("v", row_alias, columns))
     )

@@ -1,0 +1,169 @@
+"""Running a model maintained from signed deltas (``planning/rewrites/signed_aggregates.py``).
+
+The groups' state lives in ``_sqlorch.agg__<model>``; ``_sqlorch.aggregate_states`` records
+the model batch it is up to date with. It is written in the model's transaction, so a state
+that does not match the model's last batch (a full rebuild or another strategy ran since, or
+a run died before committing) is rebuilt from the inputs at the next run, never trusted.
+Here the statements are assembled, at plan time; ``models.incremental_statements`` adds the
+model's own MERGE, change log and bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from sqlorch.analysis.signed_shape import aggregates_of
+from sqlorch.execution.models import ModelContext, PreparedRows, incremental_statements
+from sqlorch.execution.statements import (
+    batch_range,
+    columns_of,
+    create_table_as,
+    insert_into,
+    replace_statements,
+    select_from,
+)
+from sqlorch.planning.planner import InputChange
+from sqlorch.planning.rewrites.rename_relations import rename_relations
+from sqlorch.planning.rewrites.signed_aggregates import (
+    ROWS,
+    WEIGHT,
+    build_delta,
+    build_finalise,
+    build_next_state,
+    build_recompute_keys,
+    build_state_query,
+    matches,
+    state_parts,
+)
+from sqlorch.planning.steps import Item, Statement
+from sqlorch.refs import TableRef
+from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, state_table, work_table
+
+STATES = state_table("aggregate_states")
+
+
+def _weight(old: exp.Expr, new: exp.Expr) -> exp.Expr:
+    image = exp.column(OLD_COLUMN, table="c", quoted=True)
+    return exp.alias_(exp.Case(ifs=[exp.If(this=image, true=old)]).else_(new), WEIGHT, quoted=True)
+
+
+def _sources(
+    ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
+) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Query], Callable[[exp.Table], exp.Query]]:
+    """is_changed, the signed change of a table, and its rows before the change."""
+    minus, plus = exp.Literal.number(-1), exp.Literal.number(1)
+
+    def ref_of(table: exp.Table) -> TableRef:
+        ref = resolve(table)
+        assert ref is not None
+        return ref
+
+    def is_changed(table: exp.Table) -> bool:
+        ref = resolve(table)
+        return ref is not None and ref in changes
+
+    def logged(table: exp.Table, old: exp.Expr, new: exp.Expr) -> exp.Select:
+        ref = ref_of(table)
+        change = changes[ref]
+        return (
+            exp.select(*columns_of(ctx.input_columns[ref], "c"), _weight(old.copy(), new.copy()))
+            .from_(change_log(ref).to_table(alias="c"))
+            .where(batch_range(change.after, change.upto, "c"))
+        )
+
+    def delta_rows(table: exp.Table) -> exp.Query:
+        return logged(table, minus, plus)
+
+    def old_rows(table: exp.Table) -> exp.Query:
+        ref = ref_of(table)
+        now = select_from(ctx.physical_of.get(ref, ref), ctx.input_columns[ref])
+        return exp.union(
+            now.select(exp.alias_(plus.copy(), WEIGHT, quoted=True)), logged(table, plus, minus), distinct=False
+        )
+
+    return is_changed, delta_rows, old_rows
+
+
+def signed_statements(
+    ctx: ModelContext,
+    changes: dict[TableRef, InputChange],
+    resolve: Callable[[exp.Table], TableRef | None],
+    state_batch: int | None,
+) -> list[Item]:
+    """The step's statements; ``state_batch``: the model batch the stored state matches
+    (``StateSnapshot.aggregate_states``), which decides whether it is folded into or rebuilt."""
+    compiled = ctx.compiled
+    keys = compiled.keys
+    assert keys.key is not None and isinstance(keys.inlined, exp.Select)
+    top, key = keys.inlined, keys.key
+    name = str(compiled.model.ref)
+    temporary = ctx.capabilities.temp_tables
+    state = aggregate_state(compiled.model.ref)
+    delta, recompute, after = (
+        work_table(compiled.model.ref, part, temporary) for part in ("delta", "recompute", "next")
+    )
+    is_changed, delta_rows, old_rows = _sources(ctx, changes, resolve)
+
+    def physical(query: exp.Query) -> exp.Query:
+        return rename_relations(query, ctx.physical_of, ctx.default_schema)
+
+    def create(table: TableRef, query: exp.Query, purpose: str, scratch: bool = True) -> list[Item]:
+        made = create_table_as(table, query, temporary=temporary and scratch)
+        return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
+
+    names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
+    delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
+    before = create(delta, delta_query, "signed delta per group")
+    current = state_batch == ctx.batch - 1
+    if not current:
+        # The state of every group from the inputs as they are now: already after the change.
+        before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
+        following = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s"))
+    else:
+        recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
+        if recompute_query is not None:
+            before += create(recompute, recompute_query, "groups whose MIN/MAX left")
+        following = build_next_state(
+            top,
+            key,
+            state.to_table(alias="s"),
+            delta.to_table(alias="d"),
+            recompute.to_table(alias="r") if recompute_query is not None else None,
+            physical(build_state_query(top, key)),
+        )
+    before += create(after, following, "next group state")
+    kept = select_from(after, names, "n")
+    if top.args.get("group") is not None:  # a one-row aggregate keeps its row at zero rows
+        kept = kept.where(exp.GT(this=exp.column(ROWS, table="n", quoted=True), expression=exp.Literal.number(0)))
+    during: list[Item] = []
+    if current:
+        during += [
+            Statement(
+                exp.delete(state.to_table(), where=matches(delta.to_table(alias="k"), key, state.name)),
+                "group state: delete the touched groups",
+                transaction=True,
+            ),
+            Statement(insert_into(state, names, kept), "group state: insert them again", transaction=True),
+        ]
+    marker = exp.column("relation").eq(exp.Literal.string(name))
+    during += [
+        Statement(exp.delete(STATES.to_table(), where=marker), "group state: its batch", transaction=True),
+        Statement(
+            insert_into(
+                STATES, ["relation", "batch"], exp.select(exp.Literal.string(name), exp.Literal.number(ctx.batch))
+            ),
+            "group state: its batch",
+            transaction=True,
+        ),
+    ]
+    avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
+    prepared = PreparedRows(
+        affected=exp.select(*columns_of(key, "d")).from_(delta.to_table(alias="d")) if key else None,
+        recomputed=build_finalise(top, key, after.to_table(), avg_type),
+        before=before,
+        during=during,
+        scratch=[delta, recompute, after],
+    )
+    return incremental_statements(ctx, changes, resolve, prepared=prepared)

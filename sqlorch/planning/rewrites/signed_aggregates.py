@@ -1,0 +1,331 @@
+"""Maintain a GROUP BY model from the signed deltas of its inputs (``analysis/signed_shape.py``).
+
+The model's groups are kept as *state*: per group the rows it holds (``_sqlorch_rows``) and
+per aggregate call its partial values, all additive except MIN/MAX:
+
+| aggregate | state | output |
+|---|---|---|
+| COUNT(*), COUNT(x) | c: weighted count | c |
+| SUM(x) | s: weighted sum, n: weighted count of non-NULL x | s, or NULL where n = 0 |
+| AVG(x) | s, n as for SUM | s / n, NULL where n = 0 |
+| MIN(x), MAX(x) | m: the extreme | m |
+
+A FILTER (WHERE c) becomes a CASE inside the partials. The delta of a group is the model's
+FROM/WHERE/GROUP BY evaluated over the changes, each row weighted (new image +1, old image
+-1), by the telescoping delta rule for several changed occurrences: occurrence i gets its
+change, the occurrences before it their old rows (current rows +1, the change negated), those
+after it their current rows. The next state is the stored state plus the delta; a MIN/MAX
+group from which a value at or beyond its stored extreme left is recomputed from the inputs
+instead. The output rows are the next state finalised: groups with no rows disappear, and
+HAVING is applied to the finalised values (filtered groups stay in the state: a later change
+can bring them back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from sqlorch.analysis.inline_ctes import alias_identifier
+from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
+from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
+
+ROWS = "_sqlorch_rows"
+WEIGHT = "_sqlorch_w"
+
+RowsFor = Callable[[exp.Table], exp.Query]
+
+
+def _column(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def _part(index: int, part: str) -> str:
+    return f"_sqlorch_a{index}_{part}"
+
+
+def state_parts(aggregates: list[Aggregate]) -> list[tuple[str, str]]:
+    """(column, how it combines: sum | min | max) of the state, after ``_sqlorch_rows``."""
+    parts: list[tuple[str, str]] = []
+    for index, aggregate in enumerate(aggregates):
+        if aggregate.kind == "count":
+            parts.append((_part(index, "c"), "sum"))
+        elif aggregate.kind in ("sum", "avg"):
+            parts += [(_part(index, "s"), "sum"), (_part(index, "n"), "sum")]
+        else:
+            parts.append((_part(index, "m"), aggregate.kind))
+    return parts
+
+
+def _removed(aggregates: list[Aggregate]) -> list[tuple[int, Aggregate]]:
+    return [(i, a) for i, a in enumerate(aggregates) if a.kind in ("min", "max")]
+
+
+def _zero_if_null(value: exp.Expr) -> exp.Expr:
+    return exp.func("coalesce", value, exp.Literal.number(0))
+
+
+def _when(conditions: list[exp.Expr | None], then: exp.Expr, otherwise: exp.Expr | None = None) -> exp.Expr:
+    kept = [c.copy() for c in conditions if c is not None]
+    if not kept:
+        return then
+    case = exp.Case(ifs=[exp.If(this=exp.and_(*kept), true=then)])
+    return case.else_(otherwise) if otherwise is not None else case
+
+
+def _partials(aggregates: list[Aggregate], weight: exp.Expr | None) -> list[exp.Expr]:
+    """The state's columns computed over rows of weight ``weight`` (None: every row counts once)."""
+    one = weight.copy() if weight is not None else exp.Literal.number(1)
+    positive = exp.GT(this=weight.copy(), expression=exp.Literal.number(0)) if weight is not None else None
+    negative = exp.LT(this=weight.copy(), expression=exp.Literal.number(0)) if weight is not None else None
+    columns: list[exp.Expr] = [exp.alias_(_zero_if_null(exp.func("sum", one.copy())), ROWS, quoted=True)]
+    for index, aggregate in enumerate(aggregates):
+        x = aggregate.argument
+        present = x.copy().is_(exp.null()).not_() if x is not None else None
+        counted = _zero_if_null(
+            exp.func("sum", _when([aggregate.condition, present], one.copy(), exp.Literal.number(0)))
+        )
+        if aggregate.kind == "count":
+            columns.append(exp.alias_(counted, _part(index, "c"), quoted=True))
+            continue
+        assert x is not None
+        if aggregate.kind in ("sum", "avg"):
+            signed = (
+                x.copy()
+                if negative is None  # a weight of -1 negates: x * weight could overflow a DECIMAL(38)
+                else exp.Case(ifs=[exp.If(this=negative.copy(), true=exp.Neg(this=exp.paren(x.copy())))]).else_(
+                    x.copy()
+                )
+            )
+            total = _zero_if_null(exp.func("sum", _when([aggregate.condition], signed)))
+            columns += [
+                exp.alias_(total, _part(index, "s"), quoted=True),
+                exp.alias_(counted, _part(index, "n"), quoted=True),
+            ]
+            continue
+        extreme = exp.Min if aggregate.kind == "min" else exp.Max
+        columns.append(
+            exp.alias_(extreme(this=_when([aggregate.condition, positive], x.copy())), _part(index, "m"), quoted=True)
+        )
+        if negative is not None:
+            columns.append(
+                exp.alias_(
+                    extreme(this=_when([aggregate.condition, negative], x.copy())), _part(index, "r"), quoted=True
+                )
+            )
+    return columns
+
+
+def _keys(top: exp.Select, key: list[str]) -> list[exp.Expr]:
+    by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
+    return [exp.alias_(by_name[name].copy(), name, quoted=True) for name in key]
+
+
+def _aggregating(
+    select: exp.Select, top: exp.Select, key: list[str], aggregates: list[Aggregate], weight: exp.Expr | None
+) -> exp.Select:
+    """``select`` (a copy of ``top``, maybe substituted) projecting the keys and partials."""
+    select.set("expressions", [*_keys(top, key), *_partials(aggregates, weight)])
+    for name in ("having", "order", "limit", "offset"):
+        select.set(name, None)
+    return select
+
+
+def build_state_query(top: exp.Select, key: list[str]) -> exp.Select:
+    """The state of every group, from the current inputs (first build of the state, and the
+    groups whose MIN/MAX must be recomputed)."""
+    return _aggregating(top.copy(), top, key, aggregates_of(top), None)
+
+
+def _from_items(select: exp.Select) -> list[exp.Expr]:
+    from_ = select.args.get("from_") or select.args.get("from")
+    return ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
+
+
+def _weigh(select: exp.Select, weighted: set[int]) -> exp.Expr | None:
+    """The weight of ``select``'s rows: the product of its weighted sources' weights. A
+    derived table that reads a weighted source gets the weight as one more column."""
+    factors: list[exp.Expr] = []
+    for item in _from_items(select):
+        if not isinstance(item, exp.Subquery):
+            continue
+        alias = item.alias_or_name
+        if id(item) in weighted:
+            factors.append(_column(WEIGHT, alias))
+            continue
+        inner = item.this
+        if not isinstance(inner, exp.Select):
+            continue
+        weight = _weigh(inner, weighted)
+        if weight is None:
+            continue
+        inner.select(exp.alias_(weight, WEIGHT, quoted=True), copy=False)
+        table_alias = item.args.get("alias")
+        if isinstance(table_alias, exp.TableAlias) and table_alias.columns:
+            table_alias.append("columns", exp.to_identifier(WEIGHT, quoted=True))
+        factors.append(_column(WEIGHT, alias))
+    if not factors:
+        return None
+    product = factors[0]
+    for factor in factors[1:]:
+        product = exp.Mul(this=product, expression=factor)
+    return product
+
+
+def build_delta(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: RowsFor,
+    old_rows: RowsFor,
+) -> exp.Select:
+    """Per group touched by the change, the weighted change of every partial, plus per
+    MIN/MAX the extreme of the rows that left (``_r``). ``delta_rows`` and ``old_rows`` give a
+    changed table's change and its rows before the change, each with a ``_sqlorch_w`` column."""
+    aggregates = aggregates_of(top)
+    count = sum(1 for t in top.find_all(exp.Table) if is_changed(t))
+    branches: list[exp.Query] = []
+    for index in range(count):
+        copy = top.copy()
+        weighted: set[int] = set()
+        changed = [t for t in copy.find_all(exp.Table) if is_changed(t)]
+        for position, table in enumerate(changed):
+            if position > index:
+                continue  # read as it is now
+            rows = delta_rows(table) if position == index else old_rows(table)
+            replacement = exp.Subquery(this=rows, alias=exp.TableAlias(this=alias_identifier(table)))
+            table.replace(replacement)
+            weighted.add(id(replacement))
+        weight = _weigh(copy, weighted)
+        assert weight is not None
+        branches.append(_aggregating(copy, top, key, aggregates, weight))
+    union: exp.Query = branches[0]
+    for branch in branches[1:]:
+        union = exp.union(union, branch, distinct=False)
+    combined: list[exp.Expr] = [_column(name, "d") for name in key]
+    combined.append(exp.alias_(exp.func("sum", _column(ROWS, "d")), ROWS, quoted=True))
+    for name, how in state_parts(aggregates):
+        combined.append(exp.alias_(exp.func(how, _column(name, "d")), name, quoted=True))
+    for index, aggregate in _removed(aggregates):
+        name = _part(index, "r")
+        combined.append(exp.alias_(exp.func(aggregate.kind, _column(name, "d")), name, quoted=True))
+    query = exp.select(*combined).from_(union.subquery("d"))
+    return query.group_by(*[_column(name, "d") for name in key]) if key else query
+
+
+def matches(keys: exp.Table, key: list[str], row_alias: str) -> exp.Exists:
+    """``EXISTS`` a row of ``keys`` with the key of the row ``row_alias`` (NULL-safe); with no
+    key, whether ``keys`` has a row at all."""
+    alias = keys.alias_or_name
+    query = exp.select(exp.Literal.number(1)).from_(keys)
+    pairs = [exp.NullSafeEQ(this=_column(n, alias), expression=_column(n, row_alias)) for n in key]
+    return exp.Exists(this=query.where(exp.and_(*pairs)) if pairs else query)
+
+
+def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, state: exp.Table) -> exp.Select | None:
+    """The groups a MIN/MAX must be recomputed for: a value at or beyond the stored extreme
+    left (or the group was not stored). None when the model has no MIN/MAX."""
+    removed = _removed(aggregates_of(top))
+    if not removed:
+        return None
+    d, s = delta.alias_or_name, state.alias_or_name
+    conditions = []
+    for index, aggregate in removed:
+        gone, stored = _column(_part(index, "r"), d), _column(_part(index, "m"), s)
+        beyond = exp.LTE if aggregate.kind == "min" else exp.GTE
+        conditions.append(
+            exp.and_(
+                gone.is_(exp.null()).not_(),
+                exp.or_(stored.is_(exp.null()), beyond(this=gone.copy(), expression=stored)),
+            )
+        )
+    on = exp.and_(*[exp.NullSafeEQ(this=_column(n, d), expression=_column(n, s)) for n in key]) if key else exp.true()
+    projected: list[exp.Expr] = [_column(n, d) for n in key] or [exp.alias_(exp.Literal.number(1), ROWS, quoted=True)]
+    return exp.select(*projected).from_(delta).join(state, on=on, join_type="LEFT").where(exp.or_(*conditions))
+
+
+def build_next_state(
+    top: exp.Select,
+    key: list[str],
+    state: exp.Table,
+    delta: exp.Table,
+    recompute: exp.Table | None,
+    inputs_state: exp.Query | None,
+) -> exp.Select:
+    """The state of the touched groups after the change: stored state plus delta, or, for
+    the groups in ``recompute``, ``inputs_state`` (the state query) restricted to them."""
+    parts = state_parts(aggregates_of(top))
+    names = [*key, ROWS, *(name for name, _ in parts)]
+    stored = exp.select(*[_column(n, "s") for n in names]).from_(state.copy()).where(matches(delta.copy(), key, "s"))
+    added = exp.select(*[_column(n, "d") for n in names]).from_(delta.copy())
+    branches: list[exp.Query] = [stored, added]
+    if recompute is not None and inputs_state is not None:
+        stored = stored.where(matches(recompute.copy(), key, "s").not_())
+        added = added.where(matches(recompute.copy(), key, "d").not_())
+        again = restrict_to_keys(inputs_state, key, recompute.copy()) if key else inputs_state.copy()
+        fresh = exp.select(*[_column(n, "f") for n in names]).from_(again.subquery("f"))
+        if not key:
+            fresh = fresh.where(matches(recompute.copy(), [], "f"))
+        branches = [stored, added, fresh]
+    union: exp.Query = branches[0]
+    for branch in branches[1:]:
+        union = exp.union(union, branch, distinct=False)
+    combined: list[exp.Expr] = [_column(n, "u") for n in key]
+    combined.append(exp.alias_(exp.func("sum", _column(ROWS, "u")), ROWS, quoted=True))
+    combined += [exp.alias_(exp.func(how, _column(name, "u")), name, quoted=True) for name, how in parts]
+    query = exp.select(*combined).from_(union.subquery("u"))
+    return query.group_by(*[_column(n, "u") for n in key]) if key else query
+
+
+def _finalised(aggregate: Aggregate, index: int, avg_type: str) -> exp.Expr:
+    if aggregate.kind == "count":
+        return exp.cast(_column(_part(index, "c")), exp.DataType.build("BIGINT"))
+    if aggregate.kind in ("min", "max"):
+        return _column(_part(index, "m"))
+    some = exp.GT(this=_column(_part(index, "n")), expression=exp.Literal.number(0))
+    if aggregate.kind == "sum":
+        return exp.Case(ifs=[exp.If(this=some, true=_column(_part(index, "s")))])
+    mean = exp.Div(
+        this=exp.cast(_column(_part(index, "s")), exp.DataType.build(avg_type)),
+        expression=exp.cast(_column(_part(index, "n")), exp.DataType.build(avg_type)),
+    )
+    return exp.Case(ifs=[exp.If(this=some, true=mean)])
+
+
+def _finalise(
+    expression: exp.Expr, aggregates: list[Aggregate], groups: dict[exp.Expr, str], avg_type: str
+) -> exp.Expr:
+    def swap(node: exp.Expr) -> exp.Expr:
+        for index, aggregate in enumerate(aggregates):
+            if node == aggregate.node:
+                return _finalised(aggregate, index, avg_type)
+        for group, name in groups.items():
+            if node == group:
+                return _column(name)
+        return node
+
+    return expression.copy().transform(swap)
+
+
+def build_finalise(top: exp.Select, key: list[str], state: exp.Table, avg_type: str = "DOUBLE") -> exp.Select:
+    """The model's rows from its state: each output column over the state's columns, only
+    groups that hold rows (a one-row aggregate always has its row), HAVING applied."""
+    aggregates = aggregates_of(top)
+    groups = {s.unalias(): s.alias_or_name.lower() for s in top.selects if s.alias_or_name.lower() in key}
+    columns = [
+        _column(s.alias_or_name.lower())
+        if s.alias_or_name.lower() in key
+        else exp.alias_(_finalise(s.unalias(), aggregates, groups, avg_type), s.alias_or_name, quoted=True)
+        for s in top.selects
+    ]
+    query = exp.select(*columns).from_(state.copy())
+    if top.args.get("group") is not None:
+        query = query.where(exp.GT(this=_column(ROWS), expression=exp.Literal.number(0)))
+    having = top.args.get("having")
+    if having is not None:
+        query = query.where(_finalise(having.this, aggregates, groups, avg_type))
+    leftover = [c for c in query.find_all(exp.Column) if c.table]
+    if leftover:
+        raise ValueError(f"column {leftover[0].sql()} is neither a group key nor inside an aggregate")
+    return query
