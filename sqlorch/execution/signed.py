@@ -15,7 +15,6 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sqlorch.analysis.signed_shape import aggregates_of
-from sqlorch.execution.models import ModelContext, PreparedRows, incremental_statements
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
@@ -25,6 +24,7 @@ from sqlorch.execution.statements import (
     select_from,
 )
 from sqlorch.planning.planner import InputChange
+from sqlorch.planning.rewrites.model_statements import ModelContext, PreparedRows, incremental_statements
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,

@@ -14,7 +14,7 @@ from _harness import SCHEMA_EVENTS, History, check_exact, make_project, model_fi
 
 from sqlorch import api
 from sqlorch.api import Options
-from sqlorch.execution import models
+from sqlorch.planning import step_statements as models  # where SMALL_CHANGE_ROWS is read
 
 # default sized to keep the suite near 3 minutes on 2 cores; widen with the env vars
 SEEDS = [int(s) for s in os.environ.get("SQLORCH_DIFF_SEEDS", "11,22,33").split(",")]
