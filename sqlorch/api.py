@@ -420,6 +420,7 @@ def prepare(
             audited=set()
             if declared is None or options.audits == "off"
             else {ref for ref, calls in declared.models.items() if calls},
+            consumed=frozenset(i for model in project.models.values() for i in model.inputs),
         )
         plan = build_plan(
             project,
