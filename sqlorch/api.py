@@ -42,6 +42,7 @@ from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_proje
 from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import Choice, Item, Plan, SourceChange, Step
+from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.project.templating import reading_env_vars
@@ -442,6 +443,7 @@ def prepare(
             choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
+        group_transactions(plan.steps, adapter.capabilities, target.audited)
         plan.sources = _source_changes(session, captured, known)
     except BaseException:
         if held is not None:
@@ -663,6 +665,10 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
         raise GraphError(f"--explain: no selected model named '{model_name}'")
     step = matches[0]
     out = [("decision", f"-- {step.action}: {step.reason}")]
+    if step.group is not None:
+        shared = [str(s.ref) for s in prepared.plan.steps if s.group == step.group]
+        span = f"{len(shared)} steps, {shared[0]} to {shared[-1]}"
+        out.append(("transaction", f"-- commits in one transaction with the other steps of its chain ({span})"))
     if step.kind == "seed":
         out.append(("seed", f"-- load {step.ref} from its CSV file"))
     audits = None

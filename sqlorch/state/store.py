@@ -136,6 +136,18 @@ class StateSnapshot:
             if kind == "append":
                 self.append_batches.setdefault(name, set()).add(batch)
 
+    def forget_batch(self, name: str, batch: int, latest: int | None) -> None:
+        """Undo ``record_batch`` (the transaction that wrote the batch rolled back); ``latest``:
+        the relation's latest batch before it (None: none)."""
+        if latest is None:
+            self.latest_batch.pop(name, None)
+        else:
+            self.latest_batch[name] = latest
+        if batch in self.full_batches.get(name, []):
+            self.full_batches[name].remove(batch)
+        self.delta_rows.get(name, {}).pop(batch, None)
+        self.append_batches.get(name, set()).discard(batch)
+
     def pending_rows(self, input_name: str, after: int, upto: int) -> int:
         return sum(rows for batch, rows in self.delta_rows.get(input_name, {}).items() if after < batch <= upto)
 
