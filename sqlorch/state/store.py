@@ -253,12 +253,14 @@ def _eq(column: str, value: Any) -> exp.Expr:
 
 
 def _values_insert(name: str, row: dict[str, Any], *more: dict[str, Any]) -> exp.Insert:
-    """One INSERT of ``row`` and ``more`` rows of the same columns."""
+    """One INSERT of ``row`` and ``more`` rows of the same columns (their expressions built
+    for it: not copied)."""
     columns = list(row)
     return exp.insert(
         exp.values([tuple(r[c] for c in columns) for r in (row, *more)]),
         state_table(name).to_table(),
         columns=[exp.to_identifier(c, quoted=True) for c in columns],
+        copy=False,
     )
 
 

@@ -209,7 +209,7 @@ def small_statements(
     assert keys.key is not None and keys.inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
     affected = build_affected_keys(keys.inlined, keys.key, sources.is_changed, sources.changed, sources.everything)
-    affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+    affected = rename_relations(affected, ctx.physical_of, ctx.default_schema, copy=False)
     keys_table = scratch(ctx, "keys")
     out: list[Item] = []
     out += creates(ctx, create_table_as(keys_table, affected, temporary=ctx.capabilities.temp_tables), "affected keys")
@@ -222,17 +222,20 @@ def small_statements(
     log = change_log(ctx.compiled.model.ref)
     all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
     out += clear_leftovers(ctx, log)
-    # one log insert of both images; the DELETE and INSERT that follow count them
+    # one log insert of both images; the DELETE and INSERT that follow count them. Every
+    # tree here is built for one statement: copied only where a second one uses it too
     logged = exp.union(
-        with_images(old_images, columns, ctx.batch, True),
+        with_images(old_images, columns, ctx.batch, True, copy=False),
         with_images(recomputed, columns, ctx.batch, False),
         distinct=False,
+        copy=False,
     )
-    out.append(planned(insert_into(log, all_columns, logged), "change log: old and new images", True))
+    out.append(planned(insert_into(log, all_columns, logged, copy=False), "change log: old and new images", True))
     delete = exp.delete(ctx.physical.to_table(), where=match.copy())
     out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
-    new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
-    out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True, NEW_ROWS))
+    new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r", copy=False), copy=False)
+    insert = insert_into(ctx.physical, columns, new_rows, copy=False)
+    out.append(planned(insert, "apply: insert recomputed rows", True, NEW_ROWS))
     out += check_unique_key(ctx)
     out += bookkeeping(ctx, columns, INCREMENTAL)
     out += drop_scratch(ctx, [keys_table])
