@@ -323,6 +323,20 @@ def _catalog(
     return adapter.columns_many(tables)
 
 
+def _type_texts(known: dict[TableRef, dict[str, exp.DataType]], dialect: str) -> dict[TableRef, dict[str, str]]:
+    """The catalog's column types as the target writes them, each distinct type rendered
+    once (a project of 1,000 models has a few types over thousands of columns)."""
+    texts: dict[exp.DataType, str] = {}
+    out: dict[TableRef, dict[str, str]] = {}
+    for table, columns in known.items():
+        out[table] = {}
+        for name, kind in columns.items():
+            if kind not in texts:
+                texts[kind] = kind.sql(dialect=dialect)
+            out[table][name] = texts[kind]
+    return out
+
+
 def _planning_target(target: Target) -> Target:
     """The target a plan connects to (read-only): a DuckDB file that does not exist yet is
     planned as an empty in-memory warehouse, since connecting to the path would create the
@@ -413,10 +427,7 @@ def prepare(
             input_columns=input_columns,
             default_schema=project.settings.default_schema,
             resolve=make_resolver(project),
-            catalog={
-                table: {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
-                for table, columns in known.items()
-            },
+            catalog=_type_texts(known, adapter.dialect),
             owned=owned,
             audited=set()
             if declared is None or options.audits == "off"
@@ -647,7 +658,10 @@ def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
             consumers.setdefault(input_ref, []).append(str(ref))
     relations = [*project.models, *project.seeds, *{s for m in project.models.values() for s in m.sources}]
     relations = [relation for relation in relations if str(relation) in moved]
-    logs = adapter.columns_many([change_log(relation) for relation in relations]) if relations else {}
+    # a change log the build found is still there (no step drops one for good): the catalog
+    # is asked only about the others, which this build may have created
+    unknown = [change_log(relation) for relation in relations if change_log(relation) not in prepared.known]
+    logs = {*(log for log in map(change_log, relations) if log in prepared.known), *adapter.columns_many(unknown)}
     with adapter.transaction():  # one commit, not one per change log (a chain of 1,000 has 1,000)
         for relation in relations:
             if change_log(relation) in logs:
