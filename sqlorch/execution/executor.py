@@ -236,7 +236,7 @@ class Executor:
         """Steps the plan commits together (``planning/transaction_groups.py``), in one
         transaction. Should one fail, all roll back and run again one by one, each in its own
         transaction as if never grouped: those before it succeed, it fails, those after it
-        (its readers) are skipped."""
+        (its readers) are skipped. Each model is reported done once the group committed."""
         adapter = self._adapter()
         undo: list[Undo] = []
         done: list[tuple[Step, ModelResult, float]] = []
