@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from sqlglot import exp
 
@@ -188,7 +189,7 @@ def plan_model_statements(
     kinds: frozenset[str] = frozenset()
     for branch in branches:
         decision = Decision(branch.action, branch.reason, branch.strategy)
-        branch.statements = statements(decision, branch.name == "small")
+        branch.built = partial(statements, decision, branch.name == "small")
         kinds |= _writes(decision, diff_possible)
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason

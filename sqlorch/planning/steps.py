@@ -17,6 +17,7 @@ which (``branch``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -186,7 +187,17 @@ class Branch:
     action: str
     strategy: str
     reason: str
-    statements: list[Item] = field(default_factory=list)
+    # the statements, or the function of plan-time values that builds them (``statements``)
+    built: list[Item] | Callable[[], list[Item]] = field(default_factory=list)
+
+    @property
+    def statements(self) -> list[Item]:
+        """Built when first read, from values all fixed when the plan was made: a build reads
+        only the branch it takes, and a long chain's fallback branches (scratch tables for a
+        change too large for the small form) would cost more to build than to run."""
+        if callable(self.built):
+            self.built = self.built()
+        return self.built
 
     def to_json(self, dialect: str) -> dict[str, Any]:
         return {
@@ -266,6 +277,8 @@ class Step:
     cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
     estimated_log_rows: int | None = None  # rows the step puts in its change log: its consumers' change
     kept_state: KeptState | None = None
+    # steps sharing a number run in order in one transaction (``transaction_groups.py``)
+    group: int | None = None
 
     def to_json(self, dialect: str = "duckdb") -> dict[str, Any]:
         return {
@@ -290,6 +303,7 @@ class Step:
             "cost_full": self.cost_full,
             "cost_winner": self.cost_winner,
             "kept_state": self.kept_state.to_json() if self.kept_state is not None else None,
+            "transaction_group": self.group,
         }
 
 
