@@ -618,6 +618,7 @@ class KeyedDiff:
     cursor failed to account for the change (every row compared)."""
 
     candidates: exp.Select
+    few: bool  # the candidates are the rows the cursor selects, a few rows of a large source
     deletes: bool
     how: str  # where the cursor alone did not account for the change: the path taken, in words
     fingerprint: str | None  # the source's, over the captured columns
@@ -657,10 +658,10 @@ def keyed_changes(
         past = every.copy().where(exp.GT(this=source.cursor_column("s"), expression=last.copy()))
         from_last = every.copy().where(exp.GTE(this=source.cursor_column("s"), expression=last.copy()))
         for candidates, deletes, how in ((past, False, ""), (from_last, True, _FROM_LAST)):
-            new = new_images(source, candidates, shadow)
-            after = _refreshed(source, shadow, new, old_images(source, shadow, new, deletes))
+            new = new_images(source, candidates, shadow, True)
+            after = _refreshed(source, shadow, new, deletes)
             if adapter.fingerprint(after, names) == source_fingerprint:
-                return KeyedDiff(candidates, deletes, how, source_fingerprint, mark, hi)
+                return KeyedDiff(candidates, True, deletes, how, source_fingerprint, mark, hi)
     if _key_repeats(adapter, source.ref, key) or _key_repeats(adapter, shadow, key):
         # A key diff cannot see a second copy of a row, nor its removal: while the declared
         # key repeats (in the source now, or in the copy taken last time), each change the
@@ -668,7 +669,7 @@ def keyed_changes(
         # which is exact either way.
         return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
     how = _WHOLE_DIFF if narrowed else ""
-    return KeyedDiff(select_from(source.ref, names, "s"), True, how, source_fingerprint, mark, hi)
+    return KeyedDiff(select_from(source.ref, names, "s"), False, True, how, source_fingerprint, mark, hi)
 
 
 def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
@@ -689,7 +690,7 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
         adapter.execute(exp.delete(source.log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
         if state.fingerprint is not None:
             _forget_fingerprint(adapter, source.name, state)
-        rows = _diff_batch(source, found.candidates, batch, found.deletes)
+        rows = _diff_batch(source, found, batch)
         # Fingerprinted again rather than taken from the check: where there are no
         # transactions the source may have moved between the check and the diff.
         shadow_fingerprint = adapter.fingerprint(source.copy, names)
@@ -710,20 +711,18 @@ def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fin
         return Captured()
     if isinstance(found, str):
         return Captured(((source.batch, "full", 0),), f"captured whole: {found}")
-    new = new_images(source, found.candidates, shadow)
+    new = new_images(source, found.candidates, shadow, found.few)
     rows = _count(source.adapter, new) + _count(source.adapter, old_images(source, shadow, new, found.deletes))
     return Captured(((source.batch, "delta", rows),) if rows else (), _keyed_reason(rows, found))
 
 
-def _diff_batch(source: _Source, candidates: exp.Select, batch: int, deletes: bool) -> int:
-    """Diff ``candidates`` against the shadow into ``batch``, record it and update the
-    shadow; returns the rows written to the change log. ``deletes``: the shadow's keys gone
-    from the source are old images too."""
+def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
+    """Diff the candidates against the shadow into ``batch``, record it and update the
+    shadow; returns the rows written to the change log."""
     log, names, all_columns = source.log, source.names, [*source.names, BATCH_COLUMN, OLD_COLUMN]
-    source.adapter.execute(
-        insert_into(log, all_columns, with_images(new_images(source, candidates, source.copy), names, batch, False))
-    )
-    old = old_images(source, source.copy, _batch_new_images(source, batch), deletes)
+    new = new_images(source, found.candidates, source.copy, found.few)
+    source.adapter.execute(insert_into(log, all_columns, with_images(new, names, batch, False)))
+    old = old_images(source, source.copy, _batch_new_images(source, batch), found.deletes)
     source.adapter.execute(insert_into(log, all_columns, with_images(old, names, batch, True)))
     rows = source.batch_rows(batch)
     if rows:
@@ -758,10 +757,20 @@ def _forget_fingerprint(adapter: Adapter, name: str, state: RelationState) -> No
         adapter.execute(statement)
 
 
-def new_images(source: _Source, candidates: exp.Select, shadow: Rows) -> exp.Select:
-    """The candidate rows the shadow does not hold as they are: inserted or updated rows."""
+def new_images(source: _Source, candidates: exp.Select, shadow: Rows, few: bool) -> exp.Select:
+    """The candidate rows the shadow does not hold as they are: inserted or updated rows.
+    With ``few`` candidates the shadow is first narrowed to their keys: the engine then
+    hashes the few rows and streams the shadow past them, instead of hashing the shadow."""
+    compared = shadow
+    if few:
+        of_candidates = exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(candidates.copy().subquery("k"))
+            .where(null_safe_match("k", "h", source.key))
+        )
+        compared = _select(shadow, source.names, "h").where(of_candidates)
     unchanged = (
-        exp.select(exp.Literal.number(1)).from_(_from(shadow, "h")).where(null_safe_match("h", "s", source.names))
+        exp.select(exp.Literal.number(1)).from_(_from(compared, "h")).where(null_safe_match("h", "s", source.names))
     )
     return candidates.where(exp.not_(exp.Exists(this=unchanged)))
 
@@ -801,12 +810,21 @@ def _refresh_shadow(source: _Source, batch: int) -> None:
     source.adapter.execute(insert_into(shadow, source.names, _batch_new_images(source, batch)))
 
 
-def _refreshed(source: _Source, shadow: Rows, new: exp.Select, old: exp.Select) -> exp.Query:
-    """The shadow as ``_refresh_shadow`` leaves it after a batch of ``new`` and ``old``
-    images, as a query: its rows of keys outside the batch, plus the new images."""
-    batch = exp.union(new.copy(), old.copy(), distinct=False)
-    in_batch = exp.Exists(
-        this=exp.select(exp.Literal.number(1)).from_(batch.subquery("n")).where(null_safe_match("n", "h", source.key))
+def _refreshed(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) -> exp.Query:
+    """The shadow as ``_refresh_shadow`` leaves it after a batch of ``new`` images and their
+    old images (``old_images``), as a query: its rows of keys outside the batch (with
+    ``deletes``, and still in the source), plus the new images. The old images are not
+    computed: every one has a key of the new images, or (deletes) a key gone."""
+    key = source.key
+    replaced = exp.Exists(
+        this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
     )
-    kept = _select(shadow, source.names, "h").where(exp.not_(in_batch))
+    kept = _select(shadow, source.names, "h").where(exp.not_(replaced))
+    if deletes:
+        still_there = exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(source.ref.to_table(alias="s"))
+            .where(null_safe_match("s", "h", key))
+        )
+        kept = kept.where(still_there)
     return exp.union(kept, _select(new, source.names, "i"), distinct=False)

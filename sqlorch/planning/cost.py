@@ -13,13 +13,22 @@ table's keys those rows affect:
 - incremental: reads ``c``, the affected share ``f I`` of the inputs it recomputes, and
   scans the inputs' and the table's key columns to find the affected rows (``SCAN_SHARE``
   of a row each); writes ``4 f T`` (old and new images to the change log, the stored rows
-  deleted and the recomputed ones inserted).
+  deleted and the recomputed ones inserted); folding signed deltas recomputes no key: it
+  reads ``c`` and scans the inputs for the rows joining it, and writes ``4 f T`` likewise.
 
 ``f`` comes from the table's distinct keys ``D``: ``r`` changed rows falling at random on
 ``D`` keys hit ``D (1 - (1 - 1/D)^r)`` of them, where ``r`` is ``c / 2`` (an update logs
 an old and a new image, mostly of one key) unless the change only appends. Unknown ``D``
 counts the key as unique (``D = T``), the estimate that favours the incremental form. An
 unknown ``I`` (no statistics yet) chooses no rebuild: the cost rule needs sizes.
+
+**Group state.** Folding signed deltas keeps each group's state in ``_sqlorch.agg__<model>``;
+where that state does not match the model's last batch (its first fold, or a rebuild or
+another strategy ran since) the fold first builds it from every input row: it reads ``I``
+and writes one row per group (``D``), one ``CREATE TABLE AS`` priced at a rebuild's rate.
+Its later folds need no rebuild of it. The fold is then chosen only where it is not dearer
+by ``MIN_SAVING`` than replacing the affected keys (``Costs.folds``): a few changed rows of a
+large table replace their keys, a change of many rows of large groups builds the state once.
 
 **Prior.** With no history the rates of ``PRIOR`` apply, read off the runs of
 bench/cost_model.py on DuckDB on a shared 2-core machine (300,000 orders, a dozen models,
@@ -83,6 +92,10 @@ class Estimate:
     diffs: bool = True  # a rebuild diffs its old and new rows for its consumers
     appends_only: bool = False  # the changed rows are new rows only, no old images
     scans: bool = True  # the incremental form finds affected rows by key (not: inserting new rows)
+    # the incremental form folds signed deltas (``rewrites/signed_aggregates.py``): it reads the
+    # change and scans the inputs only for the rows joining it, and recomputes no group
+    folds: bool = False
+    builds_state: bool = False  # the fold first builds its group state from every input row
 
     @property
     def changed_records(self) -> int:
@@ -111,6 +124,12 @@ class Costs:
     incremental_work: Work
     full_work: Work
     logged_rows: int
+    folds: bool = False  # the incremental form priced folds signed deltas (else it replaces keys)
+
+    def incremental_form(self) -> Costs:
+        """These costs where a rebuild is not the question (a plan branch of its own decides
+        it): the incremental form they chose, never a rebuild."""
+        return replace(self, winner=INCREMENTAL)
 
     def reason(self) -> str:
         return f"full rebuild estimated cheaper: {self.full:.3g} s vs {self.incremental:.3g} s incremental"
@@ -139,6 +158,8 @@ def incremental_work(estimate: Estimate, keys: int) -> Work:
         return Work(estimate.changed_rows, 2 * estimate.changed_rows)
     inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
     scanned = round(SCAN_SHARE * (inputs + table)) if estimate.scans else 0
+    if estimate.folds:
+        return Work(estimate.changed_rows + scanned, 4 * affected_rows(estimate, keys))
     return Work(
         estimate.changed_rows + round(_share(estimate, keys) * inputs) + scanned, 4 * affected_rows(estimate, keys)
     )
@@ -150,6 +171,14 @@ def full_work(estimate: Estimate, keys: int) -> Work:
     table = estimate.table_rows if estimate.table_rows is not None else inputs
     diff = round(2 * _share(estimate, keys) * table) if estimate.diffs else 0
     return Work(inputs + (table if estimate.diffs else 0), table + diff)
+
+
+def state_work(estimate: Estimate) -> Work:
+    """Building a fold's group state: every input row read, a row per group written."""
+    if not (estimate.folds and estimate.builds_state):
+        return Work(0, 0)
+    groups = estimate.distinct_keys or estimate.table_rows or estimate.input_rows or 0
+    return Work(estimate.input_rows or 0, groups)
 
 
 def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
@@ -166,12 +195,24 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     closer call goes to the incremental form, whose small change log keeps the model's
     consumers incremental too."""
     keys = affected_keys(estimate.changed_records, estimate.distinct_keys, estimate.table_rows)
+    incremental_rate, full_rate = learned_rate(INCREMENTAL, history), learned_rate(FULL, history)
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
-    incremental_cost = learned_rate(INCREMENTAL, history).seconds(incremental.rows_read, incremental.rows_written)
-    full_cost = learned_rate(FULL, history).seconds(full.rows_read, full.rows_written)
+    incremental_cost = incremental_rate.seconds(incremental.rows_read, incremental.rows_written)
+    folds = estimate.folds
+    state = state_work(estimate)
+    if state.rows_read or state.rows_written:
+        # the state's rows at a rebuild's rate (no fixed cost: one statement of the run)
+        incremental_cost += full_rate.per_row * (state.rows_read + state.rows_written)
+        replacing = incremental_work(replace(estimate, folds=False), keys)
+        replacing_cost = incremental_rate.seconds(replacing.rows_read, replacing.rows_written)
+        if replacing_cost + MIN_SAVING < incremental_cost:
+            folds, incremental, incremental_cost = False, replacing, replacing_cost
+        else:
+            incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
+    full_cost = full_rate.seconds(full.rows_read, full.rows_written)
     cheaper = full_cost + MIN_SAVING < incremental_cost
     winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL
-    return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys))
+    return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys), folds)
 
 
 def break_even(estimate: Estimate, history: list[RunCost]) -> int | None:

@@ -8,6 +8,7 @@ branch with its rule (``step_statements.py``); the executor only evaluates the r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
@@ -15,7 +16,7 @@ from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
 from sqlorch.planning.rewrites.model_statements import mentions
 from sqlorch.planning.rewrites.strategies import STRATEGIES
-from sqlorch.planning.steps import INSERT_ONLY, Decision, InputChange, Plan, Step
+from sqlorch.planning.steps import INSERT_ONLY, SIGNED_DELTAS, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.history import RunCost, latest_stats, recent
@@ -131,6 +132,8 @@ def decide_model(
     if costs is not None and costs.winner == FULL:
         return Decision("full", costs.reason(), rebuild)
     for strategy in STRATEGIES:  # cheapest first
+        if strategy.name == SIGNED_DELTAS and costs is not None and not costs.folds:
+            continue  # its group state must be built first, dearer than replacing the keys (cost.py)
         if strategy.applies(keys, changes, capabilities):
             return Decision("incremental", strategy.reason(changed_names, keys), strategy.name)
     raise AssertionError("the last strategy always applies")
@@ -164,6 +167,7 @@ def model_estimate(
         diffs=diffs,
         appends_only=appended,
         scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
+        folds=item.keys.not_signed == "",
     )
 
 
@@ -288,6 +292,8 @@ def build_plan(
             if structural.action != "skip":
                 diffs = exists and not full_refresh and item.model.config.materialized == "incremental"
                 estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                if structural.strategy == SIGNED_DELTAS and snapshot.aggregate_states.get(name) != latest.get(name, 0):
+                    estimate = replace(estimate, builds_state=True)  # its group state is not current
                 history = _history(snapshot, name)
                 costs = estimate_costs(estimate, history)
                 if estimate.table_rows is None and estimate.input_rows is not None:
