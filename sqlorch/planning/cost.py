@@ -36,11 +36,13 @@ one thread): a rebuilt row (read or written) about ``1.5e-7`` s, a row of the
 incremental form (joined with the affected keys, found with NULL-safe matches, diffed and
 written twice) ``3e-7`` to ``1.5e-6`` s (a projection to a join), priced at the dear end:
 a change of a tenth of the keys is where the two forms meet, and a model's own runs move
-it; a row scanned only to find the affected keys' rows about ``SCAN_SHARE`` of that
-(twenty changed rows of 3,000,000: a window model's pass ~0.1 s). A rebuild's fixed cost is higher (it copies
-the old rows aside, diffs, counts and logs: about ten statements against the incremental
-form's seven), so on a table of a few thousand rows, where rows cost next to nothing, the
-incremental form wins, and keeps its consumers' change logs small.
+it; a row scanned only to find the affected keys' rows about ``SCAN_SHARE`` of that: the
+keyed statements scan the table and the inputs about twice each (twenty changed rows of
+3,000,000: 0.1 to 0.3 s a model, measured in-process at a load of 2 to 9 on two cores).
+A rebuild's fixed cost is higher (it copies the old rows aside, diffs, counts and logs:
+about ten statements against the incremental form's seven), so on a table of a few
+thousand rows, where rows cost next to nothing, the incremental form wins, and keeps its
+consumers' change logs small.
 
 **Learning.** Each model run records its seconds and the rows the plan estimated it
 reads and writes (``state/history.py``). A model's seconds per row for a strategy are its
@@ -59,11 +61,12 @@ from sqlorch.state.history import RunCost
 
 FULL = "full"
 INCREMENTAL = "incremental"
-# A rebuild must save this much to be chosen: below it the two are within the noise of the
-# runs the rates are learned from (tens of ms on a busy machine), and a rebuild costs what
-# the model does not price: its consumers read a whole batch or a diff of every row.
+# A rebuild must save this much, or as much as it costs itself where that is less, to be
+# chosen: below it the two are within the noise of the runs the rates are learned from (tens
+# of ms on a busy machine). The second half keeps a small model from staying incremental at
+# four times the cost of its rebuild only because both are under MIN_SAVING.
 MIN_SAVING = 0.1  # seconds
-SCAN_SHARE = 0.01  # a row scanned to find the affected keys' rows, against a row recomputed
+SCAN_SHARE = 0.03  # a row scanned to find the affected keys' rows, against a row recomputed
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,9 @@ def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
 
 
 def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
-    """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING``; a
-    closer call goes to the incremental form, whose small change log keeps the model's
-    consumers incremental too."""
+    """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING`` (or its
+    own cost, if less); a closer call goes to the incremental form, whose small change log
+    keeps the model's consumers incremental too."""
     keys = affected_keys(estimate.changed_records, estimate.distinct_keys, estimate.table_rows)
     incremental_rate, full_rate = learned_rate(INCREMENTAL, history), learned_rate(FULL, history)
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
@@ -210,7 +213,7 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
         else:
             incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
     full_cost = full_rate.seconds(full.rows_read, full.rows_written)
-    cheaper = full_cost + MIN_SAVING < incremental_cost
+    cheaper = full_cost + min(MIN_SAVING, full_cost) < incremental_cost
     winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL
     return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys), folds)
 
