@@ -50,7 +50,8 @@ recent runs' seconds beyond the fixed cost, over their rows, with the prior coun
 run of ``PRIOR_ROWS`` rows at the prior's rate: runs of a few rows (where the seconds are
 all fixed cost, and the noise of a busy machine) barely move it, large runs settle it. The
 fixed cost stays the prior's. The calibration is per model and per strategy, on the
-user's own warehouse.
+user's own warehouse; until a model has run both ways, the form without runs is scaled as
+the other's runs corrected it (``learned_rates``).
 """
 
 from __future__ import annotations
@@ -193,12 +194,29 @@ def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
     return Rate(prior.fixed, (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + rows))
 
 
+def learned_rates(history: list[RunCost]) -> dict[str, Rate]:
+    """Both forms' rates. Where the model has runs of one form only (its first build, before
+    any incremental run) the other form's prior is scaled as that form's was corrected: what
+    the runs say of the warehouse's speed (a slower machine, a busy one, threads sharing it)
+    holds for both forms, and correcting one alone would tilt every choice towards the other."""
+    rates = {strategy: learned_rate(strategy, history) for strategy in PRIOR}
+    seen = {run.strategy for run in history} & set(PRIOR)
+    if len(seen) == 1:
+        (known,) = seen
+        factor = rates[known].per_row / PRIOR[known].per_row
+        for strategy, prior in PRIOR.items():
+            if strategy != known:
+                rates[strategy] = Rate(prior.fixed, prior.per_row * factor)
+    return rates
+
+
 def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING`` (or its
     own cost, if less); a closer call goes to the incremental form, whose small change log
     keeps the model's consumers incremental too."""
     keys = affected_keys(estimate.changed_records, estimate.distinct_keys, estimate.table_rows)
-    incremental_rate, full_rate = learned_rate(INCREMENTAL, history), learned_rate(FULL, history)
+    rates = learned_rates(history)
+    incremental_rate, full_rate = rates[INCREMENTAL], rates[FULL]
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
     incremental_cost = incremental_rate.seconds(incremental.rows_read, incremental.rows_written)
     folds = estimate.folds
