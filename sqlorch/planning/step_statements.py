@@ -152,6 +152,8 @@ def plan_model_statements(
     changed = sum(c.rows for c in changes.values())
     decide = lambda c, rows: decide_model(item, snapshot, c, full_refresh, exists, rows, capabilities)  # noqa: E731
     base = decide(changes, None)
+    if base.strategy == SIGNED_DELTAS and costs is not None and not costs.folds and step.strategy != SIGNED_DELTAS:
+        base = decide(changes, costs.incremental_form())  # the keys replaced, as the step chose
     if not uncertain or base.action != "incremental":
         decision = Decision(step.action, step.reason, step.strategy)
         small = (
