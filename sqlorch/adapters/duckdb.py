@@ -7,6 +7,7 @@ glue) costs ~0.1 s to import and none of it is used here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -275,19 +276,14 @@ class DuckDBAdapter:
     def relieve_memory(self, error: BaseException) -> bool:
         """DuckDB's own advice on an out-of-memory error: fewer threads (each holds its own
         buffers) and no insertion order to keep (lets large inserts stream). Settings of the
-        database, so for the rest of the build; once only."""
+        database, so for the rest of the build. True on every out-of-memory error, even when
+        the settings were already that low: the retry also cuts a chunked step's keys
+        smaller (``planning/chunks.py``); ``retry_step`` tries once more only."""
         if not isinstance(driver_error(error, duckdb.Error), duckdb.OutOfMemoryException):
             return False
-        try:
-            settings = self.connection.execute(
-                "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
-            ).fetchone()
-            if settings is None or (int(settings[0]) == 1 and not settings[1]):
-                return False
+        with contextlib.suppress(duckdb.Error):
             self.connection.execute("SET threads = 1")
             self.connection.execute("SET preserve_insertion_order = false")
-        except duckdb.Error:
-            return False
         return True
 
 

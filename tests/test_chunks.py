@@ -1,0 +1,181 @@
+"""Volume swings (planning/chunks.py): a change over ``max_batch_rows`` replaces its keys in
+chunks, on real DuckDB, and every table still equals its SQL run from scratch; the plan
+shows the chunks, and the build runs as many as the changed rows call for."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sqlorch import api
+from sqlorch.execution.results import RunResult
+from sqlorch.planning.chunks import chunk_budget, default_max_batch_rows
+from sqlorch.planning.steps import Chunks, InputChange, Step
+from sqlorch.refs import TableRef
+from tests.conftest import write_files
+
+MODELS = {
+    # merge keys: a unique key per user (COUNT DISTINCT: no folding strategy applies)
+    "models/marts/per_user.sql": (
+        "SELECT e.user_id, count(*) AS events, count(DISTINCT e.kind) AS kinds, max(c.tier) AS tier\n"
+        "FROM raw.events e LEFT JOIN raw.customers c ON c.customer_id = e.user_id GROUP BY e.user_id\n"
+    ),
+    # delete+insert keys: a window partition per user holds many rows
+    "models/marts/ranked.sql": (
+        "SELECT event_id, user_id, row_number() OVER (PARTITION BY user_id ORDER BY ts, event_id) AS nth\n"
+        "FROM raw.events\n"
+    ),
+    "models/sources.yml": (
+        "sources:\n  raw.events: {cursor: ts, append_only: true}\n  raw.customers: {unique_key: customer_id}\n"
+    ),
+}
+BUDGET = 40
+
+
+def _project(tmp_path: Path, budget: int | None = BUDGET) -> Path:
+    files = dict(MODELS)
+    if budget is not None:
+        files["sqlorch.yml"] = f"max_batch_rows: {budget}\n"
+    project = write_files(tmp_path / "p", files)
+    with duckdb.connect(str(project / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA raw")
+        con.execute("CREATE TABLE raw.events (event_id INT, user_id INT, kind TEXT, ts INT)")
+        con.execute("CREATE TABLE raw.customers (customer_id INT, tier TEXT)")
+    return project
+
+
+class Sources:
+    """Appends events (NULL users among them) and inserts, updates and deletes customers."""
+
+    def __init__(self, project: Path, seed: int) -> None:
+        self.db, self.rng, self.event, self.ts = project / "warehouse.duckdb", random.Random(seed), 0, 0
+
+    def change(self, events: int, customers: int) -> None:
+        rng = self.rng
+        rows = []
+        for _ in range(events):
+            self.event += 1
+            self.ts += rng.randint(0, 2)  # ties on ts
+            user = None if rng.random() < 0.05 else rng.randint(1, 60)
+            rows.append((self.event, user, rng.choice(["a", "b", "c"]), self.ts))
+        with duckdb.connect(str(self.db)) as con:
+            if rows:
+                con.executemany("INSERT INTO raw.events VALUES (?, ?, ?, ?)", rows)
+            for _ in range(customers):
+                customer = rng.randint(1, 70)
+                con.execute("DELETE FROM raw.customers WHERE customer_id = ?", [customer])
+                if rng.random() < 0.8:
+                    con.execute("INSERT INTO raw.customers VALUES (?, ?)", [customer, rng.choice(["x", "y", None])])
+
+
+def _differences(project: Path) -> dict[str, int]:
+    """Per model, rows that differ (either way, as multisets) from its SQL run from scratch."""
+    out = {}
+    with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
+        for path, sql in MODELS.items():
+            if not path.endswith(".sql"):
+                continue
+            table = path.removeprefix("models/").removesuffix(".sql").replace("/", ".")
+            query = f"(SELECT * FROM {table} EXCEPT ALL ({sql})) UNION ALL (({sql}) EXCEPT ALL SELECT * FROM {table})"
+            row = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+            out[table] = row[0] if row else -1
+    return out
+
+
+def _options(project: Path) -> api.Options:
+    return api.Options(project_dir=project, threads=1, rebuild_when_cheaper=False)
+
+
+def _build(project: Path) -> RunResult:
+    result = api.build(_options(project))
+    assert not result.failed, [r.error for r in result.results if r.error]
+    return result
+
+
+def _chunks(step: Step) -> list[Chunks]:
+    return [item for item in step.statements if isinstance(item, Chunks)]
+
+
+def test_a_change_over_the_budget_is_applied_in_chunks_of_keys_and_stays_exact(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    sources = Sources(project, seed=7)
+    sources.change(events=300, customers=40)
+    _build(project)
+    chunked = 0
+    for events, customers in [(150, 30), (25, 3), (400, 0), (0, 50), (90, 12)]:
+        sources.change(events, customers)
+        steps = {str(s.ref): s for s in api.plan(_options(project)).steps}
+        result = _build(project)
+        for model in ("marts.per_user", "marts.ranked"):
+            step = steps[model]
+            ran = next(r for r in result.results if r.model == model)
+            over = (step.estimated_changed_rows or 0) > BUDGET
+            assert bool(_chunks(step)) == (over and step.action == "incremental"), (model, step.action)
+            if _chunks(step):
+                # as many chunks as the changed rows call for: the plan shows the rule, the build its count
+                assert ran.chunks == -(-(step.estimated_changed_rows or 0) // BUDGET) and ran.chunks > 1
+                chunked += 1
+                rendered = [s.render("duckdb") for s in _chunks(step)[0].statements]
+                assert all("$chunk" in sql for sql in rendered if "sqlorch_tmp_keys" in sql)
+            else:
+                assert ran.chunks is None
+        assert _differences(project) == {"marts.per_user": 0, "marts.ranked": 0}, (events, customers)
+    assert chunked >= 6  # both strategies, several changes
+
+
+def test_chunks_are_a_partition_of_the_keys_whatever_their_count(tmp_path: Path) -> None:
+    """The same change applied in 1 chunk (a budget above it) and in many gives the same
+    tables, and the same change-log rows for consumers."""
+    tables = []
+    for budget in (100_000, 3):
+        project = _project(tmp_path / str(budget), budget)
+        sources = Sources(project, seed=11)
+        sources.change(events=200, customers=30)
+        _build(project)
+        sources.change(events=120, customers=25)
+        result = _build(project)
+        chunks = [r.chunks for r in result.results if r.model.startswith("marts.")]
+        assert chunks == [None, None] if budget > 1000 else all(n and n > 30 for n in chunks), chunks
+        assert _differences(project) == {"marts.per_user": 0, "marts.ranked": 0}
+        with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
+            tables.append(
+                [
+                    con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                    for t in ("marts.per_user", "marts.ranked", "_sqlorch.chg__marts__per_user")
+                ]
+            )
+    assert tables[0] == tables[1]
+
+
+def test_the_plan_explains_the_chunks(tmp_path: Path, cli) -> None:
+    project = _project(tmp_path)
+    sources = Sources(project, seed=3)
+    sources.change(events=100, customers=0)
+    _build(project)
+    sources.change(events=100, customers=0)
+    run = cli("plan", "--project-dir", project, "--explain", "marts.ranked")
+    assert run.exit_code == 0, run.output
+    assert "once per chunk of the affected keys: changed rows of raw.events / 40 (max_batch_rows)" in run.output
+    assert '"_sqlorch_chunk" % $chunks = $chunk' in run.output
+
+
+@pytest.mark.parametrize(
+    ("budget", "rows", "ddl", "audited", "expected"),
+    [(40, 41, True, False, 40), (40, 40, True, False, None), (None, 10**9, True, False, None),
+     (40, 41, False, False, None), (40, 41, True, True, None)],
+)  # fmt: skip
+def test_the_budget_rule(budget: int | None, rows: int, ddl: bool, audited: bool, expected: int | None) -> None:
+    changes = {TableRef("raw", "events"): InputChange(0, 1, rows, False)}
+    assert chunk_budget(budget, changes, ddl, True, audited) == expected
+    assert default_max_batch_rows() >= 100_000
+
+
+def test_max_batch_rows_must_be_a_whole_number(tmp_path: Path, cli) -> None:
+    project = _project(tmp_path)
+    (project / "sqlorch.yml").write_text("max_batch_rows: 2.5\n")
+    run = cli("compile", "--project-dir", project)
+    assert run.exit_code == 1
+    assert "sqlorch.yml:1:1: error: 'max_batch_rows' must be a whole number, at least 1, not 2.5" in run.output
