@@ -39,7 +39,7 @@ PROFILE_KEYS = ("target", "targets")
 # connector's own connection parameters, passed through unchecked: there are over a
 # hundred, and the connector reports the ones it does not know.
 TARGET_KEYS: dict[str, tuple[str, ...] | None] = {
-    "duckdb": ("type", "schema_prefix", "path", "threads", "profile_log", "query_log"),
+    "duckdb": ("type", "schema_prefix", "path", "threads", "memory_limit", "profile_log", "query_log"),
     "postgres": (
         "type", "schema_prefix", "threads", "host", "port", "dbname", "database", "user", "password", "sslmode",
         "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name", "options", "target_session_attrs",

@@ -71,11 +71,11 @@ class Sources:
                     con.execute("INSERT INTO raw.customers VALUES (?, ?)", [customer, rng.choice(["x", "y", None])])
 
 
-def _differences(project: Path) -> dict[str, int]:
+def _differences(project: Path, models: dict[str, str] = MODELS) -> dict[str, int]:
     """Per model, rows that differ (either way, as multisets) from its SQL run from scratch."""
     out = {}
     with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
-        for path, sql in MODELS.items():
+        for path, sql in models.items():
             if not path.endswith(".sql"):
                 continue
             table = path.removeprefix("models/").removesuffix(".sql").replace("/", ".")
@@ -179,3 +179,49 @@ def test_max_batch_rows_must_be_a_whole_number(tmp_path: Path, cli) -> None:
     run = cli("compile", "--project-dir", project)
     assert run.exit_code == 1
     assert "sqlorch.yml:1:1: error: 'max_batch_rows' must be a whole number, at least 1, not 2.5" in run.output
+
+
+PAYLOADS = "SELECT user_id, list(payload ORDER BY event_id) AS payloads FROM raw.events GROUP BY user_id"
+PROFILE = "target: dev\ntargets:\n  dev: {{type: duckdb, path: warehouse.duckdb, threads: 1{}}}\n"
+
+
+def _payloads_project(tmp_path: Path, budget: int) -> tuple[Path, api.Options]:
+    """1,000 users with 400 events of 200-byte payloads each, all listed in one row per user
+    (merge keys: a LIST aggregate folds into no group); built once without a memory limit,
+    then one new event per user, to be built under DuckDB's ``memory_limit``."""
+    project = write_files(
+        tmp_path / "p",
+        {
+            "models/marts/payloads.sql": PAYLOADS + "\n",
+            "models/sources.yml": "sources:\n  raw.events: {cursor: event_id, append_only: true}\n",
+            "sqlorch.yml": f"max_batch_rows: {budget}\n",
+            "profiles.yml": PROFILE.format(""),
+        },
+    )
+    rows = "range AS event_id, range % 1000 AS user_id, repeat('x', 200) || range AS payload"
+    with duckdb.connect(str(project / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA raw")
+        con.execute(f"CREATE TABLE raw.events AS SELECT {rows} FROM range(400000)")
+    options = api.Options(project_dir=project, profiles_dir=project, threads=1, rebuild_when_cheaper=False)
+    api.build(options)
+    with duckdb.connect(str(project / "warehouse.duckdb")) as con:
+        con.execute(f"INSERT INTO raw.events SELECT {rows} FROM range(400000, 401000)")
+    # the limit is tuned to DuckDB 2.0's memory use on this project, one thread: the whole
+    # change in one or two chunks does not fit in it, in eight it does
+    (project / "profiles.yml").write_text(PROFILE.format(", memory_limit: 185MB"))
+    return project, options
+
+
+def test_out_of_memory_retries_the_step_once_with_smaller_chunks(tmp_path: Path) -> None:
+    project, options = _payloads_project(tmp_path / "chunked", budget=999)  # 1,000 changed rows: 2 chunks
+    plan = {str(s.ref): s for s in api.plan(options).steps}
+    assert [c.count(1000) for c in _chunks(plan["marts.payloads"])] == [2]
+    result = api.build(options)
+    (ran,) = result.results
+    assert (ran.status, ran.strategy, ran.chunks) == ("success", "merge keys", 8), ran.error
+    assert _differences(project, {"models/marts/payloads.sql": PAYLOADS}) == {"marts.payloads": 0}
+    # the same step unchunked runs out of memory on its retry too (one thread, no insertion
+    # order kept): the smaller chunks are what made it fit
+    project, options = _payloads_project(tmp_path / "whole", budget=10**9)
+    (failed,) = api.build(options).results
+    assert failed.status == "error" and "Out of Memory" in (failed.error or ""), failed

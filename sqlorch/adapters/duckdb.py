@@ -122,6 +122,11 @@ class DuckDBAdapter:
         threads = settings.get("threads")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
+        if settings.get("memory_limit"):  # DuckDB's own cap (default 80% of the memory), e.g. "4GB"
+            try:
+                self.connection.execute("SET memory_limit = ?", [str(settings["memory_limit"])])
+            except duckdb.Error as error:
+                raise AdapterError(f"memory_limit: {error}") from None
         self.profile_log: Path | None = None
         if settings.get("profile_log"):
             # One JSON line per statement, DuckDB's own profile of it (operators, rows scanned):
@@ -251,12 +256,14 @@ class DuckDBAdapter:
         try:
             yield
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.TransactionException):  # DuckDB may have ended it (out of memory)
+                self.connection.execute("ROLLBACK")
             raise
         try:
             self.connection.execute("COMMIT")
-        except duckdb.Error as error:  # an interrupted COMMIT: nothing of the transaction was applied
-            self.connection.execute("ROLLBACK")
+        except duckdb.Error as error:  # a failed COMMIT: nothing of the transaction was applied
+            with contextlib.suppress(duckdb.TransactionException):  # nor left open, when it ran out of memory
+                self.connection.execute("ROLLBACK")
             raise AdapterError(str(error).strip()) from None
 
     def close(self) -> None:
