@@ -107,3 +107,31 @@ def test_docs_show_declared_freshness(make_project: Callable[[dict[str, str]], P
         "marts.c": "2h (default_freshness)",
         "marts.d": "cron 30 2 * * *",
     }
+
+
+def test_status_names_the_holder_of_the_lease(make_project: Callable[[dict[str, str]], Path]) -> None:
+    """A process holding the target's lease (here this one, as a build would) is shown with
+    its host, pid, command and since; a released lease shows as free."""
+    import os
+    import socket
+
+    from sqlorch.adapters.registry import connect
+    from sqlorch.config import Target
+    from sqlorch.state.lease import acquire_lease
+
+    project = make_project(MODELS)
+    _fill(project, "'1 minute'", "'1 minute'")
+    assert _status(project)["lease"] is None  # never taken: no lease table yet
+    adapter = connect(Target("dev", "duckdb", {"path": str(project / "warehouse.duckdb")}))
+    try:
+        with acquire_lease(adapter, "build", wait=0):
+            lease = _status(project)["lease"]
+            assert isinstance(lease, dict)
+            assert (lease["host"], lease["pid"], lease["command"]) == (socket.gethostname(), os.getpid(), "build")
+            assert lease["since"] and lease["heartbeat"] and lease["expiry_seconds"] == 60.0
+            text = run_cli("status", "--project-dir", project).output
+            assert f"lease: held by sqlorch build on host {socket.gethostname()}, pid {os.getpid()}, since" in text
+        assert _status(project)["lease"] is None
+        assert "lease: free" in run_cli("status", "--project-dir", project).output
+    finally:
+        adapter.close()
