@@ -160,6 +160,8 @@ def test_the_plan_explains_the_chunks(tmp_path: Path, cli) -> None:
     assert run.exit_code == 0, run.output
     assert "once per chunk of the affected keys: changed rows of raw.events / 40 (max_batch_rows)" in run.output
     assert '"_sqlorch_chunk" % $chunks = $chunk' in run.output
+    table = cli("plan", "--project-dir", project)
+    assert "in chunks of keys: 3 estimated, of 40 changed rows each" in table.output, table.output
 
 
 @pytest.mark.parametrize(
@@ -225,3 +227,11 @@ def test_out_of_memory_retries_the_step_once_with_smaller_chunks(tmp_path: Path)
     project, options = _payloads_project(tmp_path / "whole", budget=10**9)
     (failed,) = api.build(options).results
     assert failed.status == "error" and "Out of Memory" in (failed.error or ""), failed
+
+
+def test_a_bad_memory_limit_is_an_error_naming_it(tmp_path: Path, cli) -> None:
+    project = _project(tmp_path)
+    (project / "profiles.yml").write_text(PROFILE.format(", memory_limit: plenty"))
+    run = cli("build", "--project-dir", project, "--profiles-dir", project)
+    assert run.exit_code == 1 and "Traceback" not in run.output
+    assert "error: memory_limit: " in run.output, run.output

@@ -32,10 +32,11 @@ transaction; the warehouse sizes its own memory).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from sqlglot import exp
 
-from sqlorch.planning.steps import CHUNK, CHUNKS, Chunks, InputChange, Item, Statement, placeholder
+from sqlorch.planning.steps import CHUNK, CHUNKS, Choice, Chunks, InputChange, Item, Statement, placeholder
 from sqlorch.refs import TableRef
 
 CHUNK_COLUMN = "_sqlorch_chunk"  # the affected key's number, in the keys table
@@ -43,17 +44,29 @@ BYTES_PER_ROW = 4096  # the default budget: one changed row per 4 KiB of the mac
 LEAST_BATCH_ROWS = 100_000  # ... and never fewer rows than this
 
 
+# where a container's memory limit is (cgroup v2, v1): a pod's limit, not the node's memory
+CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
 def default_max_batch_rows() -> int:
-    """``max_batch_rows`` when ``sqlorch.yml`` does not set it: the machine's physical
-    memory / 4 KiB (24 GB: about 6 million rows), at least 100,000. Physical, not available,
-    memory: ``plan`` and ``build`` must plan the same chunks. A changed row costs a step far
-    less than 4 KiB on its own, but it brings its key's other rows (a user's window
-    partition) into the recomputation and its diff; set the budget lower where keys fan
-    out to many rows."""
+    """``max_batch_rows`` when ``sqlorch.yml`` does not set it: the memory sqlorch may use
+    / 4 KiB (24 GB: about 6 million rows), at least 100,000. That memory is the machine's
+    physical memory, or the container's limit where it is lower (a Kubernetes pod); never
+    the memory available at the moment: ``plan`` and ``build`` must plan the same chunks.
+    A changed row costs a step far less than 4 KiB on its own, but it brings its key's
+    other rows (a user's window partition) into the recomputation and its diff; set the
+    budget lower where keys fan out to many rows."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return LEAST_BATCH_ROWS
+    for path in CGROUP_LIMITS:
+        try:
+            limit = path.read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # "max": no limit
+            memory = min(memory, int(limit))
     return max(LEAST_BATCH_ROWS, memory // BYTES_PER_ROW)
 
 
@@ -114,6 +127,19 @@ def in_chunk(statement: exp.Expr, keys: TableRef) -> exp.Expr:
             restricted += 1
     assert restricted == len(reads), f"the keys table is read outside a FROM clause: {statement.sql()}"
     return statement
+
+
+def planned_chunks(items: list[Item]) -> Chunks | None:
+    """The step's chunks of keys, in its statements or in a branch of its choice."""
+    for item in items:
+        if isinstance(item, Chunks):
+            return item
+        if isinstance(item, Choice):
+            for branch in item.branches:
+                found = planned_chunks(branch.statements)
+                if found is not None:
+                    return found
+    return None
 
 
 def _unaliased(table: exp.Table) -> str:
