@@ -24,7 +24,7 @@ from sqlorch import api
 from sqlorch.planning.steps import Choice, Chunks, Item, Plan, placeholder
 from sqlorch.refs import TableRef
 from tests.adapters.conftest import Warehouse, _Servers, _warehouse
-from tests.adapters.test_conformance import create_table
+from tests.adapters.test_conformance import assert_models_match_their_sql, create_table
 from tests.conftest import write_files
 
 PROJECT = {
@@ -265,6 +265,7 @@ def test_a_change_over_max_batch_rows_runs_its_chunks_as_planned(
     # a consumer of it chunks too, inside the branch its upstream's outcome selects
     assert (results["marts.ranked_orders"].chunks or 0) > 1, results["marts.ranked_orders"]
     assert _assert_ran_as_planned(plan, results, executed) > 20
+    assert_models_match_their_sql(warehouse, project)  # the chunks replaced every key, once
 
 
 def test_plan_explain_prints_the_planned_statements(
