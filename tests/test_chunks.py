@@ -4,7 +4,13 @@ shows the chunks, and the build runs as many as the changed rows call for."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -15,7 +21,7 @@ from sqlorch.execution.results import RunResult
 from sqlorch.planning.chunks import chunk_budget, default_max_batch_rows
 from sqlorch.planning.steps import Chunks, InputChange, Step
 from sqlorch.refs import TableRef
-from tests.conftest import write_files
+from tests.conftest import REPO, write_files
 
 MODELS = {
     # merge keys: a unique key per user (COUNT DISTINCT: no folding strategy applies)
@@ -235,3 +241,47 @@ def test_a_bad_memory_limit_is_an_error_naming_it(tmp_path: Path, cli) -> None:
     run = cli("build", "--project-dir", project, "--profiles-dir", project)
     assert run.exit_code == 1 and "Traceback" not in run.output
     assert "error: memory_limit: " in run.output, run.output
+
+
+def test_a_build_killed_between_chunks_commits_nothing_of_the_step(tmp_path: Path) -> None:
+    """SIGKILL while a step runs its chunks (seen in DuckDB's own query log): every model is
+    either as before the build or equal to its SQL (all chunks commit in one transaction,
+    or none), and the next build is exact."""
+    project = _project(tmp_path, budget=2)  # hundreds of chunks: a wide window to kill in
+    log = project / "query_log"
+    (project / "profiles.yml").write_text(PROFILE.format(f", query_log: '{log}'"))
+    sources = Sources(project, seed=5)
+    sources.change(events=300, customers=40)
+    _build(project)
+    sources.change(events=400, customers=60)
+    tables = ("marts.per_user", "marts.ranked")
+
+    def rows(sql: bool = False) -> dict[str, list[tuple]]:
+        """Each model's table, or with ``sql`` its SQL run from scratch now."""
+        with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
+            return {
+                t: con.execute(f"SELECT * FROM ({MODELS[_path(t)] if sql else f'TABLE {t}'}) ORDER BY ALL").fetchall()
+                for t in tables
+            }
+
+    before = rows()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "sqlorch.cli", "build", "--project-dir", str(project), "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    entries = log / "duckdb_log_entries.csv"
+    deadline = time.monotonic() + 120
+    fifth = re.compile(r'_sqlorch_chunk"* % \d+ = 5\D')  # as the CSV log quotes it
+    while not (entries.exists() and fifth.search(entries.read_text())):
+        assert process.poll() is None and time.monotonic() < deadline, "the build ended before its fifth chunk"
+        time.sleep(0.02)
+    process.kill()
+    assert process.wait() == -signal.SIGKILL
+    after, fresh = rows(), rows(sql=True)
+    assert all(after[t] in (before[t], fresh[t]) for t in tables)
+    assert any(after[t] == before[t] != fresh[t] for t in tables)  # the killed step left its table as it was
+    _build(project)
+    assert _differences(project) == {"marts.per_user": 0, "marts.ranked": 0}
+
+
+def _path(table: str) -> str:
+    return "models/" + table.replace(".", "/") + ".sql"
