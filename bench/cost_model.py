@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows: list[dict[str, object]] = []
+    print(json.dumps({"load_average_at_start": os.getloadavg()}), flush=True)
     with tempfile.TemporaryDirectory(prefix="sqlorch-cost-") as tmp:
         work = Path(tmp)
         for orders in args.orders:
@@ -192,6 +194,7 @@ def main() -> None:
             row = chain(work, args.chain)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    print(json.dumps({"load_average_at_end": os.getloadavg()}), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

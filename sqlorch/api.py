@@ -41,8 +41,9 @@ from sqlorch.outputs import output_dir
 from sqlorch.planning.chunks import default_max_batch_rows
 from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.planning.planner import build_plan, decide_seed
+from sqlorch.planning.rewrites.signed_statements import state_is_current
 from sqlorch.planning.step_statements import StepTarget
-from sqlorch.planning.steps import Choice, Chunks, Item, Plan, SourceChange, Step
+from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.project.templating import reading_env_vars
@@ -52,6 +53,7 @@ from sqlorch.state.ownership import OWNED, load_owned, not_owned_message, read_o
 from sqlorch.state.store import (
     STATE_TABLES,
     StateSnapshot,
+    aggregate_state,
     change_log,
     edge_table,
     ensure_state,
@@ -421,6 +423,7 @@ def prepare(
             audited=set()
             if declared is None or options.audits == "off"
             else {ref for ref, calls in declared.models.items() if calls},
+            consumed=frozenset(i for model in project.models.values() for i in model.inputs),
             max_batch_rows=project.settings.max_batch_rows or default_max_batch_rows(),
         )
         plan = build_plan(
@@ -444,6 +447,7 @@ def prepare(
         )
         _mark_failed(plan, session.dag, failed)
         plan.sources = _source_changes(session, captured, known)
+        _note_kept_state(adapter, plan, snapshot)
     except BaseException:
         if held is not None:
             held.release()
@@ -519,6 +523,24 @@ def _check_ownership(
             hint="rename the model or seed (or give it another schema); if the table really is "
             "sqlorch's to replace, drop it first",
         )
+
+
+def _note_kept_state(adapter: Adapter, plan: Plan, snapshot: StateSnapshot) -> None:
+    """The group state each step folding signed deltas keeps, and its size (one count per
+    such model: what ``plan`` shows and ``--full-refresh`` drops)."""
+    folding = [step for step in plan.steps if step.strategy == SIGNED_DELTAS]
+    if not folding:
+        return
+    present = adapter.columns_many([aggregate_state(step.ref) for step in folding])
+    for step in folding:
+        table = aggregate_state(step.ref)
+        rows = int(adapter.fetch(count_rows(table))[0][0]) if table in present else None
+        current = (
+            rows is not None
+            and step.batch is not None
+            and state_is_current(snapshot.aggregate_states.get(str(step.ref)), step.batch)
+        )
+        step.kept_state = KeptState(str(table), rows, current)
 
 
 def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:

@@ -21,7 +21,7 @@ from sqlorch.analysis.lineage_graph import Impact, LineageResult
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.planning.chunks import planned_chunks
-from sqlorch.planning.steps import INSERT_ONLY, Plan, Step
+from sqlorch.planning.steps import INSERT_ONLY, KeptState, Plan, Step
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -162,6 +162,8 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
             details.append(f"in chunks of keys: {estimate} estimated, of {chunks.rows_per_chunk} changed rows each")
         if step.cost_incremental is not None and step.cost_full is not None:  # the cost model compared both
             details.append(f"cost: {_costs(step.cost_incremental, step.cost_full, step.cost_winner)}")
+        if step.kept_state is not None and step.action == "incremental":
+            details.append(f"state: {_kept(step.kept_state)}")
         lines += [[(line, "dim")] for text in details for line in _wrap(text, width, PLAN_INDENT, PLAN_INDENT)]
     counts: dict[str, int] = {}
     for step in plan.steps:
@@ -170,6 +172,13 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
     lines.append([])
     lines += [[line] for line in _wrap(f"plan: {summary}", width, "", "  ")]
     return lines
+
+
+def _kept(state: KeptState) -> str:
+    if state.rows is None:
+        return f"{state.table}, built by this step from the inputs"
+    groups = f"{state.table}, {state.rows:,} group{'s' if state.rows != 1 else ''}"
+    return groups if state.current else f"{groups}, out of date: rebuilt from the inputs"
 
 
 def _costs(incremental: float, full: float, winner: str) -> str:

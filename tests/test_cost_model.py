@@ -133,3 +133,58 @@ def test_history_changes_a_later_decision(orders_project: Path, cli) -> None:
     result = api.build(Options(project_dir=orders_project))
     ranked = next(r for r in result.results if r.model == "marts.ranked")
     assert (ranked.action, ranked.strategy) == ("full", "rebuild")
+
+
+def test_a_rebuild_nobody_reads_is_not_diffed(orders_project: Path, cli) -> None:
+    """A rebuilt model's old and new rows are diffed into its change log only when a model
+    reads it: a table no model reads records a whole batch, one copy and two scans less."""
+    (orders_project / "models" / "marts" / "top.sql").write_text("SELECT customer_id, total FROM marts.per_customer\n")
+    api.build(Options(project_dir=orders_project))
+    for name in ("per_customer", "ranked"):  # a changed SQL: both rebuild
+        path = orders_project / "models" / "marts" / f"{name}.sql"
+        path.write_text(path.read_text().replace("FROM raw.orders", "FROM raw.orders WHERE order_id >= 0"))
+    run = cli("plan", "--json", "--project-dir", orders_project)
+    assert run.exit_code == 0, run.output
+    steps = {s["model"]: s for s in json.loads(run.output)["steps"]}
+
+    def purposes(step: dict[str, Any]) -> set[str]:
+        return {s["purpose"] for s in step["statements"] if "purpose" in s}
+
+    assert steps["marts.ranked"]["action"] == steps["marts.per_customer"]["action"] == "full"
+    assert "keep the old rows" not in purposes(steps["marts.ranked"])  # nobody reads it
+    assert "keep the old rows" in purposes(steps["marts.per_customer"])  # marts.top reads it
+    api.build(Options(project_dir=orders_project))
+    with duckdb.connect(str(orders_project / "warehouse.duckdb"), read_only=True) as con:
+        kinds = dict(
+            con.execute(
+                "SELECT relation, kind FROM _sqlorch.batches WHERE batch = 2 AND relation LIKE 'marts.%'"
+            ).fetchall()
+        )
+    assert (kinds["marts.ranked"], kinds["marts.per_customer"]) == ("full", "delta")
+
+
+def test_a_rebuild_whose_readers_all_rebuild_is_not_diffed(orders_project: Path, cli) -> None:
+    """The diff of a rebuilt model feeds its readers' deltas: when every reader rebuilds in
+    the same plan, nobody would read it."""
+    top = orders_project / "models" / "marts" / "top.sql"
+    top.write_text("SELECT customer_id, total FROM marts.per_customer\n")
+    api.build(Options(project_dir=orders_project))
+    per_customer = orders_project / "models" / "marts" / "per_customer.sql"
+    per_customer.write_text(per_customer.read_text().replace("FROM raw.orders", "FROM raw.orders WHERE order_id >= 0"))
+
+    def planned() -> dict[str, Any]:
+        run = cli("plan", "--json", "--project-dir", orders_project)
+        assert run.exit_code == 0, run.output
+        step = next(s for s in json.loads(run.output)["steps"] if s["model"] == "marts.per_customer")
+        assert step["action"] == "full"
+        return {s["purpose"] for s in step["statements"] if "purpose" in s}
+
+    assert "keep the old rows" in planned()  # marts.top may stay incremental on the delta
+    top.write_text("SELECT customer_id, total * 2 AS total FROM marts.per_customer\n")
+    assert "keep the old rows" not in planned()  # marts.top rebuilds too: no diff
+    result = api.build(Options(project_dir=orders_project))
+    actions = {r.model: r.action for r in result.results}
+    assert (actions["marts.per_customer"], actions["marts.top"]) == ("full", "full")
+    with duckdb.connect(str(orders_project / "warehouse.duckdb"), read_only=True) as con:
+        kind = con.execute("SELECT kind FROM _sqlorch.batches WHERE relation = 'marts.per_customer' AND batch = 2")
+        assert kind.fetchall() == [("full",)]

@@ -4,11 +4,13 @@ reason."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from sqlorch.console import plan_lines
@@ -124,3 +126,34 @@ def test_plan_lines_name_the_cheaper_cost_first_and_keep_an_error_whole() -> Non
     assert lines[9] == f"    {error}"  # longer than 80 columns: a path:line:col line is never broken
     assert lines[10] == "s.d    skipped      upstream s.c failed"
     assert all(len(line) <= 80 for line in lines if error not in line)
+
+
+def test_plan_shows_the_group_state_a_signed_delta_model_keeps(demo_project: Path, monkeypatch) -> None:
+    """issue 11: auxiliary state is visible: `plan` names the table and its groups, says
+    when the next step builds it, and --json gives the same."""
+    monkeypatch.setenv("COLUMNS", "100")
+    orders = demo_project / "seeds/orders.csv"
+
+    def change_an_amount(old: str, new: str) -> list[str]:
+        orders.write_text(
+            orders.read_text().replace(f"1002,2,2024-03-01,completed,{old}", f"1002,2,2024-03-01,completed,{new}")
+        )
+        run = run_cli("plan", "--project-dir", demo_project)
+        assert run.exit_code == 0, run.output
+        return run.output.splitlines()
+
+    assert run_cli("build", "--project-dir", demo_project).exit_code == 0
+    lines = change_an_amount("80.00", "81.00")  # an update: daily revenue folds signed deltas
+    state = "_sqlorch.agg__marts__daily_revenue"
+    assert f"    state: {state}, built by this step from the inputs" in lines
+    assert run_cli("build", "--project-dir", demo_project).exit_code == 0
+    lines = change_an_amount("81.00", "82.00")
+    groups = (
+        duckdb.connect(str(demo_project / "warehouse.duckdb"), read_only=True)
+        .execute("SELECT count(*) FROM marts.daily_revenue")
+        .fetchone()[0]
+    )
+    assert f"    state: {state}, {groups} groups" in lines
+    run = run_cli("plan", "--project-dir", demo_project, "--json")
+    step = next(s for s in json.loads(run.output)["steps"] if s["model"] == "marts.daily_revenue")
+    assert step["kept_state"] == {"table": state, "rows": groups, "current": True}

@@ -88,13 +88,38 @@ def _source_spec(ref: TableRef, source: DbtSource) -> SourceSpec:
                 unique_key = (str(column["name"]).lower(),)
                 break
     cursor = declared.get("cursor")
+    warn_after, error_after = (
+        _dbt_period(source, (source.freshness or {}).get(k)) for k in ("warn_after", "error_after")
+    )
     return SourceSpec(
         ref=ref,
         cursor=str(cursor).lower() if cursor else None,
         unique_key=unique_key,
         append_only=bool(declared.get("append_only", False)) and bool(cursor),
         path=source.path,
+        warn_after=warn_after,
+        error_after=error_after,
+        loaded_at=str(source.loaded_at_field).lower() if source.loaded_at_field else None,
     )
+
+
+DBT_PERIODS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def _dbt_period(source: DbtSource, value: Any) -> float | None:
+    """dbt's ``{count: 12, period: hour}`` in seconds (what ``sqlorch status`` compares the
+    source's newest ``loaded_at_field`` with); a missing count or period means no limit,
+    as in dbt."""
+    if not isinstance(value, dict) or value.get("count") is None or value.get("period") is None:
+        return None
+    count, period = value["count"], str(value["period"])
+    if period not in DBT_PERIODS or not isinstance(count, int | float) or isinstance(count, bool) or count <= 0:
+        raise ConfigError(
+            f"freshness of source '{source.source}.{source.table}' must be {{count: <positive number>, "
+            f"period: minute|hour|day}}, not {value}",
+            path=source.path,
+        )
+    return float(count) * DBT_PERIODS[period]
 
 
 def _header_value(calls: list[str]) -> HeaderValue | None:

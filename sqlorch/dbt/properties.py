@@ -34,6 +34,7 @@ class DbtSource:
     meta: dict[str, Any] = field(default_factory=dict)
     columns: tuple[dict[str, Any], ...] = ()
     loaded_at_field: str | None = None
+    freshness: dict[str, Any] | None = None  # dbt's own form: {warn_after: {count, period}, ...}
 
 
 @dataclass
@@ -88,9 +89,20 @@ def _sources(entry: dict[str, Any], path: Path) -> list[DbtSource]:
                 meta=meta,
                 columns=_columns(table, path),
                 loaded_at_field=table.get("loaded_at_field") or entry.get("loaded_at_field"),
+                freshness=_freshness(entry, table),
             )
         )
     return found
+
+
+def _freshness(source: dict[str, Any], table: dict[str, Any]) -> dict[str, Any] | None:
+    """A table's ``freshness`` over its source's, as dbt applies them: the table's own (in
+    ``config:`` since dbt 1.9, or beside it), where an explicit ``null`` turns it off."""
+    for settings in (table.get("config") or {}, table, source.get("config") or {}, source):
+        if "freshness" in settings:
+            value = settings["freshness"]
+            return value if isinstance(value, dict) else None
+    return None
 
 
 def read_properties(files: list[Path]) -> Properties:

@@ -8,6 +8,9 @@ branch with its rule (``step_statements.py``); the executor only evaluates the r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
@@ -257,6 +260,7 @@ def build_plan(
             sizes.setdefault(ref, stats.rows)
     latest = dict(snapshot.latest_batch)  # after the steps planned so far ran
     writes: dict[TableRef, frozenset[str]] = {}
+    replan: dict[TableRef, Callable[[StepTarget], frozenset[str]]] = {}
     for ref in order:
         name = str(ref)
         if ref in project.seeds:
@@ -286,7 +290,8 @@ def build_plan(
             costs: Costs | None = None
             threshold: int | None = None  # changed rows above which a rebuild is cheaper
             if structural.action != "skip":
-                diffs = exists and not full_refresh and item.model.config.materialized == "incremental"
+                consumed = target is None or target.consumed is None or ref in target.consumed
+                diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
                 estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
                 history = _history(snapshot, name)
                 costs = estimate_costs(estimate, history)
@@ -321,21 +326,23 @@ def build_plan(
                 uncertain = [
                     r for r in changes if r in steps and steps[r].kind == "model" and writes.get(r, frozenset())
                 ]
-                kinds = plan_model_statements(
+                planned = partial(
+                    plan_model_statements,
                     step,
                     item,
                     snapshot,
                     changes,
                     uncertain,
-                    writes,
+                    dict(writes),
                     threshold,
                     exists,
                     full_refresh,
                     capabilities,
-                    target,
                     costs=costs,
                     stats=latest_stats(snapshot.runs.get(name, [])),
                 )
+                kinds = planned(target)
+                replan[ref] = planned
             elif decision.action == "incremental":
                 kinds = frozenset({"append"} if decision.strategy == INSERT_ONLY else {"append", "delta"})
             writes[ref] = kinds
@@ -343,4 +350,28 @@ def build_plan(
         if writes[ref]:
             latest[name] = latest.get(name, 0) + 1
         steps[ref] = step
+    if target is not None:
+        _skip_unread_diffs(project, steps, replan, target)
     return Plan(steps=list(steps.values()), dialect=target.dialect if target is not None else "duckdb")
+
+
+def _skip_unread_diffs(
+    project: Project,
+    steps: dict[TableRef, Step],
+    replan: dict[TableRef, Callable[[StepTarget], frozenset[str]]],
+    target: StepTarget,
+) -> None:
+    """A model rebuilt in full whose every reader rebuilds in this plan too is planned again
+    without the diff of its old and new rows: they would only feed a delta no one reads. Its
+    whole batch sends each reader down the branch it was planned to take (a rebuild)."""
+    readers: dict[TableRef, list[TableRef]] = {}
+    for ref, model in project.models.items():
+        for input_ref in model.inputs:
+            readers.setdefault(input_ref, []).append(ref)
+    for ref, planned in replan.items():
+        step, consumers = steps[ref], readers.get(ref, [])
+        consumed = target.consumed if target.consumed is not None else frozenset(readers)
+        if step.action != "full" or ref not in consumed or not consumers:
+            continue
+        if all(r in steps and steps[r].action == "full" for r in consumers):
+            planned(replace(target, consumed=consumed - {ref}))

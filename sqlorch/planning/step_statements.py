@@ -60,6 +60,9 @@ class StepTarget:
     catalog: dict[TableRef, dict[str, str]]  # relation -> column types (target dialect), before the build
     owned: set[str]  # physical relations sqlorch created
     audited: set[TableRef]  # models with audits to run
+    # relations some model of the project reads (None: unknown, taken as all): a rebuild of
+    # one no model reads records a whole batch instead of diffing its old and new rows
+    consumed: frozenset[TableRef] | None = None
     max_batch_rows: int | None = None  # sqlorch.yml's, or sized for the machine (``planning/chunks.py``)
 
     def claim(self, ref: TableRef) -> list[Item]:
@@ -127,7 +130,7 @@ def plan_model_statements(
         aggregate_state=snapshot.aggregate_states.get(name),
         max_batch_rows=target.max_batch_rows,
     )
-    may_diff = exists and not full_refresh
+    may_diff = exists and not full_refresh and (target.consumed is None or ref in target.consumed)
     diff_possible = (
         may_diff
         and item.model.config.materialized == "incremental"

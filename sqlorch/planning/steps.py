@@ -264,6 +264,19 @@ def flatten(items: list[Item]) -> list[Statement]:
     return out
 
 
+@dataclass(frozen=True)
+class KeptState:
+    """Auxiliary state a model keeps in ``_sqlorch`` beside its table (the groups of a model
+    maintained from signed deltas): shown by ``plan`` so that its size is never a surprise."""
+
+    table: str
+    rows: int | None  # None: not there yet (the step builds it from the inputs)
+    current: bool  # matches the model's last batch: folded into; else rebuilt from the inputs
+
+    def to_json(self) -> dict[str, Any]:
+        return {"table": self.table, "rows": self.rows, "current": self.current}
+
+
 @dataclass
 class Step:
     ref: TableRef
@@ -291,6 +304,7 @@ class Step:
     cost_full: float | None = None
     cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
     estimated_log_rows: int | None = None  # rows the step puts in its change log: its consumers' change
+    kept_state: KeptState | None = None
 
     def to_json(self, dialect: str = "duckdb") -> dict[str, Any]:
         return {
@@ -314,6 +328,7 @@ class Step:
             "cost_incremental": self.cost_incremental,
             "cost_full": self.cost_full,
             "cost_winner": self.cost_winner,
+            "kept_state": self.kept_state.to_json() if self.kept_state is not None else None,
         }
 
 

@@ -229,7 +229,12 @@ def test_every_model_runs_the_statements_of_its_plan(
     )
     plan, results, executed = _plan_then_build(warehouse, project, read)
     assert results["marts.customer_totals"].action == "incremental"
-    assert results["marts.customer_totals"].branch  # the upstream's change size was only known while building
+    # the upstream's change size is only known while building: where the plan holds a choice
+    # on it (a rebuild can win, or few rows take the small-change statements), the build
+    # records the branch it took
+    totals = next(s for s in plan.steps if str(s.ref) == "marts.customer_totals")
+    chose = any(isinstance(item, Choice) for item in totals.statements)
+    assert bool(results["marts.customer_totals"].branch) == chose
     assert results["marts.event_counts"].strategy in ("add partial aggregates", "fold signed deltas")
     matched += _assert_ran_as_planned(plan, results, executed)
 

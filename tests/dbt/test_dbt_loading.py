@@ -213,6 +213,59 @@ def test_sources_take_their_key_from_tests_or_meta(make_project) -> None:
     assert project.models[TableRef("main", "a")].sources == {users.ref, logins.ref}
 
 
+def test_source_freshness_and_loaded_at_field_come_from_dbt(make_project) -> None:
+    """dbt's source freshness drives `sqlorch status`: the table's setting over its source's
+    (an explicit null turns it off), `loaded_at_field` as the column compared with now."""
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select * from {{ source('app', 'users') }} join {{ source('app', 'logins') }} using (id)"
+            " join {{ source('app', 'plans') }} using (id)",
+            "models/sources.yml": """
+                version: 2
+                sources:
+                  - name: app
+                    schema: raw_app
+                    loaded_at_field: _loaded_at
+                    freshness: {warn_after: {count: 12, period: hour}, error_after: {count: 1, period: day}}
+                    tables:
+                      - name: users
+                      - name: logins
+                        loaded_at_field: logged_in_at
+                        config:
+                          freshness: {warn_after: {count: 30, period: minute}}
+                      - name: plans
+                        freshness: null
+            """,
+        }
+    )
+    project = load_project(root)
+    users = project.sources[TableRef("raw_app", "users")]
+    assert (users.warn_after, users.error_after, users.loaded_at_column) == (43200.0, 86400.0, "_loaded_at")
+    logins = project.sources[TableRef("raw_app", "logins")]
+    assert (logins.warn_after, logins.error_after, logins.loaded_at_column) == (1800.0, None, "logged_in_at")
+    plans = project.sources[TableRef("raw_app", "plans")]
+    assert (plans.warn_after, plans.error_after) == (None, None)
+
+
+def test_a_bad_dbt_freshness_period_is_a_clear_error(make_project) -> None:
+    root = make_project(
+        {
+            "dbt_project.yml": "name: p\n",
+            "models/a.sql": "select * from {{ source('app', 'users') }}",
+            "models/sources.yml": """
+                version: 2
+                sources:
+                  - name: app
+                    tables:
+                      - name: users
+                        freshness: {warn_after: {count: 2, period: fortnight}}
+            """,
+        }
+    )
+    assert_error(run_cli("compile", "--project-dir", root), "sources.yml", "period: minute|hour|day")
+
+
 @pytest.mark.parametrize(
     ("output", "settings", "database"),
     [

@@ -214,12 +214,13 @@ def small_statements(
     resolve: Callable[[exp.Table], TableRef | None],
 ) -> list[Item]:
     """``incremental_statements`` for a small change: the affected keys in one scratch table,
-    then one transaction of log inserts, DELETE + INSERT of the affected keys and
-    bookkeeping, the recomputed rows computed where they are written (twice, for the log and
-    the table). Every row of an affected key is logged, old and new, as where the warehouse
-    cannot diff: a few unchanged rows cost less than the three scratch tables that would
-    find them. (A CTE of the keys in each statement instead of the table: DuckDB runs it as
-    a correlated subquery, ten times slower.)"""
+    then one transaction of one log insert (old and new images), DELETE + INSERT of the
+    affected keys (their row counts are the images' counts) and bookkeeping, the recomputed
+    rows computed where they are written (twice, for the log and the table). Every row of an
+    affected key is logged, old and new, as where the warehouse cannot diff: a few unchanged
+    rows cost less than the three scratch tables that would find them. (A CTE of the keys in
+    each statement instead of the table: DuckDB runs it as a correlated subquery, ten times
+    slower.)"""
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
@@ -237,13 +238,17 @@ def small_statements(
     log = change_log(ctx.compiled.model.ref)
     all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
     out += clear_leftovers(ctx, log)
-    logged_old = with_images(old_images, columns, ctx.batch, True)
-    logged_new = with_images(recomputed, columns, ctx.batch, False)
-    out.append(planned(insert_into(log, all_columns, logged_old), "change log: old images", True, OLD_ROWS))
-    out.append(planned(insert_into(log, all_columns, logged_new), "change log: new images", True, NEW_ROWS))
-    out.append(planned(exp.delete(ctx.physical.to_table(), where=match.copy()), "apply: delete the keys' rows", True))
+    # one log insert of both images; the DELETE and INSERT that follow count them
+    logged = exp.union(
+        with_images(old_images, columns, ctx.batch, True),
+        with_images(recomputed, columns, ctx.batch, False),
+        distinct=False,
+    )
+    out.append(planned(insert_into(log, all_columns, logged), "change log: old and new images", True))
+    delete = exp.delete(ctx.physical.to_table(), where=match.copy())
+    out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
     new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
-    out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True))
+    out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True, NEW_ROWS))
     out += check_unique_key(ctx)
     out += bookkeeping(ctx, columns, INCREMENTAL)
     out += drop_scratch(ctx, [keys_table])

@@ -86,6 +86,12 @@ def _sources(
     return is_changed, delta_rows, old_rows
 
 
+def state_is_current(state_batch: int | None, batch: int) -> bool:
+    """Whether the stored group state is the one of the model's last batch (``batch`` is
+    the one this step records): folded into, else rebuilt from the inputs."""
+    return state_batch == batch - 1
+
+
 def signed_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
@@ -116,7 +122,7 @@ def signed_statements(
     names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
     delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
     before = create(delta, delta_query, "signed delta per group")
-    current = state_batch == ctx.batch - 1
+    current = state_is_current(state_batch, ctx.batch)
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
         before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
