@@ -100,6 +100,7 @@ def _source_spec(ref: TableRef, source: DbtSource) -> SourceSpec:
         warn_after=warn_after,
         error_after=error_after,
         loaded_at=str(source.loaded_at_field).lower() if source.loaded_at_field else None,
+        loaded_at_checked=False,
     )
 
 

@@ -29,6 +29,10 @@ class SourceSpec:
     warn_after: float | None = None  # freshness (seconds): how late the source itself may be
     error_after: float | None = None
     loaded_at: str | None = None  # the column saying when a row was loaded; default: the cursor
+    # dbt's loaded_at_field is checked where dbt checks it, when freshness is measured: a
+    # source-level one often names a column some tables lack (status then measures from
+    # the changes it saw), so it never stops a build
+    loaded_at_checked: bool = True
 
     @property
     def loaded_at_column(self) -> str | None:

@@ -134,7 +134,7 @@ def check_source_columns(ref: TableRef, spec: SourceSpec, columns: Collection[st
     available = {column.lower() for column in columns}
     settings = [("cursor", spec.cursor)] if spec.cursor else []
     settings += [("unique_key", column) for column in spec.unique_key]
-    settings += [("loaded_at", spec.loaded_at)] if spec.loaded_at else []
+    settings += [("loaded_at", spec.loaded_at)] if spec.loaded_at and spec.loaded_at_checked else []
     for setting, column in settings:
         if column.lower() in available:
             continue
