@@ -13,7 +13,8 @@ table's keys those rows affect:
 - incremental: reads ``c``, the affected share ``f I`` of the inputs it recomputes, and
   scans the inputs' and the table's key columns to find the affected rows (``SCAN_SHARE``
   of a row each); writes ``4 f T`` (old and new images to the change log, the stored rows
-  deleted and the recomputed ones inserted).
+  deleted and the recomputed ones inserted); folding signed deltas recomputes no key: it
+  reads ``c`` and scans the inputs for the rows joining it, and writes ``4 f T`` likewise.
 
 ``f`` comes from the table's distinct keys ``D``: ``r`` changed rows falling at random on
 ``D`` keys hit ``D (1 - (1 - 1/D)^r)`` of them, where ``r`` is ``c / 2`` (an update logs
@@ -83,6 +84,9 @@ class Estimate:
     diffs: bool = True  # a rebuild diffs its old and new rows for its consumers
     appends_only: bool = False  # the changed rows are new rows only, no old images
     scans: bool = True  # the incremental form finds affected rows by key (not: inserting new rows)
+    # the incremental form folds signed deltas (``rewrites/signed_aggregates.py``): it reads the
+    # change and scans the inputs only for the rows joining it, and recomputes no group
+    folds: bool = False
 
     @property
     def changed_records(self) -> int:
@@ -139,6 +143,8 @@ def incremental_work(estimate: Estimate, keys: int) -> Work:
         return Work(estimate.changed_rows, 2 * estimate.changed_rows)
     inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
     scanned = round(SCAN_SHARE * (inputs + table)) if estimate.scans else 0
+    if estimate.folds:
+        return Work(estimate.changed_rows + scanned, 4 * affected_rows(estimate, keys))
     return Work(
         estimate.changed_rows + round(_share(estimate, keys) * inputs) + scanned, 4 * affected_rows(estimate, keys)
     )

@@ -164,6 +164,7 @@ def model_estimate(
         diffs=diffs,
         appends_only=appended,
         scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
+        folds=item.keys.not_signed == "",
     )
 
 

@@ -31,6 +31,7 @@ from sqlglot import exp
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
 from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
+from sqlorch.planning.rewrites.signed_key_filters import filter_by_change
 
 ROWS = "_sqlorch_rows"
 WEIGHT = "_sqlorch_w"
@@ -198,6 +199,11 @@ def build_delta(
             replacement = exp.Subquery(this=rows, alias=exp.TableAlias(this=alias_identifier(table)))
             table.replace(replacement)
             weighted.add(id(replacement))
+            if position == index:
+                delta = replacement
+        parent = delta.parent_select
+        assert isinstance(parent, exp.Select)
+        filter_by_change(parent, delta, weighted)
         weight = _weigh(copy, weighted)
         assert weight is not None
         branches.append(_aggregating(copy, top, key, aggregates, weight))

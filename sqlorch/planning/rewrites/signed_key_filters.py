@@ -1,0 +1,93 @@
+"""Read only the rows of a delta branch's other sides that can join the change.
+
+A branch of the delta rule joins one table's change (a few rows) with the other tables'
+rows. Every conjunct ``X.a = C.b`` of an inner join between an item ``X`` and the changed
+item ``C`` holds for every row the branch yields, so ``X`` may be cut down beforehand to
+its rows whose ``a`` appears among the change's ``b``: a semi-join pushed into ``X``'s
+scan. With several such conjuncts the semi-join matches them all (one ``EXISTS``, which
+every target decorrelates into a semi-join; a row tuple ``IN`` is not portable). The cut
+is the same filter the join applies, so the branch's result and weights are unchanged; what
+changes is that a warehouse with an index or zone maps on ``a`` reads the matching rows
+only, and every warehouse joins fewer rows.
+
+Only the items joined to the change directly are filtered: a second hop would read the
+first one's table again inside the filter. The filter is placed on the item itself (the
+table, or the derived table of its earlier rows) by wrapping it in ``SELECT * ... WHERE``,
+so no optimizer has to move it there.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from sqlorch.analysis.inline_ctes import alias_identifier
+
+KEYS_ALIAS = "_sqlorch_k"
+
+
+def _conjuncts(select: exp.Select) -> list[exp.Expr]:
+    """The conditions every row of ``select``'s FROM satisfies: its WHERE and inner ONs."""
+    roots: list[exp.Expr] = []
+    where = select.args.get("where")
+    if where is not None:
+        roots.append(where.this)
+    for join in select.args.get("joins") or []:
+        on = join.args.get("on")
+        if on is not None and not join.side and join.kind in ("", "INNER", "CROSS", None):
+            roots.append(on)
+    return [c for root in roots for c in (root.flatten() if isinstance(root, exp.And) else [root])]
+
+
+def _pairs(select: exp.Select, changed: str) -> dict[str, list[tuple[exp.Column, exp.Column]]]:
+    """Per other item's alias, its (own column, changed item's column) equalities."""
+    found: dict[str, list[tuple[exp.Column, exp.Column]]] = {}
+    for conjunct in _conjuncts(select):
+        if not isinstance(conjunct, exp.EQ):
+            continue
+        left, right = conjunct.this, conjunct.expression
+        if not isinstance(left, exp.Column) or not isinstance(right, exp.Column):
+            continue
+        if right.table == changed and left.table and left.table != changed:
+            left, right = right, left
+        if left.table == changed and right.table and right.table != changed:
+            found.setdefault(right.table, []).append((right, left))
+    return found
+
+
+def _items(select: exp.Select) -> list[exp.Expr]:
+    from_ = select.args.get("from_") or select.args.get("from")
+    return ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
+
+
+def filter_by_change(select: exp.Select, changed: exp.Subquery, weighted: set[int]) -> None:
+    """Wrap each item of ``select`` inner-joined by equality to ``changed`` (the change's
+    rows) in a semi-join on the change's join columns; ``weighted`` (ids of the items that
+    carry a weight column) follows the wrapped items."""
+    alias = changed.alias_or_name
+    pairs = _pairs(select, alias)
+    for item in _items(select):
+        name = item.alias_or_name
+        if item is changed or name not in pairs:
+            continue
+        if isinstance(item, exp.Table):
+            inner: exp.Expr = item.copy()
+        elif isinstance(item, exp.Subquery) and id(item) in weighted:
+            inner = item.copy()
+        else:
+            continue  # a derived table of its own: its columns are not a scan's
+        keys = exp.Subquery(
+            this=changed.this.copy(), alias=exp.TableAlias(this=exp.to_identifier(KEYS_ALIAS, quoted=True))
+        )
+        on = [
+            exp.EQ(this=mine.copy(), expression=exp.column(theirs.this.copy(), table=KEYS_ALIAS, quoted=True))
+            for mine, theirs in pairs[name]
+        ]
+        match = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys).where(exp.and_(*on)))
+        wrapped = exp.Subquery(
+            this=exp.select(exp.Star()).from_(inner).where(match),
+            alias=exp.TableAlias(this=alias_identifier(item)),
+        )
+        item.replace(wrapped)
+        if id(item) in weighted:
+            weighted.discard(id(item))
+            weighted.add(id(wrapped))
