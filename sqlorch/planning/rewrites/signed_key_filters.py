@@ -21,6 +21,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sqlorch.analysis.inline_ctes import alias_identifier
+from sqlorch.analysis.signed_shape import group_names, is_aggregated
 
 KEYS_ALIAS = "_sqlorch_k"
 
@@ -59,25 +60,52 @@ def _items(select: exp.Select) -> list[exp.Expr]:
     return ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
 
 
-def filter_by_change(select: exp.Select, changed: exp.Subquery, weighted: set[int]) -> None:
+def _into_groups(item: exp.Subquery, on: list[tuple[exp.Column, exp.Column]], keys: exp.Subquery) -> bool:
+    """Filter an aggregated derived table inside, on its GROUP BY expressions (a filter on
+    a group key keeps or drops whole groups, so it may act before the grouping)."""
+    inner = item.this
+    if not isinstance(inner, exp.Select) or not is_aggregated(inner):
+        return False
+    names = group_names(inner)
+    by_name = {s.alias_or_name.lower(): s.unalias() for s in inner.selects}
+    if not on or any(mine.name.lower() not in names for mine, _ in on):
+        return False
+    pairs = [
+        exp.EQ(
+            this=by_name[mine.name.lower()].copy(),
+            expression=exp.column(theirs.this.copy(), table=KEYS_ALIAS, quoted=True),
+        )
+        for mine, theirs in on
+    ]
+    inner.where(exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys).where(exp.and_(*pairs))), copy=False)
+    return True
+
+
+def filter_by_change(
+    select: exp.Select, changed: exp.Subquery, weighted: set[int], keys_of: exp.Query | None = None
+) -> None:
     """Wrap each item of ``select`` inner-joined by equality to ``changed`` (the change's
     rows) in a semi-join on the change's join columns; ``weighted`` (ids of the items that
-    carry a weight column) follows the wrapped items."""
+    carry a weight column) follows the wrapped items; an aggregated derived table is filtered
+    inside, on its group keys. ``keys_of``: rows holding every value of the change's join
+    columns, cheaper to read than the change (default: the change itself)."""
     alias = changed.alias_or_name
     pairs = _pairs(select, alias)
     for item in _items(select):
         name = item.alias_or_name
         if item is changed or name not in pairs:
             continue
+        keys = exp.Subquery(
+            this=(keys_of or changed.this).copy(), alias=exp.TableAlias(this=exp.to_identifier(KEYS_ALIAS, quoted=True))
+        )
         if isinstance(item, exp.Table):
             inner: exp.Expr = item.copy()
         elif isinstance(item, exp.Subquery) and id(item) in weighted:
             inner = item.copy()
         else:
-            continue  # a derived table of its own: its columns are not a scan's
-        keys = exp.Subquery(
-            this=changed.this.copy(), alias=exp.TableAlias(this=exp.to_identifier(KEYS_ALIAS, quoted=True))
-        )
+            if isinstance(item, exp.Subquery):
+                _into_groups(item, pairs[name], keys)
+            continue  # any other derived table: its columns are not a scan's
         on = [
             exp.EQ(this=mine.copy(), expression=exp.column(theirs.this.copy(), table=KEYS_ALIAS, quoted=True))
             for mine, theirs in pairs[name]
