@@ -126,3 +126,23 @@ def test_the_plan_says_whether_a_subquery_was_decorrelated(tmp_path, condition: 
         db.execute("DELETE FROM raw.l WHERE oid = 1")
     step = next(s for s in api.plan(api.Options(project_dir=project)).steps if str(s.ref) == "m.x")
     assert (step.action, says in step.reason) == (action, True), step.reason
+
+
+def test_a_rebuild_leaves_the_group_state_the_next_change_folds_into(tmp_path) -> None:
+    """The cold build (a rebuild) writes the decorrelated model's group state; the next
+    change is folded into it, not rebuilt from the inputs (signed_statements.py)."""
+    from sqlorch import api
+    from sqlorch.planning.steps import flatten
+
+    project = _project(tmp_path, "EXISTS (SELECT 1 FROM raw.l WHERE l.oid = o.id)")
+    api.build(api.Options(project_dir=project))
+    with duckdb.connect(str(project / "warehouse.duckdb")) as db:
+        db.execute("DELETE FROM raw.l WHERE oid = 1")
+    step = next(s for s in api.plan(api.Options(project_dir=project)).steps if str(s.ref) == "m.x")
+    purposes = [statement.purpose for statement in flatten(step.statements)]
+    assert "signed delta per group" in purposes
+    assert "group state from the inputs" not in purposes
+    api.build(api.Options(project_dir=project))
+    with duckdb.connect(str(project / "warehouse.duckdb")) as db:
+        expected = "SELECT grp, count(*) FROM raw.o WHERE id IN (SELECT oid FROM raw.l) GROUP BY 1 ORDER BY 1"
+        assert db.execute("SELECT * FROM m.x ORDER BY 1").fetchall() == db.execute(expected).fetchall()
