@@ -67,3 +67,12 @@ def test_an_earlier_changed_side_stays_weighted_once_filtered() -> None:
     wrapped = select.args["from_"].this
     assert wrapped is not earlier and wrapped.alias_or_name == "s" and wrapped.find(exp.Exists)
     assert weighted == {id(delta), id(wrapped)}
+
+
+def test_equalities_carry_through_other_items_columns() -> None:
+    _, found = _filtered(
+        "SELECT count(*) FROM raw.items AS i, raw.orders AS o, (SELECT x.id FROM raw.big AS x GROUP BY x.id) AS d "
+        "WHERE o.id = i.order_id AND d.id = o.id",
+        "i",
+    )
+    assert found == {"o": [f'o.id = "{KEYS_ALIAS}".order_id'], "d": [f'x.id = "{KEYS_ALIAS}".order_id']}

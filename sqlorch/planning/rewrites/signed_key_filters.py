@@ -10,8 +10,9 @@ is the same filter the join applies, so the branch's result and weights are unch
 changes is that a warehouse with an index or zone maps on ``a`` reads the matching rows
 only, and every warehouse joins fewer rows.
 
-Only the items joined to the change directly are filtered: a second hop would read the
-first one's table again inside the filter. The filter is placed on the item itself (the
+Only the items whose join columns equal the change's (directly, or through a chain of
+equalities) are filtered: a second hop on other columns would read the first one's table
+again inside the filter. The filter is placed on the item itself (the
 table, or the derived table of its earlier rows) by wrapping it in ``SELECT * ... WHERE``,
 so no optimizer has to move it there.
 """
@@ -40,18 +41,35 @@ def _conjuncts(select: exp.Select) -> list[exp.Expr]:
 
 
 def _pairs(select: exp.Select, changed: str) -> dict[str, list[tuple[exp.Column, exp.Column]]]:
-    """Per other item's alias, its (own column, changed item's column) equalities."""
-    found: dict[str, list[tuple[exp.Column, exp.Column]]] = {}
+    """Per other item's alias, its (own column, changed item's column) equalities, direct or
+    through other columns (``o.k = l.k AND d.k = o.k``: ``d.k`` equals ``l.k`` too)."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+    columns: dict[tuple[str, str], exp.Column] = {}
+
+    def root(name: tuple[str, str]) -> tuple[str, str]:
+        while parent.get(name, name) != name:
+            name = parent[name]
+        return name
+
     for conjunct in _conjuncts(select):
         if not isinstance(conjunct, exp.EQ):
             continue
         left, right = conjunct.this, conjunct.expression
-        if not isinstance(left, exp.Column) or not isinstance(right, exp.Column):
+        if not isinstance(left, exp.Column) or not isinstance(right, exp.Column) or not left.table or not right.table:
             continue
-        if right.table == changed and left.table and left.table != changed:
-            left, right = right, left
-        if left.table == changed and right.table and right.table != changed:
-            found.setdefault(right.table, []).append((right, left))
+        ends = [(column.table, column.name.lower()) for column in (left, right)]
+        for end, column in zip(ends, (left, right), strict=True):
+            columns.setdefault(end, column)
+        parent[root(ends[0])] = root(ends[1])
+    classes: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name in columns:
+        classes.setdefault(root(name), []).append(name)
+    found: dict[str, list[tuple[exp.Column, exp.Column]]] = {}
+    for members in classes.values():
+        theirs = [name for name in members if name[0] == changed]
+        for name in members:
+            if theirs and name[0] != changed:
+                found.setdefault(name[0], []).append((columns[name], columns[theirs[0]]))
     return found
 
 
