@@ -12,9 +12,10 @@ only, and every warehouse joins fewer rows.
 
 Only the items whose join columns equal the change's (directly, or through a chain of
 equalities) are filtered: a second hop on other columns would read the first one's table
-again inside the filter. The filter is placed on the item itself (the
-table, or the derived table of its earlier rows) by wrapping it in ``SELECT * ... WHERE``,
-so no optimizer has to move it there.
+again inside the filter. The filter is placed on the item itself, a
+table wrapped in ``SELECT * ... WHERE``, so no optimizer has to move it there; an
+aggregated derived table is filtered inside, on its group keys. The rows before the change
+of an earlier changed table are not filtered (see ``filter_by_change``).
 """
 
 from __future__ import annotations
@@ -118,8 +119,11 @@ def filter_by_change(
         )
         if isinstance(item, exp.Table):
             inner: exp.Expr = item.copy()
-        elif isinstance(item, exp.Subquery) and id(item) in weighted:
-            inner = item.copy()
+        elif id(item) in weighted:
+            # an earlier changed table's rows before the change (a UNION ALL): wrapped, DuckDB
+            # estimated the filtered union at a tenth of its rows and joined TPC-H Q9's part
+            # and supplier into a 100M-row cross product first (4.1 s against 1.8 s unwrapped)
+            continue
         else:
             if isinstance(item, exp.Subquery):
                 _into_groups(item, pairs[name], keys)
