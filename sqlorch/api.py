@@ -38,11 +38,12 @@ from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
+from sqlorch.planning.chunks import default_max_batch_rows
 from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.rewrites.signed_statements import state_is_current
 from sqlorch.planning.step_statements import StepTarget
-from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Item, KeptState, Plan, SourceChange, Step
+from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
 from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
@@ -435,6 +436,7 @@ def prepare(
             if declared is None or options.audits == "off"
             else {ref for ref, calls in declared.models.items() if calls},
             consumed=frozenset(i for model in project.models.values() for i in model.inputs),
+            max_batch_rows=project.settings.max_batch_rows or default_max_batch_rows(),
         )
         plan = build_plan(
             project,
@@ -720,7 +722,10 @@ def _explain_items(
     out: list[tuple[str, str]] = []
     indent = "  " * depth
     for item in items:
-        if isinstance(item, Choice):
+        if isinstance(item, Chunks):
+            out.append((f"{indent}{item.describe()} [in transaction]", "-- $chunk: 0 to $chunks - 1"))
+            out += _explain_items(list(item.statements), dialect, audits, depth + 1)
+        elif isinstance(item, Choice):
             for number, branch in enumerate(item.branches, 1):
                 rule = " and ".join(r.describe() for r in branch.rules) or "otherwise"
                 out.append(

@@ -32,6 +32,7 @@ def test_cost_model_fixture(case: dict[str, Any]) -> None:
     assert costs.incremental == pytest.approx(expect["incremental"], rel=1e-5)
     assert costs.full == pytest.approx(expect["full"], rel=1e-5)
     assert costs.affected_keys == expect["affected_keys"]
+    assert costs.folds == expect.get("folds", False)
 
 
 @pytest.mark.parametrize(
@@ -133,6 +134,49 @@ def test_history_changes_a_later_decision(orders_project: Path, cli) -> None:
     result = api.build(Options(project_dir=orders_project))
     ranked = next(r for r in result.results if r.model == "marts.ranked")
     assert (ranked.action, ranked.strategy) == ("full", "rebuild")
+
+
+def test_a_fold_replaces_keys_when_its_missing_state_costs_more_to_build(tmp_path: Path, cli) -> None:
+    """Folding signed deltas first builds its group state from every input row where the
+    state is not current: priced at the model's rebuild rate, and where that is dearer than
+    replacing the affected keys the keys are replaced and no state is built."""
+    (tmp_path / "models" / "staging").mkdir(parents=True)
+    (tmp_path / "models" / "marts").mkdir()
+    (tmp_path / "models" / "sources.yml").write_text(SOURCES)
+    (tmp_path / "models" / "staging" / "orders.sql").write_text(
+        "SELECT order_id, customer_id, amount FROM raw.orders\n"
+    )
+    totals = "SELECT customer_id, count(*) AS orders, sum(amount) AS total FROM staging.orders GROUP BY customer_id"
+    (tmp_path / "models" / "marts" / "totals.sql").write_text(totals + "\n")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA raw")
+        con.execute(
+            "CREATE TABLE raw.orders AS SELECT range AS order_id, range % 100 AS customer_id, "
+            "CAST(range AS DECIMAL(12, 2)) AS amount FROM range(2000)"
+        )
+    api.build(Options(project_dir=tmp_path))
+    _update(tmp_path, "order_id IN (3, 4)")
+
+    def planned() -> dict[str, Any]:
+        run = cli("plan", "--json", "--project-dir", tmp_path)
+        assert run.exit_code == 0, run.output
+        return next(s for s in json.loads(run.output)["steps"] if s["model"] == "marts.totals")
+
+    assert planned()["strategy"] == "fold signed deltas"  # 2,100 rows of state cost next to nothing
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        # as if its first build had taken ten minutes: rows read at a rebuild's rate are dear
+        con.execute("UPDATE _sqlorch.batches SET seconds = 600 WHERE relation = 'marts.totals'")
+    step = planned()
+    assert (step["action"], step["cost_winner"]) == ("incremental", "incremental")
+    assert step["strategy"] in ("merge keys", "delete+insert keys")
+    result = api.build(Options(project_dir=tmp_path))
+    built = next(r for r in result.results if r.model == "marts.totals")
+    assert (built.action, built.strategy) == ("incremental", step["strategy"])
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        found = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = '_sqlorch'").fetchall()
+        wrong = con.execute(f"SELECT count(*) FROM ((SELECT * FROM marts.totals) EXCEPT ALL ({totals}))").fetchall()
+    assert not any(str(name).startswith("agg__") for (name,) in found)
+    assert wrong == [(0,)]
 
 
 def test_a_rebuild_nobody_reads_is_not_diffed(orders_project: Path, cli) -> None:

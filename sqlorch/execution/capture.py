@@ -12,11 +12,17 @@ One function per way a source is declared:
   or a row at it vanishes (a late insert, a delete, a truncate and reload, a recreated
   table), the source is no longer append-only and is recaptured whole (consumers rebuild).
 - ``capture_keyed`` (``unique_key``, with or without ``cursor``): rows compared with a
-  shadow copy by key and value give new images, old images and deletes. A cursor only
-  narrows which source rows are compared (``>=`` the watermark, so ties are compared too).
-  Afterwards the shadow's fingerprint must equal the source's; if it does not (a row
-  changed without its cursor moving, a NULL cursor, a shadow changed behind sqlorch's
-  back), the whole source is diffed by key, so a shadow never silently diverges.
+  shadow copy by key and value give new images, old images and deletes. Without a cursor
+  every row is compared. A cursor promises that every insert and update moves the row's
+  cursor past the last captured value; deletes cannot move a cursor and are allowed. So the
+  capture first takes only the rows past the last captured value (new images) and the
+  shadow rows of their keys (old images): no scan of the rest of the source beyond its
+  fingerprint. The promise is checked, not trusted: the shadow as that diff would leave it
+  (a query) must have the source's fingerprint. If it does not, the rows from the last
+  value on (ties: rows stamped with it after it was captured) and the shadow's keys gone
+  from the source (deletes) are taken instead, checked the same way; if that does not
+  account for the change either (a row changed without its cursor moving, a NULL cursor, a
+  shadow changed behind sqlorch's back), every row is diffed by key. Each is one batch.
 - ``capture_fingerprint`` (nothing declared): an order-independent fingerprint plus the
   column types; a change is a ``full`` batch.
 
@@ -47,11 +53,11 @@ A source that did not change costs one cheap query and writes nothing:
 decisions (``_recapture_reason``, ``append_only_changes``, ``keyed_changes``, the
 fingerprint test) and the same change queries, counted with a SELECT instead of written.
 Where capture would first rebuild a copy with followed columns, the prediction reads the
-copy through the same projection (``_followed``); where a keyed capture diffs a second
-time because its shadow's fingerprint still differs from the source's, the prediction
-fingerprints the shadow as the first diff would leave it, as a query (``_refreshed``), and
-diffs the source against that. So a plan's numbers are the batches the next build
-records, as long as the sources do not change in between.
+copy through the same projection (``_followed``). The keyed capture decides how narrowly to
+diff before it writes anything (``keyed_changes`` fingerprints the shadow as each diff
+would leave it, as a query: ``_refreshed``), so plan and build take the same branch. So a
+plan's numbers are the batches the next build records, as long as the sources do not
+change in between.
 """
 
 from __future__ import annotations
@@ -601,13 +607,20 @@ def _move_edge(source: _Source, mark: CursorMark, hi: str | None) -> CursorMark:
     return CursorMark(source.spec.cursor, hi, mark.below + mark.at + int(below), int(at))
 
 
+_WHOLE_DIFF = "rows changed without their cursor moving past the last capture; diffed by key in full"
+_FROM_LAST = "deletes or rows stamped with the last captured cursor value: compared from that value on"
+
+
 @dataclass(frozen=True)
 class KeyedDiff:
-    """What a keyed capture compares with its shadow: the candidate source rows (narrowed
-    by the cursor when there is one), and what it needs to record afterwards."""
+    """The one batch a keyed capture records: the source rows compared with the shadow,
+    whether the shadow's keys gone from the source are taken as deletes, and whether the
+    cursor failed to account for the change (every row compared)."""
 
     candidates: exp.Select
-    narrowed: bool  # only rows from the last cursor value on: diffed whole if the shadow still differs
+    few: bool  # the candidates are the rows the cursor selects, a few rows of a large source
+    deletes: bool
+    how: str  # where the cursor alone did not account for the change: the path taken, in words
     fingerprint: str | None  # the source's, over the captured columns
     mark: CursorMark | None  # as recorded by the last capture
     hi: str | None  # the source's maximum cursor now
@@ -616,35 +629,52 @@ class KeyedDiff:
 def keyed_changes(
     source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool
 ) -> KeyedDiff | str | None:
-    """The candidate rows of a keyed source, or why it must be captured whole (its key
-    repeats), or None when its fingerprint says it did not change. Reads only.
-    ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other columns."""
+    """What a keyed capture diffs, or why it must capture the source whole (its key
+    repeats and the cursor cannot account for the change), or None when its fingerprint
+    says it did not change. Reads only, so ``plan`` predicts with it what ``build`` does.
+
+    With a cursor the narrowest form that accounts for the whole change is taken: each is
+    checked by fingerprinting the shadow as the diff would leave it (``_refreshed``, a
+    query) against the source, so what is recorded is exact whatever the source did. In
+    order: rows past the last captured cursor value (inserts and updates kept the contract;
+    their keys' old images from the shadow); then rows from that value on, ties included,
+    plus the shadow's keys gone from the source (deletes, and rows stamped with the last
+    value after it was captured); then every row. Only the last needs the key to be unique
+    (a key diff cannot see a second copy of a row); the narrow forms are checked whole.
+    ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other
+    columns: its recorded fingerprint no longer describes it."""
     adapter, names, key = source.adapter, source.names, source.key
     source_fingerprint = adapter.fingerprint(source.ref, names)
     if trust_fingerprint and state.fingerprint is not None and source_fingerprint == state.fingerprint:
         return None
     mark = CursorMark.read(state.cursor_hi) if source.spec.cursor else None
     hi = _max_cursor(source) if source.spec.cursor else None
-    if _key_repeats(adapter, source.ref, key) or _key_repeats(adapter, shadow, key):
-        # A key diff cannot see a second copy of a row, nor its removal: while the declared
-        # key repeats (in the source now, or in the copy taken last time), each change is
-        # captured whole and the source's readers rebuild, which is exact either way.
-        return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
-    candidates = select_from(source.ref, names, "s")
+    every = select_from(source.ref, names, "s")
+    if hi is not None:
+        every = every.where(exp.LTE(this=source.cursor_column("s"), expression=source.cursor_value(hi)))
     narrowed = mark is not None and mark.hi is not None
     if mark is not None and mark.hi is not None:
-        # ">=": a row stamped with the last captured value may have arrived since; the
-        # shadow comparison drops the ones taken already.
-        candidates = candidates.where(exp.GTE(this=source.cursor_column("s"), expression=source.cursor_value(mark.hi)))
-    if hi is not None:
-        candidates = candidates.where(exp.LTE(this=source.cursor_column("s"), expression=source.cursor_value(hi)))
-    return KeyedDiff(candidates, narrowed, source_fingerprint, mark, hi)
+        last = source.cursor_value(mark.hi)
+        past = every.copy().where(exp.GT(this=source.cursor_column("s"), expression=last.copy()))
+        from_last = every.copy().where(exp.GTE(this=source.cursor_column("s"), expression=last.copy()))
+        for candidates, deletes, how in ((past, False, ""), (from_last, True, _FROM_LAST)):
+            new = new_images(source, candidates, shadow, True)
+            after = _refreshed(source, shadow, new, deletes)
+            if adapter.fingerprint(after, names) == source_fingerprint:
+                return KeyedDiff(candidates, True, deletes, how, source_fingerprint, mark, hi)
+    if _key_repeats(adapter, source.ref, key) or _key_repeats(adapter, shadow, key):
+        # A key diff cannot see a second copy of a row, nor its removal: while the declared
+        # key repeats (in the source now, or in the copy taken last time), each change the
+        # cursor cannot account for is captured whole and the source's readers rebuild,
+        # which is exact either way.
+        return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
+    how = _WHOLE_DIFF if narrowed else ""
+    return KeyedDiff(select_from(source.ref, names, "s"), False, True, how, source_fingerprint, mark, hi)
 
 
 def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
-    """A keyed source diffed against its shadow; narrowed by the cursor when there is one,
-    then checked against the source's fingerprint and diffed whole when they differ.
-    ``trust_fingerprint`` is False when the shadow was just rebuilt with other columns."""
+    """A keyed source diffed against its shadow, as narrowly as ``keyed_changes`` found
+    exact. ``trust_fingerprint`` is False when the shadow was just rebuilt with other columns."""
     adapter, names = source.adapter, source.names
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
@@ -652,77 +682,47 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     if isinstance(found, str):
         LOG.warning("source %s: %s", source.name, found)
         return _capture_whole(source, state, found)
+    if found.how == _WHOLE_DIFF:
+        LOG.warning("source %s: %s", source.name, _WHOLE_DIFF)
     batch = source.batch
-    recorded: list[tuple[int, str, int]] = []
-    notes: list[str] = []
     with adapter.transaction():
         # Leftovers of a capture interrupted on a warehouse without transactions.
         adapter.execute(exp.delete(source.log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
         if state.fingerprint is not None:
             _forget_fingerprint(adapter, source.name, state)
-        rows = _diff_batch(source, found.candidates, batch)
-        if rows:
-            recorded.append((batch, "delta", rows))
+        rows = _diff_batch(source, found, batch)
+        # Fingerprinted again rather than taken from the check: where there are no
+        # transactions the source may have moved between the check and the diff.
         shadow_fingerprint = adapter.fingerprint(source.copy, names)
-        if found.narrowed and shadow_fingerprint != found.fingerprint:
-            # Rows changed without their cursor moving past the last capture (or with a
-            # NULL cursor), or the shadow was changed by hand: diff every key.
-            LOG.warning("source %s: %s", source.name, _WHOLE_DIFF)
-            batch = batch + 1 if rows else batch
-            more = _diff_batch(source, select_from(source.ref, names, "s"), batch)
-            if more:
-                recorded.append((batch, "delta", more))
-                notes.append(_WHOLE_DIFF)
-            shadow_fingerprint = adapter.fingerprint(source.copy, names)
         mark = found.mark
         source.save(shadow_fingerprint, CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None)
-    return Captured(tuple(recorded), _keyed_reason(recorded, notes))
+    recorded = ((batch, "delta", rows),) if rows else ()
+    return Captured(recorded, _keyed_reason(rows, found))
 
 
-_WHOLE_DIFF = "rows changed without their cursor moving past the last capture; diffed by key in full"
-
-
-def _keyed_reason(recorded: list[tuple[int, str, int]], notes: list[str]) -> str:
-    rows = sum(count for _, _, count in recorded)
-    return "; ".join([f"{rows} old and new row images", *notes]) if rows else ""
+def _keyed_reason(rows: int, found: KeyedDiff) -> str:
+    return "; ".join(filter(None, [f"{rows} old and new row images", found.how])) if rows else ""
 
 
 def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> Captured:
-    """``capture_keyed``, counted: the batches it would record. The shadow as the first
-    diff would leave it is a query (``_refreshed``): fingerprinted as capture fingerprints
-    the refreshed table, and diffed whole against the source where capture would diff."""
-    adapter, names = source.adapter, source.names
+    """``capture_keyed``, counted: the batch it would record."""
     found = keyed_changes(source, state, shadow, trust_fingerprint)
     if found is None:
         return Captured()
     if isinstance(found, str):
         return Captured(((source.batch, "full", 0),), f"captured whole: {found}")
-    new = new_images(source, found.candidates, shadow)
-    old = old_images(source, shadow, new)
-    rows = _count(adapter, new) + _count(adapter, old)
-    batch = source.batch
-    recorded: list[tuple[int, str, int]] = []
-    notes: list[str] = []
-    if rows:
-        recorded.append((batch, "delta", rows))
-    after = _refreshed(source, shadow, new, old)
-    if found.narrowed and adapter.fingerprint(after, names) != found.fingerprint:
-        new_whole = new_images(source, select_from(source.ref, names, "s"), after)
-        more = _count(adapter, new_whole) + _count(adapter, old_images(source, after, new_whole))
-        if more:
-            recorded.append((batch + 1 if rows else batch, "delta", more))
-            notes.append(_WHOLE_DIFF)
-    return Captured(tuple(recorded), _keyed_reason(recorded, notes))
+    new = new_images(source, found.candidates, shadow, found.few)
+    rows = _count(source.adapter, new) + _count(source.adapter, old_images(source, shadow, new, found.deletes))
+    return Captured(((source.batch, "delta", rows),) if rows else (), _keyed_reason(rows, found))
 
 
-def _diff_batch(source: _Source, candidates: exp.Select, batch: int) -> int:
-    """Diff ``candidates`` against the shadow into ``batch``, record it and update the
+def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
+    """Diff the candidates against the shadow into ``batch``, record it and update the
     shadow; returns the rows written to the change log."""
     log, names, all_columns = source.log, source.names, [*source.names, BATCH_COLUMN, OLD_COLUMN]
-    source.adapter.execute(
-        insert_into(log, all_columns, with_images(new_images(source, candidates, source.copy), names, batch, False))
-    )
-    old = old_images(source, source.copy, _batch_new_images(source, batch))
+    new = new_images(source, found.candidates, source.copy, found.few)
+    source.adapter.execute(insert_into(log, all_columns, with_images(new, names, batch, False)))
+    old = old_images(source, source.copy, _batch_new_images(source, batch), found.deletes)
     source.adapter.execute(insert_into(log, all_columns, with_images(old, names, batch, True)))
     rows = source.batch_rows(batch)
     if rows:
@@ -757,26 +757,39 @@ def _forget_fingerprint(adapter: Adapter, name: str, state: RelationState) -> No
         adapter.execute(statement)
 
 
-def new_images(source: _Source, candidates: exp.Select, shadow: Rows) -> exp.Select:
-    """The candidate rows the shadow does not hold as they are: inserted or updated rows."""
+def new_images(source: _Source, candidates: exp.Select, shadow: Rows, few: bool) -> exp.Select:
+    """The candidate rows the shadow does not hold as they are: inserted or updated rows.
+    With ``few`` candidates the shadow is first narrowed to their keys: the engine then
+    hashes the few rows and streams the shadow past them, instead of hashing the shadow."""
+    compared = shadow
+    if few:
+        of_candidates = exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(candidates.copy().subquery("k"))
+            .where(null_safe_match("k", "h", source.key))
+        )
+        compared = _select(shadow, source.names, "h").where(of_candidates)
     unchanged = (
-        exp.select(exp.Literal.number(1)).from_(_from(shadow, "h")).where(null_safe_match("h", "s", source.names))
+        exp.select(exp.Literal.number(1)).from_(_from(compared, "h")).where(null_safe_match("h", "s", source.names))
     )
     return candidates.where(exp.not_(exp.Exists(this=unchanged)))
 
 
-def old_images(source: _Source, shadow: Rows, new: exp.Select) -> exp.Select:
-    """The shadow rows replaced by a new image of their key, or whose key left the source."""
+def old_images(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) -> exp.Select:
+    """The shadow rows replaced by a new image of their key, and with ``deletes`` those
+    whose key left the source."""
     key = source.key
-    replaced = exp.Exists(
+    gone: exp.Expr = exp.Exists(
         this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
     )
-    still_there = exp.Exists(
-        this=exp.select(exp.Literal.number(1))
-        .from_(source.ref.to_table(alias="s"))
-        .where(null_safe_match("s", "h", key))
-    )
-    return _select(shadow, source.names, "h").where(exp.or_(replaced, exp.not_(still_there)))
+    if deletes:
+        still_there = exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(source.ref.to_table(alias="s"))
+            .where(null_safe_match("s", "h", key))
+        )
+        gone = exp.or_(gone, exp.not_(still_there))
+    return _select(shadow, source.names, "h").where(gone)
 
 
 def _batch_new_images(source: _Source, batch: int) -> exp.Select:
@@ -797,12 +810,21 @@ def _refresh_shadow(source: _Source, batch: int) -> None:
     source.adapter.execute(insert_into(shadow, source.names, _batch_new_images(source, batch)))
 
 
-def _refreshed(source: _Source, shadow: Rows, new: exp.Select, old: exp.Select) -> exp.Query:
-    """The shadow as ``_refresh_shadow`` leaves it after a batch of ``new`` and ``old``
-    images, as a query: its rows of keys outside the batch, plus the new images."""
-    batch = exp.union(new.copy(), old.copy(), distinct=False)
-    in_batch = exp.Exists(
-        this=exp.select(exp.Literal.number(1)).from_(batch.subquery("n")).where(null_safe_match("n", "h", source.key))
+def _refreshed(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) -> exp.Query:
+    """The shadow as ``_refresh_shadow`` leaves it after a batch of ``new`` images and their
+    old images (``old_images``), as a query: its rows of keys outside the batch (with
+    ``deletes``, and still in the source), plus the new images. The old images are not
+    computed: every one has a key of the new images, or (deletes) a key gone."""
+    key = source.key
+    replaced = exp.Exists(
+        this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
     )
-    kept = _select(shadow, source.names, "h").where(exp.not_(in_batch))
+    kept = _select(shadow, source.names, "h").where(exp.not_(replaced))
+    if deletes:
+        still_there = exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(source.ref.to_table(alias="s"))
+            .where(null_safe_match("s", "h", key))
+        )
+        kept = kept.where(still_there)
     return exp.union(kept, _select(new, source.names, "i"), distinct=False)

@@ -28,9 +28,12 @@ from sqlorch.graph.dag import DAG
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import rebuild_cheaper
 from sqlorch.planning.steps import (
+    CHUNK,
+    CHUNKS,
     MICROSECONDS,
     Branch,
     Choice,
+    Chunks,
     Decision,
     Item,
     Plan,
@@ -83,6 +86,7 @@ class Executor:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.rebuilt: set[str] = set()
+        self.smaller_chunks: set[TableRef] = set()  # steps tried again after running out of memory
 
     def _adapter(self) -> Adapter:
         if not hasattr(self.local, "adapter"):
@@ -194,6 +198,7 @@ class Executor:
             self.inputs.existing.add(step.ref)
         result = ModelResult(name, "success", action, reason, written, strategy=strategy)
         result.branch = run.branch()
+        result.chunks = run.chunks
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 
@@ -274,7 +279,8 @@ class Executor:
             batch = step.batch if step.batch is not None else self.snapshot.latest_batch.get(name, 0) + 1
         run = self._run_seed if step.kind == "seed" else self._run_model
         committed = lambda: batch_recorded(self._adapter(), name, batch)  # noqa: E731
-        return retry_step(lambda: run(step), self._adapter(), self.inputs.retry, name, committed)
+        smaller = lambda: self.smaller_chunks.add(step.ref)  # noqa: E731
+        return retry_step(lambda: run(step), self._adapter(), self.inputs.retry, name, committed, on_memory=smaller)
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
@@ -359,6 +365,8 @@ class StepRun:
         self.audits = audits
         self.bound: dict[str, int | str] = {}
         self.taken: list[Branch] = []
+        self.chunks: int | None = None  # the chunks of keys the step ran in (``Chunks``)
+        self.in_chunks = False
         self.started = time.perf_counter()
 
     def branch(self) -> str | None:
@@ -399,6 +407,9 @@ class StepRun:
             raise failure
 
     def run(self, item: Item, in_transaction: bool = False) -> None:
+        if isinstance(item, Chunks):
+            self.run_chunks(item)
+            return
         if isinstance(item, Choice):
             branch = next(b for b in item.branches if all(self.holds(rule) for rule in b.rules))
             self.taken.append(branch)
@@ -436,7 +447,20 @@ class StepRun:
                     raise SqlorchError(
                         f"the {self.adapter.dialect} driver reported no row count for: {statement.sql()[:80]}"
                     )
-                self.bound[item.binds] = count
+                # a chunk's rows add to those of the chunks before it
+                self.bound[item.binds] = count + (int(self.bound.get(item.binds, 0)) if self.in_chunks else 0)
+
+    def run_chunks(self, chunks: Chunks) -> None:
+        """The statements once per chunk of the keys, as many chunks as the rows the inputs
+        really changed call for (more after running out of memory), in the open transaction."""
+        with self.executor.lock:
+            changed = sum(self.executor.snapshot.pending_rows(n, a, u) for n, a, u in chunks.inputs)
+        self.chunks = chunks.count(changed, smaller=self.step.ref in self.executor.smaller_chunks)
+        self.in_chunks = True
+        for chunk in range(self.chunks):
+            self.bound[CHUNK], self.bound[CHUNKS] = chunk, self.chunks
+            self.walk(list(chunks.statements), in_transaction=True)
+        self.in_chunks = False
 
     def holds(self, rule: Rule) -> bool:
         snapshot = self.executor.snapshot

@@ -13,7 +13,8 @@ table's keys those rows affect:
 - incremental: reads ``c``, the affected share ``f I`` of the inputs it recomputes, and
   scans the inputs' and the table's key columns to find the affected rows (``SCAN_SHARE``
   of a row each); writes ``4 f T`` (old and new images to the change log, the stored rows
-  deleted and the recomputed ones inserted).
+  deleted and the recomputed ones inserted); folding signed deltas recomputes no key: it
+  reads ``c`` and scans the inputs for the rows joining it, and writes ``4 f T`` likewise.
 
 ``f`` comes from the table's distinct keys ``D``: ``r`` changed rows falling at random on
 ``D`` keys hit ``D (1 - (1 - 1/D)^r)`` of them, where ``r`` is ``c / 2`` (an update logs
@@ -21,17 +22,27 @@ an old and a new image, mostly of one key) unless the change only appends. Unkno
 counts the key as unique (``D = T``), the estimate that favours the incremental form. An
 unknown ``I`` (no statistics yet) chooses no rebuild: the cost rule needs sizes.
 
+**Group state.** Folding signed deltas keeps each group's state in ``_sqlorch.agg__<model>``;
+where that state does not match the model's last batch (its first fold, or a rebuild or
+another strategy ran since) the fold first builds it from every input row: it reads ``I``
+and writes one row per group (``D``), one ``CREATE TABLE AS`` priced at a rebuild's rate.
+Its later folds need no rebuild of it. The fold is then chosen only where it is not dearer
+by ``MIN_SAVING`` than replacing the affected keys (``Costs.folds``): a few changed rows of a
+large table replace their keys, a change of many rows of large groups builds the state once.
+
 **Prior.** With no history the rates of ``PRIOR`` apply, read off the runs of
 bench/cost_model.py on DuckDB on a shared 2-core machine (300,000 orders, a dozen models,
 one thread): a rebuilt row (read or written) about ``1.5e-7`` s, a row of the
 incremental form (joined with the affected keys, found with NULL-safe matches, diffed and
 written twice) ``3e-7`` to ``1.5e-6`` s (a projection to a join), priced at the dear end:
 a change of a tenth of the keys is where the two forms meet, and a model's own runs move
-it; a row scanned only to find the affected keys' rows about ``SCAN_SHARE`` of that
-(twenty changed rows of 3,000,000: a window model's pass ~0.1 s). A rebuild's fixed cost is higher (it copies
-the old rows aside, diffs, counts and logs: about ten statements against the incremental
-form's seven), so on a table of a few thousand rows, where rows cost next to nothing, the
-incremental form wins, and keeps its consumers' change logs small.
+it; a row scanned only to find the affected keys' rows about ``SCAN_SHARE`` of that: the
+keyed statements scan the table and the inputs about twice each (twenty changed rows of
+3,000,000: 0.1 to 0.3 s a model, measured in-process at a load of 2 to 9 on two cores).
+A rebuild's fixed cost is higher (it copies the old rows aside, diffs, counts and logs:
+about ten statements against the incremental form's seven), so on a table of a few
+thousand rows, where rows cost next to nothing, the incremental form wins, and keeps its
+consumers' change logs small.
 
 **Learning.** Each model run records its seconds and the rows the plan estimated it
 reads and writes (``state/history.py``). A model's seconds per row for a strategy are its
@@ -39,7 +50,8 @@ recent runs' seconds beyond the fixed cost, over their rows, with the prior coun
 run of ``PRIOR_ROWS`` rows at the prior's rate: runs of a few rows (where the seconds are
 all fixed cost, and the noise of a busy machine) barely move it, large runs settle it. The
 fixed cost stays the prior's. The calibration is per model and per strategy, on the
-user's own warehouse.
+user's own warehouse; until a model has run both ways, the form without runs is scaled as
+the other's runs corrected it (``learned_rates``).
 """
 
 from __future__ import annotations
@@ -50,11 +62,12 @@ from sqlorch.state.history import RunCost
 
 FULL = "full"
 INCREMENTAL = "incremental"
-# A rebuild must save this much to be chosen: below it the two are within the noise of the
-# runs the rates are learned from (tens of ms on a busy machine), and a rebuild costs what
-# the model does not price: its consumers read a whole batch or a diff of every row.
+# A rebuild must save this much, or as much as it costs itself where that is less, to be
+# chosen: below it the two are within the noise of the runs the rates are learned from (tens
+# of ms on a busy machine). The second half keeps a small model from staying incremental at
+# four times the cost of its rebuild only because both are under MIN_SAVING.
 MIN_SAVING = 0.1  # seconds
-SCAN_SHARE = 0.01  # a row scanned to find the affected keys' rows, against a row recomputed
+SCAN_SHARE = 0.03  # a row scanned to find the affected keys' rows, against a row recomputed
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,10 @@ class Estimate:
     diffs: bool = True  # a rebuild diffs its old and new rows for its consumers
     appends_only: bool = False  # the changed rows are new rows only, no old images
     scans: bool = True  # the incremental form finds affected rows by key (not: inserting new rows)
+    # the incremental form folds signed deltas (``rewrites/signed_aggregates.py``): it reads the
+    # change and scans the inputs only for the rows joining it, and recomputes no group
+    folds: bool = False
+    builds_state: bool = False  # the fold first builds its group state from every input row
 
     @property
     def changed_records(self) -> int:
@@ -111,6 +128,12 @@ class Costs:
     incremental_work: Work
     full_work: Work
     logged_rows: int
+    folds: bool = False  # the incremental form priced folds signed deltas (else it replaces keys)
+
+    def incremental_form(self) -> Costs:
+        """These costs where a rebuild is not the question (a plan branch of its own decides
+        it): the incremental form they chose, never a rebuild."""
+        return replace(self, winner=INCREMENTAL)
 
     def reason(self) -> str:
         return f"full rebuild estimated cheaper: {self.full:.3g} s vs {self.incremental:.3g} s incremental"
@@ -139,6 +162,8 @@ def incremental_work(estimate: Estimate, keys: int) -> Work:
         return Work(estimate.changed_rows, 2 * estimate.changed_rows)
     inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
     scanned = round(SCAN_SHARE * (inputs + table)) if estimate.scans else 0
+    if estimate.folds:
+        return Work(estimate.changed_rows + scanned, 4 * affected_rows(estimate, keys))
     return Work(
         estimate.changed_rows + round(_share(estimate, keys) * inputs) + scanned, 4 * affected_rows(estimate, keys)
     )
@@ -152,6 +177,14 @@ def full_work(estimate: Estimate, keys: int) -> Work:
     return Work(inputs + (table if estimate.diffs else 0), table + diff)
 
 
+def state_work(estimate: Estimate) -> Work:
+    """Building a fold's group state: every input row read, a row per group written."""
+    if not (estimate.folds and estimate.builds_state):
+        return Work(0, 0)
+    groups = estimate.distinct_keys or estimate.table_rows or estimate.input_rows or 0
+    return Work(estimate.input_rows or 0, groups)
+
+
 def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
     """The prior's seconds per row, corrected by this model's recent runs of ``strategy``."""
     prior = PRIOR[strategy]
@@ -161,17 +194,46 @@ def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
     return Rate(prior.fixed, (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + rows))
 
 
+def learned_rates(history: list[RunCost]) -> dict[str, Rate]:
+    """Both forms' rates. Where the model has runs of one form only (its first build, before
+    any incremental run) the other form's prior is scaled as that form's was corrected: what
+    the runs say of the warehouse's speed (a slower machine, a busy one, threads sharing it)
+    holds for both forms, and correcting one alone would tilt every choice towards the other."""
+    rates = {strategy: learned_rate(strategy, history) for strategy in PRIOR}
+    seen = {run.strategy for run in history} & set(PRIOR)
+    if len(seen) == 1:
+        (known,) = seen
+        factor = rates[known].per_row / PRIOR[known].per_row
+        for strategy, prior in PRIOR.items():
+            if strategy != known:
+                rates[strategy] = Rate(prior.fixed, prior.per_row * factor)
+    return rates
+
+
 def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
-    """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING``; a
-    closer call goes to the incremental form, whose small change log keeps the model's
-    consumers incremental too."""
+    """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING`` (or its
+    own cost, if less); a closer call goes to the incremental form, whose small change log
+    keeps the model's consumers incremental too."""
     keys = affected_keys(estimate.changed_records, estimate.distinct_keys, estimate.table_rows)
+    rates = learned_rates(history)
+    incremental_rate, full_rate = rates[INCREMENTAL], rates[FULL]
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
-    incremental_cost = learned_rate(INCREMENTAL, history).seconds(incremental.rows_read, incremental.rows_written)
-    full_cost = learned_rate(FULL, history).seconds(full.rows_read, full.rows_written)
-    cheaper = full_cost + MIN_SAVING < incremental_cost
+    incremental_cost = incremental_rate.seconds(incremental.rows_read, incremental.rows_written)
+    folds = estimate.folds
+    state = state_work(estimate)
+    if state.rows_read or state.rows_written:
+        # the state's rows at a rebuild's rate (no fixed cost: one statement of the run)
+        incremental_cost += full_rate.per_row * (state.rows_read + state.rows_written)
+        replacing = incremental_work(replace(estimate, folds=False), keys)
+        replacing_cost = incremental_rate.seconds(replacing.rows_read, replacing.rows_written)
+        if replacing_cost + MIN_SAVING < incremental_cost:
+            folds, incremental, incremental_cost = False, replacing, replacing_cost
+        else:
+            incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
+    full_cost = full_rate.seconds(full.rows_read, full.rows_written)
+    cheaper = full_cost + min(MIN_SAVING, full_cost) < incremental_cost
     winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL
-    return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys))
+    return Costs(incremental_cost, full_cost, winner, keys, incremental, full, logged_rows(estimate, keys), folds)
 
 
 def break_even(estimate: Estimate, history: list[RunCost]) -> int | None:

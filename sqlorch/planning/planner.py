@@ -18,7 +18,7 @@ from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
 from sqlorch.planning.rewrites.model_statements import mentions
 from sqlorch.planning.rewrites.strategies import STRATEGIES
-from sqlorch.planning.steps import INSERT_ONLY, Decision, InputChange, Plan, Step
+from sqlorch.planning.steps import INSERT_ONLY, SIGNED_DELTAS, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.history import RunCost, latest_stats, recent
@@ -130,10 +130,13 @@ def decide_model(
         return Decision("full", f"{', '.join(full_inputs)} changed as a whole (rebuilt, or no change capture)", rebuild)
     in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
     if in_subquery:
-        return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
+        why = f" ({keys.not_signed})" if keys.not_signed else ""  # e.g. not decorrelated: an anti-join
+        return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression{why}", rebuild)
     if costs is not None and costs.winner == FULL:
         return Decision("full", costs.reason(), rebuild)
     for strategy in STRATEGIES:  # cheapest first
+        if strategy.name == SIGNED_DELTAS and costs is not None and not costs.folds:
+            continue  # its group state must be built first, dearer than replacing the keys (cost.py)
         if strategy.applies(keys, changes, capabilities):
             return Decision("incremental", strategy.reason(changed_names, keys), strategy.name)
     raise AssertionError("the last strategy always applies")
@@ -167,6 +170,7 @@ def model_estimate(
         diffs=diffs,
         appends_only=appended,
         scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
+        folds=item.keys.not_signed == "",
     )
 
 
@@ -293,6 +297,8 @@ def build_plan(
                 consumed = target is None or target.consumed is None or ref in target.consumed
                 diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
                 estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                if structural.strategy == SIGNED_DELTAS and snapshot.aggregate_states.get(name) != latest.get(name, 0):
+                    estimate = replace(estimate, builds_state=True)  # its group state is not current
                 history = _history(snapshot, name)
                 costs = estimate_costs(estimate, history)
                 if estimate.table_rows is None and estimate.input_rows is not None:

@@ -64,6 +64,7 @@ class StepTarget:
     # relations some model of the project reads (None: unknown, taken as all): a rebuild of
     # one no model reads records a whole batch instead of diffing its old and new rows
     consumed: frozenset[TableRef] | None = None
+    max_batch_rows: int | None = None  # sqlorch.yml's, or sized for the machine (``planning/chunks.py``)
 
     def claim(self, ref: TableRef) -> list[Item]:
         """The ownership claim, before the statement that creates the relation."""
@@ -128,6 +129,7 @@ def plan_model_statements(
         costs=costs,
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
+        max_batch_rows=target.max_batch_rows,
     )
     may_diff = exists and not full_refresh and (target.consumed is None or ref in target.consumed)
     diff_possible = (
@@ -150,15 +152,19 @@ def plan_model_statements(
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())
+    # the small form is never chunked: over max_batch_rows, the chunked statements
+    small_limit = min(replace_keys.SMALL_CHANGE_ROWS, target.max_batch_rows or replace_keys.SMALL_CHANGE_ROWS)
     decide = lambda c, rows: decide_model(item, snapshot, c, full_refresh, exists, rows, capabilities)  # noqa: E731
     base = decide(changes, None)
+    if base.strategy == SIGNED_DELTAS and costs is not None and not costs.folds and step.strategy != SIGNED_DELTAS:
+        base = decide(changes, costs.incremental_form())  # the keys replaced, as the step chose
     if not uncertain or base.action != "incremental":
         decision = Decision(step.action, step.reason, step.strategy)
         small = (
             decision.action == "incremental"
             and keyed(decision)
             and small_change_possible(ctx, changes, False)
-            and changed <= replace_keys.SMALL_CHANGE_ROWS
+            and changed <= small_limit
         )
         if small:  # the small form replaces keys by DELETE + INSERT, whatever the key
             step.strategy = DELETE_INSERT_KEYS
@@ -181,9 +187,9 @@ def plan_model_statements(
         branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
         expected.append(rebuild_cheaper(changed, threshold))
     if keyed(base) and small_change_possible(ctx, changes, False):
-        rule = Rule("rows_at_most", everything, threshold=replace_keys.SMALL_CHANGE_ROWS)
+        rule = Rule("rows_at_most", everything, threshold=small_limit)
         branches.append(Branch("small", [rule], base.action, DELETE_INSERT_KEYS, base.reason))
-        expected.append(changed <= replace_keys.SMALL_CHANGE_ROWS)
+        expected.append(changed <= small_limit)
     branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
     expected.append(True)
     kinds: frozenset[str] = frozenset()

@@ -40,6 +40,8 @@ OLD_ROWS = "old_rows"  # old images written to the change log
 NEW_ROWS = "new_rows"  # new images written to the change log
 WRITTEN = "written"  # rows written to the model's table (``ModelResult.rows``)
 MICROSECONDS = "microseconds"  # the step's time so far, bound before each statement (its recorded cost)
+CHUNK = "chunk"  # the chunk of the affected keys a statement works on (``Chunks``), from 0
+CHUNKS = "chunks"  # how many chunks the affected keys are cut into (``Chunks``)
 
 
 def placeholder(name: str) -> exp.Placeholder:
@@ -221,16 +223,53 @@ class Choice:
         return {"choice": [branch.to_json(dialect) for branch in self.branches]}
 
 
-Item = Statement | Choice
+@dataclass
+class Chunks:
+    """Statements run once per chunk of a step's affected keys, all in the step's
+    transaction (``planning/chunks.py``): ``$chunk`` runs from 0 to ``$chunks - 1``, and
+    ``$chunks`` is the rows changed in ``inputs`` (what the build recorded when the step
+    starts) divided by ``rows_per_chunk``, rounded up; after an out-of-memory error the
+    step is tried once more with ``SMALLER_CHUNKS`` times as many chunks."""
+
+    statements: list[Statement]
+    inputs: tuple[tuple[str, int, int], ...]  # (input, after, upto): the batch range read
+    rows_per_chunk: int  # ``max_batch_rows``
+    transaction: bool = True
+
+    def count(self, changed_rows: int, smaller: bool = False) -> int:
+        chunks = max(1, -(-changed_rows // self.rows_per_chunk))
+        return chunks * SMALLER_CHUNKS if smaller else chunks
+
+    def describe(self) -> str:
+        names = ", ".join(name for name, _, _ in self.inputs)
+        return (
+            f"once per chunk of the affected keys: changed rows of {names} / {self.rows_per_chunk} "
+            f"(max_batch_rows) chunks, {SMALLER_CHUNKS}x as many after an out-of-memory error"
+        )
+
+    def to_json(self, dialect: str) -> dict[str, Any]:
+        return {
+            "chunks": self.describe(),
+            "rows_per_chunk": self.rows_per_chunk,
+            "inputs": [{"input": n, "after": a, "upto": u} for n, a, u in self.inputs],
+            "statements": [item.to_json(dialect) for item in self.statements],
+        }
+
+
+SMALLER_CHUNKS = 4  # the retry after an out-of-memory error cuts each chunk in four
+
+Item = Statement | Choice | Chunks
 
 
 def flatten(items: list[Item]) -> list[Statement]:
-    """Every statement, of every branch, in order (for printing)."""
+    """Every statement, of every branch and chunk, in order (for printing)."""
     out: list[Statement] = []
     for item in items:
         if isinstance(item, Choice):
             for branch in item.branches:
                 out.extend(flatten(branch.statements))
+        elif isinstance(item, Chunks):
+            out.extend(item.statements)
         else:
             out.append(item)
     return out

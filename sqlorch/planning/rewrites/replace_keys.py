@@ -17,6 +17,7 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.chunks import chunk_budget, chunk_statements, numbered_keys
 from sqlorch.planning.cost import INCREMENTAL
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.add_partial_aggregates import partial_aggregate_rows
@@ -90,6 +91,16 @@ def incremental_statements(
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
+    # a change over max_batch_rows: the statements after the keys, once per chunk of them (``chunks.py``)
+    chunk = None
+    if prepared is None and not fold_appends and key:
+        chunk = chunk_budget(
+            ctx.max_batch_rows,
+            changes,
+            capabilities.transactional_ddl and capabilities.transactions,
+            capabilities.row_counts,
+            ctx.audited,
+        )
     if prepared is not None:
         out += prepared.before
         recomputed = prepared.recomputed
@@ -101,10 +112,13 @@ def incremental_statements(
     elif key:
         affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+        if chunk is not None:
+            affected = numbered_keys(affected)
         out += creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
     else:
         recomputed = ctx.compiled.physical_sql
+    per_chunk = len(out)  # the statements from here to the unique-key check run once per chunk
     if key:
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
     merge = keys.unique and bool(key) and capabilities.merge_in_transaction
@@ -167,6 +181,8 @@ def incremental_statements(
         )
         out.append(planned(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
     out += prepared.during if prepared is not None else []
+    if chunk is not None:
+        out[per_chunk:] = [chunk_statements(out[per_chunk:], keys_table, changes, chunk)]
     out += check_unique_key(ctx)
     out += bookkeeping(ctx, columns, INCREMENTAL)
     out += drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
