@@ -130,7 +130,11 @@ def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path,
     typical = _timed_cli_build(path, history)
     rng = random.Random(5)
     stopped = 0
-    for trial, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 3):
+    # six signals at random points; more (up to twelve) until three stopped a build: a build
+    # that finished before its signal proves nothing, and on a loaded machine a build's time varies
+    for trial, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 6):
+        if trial >= 6 and stopped >= 3:
+            break
         history.log.clear()
         history.step()
         delay = rng.uniform(0.4, max(0.6, typical * 0.95))
@@ -151,4 +155,4 @@ def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path,
             assert proc.returncode == 0, context
         _assert_built_ok(path, context)
         _assert_exact(db, path, context)
-    assert stopped >= 3, f"only {stopped} of 6 builds were stopped by the signal: delays too long"
+    assert stopped >= 3, f"only {stopped} of {trial + 1} builds were stopped by the signal: delays too long"
