@@ -4,7 +4,7 @@ model.
 A commit is the dearest statement of a small step (DuckDB writes and syncs its log: a few
 milliseconds, more than the step's own statements on a few rows). Where the warehouse
 rolls back DDL with the rest of a transaction, a run of steps each of which is the only
-running reader of the one before it (and reads no other running step) commits as one:
+running reader of the one before it (and reads no other step of the plan) commits as one:
 nothing else could start between them anyway, and a crash leaves all of them undone, as
 if the build had died before the first. A group that fails is rolled back and its steps
 run again one by one, each in its own transaction, so a failure costs exactly the models
@@ -52,7 +52,9 @@ def group_transactions(steps: list[Step], capabilities: Capabilities, audited: s
     for step in steps:
         if not _groupable(step, audited):
             continue
-        parents = [p for p in step.depends_on if p in running]
+        # every step of the plan it reads, running or not: one the executor would wait for
+        # (a skipped step whose upstream fails blocks its readers) must not be bypassed
+        parents = [p for p in step.depends_on if p in by_ref]
         if len(parents) == 1 and parents[0] in first_of:
             parent = parents[0]
             group = members[first_of[parent]]

@@ -71,7 +71,11 @@ def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) 
     _assert_exact(db, path, "after an uninterrupted CLI build")
     kills = mid_write = 0
     wal = db.with_name(db.name + ".wal")
-    for trial in range(4):
+    # four kills at random points; more (up to eight) until one lands after a committed write:
+    # a faster build leaves a larger share of its time to start-up, before the first commit
+    for trial in range(8):
+        if trial >= 4 and kills >= 2 and mid_write >= 1:
+            break
         history.log.clear()
         history.step()
         # every connection is closed: the build does not wait for a lock, and the log of
@@ -96,7 +100,7 @@ def test_sigkill_mid_build_then_rebuild_is_exact(project: tuple[Path, History]) 
         # and again with no new changes: the state must be consistent enough to keep going exactly
         _assert_built_ok(path, context + " (second build)")
         _assert_exact(db, path, context + " (second build)")
-    assert kills >= 2, f"only {kills} of 4 builds were still running when the kill was due: delays too long"
+    assert kills >= 2, f"only {kills} builds were still running when the kill was due: delays too long"
     assert mid_write >= 1, f"none of the {kills} killed builds had committed a write: they proved nothing"
 
 
@@ -126,7 +130,11 @@ def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path,
     typical = _timed_cli_build(path, history)
     rng = random.Random(5)
     stopped = 0
-    for trial, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 3):
+    # six signals at random points; more (up to twelve) until three stopped a build: a build
+    # that finished before its signal proves nothing, and on a loaded machine a build's time varies
+    for trial, signum in enumerate([signal.SIGINT, signal.SIGTERM] * 6):
+        if trial >= 6 and stopped >= 3:
+            break
         history.log.clear()
         history.step()
         delay = rng.uniform(0.4, max(0.6, typical * 0.95))
@@ -147,4 +155,4 @@ def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path,
             assert proc.returncode == 0, context
         _assert_built_ok(path, context)
         _assert_exact(db, path, context)
-    assert stopped >= 3, f"only {stopped} of 6 builds were stopped by the signal: delays too long"
+    assert stopped >= 3, f"only {stopped} of {trial + 1} builds were stopped by the signal: delays too long"
