@@ -1,6 +1,7 @@
 """Does an incremental build ever lose to a full refresh? The scenarios of the plan issue.
 
     python bench/cost_model.py [--orders 300000 3000000] [--chain 1000] [--runs 1] [--json OUT]
+    python bench/cost_model.py --orders --chain 1000     # the chain alone (no orders sizes)
 
 Scenarios, on the embedded DuckDB target, with the ``sqlorch`` of the running Python:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,12 +84,20 @@ def sqlorch_command() -> list[str]:
 
 
 def timed(args: list[str], root: Path) -> float:
+    return timed_with_cpu(args, root)[0]
+
+
+def timed_with_cpu(args: list[str], root: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, DuckDB's threads included) of one
+    ``sqlorch`` process: on a shared machine the CPU time is the steadier figure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([*sqlorch_command(), *args, "--project-dir", str(root)], capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"sqlorch {' '.join(args)} failed in {root}:\n{done.stdout}\n{done.stderr}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def write_orders_project(root: Path, orders: int) -> None:
@@ -166,9 +176,17 @@ def chain(work: Path, length: int) -> dict[str, object]:
     cold = timed(["build"], root)
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.execute("UPDATE raw.src SET v = -1 WHERE id = 7")
-    one_row = timed(["build"], root)
+    load = os.getloadavg()[0]
+    one_row, cpu = timed_with_cpu(["build"], root)
     shutil.rmtree(root)
-    return {"scenario": "chain", "models": length, "cold": round(cold, 2), "one_row": round(one_row, 2)}
+    return {
+        "scenario": "chain",
+        "models": length,
+        "cold": round(cold, 2),
+        "one_row": round(one_row, 2),
+        "one_row_cpu": round(cpu, 2),
+        "load_average_before_one_row": round(load, 2),
+    }
 
 
 def main() -> None:

@@ -38,11 +38,13 @@ from sqlorch.graph.dag import DAG
 from sqlorch.graph.selection import project_dag, select_nodes
 from sqlorch.model_facts import FactsCache, model_keys, model_lineage
 from sqlorch.outputs import output_dir
+from sqlorch.planning.chunks import default_max_batch_rows
 from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.rewrites.signed_statements import state_is_current
 from sqlorch.planning.step_statements import StepTarget
-from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Item, KeptState, Plan, SourceChange, Step
+from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
+from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
 from sqlorch.project.templating import reading_env_vars
@@ -324,6 +326,20 @@ def _catalog(
     return adapter.columns_many(tables)
 
 
+def _type_texts(known: dict[TableRef, dict[str, exp.DataType]], dialect: str) -> dict[TableRef, dict[str, str]]:
+    """The catalog's column types as the target writes them, each distinct type rendered
+    once (a project of 1,000 models has a few types over thousands of columns)."""
+    texts: dict[exp.DataType, str] = {}
+    out: dict[TableRef, dict[str, str]] = {}
+    for table, columns in known.items():
+        out[table] = {}
+        for name, kind in columns.items():
+            if kind not in texts:
+                texts[kind] = kind.sql(dialect=dialect)
+            out[table][name] = texts[kind]
+    return out
+
+
 def _planning_target(target: Target) -> Target:
     """The target a plan connects to (read-only): a DuckDB file that does not exist yet is
     planned as an empty in-memory warehouse, since connecting to the path would create the
@@ -414,15 +430,13 @@ def prepare(
             input_columns=input_columns,
             default_schema=project.settings.default_schema,
             resolve=make_resolver(project),
-            catalog={
-                table: {name: kind.sql(dialect=adapter.dialect) for name, kind in columns.items()}
-                for table, columns in known.items()
-            },
+            catalog=_type_texts(known, adapter.dialect),
             owned=owned,
             audited=set()
             if declared is None or options.audits == "off"
             else {ref for ref, calls in declared.models.items() if calls},
             consumed=frozenset(i for model in project.models.values() for i in model.inputs),
+            max_batch_rows=project.settings.max_batch_rows or default_max_batch_rows(),
         )
         plan = build_plan(
             project,
@@ -444,6 +458,7 @@ def prepare(
             choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
+        group_transactions(plan.steps, adapter.capabilities, target.audited)
         plan.sources = _source_changes(session, captured, known)
         _note_kept_state(adapter, plan, snapshot)
     except BaseException:
@@ -666,7 +681,10 @@ def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
             consumers.setdefault(input_ref, []).append(str(ref))
     relations = [*project.models, *project.seeds, *{s for m in project.models.values() for s in m.sources}]
     relations = [relation for relation in relations if str(relation) in moved]
-    logs = adapter.columns_many([change_log(relation) for relation in relations]) if relations else {}
+    # a change log the build found is still there (no step drops one for good): the catalog
+    # is asked only about the others, which this build may have created
+    unknown = [change_log(relation) for relation in relations if change_log(relation) not in prepared.known]
+    logs = {*(log for log in map(change_log, relations) if log in prepared.known), *adapter.columns_many(unknown)}
     with adapter.transaction():  # one commit, not one per change log (a chain of 1,000 has 1,000)
         for relation in relations:
             if change_log(relation) in logs:
@@ -684,6 +702,10 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
         raise GraphError(f"--explain: no selected model named '{model_name}'")
     step = matches[0]
     out = [("decision", f"-- {step.action}: {step.reason}")]
+    if step.group is not None:
+        shared = [str(s.ref) for s in prepared.plan.steps if s.group == step.group]
+        span = f"{len(shared)} steps, {shared[0]} to {shared[-1]}"
+        out.append(("transaction", f"-- commits in one transaction with the other steps of its chain ({span})"))
     if step.kind == "seed":
         out.append(("seed", f"-- load {step.ref} from its CSV file"))
     audits = None
@@ -700,7 +722,10 @@ def _explain_items(
     out: list[tuple[str, str]] = []
     indent = "  " * depth
     for item in items:
-        if isinstance(item, Choice):
+        if isinstance(item, Chunks):
+            out.append((f"{indent}{item.describe()} [in transaction]", "-- $chunk: 0 to $chunks - 1"))
+            out += _explain_items(list(item.statements), dialect, audits, depth + 1)
+        elif isinstance(item, Choice):
             for number, branch in enumerate(item.branches, 1):
                 rule = " and ".join(r.describe() for r in branch.rules) or "otherwise"
                 out.append(

@@ -64,7 +64,7 @@ from sqlorch.state.control import (
     record_changes,
     save_models,
 )
-from sqlorch.state.lease import acquire_lease, lost_error
+from sqlorch.state.lease import LEASE, Holder, acquire_lease, lost_error, read_holder
 from sqlorch.state.store import STATE_TABLES, StateSnapshot, load_snapshot
 
 Clock = Callable[[], float]
@@ -374,6 +374,7 @@ class StatusReport:
     heartbeat: Heartbeat | None
     note: str | None = None  # why there is no state to show
     extra: dict[str, Any] = field(default_factory=dict)
+    lease: Holder | None = None  # the build or run holding the target's lease (``state/lease.py``)
 
     def to_json(self) -> dict[str, Any]:
         beat_json = None
@@ -391,7 +392,22 @@ class StatusReport:
             "models": [status.to_json() for status in self.models],
             "sources": [source.to_json() for source in self.sources],
             "note": self.note,
+            "lease": _lease_json(self.lease),
         }
+
+
+def _lease_json(holder: Holder | None) -> dict[str, Any] | None:
+    if holder is None:
+        return None
+    return {
+        "owner": holder.owner,
+        "host": holder.host,
+        "pid": holder.pid,
+        "command": holder.command,
+        "since": holder.since,
+        "heartbeat": holder.heartbeat,
+        "expiry_seconds": holder.expiry,
+    }
 
 
 def _epoch(value: Any) -> float | None:
@@ -446,16 +462,17 @@ def status(options: Options, clock: Clock = time.time) -> StatusReport:
     adapter = connect(session.target)
     try:
         sources = [s for ref in session.selected if (m := session.project.models.get(ref)) for s in m.sources]
-        known = adapter.columns_many([*STATE_TABLES, *CONTROL_TABLES, *sources])
+        known = adapter.columns_many([*STATE_TABLES, *CONTROL_TABLES, LEASE, *sources])
         snapshot = load_snapshot(adapter) if all(t in known for t in STATE_TABLES) else StateSnapshot()
         control = load_control(adapter) if all(t in known for t in CONTROL_TABLES) else ControlState()
         interval = control.heartbeat.interval if control.heartbeat else 0.0
         statuses = _statuses(session, snapshot, control, now, interval)
         source_statuses = _source_statuses(adapter, session, known, control, now)
+        lease = read_holder(adapter) if LEASE in known else None
     finally:
         adapter.close()
     models = [statuses[name] for name in sorted(_managed(session))]
-    return StatusReport(session.target.name, now, models, source_statuses, control.heartbeat)
+    return StatusReport(session.target.name, now, models, source_statuses, control.heartbeat, lease=lease)
 
 
 def set_suspended(options: Options, name: str, suspended: bool) -> str:

@@ -291,6 +291,8 @@ def _render_status(report: StatusReport) -> None:
         f"sqlorch run on '{report.target}': "
         + (f"{run['owner']}, last tick {run['seconds_ago']:.0f}s ago" if run else "not running")
     )
+    # who writes to the target now; on DuckDB a holder has the file open too: status waited for it
+    console.line("lease: " + (f"held by {report.lease.describe()}" if report.lease else "free"))
     table = Table(title="models")
     for column in ("model", "freshness", "lag", "last success", "next due", "failures", "state"):
         table.add_column(column)

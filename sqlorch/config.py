@@ -32,13 +32,14 @@ PROJECT_KEYS = (
     "suspend_after_failures",
     "retry_attempts",
     "lease_expiry",
+    "max_batch_rows",
 )
 PROFILE_KEYS = ("target", "targets")
 # The settings sqlorch (or its adapter) reads per target type. Snowflake's are the
 # connector's own connection parameters, passed through unchecked: there are over a
 # hundred, and the connector reports the ones it does not know.
 TARGET_KEYS: dict[str, tuple[str, ...] | None] = {
-    "duckdb": ("type", "schema_prefix", "path", "threads", "profile_log", "query_log"),
+    "duckdb": ("type", "schema_prefix", "path", "threads", "memory_limit", "profile_log", "query_log"),
     "postgres": (
         "type", "schema_prefix", "threads", "host", "port", "dbname", "database", "user", "password", "sslmode",
         "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name", "options", "target_session_attrs",
@@ -66,6 +67,8 @@ class ProjectSettings:
     suspend_after_failures: consecutive failures in ``sqlorch run`` that suspend a model.
     retry_attempts: tries of a step that fails with a transient error (default 3; 1: none).
     lease_expiry: seconds a silent holder of the target's lease keeps it (default 60).
+    max_batch_rows: changed rows above which a step replaces its keys in chunks (None:
+    sized for the machine, ``planning/chunks.py``).
     """
 
     root: Path
@@ -78,6 +81,7 @@ class ProjectSettings:
     suspend_after_failures: int = 5
     retry_attempts: int = 3
     lease_expiry: float = 60.0
+    max_batch_rows: int | None = None
 
 
 def read_utf8(path: Path) -> str:
@@ -196,6 +200,7 @@ def load_project_settings(root: Path, cli_vars: dict[str, Any] | None = None) ->
         suspend_after_failures=int(data.get("suspend_after_failures") or 5),
         retry_attempts=int(data.get("retry_attempts") or 3),
         lease_expiry=float(data.get("lease_expiry") or 60.0),
+        max_batch_rows=int(data["max_batch_rows"]) if data.get("max_batch_rows") is not None else None,
     )
 
 
@@ -217,6 +222,7 @@ def _check_control_settings(data: dict[str, Any], path: Path) -> None:
     _check_number(data.get("suspend_after_failures"), path, "suspend_after_failures", 1, whole=True)
     _check_number(data.get("retry_attempts"), path, "retry_attempts", 1, whole=True)
     _check_number(data.get("lease_expiry"), path, "lease_expiry", 1)
+    _check_number(data.get("max_batch_rows"), path, "max_batch_rows", 1, whole=True)
 
 
 def _check_number(value: Any, path: Path, key: str, least: float, whole: bool = False) -> None:

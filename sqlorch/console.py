@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlorch.analysis.lineage_graph import Impact, LineageResult
 from sqlorch.audits.run import AuditResult
 from sqlorch.execution.results import ModelResult, RunResult
+from sqlorch.planning.chunks import planned_chunks
 from sqlorch.planning.steps import INSERT_ONLY, KeptState, Plan, Step
 
 if TYPE_CHECKING:
@@ -155,6 +156,10 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
         details = [step.reason]
         if step.key and step.action == "incremental" and step.strategy != INSERT_ONLY:  # the key decides the work
             details.append(f"key: {', '.join(step.key)}")
+        chunks = planned_chunks(step.statements) if step.action == "incremental" else None
+        if chunks is not None:  # a change over max_batch_rows (planning/chunks.py)
+            estimate = chunks.count(step.estimated_changed_rows or 0)
+            details.append(f"in chunks of keys: {estimate} estimated, of {chunks.rows_per_chunk} changed rows each")
         if step.cost_incremental is not None and step.cost_full is not None:  # the cost model compared both
             details.append(f"cost: {_costs(step.cost_incremental, step.cost_full, step.cost_winner)}")
         if step.kept_state is not None and step.action == "incremental":

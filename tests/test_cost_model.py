@@ -155,6 +155,10 @@ def test_a_fold_replaces_keys_when_its_missing_state_costs_more_to_build(tmp_pat
             "CAST(range AS DECIMAL(12, 2)) AS amount FROM range(2000)"
         )
     api.build(Options(project_dir=tmp_path))
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        # the rebuild wrote the group state; lost (as after a build by a release that kept none)
+        con.execute("DROP TABLE _sqlorch.agg__marts__totals")
+        con.execute("DELETE FROM _sqlorch.aggregate_states WHERE relation = 'marts.totals'")
     _update(tmp_path, "order_id IN (3, 4)")
 
     def planned() -> dict[str, Any]:

@@ -133,27 +133,26 @@ def test_plan_shows_the_group_state_a_signed_delta_model_keeps(demo_project: Pat
     when the next step builds it, and --json gives the same."""
     monkeypatch.setenv("COLUMNS", "100")
     orders = demo_project / "seeds/orders.csv"
+    warehouse = str(demo_project / "warehouse.duckdb")
+    state = "_sqlorch.agg__marts__daily_revenue"
 
     def change_an_amount(old: str, new: str) -> list[str]:
-        orders.write_text(
-            orders.read_text().replace(f"1002,2,2024-03-01,completed,{old}", f"1002,2,2024-03-01,completed,{new}")
-        )
+        text = orders.read_text()
+        orders.write_text(text.replace(f"1002,2,2024-03-01,completed,{old}", f"1002,2,2024-03-01,completed,{new}"))
         run = run_cli("plan", "--project-dir", demo_project)
         assert run.exit_code == 0, run.output
         return run.output.splitlines()
 
-    assert run_cli("build", "--project-dir", demo_project).exit_code == 0
+    assert run_cli("build", "--project-dir", demo_project).exit_code == 0  # the rebuild writes the state
     lines = change_an_amount("80.00", "81.00")  # an update: daily revenue folds signed deltas
-    state = "_sqlorch.agg__marts__daily_revenue"
-    assert f"    state: {state}, built by this step from the inputs" in lines
-    assert run_cli("build", "--project-dir", demo_project).exit_code == 0
-    lines = change_an_amount("81.00", "82.00")
-    groups = (
-        duckdb.connect(str(demo_project / "warehouse.duckdb"), read_only=True)
-        .execute("SELECT count(*) FROM marts.daily_revenue")
-        .fetchone()[0]
-    )
+    with duckdb.connect(warehouse, read_only=True) as con:
+        groups = con.execute("SELECT count(*) FROM marts.daily_revenue").fetchone()[0]
     assert f"    state: {state}, {groups} groups" in lines
     run = run_cli("plan", "--project-dir", demo_project, "--json")
     step = next(s for s in json.loads(run.output)["steps"] if s["model"] == "marts.daily_revenue")
     assert step["kept_state"] == {"table": state, "rows": groups, "current": True}
+    with duckdb.connect(warehouse) as con:
+        con.execute(f"DROP TABLE {state}")  # lost: the next fold builds it again
+        con.execute("DELETE FROM _sqlorch.aggregate_states WHERE relation = 'marts.daily_revenue'")
+    assert f"    state: {state}, built by this step from the inputs" in change_an_amount("81.00", "82.00")
+    assert run_cli("build", "--project-dir", demo_project).exit_code == 0

@@ -4,13 +4,24 @@ verdicts from real rows, read-only status, and the errors users see."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from sqlorch import api_run
+from sqlorch.adapters.registry import connect
+from sqlorch.api import Options
+from sqlorch.config import Target
+from sqlorch.errors import SqlorchError
+from sqlorch.schedule.due import ModelControl
+from sqlorch.state.control import load_control, load_ledger
+from sqlorch.state.lease import acquire_lease
 from tests.adapters.test_conformance import run_sqlorch
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_files
 
 SOURCES = """
 sources:
@@ -107,3 +118,68 @@ def test_docs_show_declared_freshness(make_project: Callable[[dict[str, str]], P
         "marts.c": "2h (default_freshness)",
         "marts.d": "cron 30 2 * * *",
     }
+
+
+def test_status_names_the_holder_of_the_lease(make_project: Callable[[dict[str, str]], Path]) -> None:
+    """A process holding the target's lease (here this one, as a build would) is shown with
+    its host, pid, command and since; a released lease shows as free."""
+    project = make_project(MODELS)
+    _fill(project, "'1 minute'", "'1 minute'")
+    assert _status(project)["lease"] is None  # never taken: no lease table yet
+    adapter = connect(Target("dev", "duckdb", {"path": str(project / "warehouse.duckdb")}))
+    try:
+        with acquire_lease(adapter, "build", wait=0):
+            lease = _status(project)["lease"]
+            assert isinstance(lease, dict)
+            assert (lease["host"], lease["pid"], lease["command"]) == (socket.gethostname(), os.getpid(), "build")
+            assert lease["since"] and lease["heartbeat"] and lease["expiry_seconds"] == 60.0
+            text = run_cli("status", "--project-dir", project).output
+            assert f"lease: held by sqlorch build on host {socket.gethostname()}, pid {os.getpid()}, since" in text
+        assert _status(project)["lease"] is None
+        assert "lease: free" in run_cli("status", "--project-dir", project).output
+    finally:
+        adapter.close()
+
+
+def test_a_build_that_fails_as_a_whole_fails_the_tick_but_no_model(tmp_path: Path) -> None:
+    """The build a tick starts fails before any model runs (here its profile broke between
+    the tick's source check and the build, through the tick's ``announce`` hook): the tick
+    fails with that error and the ledger records it, but no model's failures count, so even
+    ``suspend_after_failures: 1`` suspends nothing; the next tick builds everything."""
+    profiles = "target: dev\ntargets:\n  dev: {type: duckdb, path: warehouse.duckdb}\n"
+    project = write_files(
+        tmp_path / "p",
+        {
+            "models/sources.yml": "sources:\n  raw.events: {cursor: loaded_at, append_only: true}\n",
+            "models/marts/n.sql": "SELECT count(*) AS n FROM raw.events\n",
+            "sqlorch.yml": "suspend_after_failures: 1\n",
+            "profiles.yml": profiles,
+        },
+    )
+    _fill(project, "'1 minute'", "'1 minute'")
+    runner = api_run.Runner(Options(project_dir=project, profiles_dir=project, threads=1), 30.0)
+
+    def break_profile(tick: api_run.Tick, why: dict[str, str]) -> None:
+        (project / "profiles.yml").write_text("target: dev\ntargets: [\n")
+
+    with pytest.raises(SqlorchError) as failed:
+        runner.tick(announce=break_profile)
+    assert "profiles.yml" in failed.value.render()
+    (project / "profiles.yml").write_text(profiles)
+
+    def state() -> tuple[list[dict[str, object]], dict[str, ModelControl]]:
+        adapter = connect(Target("dev", "duckdb", {"path": str(project / "warehouse.duckdb")}))
+        try:
+            return load_ledger(adapter), load_control(adapter).models
+        finally:
+            adapter.close()
+
+    ledger, models = state()
+    assert [(row["kind"], row["status"]) for row in ledger] == [("run", "error")]  # no step ran
+    assert "profiles.yml" in json.loads(str(ledger[0]["summary"]))["error"]
+    assert all(m.failures == 0 and not m.suspended for m in models.values()), models
+    again = runner.tick()
+    assert again.due == ["marts.n"] and again.result is not None and not again.result.failed
+    ledger, models = state()
+    assert [row["status"] for row in ledger if row["kind"] == "run"] == ["error", "success"]
+    runner.close()

@@ -7,6 +7,7 @@ glue) costs ~0.1 s to import and none of it is used here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -121,6 +122,11 @@ class DuckDBAdapter:
         threads = settings.get("threads")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
+        if settings.get("memory_limit"):  # DuckDB's own cap (default 80% of the memory), e.g. "4GB"
+            try:
+                self.connection.execute("SET memory_limit = ?", [str(settings["memory_limit"])])
+            except duckdb.Error as error:
+                raise AdapterError(f"memory_limit: {error}") from None
         self.profile_log: Path | None = None
         if settings.get("profile_log"):
             # One JSON line per statement, DuckDB's own profile of it (operators, rows scanned):
@@ -250,12 +256,14 @@ class DuckDBAdapter:
         try:
             yield
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.TransactionException):  # DuckDB may have ended it (out of memory)
+                self.connection.execute("ROLLBACK")
             raise
         try:
             self.connection.execute("COMMIT")
-        except duckdb.Error as error:  # an interrupted COMMIT: nothing of the transaction was applied
-            self.connection.execute("ROLLBACK")
+        except duckdb.Error as error:  # a failed COMMIT: nothing of the transaction was applied
+            with contextlib.suppress(duckdb.TransactionException):  # nor left open, when it ran out of memory
+                self.connection.execute("ROLLBACK")
             raise AdapterError(str(error).strip()) from None
 
     def close(self) -> None:
@@ -275,19 +283,14 @@ class DuckDBAdapter:
     def relieve_memory(self, error: BaseException) -> bool:
         """DuckDB's own advice on an out-of-memory error: fewer threads (each holds its own
         buffers) and no insertion order to keep (lets large inserts stream). Settings of the
-        database, so for the rest of the build; once only."""
+        database, so for the rest of the build. True on every out-of-memory error, even when
+        the settings were already that low: the retry also cuts a chunked step's keys
+        smaller (``planning/chunks.py``); ``retry_step`` tries once more only."""
         if not isinstance(driver_error(error, duckdb.Error), duckdb.OutOfMemoryException):
             return False
-        try:
-            settings = self.connection.execute(
-                "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
-            ).fetchone()
-            if settings is None or (int(settings[0]) == 1 and not settings[1]):
-                return False
+        with contextlib.suppress(duckdb.Error):
             self.connection.execute("SET threads = 1")
             self.connection.execute("SET preserve_insertion_order = false")
-        except duckdb.Error:
-            return False
         return True
 
 

@@ -19,6 +19,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import DialectType
 from sqlglot.schema import Schema
 
+from sqlorch.analysis.decorrelate import NotDecorrelated, decorrelate
 from sqlorch.analysis.inline_ctes import RecursiveCTE, inline_ctes
 from sqlorch.analysis.signed_shape import NotSigned, check_signed
 
@@ -264,6 +265,22 @@ def _not_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | N
     return ""
 
 
+def _signed_form(
+    top: exp.Query, key: list[str], unique: bool, schema: Schema | None, dialect: DialectType
+) -> tuple[exp.Query, str]:
+    """The query the signed form maintains and why it has none (""): with subquery
+    expressions, their decorrelated form (``decorrelate.py``) when it has one; else the
+    query as written, which the other strategies read."""
+    if not _subquery_tables(top):
+        return top, _not_signed(top, key, unique, schema, dialect)
+    try:
+        joined = decorrelate(top)
+    except NotDecorrelated as error:
+        return top, f"not decorrelated: {error}"
+    reason = _not_signed(joined, key, unique, schema, dialect)
+    return (joined, "") if not reason else (top, f"decorrelated, {reason}")
+
+
 def analyse_keys(
     qualified: exp.Query,
     declared_key: tuple[str, ...] = (),
@@ -299,6 +316,7 @@ def analyse_keys(
             "window partition or row-level column)",
         )
     unique = _key_is_unique(inlined, key, declared_key)
+    inlined, not_signed = _signed_form(inlined, key, unique, schema, dialect)
     return KeyAnalysis(
         key=key,
         reason="",
@@ -310,5 +328,5 @@ def analyse_keys(
         nullable_tables=_nullable_tables(inlined),
         occurrences=_occurrences(inlined),
         distributive=_distributive(inlined, key, unique),
-        not_signed=_not_signed(inlined, key, unique, schema, dialect),
+        not_signed=not_signed,
     )

@@ -112,6 +112,9 @@ def _check_from(select: exp.Select) -> None:
         if not isinstance(item, exp.Subquery) or not isinstance(item.this, exp.Select):
             raise NotSigned(f"FROM item {item.sql()[:60]}")
         inner = item.this
+        if is_aggregated(inner):
+            _check_aggregated(inner)
+            continue
         for key in ("group", "having", "qualify", "distinct", "limit", "offset", "order"):
             if inner.args.get(key):
                 raise NotSigned(f"a derived table with {key.upper()}: its rows are not one per input row")
@@ -120,6 +123,63 @@ def _check_from(select: exp.Select) -> None:
         if any(s.is_star for s in inner.selects):
             raise NotSigned("a derived table with SELECT *")
         _check_from(inner)
+
+
+def is_aggregated(select: exp.Select) -> bool:
+    """A derived table of groups (GROUP BY, or a one-row aggregate): a decorrelated subquery."""
+    return select.args.get("group") is not None or any(
+        isinstance(n, exp.AggFunc) for s in select.selects for n in _own(s)
+    )
+
+
+def group_names(select: exp.Select) -> list[str]:
+    """The output columns of an aggregated derived table that are its GROUP BY expressions."""
+    group = select.args.get("group")
+    groups = group.expressions if group is not None else []
+    return [s.alias_or_name.lower() for s in select.selects if s.unalias() in groups]
+
+
+def _check_aggregated(inner: exp.Select) -> None:
+    """An aggregated derived table changes, when its one table changes, by its groups that
+    the change touches: old rows out (-1), new rows in (+1). Its old groups are rebuilt from
+    the weighted old rows, so its aggregates must be sums (COUNT, SUM), read from one table."""
+    for key in ("qualify", "distinct", "limit", "offset", "order", "joins", "laterals"):
+        if inner.args.get(key):
+            raise NotSigned(f"an aggregated derived table with {key.upper()}")
+    from_ = inner.args.get("from_") or inner.args.get("from")
+    if from_ is None or not isinstance(from_.this, exp.Table) or not isinstance(from_.this.this, exp.Identifier):
+        raise NotSigned("an aggregated derived table over anything but one table")
+    if any(isinstance(n, (exp.Subquery, exp.Exists, exp.Window)) for n in inner.walk() if n is not inner):
+        raise NotSigned("an aggregated derived table with a subquery or window")
+    group = inner.args.get("group")
+    if group is not None and (group.args.get("all") or group.args.get("rollup") or group.args.get("cube")):
+        raise NotSigned("an aggregated derived table with GROUP BY ALL, ROLLUP or CUBE")
+    groups = group.expressions if group is not None else []
+    names = group_names(inner)
+    if len(names) != len(groups):
+        raise NotSigned("an aggregated derived table with a GROUP BY expression it does not output")
+    aggregates = aggregates_of(inner)
+    for aggregate in aggregates:
+        if aggregate.kind not in ("count", "sum"):
+            raise NotSigned(
+                f"{aggregate.node.sql()} in a derived table: its value before the change is not a sum of rows"
+            )
+    having = inner.args.get("having")
+    for root in [
+        *(s.unalias() for s in inner.selects if s.alias_or_name.lower() not in names),
+        *([having.this] if having else []),
+    ]:
+        _outside_aggregates(root, aggregates, list(groups))
+
+
+def _aggregated_selects(top: exp.Select) -> list[exp.Select]:
+    return [
+        item.this
+        for item in top.find_all(exp.Subquery)
+        if isinstance(item.parent, (exp.From, exp.Join))
+        and isinstance(item.this, exp.Select)
+        and is_aggregated(item.this)
+    ]
 
 
 def _outside_aggregates(root: exp.Expr, aggregates: list[Aggregate], groups: list[exp.Expr]) -> None:
@@ -173,7 +233,8 @@ def check_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | 
     typed = annotate_types(top.copy(), schema=schema, dialect=dialect) if schema is not None else None
     if typed is None:
         raise NotSigned("input column types unknown")
-    typed_aggregates = aggregates_of(typed)
+    assert isinstance(typed, exp.Select)
+    typed_aggregates = aggregates_of(typed) + [a for inner in _aggregated_selects(typed) for a in aggregates_of(inner)]
     for aggregate in typed_aggregates:
         if aggregate.kind in ("sum", "avg") and aggregate.argument is not None and not _exact(aggregate.argument):
             raise NotSigned(f"{aggregate.node.sql()}: a sum of floating-point values depends on the order of the rows")

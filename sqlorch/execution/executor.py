@@ -28,9 +28,12 @@ from sqlorch.graph.dag import DAG
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import rebuild_cheaper
 from sqlorch.planning.steps import (
+    CHUNK,
+    CHUNKS,
     MICROSECONDS,
     Branch,
     Choice,
+    Chunks,
     Decision,
     Item,
     Plan,
@@ -83,6 +86,7 @@ class Executor:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.rebuilt: set[str] = set()
+        self.smaller_chunks: set[TableRef] = set()  # steps tried again after running out of memory
 
     def _adapter(self) -> Adapter:
         if not hasattr(self.local, "adapter"):
@@ -90,11 +94,28 @@ class Executor:
         adapter: Adapter = self.local.adapter
         return adapter
 
-    def _record_batch(self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int]) -> None:
+    def _record_batch(
+        self, name: str, batch: int, kind: str, rows: int, watermarks: dict[str, int], undo: list[Undo] | None = None
+    ) -> None:
+        """The batch in the build's snapshot, which later steps' rules read; ``undo`` collects
+        what takes it back out should its transaction roll back (a group's, see ``_run_group``)."""
         with self.lock:
+            if undo is not None:
+                previous = {key: self.snapshot.watermarks.get(key) for key in ((name, i) for i in watermarks)}
+                undo.append(Undo(name, batch, self.snapshot.latest_batch.get(name), previous))
             self.snapshot.record_batch(name, batch, kind, rows)
             for input_name, consumed in watermarks.items():
                 self.snapshot.watermarks[(name, input_name)] = consumed
+
+    def _forget(self, undo: list[Undo]) -> None:
+        with self.lock:
+            for entry in reversed(undo):
+                self.snapshot.forget_batch(entry.name, entry.batch, entry.latest)
+                for key, value in entry.watermarks.items():
+                    if value is None:
+                        self.snapshot.watermarks.pop(key, None)
+                    else:
+                        self.snapshot.watermarks[key] = value
 
     def _guard_dependent_views(self, ref: TableRef) -> None:
         """Where replacing a table drops its dependent views (Postgres: DROP ... CASCADE),
@@ -136,7 +157,8 @@ class Executor:
             self._record_batch(name, batch, kind, rows, {})
         return ModelResult(name, "success", step.action, step.reason, rows, strategy=step.strategy)
 
-    def _run_model(self, step: Step) -> ModelResult:
+    def _run_model(self, step: Step, undo: list[Undo] | None = None) -> ModelResult:
+        """The step's statements; inside the group's transaction when ``undo`` is given."""
         name = str(step.ref)
         if step.action == "skip":
             return ModelResult(name, "success", "skip", step.reason, 0, strategy=step.strategy)
@@ -162,18 +184,21 @@ class Executor:
         if step.action == "full":
             self._guard_dependent_views(step.ref)
         run = StepRun(self, step, self._adapter(), audits)
-        run.walk(step.statements)
+        run.walk(step.statements, in_transaction=undo is not None)
         top = run.taken[0] if run.taken and isinstance(step.statements[0], Choice) else None
         action, strategy, reason = (
             (top.action, top.strategy, top.reason) if top else (step.action, step.strategy, step.reason)
         )
         kind, rows, written = batch_record(run.bound)
         assert step.batch is not None
-        self._record_batch(name, step.batch, kind, rows, step.watermarks)
+        self._record_batch(name, step.batch, kind, rows, step.watermarks, undo)
         with self.lock:
+            if undo is not None and step.ref not in self.inputs.existing:
+                undo[-1].created = step.ref
             self.inputs.existing.add(step.ref)
         result = ModelResult(name, "success", action, reason, written, strategy=strategy)
         result.branch = run.branch()
+        result.chunks = run.chunks
         result.audits = [asdict(r) for r in (audits.results if audits else source_audits)]
         return result
 
@@ -184,8 +209,9 @@ class Executor:
             return set(step.depends_on)
         return set(step.depends_on) | audit_parents(audits.models[step.ref], self.inputs.resolve)
 
-    def _run(self, step: Step) -> ModelResult:
-        self.listener("start", step)
+    def _run(self, step: Step, announce: bool = True) -> ModelResult:
+        if announce:
+            self.listener("start", step)
         started = time.perf_counter()
         if step.action == "error":  # failed before the build (compile, ownership): never run
             result = ModelResult(str(step.ref), "error", "skip", "not built", None, error=step.reason)
@@ -202,11 +228,49 @@ class Executor:
             result = ModelResult(str(step.ref), "error", step.action, step.reason, None, error=error.render())
             if isinstance(error, AuditFailed):
                 result.audits = [asdict(r) for r in error.results]
+        return self._done(step, result, started)
+
+    def _done(self, step: Step, result: ModelResult, started: float) -> ModelResult:
         result.seconds = round(time.perf_counter() - started, 3)
         result.estimated_rows = step.estimated_changed_rows
         result.rows_written = result.rows
         self.listener("done", result)
         return result
+
+    def _run_group(self, steps: list[Step]) -> list[ModelResult]:
+        """Steps the plan commits together (``planning/transaction_groups.py``), in one
+        transaction. Should one fail, all roll back and run again one by one, each in its own
+        transaction as if never grouped: those before it succeed, it fails, those after it
+        (its readers) are skipped. Each model is reported done once the group committed."""
+        adapter = self._adapter()
+        undo: list[Undo] = []
+        done: list[tuple[Step, ModelResult, float]] = []
+        try:
+            with adapter.transaction():
+                for step in steps:
+                    self.listener("start", step)
+                    started = time.perf_counter()
+                    done.append((step, self._run_model(step, undo), started))
+        except SqlorchError:
+            self._forget(undo)
+            with self.lock:
+                self.inputs.existing -= {entry.created for entry in undo if entry.created is not None}
+            if self.adapter.interrupts.event.is_set():
+                return [ModelResult(str(step.ref), "skipped", "skip", "interrupted") for step in steps]
+            return self._one_by_one(steps)
+        return [self._done(step, result, started) for step, result, started in done]
+
+    def _one_by_one(self, steps: list[Step]) -> list[ModelResult]:
+        results: list[ModelResult] = []
+        for step in steps:
+            failed = next((r for r in results if r.status != "success"), None)
+            if failed is not None:  # a reader of the failed step (a group is a chain)
+                result = ModelResult(str(step.ref), "skipped", "skip", f"upstream {failed.model} failed")
+                self.listener("done", result)
+            else:
+                result = self._run(step, announce=False)
+            results.append(result)
+        return results
 
     def _retrying(self, step: Step) -> ModelResult:
         """The step, tried again after a transient error unless the batch it writes committed."""
@@ -215,7 +279,8 @@ class Executor:
             batch = step.batch if step.batch is not None else self.snapshot.latest_batch.get(name, 0) + 1
         run = self._run_seed if step.kind == "seed" else self._run_model
         committed = lambda: batch_recorded(self._adapter(), name, batch)  # noqa: E731
-        return retry_step(lambda: run(step), self._adapter(), self.inputs.retry, name, committed)
+        smaller = lambda: self.smaller_chunks.add(step.ref)  # noqa: E731
+        return retry_step(lambda: run(step), self._adapter(), self.inputs.retry, name, committed, on_memory=smaller)
 
     def execute(self, plan: Plan, threads: int) -> RunResult:
         steps = {step.ref: step for step in plan.steps}
@@ -224,9 +289,16 @@ class Executor:
             str(self.inputs.physical_of[ref]) for ref, step in steps.items() if step.action not in ("error", "skipped")
         }
         dag = DAG({ref: {d for d in self._depends_on(step) if d in steps} for ref, step in steps.items()})
+        groups: dict[TableRef, list[Step]] = {}  # a transaction group's first step -> its steps, in order
+        by_number: dict[int, list[Step]] = {}
+        for ref in dag.topological_order():
+            if steps[ref].group is not None:
+                by_number.setdefault(steps[ref].group or 0, []).append(steps[ref])
+        for members in by_number.values():
+            groups[members[0].ref] = members
         results: dict[TableRef, ModelResult] = {}
         blocked: dict[TableRef, str] = {}
-        running: dict[Future[ModelResult], TableRef] = {}
+        running: dict[Future[list[ModelResult]], list[TableRef]] = {}
         remaining = list(dag.topological_order())
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             while remaining or running:
@@ -240,18 +312,23 @@ class Executor:
                         result = ModelResult(str(ref), "skipped", "skip", blocked[ref])
                         results[ref] = result
                         self.listener("done", result)
+                    elif all(p in results for p in parents) and ref in groups:
+                        members = groups[ref]
+                        for member in members:
+                            remaining.remove(member.ref)
+                        running[pool.submit(self._run_group, members)] = [member.ref for member in members]
                     elif all(p in results for p in parents):
                         remaining.remove(ref)
-                        running[pool.submit(self._run, steps[ref])] = ref
+                        running[pool.submit(lambda step: [self._run(step)], steps[ref])] = [ref]
                 if not running:
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    ref = running.pop(future)
-                    results[ref] = future.result()
-                    if results[ref].status != "success":
-                        for child in dag.descendants([ref]):
-                            blocked.setdefault(child, f"upstream {ref} failed")
+                    for ref, result in zip(running.pop(future), future.result(), strict=True):
+                        results[ref] = result
+                        if result.status != "success":
+                            for child in dag.descendants([ref]):
+                                blocked.setdefault(child, f"upstream {ref} failed")
         run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
         if not self.adapter.interrupts.event.is_set():
             self._record_runs(run)
@@ -266,6 +343,17 @@ class Executor:
             pass  # run history is informative; the build's outcome is already committed
 
 
+@dataclass
+class Undo:
+    """One batch a group's step recorded in the build's snapshot, and what it replaced."""
+
+    name: str
+    batch: int
+    latest: int | None  # the relation's latest batch before
+    watermarks: dict[tuple[str, str], int | None]  # (consumer, input) -> batch consumed before
+    created: TableRef | None = None  # the model's table, first created by the step
+
+
 class StepRun:
     """One step's statements run in order: consecutive ``transaction`` statements in one
     transaction, choices resolved by their rules, values bound as they come."""
@@ -277,6 +365,8 @@ class StepRun:
         self.audits = audits
         self.bound: dict[str, int | str] = {}
         self.taken: list[Branch] = []
+        self.chunks: int | None = None  # the chunks of keys the step ran in (``Chunks``)
+        self.in_chunks = False
         self.started = time.perf_counter()
 
     def branch(self) -> str | None:
@@ -317,6 +407,9 @@ class StepRun:
             raise failure
 
     def run(self, item: Item, in_transaction: bool = False) -> None:
+        if isinstance(item, Chunks):
+            self.run_chunks(item)
+            return
         if isinstance(item, Choice):
             branch = next(b for b in item.branches if all(self.holds(rule) for rule in b.rules))
             self.taken.append(branch)
@@ -354,7 +447,20 @@ class StepRun:
                     raise SqlorchError(
                         f"the {self.adapter.dialect} driver reported no row count for: {statement.sql()[:80]}"
                     )
-                self.bound[item.binds] = count
+                # a chunk's rows add to those of the chunks before it
+                self.bound[item.binds] = count + (int(self.bound.get(item.binds, 0)) if self.in_chunks else 0)
+
+    def run_chunks(self, chunks: Chunks) -> None:
+        """The statements once per chunk of the keys, as many chunks as the rows the inputs
+        really changed call for (more after running out of memory), in the open transaction."""
+        with self.executor.lock:
+            changed = sum(self.executor.snapshot.pending_rows(n, a, u) for n, a, u in chunks.inputs)
+        self.chunks = chunks.count(changed, smaller=self.step.ref in self.executor.smaller_chunks)
+        self.in_chunks = True
+        for chunk in range(self.chunks):
+            self.bound[CHUNK], self.bound[CHUNKS] = chunk, self.chunks
+            self.walk(list(chunks.statements), in_transaction=True)
+        self.in_chunks = False
 
     def holds(self, rule: Rule) -> bool:
         snapshot = self.executor.snapshot

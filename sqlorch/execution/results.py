@@ -22,6 +22,7 @@ class ModelResult:
     estimated_rows: int | None = None  # the plan's estimate of changed input rows
     rows_written: int | None = None  # same as ``rows``, under the name the plan's estimates use
     branch: str | None = None  # where the plan held a choice: the branch taken and its rule
+    chunks: int | None = None  # where the plan held chunks of keys: how many ran (``planning/chunks.py``)
 
 
 @dataclass

@@ -15,7 +15,9 @@ goes on from the committed state).
 
 Out of memory is not transient (the same try fails the same way), but an adapter may be
 able to make the next try need less (``Adapter.relieve_memory``; DuckDB: one thread, no
-insertion order kept): then the step is tried once more at once, before it fails.
+insertion order kept): then the step is tried once more at once, before it fails, and a
+step that replaces its keys in chunks runs that try in four times as many
+(``on_memory``; ``planning/chunks.py``).
 
 The pause before try ``n + 1`` is ``base * 2 ** (n - 1)`` seconds, capped, times a random
 factor in [0.5, 1) ("equal jitter"): processes that failed together do not come back
@@ -76,10 +78,12 @@ def retry_step(
     committed: Callable[[], bool],
     draw: Callable[[], float] = random.random,
     wait: Callable[[float], bool] | None = None,
+    on_memory: Callable[[], None] | None = None,
 ) -> T:
     """``run()``, tried up to ``policy.attempts`` times while it fails with a transient error.
     The pause is waited on the adapter's interrupts (``wait`` returns True when stopped), so
-    a stopped build does not sleep it out; a stopped build is never retried."""
+    a stopped build does not sleep it out; a stopped build is never retried. ``on_memory``
+    is called before the try after an out-of-memory error (the step asks for less)."""
     wait = wait or adapter.interrupts.event.wait
     attempt = 1
     relieved = False
@@ -96,7 +100,9 @@ def retry_step(
         except SqlorchError as error:
             if not relieved and not adapter.interrupts.event.is_set() and adapter.relieve_memory(error):
                 relieved = True  # out of memory: once more at once, asking for less (not a transient error)
-                LOG.warning("%s: out of memory, trying once more with less parallelism: %s", name, error.message)
+                LOG.warning("%s: out of memory, trying once more asking for less: %s", name, error.message)
+                if on_memory is not None:
+                    on_memory()
                 continue
             if attempt >= policy.attempts or adapter.interrupts.event.is_set() or not retryable(adapter, error):
                 raise

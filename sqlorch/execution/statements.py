@@ -32,17 +32,19 @@ def changed_rows(log: TableRef, names: list[str], after: int, upto: int, old_onl
     return query
 
 
-def with_images(query: exp.Query, names: list[str], batch: int, old: bool) -> exp.Select:
-    """``query``'s rows plus the batch number and image flag, for a change log."""
+def with_images(query: exp.Query, names: list[str], batch: int, old: bool, copy: bool = True) -> exp.Select:
+    """``query``'s rows plus the batch number and image flag, for a change log (``query``
+    itself inside, not a copy, when not ``copy``: a tree the caller built for it)."""
     return exp.select(
         *columns_of(names, "r"),
         exp.alias_(exp.Literal.number(batch), BATCH_COLUMN, quoted=True),
         exp.alias_(exp.Boolean(this=old), OLD_COLUMN, quoted=True),
-    ).from_(query.subquery("r"))
+    ).from_(query.subquery("r", copy=copy), copy=False)
 
 
-def insert_into(table: TableRef, names: list[str], query: exp.Query) -> exp.Insert:
-    return exp.insert(query, table.to_table(), columns=[exp.to_identifier(n, quoted=True) for n in names])
+def insert_into(table: TableRef, names: list[str], query: exp.Query, copy: bool = True) -> exp.Insert:
+    columns = [exp.to_identifier(n, quoted=True) for n in names]
+    return exp.insert(query, table.to_table(), columns=columns, copy=copy)
 
 
 def create_table_as(

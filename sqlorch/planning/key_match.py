@@ -15,7 +15,7 @@ def null_safe_equal(pairs: Iterable[tuple[exp.Expr, exp.Expr]]) -> exp.Expr:
     """``a1 IS NOT DISTINCT FROM b1 AND ...``; TRUE for no pairs (a one-row aggregate's
     empty key matches its one row)."""
     conditions = [exp.NullSafeEQ(this=left, expression=right) for left, right in pairs]
-    return exp.and_(*conditions) if conditions else exp.true()
+    return exp.and_(*conditions, copy=False) if conditions else exp.true()  # the comparisons are new: no copy
 
 
 def null_safe_match(left: str, right: str, names: Sequence[str], right_names: Sequence[str] | None = None) -> exp.Expr:

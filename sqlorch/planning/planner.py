@@ -130,7 +130,8 @@ def decide_model(
         return Decision("full", f"{', '.join(full_inputs)} changed as a whole (rebuilt, or no change capture)", rebuild)
     in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
     if in_subquery:
-        return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression", rebuild)
+        why = f" ({keys.not_signed})" if keys.not_signed else ""  # e.g. not decorrelated: an anti-join
+        return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression{why}", rebuild)
     if costs is not None and costs.winner == FULL:
         return Decision("full", costs.reason(), rebuild)
     for strategy in STRATEGIES:  # cheapest first

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from sqlglot import exp
 
@@ -63,6 +64,7 @@ class StepTarget:
     # relations some model of the project reads (None: unknown, taken as all): a rebuild of
     # one no model reads records a whole batch instead of diffing its old and new rows
     consumed: frozenset[TableRef] | None = None
+    max_batch_rows: int | None = None  # sqlorch.yml's, or sized for the machine (``planning/chunks.py``)
 
     def claim(self, ref: TableRef) -> list[Item]:
         """The ownership claim, before the statement that creates the relation."""
@@ -127,6 +129,7 @@ def plan_model_statements(
         costs=costs,
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
+        max_batch_rows=target.max_batch_rows,
     )
     may_diff = exists and not full_refresh and (target.consumed is None or ref in target.consumed)
     diff_possible = (
@@ -149,6 +152,8 @@ def plan_model_statements(
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())
+    # the small form is never chunked: over max_batch_rows, the chunked statements
+    small_limit = min(replace_keys.SMALL_CHANGE_ROWS, target.max_batch_rows or replace_keys.SMALL_CHANGE_ROWS)
     decide = lambda c, rows: decide_model(item, snapshot, c, full_refresh, exists, rows, capabilities)  # noqa: E731
     base = decide(changes, None)
     if base.strategy == SIGNED_DELTAS and costs is not None and not costs.folds and step.strategy != SIGNED_DELTAS:
@@ -159,7 +164,7 @@ def plan_model_statements(
             decision.action == "incremental"
             and keyed(decision)
             and small_change_possible(ctx, changes, False)
-            and changed <= replace_keys.SMALL_CHANGE_ROWS
+            and changed <= small_limit
         )
         if small:  # the small form replaces keys by DELETE + INSERT, whatever the key
             step.strategy = DELETE_INSERT_KEYS
@@ -182,15 +187,15 @@ def plan_model_statements(
         branches.append(Branch("rebuild", [rule], "full", "rebuild", reason))
         expected.append(rebuild_cheaper(changed, threshold))
     if keyed(base) and small_change_possible(ctx, changes, False):
-        rule = Rule("rows_at_most", everything, threshold=replace_keys.SMALL_CHANGE_ROWS)
+        rule = Rule("rows_at_most", everything, threshold=small_limit)
         branches.append(Branch("small", [rule], base.action, DELETE_INSERT_KEYS, base.reason))
-        expected.append(changed <= replace_keys.SMALL_CHANGE_ROWS)
+        expected.append(changed <= small_limit)
     branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
     expected.append(True)
     kinds: frozenset[str] = frozenset()
     for branch in branches:
         decision = Decision(branch.action, branch.reason, branch.strategy)
-        branch.statements = statements(decision, branch.name == "small")
+        branch.built = partial(statements, decision, branch.name == "small")
         kinds |= _writes(decision, diff_possible)
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason

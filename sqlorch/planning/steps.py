@@ -17,6 +17,7 @@ which (``branch``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ OLD_ROWS = "old_rows"  # old images written to the change log
 NEW_ROWS = "new_rows"  # new images written to the change log
 WRITTEN = "written"  # rows written to the model's table (``ModelResult.rows``)
 MICROSECONDS = "microseconds"  # the step's time so far, bound before each statement (its recorded cost)
+CHUNK = "chunk"  # the chunk of the affected keys a statement works on (``Chunks``), from 0
+CHUNKS = "chunks"  # how many chunks the affected keys are cut into (``Chunks``)
 
 
 def placeholder(name: str) -> exp.Placeholder:
@@ -186,7 +189,17 @@ class Branch:
     action: str
     strategy: str
     reason: str
-    statements: list[Item] = field(default_factory=list)
+    # the statements, or the function of plan-time values that builds them (``statements``)
+    built: list[Item] | Callable[[], list[Item]] = field(default_factory=list)
+
+    @property
+    def statements(self) -> list[Item]:
+        """Built when first read, from values all fixed when the plan was made: a build reads
+        only the branch it takes, and a long chain's fallback branches (scratch tables for a
+        change too large for the small form) would cost more to build than to run."""
+        if callable(self.built):
+            self.built = self.built()
+        return self.built
 
     def to_json(self, dialect: str) -> dict[str, Any]:
         return {
@@ -210,16 +223,53 @@ class Choice:
         return {"choice": [branch.to_json(dialect) for branch in self.branches]}
 
 
-Item = Statement | Choice
+@dataclass
+class Chunks:
+    """Statements run once per chunk of a step's affected keys, all in the step's
+    transaction (``planning/chunks.py``): ``$chunk`` runs from 0 to ``$chunks - 1``, and
+    ``$chunks`` is the rows changed in ``inputs`` (what the build recorded when the step
+    starts) divided by ``rows_per_chunk``, rounded up; after an out-of-memory error the
+    step is tried once more with ``SMALLER_CHUNKS`` times as many chunks."""
+
+    statements: list[Statement]
+    inputs: tuple[tuple[str, int, int], ...]  # (input, after, upto): the batch range read
+    rows_per_chunk: int  # ``max_batch_rows``
+    transaction: bool = True
+
+    def count(self, changed_rows: int, smaller: bool = False) -> int:
+        chunks = max(1, -(-changed_rows // self.rows_per_chunk))
+        return chunks * SMALLER_CHUNKS if smaller else chunks
+
+    def describe(self) -> str:
+        names = ", ".join(name for name, _, _ in self.inputs)
+        return (
+            f"once per chunk of the affected keys: changed rows of {names} / {self.rows_per_chunk} "
+            f"(max_batch_rows) chunks, {SMALLER_CHUNKS}x as many after an out-of-memory error"
+        )
+
+    def to_json(self, dialect: str) -> dict[str, Any]:
+        return {
+            "chunks": self.describe(),
+            "rows_per_chunk": self.rows_per_chunk,
+            "inputs": [{"input": n, "after": a, "upto": u} for n, a, u in self.inputs],
+            "statements": [item.to_json(dialect) for item in self.statements],
+        }
+
+
+SMALLER_CHUNKS = 4  # the retry after an out-of-memory error cuts each chunk in four
+
+Item = Statement | Choice | Chunks
 
 
 def flatten(items: list[Item]) -> list[Statement]:
-    """Every statement, of every branch, in order (for printing)."""
+    """Every statement, of every branch and chunk, in order (for printing)."""
     out: list[Statement] = []
     for item in items:
         if isinstance(item, Choice):
             for branch in item.branches:
                 out.extend(flatten(branch.statements))
+        elif isinstance(item, Chunks):
+            out.extend(item.statements)
         else:
             out.append(item)
     return out
@@ -266,6 +316,8 @@ class Step:
     cost_winner: str = ""  # "incremental" | "full" | "" (not compared: a skip, a shape with no exact rewrite)
     estimated_log_rows: int | None = None  # rows the step puts in its change log: its consumers' change
     kept_state: KeptState | None = None
+    # steps sharing a number run in order in one transaction (``transaction_groups.py``)
+    group: int | None = None
 
     def to_json(self, dialect: str = "duckdb") -> dict[str, Any]:
         return {
@@ -290,6 +342,7 @@ class Step:
             "cost_full": self.cost_full,
             "cost_winner": self.cost_winner,
             "kept_state": self.kept_state.to_json() if self.kept_state is not None else None,
+            "transaction_group": self.group,
         }
 
 

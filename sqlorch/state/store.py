@@ -136,6 +136,18 @@ class StateSnapshot:
             if kind == "append":
                 self.append_batches.setdefault(name, set()).add(batch)
 
+    def forget_batch(self, name: str, batch: int, latest: int | None) -> None:
+        """Undo ``record_batch`` (the transaction that wrote the batch rolled back); ``latest``:
+        the relation's latest batch before it (None: none)."""
+        if latest is None:
+            self.latest_batch.pop(name, None)
+        else:
+            self.latest_batch[name] = latest
+        if batch in self.full_batches.get(name, []):
+            self.full_batches[name].remove(batch)
+        self.delta_rows.get(name, {}).pop(batch, None)
+        self.append_batches.get(name, set()).discard(batch)
+
     def pending_rows(self, input_name: str, after: int, upto: int) -> int:
         return sum(rows for batch, rows in self.delta_rows.get(input_name, {}).items() if after < batch <= upto)
 
@@ -241,12 +253,14 @@ def _eq(column: str, value: Any) -> exp.Expr:
 
 
 def _values_insert(name: str, row: dict[str, Any], *more: dict[str, Any]) -> exp.Insert:
-    """One INSERT of ``row`` and ``more`` rows of the same columns."""
+    """One INSERT of ``row`` and ``more`` rows of the same columns (their expressions built
+    for it: not copied)."""
     columns = list(row)
     return exp.insert(
         exp.values([tuple(r[c] for c in columns) for r in (row, *more)]),
         state_table(name).to_table(),
         columns=[exp.to_identifier(c, quoted=True) for c in columns],
+        copy=False,
     )
 
 

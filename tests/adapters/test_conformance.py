@@ -271,6 +271,15 @@ PROJECT = {
         GROUP BY c.country
         HAVING count(*) > 1
     """,
+    "models/marts/ordering_countries.sql": """
+        SELECT c.country, count(*) AS customers
+        FROM raw.customers AS c
+        WHERE EXISTS (SELECT 1 FROM staging.orders AS o WHERE o.customer_id = c.customer_id AND o.amount > 10)
+          AND c.customer_id IN (
+            SELECT o2.customer_id FROM staging.orders AS o2 GROUP BY o2.customer_id HAVING sum(o2.amount) > 100
+          )
+        GROUP BY c.country
+    """,
     "models/marts/big_customers.sql": """
         -- materialized: table
         SELECT customer_id, total FROM marts.by_customer WHERE total > 100
@@ -329,6 +338,8 @@ def test_incremental_builds_match_from_scratch(warehouse: Warehouse, tmp_path: P
     # deltas where the state can commit with the model (not BigQuery: no transactions here)
     signed = "fold signed deltas" if adapter.capabilities.transactions else "merge keys"
     assert changed["marts.country_stats"]["strategy"] == signed, changed
+    # EXISTS and IN decorrelated into joins with derived tables of groups (analysis/decorrelate.py)
+    assert changed["marts.ordering_countries"]["strategy"] == signed, changed
     assert_models_match_their_sql(warehouse, project)
 
     # nothing changed: everything skips, also as seen by another process

@@ -21,10 +21,10 @@ import pytest
 from sqlglot import exp
 
 from sqlorch import api
-from sqlorch.planning.steps import Choice, Item, Plan, placeholder
+from sqlorch.planning.steps import Choice, Chunks, Item, Plan, placeholder
 from sqlorch.refs import TableRef
 from tests.adapters.conftest import Warehouse, _Servers, _warehouse
-from tests.adapters.test_conformance import create_table
+from tests.adapters.test_conformance import assert_models_match_their_sql, create_table
 from tests.conftest import write_files
 
 PROJECT = {
@@ -136,17 +136,21 @@ def _consecutive(executed: list[str], planned: list[str], dialect: str) -> int:
 CATALOG_READ = "-- the catalog read that evaluates a same_columns rule"
 
 
-def _resolve(items: list[Item], taken: list[str], dialect: str) -> list[str]:
+def _resolve(items: list[Item], taken: list[str], dialect: str, chunks: int | None = None) -> list[str]:
     """The statements of the branches the build took, in order (``branch`` in run_results),
-    with the one read a rule makes of the warehouse: the rebuilt table's columns."""
+    with the one read a rule makes of the warehouse: the rebuilt table's columns; a step's
+    chunks of keys, as many times as it ran them (``chunks`` in run_results)."""
     out: list[str] = []
     for item in items:
-        if isinstance(item, Choice):
+        if isinstance(item, Chunks):
+            assert chunks, "the plan held chunks of keys, the build ran none"
+            out += [statement.render(dialect) for statement in item.statements] * chunks
+        elif isinstance(item, Choice):
             if any(rule.test == "same_columns" for branch in item.branches for rule in branch.rules):
                 out.append(CATALOG_READ)
             branch = next(b for b in item.branches if b.name == taken[0])
             taken.pop(0)
-            out += _resolve(branch.statements, taken, dialect)
+            out += _resolve(branch.statements, taken, dialect, chunks)
         elif item.sql is not None:
             out.append(item.render(dialect))
     return out
@@ -172,7 +176,7 @@ def _assert_ran_as_planned(plan: Plan, results: dict, executed: list[str]) -> in
         result = results[str(step.ref)]
         assert (result.action, result.strategy) == (step.action, step.strategy) or result.branch, step.ref
         taken = [part.split(":")[0] for part in result.branch.split("; ")] if result.branch else []
-        expected = _resolve(step.statements, taken, plan.dialect)
+        expected = _resolve(step.statements, taken, plan.dialect, result.chunks)
         assert not taken, (step.ref, taken)
         if not expected:
             continue
@@ -241,6 +245,32 @@ def test_every_model_runs_the_statements_of_its_plan(
     assert results["staging.stg_orders"].action == "full"
     matched += _assert_ran_as_planned(plan, results, executed)
     assert matched > 40
+
+
+def test_a_change_over_max_batch_rows_runs_its_chunks_as_planned(
+    logged: tuple[Warehouse, Callable[[], list[str]]], tmp_path: Path
+) -> None:
+    """A step whose change exceeds ``max_batch_rows`` holds its per-chunk statements once,
+    with ``$chunk`` and ``$chunks`` open; the warehouse receives them once per chunk, with
+    the chunk's number and the count bound."""
+    warehouse, read = logged
+    project = write_files(tmp_path / "p", {**PROJECT, "sqlorch.yml": "max_batch_rows: 4\n"})
+    _sources(
+        warehouse,
+        "INSERT INTO raw.orders VALUES " + ", ".join(f"({i}, {i % 7}, {i * 3}, 'paid')" for i in range(1, 60)),
+    )
+    options = api.Options(project_dir=project, profiles_dir=warehouse.profiles_dir, threads=1)
+    api.build(options)
+    more = ", ".join(f"({i}, {i % 7}, {i}, 'paid')" for i in range(100, 110))
+    _sources(warehouse, f"INSERT INTO raw.orders VALUES {more}", create=False)
+    plan, results, executed = _plan_then_build(warehouse, project, read)
+    chunked = {str(s.ref) for s in plan.steps if any(isinstance(i, Chunks) for i in s.statements)}
+    assert "staging.stg_orders" in chunked
+    assert all((results[name].chunks or 0) > 1 for name in chunked)
+    # a consumer of it chunks too, inside the branch its upstream's outcome selects
+    assert (results["marts.ranked_orders"].chunks or 0) > 1, results["marts.ranked_orders"]
+    assert _assert_ran_as_planned(plan, results, executed) > 20
+    assert_models_match_their_sql(warehouse, project)  # the chunks replaced every key, once
 
 
 def test_plan_explain_prints_the_planned_statements(

@@ -71,6 +71,7 @@ class ModelContext:
     costs: Costs | None = None  # the cost model's estimates, recorded with the run (``state/history.py``)
     stats: TableStats | None = None  # the table as the model's last run left it
     aggregate_state: int | None = None  # the model batch its signed-delta state matches (``signed_statements.py``)
+    max_batch_rows: int | None = None  # changed rows above which keys are replaced in chunks (``planning/chunks.py``)
 
 
 def planned(statement: exp.Expr, purpose: str, transaction: bool = False, binds: str = "") -> Statement:

@@ -9,23 +9,29 @@ from sqlorch.project.dependencies import table_references
 from sqlorch.refs import TableRef
 
 
-def rename_relations(query: exp.Query, physical: dict[TableRef, TableRef], default_schema: str) -> exp.Query:
-    """Return a copy of ``query`` whose model/seed references use physical names.
+def rename_relations(
+    query: exp.Query, physical: dict[TableRef, TableRef], default_schema: str, copy: bool = True
+) -> exp.Query:
+    """Return a copy of ``query`` (``query`` itself, renamed in place, when not ``copy``: a
+    tree the caller just built) whose model/seed references use physical names.
 
     ``physical`` maps project relations (``staging.orders``) to where they live on the
     target. Bare names resolve through their unique project relation. Aliases are kept (or
     added as the bare name) so column references like ``orders.id`` stay valid.
     """
-    query = query.copy()
-    by_name: dict[str, list[TableRef]] = {}
-    for ref in physical:
-        by_name.setdefault(ref.name, []).append(ref)
+    query = query.copy() if copy else query
+    # indexed at the first bare name only: ``physical`` may hold every model of the project
+    by_name: dict[str, list[TableRef]] | None = None
     for source in table_references(query):
         name = source.name.lower()
         if source.db:
             ref = TableRef(schema=source.db.lower(), name=name, catalog=source.catalog.lower() or None)
             target = physical.get(ref)
         else:
+            if by_name is None:
+                by_name = {}
+                for ref in physical:
+                    by_name.setdefault(ref.name, []).append(ref)
             candidates = by_name.get(name, [])
             target = physical[candidates[0]] if len(candidates) == 1 else None
         if target is None:

@@ -17,6 +17,7 @@ from sqlorch.execution.statements import (
     select_from,
     with_images,
 )
+from sqlorch.planning.chunks import chunk_budget, chunk_statements, numbered_keys
 from sqlorch.planning.cost import INCREMENTAL
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.add_partial_aggregates import partial_aggregate_rows
@@ -90,6 +91,16 @@ def incremental_statements(
 
     keys_ref = keys_table.to_table(alias="k")
     target_match: exp.Expr = exp.true()
+    # a change over max_batch_rows: the statements after the keys, once per chunk of them (``chunks.py``)
+    chunk = None
+    if prepared is None and not fold_appends and key:
+        chunk = chunk_budget(
+            ctx.max_batch_rows,
+            changes,
+            capabilities.transactional_ddl and capabilities.transactions,
+            capabilities.row_counts,
+            ctx.audited,
+        )
     if prepared is not None:
         out += prepared.before
         recomputed = prepared.recomputed
@@ -101,10 +112,13 @@ def incremental_statements(
     elif key:
         affected = build_affected_keys(keys.inlined, key, sources.is_changed, sources.changed, sources.everything)
         affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+        if chunk is not None:
+            affected = numbered_keys(affected)
         out += creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
         recomputed = restrict_to_keys(ctx.compiled.physical_sql, key, keys_ref)
     else:
         recomputed = ctx.compiled.physical_sql
+    per_chunk = len(out)  # the statements from here to the unique-key check run once per chunk
     if key:
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
     merge = keys.unique and bool(key) and capabilities.merge_in_transaction
@@ -167,6 +181,8 @@ def incremental_statements(
         )
         out.append(planned(insert_into(ctx.physical, columns, new_images), "apply: insert recomputed rows", True))
     out += prepared.during if prepared is not None else []
+    if chunk is not None:
+        out[per_chunk:] = [chunk_statements(out[per_chunk:], keys_table, changes, chunk)]
     out += check_unique_key(ctx)
     out += bookkeeping(ctx, columns, INCREMENTAL)
     out += drop_scratch(ctx, [keys_table, rows_table, stored, changed, *(prepared.scratch if prepared else [])])
@@ -200,7 +216,8 @@ def small_statements(
     """``incremental_statements`` for a small change: the affected keys in one scratch table,
     then one transaction of one log insert (old and new images), DELETE + INSERT of the
     affected keys (their row counts are the images' counts) and bookkeeping, the recomputed
-    rows computed where they are written (twice, for the log and the table). Every row of an
+    rows computed where they are logged (the INSERT into the table copies them from the log,
+    where the transaction reads its own writes; else it computes them again). Every row of an
     affected key is logged, old and new, as where the warehouse cannot diff: a few unchanged
     rows cost less than the three scratch tables that would find them. (A CTE of the keys in
     each statement instead of the table: DuckDB runs it as a correlated subquery, ten times
@@ -209,7 +226,7 @@ def small_statements(
     assert keys.key is not None and keys.inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
     affected = build_affected_keys(keys.inlined, keys.key, sources.is_changed, sources.changed, sources.everything)
-    affected = rename_relations(affected, ctx.physical_of, ctx.default_schema)
+    affected = rename_relations(affected, ctx.physical_of, ctx.default_schema, copy=False)
     keys_table = scratch(ctx, "keys")
     out: list[Item] = []
     out += creates(ctx, create_table_as(keys_table, affected, temporary=ctx.capabilities.temp_tables), "affected keys")
@@ -217,22 +234,38 @@ def small_statements(
     recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_ref)
     columns = stored_columns(ctx)
     physical = ctx.physical.name
-    match = key_match(keys_ref, [(n, exp.column(n, table=physical, quoted=True)) for n in keys.key])
-    old_images = select_from(ctx.physical, columns, physical).where(match)
+    # the stored rows of the keys by a join, not EXISTS (DuckDB plans a correlated EXISTS at
+    # about twice the cost, a fixed cost per model): the keys are DISTINCT, so each stored
+    # row matches at most one of them, NULL-safe as DISTINCT groups NULLs
+    on = null_safe_match("k", physical, keys.key)
+    old_images = select_from(ctx.physical, columns, physical).join(keys_table.to_table(alias="k"), on=on, copy=False)
     log = change_log(ctx.compiled.model.ref)
     all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
     out += clear_leftovers(ctx, log)
-    # one log insert of both images; the DELETE and INSERT that follow count them
+    # one log insert of both images; the DELETE and INSERT that follow count them. Every
+    # tree here is built for one statement: copied only where a second one uses it too
     logged = exp.union(
-        with_images(old_images, columns, ctx.batch, True),
-        with_images(recomputed, columns, ctx.batch, False),
+        with_images(old_images, columns, ctx.batch, True, copy=False),
+        with_images(recomputed, columns, ctx.batch, not ctx.capabilities.read_own_writes),
         distinct=False,
+        copy=False,
     )
-    out.append(planned(insert_into(log, all_columns, logged), "change log: old and new images", True))
-    delete = exp.delete(ctx.physical.to_table(), where=match.copy())
+    out.append(planned(insert_into(log, all_columns, logged, copy=False), "change log: old and new images", True))
+    delete = exp.Delete(
+        this=ctx.physical.to_table(), using=[keys_table.to_table(alias="k")], where=exp.Where(this=on.copy())
+    )
     out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
-    new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r"))
-    out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert recomputed rows", True, NEW_ROWS))
+    if ctx.capabilities.read_own_writes:  # the new images just logged: a scan of this batch, not a recompute
+        is_new = exp.and_(
+            exp.column(BATCH_COLUMN, table="c", quoted=True).eq(ctx.batch),
+            exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True)),
+            copy=False,
+        )
+        new_rows = select_from(log, columns, "c").where(is_new, copy=False)
+    else:
+        new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r", copy=False), copy=False)
+    insert = insert_into(ctx.physical, columns, new_rows, copy=False)
+    out.append(planned(insert, "apply: insert recomputed rows", True, NEW_ROWS))
     out += check_unique_key(ctx)
     out += bookkeeping(ctx, columns, INCREMENTAL)
     out += drop_scratch(ctx, [keys_table])

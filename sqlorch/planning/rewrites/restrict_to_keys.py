@@ -24,7 +24,7 @@ def key_match(keys: exp.Table, pairs: list[tuple[str, exp.Expr]]) -> exp.Exists:
     match = null_safe_equal(
         (exp.column(name, table=alias, quoted=True), expression.copy()) for name, expression in pairs
     )
-    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys).where(match))
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys, copy=False).where(match, copy=False))
 
 
 def restrict_to_keys(query: exp.Query, key: list[str], keys: exp.Table) -> exp.Query:

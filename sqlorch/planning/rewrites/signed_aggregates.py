@@ -31,6 +31,7 @@ from sqlglot import exp
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
 from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
+from sqlorch.planning.rewrites.signed_key_filters import filter_by_change
 
 ROWS = "_sqlorch_rows"
 WEIGHT = "_sqlorch_w"
@@ -123,7 +124,7 @@ def _keys(top: exp.Select, key: list[str]) -> list[exp.Expr]:
     return [exp.alias_(by_name[name].copy(), name, quoted=True) for name in key]
 
 
-def _aggregating(
+def aggregating(
     select: exp.Select, top: exp.Select, key: list[str], aggregates: list[Aggregate], weight: exp.Expr | None
 ) -> exp.Select:
     """``select`` (a copy of ``top``, maybe substituted) projecting the keys and partials."""
@@ -136,7 +137,7 @@ def _aggregating(
 def build_state_query(top: exp.Select, key: list[str]) -> exp.Select:
     """The state of every group, from the current inputs (first build of the state, and the
     groups whose MIN/MAX must be recomputed)."""
-    return _aggregating(top.copy(), top, key, aggregates_of(top), None)
+    return aggregating(top.copy(), top, key, aggregates_of(top), None)
 
 
 def _from_items(select: exp.Select) -> list[exp.Expr]:
@@ -184,23 +185,45 @@ def build_delta(
     """Per group touched by the change, the weighted change of every partial, plus per
     MIN/MAX the extreme of the rows that left (``_r``). ``delta_rows`` and ``old_rows`` give a
     changed table's change and its rows before the change, each with a ``_sqlorch_w`` column."""
+    # imported here: the derived tables' change is built from this module's parts
+    from sqlorch.planning.rewrites.signed_derived import changed_derived, derived_delta, rows_before
+
+    def units(select: exp.Select) -> list[exp.Expr]:
+        """What changed, in the order of the telescoping sum: the changed tables read
+        directly, then the aggregated derived tables over a changed table (read as they are
+        now by every branch but their own)."""
+        derived = changed_derived(select, is_changed)
+        inside = {id(t) for d in derived for t in d.find_all(exp.Table)}
+        return [t for t in select.find_all(exp.Table) if is_changed(t) and id(t) not in inside] + list(derived)
+
     aggregates = aggregates_of(top)
-    count = sum(1 for t in top.find_all(exp.Table) if is_changed(t))
     branches: list[exp.Query] = []
-    for index in range(count):
+    for index in range(len(units(top))):
         copy = top.copy()
         weighted: set[int] = set()
-        changed = [t for t in copy.find_all(exp.Table) if is_changed(t)]
-        for position, table in enumerate(changed):
+        keys: exp.Query | None = None
+        for position, unit in enumerate(units(copy)):
             if position > index:
                 continue  # read as it is now
-            rows = delta_rows(table) if position == index else old_rows(table)
-            replacement = exp.Subquery(this=rows, alias=exp.TableAlias(this=alias_identifier(table)))
-            table.replace(replacement)
+            if isinstance(unit, exp.Table):
+                rows = delta_rows(unit) if position == index else old_rows(unit)
+            elif position == index:
+                assert isinstance(unit.this, exp.Select)
+                rows, keys = derived_delta(unit.this, delta_rows, old_rows)
+            else:
+                assert isinstance(unit.this, exp.Select)
+                rows = rows_before(unit.this, old_rows, None, 1)
+            replacement = exp.Subquery(this=rows, alias=exp.TableAlias(this=alias_identifier(unit)))
+            unit.replace(replacement)
             weighted.add(id(replacement))
+            if position == index:
+                delta = replacement
+        parent = delta.parent_select
+        assert isinstance(parent, exp.Select)
+        filter_by_change(parent, delta, weighted, keys)
         weight = _weigh(copy, weighted)
         assert weight is not None
-        branches.append(_aggregating(copy, top, key, aggregates, weight))
+        branches.append(aggregating(copy, top, key, aggregates, weight))
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)

@@ -92,6 +92,41 @@ def state_is_current(state_batch: int | None, batch: int) -> bool:
     return state_batch == batch - 1
 
 
+def _state_batch(name: str, batch: int) -> list[Item]:
+    marker = exp.column("relation").eq(exp.Literal.string(name))
+    return [
+        Statement(exp.delete(STATES.to_table(), where=marker), "group state: its batch", transaction=True),
+        Statement(
+            insert_into(STATES, ["relation", "batch"], exp.select(exp.Literal.string(name), exp.Literal.number(batch))),
+            "group state: its batch",
+            transaction=True,
+        ),
+    ]
+
+
+def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
+    """A rebuilt model's group state, written in the rebuild's transaction: the next change
+    folds into it instead of building it from the inputs, a second pass as dear as the
+    rebuild, which would also teach the cost model that folding is dear."""
+    compiled = ctx.compiled
+    keys = compiled.keys
+    if (
+        keys.not_signed
+        or keys.key is None
+        or not isinstance(keys.inlined, exp.Select)
+        or not ctx.capabilities.transactions
+        or compiled.model.config.materialized != "incremental"
+    ):
+        return []
+    query = rename_relations(build_state_query(keys.inlined, keys.key), ctx.physical_of, ctx.default_schema)
+    made = create_table_as(aggregate_state(compiled.model.ref), query)
+    rebuilt = [
+        Statement(s, "group state from the inputs", transaction=True)
+        for s in replace_statements(made, ctx.capabilities)
+    ]
+    return rebuilt + _state_batch(str(compiled.model.ref), ctx.batch)
+
+
 def signed_statements(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
@@ -153,17 +188,7 @@ def signed_statements(
             ),
             Statement(insert_into(state, names, kept), "group state: insert them again", transaction=True),
         ]
-    marker = exp.column("relation").eq(exp.Literal.string(name))
-    during += [
-        Statement(exp.delete(STATES.to_table(), where=marker), "group state: its batch", transaction=True),
-        Statement(
-            insert_into(
-                STATES, ["relation", "batch"], exp.select(exp.Literal.string(name), exp.Literal.number(ctx.batch))
-            ),
-            "group state: its batch",
-            transaction=True,
-        ),
-    ]
+    during += _state_batch(name, ctx.batch)
     avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
     prepared = PreparedRows(
         affected=exp.select(*columns_of(key, "d")).from_(delta.to_table(alias="d")) if key else None,

@@ -1,0 +1,70 @@
+"""Steps that run in one transaction: a chain of small model steps commits once, not once a
+model.
+
+A commit is the dearest statement of a small step (DuckDB writes and syncs its log: a few
+milliseconds, more than the step's own statements on a few rows). Where the warehouse
+rolls back DDL with the rest of a transaction, a run of steps each of which is the only
+running reader of the one before it (and reads no other running step) commits as one:
+nothing else could start between them anyway, and a crash leaves all of them undone, as
+if the build had died before the first. A group that fails is rolled back and its steps
+run again one by one, each in its own transaction, so a failure costs exactly the models
+it costs without grouping (``execution/executor.py``).
+
+Left out: seeds (loaded by their own code), models with audits (their ``relationships``
+may read other steps), steps that may write many rows (``GROUP_ROWS``: the commit is then
+a small share of their cost, and a failure would undo more), and groups past
+``GROUP_STEPS`` steps (the progress a person watches, and the work a crash undoes).
+"""
+
+from __future__ import annotations
+
+from sqlorch.adapters.base import Capabilities
+from sqlorch.planning.steps import Step
+from sqlorch.refs import TableRef
+
+GROUP_STEPS = 100
+GROUP_ROWS = 100_000  # estimated rows written (table and change log) above which a step commits alone
+
+
+def _groupable(step: Step, audited: set[TableRef]) -> bool:
+    return (
+        step.kind == "model"
+        and step.action in ("full", "incremental")
+        and step.ref not in audited
+        and step.estimated_rows_written is not None
+        and step.estimated_rows_written <= GROUP_ROWS
+    )
+
+
+def group_transactions(steps: list[Step], capabilities: Capabilities, audited: set[TableRef]) -> None:
+    """Number the steps (in dependency order) that share a transaction (``Step.group``)."""
+    if not (capabilities.transactions and capabilities.transactional_ddl):
+        return
+    by_ref = {step.ref: step for step in steps}
+    running = {ref for ref, step in by_ref.items() if step.action not in ("skip", "error", "skipped")}
+    readers: dict[TableRef, list[TableRef]] = {}  # running steps only: a skipped one waits for nothing
+    for step in steps:
+        for parent in step.depends_on:
+            if parent in running and step.ref in running:
+                readers.setdefault(parent, []).append(step.ref)
+    members: dict[TableRef, list[TableRef]] = {}  # the group's first step -> its steps
+    first_of: dict[TableRef, TableRef] = {}
+    for step in steps:
+        if not _groupable(step, audited):
+            continue
+        parents = [p for p in step.depends_on if p in running]
+        if len(parents) == 1 and parents[0] in first_of:
+            parent = parents[0]
+            group = members[first_of[parent]]
+            if group[-1] == parent and readers.get(parent) == [step.ref] and len(group) < GROUP_STEPS:
+                group.append(step.ref)
+                first_of[step.ref] = first_of[parent]
+                continue
+        members[step.ref] = [step.ref]
+        first_of[step.ref] = step.ref
+    number = 0
+    for group in members.values():
+        if len(group) > 1:
+            number += 1
+            for ref in group:
+                by_ref[ref].group = number
