@@ -814,10 +814,13 @@ def _refreshed(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) ->
     """The shadow as ``_refresh_shadow`` leaves it after a batch of ``new`` images and their
     old images (``old_images``), as a query: its rows of keys outside the batch (with
     ``deletes``, and still in the source), plus the new images. The old images are not
-    computed: every one has a key of the new images, or (deletes) a key gone."""
-    key = source.key
+    computed: every one has a key of the new images, or (deletes) a key gone. The new
+    images are a CTE, read twice: an engine that materialises it diffs them once."""
+    key, images = source.key, "sqlorch_new"
     replaced = exp.Exists(
-        this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
+        this=exp.select(exp.Literal.number(1))
+        .from_(exp.table_(exp.to_identifier(images, quoted=True), alias="n"))
+        .where(null_safe_match("n", "h", key))
     )
     kept = _select(shadow, source.names, "h").where(exp.not_(replaced))
     if deletes:
@@ -827,4 +830,7 @@ def _refreshed(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) ->
             .where(null_safe_match("s", "h", key))
         )
         kept = kept.where(still_there)
-    return exp.union(kept, _select(new, source.names, "i"), distinct=False)
+    added = exp.select(*columns_of(source.names, "i")).from_(
+        exp.table_(exp.to_identifier(images, quoted=True), alias="i")
+    )
+    return exp.union(kept, added, distinct=False).with_(exp.to_identifier(images, quoted=True), as_=new)
