@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.compile_project import generate  # noqa: E402
+from bench.report import replace_section  # noqa: E402
 from tests import browser  # noqa: E402
 
 START, END = "<!-- docs_bench:start -->", "<!-- docs_bench:end -->"
@@ -140,14 +141,7 @@ def browser_version() -> str:
 
 
 def write_results(text: str) -> None:
-    path = REPO / "bench" / "RESULTS.md"
-    current = path.read_text()
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + text.strip() + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
+    replace_section(REPO / "bench" / "RESULTS.md", text)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.report import replace_section  # noqa: E402
 from bench.spikes import MODELS, append  # noqa: E402  (the spike project, plus a keyed source)
 from sqlorch.api import Options  # noqa: E402
 from sqlorch.api_run import Runner  # noqa: E402
@@ -132,12 +133,7 @@ def main() -> None:
         MARKERS[1],
     ]
     section = "\n".join(lines)
-    old = args.results.read_text() if args.results.exists() else ""
-    if MARKERS[0] in old and MARKERS[1] in old:
-        text = old.split(MARKERS[0], 1)[0] + section + old.split(MARKERS[1], 1)[1]
-    else:
-        text = old.rstrip("\n") + "\n\n" + section + "\n"
-    args.results.write_text(text)
+    replace_section(args.results, section)
     print(section)
 
 

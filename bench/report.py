@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -566,16 +567,37 @@ def render(results: Result, json_path: Path | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-KEPT = ("<!-- docs_bench:start -->", "<!-- docs_bench:end -->")  # sections other scripts write
+# Sections other scripts write (docs_bench, tpch, spikes, idle_tick, ...) and hand-written
+# ones, each between its own `<!-- name:start -->` and `<!-- name:end -->`.
+MARKED = re.compile(r"<!-- ([\w:.-]+):start -->.*?<!-- \1:end -->", re.S)
+
+
+def marked_sections(text: str) -> list[str]:
+    return [found.group(0) for found in MARKED.finditer(text)]
+
+
+def replace_section(output: Path, section: str) -> None:
+    """Put ``section`` (its markers included) where the section with the same markers is,
+    or at the end of the page: how each benchmark script writes its own part of it."""
+    found = MARKED.match(section.strip())
+    assert found is not None, "a section starts and ends with its markers"
+    old = output.read_text() if output.exists() else ""
+    start, end = f"<!-- {found.group(1)}:start -->", f"<!-- {found.group(1)}:end -->"
+    if start in old and end in old:
+        text = old.split(start, 1)[0] + section.strip() + old.split(end, 1)[1]
+    else:
+        text = old.rstrip("\n") + "\n\n" + section.strip() + "\n"
+    output.write_text(text)
 
 
 def write(results: Result, output: Path, json_path: Path | None = None) -> None:
-    """Write the page; a section between the ``KEPT`` markers (bench/docs_bench.py's) stays."""
+    """Write the page; every marked section of the old page stays, in its order."""
     output.parent.mkdir(parents=True, exist_ok=True)
     text = render(results, json_path)
     old = output.read_text() if output.exists() else ""
-    if KEPT[0] in old and KEPT[1] in old:
-        text += "\n" + KEPT[0] + old.split(KEPT[0], 1)[1].split(KEPT[1], 1)[0] + KEPT[1] + "\n"
+    kept = marked_sections(old)
+    if kept:
+        text += "\n" + "\n\n".join(kept) + "\n"
     output.write_text(text)
 
 

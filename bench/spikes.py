@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from report import replace_section  # bench/ (this script's folder) is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {
@@ -188,12 +189,7 @@ def main() -> None:
     note = "Written by `bench/spikes.py`; run it again rather than editing."
     args.out.write_text("\n".join([heading, "", note, "", *lines]) + "\n")
     section = "\n".join([MARKERS[0], "## Volume swings (issue 12)", "", note, "", *lines, MARKERS[1]])
-    old = args.results.read_text() if args.results.exists() else ""
-    if MARKERS[0] in old and MARKERS[1] in old:
-        text = old.split(MARKERS[0], 1)[0] + section + old.split(MARKERS[1], 1)[1]
-    else:
-        text = old.rstrip("\n") + "\n\n" + section + "\n"
-    args.results.write_text(text)
+    replace_section(args.results, section)
     print(f"wrote {args.out} and the spike section of {args.results}", file=sys.stderr)
 
 

@@ -38,6 +38,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from plainbuild import build as plain_build  # noqa: E402
+from report import replace_section  # noqa: E402
 from verify import verify  # noqa: E402
 
 PROJECT = HERE / "tpch"
@@ -268,15 +269,8 @@ def report(result: dict, command: str) -> str:
 
 
 def write_results(section: str, sf: float) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text()
     start, end = MARK_START.replace(":start", f":sf{sf:g}:start"), MARK_END.replace(":end", f":sf{sf:g}:end")
-    section = section.replace(MARK_START, start).replace(MARK_END, end)
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(HERE / "RESULTS.md", section.replace(MARK_START, start).replace(MARK_END, end))
 
 
 def main(argv: list[str] | None = None) -> int:

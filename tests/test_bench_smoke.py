@@ -192,15 +192,23 @@ def test_report_verdicts_with_peers() -> None:
     assert not report.healthy(results)
 
 
-def test_report_keeps_the_docs_bench_section(tmp_path: Path) -> None:
-    """bench/docs_bench.py writes its own section of RESULTS.md: rewriting the page keeps it."""
+def test_report_keeps_every_marked_section(tmp_path: Path) -> None:
+    """The benchmark scripts (docs_bench, tpch, spikes, idle_tick) and hand-written notes
+    keep their sections of RESULTS.md between markers: rewriting the page keeps them all,
+    and a script replacing its own section leaves the others alone."""
     report = load_report()
     output = tmp_path / "RESULTS.md"
-    output.write_text("old page\n<!-- docs_bench:start -->\n## docs figures\n<!-- docs_bench:end -->\nold tail\n")
+    docs = "<!-- docs_bench:start -->\n## docs figures\n<!-- docs_bench:end -->"
+    tpch = "<!-- tpch:sf1:start -->\n## TPC-H\n<!-- tpch:sf1:end -->"
+    output.write_text(f"old page\n{docs}\nbetween\n{tpch}\nold tail\n")
     report.write(synthetic_results(), output)
     text = output.read_text()
-    assert "old page" not in text and "old tail" not in text
+    assert "old page" not in text and "old tail" not in text and "between" not in text
     assert text.startswith(report.render(synthetic_results()))
-    assert text.endswith("\n<!-- docs_bench:start -->\n## docs figures\n<!-- docs_bench:end -->\n")
-    report.write(synthetic_results(), output)  # again: the section is kept once, not twice
+    assert text.endswith(f"\n{docs}\n\n{tpch}\n")
+    report.write(synthetic_results(), output)  # again: each section is kept once, not twice
     assert output.read_text() == text
+    report.replace_section(output, "<!-- docs_bench:start -->\n## new docs figures\n<!-- docs_bench:end -->")
+    assert output.read_text() == text.replace("## docs figures", "## new docs figures")
+    report.replace_section(output, "<!-- spikes:start -->\n## spikes\n<!-- spikes:end -->")
+    assert output.read_text().endswith(f"{tpch}\n\n<!-- spikes:start -->\n## spikes\n<!-- spikes:end -->\n")
