@@ -145,6 +145,8 @@ def _audit_mode(value: str) -> str:
 def _fail(error: BaseException, debug: bool) -> None:
     from sqlorch.console import errors
 
+    if isinstance(error, BrokenPipeError):  # `sqlorch plan --explain m | head`: click ends it quietly
+        raise error
     if debug:
         errors.print_exception()
     if isinstance(error, SqlorchError):

@@ -4,6 +4,9 @@ help that lists each command's whole description."""
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -49,3 +52,32 @@ def test_top_level_help_gives_each_command_its_whole_description(monkeypatch: py
     for command in app.registered_commands:
         first_paragraph = inspect.cleandoc(command.callback.__doc__ or "").split("\n\n")[0]
         assert " ".join(first_paragraph.split()) in listed, command.name
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(demo_project) -> None:
+    """`sqlorch plan --explain m | head`: the reader closes the pipe; no internal error, no
+    traceback (click ends the command as other command-line tools do)."""
+    assert run_cli("build", "--project-dir", demo_project).exit_code == 0
+    with (demo_project / "seeds/orders.csv").open("a") as csv:
+        csv.write("1011,4,2024-03-06,completed,55.00\n")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sqlorch.cli",
+            "plan",
+            "--explain",
+            "marts.daily_revenue",
+            "--project-dir",
+            demo_project,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10)  # what `head` reads, before it closes the pipe
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "internal error" not in errors and "Traceback" not in errors, errors
