@@ -233,13 +233,20 @@ def counter(done: int, total: int) -> str:
     return f"[{done:>{len(str(total))}}/{total}]"
 
 
+SHOWN_RUNNING = 3  # names on the live line; past it, "and N more"
+
+
 def activity(capturing: str | None, running: list[str], done: int, total: int) -> str:
     """What the build is doing now, for the live line under the finished models."""
     if capturing is not None:
         return f"capturing {capturing}…"
     if not running:
         return "preparing…" if done == 0 else f"{counter(done, total)} finishing…"
-    return f"{counter(done, total)} {', '.join(running)}…"
+    if len(running) > SHOWN_RUNNING:  # a transaction group runs up to 100 models at once
+        names = f"{', '.join(running[: SHOWN_RUNNING - 1])} and {len(running) - SHOWN_RUNNING + 1} more"
+    else:
+        names = ", ".join(running)
+    return f"{counter(done, total)} {names}…"
 
 
 class BuildProgress:

@@ -24,6 +24,9 @@ def test_counter_and_activity_say_where_the_build_is() -> None:
     assert activity("raw.orders", [], 0, 8) == "capturing raw.orders…"
     assert activity(None, ["marts.a", "marts.b"], 3, 8) == "[3/8] marts.a, marts.b…"
     assert activity(None, [], 3, 8) == "[3/8] finishing…"
+    group = [f"marts.m{i}" for i in range(100)]  # a transaction group's models run together
+    assert activity(None, group, 3, 108) == "[  3/108] marts.m0, marts.m1 and 98 more…"
+    assert activity(None, group[:3], 3, 8) == "[3/8] marts.m0, marts.m1, marts.m2…"
 
 
 def _project(root: Path) -> Path:
