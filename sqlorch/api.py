@@ -460,7 +460,8 @@ def prepare(
         _mark_failed(plan, session.dag, failed)
         group_transactions(plan.steps, adapter.capabilities, target.audited)
         plan.sources = _source_changes(session, captured, known)
-        _note_kept_state(adapter, plan, snapshot)
+        if planning:  # shown by plan; a build has no use for the counts
+            _note_kept_state(adapter, plan, snapshot)
     except BaseException:
         if held is not None:
             held.release()
