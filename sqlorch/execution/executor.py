@@ -289,13 +289,11 @@ class Executor:
             str(self.inputs.physical_of[ref]) for ref, step in steps.items() if step.action not in ("error", "skipped")
         }
         dag = DAG({ref: {d for d in self._depends_on(step) if d in steps} for ref, step in steps.items()})
-        groups: dict[TableRef, list[Step]] = {}  # a transaction group's first step -> its steps, in order
-        by_number: dict[int, list[Step]] = {}
+        by_number: dict[int, list[Step]] = {}  # a transaction group's steps, in order
         for ref in dag.topological_order():
-            if steps[ref].group is not None:
-                by_number.setdefault(steps[ref].group or 0, []).append(steps[ref])
-        for members in by_number.values():
-            groups[members[0].ref] = members
+            if (number := steps[ref].group) is not None:
+                by_number.setdefault(number, []).append(steps[ref])
+        groups = {members[0].ref: members for members in by_number.values()}  # keyed by the first step
         results: dict[TableRef, ModelResult] = {}
         blocked: dict[TableRef, str] = {}
         running: dict[Future[list[ModelResult]], list[TableRef]] = {}
