@@ -45,17 +45,26 @@ thousand rows, where rows cost next to nothing, the incremental form wins, and k
 consumers' change logs small.
 
 **Learning.** Each model run records its seconds and the rows the plan estimated it
-reads and writes (``state/history.py``). A model's seconds per row for a strategy are its
-recent runs' seconds beyond the fixed cost, over their rows, with the prior counted as a
-run of ``PRIOR_ROWS`` rows at the prior's rate: runs of a few rows (where the seconds are
-all fixed cost, and the noise of a busy machine) barely move it, large runs settle it. The
-fixed cost stays the prior's. The calibration is per model and per strategy, on the
-user's own warehouse; until a model has run both ways, the form without runs is scaled as
-the other's runs corrected it (``learned_rates``).
+reads and writes (``state/history.py``). A run's seconds per row are its seconds beyond the
+fixed cost over its rows, with the prior counted as a run of ``PRIOR_ROWS`` rows at the
+prior's rate: runs of a few rows (where the seconds are all fixed cost) barely move it,
+large runs settle it. The fixed cost stays the prior's. The calibration is per model and
+per strategy, on the user's own warehouse; until a model has run both ways, the form
+without runs is scaled as the other's runs corrected it (``learned_rates``).
+
+**Damping.** Runs are timed on a machine that may be busy (other builds, a test suite on
+the same cores): one run three times slower than the rest must not flip a model to a
+rebuild, nor a first build on a loaded machine make every later change look cheap or
+dear. So a strategy's rate is learned only from ``MIN_RUNS`` runs of it on (before that
+the prior applies, scaled by the other form's learned correction where this form never
+ran), and it is the median of its
+recent runs' rates (``history.KEEP`` of them), not their pooled mean: a slow run moves the
+choice only when most recent runs were slow too.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, replace
 
 from sqlorch.state.history import RunCost
@@ -185,28 +194,39 @@ def state_work(estimate: Estimate) -> Work:
     return Work(estimate.input_rows or 0, groups)
 
 
-def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
-    """The prior's seconds per row, corrected by this model's recent runs of ``strategy``."""
+MIN_RUNS = 3  # runs of a strategy before its learned rate replaces the prior (see Damping)
+
+
+def run_rate(prior: Rate, run: RunCost) -> float:
+    """One run's seconds per row, the prior counted as a run of ``PRIOR_ROWS`` rows."""
+    seconds = max(0.0, run.seconds - prior.fixed)
+    return (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + run.rows_read + run.rows_written)
+
+
+def learned_rate(strategy: str, history: list[RunCost]) -> Rate | None:
+    """The median of this model's recent ``strategy`` runs' rates; None under ``MIN_RUNS`` runs."""
     prior = PRIOR[strategy]
     runs = [run for run in history if run.strategy == strategy]
-    seconds = sum(max(0.0, run.seconds - prior.fixed) for run in runs)
-    rows = sum(run.rows_read + run.rows_written for run in runs)
-    return Rate(prior.fixed, (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + rows))
+    if len(runs) < MIN_RUNS:
+        return None
+    return Rate(prior.fixed, statistics.median(run_rate(prior, run) for run in runs))
 
 
 def learned_rates(history: list[RunCost]) -> dict[str, Rate]:
-    """Both forms' rates. Where the model has runs of one form only (its first build, before
-    any incremental run) the other form's prior is scaled as that form's was corrected: what
-    the runs say of the warehouse's speed (a slower machine, a busy one, threads sharing it)
-    holds for both forms, and correcting one alone would tilt every choice towards the other."""
-    rates = {strategy: learned_rate(strategy, history) for strategy in PRIOR}
-    seen = {run.strategy for run in history} & set(PRIOR)
-    if len(seen) == 1:
-        (known,) = seen
-        factor = rates[known].per_row / PRIOR[known].per_row
-        for strategy, prior in PRIOR.items():
-            if strategy != known:
-                rates[strategy] = Rate(prior.fixed, prior.per_row * factor)
+    """Both forms' rates. Where the model has learned the rate of one form and has no run of
+    the other (its first builds, before any incremental run) the other form's prior is scaled
+    as that form's was corrected: what the runs say of the warehouse's speed (a slower
+    machine, a busy one, threads sharing it) holds for both forms, and correcting one alone
+    would tilt every choice towards the other. A form with a run or two keeps its prior:
+    those runs, too few to learn from, would contradict the scaling."""
+    learned = {strategy: learned_rate(strategy, history) for strategy in PRIOR}
+    known = [(strategy, rate) for strategy, rate in learned.items() if rate is not None]
+    factor = known[0][1].per_row / PRIOR[known[0][0]].per_row if len(known) == 1 else 1.0
+    ran = {run.strategy for run in history}
+    rates: dict[str, Rate] = {}
+    for strategy, rate in learned.items():
+        prior = PRIOR[strategy]
+        rates[strategy] = rate or (prior if strategy in ran else Rate(prior.fixed, prior.per_row * factor))
     return rates
 
 
