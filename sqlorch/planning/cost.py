@@ -32,8 +32,9 @@ Its later folds need no rebuild of it. The fold is chosen only where it is not d
 ``MIN_SAVING`` than replacing the affected keys (``Costs.folds``), its state current or not:
 a few changed rows of a table of as many groups as input rows (per customer and day) replace
 their keys, which scans the inputs once where the fold scans a state as large twice (twenty
-rows of 3,000,000: 0.6 s folded against 0.15 s replaced, at load 3); a change of many rows
-of large groups folds, building the state once if it must.
+rows of 3,000,000: 0.63 s folded against 0.26 to 0.47 s replaced, the model's time in
+builds at a load of 3 to 4); a change of many rows of large groups folds, building the state
+once if it must.
 
 **Prior.** With no history the rates of ``PRIOR`` apply, read off the runs of
 bench/cost_model.py on DuckDB on a shared 2-core machine (300,000 orders, a dozen models,
