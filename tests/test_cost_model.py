@@ -247,3 +247,38 @@ def test_a_rebuild_whose_readers_all_rebuild_is_not_diffed(orders_project: Path,
     with duckdb.connect(str(orders_project / "warehouse.duckdb"), read_only=True) as con:
         kind = con.execute("SELECT kind FROM _sqlorch.batches WHERE relation = 'marts.per_customer' AND batch = 2")
         assert kind.fetchall() == [("full",)]
+
+
+def test_readers_that_would_keep_a_rebuilt_inputs_diff_alive_rebuild(tmp_path: Path, cli) -> None:
+    """A change of a tenth of 300,000 orders rebuilds the staging model. Its readers, small
+    aggregates whose fold of 60,000 changed rows is within 0.1 s of their rebuild, would
+    keep that rebuild copying and diffing its old rows only for them: that cost is theirs, so
+    they rebuild too, and the staging model then skips its diff (one batch, no change log)."""
+    (tmp_path / "models" / "staging").mkdir(parents=True)
+    (tmp_path / "models" / "marts").mkdir()
+    (tmp_path / "models" / "sources.yml").write_text(SOURCES)
+    (tmp_path / "models" / "staging" / "orders.sql").write_text("SELECT order_id, day, amount FROM raw.orders\n")
+    daily = "SELECT day, count(*) AS orders, sum(amount) AS total FROM staging.orders GROUP BY day"
+    (tmp_path / "models" / "marts" / "daily.sql").write_text(daily + "\n")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA raw")
+        con.execute(
+            "CREATE TABLE raw.orders AS SELECT range AS order_id, CAST(range % 365 AS INTEGER) AS day, "
+            "CAST(range % 1000 AS DECIMAL(12, 2)) AS amount FROM range(300000)"
+        )
+    api.build(Options(project_dir=tmp_path))
+    _update(tmp_path, "order_id % 10 = 0")
+    run = cli("plan", "--json", "--project-dir", tmp_path)
+    assert run.exit_code == 0, run.output
+    steps = {s["model"]: s for s in json.loads(run.output)["steps"]}
+    assert steps["staging.orders"]["action"] == "full"
+    reader = steps["marts.daily"]
+    assert (reader["action"], reader["cost_winner"]) == ("full", "full")
+    assert reader["cost_incremental"] > reader["cost_full"] + 0.1
+    result = api.build(Options(project_dir=tmp_path))
+    assert {r.model: r.action for r in result.results} == {"staging.orders": "full", "marts.daily": "full"}
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        logged = con.execute("SELECT count(*) FROM _sqlorch.chg__staging__orders").fetchall()
+        wrong = con.execute(f"SELECT count(*) FROM ((SELECT * FROM marts.daily) EXCEPT ALL ({daily}))").fetchall()
+    assert logged == [(0,)]  # the rebuild diffed nothing: no reader needed it
+    assert wrong == [(0,)]
