@@ -2,19 +2,53 @@
 NULL key matches a NULL key where ``=`` would lose the row (NULL keys are one of the usual
 ways incremental maintenance goes wrong, DESIGN.md). Every statement that pairs rows by key
 (a MERGE's ON, a change log against a shadow copy, affected keys against recomputed rows)
-builds its condition here."""
+builds its condition here.
+
+On Postgres ``IS NOT DISTINCT FROM`` can be neither hashed nor merged, so every join on it
+is a nested loop: one TPC-H step's key diff of 600,000 lineitems against their shadow ran
+for minutes without ending (bench/RESULTS.md, ``tpch_postgres``). Postgres compares arrays
+element by element with NULL equal to NULL, and array ``=`` hashes and merges: the pairs
+built here are spelled ``ARRAY[a] = ARRAY[b]`` there, the same truth as ``IS NOT DISTINCT
+FROM`` for values of one type (both sides here are the same column or key expression on
+each side, so they share it). A pair with a constant side (a unit test's expected value)
+keeps ``IS NOT DISTINCT FROM``: an untyped literal's array would not compare. The spelling
+is sqlglot's Postgres generator's, so ``plan`` shows exactly what ``build`` runs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
 from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.generator import Generator
+
+HASHABLE = "sqlorch_hashable_key_match"
+
+
+def _postgres_null_safe_eq(generator: Generator, node: exp.NullSafeEQ) -> str:
+    if node.meta.get(HASHABLE):
+        arrays = exp.EQ(
+            this=exp.Array(expressions=[node.this.copy()]), expression=exp.Array(expressions=[node.expression.copy()])
+        )
+        return generator.sql(arrays)
+    return generator.binary(node, "IS NOT DISTINCT FROM")
+
+
+Postgres.Generator.TRANSFORMS[exp.NullSafeEQ] = _postgres_null_safe_eq
+
+
+def _pair(left: exp.Expr, right: exp.Expr) -> exp.NullSafeEQ:
+    node = exp.NullSafeEQ(this=left, expression=right)
+    if not any(isinstance(side, (exp.Literal, exp.Null, exp.Boolean)) for side in (left, right)):
+        node.meta[HASHABLE] = True
+    return node
 
 
 def null_safe_equal(pairs: Iterable[tuple[exp.Expr, exp.Expr]]) -> exp.Expr:
     """``a1 IS NOT DISTINCT FROM b1 AND ...``; TRUE for no pairs (a one-row aggregate's
     empty key matches its one row)."""
-    conditions = [exp.NullSafeEQ(this=left, expression=right) for left, right in pairs]
+    conditions = [_pair(left, right) for left, right in pairs]
     return exp.and_(*conditions, copy=False) if conditions else exp.true()  # the comparisons are new: no copy
 
 
