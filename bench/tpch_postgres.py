@@ -109,8 +109,8 @@ def refresh(conn: Any, step: int) -> dict[str, int]:
         line_columns = [r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
             "AND table_name = 'lineitem' ORDER BY ordinal_position").fetchall()]  # fmt: skip
-        new_order = ", ".join("%s + p.i" % top if c == "o_orderkey" else f"o.{_ident(c)}" for c in order_columns)
-        new_line = ", ".join("%s + p.i" % top if c == "l_orderkey" else f"l.{_ident(c)}" for c in line_columns)
+        new_order = ", ".join(f"{top} + p.i" if c == "o_orderkey" else f"o.{_ident(c)}" for c in order_columns)
+        new_line = ", ".join(f"{top} + p.i" if c == "l_orderkey" else f"l.{_ident(c)}" for c in line_columns)
         conn.execute(f"INSERT INTO raw.orders SELECT {new_order} FROM raw.orders o JOIN picked p USING (o_orderkey)")
         inserted = conn.execute(
             f"INSERT INTO raw.lineitem SELECT {new_line} FROM raw.lineitem l "
@@ -148,7 +148,13 @@ def counters(conn: Any) -> dict[str, dict[str, int]]:
         "FROM pg_stat_user_tables t JOIN pg_statio_user_tables io USING (relid)"
     ).fetchall()
     return {
-        f"{schema}.{name}": {"seq_rows": seq, "index_rows": idx, "seq_scans": scans, "index_scans": iscans, "blocks": blocks}
+        f"{schema}.{name}": {
+            "seq_rows": seq,
+            "index_rows": idx,
+            "seq_scans": scans,
+            "index_scans": iscans,
+            "blocks": blocks,
+        }
         for schema, name, seq, idx, scans, iscans, blocks in rows
     }
 
@@ -197,11 +203,14 @@ def report(result: dict[str, Any], command: str) -> str:
         "|---|---|---|",
         f"| wall time | {inc['seconds']:.2f} s | {full['seconds']:.2f} s |",
     ]
-    for label, prefix in (("sources `raw.*`", "raw."), ("models `tpch.*`", "tpch."), ("state `_sqlorch.*`", "_sqlorch.")):
+    for label, prefix in (
+        ("sources `raw.*`", "raw."),
+        ("models `tpch.*`", "tpch."),
+        ("state `_sqlorch.*`", "_sqlorch."),
+    ):
         for field, what in (("seq_rows", "rows, sequential scans"), ("index_rows", "rows, through an index")):
-            lines.append(
-                f"| {label}: {what} | {_sum(inc['tables'], prefix, field):,} | {_sum(full['tables'], prefix, field):,} |"
-            )
+            measured = (_sum(inc["tables"], prefix, field), _sum(full["tables"], prefix, field))
+            lines.append(f"| {label}: {what} | {measured[0]:,} | {measured[1]:,} |")
     total_inc = _sum(inc["tables"], "", "seq_rows") + _sum(inc["tables"], "", "index_rows")
     total_full = _sum(full["tables"], "", "seq_rows") + _sum(full["tables"], "", "index_rows")
     lines += [
@@ -218,7 +227,9 @@ def report(result: dict[str, Any], command: str) -> str:
     ]
     for name, v in sorted(inc["tables"].items()):
         if name.startswith("raw.") and (v["seq_rows"] or v["index_rows"]):
-            lines.append(f"| {name} | {v['seq_rows']:,} | {v['index_rows']:,} | {v['seq_scans']} | {v['index_scans']} |")
+            lines.append(
+                f"| {name} | {v['seq_rows']:,} | {v['index_rows']:,} | {v['seq_scans']} | {v['index_scans']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -265,7 +276,7 @@ def run(sf: float) -> dict[str, Any]:
             t: conn.execute(f"SELECT count(*) FROM raw.{_ident(t)}").fetchone()[0] for t in ("orders", "lineitem")
         }
         result["version"] = conn.execute("SHOW server_version").fetchone()[0]
-        result["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        result["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         conn.close()
     return result
 
