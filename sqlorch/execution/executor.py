@@ -26,6 +26,7 @@ from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import execute_seed
+from sqlorch.gcpause import long_lived_frozen
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import rebuild_cheaper
@@ -312,7 +313,7 @@ class Executor:
         blocked: dict[TableRef, str] = {}
         running: dict[Future[list[ModelResult]], list[TableRef]] = {}
         remaining = list(dag.topological_order())
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with long_lived_frozen() as freeze, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             while remaining or running:
                 for ref in list(remaining):
                     parents = dag.parents[ref]
@@ -342,6 +343,7 @@ class Executor:
                         if result.status != "success":
                             for child in dag.descendants([ref]):
                                 blocked.setdefault(child, f"upstream {ref} failed")
+                freeze()  # the statements of the steps done stay alive with the plan
         run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
         if not self.adapter.interrupts.event.is_set():
             self._record_runs(run)
