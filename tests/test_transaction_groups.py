@@ -7,6 +7,7 @@ one reports its error and its readers are skipped, as without grouping."""
 from __future__ import annotations
 
 import csv
+import gc
 from pathlib import Path
 
 import duckdb
@@ -139,3 +140,15 @@ def test_a_group_writes_the_batches_and_watermarks_of_its_steps_at_once(chain: P
     assert watermarks == sorted(
         (str(s.ref), i, b) for s in plan.steps if str(s.ref).startswith("chain.") for i, b in s.watermarks.items()
     )
+
+
+def test_a_build_keeps_its_plan_out_of_full_collections_and_then_lets_it_go(chain: Path) -> None:
+    """While steps run, the plan and the statements of steps done are frozen out of the
+    garbage collector's full passes; after the build nothing stays frozen (a process that
+    builds again and again, ``sqlorch run``, would otherwise keep every plan alive)."""
+    _change(chain, "UPDATE raw.src SET v = v + 1 WHERE id = 3")
+    frozen: list[int] = []
+    before = gc.get_freeze_count()
+    api.build(Options(project_dir=chain, threads=1), lambda event, item: frozen.append(gc.get_freeze_count()))
+    assert min(frozen) > before
+    assert gc.get_freeze_count() == before
