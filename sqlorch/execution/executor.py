@@ -453,8 +453,8 @@ class StepRun:
             return
         self.bound[MICROSECONDS] = round((time.perf_counter() - self.started) * 1e6)  # the cost it records
         statement = bind(item.sql, self.bound)
-        if self.rows is not None and item.grouped == "row":
-            self.rows.append(batch_row(statement))
+        if self.rows is not None and item.grouped == "row":  # bound into a copy, unless nothing was bound
+            self.rows.append(batch_row(statement if statement is not item.sql else statement.copy()))
             return
         if item.kind == "count":
             self.bound[item.binds] = int(self.adapter.fetch(statement)[0][0])

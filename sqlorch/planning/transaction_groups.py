@@ -96,12 +96,13 @@ BATCH_ROWS = "batch_rows"  # the group's batch rows, bound by its steps
 
 def batch_row(statement: exp.Expr) -> exp.Tuple:
     """A step's bound batch INSERT (one row, ``Statement.grouped == "row"``) as a row of the
-    group's INSERT: its values in the order of ``BATCH_COLUMNS``, NULL for a column it lacks."""
+    group's INSERT: its values in the order of ``BATCH_COLUMNS``, NULL for a column it lacks.
+    The values are moved, not copied: ``statement`` is a bound copy, of no further use."""
     assert isinstance(statement, exp.Insert) and isinstance(statement.expression, exp.Values)
     columns = [column.name for column in statement.this.expressions]
     (values,) = statement.expression.expressions
     by_column = dict(zip(columns, values.expressions, strict=True))
-    return exp.Tuple(expressions=[by_column[c].copy() if c in by_column else exp.null() for c in BATCH_COLUMNS])
+    return exp.Tuple(expressions=[by_column.get(column, exp.null()) for column in BATCH_COLUMNS])
 
 
 def bind_rows(statement: exp.Expr, rows: list[exp.Tuple]) -> exp.Expr:
