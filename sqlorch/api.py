@@ -458,7 +458,7 @@ def prepare(
             choose_by_cost=options.rebuild_when_cheaper,
         )
         _mark_failed(plan, session.dag, failed)
-        group_transactions(plan.steps, adapter.capabilities, target.audited)
+        plan.groups = group_transactions(plan.steps, adapter.capabilities, target.audited)
         plan.sources = _source_changes(session, captured, known)
         if planning:  # shown by plan; a build has no use for the counts
             _note_kept_state(adapter, plan, snapshot)
@@ -714,7 +714,19 @@ def explain(options: Options, model_name: str) -> list[tuple[str, str]]:
     if declared is not None and step.kind == "model":
         relation_of = physical_resolver(prepared.inputs.resolve, prepared.session.physical_of)
         audits = model_audits(declared.models.get(step.ref), str(step.ref), options.audits, declared, relation_of)
-    return out + _explain_items(step.statements, prepared.plan.dialect, audits)
+    out += _explain_items(step.statements, prepared.plan.dialect, audits)
+    if step.group is not None:
+        last = [s for s in prepared.plan.steps if s.group == step.group][-1]
+        title = f"bookkeeping of transaction group {step.group}, after {last.ref}, in its transaction"
+        out.append((title, "-- the batches and watermarks of all its steps"))
+        out += _explain_items([*prepared.plan.groups[step.group]], prepared.plan.dialect, None, 1)
+    return out
+
+
+_GROUPED = {  # ``Statement.grouped``, as ``--explain`` says it
+    "row": "in a transaction group: a row of the group's batch insert instead",
+    "covered": "in a transaction group: the group's watermark statements instead",
+}
 
 
 def _explain_items(
@@ -743,6 +755,7 @@ def _explain_items(
             ]
         elif item.kind != "audit":
             notes = [n for n, on in (("in transaction", item.transaction), ("always", item.always)) if on]
+            notes += [_GROUPED[item.grouped]] if item.grouped else []
             binds = [f"binds {item.binds}"] if item.binds and item.kind != "let" else []
             suffix = f" [{', '.join(notes + binds)}]" if notes or binds else ""
             out.append((f"{indent}{item.purpose}{suffix}", item.render(dialect)))

@@ -170,3 +170,27 @@ def test_vars_in_build(make_project, cli):
     assert cli("build", "--project-dir", root, "--vars", "{n: 5}").exit_code == 0
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM s.a").fetchall()[0][0] == 5
+
+
+def test_rendering_leaves_every_planned_statement_as_it_was(demo_project, cli):
+    """The DuckDB adapter renders a statement without copying it first (``render``): every
+    statement of the demo's plans (a first build, then a changed seed), of every branch, is
+    the same tree after rendering, and renders as its copy does."""
+    from sqlorch import api
+    from sqlorch.adapters.duckdb import DuckDBAdapter
+    from sqlorch.planning.steps import flatten
+
+    options = api.Options(project_dir=demo_project)
+    plans = [api.plan(options)]
+    assert cli("build", "--project-dir", demo_project).exit_code == 0
+    orders = demo_project / "seeds" / "orders.csv"
+    lines = orders.read_text().splitlines()
+    orders.write_text("\n".join([*lines[:-1], lines[-1].replace(",", ",1", 1)]) + "\n")  # one order changed
+    plans.append(api.plan(options))
+    adapter = DuckDBAdapter({})
+    statements = [s.sql for plan in plans for step in plan.steps for s in flatten(step.statements) if s.sql]
+    assert len(statements) > 20
+    for statement in statements:
+        before = statement.copy()
+        assert adapter.render(statement) == before.sql(dialect="duckdb")
+        assert statement == before

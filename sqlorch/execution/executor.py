@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 
+from sqlglot import exp
+
 from sqlorch.adapters.base import Adapter
 from sqlorch.audits.declared import DeclaredAudits, audit_parents
 from sqlorch.audits.run import AuditFailed, AuditResult, ModelAudits, model_audits
@@ -24,6 +26,7 @@ from sqlorch.errors import SqlorchError
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import execute_seed
+from sqlorch.gcpause import long_lived_frozen
 from sqlorch.graph.dag import DAG
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.planner import rebuild_cheaper
@@ -43,6 +46,7 @@ from sqlorch.planning.steps import (
     batch_record,
     bind,
 )
+from sqlorch.planning.transaction_groups import batch_row, bind_rows
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.store import RUN_COLUMNS, RUNS, StateSnapshot
@@ -157,8 +161,11 @@ class Executor:
             self._record_batch(name, batch, kind, rows, {})
         return ModelResult(name, "success", step.action, step.reason, rows, strategy=step.strategy)
 
-    def _run_model(self, step: Step, undo: list[Undo] | None = None) -> ModelResult:
-        """The step's statements; inside the group's transaction when ``undo`` is given."""
+    def _run_model(
+        self, step: Step, undo: list[Undo] | None = None, group_rows: list[exp.Tuple] | None = None
+    ) -> ModelResult:
+        """The step's statements; inside the group's transaction when ``undo`` is given, its
+        batch row then added to ``group_rows`` for the group's bookkeeping (``Statement.grouped``)."""
         name = str(step.ref)
         if step.action == "skip":
             return ModelResult(name, "success", "skip", step.reason, 0, strategy=step.strategy)
@@ -183,7 +190,7 @@ class Executor:
             audits.inherited = source_audits
         if step.action == "full":
             self._guard_dependent_views(step.ref)
-        run = StepRun(self, step, self._adapter(), audits)
+        run = StepRun(self, step, self._adapter(), audits, group_rows)
         run.walk(step.statements, in_transaction=undo is not None)
         top = run.taken[0] if run.taken and isinstance(step.statements[0], Choice) else None
         action, strategy, reason = (
@@ -230,27 +237,35 @@ class Executor:
                 result.audits = [asdict(r) for r in error.results]
         return self._done(step, result, started)
 
-    def _done(self, step: Step, result: ModelResult, started: float) -> ModelResult:
-        result.seconds = round(time.perf_counter() - started, 3)
+    def _done(self, step: Step, result: ModelResult, started: float, ended: float | None = None) -> ModelResult:
+        result.seconds = round((ended or time.perf_counter()) - started, 3)
         result.estimated_rows = step.estimated_changed_rows
         result.rows_written = result.rows
         self.listener("done", result)
         return result
 
-    def _run_group(self, steps: list[Step]) -> list[ModelResult]:
+    def _run_group(self, steps: list[Step], bookkeeping: list[Statement]) -> list[ModelResult]:
         """Steps the plan commits together (``planning/transaction_groups.py``), in one
-        transaction. Should one fail, all roll back and run again one by one, each in its own
-        transaction as if never grouped: those before it succeed, it fails, those after it
-        (its readers) are skipped. Each model is reported done once the group committed."""
+        transaction, their batches and watermarks written by the group's ``bookkeeping``
+        after the last. Should one fail, all roll back and run again one by one, each in its
+        own transaction as if never grouped: those before it succeed, it fails, those after
+        it (its readers) are skipped. Each model is reported done once the group committed,
+        with the seconds of its own statements."""
         adapter = self._adapter()
         undo: list[Undo] = []
-        done: list[tuple[Step, ModelResult, float]] = []
+        rows: list[exp.Tuple] = []
+        done: list[tuple[Step, ModelResult, float, float]] = []
         try:
             with adapter.transaction():
                 for step in steps:
                     self.listener("start", step)
                     started = time.perf_counter()
-                    done.append((step, self._run_model(step, undo), started))
+                    result = self._run_model(step, undo, rows)
+                    done.append((step, result, started, time.perf_counter()))
+                assert len(rows) == len(steps), "every step of a group records one batch"
+                for statement in bookkeeping:
+                    assert statement.sql is not None
+                    adapter.execute(bind_rows(statement.sql, rows))
         except SqlorchError:
             self._forget(undo)
             with self.lock:
@@ -258,7 +273,7 @@ class Executor:
             if self.adapter.interrupts.event.is_set():
                 return [ModelResult(str(step.ref), "skipped", "skip", "interrupted") for step in steps]
             return self._one_by_one(steps)
-        return [self._done(step, result, started) for step, result, started in done]
+        return [self._done(step, result, started, ended) for step, result, started, ended in done]
 
     def _one_by_one(self, steps: list[Step]) -> list[ModelResult]:
         results: list[ModelResult] = []
@@ -298,7 +313,7 @@ class Executor:
         blocked: dict[TableRef, str] = {}
         running: dict[Future[list[ModelResult]], list[TableRef]] = {}
         remaining = list(dag.topological_order())
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with long_lived_frozen() as freeze, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             while remaining or running:
                 for ref in list(remaining):
                     parents = dag.parents[ref]
@@ -314,7 +329,8 @@ class Executor:
                         members = groups[ref]
                         for member in members:
                             remaining.remove(member.ref)
-                        running[pool.submit(self._run_group, members)] = [member.ref for member in members]
+                        bookkeeping = plan.groups[members[0].group or 0]
+                        running[pool.submit(self._run_group, members, bookkeeping)] = [m.ref for m in members]
                     elif all(p in results for p in parents):
                         remaining.remove(ref)
                         running[pool.submit(lambda step: [self._run(step)], steps[ref])] = [ref]
@@ -327,6 +343,7 @@ class Executor:
                         if result.status != "success":
                             for child in dag.descendants([ref]):
                                 blocked.setdefault(child, f"upstream {ref} failed")
+                freeze()  # the statements of the steps done stay alive with the plan
         run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
         if not self.adapter.interrupts.event.is_set():
             self._record_runs(run)
@@ -356,8 +373,16 @@ class StepRun:
     """One step's statements run in order: consecutive ``transaction`` statements in one
     transaction, choices resolved by their rules, values bound as they come."""
 
-    def __init__(self, executor: Executor, step: Step, adapter: Adapter, audits: ModelAudits | None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        step: Step,
+        adapter: Adapter,
+        audits: ModelAudits | None,
+        rows: list[exp.Tuple] | None = None,
+    ) -> None:
         self.executor = executor
+        self.rows = rows  # in a transaction group: its batch rows (``Statement.grouped``)
         self.step = step
         self.adapter = adapter
         self.audits = audits
@@ -424,8 +449,13 @@ class StepRun:
                 self.audits.check(self.adapter, point.table, point.columns, point.rest, point.message)
             return
         assert item.sql is not None
+        if self.rows is not None and item.grouped == "covered":
+            return
         self.bound[MICROSECONDS] = round((time.perf_counter() - self.started) * 1e6)  # the cost it records
         statement = bind(item.sql, self.bound)
+        if self.rows is not None and item.grouped == "row":  # bound into a copy, unless nothing was bound
+            self.rows.append(batch_row(statement if statement is not item.sql else statement.copy()))
+            return
         if item.kind == "count":
             self.bound[item.binds] = int(self.adapter.fetch(statement)[0][0])
         elif item.kind == "unique":

@@ -114,7 +114,10 @@ class Statement:
     a duplicate of the declared unique key: a row fails the model), ``audit`` (the
     model's audits, at ``audit``), ``let`` (binds ``value`` under ``binds``: what a
     branch records). Consecutive statements with ``transaction`` run in one transaction;
-    ``always`` ones run even after a failure (dropping scratch tables)."""
+    ``always`` ones run even after a failure (dropping scratch tables). ``grouped``: in a
+    transaction group, bookkeeping the group's own statements do for all its steps
+    (``transaction_groups.py``): ``row`` (bound, its row joins the group's batch insert)
+    or ``covered`` (the group's watermark statements write the same)."""
 
     sql: exp.Expr | None
     purpose: str
@@ -124,6 +127,7 @@ class Statement:
     value: int | str = ""
     always: bool = False
     audit: AuditPoint | None = None
+    grouped: str = ""
 
     def render(self, dialect: str) -> str:
         if self.kind == "let":
@@ -140,6 +144,8 @@ class Statement:
             data["binds"] = self.binds
         if self.always:
             data["always"] = True
+        if self.grouped:
+            data["grouped"] = self.grouped
         return data
 
 
@@ -367,10 +373,20 @@ class Plan:
     steps: list[Step]  # in dependency order
     dialect: str = "duckdb"  # the target's: statements render in it
     sources: list[SourceChange] = field(default_factory=list)  # the selected models' sources, by name
+    # per transaction group (``Step.group``): the bookkeeping of all its steps, run after its last
+    groups: dict[int, list[Statement]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dialect": self.dialect,
             "steps": [step.to_json(self.dialect) for step in self.steps],
             "sources": [s.to_json() for s in self.sources],
+            "transaction_groups": [
+                {
+                    "group": number,
+                    "models": [str(step.ref) for step in self.steps if step.group == number],
+                    "statements": [statement.to_json(self.dialect) for statement in statements],
+                }
+                for number, statements in sorted(self.groups.items())
+            ],
         }

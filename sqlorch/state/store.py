@@ -318,6 +318,38 @@ def update_watermarks_statement(consumer: str, batches: dict[str, int]) -> exp.U
     )
 
 
+BATCH_COLUMNS = list(_TABLES["batches"])
+
+
+def group_watermark_statements(watermarks: dict[str, dict[str, int]]) -> list[exp.Expr]:
+    """Every consumer's watermarks in two statements, whatever the number of consumers: a
+    transaction group's (``planning/transaction_groups.py``), instead of one or two a model."""
+    consumers = sorted(watermarks)
+    table = state_table("watermarks").to_table()
+    statements: list[exp.Expr] = [
+        exp.delete(table, where=exp.column("consumer", quoted=True).isin(*map(exp.Literal.string, consumers)))
+    ]
+    rows = [
+        {"consumer": consumer, "input": name, "batch": batch}
+        for consumer in consumers
+        for name, batch in sorted(watermarks[consumer].items())
+    ]
+    if rows:
+        statements.append(_values_insert("watermarks", *rows))
+    return statements
+
+
+def group_batches_statement(rows: exp.Placeholder) -> exp.Insert:
+    """One INSERT of a transaction group's batches, every column of ``batches``: the rows
+    (``rows``) are those its steps bound while running (``planning/steps.bind_rows``)."""
+    return exp.insert(
+        exp.Values(expressions=[rows]),
+        state_table("batches").to_table(),
+        columns=[exp.to_identifier(c, quoted=True) for c in BATCH_COLUMNS],
+        copy=False,
+    )
+
+
 RUNS = state_table("runs")
 RUN_COLUMNS = list(_TABLES["runs"])  # run_id, model, status, action, reason, rows, seconds
 

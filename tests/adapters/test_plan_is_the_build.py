@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from sqlorch import api
 from sqlorch.planning.steps import Choice, Chunks, Item, Plan, placeholder
+from sqlorch.planning.transaction_groups import BATCH_ROWS
 from sqlorch.refs import TableRef
 from tests.adapters.conftest import Warehouse, _Servers, _warehouse
 from tests.adapters.test_conformance import assert_models_match_their_sql, create_table
@@ -117,6 +118,10 @@ def _pattern(sql: str, dialect: str) -> re.Pattern[str]:
     # a placeholder as the dialect renders it: $name (DuckDB), %(name)s (Postgres)
     mark = re.escape(placeholder("NAME").sql(dialect=dialect)).replace("NAME", r"[a-z_]+")
     value = r"(?:-?\d+(?:\.\d+)?|'[a-z]+')"  # a count, a time or a batch kind, bound while running
+    rows = placeholder(BATCH_ROWS).sql(dialect=dialect)  # a transaction group's batch rows, bound by its steps
+    if rows in sql:
+        before, after = sql.split(rows)
+        return re.compile(re.escape(before) + r"\(.*\)" + re.escape(after), re.DOTALL)
     text = value.join(re.escape(part) for part in re.split(mark, sql))
     return re.compile(text)
 
@@ -136,10 +141,13 @@ def _consecutive(executed: list[str], planned: list[str], dialect: str) -> int:
 CATALOG_READ = "-- the catalog read that evaluates a same_columns rule"
 
 
-def _resolve(items: list[Item], taken: list[str], dialect: str, chunks: int | None = None) -> list[str]:
+def _resolve(
+    items: list[Item], taken: list[str], dialect: str, chunks: int | None = None, grouped: bool = False
+) -> list[str]:
     """The statements of the branches the build took, in order (``branch`` in run_results),
     with the one read a rule makes of the warehouse: the rebuilt table's columns; a step's
-    chunks of keys, as many times as it ran them (``chunks`` in run_results)."""
+    chunks of keys, as many times as it ran them (``chunks`` in run_results). In a
+    transaction group (``grouped``), without the bookkeeping the group's statements do."""
     out: list[str] = []
     for item in items:
         if isinstance(item, Chunks):
@@ -150,8 +158,8 @@ def _resolve(items: list[Item], taken: list[str], dialect: str, chunks: int | No
                 out.append(CATALOG_READ)
             branch = next(b for b in item.branches if b.name == taken[0])
             taken.pop(0)
-            out += _resolve(branch.statements, taken, dialect, chunks)
-        elif item.sql is not None:
+            out += _resolve(branch.statements, taken, dialect, chunks, grouped)
+        elif item.sql is not None and not (grouped and item.grouped):
             out.append(item.render(dialect))
     return out
 
@@ -170,14 +178,18 @@ def _plan_then_build(
 
 def _assert_ran_as_planned(plan: Plan, results: dict, executed: list[str]) -> int:
     """Every model's planned statements ran, consecutively, in the warehouse; nothing ran
-    between two models' statements. Returns the statements matched."""
+    between two models' statements; a transaction group's bookkeeping ran right after the
+    statements of its last step. Returns the statements matched."""
     blocks: list[tuple[int, int]] = []
+    last_of = {step.group: step.ref for step in plan.steps if step.group is not None}
     for step in plan.steps:
         result = results[str(step.ref)]
         assert (result.action, result.strategy) == (step.action, step.strategy) or result.branch, step.ref
         taken = [part.split(":")[0] for part in result.branch.split("; ")] if result.branch else []
-        expected = _resolve(step.statements, taken, plan.dialect, result.chunks)
+        expected = _resolve(step.statements, taken, plan.dialect, result.chunks, step.group is not None)
         assert not taken, (step.ref, taken)
+        if step.group is not None and last_of[step.group] == step.ref:
+            expected += [statement.render(plan.dialect) for statement in plan.groups[step.group]]
         if not expected:
             continue
         start = _consecutive(executed, expected, plan.dialect)
@@ -299,7 +311,8 @@ def test_plan_explain_prints_the_planned_statements(
                 out.append(item["sql"])
         return out
 
-    assert printed == every(step["statements"]) and len(printed) > 5
+    group = [g["statements"] for g in planned["transaction_groups"] if g["group"] == step["transaction_group"]]
+    assert printed == every(step["statements"]) + every(group[0] if group else []) and len(printed) > 5
     read()
     result = api.build(options)
     built = next(r for r in result.results if r.model == "marts.customer_totals")
@@ -312,8 +325,8 @@ def test_plan_explain_prints_the_planned_statements(
             if "choice" in item:
                 name = taken.pop(0)
                 out += chosen(next(b for b in item["choice"] if b["branch"] == name)["statements"])
-            elif item["kind"] not in ("audit", "let"):
-                out.append(item["sql"])
+            elif item["kind"] not in ("audit", "let") and not (step["transaction_group"] and "grouped" in item):
+                out.append(item["sql"])  # in a transaction group, the group's bookkeeping writes the grouped
         return out
 
     ran_as_printed = chosen(step["statements"])

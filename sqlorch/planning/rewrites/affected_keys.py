@@ -108,8 +108,10 @@ def build_affected_keys(
         for query in variants:
             _drop_unstable_filters(query)
             projected = [exp.column(name, table="q", quoted=True) for name in key]
-            branches.append(exp.select(*projected).from_(query.subquery("q")))
+            # each variant is a copy made for this query alone: wrapped, not copied again
+            branches.append(exp.select(*projected).from_(query.subquery("q", copy=False), copy=False))
     union: exp.Query = branches[0]
     for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False)
-    return exp.select(*[exp.column(n, quoted=True) for n in key]).distinct().from_(union.subquery("k"))
+        union = exp.union(union, branch, distinct=False, copy=False)
+    keys = exp.select(*[exp.column(n, quoted=True) for n in key]).distinct()
+    return keys.from_(union.subquery("k", copy=False), copy=False)

@@ -151,19 +151,23 @@ def bookkeeping(ctx: ModelContext, columns: list[str], strategy: str, appends: b
     """The batch (with the run's cost, ``_run_cost``), the watermarks and (when it changed) the
     model's record: two statements for a model run again unchanged, since a build runs this
     once per model. The batch's kind and row count are bound when it runs
-    (``steps.batch_record``)."""
+    (``steps.batch_record``). In a transaction group the batch and the watermarks are
+    written for all its steps at once (``Statement.grouped``)."""
     name = str(ctx.compiled.model.ref)
     record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
     stored = ctx.state
     unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
-    statements = [] if unchanged else save_relation_statements(name, record)
+    statements = [] if unchanged else [planned(s, "bookkeeping", True) for s in save_relation_statements(name, record)]
     cost = run_cost(ctx, strategy, appends)
-    statements.append(add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS), cost))
-    if ctx.watermarks_stored and unchanged:
-        statements.append(update_watermarks_statement(name, ctx.watermarks))
-    else:
-        statements.extend(save_watermark_statements(name, ctx.watermarks))
-    return [planned(s, "bookkeeping", True) for s in statements]
+    batch = add_batch_statement(name, ctx.batch, placeholder(KIND), placeholder(ROWS), cost)
+    statements.append(Statement(batch, "bookkeeping", transaction=True, grouped="row"))
+    watermarks = (
+        [update_watermarks_statement(name, ctx.watermarks)]
+        if ctx.watermarks_stored and unchanged
+        else save_watermark_statements(name, ctx.watermarks)
+    )
+    statements += [Statement(s, "bookkeeping", transaction=True, grouped="covered") for s in watermarks]
+    return statements
 
 
 def check_unique_key(ctx: ModelContext) -> list[Statement]:
