@@ -51,13 +51,13 @@ def recorded_buckets(root: Path) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
-def assert_buckets_describe_the_shadow(root: Path) -> int:
+def assert_buckets_describe_the_shadow(root: Path, columns: list[str] = COLUMNS) -> int:
     """The stored bucket fingerprints equal the shadow's, computed from scratch."""
     buckets = recorded_buckets(root)
     assert buckets is not None
     adapter = DuckDBAdapter({"path": str(root / "warehouse.duckdb")})
     try:
-        fresh = adapter.fetch(by_bucket.fingerprints(adapter, shadow_table(ITEMS), COLUMNS, KEY, buckets))
+        fresh = adapter.fetch(by_bucket.fingerprints(adapter, shadow_table(ITEMS), columns, KEY, buckets))
         stored = adapter.fetch(select_from(bucket_table(ITEMS), ["_sqlorch_bucket", "_sqlorch_f0", "_sqlorch_f1"]))
     finally:
         adapter.close()
@@ -150,9 +150,31 @@ def test_a_repeated_key_is_captured_whole_and_later_changes_elsewhere_are_deltas
     assert batch[1:] == ("delta", 2)
     assert_buckets_describe_the_shadow(root)
     assert_exact(root)
-    sql(root, "UPDATE raw.items SET name = 'seven again' WHERE id = 7")  # in the repeated key's bucket
+    # unique again in the source, repeated in the shadow's copy of that bucket: whole again
+    sql(root, "DELETE FROM raw.items WHERE name = 'second seven'")
     plan, batch = planned_then_built(root)
     assert batch[1:] == ("full", 0)
+    assert_exact(root)
+    sql(root, "UPDATE raw.items SET name = 'seven again' WHERE id = 7")
+    _, batch = planned_then_built(root)
+    assert batch[1:] == ("delta", 2)
+    assert_exact(root)
+
+
+def test_columns_followed_rebuild_the_bucket_table(tmp_path: Path) -> None:
+    """A column added changes every row's hash, even where no value changed (NULL in the
+    source and in the followed shadow): the table is rebuilt over the new columns."""
+    root = make(tmp_path / "p")
+    build(root)
+    sql(root, "ALTER TABLE raw.items ADD COLUMN note VARCHAR")
+    before = items_batches(root)
+    build(root)
+    assert items_batches(root) == before  # no row differs
+    assert_buckets_describe_the_shadow(root, [*COLUMNS, "note"])
+    sql(root, "UPDATE raw.items SET note = 'changed' WHERE id = 10")
+    _, batch = planned_then_built(root)
+    assert batch[1:] == ("delta", 2)
+    assert_buckets_describe_the_shadow(root, [*COLUMNS, "note"])
     assert_exact(root)
 
 
