@@ -650,12 +650,9 @@ class KeyedDiff:
         )
 
 
-def keyed_changes(
-    source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool
-) -> KeyedDiff | str | None:
-    """What a keyed capture diffs, or why it must capture the source whole (its key
-    repeats and the cursor cannot account for the change), or None when its fingerprint
-    says it did not change. Reads only, so ``plan`` predicts with it what ``build`` does.
+def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> KeyedDiff | None:
+    """What a keyed capture diffs, or None when its fingerprint says the source did not
+    change. Reads only, so ``plan`` predicts with it what ``build`` does.
 
     With a cursor the narrowest form that accounts for the whole change is taken: each is
     checked by fingerprinting the shadow as the diff would leave it (``_refreshed``, a
@@ -663,8 +660,10 @@ def keyed_changes(
     order: rows past the last captured cursor value (inserts and updates kept the contract;
     their keys' old images from the shadow); then rows from that value on, ties included,
     plus the shadow's keys gone from the source (deletes, and rows stamped with the last
-    value after it was captured); then every row. Only the last needs the key to be unique
-    (a key diff cannot see a second copy of a row); the narrow forms are checked whole.
+    value after it was captured); then every row, or where the shadow's bucket fingerprints
+    are kept, the rows of the buckets whose fingerprint changed. Only the last needs the
+    key to be unique in what it compares (``repeated_key``); the narrow forms are checked
+    whole.
     ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other
     columns: its recorded fingerprint no longer describes it."""
     adapter, names, key = source.adapter, source.names, source.key
@@ -693,16 +692,26 @@ def keyed_changes(
         chosen = by_bucket.changed_buckets(adapter, source.ref, names, key, source.buckets, state.buckets)
         found = replace(found, how=_BUCKET_DIFF if narrowed else "", buckets=state.buckets, chosen=chosen)
         found = replace(found, candidates=whole.where(by_bucket.in_buckets(adapter, key, "s", state.buckets, chosen)))
+    return found
+
+
+def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
+    """Why a key diff cannot be exact, if it cannot: the key repeats in the rows it compares.
+
+    A key diff cannot see a second copy of a row, nor its removal: while the declared key
+    repeats (in the source now, or in the copy taken last time), each change the cursor
+    cannot account for is captured whole and the source's readers rebuild, which is exact
+    either way. Where buckets are diffed, only theirs are checked: a key's rows all lie in
+    its bucket, and an unchanged bucket needs no diff. The cursor's narrow forms need no
+    check: they are verified against the source's fingerprint whole."""
+    if found.few:
+        return None
+    adapter, key = source.adapter, source.key
     if _key_repeats(adapter, found.narrowed(source, source.ref, "s"), key) or _key_repeats(
         adapter, found.narrowed(source, shadow, "h"), key
     ):
-        # A key diff cannot see a second copy of a row, nor its removal: while the declared
-        # key repeats (in the source now, or in the copy taken last time), each change the
-        # cursor cannot account for is captured whole and the source's readers rebuild,
-        # which is exact either way. Where buckets are diffed, only theirs are checked: a
-        # key's rows all lie in its bucket, and an unchanged bucket needs no diff.
         return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
-    return found
+    return None
 
 
 def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
@@ -712,32 +721,35 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
         return None
-    if isinstance(found, str):
-        LOG.warning("source %s: %s", source.name, found)
-        return _capture_whole(source, state, found)
+    temporary = adapter.capabilities.temp_tables
+    chosen = work_table(source.ref, "buckets", temporary)
+    if found.chosen is not None:
+        # The changed buckets, found once (a scratch table, before any state changes): the
+        # checks and the diff read them in several statements.
+        execute_create(adapter, create_table_as(chosen, found.chosen, temporary=temporary))
+        found = replace(found, chosen=select_from(chosen, [by_bucket.BUCKET_COLUMN]))
+    repeated = repeated_key(source, source.copy, found)
+    if repeated is not None:
+        LOG.warning("source %s: %s", source.name, repeated)
+        return _capture_whole(source, state, repeated)
     if found.how:
         LOG.warning("source %s: %s", source.name, found.how)
     batch = source.batch
-    chosen = work_table(source.ref, "buckets")
     with adapter.transaction():
         # Leftovers of a capture interrupted on a warehouse without transactions.
         adapter.execute(exp.delete(source.log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
         _forget_fingerprint(adapter, source.name, state)
-        if found.chosen is not None:
-            # The changed buckets, found once: the diff reads them in several statements.
-            execute_create(adapter, create_table_as(chosen, found.chosen))
-            found = replace(found, chosen=select_from(chosen, [by_bucket.BUCKET_COLUMN]))
         rows = _diff_batch(source, found, batch)
         # Fingerprinted again rather than taken from the check: where there are no
         # transactions the source may have moved between the check and the diff.
         shadow_fingerprint = adapter.fingerprint(source.copy, names)
         assert shadow_fingerprint is not None
         buckets = _keep_buckets(source, state, batch, rows, _fingerprint_rows(shadow_fingerprint), trust_fingerprint)
-        if found.chosen is not None:
-            adapter.execute(drop_table(chosen))
         mark = found.mark
         mark = CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None
         source.save(shadow_fingerprint, mark, buckets)
+    if found.chosen is not None:
+        adapter.execute(drop_table(chosen))
     recorded = ((batch, "delta", rows),) if rows else ()
     return Captured(recorded, _keyed_reason(rows, found))
 
@@ -771,8 +783,9 @@ def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fin
     found = keyed_changes(source, state, shadow, trust_fingerprint)
     if found is None:
         return Captured()
-    if isinstance(found, str):
-        return Captured(((source.batch, "full", 0),), f"captured whole: {found}")
+    repeated = repeated_key(source, shadow, found)
+    if repeated is not None:
+        return Captured(((source.batch, "full", 0),), f"captured whole: {repeated}")
     compared = found.narrowed(source, shadow, "h")
     new = new_images(source, found.candidates, compared, found.few)
     old = old_images(source, compared, new, found.deletes, found.narrowed(source, source.ref, "s"))
