@@ -641,6 +641,12 @@ class KeyedDiff:
     buckets: int | None = None
     chosen: exp.Query | None = None
 
+    def diffed(self, source: _Source) -> exp.Select:
+        """The candidates, in the chosen buckets only where buckets are diffed."""
+        if self.buckets is None or self.chosen is None:
+            return self.candidates
+        return self.candidates.where(by_bucket.in_buckets(source.adapter, source.key, "s", self.buckets, self.chosen))
+
     def narrowed(self, source: _Source, rows: Rows, alias: str) -> Rows:
         """``rows`` (the source or the shadow) in the chosen buckets only, or all of them."""
         if self.buckets is None or self.chosen is None:
@@ -691,7 +697,6 @@ def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fin
         # Only the buckets whose fingerprint changed are diffed (``execution/buckets.py``).
         chosen = by_bucket.changed_buckets(adapter, source.ref, names, key, source.buckets, state.buckets)
         found = replace(found, how=_BUCKET_DIFF if narrowed else "", buckets=state.buckets, chosen=chosen)
-        found = replace(found, candidates=whole.where(by_bucket.in_buckets(adapter, key, "s", state.buckets, chosen)))
     return found
 
 
@@ -787,7 +792,7 @@ def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fin
     if repeated is not None:
         return Captured(((source.batch, "full", 0),), f"captured whole: {repeated}")
     compared = found.narrowed(source, shadow, "h")
-    new = new_images(source, found.candidates, compared, found.few)
+    new = new_images(source, found.diffed(source), compared, found.few)
     old = old_images(source, compared, new, found.deletes, found.narrowed(source, source.ref, "s"))
     rows = _count(source.adapter, new) + _count(source.adapter, old)
     return Captured(((source.batch, "delta", rows),) if rows else (), _keyed_reason(rows, found))
@@ -798,7 +803,7 @@ def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
     shadow; returns the rows written to the change log."""
     log, names, all_columns = source.log, source.names, [*source.names, BATCH_COLUMN, OLD_COLUMN]
     compared = found.narrowed(source, source.copy, "h")
-    new = new_images(source, found.candidates, compared, found.few)
+    new = new_images(source, found.diffed(source), compared, found.few)
     source.adapter.execute(insert_into(log, all_columns, with_images(new, names, batch, False)))
     present = found.narrowed(source, source.ref, "s")
     old = old_images(source, compared, _batch_new_images(source, batch), found.deletes, present)
