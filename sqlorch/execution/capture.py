@@ -640,15 +640,25 @@ class KeyedDiff:
     # the query of the buckets whose fingerprint changed.
     buckets: int | None = None
     chosen: exp.Query | None = None
+    # The source's and the shadow's rows of those buckets, copied once by the capture into
+    # scratch tables (every statement of the diff then reads a few rows, not the tables).
+    taken: tuple[TableRef, TableRef] | None = None
 
     def diffed(self, source: _Source) -> exp.Select:
         """The candidates, in the chosen buckets only where buckets are diffed."""
         if self.buckets is None or self.chosen is None:
             return self.candidates
-        return self.candidates.where(by_bucket.in_buckets(source.adapter, source.key, "s", self.buckets, self.chosen))
+        return _select(self.source_rows(source), source.names, "s")
 
-    def narrowed(self, source: _Source, rows: Rows, alias: str) -> Rows:
-        """``rows`` (the source or the shadow) in the chosen buckets only, or all of them."""
+    def source_rows(self, source: _Source) -> Rows:
+        """The source's rows in the chosen buckets, or all of them."""
+        return self.taken[0] if self.taken is not None else self._narrowed(source, source.ref, "s")
+
+    def shadow_rows(self, source: _Source, shadow: Rows) -> Rows:
+        """``shadow``'s rows in the chosen buckets, or all of them."""
+        return self.taken[1] if self.taken is not None else self._narrowed(source, shadow, "h")
+
+    def _narrowed(self, source: _Source, rows: Rows, alias: str) -> Rows:
         if self.buckets is None or self.chosen is None:
             return rows
         return _select(rows, source.names, alias).where(
@@ -712,8 +722,8 @@ def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
     if found.few:
         return None
     adapter, key = source.adapter, source.key
-    if _key_repeats(adapter, found.narrowed(source, source.ref, "s"), key) or _key_repeats(
-        adapter, found.narrowed(source, shadow, "h"), key
+    if _key_repeats(adapter, found.source_rows(source), key) or _key_repeats(
+        adapter, found.shadow_rows(source, shadow), key
     ):
         return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
     return None
@@ -726,15 +736,14 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
         return None
-    temporary = adapter.capabilities.temp_tables
-    chosen = work_table(source.ref, "buckets", temporary)
-    if found.chosen is not None:
-        # The changed buckets, found once (a scratch table, before any state changes): the
-        # checks and the diff read them in several statements.
-        execute_create(adapter, create_table_as(chosen, found.chosen, temporary=temporary))
-        found = replace(found, chosen=select_from(chosen, [by_bucket.BUCKET_COLUMN]))
+    scratch = _take_buckets(source, found) if found.chosen is not None else []
+    if scratch:
+        found = replace(
+            found, chosen=select_from(scratch[0], [by_bucket.BUCKET_COLUMN]), taken=(scratch[1], scratch[2])
+        )
     repeated = repeated_key(source, source.copy, found)
     if repeated is not None:
+        _drop(adapter, scratch)
         LOG.warning("source %s: %s", source.name, repeated)
         return _capture_whole(source, state, repeated)
     if found.how:
@@ -753,10 +762,30 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
         mark = found.mark
         mark = CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None
         source.save(shadow_fingerprint, mark, buckets)
-    if found.chosen is not None:
-        adapter.execute(drop_table(chosen))
+    _drop(adapter, scratch)
     recorded = ((batch, "delta", rows),) if rows else ()
     return Captured(recorded, _keyed_reason(rows, found))
+
+
+def _take_buckets(source: _Source, found: KeyedDiff) -> list[TableRef]:
+    """Copy into scratch tables, before any state changes, the buckets whose fingerprint
+    changed, then the source's and the shadow's rows in them: the checks and the diff read
+    them in several statements, and each copy is one scan of its table."""
+    adapter = source.adapter
+    temporary = adapter.capabilities.temp_tables
+    tables = [work_table(source.ref, part, temporary) for part in ("buckets", "taken", "shadowed")]
+    assert found.chosen is not None
+    execute_create(adapter, create_table_as(tables[0], found.chosen, temporary=temporary))
+    found = replace(found, chosen=select_from(tables[0], [by_bucket.BUCKET_COLUMN]))
+    for table, rows in ((tables[1], found.source_rows(source)), (tables[2], found.shadow_rows(source, source.copy))):
+        assert not isinstance(rows, TableRef)
+        execute_create(adapter, create_table_as(table, rows, temporary=temporary))
+    return tables
+
+
+def _drop(adapter: Adapter, tables: list[TableRef]) -> None:
+    for table in tables:
+        adapter.execute(drop_table(table))
 
 
 def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, shadow_rows: int, trusted: bool) -> int:
@@ -791,9 +820,9 @@ def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fin
     repeated = repeated_key(source, shadow, found)
     if repeated is not None:
         return Captured(((source.batch, "full", 0),), f"captured whole: {repeated}")
-    compared = found.narrowed(source, shadow, "h")
+    compared = found.shadow_rows(source, shadow)
     new = new_images(source, found.diffed(source), compared, found.few)
-    old = old_images(source, compared, new, found.deletes, found.narrowed(source, source.ref, "s"))
+    old = old_images(source, compared, new, found.deletes, found.source_rows(source))
     rows = _count(source.adapter, new) + _count(source.adapter, old)
     return Captured(((source.batch, "delta", rows),) if rows else (), _keyed_reason(rows, found))
 
@@ -802,10 +831,10 @@ def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
     """Diff the candidates against the shadow into ``batch``, record it and update the
     shadow; returns the rows written to the change log."""
     log, names, all_columns = source.log, source.names, [*source.names, BATCH_COLUMN, OLD_COLUMN]
-    compared = found.narrowed(source, source.copy, "h")
+    compared = found.shadow_rows(source, source.copy)
     new = new_images(source, found.diffed(source), compared, found.few)
     source.adapter.execute(insert_into(log, all_columns, with_images(new, names, batch, False)))
-    present = found.narrowed(source, source.ref, "s")
+    present = found.source_rows(source)
     old = old_images(source, compared, _batch_new_images(source, batch), found.deletes, present)
     source.adapter.execute(insert_into(log, all_columns, with_images(old, names, batch, True)))
     rows = source.batch_rows(batch)
