@@ -104,6 +104,16 @@ class Adapter(Protocol):
         capture would leave it, without writing it."""
         ...
 
+    def fingerprint_aggregates(self, columns: list[str], alias: str = "t") -> list[exp.Expr]:
+        """The aggregates ``fingerprint`` computes over rows aliased ``alias`` (row count first):
+        grouped by bucket they give each bucket's fingerprint (``execution/buckets.py``)."""
+        ...
+
+    def key_bucket(self, columns: list[str], alias: str, buckets: int) -> exp.Expr:
+        """A bucket number from 0 to ``buckets`` - 1 for each row, from a hash of ``columns``
+        (equal values, NULLs included, share a bucket)."""
+        ...
+
     def dependent_views(self, table: TableRef) -> list[TableRef]:
         """Views that a ``DROP ... CASCADE`` of ``table`` would drop, transitively: only
         where views bind their tables early (``views_bind_early``); empty elsewhere."""

@@ -49,6 +49,16 @@ _ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def _row_hash(columns: list[str] | None, alias: str) -> exp.Expr:
+    """A signed 64-bit hash of a row's JSON text (the whole row when ``columns`` is None)."""
+    row: exp.Expr = (
+        exp.Anonymous(this="STRUCT", expressions=[exp.column(c, table=alias, quoted=True) for c in columns])
+        if columns
+        else exp.column(alias)
+    )
+    return exp.Anonymous(this="FARM_FINGERPRINT", expressions=[exp.Anonymous(this="TO_JSON_STRING", expressions=[row])])
+
+
 class BigQueryAdapter:
     dialect: ClassVar[str] = "bigquery"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -170,17 +180,14 @@ class BigQueryAdapter:
     def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
         if isinstance(table, TableRef) and self.columns(table) is None:
             return None
+        count, xor, total = self.fetch(exp.select(*self.fingerprint_aggregates(columns)).from_(fingerprinted(table)))[0]
+        return f"{count}:{xor}:{total}"
+
+    def fingerprint_aggregates(self, columns: list[str] | None, alias: str = "t") -> list[exp.Expr]:
         # FARM_FINGERPRINT of the row's JSON text: XOR (order-independent) plus the sum of its
         # low 31 bits (so a duplicated row counts); both exact in INT64.
-        row: exp.Expr = (
-            exp.Anonymous(this="STRUCT", expressions=[exp.column(c, table="t", quoted=True) for c in columns])
-            if columns
-            else exp.column("t")
-        )
-        hashed = exp.Anonymous(
-            this="FARM_FINGERPRINT", expressions=[exp.Anonymous(this="TO_JSON_STRING", expressions=[row])]
-        )
-        query = exp.select(
+        hashed = _row_hash(columns, alias)
+        return [
             exp.func("count", exp.Star()),
             exp.func("coalesce", exp.Anonymous(this="BIT_XOR", expressions=[hashed]), exp.Literal.number(0)),
             exp.func(
@@ -188,9 +195,11 @@ class BigQueryAdapter:
                 exp.func("sum", exp.BitwiseAnd(this=hashed.copy(), expression=exp.Literal.number(_MAX31))),
                 exp.Literal.number(0),
             ),
-        ).from_(fingerprinted(table))
-        count, xor, total = self.fetch(query)[0]
-        return f"{count}:{xor}:{total}"
+        ]
+
+    def key_bucket(self, columns: list[str], alias: str, buckets: int) -> exp.Expr:
+        # the hash is a signed INT64: its remainder lies in (-buckets, buckets)
+        return exp.Abs(this=exp.Mod(this=_row_hash(columns, alias), expression=exp.Literal.number(buckets)))
 
     def dependent_views(self, table: TableRef) -> list[TableRef]:
         return []  # views bind their tables by name: replacing a table leaves them in place

@@ -53,12 +53,13 @@ def row_hash(columns: list[str] | None, table_alias: str = "t") -> exp.Expr:
     return exp.func("hash", packed)
 
 
+def fingerprint_aggregates(columns: list[str] | None, alias: str = "t") -> list[exp.Expr]:
+    hashed = exp.cast(row_hash(columns, alias), "HUGEINT")
+    return [exp.func("count", exp.Star()), exp.func("coalesce", exp.func("sum", hashed), exp.Literal.number(0))]
+
+
 def fingerprint_query(table: TableRef | exp.Query, columns: list[str] | None = None) -> exp.Select:
-    hashed = exp.cast(row_hash(columns), "HUGEINT")
-    return exp.select(
-        exp.func("count", exp.Star()),
-        exp.func("coalesce", exp.func("sum", hashed), exp.Literal.number(0)),
-    ).from_(fingerprinted(table))
+    return exp.select(*fingerprint_aggregates(columns)).from_(fingerprinted(table))
 
 
 _TYPES: dict[str, exp.DataType] = {}
@@ -237,6 +238,12 @@ class DuckDBAdapter:
             raise AdapterError(str(error).strip()) from None
         self._log_profile()
         return f"{row[0]}:{row[1]}"
+
+    def fingerprint_aggregates(self, columns: list[str] | None, alias: str = "t") -> list[exp.Expr]:
+        return fingerprint_aggregates(columns, alias)
+
+    def key_bucket(self, columns: list[str], alias: str, buckets: int) -> exp.Expr:
+        return exp.Mod(this=row_hash(columns, alias), expression=exp.Literal.number(buckets))
 
     def dependent_views(self, table: TableRef) -> list[TableRef]:
         return []  # views bind their tables by name: replacing a table leaves them in place

@@ -39,6 +39,17 @@ _DML = (exp.Insert, exp.Delete, exp.Update, exp.Merge)
 _TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
 
 
+def _row_hash(columns: list[str] | None, alias: str) -> exp.Expr:
+    """A signed 64-bit hash of a row's text form (all its columns when ``columns`` is None)."""
+    if columns:
+        packed: exp.Expr = exp.Anonymous(
+            this="ROW", expressions=[exp.column(c, table=alias, quoted=True) for c in columns]
+        )
+    else:
+        packed = exp.column(alias, quoted=True)
+    return exp.Anonymous(this="hashtextextended", expressions=[exp.cast(packed, "TEXT"), exp.Literal.number(0)])
+
+
 class PostgresAdapter:
     dialect: ClassVar[str] = "postgres"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -132,20 +143,21 @@ class PostgresAdapter:
     def fingerprint(self, table: TableRef | exp.Query, columns: list[str] | None = None) -> str | None:
         if isinstance(table, TableRef) and self.columns(table) is None:
             return None
+        row = self.fetch(exp.select(*self.fingerprint_aggregates(columns)).from_(fingerprinted(table)))[0]
+        return f"{row[0]}:{row[1]}"
+
+    def fingerprint_aggregates(self, columns: list[str] | None, alias: str = "t") -> list[exp.Expr]:
         # row count + exact sum of a 64-bit hash of each row's text form (numeric: no overflow)
-        alias = "t"
-        if columns:
-            packed: exp.Expr = exp.Tuple(expressions=[exp.column(c, table=alias, quoted=True) for c in columns])
-            packed = exp.Anonymous(this="ROW", expressions=packed.expressions)
-        else:
-            packed = exp.column(alias, quoted=True)
-        hashed = exp.Anonymous(this="hashtextextended", expressions=[exp.cast(packed, "TEXT"), exp.Literal.number(0)])
-        query = exp.select(
+        hashed = _row_hash(columns, alias)
+        return [
             exp.func("count", exp.Star()),
             exp.func("coalesce", exp.func("sum", exp.cast(hashed, "DECIMAL")), exp.Literal.number(0)),
-        ).from_(fingerprinted(table))
-        row = self.fetch(query)[0]
-        return f"{row[0]}:{row[1]}"
+        ]
+
+    def key_bucket(self, columns: list[str], alias: str, buckets: int) -> exp.Expr:
+        # the hash is a signed BIGINT: its remainder lies in (-buckets, buckets)
+        remainder = exp.Mod(this=_row_hash(columns, alias), expression=exp.Literal.number(buckets))
+        return exp.Abs(this=exp.paren(remainder, copy=False))
 
     def dependent_views(self, table: TableRef) -> list[TableRef]:
         rows = self._run(

@@ -51,6 +51,12 @@ _TRANSIENT = (
 _TRANSIENT_ERRNOS = {625}
 
 
+def _masked_hash(columns: list[str], alias: str, mask: int) -> exp.Expr:
+    """``HASH`` of ``columns`` with only the bits of ``mask`` kept (see ``fingerprint_aggregates``)."""
+    hashed = exp.Anonymous(this="HASH", expressions=[exp.column(c, table=alias, quoted=True) for c in columns])
+    return exp.Anonymous(this="BITAND", expressions=[hashed, exp.Literal.number(mask)])
+
+
 class SnowflakeAdapter:
     dialect: ClassVar[str] = "snowflake"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -168,29 +174,32 @@ class SnowflakeAdapter:
         present = self.columns(table) if isinstance(table, TableRef) else {}
         if present is None:
             return None
+        aggregates = self.fingerprint_aggregates(columns or list(present))
+        count, xor, total = self.fetch(exp.select(*aggregates).from_(fingerprinted(table)))[0]
+        return f"{count}:{xor}:{total}"
+
+    def fingerprint_aggregates(self, columns: list[str], alias: str = "t") -> list[exp.Expr]:
         # HASH_AGG is Snowflake's own order-independent hash, but fakesnow lacks it, and fakesnow's
         # HASH is DuckDB's unsigned 64-bit hash, which fails to encode when >= 2^63 (HTTP 500).
         # Portable and exact on both: XOR of the hash masked to 63 bits, plus the sum of its low
         # 31 bits (the XOR alone cannot see a row added twice).
-        hashed = exp.Anonymous(
-            this="HASH", expressions=[exp.column(c, table="t", quoted=True) for c in (columns or list(present))]
-        )
-
-        def masked(mask: int) -> exp.Expr:
-            return exp.Anonymous(this="BITAND", expressions=[hashed.copy(), exp.Literal.number(mask)])
-
-        query = exp.select(
+        return [
             exp.func("count", exp.Star()),
-            exp.func("coalesce", exp.Anonymous(this="BITXOR_AGG", expressions=[masked(_MAX63)]), exp.Literal.number(0)),
+            exp.func(
+                "coalesce",
+                exp.Anonymous(this="BITXOR_AGG", expressions=[_masked_hash(columns, alias, _MAX63)]),
+                exp.Literal.number(0),
+            ),
             exp.func(
                 "coalesce",
                 # fakesnow: SUM over integers comes back as a float; the cast makes it exact again
-                exp.cast(exp.func("sum", masked(_MAX31)), exp.DataType.build("DECIMAL(38, 0)")),
+                exp.cast(exp.func("sum", _masked_hash(columns, alias, _MAX31)), exp.DataType.build("DECIMAL(38, 0)")),
                 exp.Literal.number(0),
             ),
-        ).from_(fingerprinted(table))
-        count, xor, total = self.fetch(query)[0]
-        return f"{count}:{xor}:{total}"
+        ]
+
+    def key_bucket(self, columns: list[str], alias: str, buckets: int) -> exp.Expr:
+        return exp.Mod(this=_masked_hash(columns, alias, _MAX63), expression=exp.Literal.number(buckets))
 
     def dependent_views(self, table: TableRef) -> list[TableRef]:
         return []  # views bind their tables by name: replacing a table leaves them in place

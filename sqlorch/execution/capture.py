@@ -71,7 +71,9 @@ from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter
 from sqlorch.errors import ConfigError
+from sqlorch.execution import buckets as by_bucket
 from sqlorch.execution.statements import (
+    Rows,
     changed_rows,
     columns_of,
     count_rows,
@@ -79,6 +81,7 @@ from sqlorch.execution.statements import (
     create_table_as,
     drop_table,
     execute_create,
+    from_rows,
     insert_into,
     select_from,
     with_images,
@@ -91,6 +94,7 @@ from sqlorch.state.store import (
     OLD_COLUMN,
     RelationState,
     add_batch_statement,
+    bucket_table,
     change_log,
     edge_table,
     save_relation_statements,
@@ -101,9 +105,8 @@ from sqlorch.state.store import (
 LOG = logging.getLogger(__name__)
 _ROW_NUMBER = "_sqlorch_n"
 
-# A table, or a query standing for one: the copy as it would be once its columns are
-# followed (the prediction never writes), or the shadow as a diff would leave it.
-Rows = TableRef | exp.Query
+# ``Rows`` here: the copy as it would be once its columns are followed (the prediction
+# never writes), or the shadow as a diff would leave it.
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,13 @@ class _Source:
         assert self.spec.cursor
         return exp.cast(exp.Literal.string(value), self.columns[self.spec.cursor])
 
-    def save(self, fingerprint: str | None, mark: CursorMark | None) -> None:
-        state = RelationState(fingerprint, self.types(), self.key, mark.text() if mark else None)
+    @property
+    def buckets(self) -> TableRef:
+        """A keyed source's bucket fingerprints (``execution/buckets.py``)."""
+        return bucket_table(self.ref)
+
+    def save(self, fingerprint: str | None, mark: CursorMark | None, buckets: int | None = None) -> None:
+        state = RelationState(fingerprint, self.types(), self.key, mark.text() if mark else None, buckets)
         for statement in save_relation_statements(self.name, state):
             self.adapter.execute(statement)
 
@@ -210,12 +218,8 @@ class _Source:
         return int(self.adapter.fetch(count_rows(self.log).where(_in_batch(batch)))[0][0])
 
 
-def _from(rows: Rows, alias: str) -> exp.Expr:
-    return rows.to_table(alias=alias) if isinstance(rows, TableRef) else rows.copy().subquery(alias)
-
-
 def _select(rows: Rows, names: list[str], alias: str) -> exp.Select:
-    return exp.select(*columns_of(names, alias)).from_(_from(rows, alias))
+    return exp.select(*columns_of(names, alias)).from_(from_rows(rows, alias))
 
 
 def _count(adapter: Adapter, query: exp.Select) -> int:
@@ -391,10 +395,10 @@ def _capture_whole(source: _Source, state: RelationState | None, reason: str) ->
     """Start over: an empty change log, a fresh shadow or edge, a ``full`` batch."""
     adapter, spec = source.adapter, source.spec
     with adapter.transaction():
-        if state is not None and state.fingerprint is not None:
+        if state is not None:
             _forget_fingerprint(adapter, source.name, state)
         execute_create(adapter, create_change_log(source.log, source.ref, source.names))
-        mark = None
+        mark, buckets = None, None
         if spec.append_only:
             mark = _stats(source, None)
             edge = select_from(source.ref, source.names, "s")
@@ -406,7 +410,13 @@ def _capture_whole(source: _Source, state: RelationState | None, reason: str) ->
                 mark = CursorMark(spec.cursor, _max_cursor(source))
             execute_create(adapter, create_table_as(source.copy, select_from(source.ref, source.names)))
             fingerprint = adapter.fingerprint(source.copy, source.names)
-        source.save(fingerprint, mark)
+            assert fingerprint is not None
+            buckets = by_bucket.bucket_count(_fingerprint_rows(fingerprint))
+            execute_create(
+                adapter,
+                by_bucket.rebuild_statement(adapter, source.buckets, source.copy, source.names, source.key, buckets),
+            )
+        source.save(fingerprint, mark, buckets)
         source.record_batch(source.batch, "full", 0)
     return Captured(((source.batch, "full", 0),), f"captured whole: {reason}")
 
@@ -483,7 +493,7 @@ def _numbered(rows: Rows, names: list[str], compare: list[str], where: exp.Expr,
     )
     return (
         exp.select(*columns_of(names, alias), exp.alias_(number, _ROW_NUMBER, quoted=True))
-        .from_(_from(rows, alias))
+        .from_(from_rows(rows, alias))
         .where(where)
     )
 
@@ -607,7 +617,9 @@ def _move_edge(source: _Source, mark: CursorMark, hi: str | None) -> CursorMark:
     return CursorMark(source.spec.cursor, hi, mark.below + mark.at + int(below), int(at))
 
 
-_WHOLE_DIFF = "rows changed without their cursor moving past the last capture; diffed by key in full"
+_NO_CURSOR = "rows changed without their cursor moving past the last capture"
+_WHOLE_DIFF = f"{_NO_CURSOR}; diffed by key in full"
+_BUCKET_DIFF = f"{_NO_CURSOR}; diffed by key in the buckets whose fingerprint changed"
 _FROM_LAST = "deletes or rows stamped with the last captured cursor value: compared from that value on"
 
 
@@ -624,14 +636,39 @@ class KeyedDiff:
     fingerprint: str | None  # the source's, over the captured columns
     mark: CursorMark | None  # as recorded by the last capture
     hi: str | None  # the source's maximum cursor now
+    # Where only some buckets of keys are diffed (``execution/buckets.py``): their count, and
+    # the query of the buckets whose fingerprint changed.
+    buckets: int | None = None
+    chosen: exp.Query | None = None
+    # The source's and the shadow's rows of those buckets, copied once by the capture into
+    # scratch tables (every statement of the diff then reads a few rows, not the tables).
+    taken: tuple[TableRef, TableRef] | None = None
+
+    def diffed(self, source: _Source) -> exp.Select:
+        """The candidates, in the chosen buckets only where buckets are diffed."""
+        if self.buckets is None or self.chosen is None:
+            return self.candidates
+        return _select(self.source_rows(source), source.names, "s")
+
+    def source_rows(self, source: _Source) -> Rows:
+        """The source's rows in the chosen buckets, or all of them."""
+        return self.taken[0] if self.taken is not None else self._narrowed(source, source.ref, "s")
+
+    def shadow_rows(self, source: _Source, shadow: Rows) -> Rows:
+        """``shadow``'s rows in the chosen buckets, or all of them."""
+        return self.taken[1] if self.taken is not None else self._narrowed(source, shadow, "h")
+
+    def _narrowed(self, source: _Source, rows: Rows, alias: str) -> Rows:
+        if self.buckets is None or self.chosen is None:
+            return rows
+        return _select(rows, source.names, alias).where(
+            by_bucket.in_buckets(source.adapter, source.key, alias, self.buckets, self.chosen)
+        )
 
 
-def keyed_changes(
-    source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool
-) -> KeyedDiff | str | None:
-    """What a keyed capture diffs, or why it must capture the source whole (its key
-    repeats and the cursor cannot account for the change), or None when its fingerprint
-    says it did not change. Reads only, so ``plan`` predicts with it what ``build`` does.
+def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> KeyedDiff | None:
+    """What a keyed capture diffs, or None when its fingerprint says the source did not
+    change. Reads only, so ``plan`` predicts with it what ``build`` does.
 
     With a cursor the narrowest form that accounts for the whole change is taken: each is
     checked by fingerprinting the shadow as the diff would leave it (``_refreshed``, a
@@ -639,8 +676,10 @@ def keyed_changes(
     order: rows past the last captured cursor value (inserts and updates kept the contract;
     their keys' old images from the shadow); then rows from that value on, ties included,
     plus the shadow's keys gone from the source (deletes, and rows stamped with the last
-    value after it was captured); then every row. Only the last needs the key to be unique
-    (a key diff cannot see a second copy of a row); the narrow forms are checked whole.
+    value after it was captured); then every row, or where the shadow's bucket fingerprints
+    are kept, the rows of the buckets whose fingerprint changed. Only the last needs the
+    key to be unique in what it compares (``repeated_key``); the narrow forms are checked
+    whole.
     ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other
     columns: its recorded fingerprint no longer describes it."""
     adapter, names, key = source.adapter, source.names, source.key
@@ -662,14 +701,32 @@ def keyed_changes(
             after = _refreshed(source, shadow, new, deletes)
             if adapter.fingerprint(after, names) == source_fingerprint:
                 return KeyedDiff(candidates, True, deletes, how, source_fingerprint, mark, hi)
-    if _key_repeats(adapter, source.ref, key) or _key_repeats(adapter, shadow, key):
-        # A key diff cannot see a second copy of a row, nor its removal: while the declared
-        # key repeats (in the source now, or in the copy taken last time), each change the
-        # cursor cannot account for is captured whole and the source's readers rebuild,
-        # which is exact either way.
+    whole = select_from(source.ref, names, "s")
+    found = KeyedDiff(whole, False, True, _WHOLE_DIFF if narrowed else "", source_fingerprint, mark, hi)
+    if trust_fingerprint and state.buckets is not None and isinstance(shadow, TableRef):
+        # Only the buckets whose fingerprint changed are diffed (``execution/buckets.py``).
+        chosen = by_bucket.changed_buckets(adapter, source.ref, names, key, source.buckets, state.buckets)
+        found = replace(found, how=_BUCKET_DIFF if narrowed else "", buckets=state.buckets, chosen=chosen)
+    return found
+
+
+def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
+    """Why a key diff cannot be exact, if it cannot: the key repeats in the rows it compares.
+
+    A key diff cannot see a second copy of a row, nor its removal: while the declared key
+    repeats (in the source now, or in the copy taken last time), each change the cursor
+    cannot account for is captured whole and the source's readers rebuild, which is exact
+    either way. Where buckets are diffed, only theirs are checked: a key's rows all lie in
+    its bucket, and an unchanged bucket needs no diff. The cursor's narrow forms need no
+    check: they are verified against the source's fingerprint whole."""
+    if found.few:
+        return None
+    adapter, key = source.adapter, source.key
+    if _key_repeats(adapter, found.source_rows(source), key) or _key_repeats(
+        adapter, found.shadow_rows(source, shadow), key
+    ):
         return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
-    how = _WHOLE_DIFF if narrowed else ""
-    return KeyedDiff(select_from(source.ref, names, "s"), False, True, how, source_fingerprint, mark, hi)
+    return None
 
 
 def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
@@ -679,25 +736,76 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
         return None
-    if isinstance(found, str):
-        LOG.warning("source %s: %s", source.name, found)
-        return _capture_whole(source, state, found)
-    if found.how == _WHOLE_DIFF:
-        LOG.warning("source %s: %s", source.name, _WHOLE_DIFF)
+    scratch = _take_buckets(source, found) if found.chosen is not None else []
+    if scratch:
+        found = replace(
+            found, chosen=select_from(scratch[0], [by_bucket.BUCKET_COLUMN]), taken=(scratch[1], scratch[2])
+        )
+    repeated = repeated_key(source, source.copy, found)
+    if repeated is not None:
+        _drop(adapter, scratch)
+        LOG.warning("source %s: %s", source.name, repeated)
+        return _capture_whole(source, state, repeated)
+    if found.how:
+        LOG.warning("source %s: %s", source.name, found.how)
     batch = source.batch
     with adapter.transaction():
         # Leftovers of a capture interrupted on a warehouse without transactions.
         adapter.execute(exp.delete(source.log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
-        if state.fingerprint is not None:
-            _forget_fingerprint(adapter, source.name, state)
+        _forget_fingerprint(adapter, source.name, state)
         rows = _diff_batch(source, found, batch)
         # Fingerprinted again rather than taken from the check: where there are no
         # transactions the source may have moved between the check and the diff.
         shadow_fingerprint = adapter.fingerprint(source.copy, names)
+        assert shadow_fingerprint is not None
+        buckets = _keep_buckets(source, state, batch, rows, _fingerprint_rows(shadow_fingerprint), trust_fingerprint)
         mark = found.mark
-        source.save(shadow_fingerprint, CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None)
+        mark = CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None
+        source.save(shadow_fingerprint, mark, buckets)
+    _drop(adapter, scratch)
     recorded = ((batch, "delta", rows),) if rows else ()
     return Captured(recorded, _keyed_reason(rows, found))
+
+
+def _take_buckets(source: _Source, found: KeyedDiff) -> list[TableRef]:
+    """Copy into scratch tables, before any state changes, the buckets whose fingerprint
+    changed, then the source's and the shadow's rows in them: the checks and the diff read
+    them in several statements, and each copy is one scan of its table."""
+    adapter = source.adapter
+    temporary = adapter.capabilities.temp_tables
+    tables = [work_table(source.ref, part, temporary) for part in ("buckets", "taken", "shadowed")]
+    assert found.chosen is not None
+    execute_create(adapter, create_table_as(tables[0], found.chosen, temporary=temporary))
+    found = replace(found, chosen=select_from(tables[0], [by_bucket.BUCKET_COLUMN]))
+    for table, rows in ((tables[1], found.source_rows(source)), (tables[2], found.shadow_rows(source, source.copy))):
+        assert not isinstance(rows, TableRef)
+        execute_create(adapter, create_table_as(table, rows, temporary=temporary))
+    return tables
+
+
+def _drop(adapter: Adapter, tables: list[TableRef]) -> None:
+    for table in tables:
+        adapter.execute(drop_table(table))
+
+
+def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, shadow_rows: int, trusted: bool) -> int:
+    """Bring the bucket fingerprints up to date with the shadow after ``batch``: the buckets
+    of the batch's keys fingerprinted again, or the whole table rebuilt where it did not
+    describe the shadow (none yet, columns followed) or the row count outgrew its bucket
+    count. Returns the bucket count."""
+    adapter, names, key = source.adapter, source.names, source.key
+    buckets = state.buckets
+    if buckets is None or not trusted or not by_bucket.fits(buckets, shadow_rows):
+        buckets = by_bucket.bucket_count(shadow_rows)
+        execute_create(adapter, by_bucket.rebuild_statement(adapter, source.buckets, source.copy, names, key, buckets))
+    elif rows:
+        touched = exp.select(exp.alias_(adapter.key_bucket(key, "c", buckets), by_bucket.BUCKET_COLUMN, quoted=True))
+        touched = touched.from_(source.log.to_table(alias="c")).where(_in_batch(batch, "c"))
+        for statement in by_bucket.update_statements(
+            adapter, source.buckets, source.copy, names, key, buckets, touched
+        ):
+            adapter.execute(statement)
+    return buckets
 
 
 def _keyed_reason(rows: int, found: KeyedDiff) -> str:
@@ -709,10 +817,13 @@ def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fin
     found = keyed_changes(source, state, shadow, trust_fingerprint)
     if found is None:
         return Captured()
-    if isinstance(found, str):
-        return Captured(((source.batch, "full", 0),), f"captured whole: {found}")
-    new = new_images(source, found.candidates, shadow, found.few)
-    rows = _count(source.adapter, new) + _count(source.adapter, old_images(source, shadow, new, found.deletes))
+    repeated = repeated_key(source, shadow, found)
+    if repeated is not None:
+        return Captured(((source.batch, "full", 0),), f"captured whole: {repeated}")
+    compared = found.shadow_rows(source, shadow)
+    new = new_images(source, found.diffed(source), compared, found.few)
+    old = old_images(source, compared, new, found.deletes, found.source_rows(source))
+    rows = _count(source.adapter, new) + _count(source.adapter, old)
     return Captured(((source.batch, "delta", rows),) if rows else (), _keyed_reason(rows, found))
 
 
@@ -720,9 +831,11 @@ def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
     """Diff the candidates against the shadow into ``batch``, record it and update the
     shadow; returns the rows written to the change log."""
     log, names, all_columns = source.log, source.names, [*source.names, BATCH_COLUMN, OLD_COLUMN]
-    new = new_images(source, found.candidates, source.copy, found.few)
+    compared = found.shadow_rows(source, source.copy)
+    new = new_images(source, found.diffed(source), compared, found.few)
     source.adapter.execute(insert_into(log, all_columns, with_images(new, names, batch, False)))
-    old = old_images(source, source.copy, _batch_new_images(source, batch), found.deletes)
+    present = found.source_rows(source)
+    old = old_images(source, compared, _batch_new_images(source, batch), found.deletes, present)
     source.adapter.execute(insert_into(log, all_columns, with_images(old, names, batch, True)))
     rows = source.batch_rows(batch)
     if rows:
@@ -743,7 +856,7 @@ def _key_repeats(adapter: Adapter, rows: Rows, key: list[str]) -> bool:
     columns = [exp.column(name, table="t", quoted=True) for name in key]
     query = (
         exp.select(exp.Literal.number(1))
-        .from_(_from(rows, "t"))
+        .from_(from_rows(rows, "t"))
         .group_by(*columns)
         .having(exp.func("count", exp.Star()) > 1)
         .limit(1)
@@ -752,9 +865,16 @@ def _key_repeats(adapter: Adapter, rows: Rows, key: list[str]) -> bool:
 
 
 def _forget_fingerprint(adapter: Adapter, name: str, state: RelationState) -> None:
-    """Clear a keyed source's recorded fingerprint before its shadow changes."""
-    for statement in save_relation_statements(name, replace(state, fingerprint=None)):
+    """Clear a keyed source's recorded fingerprint and bucket count before its shadow changes."""
+    if state.fingerprint is None and state.buckets is None:
+        return
+    for statement in save_relation_statements(name, replace(state, fingerprint=None, buckets=None)):
         adapter.execute(statement)
+
+
+def _fingerprint_rows(fingerprint: str) -> int:
+    """The row count a fingerprint starts with (every adapter's does: ``count:...``)."""
+    return int(fingerprint.split(":", 1)[0])
 
 
 def new_images(source: _Source, candidates: exp.Select, shadow: Rows, few: bool) -> exp.Select:
@@ -770,23 +890,22 @@ def new_images(source: _Source, candidates: exp.Select, shadow: Rows, few: bool)
         )
         compared = _select(shadow, source.names, "h").where(of_candidates)
     unchanged = (
-        exp.select(exp.Literal.number(1)).from_(_from(compared, "h")).where(null_safe_match("h", "s", source.names))
+        exp.select(exp.Literal.number(1)).from_(from_rows(compared, "h")).where(null_safe_match("h", "s", source.names))
     )
     return candidates.where(exp.not_(exp.Exists(this=unchanged)))
 
 
-def old_images(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) -> exp.Select:
+def old_images(source: _Source, shadow: Rows, new: exp.Select, deletes: bool, present: Rows) -> exp.Select:
     """The shadow rows replaced by a new image of their key, and with ``deletes`` those
-    whose key left the source."""
+    whose key left the source (``present``: the source's rows, or those of the buckets
+    diffed)."""
     key = source.key
     gone: exp.Expr = exp.Exists(
         this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
     )
     if deletes:
         still_there = exp.Exists(
-            this=exp.select(exp.Literal.number(1))
-            .from_(source.ref.to_table(alias="s"))
-            .where(null_safe_match("s", "h", key))
+            this=exp.select(exp.Literal.number(1)).from_(from_rows(present, "s")).where(null_safe_match("s", "h", key))
         )
         gone = exp.or_(gone, exp.not_(still_there))
     return _select(shadow, source.names, "h").where(gone)

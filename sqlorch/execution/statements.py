@@ -8,6 +8,15 @@ from sqlorch.adapters.base import Adapter, Capabilities
 from sqlorch.refs import TableRef
 from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN
 
+# A table, or a query standing for one (e.g. a copy as a capture would leave it: ``plan``
+# reads it so without writing it).
+Rows = TableRef | exp.Query
+
+
+def from_rows(rows: Rows, alias: str) -> exp.Expr:
+    """``rows`` as a FROM item aliased ``alias``."""
+    return rows.to_table(alias=alias) if isinstance(rows, TableRef) else rows.copy().subquery(alias)
+
 
 def columns_of(names: list[str], table: str | None = None) -> list[exp.Column]:
     return [exp.column(name, table=table, quoted=True) for name in names]

@@ -4,7 +4,8 @@ Tables (all in ``_sqlorch``):
 
 - ``relations``: per model/seed/source its fingerprint (compiled SQL; a seed's or an
   undeclared source's content; for a keyed source, its shadow's content), output columns
-  and key (JSON), and for sources the capture cursor.
+  and key (JSON), and for sources the capture cursor; for a keyed source, the number of
+  buckets of its bucket fingerprints (NULL: none that describe its shadow).
 - ``batches``: every change set a relation produced: ``kind`` is ``append`` (only new
   rows in its change log), ``delta`` (old and new images) or ``full`` (consumers rebuild).
 - ``watermarks``: per consumer and input, the last batch consumed.
@@ -12,6 +13,8 @@ Tables (all in ``_sqlorch``):
 - ``chg__<schema>__<name>``: a relation's change log: its columns plus ``_sqlorch_batch``
   and ``_sqlorch_old`` (old image true, new image false).
 - ``shadow__<schema>__<name>``: a keyed source's last captured rows.
+- ``buckets__<schema>__<name>``: a keyed source's shadow, fingerprinted per bucket of keys
+  (``execution/buckets.py``).
 - ``edge__<schema>__<name>``: an append-only source's rows captured at its cursor's
   maximum, to tell a later row with the same cursor value (a tie) from one taken already.
 
@@ -37,7 +40,14 @@ BATCH_COLUMN = "_sqlorch_batch"
 OLD_COLUMN = "_sqlorch_old"
 
 _TABLES: dict[str, dict[str, str]] = {
-    "relations": {"relation": "TEXT", "fingerprint": "TEXT", "columns": "TEXT", "key": "TEXT", "cursor_hi": "TEXT"},
+    "relations": {
+        "relation": "TEXT",
+        "fingerprint": "TEXT",
+        "columns": "TEXT",
+        "key": "TEXT",
+        "cursor_hi": "TEXT",
+        "buckets": "BIGINT",
+    },
     # a model run's cost and table statistics too (``state/history.py``)
     "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT", **HISTORY_COLUMNS},
     "watermarks": {"consumer": "TEXT", "input": "TEXT", "batch": "BIGINT"},
@@ -90,12 +100,17 @@ def edge_table(ref: TableRef) -> TableRef:
     return state_table(f"edge__{_relation_slug(ref)}")
 
 
+def bucket_table(ref: TableRef) -> TableRef:
+    return state_table(f"buckets__{_relation_slug(ref)}")
+
+
 @dataclass(frozen=True)
 class RelationState:
     fingerprint: str | None
     columns: dict[str, str] | None
     key: list[str] | None
     cursor_hi: str | None
+    buckets: int | None = None  # a keyed source's buckets (``execution/buckets.py``); None: not kept
 
 
 @dataclass
@@ -226,12 +241,13 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
         query = exp.union(query, part, distinct=False)
     for tag, *row in adapter.fetch(query):
         if tag == "r":
-            relation, fingerprint, columns, key, cursor_hi = row[:5]
+            relation, fingerprint, columns, key, cursor_hi, buckets = row[:6]
             snapshot.relations[relation] = RelationState(
                 fingerprint=fingerprint,
                 columns=json.loads(columns) if columns else None,
                 key=json.loads(key) if key else None,
                 cursor_hi=cursor_hi,
+                buckets=int(buckets) if buckets else None,
             )
         elif tag == "b":
             relation, batch, kind, rows = row[:4]
@@ -271,6 +287,7 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
         "columns": json.dumps(state.columns) if state.columns is not None else None,
         "key": json.dumps(state.key) if state.key is not None else None,
         "cursor_hi": state.cursor_hi,
+        "buckets": state.buckets,
     }
     return [
         exp.delete(state_table("relations").to_table(), where=_eq("relation", relation)),
