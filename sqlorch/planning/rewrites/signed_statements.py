@@ -25,6 +25,7 @@ from sqlorch.execution.statements import (
     replace_statements,
     select_from,
 )
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.rewrites.model_statements import ModelContext
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
@@ -94,6 +95,14 @@ def _sources(
         )
 
     return is_changed, delta_rows, old_rows
+
+
+def kept_value_tables(compiled: CompiledModel) -> list[TableRef]:
+    """The tables of (group, value) multiplicities a model folding signed deltas keeps beside
+    its group state, one per value set of its DISTINCT aggregates (what ``plan`` shows)."""
+    top = compiled.keys.inlined
+    count = len(value_sets(top)) if isinstance(top, exp.Select) else 0
+    return [distinct_state(compiled.model.ref, index) for index in range(count)]
 
 
 def state_is_current(state_batch: int | None, batch: int) -> bool:
