@@ -1,6 +1,7 @@
 """Does an incremental build ever lose to a full refresh? The scenarios of the plan issue.
 
     python bench/cost_model.py [--orders 300000 3000000] [--chain 1000] [--runs 1] [--json OUT]
+        [--scenarios every-key twenty-rows]
     python bench/cost_model.py --orders --chain 1000     # the chain alone (no orders sizes)
 
 Scenarios, on the embedded DuckDB target, with the ``sqlorch`` of the running Python:
@@ -14,7 +15,10 @@ Scenarios, on the embedded DuckDB target, with the ``sqlorch`` of the running Py
 
 For the first two, the database after the change is copied, then ``sqlorch build`` runs
 on one copy and ``sqlorch build --full-refresh`` on the other: both start from the same
-state. Every timed command is a whole ``sqlorch`` process (start-up included). The
+state. Every timed command is a whole ``sqlorch`` process (start-up included), timed in wall
+and CPU seconds (the CPU figure is steadier on a shared machine), with the load average
+before it and the strategies the incremental build ran. With ``--runs N`` each figure is the
+median of N runs (the ratios of every run listed). The
 targets (plan issue): every-key incremental <= 1.1x the full refresh; twenty-rows >= 5x
 faster than the full refresh; chain whole build <= 10 s.
 """
@@ -148,8 +152,10 @@ def incremental_vs_full(work: Path, orders: int, scenario: str) -> dict[str, obj
     changed = change(base, where)
     full_copy = work / f"{scenario}-{orders}-full"
     shutil.copytree(base, full_copy)
-    incremental = timed(["build"], base)
-    full = timed(["build", "--full-refresh"], full_copy)
+    load = os.getloadavg()[0]
+    incremental, incremental_cpu = timed_with_cpu(["build"], base)
+    full, full_cpu = timed_with_cpu(["build", "--full-refresh"], full_copy)
+    strategies = built_strategies(base)
     shutil.rmtree(base)
     shutil.rmtree(full_copy)
     return {
@@ -160,7 +166,23 @@ def incremental_vs_full(work: Path, orders: int, scenario: str) -> dict[str, obj
         "incremental": round(incremental, 2),
         "full_refresh": round(full, 2),
         "ratio": round(incremental / full, 2),
+        "incremental_cpu": round(incremental_cpu, 2),
+        "full_refresh_cpu": round(full_cpu, 2),
+        "cpu_ratio": round(incremental_cpu / full_cpu, 2),
+        "load_average_before": round(load, 2),
+        "strategies": strategies,
     }
+
+
+def built_strategies(root: Path) -> dict[str, int]:
+    """How many models the incremental build ran each way (``run_results.json``): what the
+    plan chose, beside the time it took."""
+    results = json.loads((root / "target" / "run_results.json").read_text())["results"]
+    counts: dict[str, int] = {}
+    for result in results:
+        name = result["strategy"] or result["action"]
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def chain(work: Path, length: int) -> dict[str, object]:
@@ -194,6 +216,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, nargs="*", default=[300_000, 3_000_000])
     parser.add_argument("--chain", type=int, default=1000, help="chain length (0: skip)")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--scenarios", nargs="*", default=["every-key", "twenty-rows"], choices=["every-key", "twenty-rows"]
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows: list[dict[str, object]] = []
@@ -201,11 +226,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sqlorch-cost-") as tmp:
         work = Path(tmp)
         for orders in args.orders:
-            for scenario in ("every-key", "twenty-rows"):
+            for scenario in args.scenarios:
                 runs = [incremental_vs_full(work, orders, scenario) for _ in range(args.runs)]
                 row = dict(runs[0])
-                for field in ("incremental", "full_refresh", "ratio"):
+                for field in (
+                    "incremental",
+                    "full_refresh",
+                    "ratio",
+                    "incremental_cpu",
+                    "full_refresh_cpu",
+                    "cpu_ratio",
+                ):
                     row[field] = statistics.median(float(str(r[field])) for r in runs)
+                if args.runs > 1:
+                    row["ratios"] = [r["ratio"] for r in runs]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         if args.chain:

@@ -174,6 +174,41 @@ def _subquery_tables(query: exp.Query) -> set[tuple[str, str]]:
     return found
 
 
+def _driving_side_key(top: exp.Query, key: list[str]) -> list[str]:
+    """For a SELECT that joins without aggregating (no GROUP BY, aggregate, window or
+    DISTINCT at its top), the key columns read straight from its FROM side, where there are
+    some; else ``key``.
+
+    Any non-empty subset of the anchors partitions the output: every output row of such a
+    SELECT comes from one row of its FROM side, so the rows whose FROM-side columns take
+    given values are exactly the output rows with those values. A key of every output
+    column (what the anchors of a join give) cannot be matched below the join, since part of
+    it comes from the other side: the recomputation joined every row before filtering (3M
+    orders with their customers, to recompute twenty). The FROM side's columns are matched
+    on that side's rows before the join, and the stored rows by fewer columns; a change on
+    the other side still finds its keys by joining the changed rows with the FROM side.
+    A declared ``unique_key`` among the anchors is used instead (``analyse_keys``)."""
+    if not isinstance(top, exp.Select) or not top.args.get("joins"):
+        return key
+    if top.args.get("group") or top.args.get("distinct") or top.args.get("qualify") or top.args.get("having"):
+        return key
+    if any(isinstance(node, (exp.AggFunc, exp.Window)) for node in own_nodes(top)):
+        return key
+    from_ = top.args.get("from_") or top.args.get("from")
+    if from_ is None:
+        return key
+    alias = from_.this.alias_or_name.lower()
+    driving = []
+    for projection in top.selects:
+        name, expression = projection.alias_or_name.lower(), projection.unalias()
+        if name in key and isinstance(expression, exp.Column) and expression.table.lower() == alias:
+            driving.append(name)
+    # the FROM side must give most of the key: a side that adds one column to several of
+    # the joined side's is not the side the rows are about (``c.plan`` in a customers LEFT
+    # JOIN orders), and a key of its few values would replace far more rows than it must
+    return driving if 2 * len(driving) > len(key) else key
+
+
 def _key_is_unique(top: exp.Query, key: list[str], declared: tuple[str, ...]) -> bool:
     """Whether each key value has at most one output row: all group keys are in the key,
     or a DISTINCT over exactly the key, or a declared unique_key (verified every build)."""
@@ -309,6 +344,8 @@ def analyse_keys(
     )
     if declared_key and set(declared_key) <= set(key):
         key = list(declared_key)
+    else:
+        key = _driving_side_key(inlined, key)
     if not key and not global_aggregate:
         return KeyAnalysis(
             key=None,

@@ -14,7 +14,9 @@ table's keys those rows affect:
   scans the inputs' and the table's key columns to find the affected rows (``SCAN_SHARE``
   of a row each); writes ``4 f T`` (old and new images to the change log, the stored rows
   deleted and the recomputed ones inserted); folding signed deltas recomputes no key: it
-  reads ``c`` and scans the inputs for the rows joining it, and writes ``4 f T`` likewise.
+  reads ``c``, scans its group state (``D`` rows) and its table twice each (the touched
+  groups' states read and replaced, the table's rows of those groups read and merged), and
+  writes ``4 f T`` likewise.
 
 ``f`` comes from the table's distinct keys ``D``: ``r`` changed rows falling at random on
 ``D`` keys hit ``D (1 - (1 - 1/D)^r)`` of them, where ``r`` is ``c / 2`` (an update logs
@@ -26,9 +28,21 @@ unknown ``I`` (no statistics yet) chooses no rebuild: the cost rule needs sizes.
 where that state does not match the model's last batch (its first fold, or a rebuild or
 another strategy ran since) the fold first builds it from every input row: it reads ``I``
 and writes one row per group (``D``), one ``CREATE TABLE AS`` priced at a rebuild's rate.
-Its later folds need no rebuild of it. The fold is then chosen only where it is not dearer
-by ``MIN_SAVING`` than replacing the affected keys (``Costs.folds``): a few changed rows of a
-large table replace their keys, a change of many rows of large groups builds the state once.
+Its later folds need no rebuild of it. The fold is chosen only where it is not dearer by
+``MIN_SAVING`` than replacing the affected keys (``Costs.folds``), its state current or not:
+a few changed rows of a table of as many groups as input rows (per customer and day) replace
+their keys, which scans the inputs once where the fold scans a state as large twice (twenty
+rows of 3,000,000: 0.63 s folded against 0.26 to 0.47 s replaced, the model's time in
+builds at a load of 3 to 4); a change of many rows of large groups folds, building the state
+once if it must.
+
+**An input rebuilt in this build.** A model rebuilt in full copies and diffs its old rows
+only for readers that stay incremental; when every reader rebuilds too, it does not. That
+diff (``upstream_diff``: three reads or writes of the input's table) is the incremental
+reader's cost, so it is added to the reader's incremental form: three aggregates of a few
+hundred groups each folding a change of every customer of 300,000 orders kept the rebuilds
+of two 300,000-row inputs diffing (2.0 s of the build's 6.1 s of statements), where their
+own rebuilds cost 0.05 s each.
 
 **Prior.** With no history the rates of ``PRIOR`` apply, read off the runs of
 bench/cost_model.py on DuckDB on a shared 2-core machine (300,000 orders, a dozen models,
@@ -45,17 +59,26 @@ thousand rows, where rows cost next to nothing, the incremental form wins, and k
 consumers' change logs small.
 
 **Learning.** Each model run records its seconds and the rows the plan estimated it
-reads and writes (``state/history.py``). A model's seconds per row for a strategy are its
-recent runs' seconds beyond the fixed cost, over their rows, with the prior counted as a
-run of ``PRIOR_ROWS`` rows at the prior's rate: runs of a few rows (where the seconds are
-all fixed cost, and the noise of a busy machine) barely move it, large runs settle it. The
-fixed cost stays the prior's. The calibration is per model and per strategy, on the
-user's own warehouse; until a model has run both ways, the form without runs is scaled as
-the other's runs corrected it (``learned_rates``).
+reads and writes (``state/history.py``). A run's seconds per row are its seconds beyond the
+fixed cost over its rows, with the prior counted as a run of ``PRIOR_ROWS`` rows at the
+prior's rate: runs of a few rows (where the seconds are all fixed cost) barely move it,
+large runs settle it. The fixed cost stays the prior's. The calibration is per model and
+per strategy, on the user's own warehouse; until a model has run both ways, the form
+without runs is scaled as the other's runs corrected it (``learned_rates``).
+
+**Damping.** Runs are timed on a machine that may be busy (other builds, a test suite on
+the same cores): one run three times slower than the rest must not flip a model to a
+rebuild, nor a first build on a loaded machine make every later change look cheap or
+dear. So a strategy's rate is learned only from ``MIN_RUNS`` runs of it on (before that
+the prior applies, scaled by the other form's learned correction where this form never
+ran), and it is the median of its
+recent runs' rates (``history.KEEP`` of them), not their pooled mean: a slow run moves the
+choice only when most recent runs were slow too.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, replace
 
 from sqlorch.state.history import RunCost
@@ -100,6 +123,9 @@ class Estimate:
     # change and scans the inputs only for the rows joining it, and recomputes no group
     folds: bool = False
     builds_state: bool = False  # the fold first builds its group state from every input row
+    # rows an input rebuilt in this build reads, copies and diffs only so that this model can
+    # stay incremental (``upstream_diff``): priced into the incremental form at a rebuild's rate
+    upstream_diff_rows: int = 0
 
     @property
     def changed_records(self) -> int:
@@ -161,9 +187,11 @@ def incremental_work(estimate: Estimate, keys: int) -> Work:
     if not estimate.scans:  # new rows inserted: the appended rows read, written to the log and the table
         return Work(estimate.changed_rows, 2 * estimate.changed_rows)
     inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
-    scanned = round(SCAN_SHARE * (inputs + table)) if estimate.scans else 0
-    if estimate.folds:
+    if estimate.folds:  # the group state and the table, each scanned twice: no input
+        groups = estimate.distinct_keys or table
+        scanned = round(SCAN_SHARE * 2 * (groups + table))
         return Work(estimate.changed_rows + scanned, 4 * affected_rows(estimate, keys))
+    scanned = round(SCAN_SHARE * (inputs + table))
     return Work(
         estimate.changed_rows + round(_share(estimate, keys) * inputs) + scanned, 4 * affected_rows(estimate, keys)
     )
@@ -177,6 +205,15 @@ def full_work(estimate: Estimate, keys: int) -> Work:
     return Work(inputs + (table if estimate.diffs else 0), table + diff)
 
 
+def upstream_diff(table_rows: int) -> int:
+    """Rows an input model rebuilt in full handles to diff its old and new rows for a reader
+    that stays incremental: its old table read and copied aside, then read again beside the
+    new one (``rebuild.py``). Without such readers the rebuild skips it (``planner``). Each
+    incremental reader is charged the whole diff: where two share it, it is counted twice,
+    which errs towards rebuilding readers that would otherwise keep it alive."""
+    return 3 * table_rows
+
+
 def state_work(estimate: Estimate) -> Work:
     """Building a fold's group state: every input row read, a row per group written."""
     if not (estimate.folds and estimate.builds_state):
@@ -185,28 +222,39 @@ def state_work(estimate: Estimate) -> Work:
     return Work(estimate.input_rows or 0, groups)
 
 
-def learned_rate(strategy: str, history: list[RunCost]) -> Rate:
-    """The prior's seconds per row, corrected by this model's recent runs of ``strategy``."""
+MIN_RUNS = 3  # runs of a strategy before its learned rate replaces the prior (see Damping)
+
+
+def run_rate(prior: Rate, run: RunCost) -> float:
+    """One run's seconds per row, the prior counted as a run of ``PRIOR_ROWS`` rows."""
+    seconds = max(0.0, run.seconds - prior.fixed)
+    return (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + run.rows_read + run.rows_written)
+
+
+def learned_rate(strategy: str, history: list[RunCost]) -> Rate | None:
+    """The median of this model's recent ``strategy`` runs' rates; None under ``MIN_RUNS`` runs."""
     prior = PRIOR[strategy]
     runs = [run for run in history if run.strategy == strategy]
-    seconds = sum(max(0.0, run.seconds - prior.fixed) for run in runs)
-    rows = sum(run.rows_read + run.rows_written for run in runs)
-    return Rate(prior.fixed, (PRIOR_ROWS * prior.per_row + seconds) / (PRIOR_ROWS + rows))
+    if len(runs) < MIN_RUNS:
+        return None
+    return Rate(prior.fixed, statistics.median(run_rate(prior, run) for run in runs))
 
 
 def learned_rates(history: list[RunCost]) -> dict[str, Rate]:
-    """Both forms' rates. Where the model has runs of one form only (its first build, before
-    any incremental run) the other form's prior is scaled as that form's was corrected: what
-    the runs say of the warehouse's speed (a slower machine, a busy one, threads sharing it)
-    holds for both forms, and correcting one alone would tilt every choice towards the other."""
-    rates = {strategy: learned_rate(strategy, history) for strategy in PRIOR}
-    seen = {run.strategy for run in history} & set(PRIOR)
-    if len(seen) == 1:
-        (known,) = seen
-        factor = rates[known].per_row / PRIOR[known].per_row
-        for strategy, prior in PRIOR.items():
-            if strategy != known:
-                rates[strategy] = Rate(prior.fixed, prior.per_row * factor)
+    """Both forms' rates. Where the model has learned the rate of one form and has no run of
+    the other (its first builds, before any incremental run) the other form's prior is scaled
+    as that form's was corrected: what the runs say of the warehouse's speed (a slower
+    machine, a busy one, threads sharing it) holds for both forms, and correcting one alone
+    would tilt every choice towards the other. A form with a run or two keeps its prior:
+    those runs, too few to learn from, would contradict the scaling."""
+    learned = {strategy: learned_rate(strategy, history) for strategy in PRIOR}
+    known = [(strategy, rate) for strategy, rate in learned.items() if rate is not None]
+    factor = known[0][1].per_row / PRIOR[known[0][0]].per_row if len(known) == 1 else 1.0
+    ran = {run.strategy for run in history}
+    rates: dict[str, Rate] = {}
+    for strategy, rate in learned.items():
+        prior = PRIOR[strategy]
+        rates[strategy] = rate or (prior if strategy in ran else Rate(prior.fixed, prior.per_row * factor))
     return rates
 
 
@@ -220,8 +268,8 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
     incremental_cost = incremental_rate.seconds(incremental.rows_read, incremental.rows_written)
     folds = estimate.folds
-    state = state_work(estimate)
-    if state.rows_read or state.rows_written:
+    if folds:
+        state = state_work(estimate)
         # the state's rows at a rebuild's rate (no fixed cost: one statement of the run)
         incremental_cost += full_rate.per_row * (state.rows_read + state.rows_written)
         replacing = incremental_work(replace(estimate, folds=False), keys)
@@ -230,6 +278,7 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
             folds, incremental, incremental_cost = False, replacing, replacing_cost
         else:
             incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
+    incremental_cost += full_rate.per_row * estimate.upstream_diff_rows
     full_cost = full_rate.seconds(full.rows_read, full.rows_written)
     cheaper = full_cost + min(MIN_SAVING, full_cost) < incremental_cost
     winner = FULL if estimate.input_rows is not None and cheaper else INCREMENTAL

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
 from sqlorch.planning.compiler import CompiledModel
-from sqlorch.planning.cost import FULL, INCREMENTAL, Costs, Estimate, Work, break_even, estimate_costs
+from sqlorch.planning.cost import (
+    FULL,
+    INCREMENTAL,
+    Costs,
+    Estimate,
+    Work,
+    break_even,
+    estimate_costs,
+    upstream_diff,
+)
 from sqlorch.planning.rewrites.model_statements import mentions
 from sqlorch.planning.rewrites.strategies import STRATEGIES
 from sqlorch.planning.steps import INSERT_ONLY, SIGNED_DELTAS, Decision, InputChange, Plan, Step
@@ -265,6 +274,7 @@ def build_plan(
     latest = dict(snapshot.latest_batch)  # after the steps planned so far ran
     writes: dict[TableRef, frozenset[str]] = {}
     replan: dict[TableRef, Callable[[StepTarget], frozenset[str]]] = {}
+    diffing: dict[TableRef, int] = {}  # models rebuilt in full that diff for their readers: table rows
     for ref in order:
         name = str(ref)
         if ref in project.seeds:
@@ -297,6 +307,8 @@ def build_plan(
                 consumed = target is None or target.consumed is None or ref in target.consumed
                 diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
                 estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                kept_diffs = sum(upstream_diff(diffing[r]) for r in changes if r in diffing)
+                estimate = replace(estimate, upstream_diff_rows=kept_diffs)  # cost.py: "An input rebuilt"
                 if structural.strategy == SIGNED_DELTAS and snapshot.aggregate_states.get(name) != latest.get(name, 0):
                     estimate = replace(estimate, builds_state=True)  # its group state is not current
                 history = _history(snapshot, name)
@@ -307,6 +319,8 @@ def build_plan(
                     threshold = break_even(estimate, history)
             use = costs if choose_by_cost and structural.action == "incremental" else None
             decision = decide_model(item, snapshot, changes, full_refresh, exists, use, capabilities)
+            if decision.action == "full" and costs is not None and estimate.diffs:
+                diffing[ref] = estimate.table_rows or 0
             step = Step(
                 ref=ref,
                 kind="model",
