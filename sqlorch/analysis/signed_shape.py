@@ -5,8 +5,10 @@ inner joins and row filters the weight of a joined row is the product of its par
 COUNT and SUM of a group change by the weighted sums of the changed rows: the delta rule of
 DBSP and of the incremental view maintenance literature. AVG is kept as its sum and count.
 MIN and MAX change by the new rows' extreme unless a row holding the stored extreme left;
-such groups are recomputed. The shape holds for one SELECT with GROUP BY (or a one-row
-aggregate) whose FROM is base tables and row-preserving derived tables, joined inner.
+such groups are recomputed. COUNT/SUM/AVG(DISTINCT x) change by the values whose count of
+rows in the group crosses zero, kept per (group, x) (``planning/rewrites/signed_distinct.py``).
+The shape holds for one SELECT with GROUP BY (or a one-row aggregate) whose FROM is base
+tables and row-preserving derived tables, joined inner.
 """
 
 from __future__ import annotations
