@@ -41,7 +41,7 @@ from sqlorch.outputs import output_dir
 from sqlorch.planning.chunks import default_max_batch_rows
 from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.planning.planner import build_plan, decide_seed
-from sqlorch.planning.rewrites.signed_statements import state_is_current
+from sqlorch.planning.rewrites.signed_statements import kept_value_tables, state_is_current
 from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
 from sqlorch.planning.transaction_groups import group_transactions
@@ -461,7 +461,7 @@ def prepare(
         plan.groups = group_transactions(plan.steps, adapter.capabilities, target.audited)
         plan.sources = _source_changes(session, captured, known)
         if planning:  # shown by plan; a build has no use for the counts
-            _note_kept_state(adapter, plan, snapshot)
+            _note_kept_state(adapter, plan, snapshot, compiled)
     except BaseException:
         if held is not None:
             held.release()
@@ -539,22 +539,32 @@ def _check_ownership(
         )
 
 
-def _note_kept_state(adapter: Adapter, plan: Plan, snapshot: StateSnapshot) -> None:
-    """The group state each step folding signed deltas keeps, and its size (one count per
-    such model: what ``plan`` shows and ``--full-refresh`` drops)."""
+def _note_kept_state(
+    adapter: Adapter, plan: Plan, snapshot: StateSnapshot, compiled: dict[TableRef, CompiledModel]
+) -> None:
+    """The group state each step folding signed deltas keeps, and its size, and the same of
+    its DISTINCT values (one count per table: what ``plan`` shows and ``--full-refresh`` rebuilds)."""
     folding = [step for step in plan.steps if step.strategy == SIGNED_DELTAS]
     if not folding:
         return
-    present = adapter.columns_many([aggregate_state(step.ref) for step in folding])
+    values = {step.ref: kept_value_tables(compiled[step.ref]) for step in folding if step.ref in compiled}
+    present = adapter.columns_many(
+        [aggregate_state(step.ref) for step in folding] + [t for tables in values.values() for t in tables]
+    )
+
+    def size(table: TableRef) -> int | None:
+        return int(adapter.fetch(count_rows(table))[0][0]) if table in present else None
+
     for step in folding:
         table = aggregate_state(step.ref)
-        rows = int(adapter.fetch(count_rows(table))[0][0]) if table in present else None
+        rows = size(table)
         current = (
             rows is not None
             and step.batch is not None
             and state_is_current(snapshot.aggregate_states.get(str(step.ref)), step.batch)
         )
-        step.kept_state = KeptState(str(table), rows, current)
+        kept = tuple((str(t), size(t)) for t in values.get(step.ref, []))
+        step.kept_state = KeptState(str(table), rows, current, kept)
 
 
 def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:

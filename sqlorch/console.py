@@ -164,6 +164,9 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
             details.append(f"cost: {_costs(step.cost_incremental, step.cost_full, step.cost_winner)}")
         if step.kept_state is not None and step.action == "incremental":
             details.append(f"state: {_kept(step.kept_state)}")
+            details += [
+                f"DISTINCT values: {_kept_values(t, n, step.kept_state.current)}" for t, n in step.kept_state.values
+            ]
         lines += [[(line, "dim")] for text in details for line in _wrap(text, width, PLAN_INDENT, PLAN_INDENT)]
     counts: dict[str, int] = {}
     for step in plan.steps:
@@ -179,6 +182,13 @@ def _kept(state: KeptState) -> str:
         return f"{state.table}, built by this step from the inputs"
     groups = f"{state.table}, {state.rows:,} group{'s' if state.rows != 1 else ''}"
     return groups if state.current else f"{groups}, out of date: rebuilt from the inputs"
+
+
+def _kept_values(table: str, rows: int | None, current: bool) -> str:
+    if rows is None:
+        return f"{table}, built by this step from the inputs"
+    pairs = f"{table}, {rows:,} (group, value) pair{'s' if rows != 1 else ''}"
+    return pairs if current else f"{pairs}, out of date: rebuilt from the inputs"
 
 
 def _costs(incremental: float, full: float, winner: str) -> str:

@@ -50,7 +50,7 @@ def analysed(sql: str):
         ("SELECT sku, avg(price) AS p FROM raw.items GROUP BY sku", "extended precision"),
         ("SELECT count(*) AS n, sum(price) FILTER (WHERE qty > 1) AS p FROM raw.items", ""),
         ("SELECT s.family, sum(i.qty) AS q FROM raw.items i JOIN raw.skus s ON i.sku = s.sku GROUP BY s.family", ""),
-        ("SELECT sku, count(DISTINCT qty) AS n FROM raw.items GROUP BY sku", "DISTINCT aggregate"),
+        ("SELECT sku, count(DISTINCT qty, sku) AS n FROM raw.items GROUP BY sku", "DISTINCT aggregate of several"),
         ("SELECT sku, sum(weight) AS w FROM raw.items GROUP BY sku", "floating-point"),
         (
             "SELECT s.family, count(*) AS n FROM raw.items i LEFT JOIN raw.skus s ON i.sku = s.sku GROUP BY s.family",

@@ -5,8 +5,10 @@ inner joins and row filters the weight of a joined row is the product of its par
 COUNT and SUM of a group change by the weighted sums of the changed rows: the delta rule of
 DBSP and of the incremental view maintenance literature. AVG is kept as its sum and count.
 MIN and MAX change by the new rows' extreme unless a row holding the stored extreme left;
-such groups are recomputed. The shape holds for one SELECT with GROUP BY (or a one-row
-aggregate) whose FROM is base tables and row-preserving derived tables, joined inner.
+such groups are recomputed. COUNT/SUM/AVG(DISTINCT x) change by the values whose count of
+rows in the group crosses zero, kept per (group, x) (``planning/rewrites/signed_distinct.py``).
+The shape holds for one SELECT with GROUP BY (or a one-row aggregate) whose FROM is base
+tables and row-preserving derived tables, joined inner.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Aggregate:
     kind: str  # count | sum | avg | min | max
     argument: exp.Expr | None  # None for COUNT(*)
     condition: exp.Expr | None  # the FILTER (WHERE ...) condition
+    # COUNT/SUM/AVG(DISTINCT x): kept through per-value multiplicities (``signed_distinct.py``)
+    distinct: bool = False
 
 
 def _own(root: exp.Expr) -> list[exp.Expr]:
@@ -75,16 +79,22 @@ def aggregates_of(top: exp.Select) -> list[Aggregate]:
             kind = KINDS.get(type(call))
             if kind is None:
                 raise NotSigned(f"aggregate {call.sql()} has no signed-delta form")
-            if call.find(exp.Distinct):
-                raise NotSigned(f"{call.sql()}: a DISTINCT aggregate needs per-value state")
+            distinct = isinstance(call.this, exp.Distinct)
+            if distinct and (
+                len(call.this.expressions) != 1
+                or call.this.args.get("on")
+                or isinstance(call.this.expressions[0], exp.Tuple)
+            ):
+                raise NotSigned(f"{call.sql()}: a DISTINCT aggregate of several arguments")
             if call.expressions:
                 raise NotSigned(f"{call.sql()}: an aggregate of several arguments")
-            argument = None if isinstance(call.this, exp.Star) else call.this
+            argument = call.this.expressions[0] if distinct else None if isinstance(call.this, exp.Star) else call.this
+            distinct = distinct and kind in ("count", "sum", "avg")  # MIN/MAX(DISTINCT x) is MIN/MAX(x)
             if argument is not None and any(isinstance(n, (exp.AggFunc, exp.Subquery)) for n in argument.walk()):
                 raise NotSigned(f"{call.sql()}: a nested aggregate or subquery")
             if kind != "count" and argument is None:
                 raise NotSigned(f"{call.sql()}: no argument")
-            aggregate = Aggregate(node, kind, argument, condition)
+            aggregate = Aggregate(node, kind, argument, condition, distinct)
             if all(a.node != aggregate.node for a in found):
                 found.append(aggregate)
     return found
@@ -160,6 +170,8 @@ def _check_aggregated(inner: exp.Select) -> None:
         raise NotSigned("an aggregated derived table with a GROUP BY expression it does not output")
     aggregates = aggregates_of(inner)
     for aggregate in aggregates:
+        if aggregate.distinct:
+            raise NotSigned(f"{aggregate.node.sql()} in a derived table: its value is not a sum of rows")
         if aggregate.kind not in ("count", "sum"):
             raise NotSigned(
                 f"{aggregate.node.sql()} in a derived table: its value before the change is not a sum of rows"

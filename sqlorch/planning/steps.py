@@ -289,9 +289,16 @@ class KeptState:
     table: str
     rows: int | None  # None: not there yet (the step builds it from the inputs)
     current: bool  # matches the model's last batch: folded into; else rebuilt from the inputs
+    # per value set of its DISTINCT aggregates: the table of (group, value) pairs and their number
+    values: tuple[tuple[str, int | None], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "rows": self.rows, "current": self.current}
+        return {
+            "table": self.table,
+            "rows": self.rows,
+            "current": self.current,
+            "values": [{"table": table, "rows": rows} for table, rows in self.values],
+        }
 
 
 @dataclass

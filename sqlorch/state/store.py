@@ -83,6 +83,12 @@ def aggregate_state(ref: TableRef) -> TableRef:
     return state_table(f"agg__{_relation_slug(ref)}")
 
 
+def distinct_state(ref: TableRef, index: int) -> TableRef:
+    """Per group and value of a DISTINCT aggregate's argument (the ``index``-th value set of
+    the model), the rows holding it (``planning/rewrites/signed_distinct.py``)."""
+    return state_table(f"dst{index}__{_relation_slug(ref)}")
+
+
 def work_table(ref: TableRef, part: str, temporary: bool = False) -> TableRef:
     """A scratch table of one model's run (``keys``, ``rows``, ``old``, ``gone``, ``added``).
     ``temporary``: a connection's own temporary table (``capabilities.temp_tables``), named

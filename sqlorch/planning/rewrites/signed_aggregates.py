@@ -18,8 +18,10 @@ after it their current rows. The next state is the stored state plus the delta; 
 group from which a value at or beyond its stored extreme left is recomputed from the inputs
 instead. The output rows are the next state finalised: groups with no rows disappear, and
 HAVING is applied to the finalised values (filtered groups stay in the state: a later change
-can bring them back). COUNT(DISTINCT) and other aggregates without such a state keep the
-recompute-affected-keys strategy (``analysis/signed_shape.py`` says why).
+can bring them back). COUNT/SUM/AVG(DISTINCT x) keep the same partials, changed not by the
+rows but by the values whose multiplicity crosses zero (``signed_distinct.py``); aggregates
+without such a state keep the recompute-affected-keys strategy (``analysis/signed_shape.py``
+says why).
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ def _partials(aggregates: list[Aggregate], weight: exp.Expr | None) -> list[exp.
     negative = exp.LT(this=weight.copy(), expression=exp.Literal.number(0)) if weight is not None else None
     columns: list[exp.Expr] = [exp.alias_(_zero_if_null(exp.func("sum", one.copy())), ROWS, quoted=True)]
     for index, aggregate in enumerate(aggregates):
+        if aggregate.distinct:
+            columns += distinct_partials(aggregate, index, weight is None)
+            continue
         x = aggregate.argument
         present = x.copy().is_(exp.null()).not_() if x is not None else None
         counted = _zero_if_null(
@@ -117,6 +122,19 @@ def _partials(aggregates: list[Aggregate], weight: exp.Expr | None) -> list[exp.
                 )
             )
     return columns
+
+
+def distinct_partials(aggregate: Aggregate, index: int, from_inputs: bool) -> list[exp.Expr]:
+    """A DISTINCT aggregate's partials: from the inputs, COUNT/SUM(DISTINCT) of its values;
+    over weighted changes zero, since its change is that of the values whose multiplicity
+    crosses zero (``signed_distinct.py``), added to the next state beside this delta."""
+    assert aggregate.argument is not None
+    value = _when([aggregate.condition], aggregate.argument.copy())
+    count = exp.Count(this=exp.Distinct(expressions=[value.copy()])) if from_inputs else exp.Literal.number(0)
+    if aggregate.kind == "count":
+        return [exp.alias_(count, _part(index, "c"), quoted=True)]
+    total = _zero_if_null(exp.Sum(this=exp.Distinct(expressions=[value]))) if from_inputs else exp.Literal.number(0)
+    return [exp.alias_(total, _part(index, "s"), quoted=True), exp.alias_(count, _part(index, "n"), quoted=True)]
 
 
 def _keys(top: exp.Select, key: list[str]) -> list[exp.Expr]:
@@ -175,15 +193,14 @@ def _weigh(select: exp.Select, weighted: set[int]) -> exp.Expr | None:
     return product
 
 
-def build_delta(
+def delta_branches(
     top: exp.Select,
-    key: list[str],
     is_changed: Callable[[exp.Table], bool],
     delta_rows: RowsFor,
     old_rows: RowsFor,
-) -> exp.Select:
-    """Per group touched by the change, the weighted change of every partial, plus per
-    MIN/MAX the extreme of the rows that left (``_r``). ``delta_rows`` and ``old_rows`` give a
+) -> list[tuple[exp.Select, exp.Expr]]:
+    """The terms of the telescoping sum: per changed unit a copy of ``top`` reading it as its
+    change, and the weight of that copy's rows. ``delta_rows`` and ``old_rows`` give a
     changed table's change and its rows before the change, each with a ``_sqlorch_w`` column."""
     # imported here: the derived tables' change is built from this module's parts
     from sqlorch.planning.rewrites.signed_derived import changed_derived, derived_delta, rows_before
@@ -196,8 +213,7 @@ def build_delta(
         inside = {id(t) for d in derived for t in d.find_all(exp.Table)}
         return [t for t in select.find_all(exp.Table) if is_changed(t) and id(t) not in inside] + list(derived)
 
-    aggregates = aggregates_of(top)
-    branches: list[exp.Query] = []
+    branches: list[tuple[exp.Select, exp.Expr]] = []
     for index in range(len(units(top))):
         copy = top.copy()
         weighted: set[int] = set()
@@ -223,7 +239,24 @@ def build_delta(
         filter_by_change(parent, delta, weighted, keys)
         weight = _weigh(copy, weighted)
         assert weight is not None
-        branches.append(aggregating(copy, top, key, aggregates, weight))
+        branches.append((copy, weight))
+    return branches
+
+
+def build_delta(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: RowsFor,
+    old_rows: RowsFor,
+) -> exp.Select:
+    """Per group touched by the change, the weighted change of every partial, plus per
+    MIN/MAX the extreme of the rows that left (``_r``); the arguments as for ``delta_branches``."""
+    aggregates = aggregates_of(top)
+    branches: list[exp.Query] = [
+        aggregating(copy, top, key, aggregates, weight)
+        for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows)
+    ]
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)
@@ -276,22 +309,27 @@ def build_next_state(
     delta: exp.Table,
     recompute: exp.Table | None,
     inputs_state: exp.Query | None,
+    extra: tuple[exp.Query, ...] = (),
 ) -> exp.Select:
-    """The state of the touched groups after the change: stored state plus delta, or, for
-    the groups in ``recompute``, ``inputs_state`` (the state query) restricted to them."""
+    """The state of the touched groups after the change: stored state plus delta (plus the
+    rows of ``extra``, of the state's columns: the DISTINCT aggregates' change, from
+    ``signed_distinct.py``), or, for the groups in ``recompute``, ``inputs_state`` (the state
+    query) restricted to them."""
     parts = state_parts(aggregates_of(top))
     names = [*key, ROWS, *(name for name, _ in parts)]
     stored = exp.select(*[_column(n, "s") for n in names]).from_(state.copy()).where(matches(delta.copy(), key, "s"))
     added = exp.select(*[_column(n, "d") for n in names]).from_(delta.copy())
-    branches: list[exp.Query] = [stored, added]
+    more = [exp.select(*[_column(n, "x") for n in names]).from_(e.subquery("x")) for e in extra]
+    branches: list[exp.Query] = [stored, added, *more]
     if recompute is not None and inputs_state is not None:
         stored = stored.where(matches(recompute.copy(), key, "s").not_())
         added = added.where(matches(recompute.copy(), key, "d").not_())
+        more = [m.where(matches(recompute.copy(), key, "x").not_()) for m in more]
         again = restrict_to_keys(inputs_state, key, recompute.copy()) if key else inputs_state.copy()
         fresh = exp.select(*[_column(n, "f") for n in names]).from_(again.subquery("f"))
         if not key:
             fresh = fresh.where(matches(recompute.copy(), [], "f"))
-        branches = [stored, added, fresh]
+        branches = [stored, added, *more, fresh]
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)

@@ -4,6 +4,8 @@ The groups' state lives in ``_sqlorch.agg__<model>``; ``_sqlorch.aggregate_state
 the model batch it is up to date with. It is written in the model's transaction, so a state
 that does not match the model's last batch (a full rebuild or another strategy ran since, or
 a run died before committing) is rebuilt from the inputs at the next run, never trusted.
+The values of its DISTINCT aggregates (``_sqlorch.dst<i>__<model>``, ``signed_distinct.py``)
+share that record: written with the group state, rebuilt with it.
 Here the statements are assembled, at plan time; ``models.incremental_statements`` adds the
 model's own MERGE, change log and bookkeeping.
 """
@@ -23,6 +25,7 @@ from sqlorch.execution.statements import (
     replace_statements,
     select_from,
 )
+from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.rewrites.model_statements import ModelContext
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
@@ -37,9 +40,17 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     matches,
     state_parts,
 )
+from sqlorch.planning.rewrites.signed_distinct import (
+    build_distinct_change,
+    build_values_next,
+    build_values_query,
+    value_columns,
+    value_keys_match,
+    value_sets,
+)
 from sqlorch.planning.steps import InputChange, Item, Statement
 from sqlorch.refs import TableRef
-from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, state_table, work_table
+from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, distinct_state, state_table, work_table
 
 STATES = state_table("aggregate_states")
 
@@ -86,6 +97,14 @@ def _sources(
     return is_changed, delta_rows, old_rows
 
 
+def kept_value_tables(compiled: CompiledModel) -> list[TableRef]:
+    """The tables of (group, value) multiplicities a model folding signed deltas keeps beside
+    its group state, one per value set of its DISTINCT aggregates (what ``plan`` shows)."""
+    top = compiled.keys.inlined
+    count = len(value_sets(top)) if isinstance(top, exp.Select) else 0
+    return [distinct_state(compiled.model.ref, index) for index in range(count)]
+
+
 def state_is_current(state_batch: int | None, batch: int) -> bool:
     """Whether the stored group state is the one of the model's last batch (``batch`` is
     the one this step records): folded into, else rebuilt from the inputs."""
@@ -124,6 +143,15 @@ def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
         Statement(s, "group state from the inputs", transaction=True)
         for s in replace_statements(made, ctx.capabilities)
     ]
+    for index, values in enumerate(value_sets(keys.inlined)):
+        query = rename_relations(
+            build_values_query(keys.inlined, keys.key, values), ctx.physical_of, ctx.default_schema
+        )
+        made = create_table_as(distinct_state(compiled.model.ref, index), query)
+        rebuilt += [
+            Statement(s, "DISTINCT values from the inputs", transaction=True)
+            for s in replace_statements(made, ctx.capabilities)
+        ]
     return rebuilt + _state_batch(str(compiled.model.ref), ctx.batch)
 
 
@@ -155,14 +183,23 @@ def signed_statements(
         return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
 
     names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
+    sets = value_sets(top)
+    stores = [distinct_state(compiled.model.ref, index) for index in range(len(sets))]
+    moved = [work_table(compiled.model.ref, f"values{index}", temporary) for index in range(len(sets))]
     delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
     before = create(delta, delta_query, "signed delta per group")
     current = state_is_current(state_batch, ctx.batch)
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
         before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
+        for store, values in zip(stores, sets, strict=True):
+            query = physical(build_values_query(top, key, values))
+            before += create(store, query, "DISTINCT values from the inputs", scratch=False)
         following = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s"))
     else:
+        for store, values, table in zip(stores, sets, moved, strict=True):
+            query = build_values_next(top, key, values, store.to_table(alias="m"), is_changed, delta_rows, old_rows)
+            before += create(table, physical(query), "DISTINCT values: their rows after the change")
         recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
         if recompute_query is not None:
             before += create(recompute, recompute_query, "groups whose MIN/MAX left")
@@ -173,6 +210,10 @@ def signed_statements(
             delta.to_table(alias="d"),
             recompute.to_table(alias="r") if recompute_query is not None else None,
             physical(build_state_query(top, key)),
+            tuple(
+                build_distinct_change(top, key, values, table.to_table(alias="v"))
+                for values, table in zip(sets, moved, strict=True)
+            ),
         )
     before += create(after, following, "next group state")
     kept = select_from(after, names, "n")
@@ -188,6 +229,21 @@ def signed_statements(
             ),
             Statement(insert_into(state, names, kept), "group state: insert them again", transaction=True),
         ]
+        for store, table in zip(stores, moved, strict=True):
+            pairs = value_columns(key)
+            held = select_from(table, pairs, "v").where(
+                exp.GT(this=exp.column(ROWS, table="v", quoted=True), expression=exp.Literal.number(0))
+            )
+            during += [
+                Statement(
+                    exp.delete(store.to_table(), where=value_keys_match(table.to_table(alias="k"), key, store.name)),
+                    "DISTINCT values: delete the changed ones",
+                    transaction=True,
+                ),
+                Statement(
+                    insert_into(store, pairs, held), "DISTINCT values: insert those still held", transaction=True
+                ),
+            ]
     during += _state_batch(name, ctx.batch)
     avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
     prepared = PreparedRows(
@@ -195,6 +251,6 @@ def signed_statements(
         recomputed=build_finalise(top, key, after.to_table(), avg_type),
         before=before,
         during=during,
-        scratch=[delta, recompute, after],
+        scratch=[delta, recompute, after, *moved],
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)

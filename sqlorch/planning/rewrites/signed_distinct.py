@@ -1,0 +1,177 @@
+"""COUNT/SUM/AVG(DISTINCT x) of a model maintained from signed deltas (``signed_aggregates.py``).
+
+A DISTINCT aggregate is not a sum of its rows, but it is a sum over its *values*: per group,
+the values x held by at least one row. So beside the group state the model keeps, per value
+set (one DISTINCT argument with its FILTER), the multiplicity of each (group, x): the rows of
+the group holding x (``_sqlorch.dst<i>__<model>``, ``_sqlorch_rows`` per row). A change adds
+the weighted count of its rows to those multiplicities (the same telescoping delta the group
+partials use, grouped by x as well); a value whose multiplicity goes from 0 to positive enters
+its group (COUNT +1, SUM +x), one that drops to 0 leaves it (COUNT -1, SUM -x). Those changes
+are the DISTINCT aggregates' part of the next group state, summed like every other partial.
+(Group, value) pairs at multiplicity 0 are deleted, so the state holds exactly the distinct
+(group, x) pairs of the inputs: bounded by the model's input, visible in ``plan``. NULL x is
+never stored (SQL does not count it); a NULL group key is a group like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
+from sqlorch.planning.rewrites.signed_aggregates import (
+    ROWS,
+    RowsFor,
+    aggregating,
+    delta_branches,
+    state_parts,
+)
+
+VALUE = "_sqlorch_x"
+CHANGE = "_sqlorch_dw"  # the weighted change of a (group, value)'s multiplicity
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """One DISTINCT argument under one FILTER, and the aggregates (their indexes among the
+    model's aggregates) that read its values: COUNT(DISTINCT x) and SUM(DISTINCT x) share one."""
+
+    argument: exp.Expr
+    condition: exp.Expr | None
+    aggregates: tuple[int, ...]
+
+
+def value_sets(top: exp.Select) -> list[ValueSet]:
+    """The model's value sets, in the order of their first aggregate (their state tables' order)."""
+    sets: list[ValueSet] = []
+    for index, aggregate in enumerate(aggregates_of(top)):
+        if not aggregate.distinct:
+            continue
+        assert aggregate.argument is not None
+        found = next(
+            (i for i, s in enumerate(sets) if s.argument == aggregate.argument and s.condition == aggregate.condition),
+            None,
+        )
+        if found is None:
+            sets.append(ValueSet(aggregate.argument, aggregate.condition, (index,)))
+        else:
+            old = sets[found]
+            sets[found] = ValueSet(old.argument, old.condition, (*old.aggregates, index))
+    return sets
+
+
+def value_columns(key: list[str]) -> list[str]:
+    """The columns of a value set's state table."""
+    return [*key, VALUE, ROWS]
+
+
+def _by_value(
+    select: exp.Select, top: exp.Select, key: list[str], values: ValueSet, weight: exp.Expr | None
+) -> exp.Select:
+    """``select`` (a copy of ``top``) projecting the keys, the value and its (weighted) rows,
+    grouped by both: the rows whose value counts (FILTER true, not NULL) only."""
+    select = aggregating(select, top, key, [], weight)
+    select.select(exp.alias_(values.argument.copy(), VALUE, quoted=True), copy=False)
+    select.where(values.argument.copy().is_(exp.null()).not_(), copy=False)
+    if values.condition is not None:
+        select.where(values.condition.copy(), copy=False)
+    return select.group_by(values.argument.copy(), copy=False)
+
+
+def build_values_query(top: exp.Select, key: list[str], values: ValueSet) -> exp.Select:
+    """A value set's state from the inputs as they are: per (group, x) the rows holding x."""
+    select = _by_value(top.copy(), top, key, values, None)
+    names = value_columns(key)
+    # key, ROWS, VALUE as projected: reorder into the table's column order
+    by_name = {s.alias_or_name: s for s in select.selects}
+    select.set("expressions", [by_name[name] for name in names])
+    return select
+
+
+def _column(name: str, table: str) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def build_values_next(
+    top: exp.Select,
+    key: list[str],
+    values: ValueSet,
+    stored: exp.Table,
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: RowsFor,
+    old_rows: RowsFor,
+) -> exp.Select:
+    """Per (group, x) whose multiplicity the change moves: the change (``_sqlorch_dw``) and the
+    multiplicity after it (``_sqlorch_rows``: the stored one, 0 when not stored, plus the
+    change). Arguments as for ``signed_aggregates.delta_branches``."""
+    branches: list[exp.Query] = [
+        _by_value(copy, top, key, values, weight)
+        for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows)
+    ]
+    union: exp.Query = branches[0]
+    for branch in branches[1:]:
+        union = exp.union(union, branch, distinct=False)
+    grouped = [_column(n, "u") for n in [*key, VALUE]]
+    change = (
+        exp.select(*grouped, exp.alias_(exp.func("sum", _column(ROWS, "u")), CHANGE, quoted=True))
+        .from_(union.subquery("u"))
+        .group_by(*[g.copy() for g in grouped])
+        .having(exp.NEQ(this=exp.func("sum", _column(ROWS, "u")), expression=exp.Literal.number(0)))
+    )
+    s = stored.alias_or_name
+    on = exp.and_(
+        *[exp.NullSafeEQ(this=_column(n, "c"), expression=_column(n, s)) for n in key],
+        exp.EQ(this=_column(VALUE, "c"), expression=_column(VALUE, s)),
+    )
+    after = exp.Add(this=exp.func("coalesce", _column(ROWS, s), exp.Literal.number(0)), expression=_column(CHANGE, "c"))
+    return (
+        exp.select(*[_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
+        .from_(change.subquery("c"))
+        .join(stored.copy(), on=on, join_type="LEFT")
+    )
+
+
+def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, following: exp.Table) -> exp.Select:
+    """Rows of the group state's columns adding what a value set's crossings do to its
+    aggregates: +1 (and +x) per value entering a group, -1 (and -x) per value leaving it, zero
+    for every other partial (NULL for a MIN/MAX, which the next state's MIN/MAX ignores).
+    ``following``: the set's ``build_values_next`` rows."""
+    f = following.alias_or_name
+    now, change = _column(ROWS, f), _column(CHANGE, f)
+    entered = exp.and_(exp.GT(this=now, expression=exp.Literal.number(0)), exp.EQ(this=now.copy(), expression=change))
+    left = exp.EQ(this=now.copy(), expression=exp.Literal.number(0))
+
+    def crossing(enter: exp.Expr, leave: exp.Expr) -> exp.Expr:
+        return exp.Case(ifs=[exp.If(this=entered.copy(), true=enter), exp.If(this=left.copy(), true=leave)]).else_(
+            exp.Literal.number(0)
+        )
+
+    one, value = exp.Literal.number(1), _column(VALUE, f)
+    counted = crossing(one, exp.Neg(this=one.copy()))
+    summed = crossing(value, exp.Neg(this=exp.paren(value.copy())))
+    aggregates = aggregates_of(top)
+    by_part: dict[str, exp.Expr] = {}
+    for index in values.aggregates:
+        aggregate: Aggregate = aggregates[index]
+        name = f"_sqlorch_a{index}_"
+        if aggregate.kind == "count":
+            by_part[name + "c"] = counted
+        else:
+            by_part[name + "s"], by_part[name + "n"] = summed, counted
+    columns: list[exp.Expr] = [_column(n, f) for n in key]
+    columns.append(exp.alias_(exp.Literal.number(0), ROWS, quoted=True))
+    for name, how in state_parts(aggregates):
+        default = exp.Literal.number(0) if how == "sum" else exp.null()
+        columns.append(exp.alias_(by_part.get(name, default).copy(), name, quoted=True))
+    return exp.select(*columns).from_(following.copy())
+
+
+def value_keys_match(table: exp.Table, key: list[str], row_alias: str) -> exp.Exists:
+    """``EXISTS`` a row of ``table`` with the (group, value) of the row ``row_alias``: the
+    stored pairs a change replaces."""
+    alias = table.alias_or_name
+    pairs: list[exp.Expr] = [exp.NullSafeEQ(this=_column(n, alias), expression=_column(n, row_alias)) for n in key]
+    pairs.append(exp.EQ(this=_column(VALUE, alias), expression=_column(VALUE, row_alias)))
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(table).where(exp.and_(*pairs)))
