@@ -503,7 +503,7 @@ def _unmatched(left: exp.Select, right: exp.Select, names: list[str], compare: l
     match = (
         exp.select(exp.Literal.number(1))
         .from_(right.subquery("b"))
-        .where(null_safe_match("a", "b", [*compare, _ROW_NUMBER]))
+        .where(null_safe_match("a", "b", [*compare, _ROW_NUMBER], hashable=True))
     )
     return exp.select(*columns_of(names, "a")).from_(left.subquery("a")).where(exp.not_(exp.Exists(this=match)))
 
@@ -886,11 +886,13 @@ def new_images(source: _Source, candidates: exp.Select, shadow: Rows, few: bool)
         of_candidates = exp.Exists(
             this=exp.select(exp.Literal.number(1))
             .from_(candidates.copy().subquery("k"))
-            .where(null_safe_match("k", "h", source.key))
+            .where(null_safe_match("k", "h", source.key, hashable=True))
         )
         compared = _select(shadow, source.names, "h").where(of_candidates)
     unchanged = (
-        exp.select(exp.Literal.number(1)).from_(from_rows(compared, "h")).where(null_safe_match("h", "s", source.names))
+        exp.select(exp.Literal.number(1))
+        .from_(from_rows(compared, "h"))
+        .where(null_safe_match("h", "s", source.names, hashable=True))
     )
     return candidates.where(exp.not_(exp.Exists(this=unchanged)))
 
@@ -901,11 +903,15 @@ def old_images(source: _Source, shadow: Rows, new: exp.Select, deletes: bool, pr
     diffed)."""
     key = source.key
     gone: exp.Expr = exp.Exists(
-        this=exp.select(exp.Literal.number(1)).from_(new.copy().subquery("n")).where(null_safe_match("n", "h", key))
+        this=exp.select(exp.Literal.number(1))
+        .from_(new.copy().subquery("n"))
+        .where(null_safe_match("n", "h", key, hashable=True))
     )
     if deletes:
         still_there = exp.Exists(
-            this=exp.select(exp.Literal.number(1)).from_(from_rows(present, "s")).where(null_safe_match("s", "h", key))
+            this=exp.select(exp.Literal.number(1))
+            .from_(from_rows(present, "s"))
+            .where(null_safe_match("s", "h", key, hashable=True))
         )
         gone = exp.or_(gone, exp.not_(still_there))
     return _select(shadow, source.names, "h").where(gone)
@@ -923,7 +929,7 @@ def _refresh_shadow(source: _Source, batch: int) -> None:
     in_batch = exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(log.to_table(alias="n"))
-        .where(exp.and_(_in_batch(batch, "n"), null_safe_match("n", shadow.name, key)))
+        .where(exp.and_(_in_batch(batch, "n"), null_safe_match("n", shadow.name, key, hashable=True)))
     )
     source.adapter.execute(exp.delete(shadow.to_table(), where=in_batch))
     source.adapter.execute(insert_into(shadow, source.names, _batch_new_images(source, batch)))
@@ -939,14 +945,14 @@ def _refreshed(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) ->
     replaced = exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(exp.table_(exp.to_identifier(images, quoted=True), alias="n"))
-        .where(null_safe_match("n", "h", key))
+        .where(null_safe_match("n", "h", key, hashable=True))
     )
     kept = _select(shadow, source.names, "h").where(exp.not_(replaced))
     if deletes:
         still_there = exp.Exists(
             this=exp.select(exp.Literal.number(1))
             .from_(source.ref.to_table(alias="s"))
-            .where(null_safe_match("s", "h", key))
+            .where(null_safe_match("s", "h", key, hashable=True))
         )
         kept = kept.where(still_there)
     added = exp.select(*columns_of(source.names, "i")).from_(

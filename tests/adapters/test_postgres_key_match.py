@@ -18,8 +18,12 @@ def _connect(warehouse: Warehouse) -> psycopg.Connection[tuple[object, ...]]:
 
 
 def _unmatched(columns: list[str]) -> str:
-    """The rows of ``a`` with no row of ``b`` equal on ``columns``, as the planner writes it."""
-    paired = exp.select(exp.Literal.number(1)).from_(exp.to_table("b")).where(null_safe_match("a", "b", columns))
+    """The rows of ``a`` with no row of ``b`` equal on ``columns``, as the change capture writes it."""
+    paired = (
+        exp.select(exp.Literal.number(1))
+        .from_(exp.to_table("b"))
+        .where(null_safe_match("a", "b", columns, hashable=True))
+    )
     query = exp.select("*").from_(exp.to_table("a")).where(exp.not_(exp.Exists(this=paired)))
     return query.sql(dialect="postgres")
 
