@@ -224,6 +224,11 @@ def build_delta(
         weight = _weigh(copy, weighted)
         assert weight is not None
         branches.append(aggregating(copy, top, key, aggregates, weight))
+    return combine_branches(branches, key, aggregates)
+
+
+def combine_branches(branches: list[exp.Query], key: list[str], aggregates: list[Aggregate]) -> exp.Select:
+    """The delta per group: the branches' partials (``aggregating``) added up."""
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)

@@ -37,6 +37,13 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     matches,
     state_parts,
 )
+from sqlorch.planning.rewrites.signed_partition import (
+    RowsIn,
+    build_partition_delta,
+    build_touched,
+    in_touched,
+    rows_before,
+)
 from sqlorch.planning.steps import InputChange, Item, Statement
 from sqlorch.refs import TableRef
 from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, state_table, work_table
@@ -51,7 +58,7 @@ def _weight(old: exp.Expr, new: exp.Expr) -> exp.Expr:
 
 def _sources(
     ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
-) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Query], Callable[[exp.Table], exp.Query]]:
+) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Select], Callable[[exp.Table], exp.Query]]:
     """is_changed, the signed change of a table, and its rows before the change."""
     minus, plus = exp.Literal.number(-1), exp.Literal.number(1)
 
@@ -73,7 +80,7 @@ def _sources(
             .where(batch_range(change.after, change.upto, "c"))
         )
 
-    def delta_rows(table: exp.Table) -> exp.Query:
+    def delta_rows(table: exp.Table) -> exp.Select:
         return logged(table, minus, plus)
 
     def old_rows(table: exp.Table) -> exp.Query:
@@ -84,6 +91,33 @@ def _sources(
         )
 
     return is_changed, delta_rows, old_rows
+
+
+def _partition_rows(
+    ctx: ModelContext,
+    resolve: Callable[[exp.Table], TableRef | None],
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: Callable[[exp.Table], exp.Select],
+    touched: exp.Table,
+) -> tuple[RowsIn, RowsIn]:
+    """A changed table's rows in the touched partitions, now and before the change."""
+
+    def now(table: exp.Table, column: str) -> exp.Select:
+        ref = resolve(table)
+        assert ref is not None
+        rows = select_from(ctx.physical_of.get(ref, ref), ctx.input_columns[ref])
+        return rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+
+    def then(table: exp.Table, column: str) -> exp.Select:
+        ref = resolve(table)
+        assert ref is not None
+        weight = exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)
+        change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        negated = change.copy()  # the change's weights turned round: old images +1, new ones -1
+        negated.set("expressions", [*change.expressions[:-1], _weight(exp.Literal.number(1), exp.Literal.number(-1))])
+        return rows_before(now(table, column).select(weight), negated, ctx.input_columns[ref])
+
+    return now, then
 
 
 def state_is_current(state_batch: int | None, batch: int) -> bool:
@@ -111,7 +145,7 @@ def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
     compiled = ctx.compiled
     keys = compiled.keys
     if (
-        keys.not_signed
+        (keys.not_signed and not keys.partitions)
         or keys.key is None
         or not isinstance(keys.inlined, exp.Select)
         or not ctx.capabilities.transactions
@@ -155,8 +189,17 @@ def signed_statements(
         return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
 
     names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
-    delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
-    before = create(delta, delta_query, "signed delta per group")
+    before: list[Item] = []
+    scratch = [delta, recompute, after]
+    if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
+        touched = work_table(compiled.model.ref, "touched", temporary)
+        before += create(touched, physical(build_touched(top, is_changed, delta_rows)), "touched partitions")
+        now_rows, then_rows = _partition_rows(ctx, resolve, is_changed, delta_rows, touched.to_table())
+        delta_query = physical(build_partition_delta(top, key, is_changed, now_rows, then_rows, touched.to_table()))
+        scratch.append(touched)
+    else:
+        delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
+    before += create(delta, delta_query, "signed delta per group")
     current = state_is_current(state_batch, ctx.batch)
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
@@ -195,6 +238,6 @@ def signed_statements(
         recomputed=build_finalise(top, key, after.to_table(), avg_type),
         before=before,
         during=during,
-        scratch=[delta, recompute, after],
+        scratch=scratch,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)

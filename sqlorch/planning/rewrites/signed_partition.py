@@ -1,0 +1,121 @@
+"""The signed change of a partitioned model (``analysis/partition.py``): per touched
+partition, the scope's rows as they are now (+1) less the same rows over the inputs as they
+were before the change (-1), folded into the groups' partials (``signed_aggregates.py``).
+
+Both branches are the model's own SQL with its scope filtered on ``K IN (touched keys)``:
+the subqueries, LEFT JOINs and inner aggregates inside are evaluated by the warehouse over
+the rows of the touched partitions, now and before, so no value has to be rebuilt from
+partial sums (an AVG of DECIMAL, NOT EXISTS and ``<>`` correlations alike). Each anchored
+table is cut down to its rows in the touched partitions (a semi-join the filter on K makes
+redundant, which saves joining and aggregating the rest); a changed one, in the branch
+before the change, is replaced by its rows as they were (``rows_before``).
+
+The touched keys are the partition columns of every changed anchored table over its change
+(old and new images): a partition no changed row falls in has the same rows now and before,
+and its branches would cancel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from sqlorch.analysis.inline_ctes import alias_identifier
+from sqlorch.analysis.partition import Partition, find_partition
+from sqlorch.analysis.signed_shape import aggregates_of
+from sqlorch.planning.rewrites.signed_aggregates import WEIGHT, aggregating, combine_branches
+
+TOUCHED = "_sqlorch_pk"
+NET = "_sqlorch_net"
+NUMBER = "_sqlorch_rn"
+
+RowsIn = Callable[[exp.Table, str], exp.Query]  # a table's rows in the touched partitions, by its column
+
+
+def partition_of(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> Partition:
+    """The partition of ``top`` (a copy the caller may change) that anchors every changed table."""
+    partition = find_partition(top, [t for t in top.find_all(exp.Table) if is_changed(t)])
+    assert partition is not None  # planner: the strategy applies only to changes it anchors
+    return partition
+
+
+def in_touched(value: exp.Expr, touched: exp.Table) -> exp.In:
+    return exp.In(this=value, query=exp.select(exp.column(TOUCHED, quoted=True)).from_(touched.copy()).subquery())
+
+
+def build_touched(
+    top: exp.Select, is_changed: Callable[[exp.Table], bool], change_of: Callable[[exp.Table], exp.Select]
+) -> exp.Query:
+    """The partition keys the change touches, one column ``_sqlorch_pk``. ``change_of``: a
+    table's change (old and new images) with its rows' columns, read as ``c``."""
+    partition = partition_of(top.copy(), is_changed)
+    seen: set[tuple[str, str]] = set()
+    parts: list[exp.Select] = []
+    for anchor in partition.anchors:
+        mark = (anchor.table.sql(), anchor.column)
+        if not is_changed(anchor.table) or mark in seen:
+            continue
+        seen.add(mark)
+        column = exp.alias_(exp.column(anchor.column, table="c", quoted=True), TOUCHED, quoted=True)
+        change = change_of(anchor.table)
+        change.set("expressions", [column])
+        parts.append(change)
+    union: exp.Query = parts[0]
+    for part in parts[1:]:
+        union = exp.union(union, part, distinct=False)
+    return exp.select(exp.column(TOUCHED, quoted=True)).from_(union.subquery("t")).distinct()
+
+
+def rows_before(now: exp.Select, change: exp.Select, columns: list[str]) -> exp.Select:
+    """A table's rows before the change, as a multiset, from its rows ``now`` and its
+    ``change`` (both restricted to the same partitions, each row with its ``_sqlorch_w``:
+    +1 for a row now and an old image, -1 for a new image). Per distinct row, the weights
+    add up to the times it was there before (the change telescopes over its batches), and
+    as many of its positively weighted copies are kept: exact for any table, keyed or not."""
+    union = exp.union(now, change, distinct=False).subquery("u")
+    partition = [exp.column(c, table="u", quoted=True) for c in columns]
+    weight = exp.column(WEIGHT, table="u", quoted=True)
+    net = exp.Window(this=exp.func("sum", weight.copy()), partition_by=[c.copy() for c in partition])
+    number = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[*(c.copy() for c in partition), weight.copy()],
+        order=exp.Order(expressions=[exp.Ordered(this=weight.copy())]),
+    )
+    numbered = exp.select(
+        *partition, weight, exp.alias_(net, NET, quoted=True), exp.alias_(number, NUMBER, quoted=True)
+    ).from_(union)
+    v = "v"
+    return (
+        exp.select(*[exp.column(c, table=v, quoted=True) for c in columns])
+        .from_(numbered.subquery(v))
+        .where(exp.GT(this=exp.column(WEIGHT, table=v, quoted=True), expression=exp.Literal.number(0)))
+        .where(exp.LTE(this=exp.column(NUMBER, table=v, quoted=True), expression=exp.column(NET, table=v, quoted=True)))
+    )
+
+
+def build_partition_delta(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    rows_now: RowsIn,
+    rows_then: RowsIn,
+    touched: exp.Table,
+) -> exp.Select:
+    """Per group touched by the change, the change of every partial (as ``build_delta``)."""
+    aggregates = aggregates_of(top)
+    branches: list[exp.Query] = []
+    for sign, rows in ((1, rows_now), (-1, rows_then)):
+        copy = top.copy()
+        partition = partition_of(copy, is_changed)
+        partition.scope.where(in_touched(partition.key.copy(), touched), copy=False)
+        for anchor in partition.anchors:
+            table = anchor.table
+            if is_changed(table):
+                replacement: exp.Query = rows(table, anchor.column)
+            else:
+                column = exp.column(anchor.column, table=table.alias_or_name, quoted=True)
+                replacement = exp.select(exp.Star()).from_(table.copy()).where(in_touched(column, touched))
+            table.replace(exp.Subquery(this=replacement, alias=exp.TableAlias(this=alias_identifier(table))))
+        branches.append(aggregating(copy, top, key, aggregates, exp.Literal.number(sign)))
+    return combine_branches(branches, key, aggregates)
