@@ -52,6 +52,9 @@ class KeyAnalysis:
     partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
     # why the key is no anchor key ("" when it is): only the partitioned form may maintain it
     unanchored: str = ""
+    # a row-level model's partitions, as ``partitions``: its affected keys are those of its rows
+    # in the touched partitions, now and before (``signed_statements.partition_key_statements``)
+    row_partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -353,11 +356,18 @@ def analyse_keys(
         inlined = signed_top
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
+    subquery_tables = _subquery_tables(inlined)
+    row_level = (
+        isinstance(inlined, exp.Select)
+        and inlined.args.get("group") is None
+        and not inlined.args.get("distinct")
+        and not any(isinstance(n, (exp.AggFunc, exp.Window)) for s in inlined.selects for n in own_nodes(s))
+    )
     return KeyAnalysis(
         key=key,
         reason="",
         global_aggregate=global_aggregate,
-        subquery_tables=_subquery_tables(inlined),
+        subquery_tables=subquery_tables,
         inlined=inlined,
         unique=unique,
         row_preserving=_is_row_preserving(inlined),
@@ -367,4 +377,5 @@ def analyse_keys(
         not_signed=not_signed,
         partitions=partitions,
         unanchored=unanchored,
+        row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
     )

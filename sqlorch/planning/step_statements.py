@@ -28,7 +28,7 @@ from sqlorch.planning.rewrites import replace_keys
 from sqlorch.planning.rewrites.model_statements import ModelContext
 from sqlorch.planning.rewrites.rebuild import full_statements
 from sqlorch.planning.rewrites.replace_keys import small_change_possible, small_statements
-from sqlorch.planning.rewrites.strategies import STRATEGY
+from sqlorch.planning.rewrites.strategies import STRATEGY, partitioned_keys
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
@@ -143,7 +143,7 @@ def plan_model_statements(
     def statements(decision: Decision, small: bool) -> list[Item]:
         if decision.action == "full":
             return full_statements(ctx, may_diff, decision.strategy, decision.reason)
-        if small:
+        if small and not partitioned_keys(item.keys, changes):  # the small form finds keys by substitution
             return small_statements(ctx, changes, target.resolve)
         return STRATEGY[decision.strategy].statements(ctx, changes, target.resolve)
 

@@ -104,18 +104,50 @@ def build_partition_delta(
 ) -> exp.Select:
     """Per group touched by the change, the change of every partial (as ``build_delta``)."""
     aggregates = aggregates_of(top)
-    branches: list[exp.Query] = []
-    for sign, rows in ((1, rows_now), (-1, rows_then)):
-        copy = top.copy()
-        partition = partition_of(copy, is_changed)
-        partition.scope.where(in_touched(partition.key.copy(), touched), copy=False)
-        for anchor in partition.anchors:
-            table = anchor.table
-            if is_changed(table):
-                replacement: exp.Query = rows(table, anchor.column)
-            else:
-                column = exp.column(anchor.column, table=table.alias_or_name, quoted=True)
-                replacement = exp.select(exp.Star()).from_(table.copy()).where(in_touched(column, touched))
-            table.replace(exp.Subquery(this=replacement, alias=exp.TableAlias(this=alias_identifier(table))))
-        branches.append(aggregating(copy, top, key, aggregates, exp.Literal.number(sign)))
+    branches: list[exp.Query] = [
+        aggregating(_in_partitions(top, is_changed, rows, touched), top, key, aggregates, exp.Literal.number(sign))
+        for sign, rows in ((1, rows_now), (-1, rows_then))
+    ]
     return combine_branches(branches, key, aggregates)
+
+
+def _in_partitions(
+    top: exp.Select, is_changed: Callable[[exp.Table], bool], rows: RowsIn, touched: exp.Table
+) -> exp.Select:
+    """A copy of ``top`` over the touched partitions' rows, its changed tables read by ``rows``."""
+    copy = top.copy()
+    partition = partition_of(copy, is_changed)
+    partition.scope.where(in_touched(partition.key.copy(), touched), copy=False)
+    for anchor in partition.anchors:
+        table = anchor.table
+        if is_changed(table):
+            replacement: exp.Query = rows(table, anchor.column)
+        else:
+            column = exp.column(anchor.column, table=table.alias_or_name, quoted=True)
+            replacement = exp.select(exp.Star()).from_(table.copy()).where(in_touched(column, touched))
+        table.replace(exp.Subquery(this=replacement, alias=exp.TableAlias(this=alias_identifier(table))))
+    return copy
+
+
+def build_partition_keys(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    rows_now: RowsIn,
+    rows_then: RowsIn,
+    touched: exp.Table,
+) -> exp.Query:
+    """The output keys of a row-level model's rows in the touched partitions, now and before
+    the change: the keys whose rows the change can add, remove or alter (its key columns are
+    anchors, ``analysis/keys.py``, so recomputing them gives exactly their rows)."""
+    by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
+    branches = []
+    for rows in (rows_now, rows_then):
+        copy = _in_partitions(top, is_changed, rows, touched)
+        names = {s.alias_or_name.lower(): s.unalias() for s in copy.selects}
+        assert names.keys() == by_name.keys()
+        copy.set("expressions", [exp.alias_(names[name].copy(), name, quoted=True) for name in key])
+        for name in ("order", "limit", "offset", "distinct"):
+            copy.set(name, None)
+        branches.append(copy)
+    return exp.union(branches[0], branches[1], distinct=True)

@@ -23,9 +23,10 @@ from sqlorch.execution.statements import (
     replace_statements,
     select_from,
 )
-from sqlorch.planning.rewrites.model_statements import ModelContext
+from sqlorch.planning.rewrites.model_statements import ModelContext, scratch
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
+from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     WEIGHT,
@@ -40,6 +41,7 @@ from sqlorch.planning.rewrites.signed_aggregates import (
 from sqlorch.planning.rewrites.signed_partition import (
     RowsIn,
     build_partition_delta,
+    build_partition_keys,
     build_touched,
     in_touched,
     rows_before,
@@ -241,3 +243,33 @@ def signed_statements(
         scratch=scratch,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)
+
+
+def partition_key_statements(
+    ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
+) -> list[Item]:
+    """A row-level model whose changed inputs are read through one partition key (TPC-H
+    Q20's nested IN): its keys are the output keys of its rows in the touched partitions,
+    now and before the change (``signed_partition.build_partition_keys``), recomputed and
+    replaced as the other keyed strategies do."""
+    compiled = ctx.compiled
+    keys = compiled.keys
+    assert keys.key and isinstance(keys.inlined, exp.Select)
+    temporary = ctx.capabilities.temp_tables
+    is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
+    touched = work_table(compiled.model.ref, "touched", temporary)
+    made = create_table_as(touched, _physical(ctx, build_touched(keys.inlined, is_changed, delta_rows)), temporary)
+    now_rows, then_rows = _partition_rows(ctx, resolve, is_changed, delta_rows, touched.to_table())
+    affected = build_partition_keys(keys.inlined, keys.key, is_changed, now_rows, then_rows, touched.to_table())
+    prepared = PreparedRows(
+        affected=_physical(ctx, affected),
+        recomputed=restrict_to_keys(compiled.physical_sql, keys.key, scratch(ctx, "keys").to_table(alias="k")),
+        before=[Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)],
+        during=[],
+        scratch=[touched],
+    )
+    return incremental_statements(ctx, changes, resolve, prepared=prepared)
+
+
+def _physical(ctx: ModelContext, query: exp.Query) -> exp.Query:
+    return rename_relations(query, ctx.physical_of, ctx.default_schema)

@@ -57,9 +57,26 @@ def signed_form(keys: KeyAnalysis, changes: Changes) -> bool:
     """The model's groups follow these changes from signed deltas: its query (or its
     decorrelated form) has the form, or one partition (``analysis/partition.py``) anchors
     every changed input."""
-    if keys.not_signed == "":
-        return True
-    return any(all(mentions(tables, ref) for ref in changes) for _, tables in keys.partitions)
+    return keys.not_signed == "" or _covered(keys.partitions, changes)
+
+
+def _covered(partitions: list[tuple[str, frozenset[tuple[str, str]]]], changes: Changes) -> bool:
+    return any(all(mentions(tables, ref) for ref in changes) for _, tables in partitions)
+
+
+def partitioned_keys(keys: KeyAnalysis, changes: Changes) -> bool:
+    """A row-level model with a changed input read in a subquery expression, whose changes
+    one partition anchors: its affected keys come from the touched partitions' rows."""
+    return any(mentions(keys.subquery_tables, ref) for ref in changes) and _covered(keys.row_partitions, changes)
+
+
+def keyed_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
+    if partitioned_keys(ctx.compiled.keys, changes):
+        # imported here: the signed strategy's module builds on this package
+        from sqlorch.planning.rewrites.signed_statements import partition_key_statements
+
+        return partition_key_statements(ctx, changes, resolve)
+    return incremental_statements(ctx, changes, resolve)
 
 
 def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
@@ -90,7 +107,9 @@ def fold_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> li
 
 
 def _affected_keys(names: str, keys: KeyAnalysis) -> str:
-    return f"{names} changed; recompute affected keys"  # the key: Step.key
+    read_inside = {name for name in names.split(", ") if tuple(name.split(".")[-2:]) in keys.subquery_tables}
+    how = "; of the touched partitions' rows now and before" if keys.row_partitions and read_inside else ""
+    return f"{names} changed; recompute affected keys{how}"  # the key: Step.key
 
 
 STRATEGIES: tuple[Strategy, ...] = (
@@ -122,8 +141,8 @@ STRATEGIES: tuple[Strategy, ...] = (
         MERGE_KEYS,
         lambda keys, changes, capabilities: keys.unique and capabilities.merge_in_transaction,
         _affected_keys,
-        incremental_statements,
+        keyed_statements,
     ),
-    Strategy(DELETE_INSERT_KEYS, lambda keys, changes, capabilities: True, _affected_keys, incremental_statements),
+    Strategy(DELETE_INSERT_KEYS, lambda keys, changes, capabilities: True, _affected_keys, keyed_statements),
 )
 STRATEGY = {strategy.name: strategy for strategy in STRATEGIES}
