@@ -100,3 +100,11 @@ def test_a_grouped_derived_table_is_partitioned_by_its_group_key_only() -> None:
         "AS t GROUP BY t.q"
     )
     assert tables == {'"l"."supp"': {"l"}}
+
+
+def test_a_left_joins_nullable_side_is_no_key() -> None:
+    """Keyed by o.cust, a customer's NULL-extended row (K NULL) would be in neither branch,
+    though deleting its last order makes it: o is followed through c.id only."""
+    tables = _tables("SELECT c.seg, count(o.id) AS n FROM raw.c LEFT JOIN raw.o ON o.cust = c.id GROUP BY c.seg")
+    assert all("o" not in anchored or key.startswith('"c"') for key, anchored in tables.items()), tables
+    assert {"c", "o"} in list(tables.values()), tables

@@ -216,9 +216,11 @@ def _scopes(top: exp.Select) -> list[exp.Select]:
 
 
 def _keys_of(scope: exp.Select, top: exp.Select) -> list[exp.Column]:
-    """The columns that may be K: every qualified column of the scope's FROM items; in a
-    grouped derived table only its GROUP BY columns (its filter acts before the grouping)."""
-    own = {item.alias_or_name.lower() for item, _ in _items(scope)}
+    """The columns that may be K: every qualified column of the scope's FROM items but a LEFT
+    JOIN's nullable side (NULL in its NULL-extended rows, which the filter on K would drop
+    though a change of that side makes and unmakes them); in a grouped derived table only its
+    GROUP BY columns (its filter acts before the grouping)."""
+    own = {item.alias_or_name.lower() for item, join in _items(scope) if _inner(join)}
     group = scope.args.get("group")
     aggregated = group is not None or any(
         isinstance(n, exp.AggFunc) for s in scope.selects for n in s.walk() if not isinstance(n, exp.Window)
@@ -229,7 +231,7 @@ def _keys_of(scope: exp.Select, top: exp.Select) -> list[exp.Column]:
         return [g for g in group.expressions if isinstance(g, exp.Column) and g.table.lower() in own]
     found: dict[Name, exp.Column] = {}
     for column in scope.find_all(exp.Column):
-        if column.table and _declared_in(column) is scope:
+        if column.table and column.table.lower() in own and _declared_in(column) is scope:
             found.setdefault(_name(column), column)
     return list(found.values())
 
