@@ -39,10 +39,11 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     state_parts,
 )
 from sqlorch.planning.rewrites.signed_partition import (
-    RowsIn,
+    Before,
     build_partition_delta,
     build_partition_keys,
     build_touched,
+    changed_anchors,
     in_touched,
     rows_before,
 )
@@ -95,31 +96,46 @@ def _sources(
     return is_changed, delta_rows, old_rows
 
 
-def _partition_rows(
+def _rows_before_tables(
     ctx: ModelContext,
     resolve: Callable[[exp.Table], TableRef | None],
     is_changed: Callable[[exp.Table], bool],
     delta_rows: Callable[[exp.Table], exp.Select],
     touched: exp.Table,
-) -> tuple[RowsIn, RowsIn]:
-    """A changed table's rows in the touched partitions, now and before the change."""
-
-    def now(table: exp.Table, column: str) -> exp.Select:
+) -> tuple[list[Item], list[TableRef], Before]:
+    """Per changed table and partition column, a scratch table of its rows before the change
+    in the touched partitions: the statements, the tables, and how the branch reads them."""
+    compiled = ctx.compiled
+    assert isinstance(compiled.keys.inlined, exp.Select)
+    tables: dict[tuple[TableRef, str], TableRef] = {}
+    made: list[Item] = []
+    for table, column in changed_anchors(compiled.keys.inlined, is_changed):
         ref = resolve(table)
         assert ref is not None
+        if (ref, column) in tables:
+            continue
+        scratch_table = work_table(compiled.model.ref, f"pold{len(tables)}", ctx.capabilities.temp_tables)
+        tables[(ref, column)] = scratch_table
         rows = select_from(ctx.physical_of.get(ref, ref), ctx.input_columns[ref])
-        return rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+        now = rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+        change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        # the change's weights turned round: old images +1, new ones -1
+        change.set("expressions", [*change.expressions[:-1], _weight(exp.Literal.number(1), exp.Literal.number(-1))])
+        query = rows_before(
+            now.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)), change, ctx.input_columns[ref]
+        )
+        create = create_table_as(scratch_table, query, temporary=ctx.capabilities.temp_tables)
+        made += [
+            Statement(s, "rows before the change, touched partitions")
+            for s in replace_statements(create, ctx.capabilities)
+        ]
 
-    def then(table: exp.Table, column: str) -> exp.Select:
+    def before(table: exp.Table, column: str) -> exp.Table:
         ref = resolve(table)
         assert ref is not None
-        weight = exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)
-        change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
-        negated = change.copy()  # the change's weights turned round: old images +1, new ones -1
-        negated.set("expressions", [*change.expressions[:-1], _weight(exp.Literal.number(1), exp.Literal.number(-1))])
-        return rows_before(now(table, column).select(weight), negated, ctx.input_columns[ref])
+        return tables[(ref, column)].to_table()
 
-    return now, then
+    return made, list(tables.values()), before
 
 
 def state_is_current(state_batch: int | None, batch: int) -> bool:
@@ -196,9 +212,10 @@ def signed_statements(
     if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
         touched = work_table(compiled.model.ref, "touched", temporary)
         before += create(touched, physical(build_touched(top, is_changed, delta_rows)), "touched partitions")
-        now_rows, then_rows = _partition_rows(ctx, resolve, is_changed, delta_rows, touched.to_table())
-        delta_query = physical(build_partition_delta(top, key, is_changed, now_rows, then_rows, touched.to_table()))
-        scratch.append(touched)
+        made, olds, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+        before += made
+        delta_query = physical(build_partition_delta(top, key, is_changed, then, touched.to_table()))
+        scratch += [touched, *olds]
     else:
         delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
     before += create(delta, delta_query, "signed delta per group")
@@ -259,14 +276,14 @@ def partition_key_statements(
     is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
     touched = work_table(compiled.model.ref, "touched", temporary)
     made = create_table_as(touched, _physical(ctx, build_touched(keys.inlined, is_changed, delta_rows)), temporary)
-    now_rows, then_rows = _partition_rows(ctx, resolve, is_changed, delta_rows, touched.to_table())
-    affected = build_partition_keys(keys.inlined, keys.key, is_changed, now_rows, then_rows, touched.to_table())
+    made_before, olds, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+    affected = build_partition_keys(keys.inlined, keys.key, is_changed, then, touched.to_table())
     prepared = PreparedRows(
         affected=_physical(ctx, affected),
         recomputed=restrict_to_keys(compiled.physical_sql, keys.key, scratch(ctx, "keys").to_table(alias="k")),
-        before=[Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)],
+        before=[Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)] + made_before,
         during=[],
-        scratch=[touched],
+        scratch=[touched, *olds],
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)
 
