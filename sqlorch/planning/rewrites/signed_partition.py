@@ -30,7 +30,7 @@ NET = "_sqlorch_net"
 NUMBER = "_sqlorch_rn"
 
 JOINED = "_sqlorch_tp"
-# the table of a changed table's rows before the change in the touched partitions, by its column
+# the table of a changed table's rows (now, or before the change) in the touched partitions, by its column
 Before = Callable[[exp.Table, str], exp.Table]
 
 
@@ -96,13 +96,18 @@ def rows_before(now: exp.Select, change: exp.Select, columns: list[str]) -> exp.
 
 
 def build_partition_delta(
-    top: exp.Select, key: list[str], is_changed: Callable[[exp.Table], bool], before: Before, touched: exp.Table
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    now: Before,
+    before: Before,
+    touched: exp.Table,
 ) -> exp.Select:
     """Per group touched by the change, the change of every partial (as ``build_delta``)."""
     aggregates = aggregates_of(top)
     branches: list[exp.Query] = [
         aggregating(_in_partitions(top, is_changed, then, touched), top, key, aggregates, exp.Literal.number(sign))
-        for sign, then in ((1, None), (-1, before))
+        for sign, then in ((1, now), (-1, before))
     ]
     return combine_branches(branches, key, aggregates)
 
@@ -114,14 +119,15 @@ def changed_anchors(top: exp.Select, is_changed: Callable[[exp.Table], bool]) ->
 
 
 def _in_partitions(
-    top: exp.Select, is_changed: Callable[[exp.Table], bool], before: Before | None, touched: exp.Table
+    top: exp.Select, is_changed: Callable[[exp.Table], bool], rows: Before, touched: exp.Table
 ) -> exp.Select:
-    """A copy of ``top`` over the touched partitions (now; with ``before``: as they were).
+    """A copy of ``top`` over the touched partitions, its changed tables read from ``rows``.
 
     The scope meets the touched keys in a join: DuckDB planned TPC-H Q21 with ``K IN (SELECT
     ...)`` in its WHERE into a blow-up (over 30 s and out of memory at sf 1, against 0.08 s
     joined), and any table wrapped in a derived table inside its correlated subqueries alike;
-    the changed tables' rows before the change are plain tables for the same reason."""
+    the changed tables' rows in the touched partitions are plain tables for the same reason
+    (which also reads a changed table once per step, not once per branch and occurrence)."""
     copy = top.copy()
     partition = partition_of(copy, is_changed)
     scope = partition.scope
@@ -136,22 +142,27 @@ def _in_partitions(
         )
     for anchor in partition.anchors:
         table = anchor.table
-        if before is not None and is_changed(table):
-            replacement = before(table, anchor.column)
+        if is_changed(table):
+            replacement = rows(table, anchor.column)
             replacement.set("alias", exp.TableAlias(this=alias_identifier(table)))
             table.replace(replacement)
     return copy
 
 
 def build_partition_keys(
-    top: exp.Select, key: list[str], is_changed: Callable[[exp.Table], bool], before: Before, touched: exp.Table
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    now: Before,
+    before: Before,
+    touched: exp.Table,
 ) -> exp.Query:
     """The output keys of a row-level model's rows in the touched partitions, now and before
     the change: the keys whose rows the change can add, remove or alter (its key columns are
     anchors, ``analysis/keys.py``, so recomputing them gives exactly their rows)."""
     by_name = {s.alias_or_name.lower(): s.unalias() for s in top.selects}
     branches = []
-    for then in (None, before):
+    for then in (now, before):
         copy = _in_partitions(top, is_changed, then, touched)
         names = {s.alias_or_name.lower(): s.unalias() for s in copy.selects}
         assert names.keys() == by_name.keys()

@@ -102,40 +102,49 @@ def _rows_before_tables(
     is_changed: Callable[[exp.Table], bool],
     delta_rows: Callable[[exp.Table], exp.Select],
     touched: exp.Table,
-) -> tuple[list[Item], list[TableRef], Before]:
-    """Per changed table and partition column, a scratch table of its rows before the change
-    in the touched partitions: the statements, the tables, and how the branch reads them."""
+) -> tuple[list[Item], list[TableRef], Before, Before]:
+    """Per changed table and partition column, scratch tables of its rows in the touched
+    partitions now and before the change (from the rows now: the table is read once): the
+    statements, the tables, and how the branches read them."""
     compiled = ctx.compiled
     assert isinstance(compiled.keys.inlined, exp.Select)
-    tables: dict[tuple[TableRef, str], TableRef] = {}
+    tables: dict[tuple[TableRef, str], tuple[TableRef, TableRef]] = {}
     made: list[Item] = []
     for table, column in changed_anchors(compiled.keys.inlined, is_changed):
         ref = resolve(table)
         assert ref is not None
         if (ref, column) in tables:
             continue
-        scratch_table = work_table(compiled.model.ref, f"pold{len(tables)}", ctx.capabilities.temp_tables)
-        tables[(ref, column)] = scratch_table
-        rows = select_from(ctx.physical_of.get(ref, ref), ctx.input_columns[ref])
-        now = rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+        temporary = ctx.capabilities.temp_tables
+        pair = tuple(work_table(compiled.model.ref, f"{p}{len(tables)}", temporary) for p in ("pnow", "pold"))
+        tables[(ref, column)] = (pair[0], pair[1])
+        columns = ctx.input_columns[ref]
+        rows = select_from(ctx.physical_of.get(ref, ref), columns)
+        rows_now = rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+        create_now = create_table_as(pair[0], rows_now, temporary=temporary)
+        made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
+        now = select_from(pair[0], columns)
         change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
         # the change's weights turned round: old images +1, new ones -1
         change.set("expressions", [*change.expressions[:-1], _weight(exp.Literal.number(1), exp.Literal.number(-1))])
         query = rows_before(
             now.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)), change, ctx.input_columns[ref]
         )
-        create = create_table_as(scratch_table, query, temporary=ctx.capabilities.temp_tables)
+        create = create_table_as(pair[1], query, temporary=temporary)
         made += [
             Statement(s, "rows before the change, touched partitions")
             for s in replace_statements(create, ctx.capabilities)
         ]
 
-    def before(table: exp.Table, column: str) -> exp.Table:
-        ref = resolve(table)
-        assert ref is not None
-        return tables[(ref, column)].to_table()
+    def reader(which: int) -> Before:
+        def read(table: exp.Table, column: str) -> exp.Table:
+            ref = resolve(table)
+            assert ref is not None
+            return tables[(ref, column)][which].to_table()
 
-    return made, list(tables.values()), before
+        return read
+
+    return made, [t for pair in tables.values() for t in pair], reader(0), reader(1)
 
 
 def state_is_current(state_batch: int | None, batch: int) -> bool:
@@ -212,9 +221,9 @@ def signed_statements(
     if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
         touched = work_table(compiled.model.ref, "touched", temporary)
         before += create(touched, physical(build_touched(top, is_changed, delta_rows)), "touched partitions")
-        made, olds, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+        made, olds, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
         before += made
-        delta_query = physical(build_partition_delta(top, key, is_changed, then, touched.to_table()))
+        delta_query = physical(build_partition_delta(top, key, is_changed, now, then, touched.to_table()))
         scratch += [touched, *olds]
     else:
         delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
@@ -276,8 +285,8 @@ def partition_key_statements(
     is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
     touched = work_table(compiled.model.ref, "touched", temporary)
     made = create_table_as(touched, _physical(ctx, build_touched(keys.inlined, is_changed, delta_rows)), temporary)
-    made_before, olds, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
-    affected = build_partition_keys(keys.inlined, keys.key, is_changed, then, touched.to_table())
+    made_before, olds, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+    affected = build_partition_keys(keys.inlined, keys.key, is_changed, now, then, touched.to_table())
     prepared = PreparedRows(
         affected=_physical(ctx, affected),
         recomputed=restrict_to_keys(compiled.physical_sql, keys.key, scratch(ctx, "keys").to_table(alias="k")),
