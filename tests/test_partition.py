@@ -108,3 +108,20 @@ def test_a_left_joins_nullable_side_is_no_key() -> None:
     tables = _tables("SELECT c.seg, count(o.id) AS n FROM raw.c LEFT JOIN raw.o ON o.cust = c.id GROUP BY c.seg")
     assert all("o" not in anchored or key.startswith('"c"') for key, anchored in tables.items()), tables
     assert {"c", "o"} in list(tables.values()), tables
+
+
+def test_the_rows_before_the_change_keep_the_columns_the_model_reads() -> None:
+    """EXISTS (SELECT * ..) and COUNT(*) read no column; a * that could is all of them."""
+    from sqlorch.planning.rewrites.signed_partition import read_columns
+
+    def read(sql: str) -> list[str]:
+        query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=SCHEMA, dialect="duckdb")
+        assert isinstance(query, exp.Select)
+        tables = [t for t in query.find_all(exp.Table) if t.name == "l"]
+        return read_columns(query, tables, ["oid", "supp", "qty"])
+
+    exists = (
+        "SELECT o.grp, count(*) AS n FROM raw.o WHERE EXISTS (SELECT * FROM raw.l WHERE l.oid = o.id) GROUP BY o.grp"
+    )
+    assert read(exists) == ["oid"]
+    assert read("SELECT t.oid, count(*) AS n FROM (SELECT * FROM raw.l) AS t GROUP BY t.oid") == ["oid", "supp", "qty"]

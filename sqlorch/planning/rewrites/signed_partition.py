@@ -118,6 +118,34 @@ def changed_anchors(top: exp.Select, is_changed: Callable[[exp.Table], bool]) ->
     return [(a.table, a.column) for a in partition_of(top.copy(), is_changed).anchors if is_changed(a.table)]
 
 
+def read_columns(top: exp.Select, tables: list[exp.Table], available: list[str]) -> list[str]:
+    """The columns of ``tables`` (the occurrences of one table) that ``top`` reads, in the
+    table's order; all of them where a ``*`` could read them (not ``EXISTS (SELECT * ..)``,
+    not ``COUNT(*)``). A projection is exact: the rows before the change are rebuilt by
+    multiset (``rows_before``), and scratch tables of TPC-H Q17's three lineitem columns
+    instead of its sixteen are built in a fraction of the time."""
+    for star in top.find_all(exp.Star):
+        owner = star.parent.parent if isinstance(star.parent, exp.Column) else star.parent
+        if isinstance(owner, exp.Select) and not isinstance(owner.parent, exp.Exists):
+            return list(available)
+    aliases = {t.alias_or_name.lower() for t in tables}
+    names = {
+        c.name.lower() for c in top.find_all(exp.Column) if c.table.lower() in aliases and not _exists_projection(c)
+    }
+    return [c for c in available if c.lower() in names]
+
+
+def _exists_projection(column: exp.Column) -> bool:
+    """A column ``EXISTS (SELECT ..)`` projects (its ``*``, expanded when qualified): unread."""
+    node: exp.Expr = column.parent if isinstance(column.parent, exp.Alias) else column
+    owner = node.parent
+    return (
+        isinstance(owner, exp.Select)
+        and isinstance(owner.parent, exp.Exists)
+        and any(e is node for e in owner.expressions)
+    )
+
+
 def _in_partitions(
     top: exp.Select, is_changed: Callable[[exp.Table], bool], rows: Before, touched: exp.Table
 ) -> exp.Select:

@@ -45,6 +45,7 @@ from sqlorch.planning.rewrites.signed_partition import (
     build_touched,
     changed_anchors,
     in_touched,
+    read_columns,
     rows_before,
 )
 from sqlorch.planning.steps import InputChange, Item, Statement
@@ -118,18 +119,20 @@ def _rows_before_tables(
         temporary = ctx.capabilities.temp_tables
         pair = tuple(work_table(compiled.model.ref, f"{p}{len(tables)}", temporary) for p in ("pnow", "pold"))
         tables[(ref, column)] = (pair[0], pair[1])
-        columns = ctx.input_columns[ref]
+        top = compiled.keys.inlined
+        columns = read_columns(top, [t for t in top.find_all(exp.Table) if resolve(t) == ref], ctx.input_columns[ref])
         rows = select_from(ctx.physical_of.get(ref, ref), columns)
         rows_now = rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
         create_now = create_table_as(pair[0], rows_now, temporary=temporary)
         made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
         now = select_from(pair[0], columns)
         change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
-        # the change's weights turned round: old images +1, new ones -1
-        change.set("expressions", [*change.expressions[:-1], _weight(exp.Literal.number(1), exp.Literal.number(-1))])
-        query = rows_before(
-            now.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)), change, ctx.input_columns[ref]
+        # the read columns, and the change's weights turned round: old images +1, new ones -1
+        change.set(
+            "expressions",
+            [*columns_of(columns, "c"), _weight(exp.Literal.number(1), exp.Literal.number(-1))],
         )
+        query = rows_before(now.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)), change, columns)
         create = create_table_as(pair[1], query, temporary=temporary)
         made += [
             Statement(s, "rows before the change, touched partitions")
