@@ -23,9 +23,10 @@ Why each anchor is exact, for a scope row with ``K = k``:
 - a scope that is the model's derived table: its rows are filtered on K before grouping, so
   K must be a group key there; the model over it is then linear in its rows (inner joins).
 
-A NULL K never equals, so such rows depend on no changed row and are the same before and
-after. Tables read elsewhere (an uncorrelated subquery, another derived table) are not
-anchored: a change to them keeps the model's other strategies.
+A NULL K is a partition of its own: the scope's rows with a NULL K depend only on the NULL
+rows of the tables K is a column of (a correlation or ON with a NULL never matches). Tables
+read elsewhere (an uncorrelated subquery, another derived table) are not anchored: a change
+to them keeps the model's other strategies.
 """
 
 from __future__ import annotations

@@ -41,8 +41,11 @@ def partition_of(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> Pa
     return partition
 
 
-def in_touched(value: exp.Expr, touched: exp.Table) -> exp.In:
-    return exp.In(this=value, query=exp.select(exp.column(TOUCHED, quoted=True)).from_(touched.copy()).subquery())
+def in_touched(value: exp.Expr, touched: exp.Table) -> exp.Exists:
+    """``value`` is a touched key, NULL included: a changed row with a NULL partition column
+    changes the scope's rows whose K is NULL (a table read whole, K its own column)."""
+    match = exp.NullSafeEQ(this=exp.column(TOUCHED, quoted=True), expression=value)
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(match))
 
 
 def build_touched(
@@ -166,8 +169,12 @@ def _in_partitions(
         joined.set("alias", exp.TableAlias(this=exp.to_identifier(JOINED, quoted=True)))
         scope.join(joined, join_type="cross", copy=False)
         scope.where(
-            exp.EQ(this=exp.column(TOUCHED, table=JOINED, quoted=True), expression=partition.key.copy()), copy=False
+            exp.NullSafeEQ(this=exp.column(TOUCHED, table=JOINED, quoted=True), expression=partition.key.copy()),
+            copy=False,
         )
+    for exists in copy.find_all(exp.Exists):  # its rows count, not its columns (``read_columns``)
+        if isinstance(exists.this, exp.Select):
+            exists.this.set("expressions", [exp.Literal.number(1)])
     for anchor in partition.anchors:
         table = anchor.table
         if is_changed(table):
