@@ -357,12 +357,6 @@ def analyse_keys(
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
     subquery_tables = _subquery_tables(inlined)
-    row_level = (
-        isinstance(inlined, exp.Select)
-        and inlined.args.get("group") is None
-        and not inlined.args.get("distinct")
-        and not any(isinstance(n, (exp.AggFunc, exp.Window)) for s in inlined.selects for n in own_nodes(s))
-    )
     return KeyAnalysis(
         key=key,
         reason="",
@@ -377,5 +371,7 @@ def analyse_keys(
         not_signed=not_signed,
         partitions=partitions,
         unanchored=unanchored,
-        row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
+        # off: the conformance suite's marts.steady_customers (TPC-H Q20's shape) missed an
+        # inserted customer on DuckDB at the last commit; partition_tables(inlined) turns it on
+        row_partitions=[],
     )
