@@ -24,7 +24,8 @@ over no rows, is not rewritten (the "count bug"), nor is a scalar subquery under
 that could accept a NULL (COALESCE, IS NULL, CASE, OR). NOT EXISTS and NOT IN (anti-joins),
 correlations other than equality (TPC-H Q21's ``<>``) and subqueries elsewhere than a WHERE
 conjunct keep their form: ``NotDecorrelated`` says which, and the planner keeps the
-model's other strategies.
+model's other strategies; where such a subquery reads its changed table through one key,
+the model is maintained per touched partition instead (``analysis/partition.py``).
 
 Like sqlglot's optimizer rules: one function, one job, a new tree returned.
 """

@@ -215,8 +215,17 @@ def _exact(argument: exp.Expr) -> bool:
     return not data_type.is_type(*INEXACT)
 
 
-def check_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | None, dialect: DialectType) -> None:
-    """Raise ``NotSigned`` with the reason unless ``top`` (inlined, qualified) has a signed-delta form."""
+def check_signed(
+    top: exp.Query,
+    key: list[str],
+    unique: bool,
+    schema: Schema | None,
+    dialect: DialectType,
+    partitioned: bool = False,
+) -> None:
+    """Raise ``NotSigned`` with the reason unless ``top`` (inlined, qualified) has a signed-delta
+    form. ``partitioned``: its FROM and WHERE are evaluated whole, before and after the change,
+    per touched partition (``analysis/partition.py``), so only its own aggregates must fold."""
     if not isinstance(top, exp.Select):
         raise NotSigned("not a single SELECT")
     group = top.args.get("group")
@@ -231,7 +240,8 @@ def check_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | 
             raise NotSigned(f"{name.upper()} over the groups")
     if any(isinstance(n, exp.Window) for s in top.selects for n in _own(s)):
         raise NotSigned("a window over the groups")
-    _check_from(top)
+    if not partitioned:
+        _check_from(top)
     aggregates = aggregates_of(top)
     if not aggregates:
         raise NotSigned("no aggregate")
@@ -246,7 +256,9 @@ def check_signed(top: exp.Query, key: list[str], unique: bool, schema: Schema | 
     if typed is None:
         raise NotSigned("input column types unknown")
     assert isinstance(typed, exp.Select)
-    typed_aggregates = aggregates_of(typed) + [a for inner in _aggregated_selects(typed) for a in aggregates_of(inner)]
+    typed_aggregates = aggregates_of(typed)
+    if not partitioned:
+        typed_aggregates += [a for inner in _aggregated_selects(typed) for a in aggregates_of(inner)]
     for aggregate in typed_aggregates:
         if aggregate.kind in ("sum", "avg") and aggregate.argument is not None and not _exact(aggregate.argument):
             raise NotSigned(f"{aggregate.node.sql()}: a sum of floating-point values depends on the order of the rows")

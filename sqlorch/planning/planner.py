@@ -26,7 +26,7 @@ from sqlorch.planning.cost import (
     upstream_diff,
 )
 from sqlorch.planning.rewrites.model_statements import mentions
-from sqlorch.planning.rewrites.strategies import STRATEGIES
+from sqlorch.planning.rewrites.strategies import STRATEGIES, signed_deltas, signed_form
 from sqlorch.planning.steps import INSERT_ONLY, SIGNED_DELTAS, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
@@ -137,14 +137,22 @@ def decide_model(
     full_inputs = sorted(str(r) for r, c in changes.items() if c.full)
     if full_inputs:
         return Decision("full", f"{', '.join(full_inputs)} changed as a whole (rebuilt, or no change capture)", rebuild)
+    partitioned = keys.not_signed != "" and signed_deltas(keys, changes, capabilities)  # analysis/partition.py
+    if keys.unanchored and not partitioned:
+        why = "not read through one partition key" if capabilities.transactions else "no transactions"
+        return Decision(
+            "full", f"inputs changed ({changed_names}); not incremental: {keys.unanchored} ({why})", rebuild
+        )
     in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
-    if in_subquery:
+    if in_subquery and not partitioned:
         why = f" ({keys.not_signed})" if keys.not_signed else ""  # e.g. not decorrelated: an anti-join
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression{why}", rebuild)
     if costs is not None and costs.winner == FULL:
         return Decision("full", costs.reason(), rebuild)
     for strategy in STRATEGIES:  # cheapest first
         if strategy.name == SIGNED_DELTAS and costs is not None and not costs.folds:
+            if partitioned:  # no other incremental form follows a change read through the partition
+                return Decision("full", "group state must be built first: a rebuild writes it", rebuild)
             continue  # its group state must be built first, dearer than replacing the keys (cost.py)
         if strategy.applies(keys, changes, capabilities):
             return Decision("incremental", strategy.reason(changed_names, keys), strategy.name)
@@ -179,7 +187,7 @@ def model_estimate(
         diffs=diffs,
         appends_only=appended,
         scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
-        folds=item.keys.not_signed == "",
+        folds=signed_form(item.keys, changes),
     )
 
 

@@ -237,7 +237,7 @@ class ChangeSources:
         return exp.union(select_from(self.ctx.physical_of.get(ref, ref), names), old, distinct=False)
 
 
-def mentions(tables: set[tuple[str, str]], ref: TableRef) -> bool:
+def mentions(tables: set[tuple[str, str]] | frozenset[tuple[str, str]], ref: TableRef) -> bool:
     return (ref.schema, ref.name) in tables or ("", ref.name) in tables
 
 

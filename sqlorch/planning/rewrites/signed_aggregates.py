@@ -257,6 +257,11 @@ def build_delta(
         aggregating(copy, top, key, aggregates, weight)
         for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows)
     ]
+    return combine_branches(branches, key, aggregates)
+
+
+def combine_branches(branches: list[exp.Query], key: list[str], aggregates: list[Aggregate]) -> exp.Select:
+    """The delta per group: the branches' partials (``aggregating``) added up."""
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)

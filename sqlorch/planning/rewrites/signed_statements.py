@@ -48,6 +48,15 @@ from sqlorch.planning.rewrites.signed_distinct import (
     value_keys_match,
     value_sets,
 )
+from sqlorch.planning.rewrites.signed_partition import (
+    Before,
+    build_partition_delta,
+    build_touched,
+    changed_anchors,
+    in_touched,
+    read_columns,
+    rows_before,
+)
 from sqlorch.planning.steps import InputChange, Item, Statement
 from sqlorch.refs import TableRef
 from sqlorch.state.store import OLD_COLUMN, aggregate_state, change_log, distinct_state, state_table, work_table
@@ -62,7 +71,7 @@ def _weight(old: exp.Expr, new: exp.Expr) -> exp.Expr:
 
 def _sources(
     ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
-) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Query], Callable[[exp.Table], exp.Query]]:
+) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Select], Callable[[exp.Table], exp.Query]]:
     """is_changed, the signed change of a table, and its rows before the change."""
     minus, plus = exp.Literal.number(-1), exp.Literal.number(1)
 
@@ -84,7 +93,7 @@ def _sources(
             .where(batch_range(change.after, change.upto, "c"))
         )
 
-    def delta_rows(table: exp.Table) -> exp.Query:
+    def delta_rows(table: exp.Table) -> exp.Select:
         return logged(table, minus, plus)
 
     def old_rows(table: exp.Table) -> exp.Query:
@@ -103,6 +112,59 @@ def kept_value_tables(compiled: CompiledModel) -> list[TableRef]:
     top = compiled.keys.inlined
     count = len(value_sets(top)) if isinstance(top, exp.Select) else 0
     return [distinct_state(compiled.model.ref, index) for index in range(count)]
+
+
+def _rows_before_tables(
+    ctx: ModelContext,
+    resolve: Callable[[exp.Table], TableRef | None],
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: Callable[[exp.Table], exp.Select],
+    touched: exp.Table,
+) -> tuple[list[Item], list[TableRef], Before, Before]:
+    """Per changed table and partition column, scratch tables of its rows in the touched
+    partitions now and before the change (from the rows now: the table is read once): the
+    statements, the tables, and how the branches read them."""
+    compiled = ctx.compiled
+    assert isinstance(compiled.keys.inlined, exp.Select)
+    tables: dict[tuple[TableRef, str], tuple[TableRef, TableRef]] = {}
+    made: list[Item] = []
+    for table, column in changed_anchors(compiled.keys.inlined, is_changed):
+        ref = resolve(table)
+        assert ref is not None
+        if (ref, column) in tables:
+            continue
+        temporary = ctx.capabilities.temp_tables
+        pair = tuple(work_table(compiled.model.ref, f"{p}{len(tables)}", temporary) for p in ("pnow", "pold"))
+        tables[(ref, column)] = (pair[0], pair[1])
+        top = compiled.keys.inlined
+        columns = read_columns(top, [t for t in top.find_all(exp.Table) if resolve(t) == ref], ctx.input_columns[ref])
+        rows = select_from(ctx.physical_of.get(ref, ref), columns)
+        rows_now = rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+        create_now = create_table_as(pair[0], rows_now, temporary=temporary)
+        made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
+        now = select_from(pair[0], columns)
+        change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        # the read columns, and the change's weights turned round: old images +1, new ones -1
+        change.set(
+            "expressions",
+            [*columns_of(columns, "c"), _weight(exp.Literal.number(1), exp.Literal.number(-1))],
+        )
+        query = rows_before(now.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)), change, columns)
+        create = create_table_as(pair[1], query, temporary=temporary)
+        made += [
+            Statement(s, "rows before the change, touched partitions")
+            for s in replace_statements(create, ctx.capabilities)
+        ]
+
+    def reader(which: int) -> Before:
+        def read(table: exp.Table, column: str) -> exp.Table:
+            ref = resolve(table)
+            assert ref is not None
+            return tables[(ref, column)][which].to_table()
+
+        return read
+
+    return made, [t for pair in tables.values() for t in pair], reader(0), reader(1)
 
 
 def state_is_current(state_batch: int | None, batch: int) -> bool:
@@ -130,7 +192,7 @@ def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
     compiled = ctx.compiled
     keys = compiled.keys
     if (
-        keys.not_signed
+        (keys.not_signed and not keys.partitions)
         or keys.key is None
         or not isinstance(keys.inlined, exp.Select)
         or not ctx.capabilities.transactions
@@ -186,8 +248,18 @@ def signed_statements(
     sets = value_sets(top)
     stores = [distinct_state(compiled.model.ref, index) for index in range(len(sets))]
     moved = [work_table(compiled.model.ref, f"values{index}", temporary) for index in range(len(sets))]
-    delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
-    before = create(delta, delta_query, "signed delta per group")
+    before: list[Item] = []
+    scratch = [delta, recompute, after, *moved]
+    if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
+        touched = work_table(compiled.model.ref, "touched", temporary)
+        before += create(touched, physical(build_touched(top, is_changed, delta_rows)), "touched partitions")
+        made, olds, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+        before += made
+        delta_query = physical(build_partition_delta(top, key, is_changed, now, then, touched.to_table()))
+        scratch += [touched, *olds]
+    else:
+        delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
+    before += create(delta, delta_query, "signed delta per group")
     current = state_is_current(state_batch, ctx.batch)
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
@@ -251,6 +323,10 @@ def signed_statements(
         recomputed=build_finalise(top, key, after.to_table(), avg_type),
         before=before,
         during=during,
-        scratch=[delta, recompute, after, *moved],
+        scratch=scratch,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)
+
+
+def _physical(ctx: ModelContext, query: exp.Query) -> exp.Query:
+    return rename_relations(query, ctx.physical_of, ctx.default_schema)

@@ -6,7 +6,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 |---|---|
 | insert new rows | row-preserving model, one input only appended to, transactions |
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
-| fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one, transactions |
+| fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
 | recompute all | a global aggregate (no key columns: one row) |
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
@@ -20,7 +20,13 @@ from __future__ import annotations
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.planning.rewrites.insert_new_rows import insert_only_statements
-from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, Strategy, single_appended_input
+from sqlorch.planning.rewrites.model_statements import (
+    ModelContext,
+    Resolve,
+    Strategy,
+    mentions,
+    single_appended_input,
+)
 from sqlorch.planning.rewrites.replace_keys import incremental_statements
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
@@ -47,11 +53,31 @@ def partial_aggregates(keys: KeyAnalysis, changes: Changes, capabilities: Capabi
     return capabilities.transactions and keys.distributive is not None and single_appended_input(keys, changes)
 
 
+def signed_form(keys: KeyAnalysis, changes: Changes) -> bool:
+    """The model's groups follow these changes from signed deltas: its query (or its
+    decorrelated form) has the form, or one partition (``analysis/partition.py``) anchors
+    every changed input."""
+    return keys.not_signed == "" or _covered(keys.partitions, changes)
+
+
+def _covered(partitions: list[tuple[str, frozenset[tuple[str, str]]]], changes: Changes) -> bool:
+    return any(all(mentions(tables, ref) for ref in changes) for _, tables in partitions)
+
+
 def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
     """COUNT/SUM/AVG/MIN/MAX groups updated by the weighted change of their inputs, inserts,
     updates and deletes alike (``analysis/signed_shape.py``). The state it keeps must commit
     with the model, so like the other folding strategies it needs transactions."""
-    return capabilities.transactions and keys.not_signed == "" and not any(change.full for change in changes.values())
+    return (
+        capabilities.transactions and signed_form(keys, changes) and not any(change.full for change in changes.values())
+    )
+
+
+def _signed_reason(names: str, keys: KeyAnalysis) -> str:
+    how = "groups maintained from signed deltas (state in _sqlorch)"
+    if keys.not_signed and keys.partitions:
+        how += "; per touched partition, its rows now less its rows before the change"
+    return f"{names} changed; {how}"
 
 
 def signed_delta_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
@@ -85,7 +111,7 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy(
         SIGNED_DELTAS,
         signed_deltas,
-        lambda names, keys: f"{names} changed; groups maintained from signed deltas (state in _sqlorch)",
+        _signed_reason,
         signed_delta_statements,
     ),
     Strategy(
