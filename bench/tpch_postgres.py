@@ -177,7 +177,9 @@ def mismatches(conn: Any) -> list[str]:
             f"UNION ALL (({query}) EXCEPT ALL SELECT * FROM {table})) d"
         ).fetchone()[0]
         if differing:
-            wrong.append(f"{path.stem}: {differing} rows differ")
+            stored = conn.execute(f"SELECT * FROM {table} EXCEPT ALL ({query}) LIMIT 2").fetchall()
+            evaluated = conn.execute(f"({query}) EXCEPT ALL SELECT * FROM {table} LIMIT 2").fetchall()
+            wrong.append(f"{path.stem}: {differing} rows differ (stored {stored}, evaluated now {evaluated})")
     return wrong
 
 

@@ -151,6 +151,10 @@ def test_sigint_and_sigterm_mid_build_then_rebuild_is_exact(project: tuple[Path,
             stopped += 1
             assert "interrupted" in err.splitlines(), context
             assert re.search(r"^\d+ of \d+ models finished", err, re.MULTILINE), context
+        elif proc.returncode == -signum:
+            # the signal came after the build had finished and restored the default handlers,
+            # as the process was exiting: the build's summary is there and its work is done
+            assert re.search(r"^done: ", text, re.MULTILINE), context
         else:
             assert proc.returncode == 0, context
         _assert_built_ok(path, context)
