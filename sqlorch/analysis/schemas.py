@@ -112,8 +112,14 @@ def output_schema(
     dialect: str = "duckdb",
     positioned: Callable[[], exp.Expr] | None = None,
 ) -> Schema:
-    """Names and types of a qualified query's output; duplicate names are an error."""
-    annotated = annotate_types(qualified, schema=schema, dialect=dialect_of(dialect))
+    """Names and types of a qualified query's output; duplicate names are an error.
+
+    Types are read off a copy: sqlglot renders a division for a target whose ``/`` is typed
+    (Postgres, Snowflake, BigQuery) from its operands' types, so a tree left annotated here
+    renders ``decimal / decimal`` as NUMERIC division where the same model read from the
+    compile cache (never annotated) renders DuckDB's float division: a first build and a
+    later one of the same model differed in the last digits (TPC-H Q8, Q14, Q17 on Postgres)."""
+    annotated = annotate_types(qualified.copy(), schema=schema, dialect=dialect_of(dialect))
     columns: Schema = {}
     for select in annotated.selects:
         name = select.alias_or_name.lower()
