@@ -27,6 +27,7 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     build_state_query,
     state_parts,
 )
+from sqlorch.planning.rewrites.signed_derived import RowsFor
 
 SCHEMA = {
     "raw": {
@@ -181,14 +182,10 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
     return sorted(con.execute(sql).fetchall(), key=repr)
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_state_plus_delta_equals_from_scratch(shape: str, seed: int) -> None:
-    rng = random.Random(seed)
-    keys = analysed(SHAPES[shape])
-    assert keys.not_signed == "", keys.not_signed
-    top, key = keys.inlined, keys.key
-    assert isinstance(top, exp.Select) and key is not None
+def items_world(rng: random.Random) -> tuple[duckdb.DuckDBPyConnection, RowsFor, RowsFor]:
+    """``raw.items`` (fifteen random items) and ``raw.skus`` with their change tables
+    ``chg_*``, and how a delta reads them: the change's weighted rows, and the rows before it
+    (the rows now and the change turned round)."""
     con = duckdb.connect()
     con.execute("CREATE SCHEMA raw")
     con.execute("CREATE TABLE raw.items (id INT, sku VARCHAR, qty INT, price DECIMAL(12,2), weight DOUBLE)")
@@ -198,9 +195,6 @@ def test_state_plus_delta_equals_from_scratch(shape: str, seed: int) -> None:
     con.execute("INSERT INTO raw.skus VALUES ('a', 'x'), ('b', 'x'), ('c', 'y')")
     for item_id in range(1, 16):
         con.execute("INSERT INTO raw.items VALUES (?, ?, ?, ?, ?)", list(_item(rng, item_id)))
-    next_id = [16]
-    con.execute(f"CREATE TABLE state AS {build_state_query(top, key).sql('duckdb')}")
-    names = [*key, ROWS, *(n for n, _ in state_parts(aggregates_of(top)))]
 
     def delta_rows(table: exp.Table) -> exp.Query:
         return exp.select(*[exp.column(c) for c in COLUMNS[table.name]], exp.column(WEIGHT)).from_(f"chg_{table.name}")
@@ -214,6 +208,22 @@ def test_state_plus_delta_equals_from_scratch(shape: str, seed: int) -> None:
             f"chg_{table.name}"
         )
         return exp.union(now, flipped, distinct=False)
+
+    return con, delta_rows, old_rows
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_state_plus_delta_equals_from_scratch(shape: str, seed: int) -> None:
+    rng = random.Random(seed)
+    keys = analysed(SHAPES[shape])
+    assert keys.not_signed == "", keys.not_signed
+    top, key = keys.inlined, keys.key
+    assert isinstance(top, exp.Select) and key is not None
+    con, delta_rows, old_rows = items_world(rng)
+    next_id = [16]
+    con.execute(f"CREATE TABLE state AS {build_state_query(top, key).sql('duckdb')}")
+    names = [*key, ROWS, *(n for n, _ in state_parts(aggregates_of(top)))]
 
     for step in range(6):
         _change(con, rng, next_id)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import random
 
-import duckdb
 import pytest
 from sqlglot import exp
-from test_signed_aggregates import COLUMNS, WEIGHT, _change, _item, _rows, analysed
+from test_signed_aggregates import _change, _rows, analysed, items_world
 
 from sqlorch.analysis.signed_shape import aggregates_of
 from sqlorch.planning.rewrites.signed_aggregates import (
@@ -94,33 +93,12 @@ def test_state_values_and_delta_equal_from_scratch(shape: str, seed: int) -> Non
     assert isinstance(top, exp.Select) and key is not None
     sets = value_sets(top)
     assert sets
-    con = duckdb.connect()
-    con.execute("CREATE SCHEMA raw")
-    con.execute("CREATE TABLE raw.items (id INT, sku VARCHAR, qty INT, price DECIMAL(12,2), weight DOUBLE)")
-    con.execute("CREATE TABLE raw.skus (sku VARCHAR, family VARCHAR)")
-    con.execute(f"CREATE TABLE chg_items AS SELECT *, 1 AS {WEIGHT} FROM raw.items WHERE false")
-    con.execute(f"CREATE TABLE chg_skus AS SELECT *, 1 AS {WEIGHT} FROM raw.skus WHERE false")
-    con.execute("INSERT INTO raw.skus VALUES ('a', 'x'), ('b', 'x'), ('c', 'y')")
-    for item_id in range(1, 16):
-        con.execute("INSERT INTO raw.items VALUES (?, ?, ?, ?, ?)", list(_item(rng, item_id)))
+    con, delta_rows, old_rows = items_world(rng)
     next_id = [16]
     con.execute(f"CREATE TABLE state AS {build_state_query(top, key).sql('duckdb')}")
     for index, values in enumerate(sets):
         con.execute(f"CREATE TABLE m{index} AS {build_values_query(top, key, values).sql('duckdb')}")
     names = [*key, ROWS, *(n for n, _ in state_parts(aggregates_of(top)))]
-
-    def delta_rows(table: exp.Table) -> exp.Query:
-        return exp.select(*[exp.column(c) for c in COLUMNS[table.name]], exp.column(WEIGHT)).from_(f"chg_{table.name}")
-
-    def old_rows(table: exp.Table) -> exp.Query:
-        cols = COLUMNS[table.name]
-        now = exp.select(*[exp.column(c) for c in cols], exp.alias_(exp.Literal.number(1), WEIGHT)).from_(
-            f"raw.{table.name}"
-        )
-        flipped = exp.select(*[exp.column(c) for c in cols], exp.Neg(this=exp.column(WEIGHT))).from_(
-            f"chg_{table.name}"
-        )
-        return exp.union(now, flipped, distinct=False)
 
     def changed(table: exp.Table) -> bool:
         return table.name in ("items", "skus")
