@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,16 @@ def measured_build(conn: Any, project: Path, full_refresh: bool) -> tuple[float,
     return seconds, counters(conn)
 
 
+def slowest_statements(log: Path, since: int, most: int = 8) -> list[tuple[float, str]]:
+    """The build's statements that took 100 ms or more (the server logs them with their
+    duration, ``log_min_duration_statement``), slowest first, from byte ``since`` of the log."""
+    found = []
+    text = log.read_bytes()[since:].decode(errors="replace")
+    for match in re.finditer(r"duration: ([\d.]+) ms\s+statement: (.*?)(?=\n\S|\Z)", text, re.DOTALL):
+        found.append((float(match.group(1)) / 1000, " ".join(match.group(2).split())))
+    return sorted(found, reverse=True)[:most]
+
+
 def mismatches(conn: Any) -> list[str]:
     """Models whose table differs from their query evaluated now (EXCEPT ALL both ways)."""
     wrong = []
@@ -232,6 +243,16 @@ def report(result: dict[str, Any], command: str) -> str:
             lines.append(
                 f"| {name} | {v['seq_rows']:,} | {v['index_rows']:,} | {v['seq_scans']} | {v['index_scans']} |"
             )
+    slowest = result.get("slowest", [])
+    lines += [
+        "",
+        f"The incremental step's slowest statements (the server's log, statements of 100 ms or more; "
+        f"{sum(t for t, _ in slowest):.1f} s in these {len(slowest)}):",
+        "",
+        "| seconds | statement (start) |",
+        "|---|---|",
+    ]
+    lines += [f"| {t:.2f} | `{text[:160].replace('|', '/')}` |" for t, text in slowest]
     return "\n".join(lines) + "\n"
 
 
@@ -265,7 +286,13 @@ def run(sf: float) -> dict[str, Any]:
         result["wrong"] += [f"cold: {w}" for w in mismatches(conn)]
         result["changed"] = refresh(conn, 1)
         _say(f"step changed {result['changed']}; incremental build")
+        conn.execute("ALTER SYSTEM SET log_min_duration_statement = 100")
+        conn.execute("SELECT pg_reload_conf()")
+        since = server.log_path.stat().st_size
         seconds, tables = measured_build(conn, project, full_refresh=False)
+        result["slowest"] = slowest_statements(server.log_path, since)
+        conn.execute("ALTER SYSTEM RESET log_min_duration_statement")
+        conn.execute("SELECT pg_reload_conf()")
         _say(f"incremental build took {seconds:.1f} s; checking")
         result["incremental"] = {"seconds": seconds, "tables": tables}
         result["load"] = os.getloadavg()[0]
