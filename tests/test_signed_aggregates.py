@@ -212,6 +212,32 @@ def items_world(rng: random.Random) -> tuple[duckdb.DuckDBPyConnection, RowsFor,
     return con, delta_rows, old_rows
 
 
+def fold_into_state(
+    con: duckdb.DuckDBPyConnection, top: exp.Select, key: list[str], extra: tuple[exp.Query, ...] = ()
+) -> None:
+    """Fold the table ``delta`` into ``state`` as the planner's statements do: the touched
+    groups' next state (MIN/MAX recomputed where their extreme left), which replaces them."""
+    names = [*key, ROWS, *(n for n, _ in state_parts(aggregates_of(top)))]
+    recompute = build_recompute_keys(top, key, exp.to_table("delta", alias="d"), exp.to_table("state", alias="s"))
+    if recompute is not None:
+        con.execute(f"CREATE OR REPLACE TABLE recompute AS {recompute.sql('duckdb')}")
+    following = build_next_state(
+        top,
+        key,
+        exp.to_table("state", alias="s"),
+        exp.to_table("delta", alias="d"),
+        exp.to_table("recompute", alias="r") if recompute is not None else None,
+        build_state_query(top, key),
+        extra,
+    )
+    con.execute(f"CREATE OR REPLACE TABLE next AS {following.sql('duckdb')}")
+    cols = ", ".join(f'"{n}"' for n in names)
+    match = " AND ".join(f'state."{n}" IS NOT DISTINCT FROM d."{n}"' for n in key) or "true"
+    con.execute(f"DELETE FROM state WHERE EXISTS (SELECT 1 FROM delta d WHERE {match})")
+    keep = f'WHERE "{ROWS}" > 0' if key else ""
+    con.execute(f"INSERT INTO state ({cols}) SELECT {cols} FROM next {keep}")
+
+
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_state_plus_delta_equals_from_scratch(shape: str, seed: int) -> None:
@@ -223,29 +249,12 @@ def test_state_plus_delta_equals_from_scratch(shape: str, seed: int) -> None:
     con, delta_rows, old_rows = items_world(rng)
     next_id = [16]
     con.execute(f"CREATE TABLE state AS {build_state_query(top, key).sql('duckdb')}")
-    names = [*key, ROWS, *(n for n, _ in state_parts(aggregates_of(top)))]
 
     for step in range(6):
         _change(con, rng, next_id)
         delta = build_delta(top, key, lambda t: True if t.name in ("items", "skus") else False, delta_rows, old_rows)
         con.execute(f"CREATE OR REPLACE TABLE delta AS {delta.sql('duckdb')}")
-        recompute = build_recompute_keys(top, key, exp.to_table("delta", alias="d"), exp.to_table("state", alias="s"))
-        if recompute is not None:
-            con.execute(f"CREATE OR REPLACE TABLE recompute AS {recompute.sql('duckdb')}")
-        following = build_next_state(
-            top,
-            key,
-            exp.to_table("state", alias="s"),
-            exp.to_table("delta", alias="d"),
-            exp.to_table("recompute", alias="r") if recompute is not None else None,
-            build_state_query(top, key),
-        )
-        con.execute(f"CREATE OR REPLACE TABLE next AS {following.sql('duckdb')}")
-        cols = ", ".join(f'"{n}"' for n in names)
-        match = " AND ".join(f'state."{n}" IS NOT DISTINCT FROM d."{n}"' for n in key) or "true"
-        con.execute(f"DELETE FROM state WHERE EXISTS (SELECT 1 FROM delta d WHERE {match})")
-        keep = f'WHERE "{ROWS}" > 0' if key else ""
-        con.execute(f"INSERT INTO state ({cols}) SELECT {cols} FROM next {keep}")
+        fold_into_state(con, top, key)
         got = _rows(con, build_finalise(top, key, exp.to_table("state")).sql("duckdb"))
         want = _rows(con, SHAPES[shape])
         assert got == want, f"{shape} seed {seed} step {step}"

@@ -10,17 +10,13 @@ import random
 
 import pytest
 from sqlglot import exp
-from test_signed_aggregates import _change, _rows, analysed, items_world
+from test_signed_aggregates import _change, _rows, analysed, fold_into_state, items_world
 
-from sqlorch.analysis.signed_shape import aggregates_of
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     build_delta,
     build_finalise,
-    build_next_state,
-    build_recompute_keys,
     build_state_query,
-    state_parts,
 )
 from sqlorch.planning.rewrites.signed_distinct import (
     build_distinct_change,
@@ -98,7 +94,6 @@ def test_state_values_and_delta_equal_from_scratch(shape: str, seed: int) -> Non
     con.execute(f"CREATE TABLE state AS {build_state_query(top, key).sql('duckdb')}")
     for index, values in enumerate(sets):
         con.execute(f"CREATE TABLE m{index} AS {build_values_query(top, key, values).sql('duckdb')}")
-    names = [*key, ROWS, *(n for n, _ in state_parts(aggregates_of(top)))]
 
     def changed(table: exp.Table) -> bool:
         return table.name in ("items", "skus")
@@ -112,24 +107,8 @@ def test_state_values_and_delta_equal_from_scratch(shape: str, seed: int) -> Non
                 top, key, values, exp.to_table(f"m{index}", alias="m"), changed, delta_rows, old_rows
             )
             con.execute(f"CREATE OR REPLACE TABLE v{index} AS {moved.sql('duckdb')}")
-        recompute = build_recompute_keys(top, key, exp.to_table("delta", alias="d"), exp.to_table("state", alias="s"))
-        if recompute is not None:
-            con.execute(f"CREATE OR REPLACE TABLE recompute AS {recompute.sql('duckdb')}")
-        following = build_next_state(
-            top,
-            key,
-            exp.to_table("state", alias="s"),
-            exp.to_table("delta", alias="d"),
-            exp.to_table("recompute", alias="r") if recompute is not None else None,
-            build_state_query(top, key),
-            tuple(build_distinct_change(top, key, v, exp.to_table(f"v{i}", alias="v")) for i, v in enumerate(sets)),
-        )
-        con.execute(f"CREATE OR REPLACE TABLE next AS {following.sql('duckdb')}")
-        cols = ", ".join(f'"{n}"' for n in names)
-        match = " AND ".join(f'state."{n}" IS NOT DISTINCT FROM d."{n}"' for n in key) or "true"
-        con.execute(f"DELETE FROM state WHERE EXISTS (SELECT 1 FROM delta d WHERE {match})")
-        keep = f'WHERE "{ROWS}" > 0' if key else ""
-        con.execute(f"INSERT INTO state ({cols}) SELECT {cols} FROM next {keep}")
+        extra = tuple(build_distinct_change(top, key, v, exp.to_table(f"v{i}", alias="v")) for i, v in enumerate(sets))
+        fold_into_state(con, top, key, extra)
         pairs = ", ".join(f'"{n}"' for n in value_columns(key))
         for index in range(len(sets)):
             same = " AND ".join(
