@@ -32,6 +32,7 @@ from sqlglot import exp
 
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 from sqlorch.planning.rewrites.signed_key_filters import filter_by_change
 
@@ -281,8 +282,7 @@ def matches(keys: exp.Table, key: list[str], row_alias: str) -> exp.Exists:
     key, whether ``keys`` has a row at all."""
     alias = keys.alias_or_name
     query = exp.select(exp.Literal.number(1)).from_(keys)
-    pairs = [exp.NullSafeEQ(this=_column(n, alias), expression=_column(n, row_alias)) for n in key]
-    return exp.Exists(this=query.where(exp.and_(*pairs)) if pairs else query)
+    return exp.Exists(this=query.where(null_safe_match(alias, row_alias, key)) if key else query)
 
 
 def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, state: exp.Table) -> exp.Select | None:
@@ -302,7 +302,7 @@ def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, stat
                 exp.or_(stored.is_(exp.null()), beyond(this=gone.copy(), expression=stored)),
             )
         )
-    on = exp.and_(*[exp.NullSafeEQ(this=_column(n, d), expression=_column(n, s)) for n in key]) if key else exp.true()
+    on = null_safe_match(d, s, key)  # TRUE for no key
     projected: list[exp.Expr] = [_column(n, d) for n in key] or [exp.alias_(exp.Literal.number(1), ROWS, quoted=True)]
     return exp.select(*projected).from_(delta).join(state, on=on, join_type="LEFT").where(exp.or_(*conditions))
 

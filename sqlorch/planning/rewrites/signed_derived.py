@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.signed_shape import aggregates_of, group_names, is_aggregated
+from sqlorch.planning.key_match import null_safe_equal
 
 RowsFor = Callable[[exp.Table], exp.Query]
 TOUCHED = "_sqlorch_dk"
@@ -71,12 +72,12 @@ def touched_keys(inner: exp.Select, delta_rows: RowsFor) -> exp.Select:
 def _restricted(select: exp.Select, inner: exp.Select, keys: exp.Select | None) -> exp.Select:
     if keys is None or not _groups(inner):
         return select
-    pairs = [
-        exp.NullSafeEQ(this=exp.column(name, table=TOUCHED, quoted=True), expression=group.copy())
+    match = null_safe_equal(
+        (exp.column(name, table=TOUCHED, quoted=True), group.copy())
         for group, name in zip(_groups(inner), group_names(inner), strict=True)
-    ]
+    )
     touched = exp.select(exp.Literal.number(1)).from_(keys.subquery(exp.to_identifier(TOUCHED, quoted=True)))
-    return select.where(exp.Exists(this=touched.where(exp.and_(*pairs))))
+    return select.where(exp.Exists(this=touched.where(match)))
 
 
 def _weighted(select: exp.Select, sign: int) -> exp.Select:

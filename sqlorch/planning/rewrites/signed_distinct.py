@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     RowsFor,
@@ -121,10 +122,8 @@ def build_values_next(
         .having(exp.NEQ(this=exp.func("sum", _column(ROWS, "u")), expression=exp.Literal.number(0)))
     )
     s = stored.alias_or_name
-    on = exp.and_(
-        *[exp.NullSafeEQ(this=_column(n, "c"), expression=_column(n, s)) for n in key],
-        exp.EQ(this=_column(VALUE, "c"), expression=_column(VALUE, s)),
-    )
+    same_value = exp.EQ(this=_column(VALUE, "c"), expression=_column(VALUE, s))
+    on = exp.and_(null_safe_match("c", s, key), same_value) if key else same_value
     after = exp.Add(this=exp.func("coalesce", _column(ROWS, s), exp.Literal.number(0)), expression=_column(CHANGE, "c"))
     return (
         exp.select(*[_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
@@ -172,6 +171,6 @@ def value_keys_match(table: exp.Table, key: list[str], row_alias: str) -> exp.Ex
     """``EXISTS`` a row of ``table`` with the (group, value) of the row ``row_alias``: the
     stored pairs a change replaces."""
     alias = table.alias_or_name
-    pairs: list[exp.Expr] = [exp.NullSafeEQ(this=_column(n, alias), expression=_column(n, row_alias)) for n in key]
-    pairs.append(exp.EQ(this=_column(VALUE, alias), expression=_column(VALUE, row_alias)))
-    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(table).where(exp.and_(*pairs)))
+    same_value = exp.EQ(this=_column(VALUE, alias), expression=_column(VALUE, row_alias))
+    condition = exp.and_(null_safe_match(alias, row_alias, key), same_value) if key else same_value
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(table).where(condition))

@@ -23,6 +23,7 @@ from sqlglot import exp
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.partition import Partition, find_partition
 from sqlorch.analysis.signed_shape import aggregates_of
+from sqlorch.planning.key_match import null_safe_equal
 from sqlorch.planning.rewrites.signed_aggregates import WEIGHT, aggregating, combine_branches
 
 TOUCHED = "_sqlorch_pk"
@@ -44,7 +45,7 @@ def partition_of(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> Pa
 def in_touched(value: exp.Expr, touched: exp.Table) -> exp.Exists:
     """``value`` is a touched key, NULL included: a changed row with a NULL partition column
     changes the scope's rows whose K is NULL (a table read whole, K its own column)."""
-    match = exp.NullSafeEQ(this=exp.column(TOUCHED, quoted=True), expression=value)
+    match = null_safe_equal([(exp.column(TOUCHED, quoted=True), value)])
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(match))
 
 
@@ -169,7 +170,7 @@ def _in_partitions(
         joined.set("alias", exp.TableAlias(this=exp.to_identifier(JOINED, quoted=True)))
         scope.join(joined, join_type="cross", copy=False)
         scope.where(
-            exp.NullSafeEQ(this=exp.column(TOUCHED, table=JOINED, quoted=True), expression=partition.key.copy()),
+            null_safe_equal([(exp.column(TOUCHED, table=JOINED, quoted=True), partition.key.copy())]),
             copy=False,
         )
     for exists in copy.find_all(exp.Exists):  # its rows count, not its columns (``read_columns``)

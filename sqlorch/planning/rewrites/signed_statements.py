@@ -326,7 +326,3 @@ def signed_statements(
         scratch=scratch,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)
-
-
-def _physical(ctx: ModelContext, query: exp.Query) -> exp.Query:
-    return rename_relations(query, ctx.physical_of, ctx.default_schema)
