@@ -82,6 +82,10 @@ class Interrupts:
 class Adapter(Protocol):
     dialect: ClassVar[str]  # sqlglot dialect name
     capabilities: ClassVar[Capabilities]
+    # How each ``:``-separated part of a ``fingerprint`` combines over disjoint sets of rows:
+    # "sum" (the row count, hash sums) or "xor". A fingerprint then moves with a change
+    # (``fingerprint_moved``) without reading the rows the change left alone.
+    fingerprint_parts: ClassVar[tuple[str, ...]]
 
     def execute(self, statement: exp.Expr) -> int | None:
         """Run one statement; return the affected row count where the driver knows it."""
@@ -177,6 +181,19 @@ def refuse_writes(adapter: Adapter, what: str) -> None:
     plan path's own care, and on DuckDB and Postgres the database itself refuses too."""
     if adapter.read_only:
         raise AdapterError(f"internal error: {what} on a read-only connection (plan never writes)")
+
+
+def fingerprint_moved(fingerprint: str, removed: str, added: str, parts: tuple[str, ...]) -> str:
+    """The fingerprint of a multiset of rows fingerprinted ``fingerprint`` once the rows
+    fingerprinted ``removed`` (a sub-multiset of it) left and those fingerprinted ``added``
+    joined: sums subtract and add, XORs cancel. Exact: every part is an integer aggregate."""
+    moved = []
+    for kind, whole, out, into in zip(parts, fingerprint.split(":"), removed.split(":"), added.split(":"), strict=True):
+        if kind == "xor":
+            moved.append(int(whole) ^ int(out) ^ int(into))
+        else:
+            moved.append(int(whole) - int(out) + int(into))
+    return ":".join(str(part) for part in moved)
 
 
 def fingerprinted(table: TableRef | exp.Query) -> exp.Expr:

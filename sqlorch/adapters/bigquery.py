@@ -61,6 +61,7 @@ def _row_hash(columns: list[str] | None, alias: str) -> exp.Expr:
 
 class BigQueryAdapter:
     dialect: ClassVar[str] = "bigquery"
+    fingerprint_parts: ClassVar[tuple[str, ...]] = ("sum", "xor", "sum")  # count, then the hash aggregates
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=False,
         merge_in_transaction=True,

@@ -79,6 +79,7 @@ _PROFILE_LOG_LOCK = threading.Lock()  # worker threads append to one profile log
 
 class DuckDBAdapter:
     dialect: ClassVar[str] = "duckdb"
+    fingerprint_parts: ClassVar[tuple[str, ...]] = ("sum", "sum")  # count, then the hash aggregates
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=True, except_all=True, temp_tables=True, row_counts=True
     )

@@ -52,6 +52,7 @@ def _row_hash(columns: list[str] | None, alias: str) -> exp.Expr:
 
 class PostgresAdapter:
     dialect: ClassVar[str] = "postgres"
+    fingerprint_parts: ClassVar[tuple[str, ...]] = ("sum", "sum")  # count, then the hash aggregates
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=True,
         merge_in_transaction=True,

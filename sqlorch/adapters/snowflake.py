@@ -59,6 +59,7 @@ def _masked_hash(columns: list[str], alias: str, mask: int) -> exp.Expr:
 
 class SnowflakeAdapter:
     dialect: ClassVar[str] = "snowflake"
+    fingerprint_parts: ClassVar[tuple[str, ...]] = ("sum", "xor", "sum")  # count, then the hash aggregates
     capabilities: ClassVar[Capabilities] = Capabilities(
         transactions=True,
         merge_in_transaction=False,  # fakesnow: MERGE inside BEGIN ... COMMIT fails (see README quirks)

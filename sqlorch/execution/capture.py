@@ -18,7 +18,10 @@ One function per way a source is declared:
   capture first takes only the rows past the last captured value (new images) and the
   shadow rows of their keys (old images): no scan of the rest of the source beyond its
   fingerprint. The promise is checked, not trusted: the shadow as that diff would leave it
-  (a query) must have the source's fingerprint. If it does not, the rows from the last
+  must have the source's fingerprint. Fingerprints are sums (and XORs) over rows, so that
+  one is the recorded shadow's moved by the rows the diff replaces and adds
+  (``Adapter.fingerprint_parts``): the few rows are hashed, not the shadow (a query of the
+  whole refreshed shadow only where no recorded fingerprint describes it). If it does not, the rows from the last
   value on (ties: rows stamped with it after it was captured) and the shadow's keys gone
   from the source (deletes) are taken instead, checked the same way; if that does not
   account for the change either (a row changed without its cursor moving, a NULL cursor, a
@@ -69,7 +72,7 @@ from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Adapter
+from sqlorch.adapters.base import Adapter, fingerprint_moved
 from sqlorch.errors import ConfigError
 from sqlorch.execution import buckets as by_bucket
 from sqlorch.execution.statements import (
@@ -696,10 +699,10 @@ def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fin
         last = source.cursor_value(mark.hi)
         past = every.copy().where(exp.GT(this=source.cursor_column("s"), expression=last.copy()))
         from_last = every.copy().where(exp.GTE(this=source.cursor_column("s"), expression=last.copy()))
+        recorded = state.fingerprint if trust_fingerprint and isinstance(shadow, TableRef) else None
         for candidates, deletes, how in ((past, False, ""), (from_last, True, _FROM_LAST)):
             new = new_images(source, candidates, shadow, True)
-            after = _refreshed(source, shadow, new, deletes)
-            if adapter.fingerprint(after, names) == source_fingerprint:
+            if _fingerprint_after(source, shadow, recorded, new, deletes) == source_fingerprint:
                 return KeyedDiff(candidates, True, deletes, how, source_fingerprint, mark, hi)
     whole = select_from(source.ref, names, "s")
     found = KeyedDiff(whole, False, True, _WHOLE_DIFF if narrowed else "", source_fingerprint, mark, hi)
@@ -732,7 +735,7 @@ def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
 def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
     """A keyed source diffed against its shadow, as narrowly as ``keyed_changes`` found
     exact. ``trust_fingerprint`` is False when the shadow was just rebuilt with other columns."""
-    adapter, names = source.adapter, source.names
+    adapter = source.adapter
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
         return None
@@ -754,10 +757,13 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
         adapter.execute(exp.delete(source.log.to_table(), where=exp.column(BATCH_COLUMN, quoted=True) >= batch))
         _forget_fingerprint(adapter, source.name, state)
         rows = _diff_batch(source, found, batch)
-        # Fingerprinted again rather than taken from the check: where there are no
-        # transactions the source may have moved between the check and the diff.
-        shadow_fingerprint = adapter.fingerprint(source.copy, names)
-        assert shadow_fingerprint is not None
+        # Moved by what the batch did to the shadow rather than taken from the check: where
+        # there are no transactions the source may have moved between the check and the diff.
+        # Only from a recorded fingerprint the check proved (the cursor's narrow forms): one
+        # that no longer describes the shadow (a crash, another engine's hash) sends the
+        # capture to a wider diff, which fingerprints the shadow whole and so heals it.
+        proved = state.fingerprint if trust_fingerprint and found.few else None
+        shadow_fingerprint = _shadow_fingerprint(source, proved, batch)
         buckets = _keep_buckets(source, state, batch, rows, _fingerprint_rows(shadow_fingerprint), trust_fingerprint)
         mark = found.mark
         mark = CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None
@@ -786,6 +792,41 @@ def _take_buckets(source: _Source, found: KeyedDiff) -> list[TableRef]:
 def _drop(adapter: Adapter, tables: list[TableRef]) -> None:
     for table in tables:
         adapter.execute(drop_table(table))
+
+
+def _fingerprint_after(
+    source: _Source, shadow: Rows, recorded: str | None, new: exp.Select, deletes: bool
+) -> str | None:
+    """The fingerprint of ``shadow`` as a batch of ``new`` images would leave it. From the
+    fingerprint ``recorded`` for the shadow, where there is one, moved by the fingerprints
+    of the rows the batch replaces and of its new images: two reads of a few rows (the
+    shadow's key column scanned, not every row hashed). Else the refreshed shadow is
+    fingerprinted whole (``_refreshed``)."""
+    adapter, names = source.adapter, source.names
+    if recorded is None:
+        return adapter.fingerprint(_refreshed(source, shadow, new, deletes), names)
+    removed = adapter.fingerprint(old_images(source, shadow, new, deletes, source.ref), names)
+    added = adapter.fingerprint(new, names)
+    assert removed is not None and added is not None
+    return fingerprint_moved(recorded, removed, added, adapter.fingerprint_parts)
+
+
+def _shadow_fingerprint(source: _Source, recorded: str | None, batch: int) -> str:
+    """The shadow's fingerprint after ``_refresh_shadow`` applied ``batch``: it removed the
+    batch's old images and added its new ones (``_diff_batch``), so ``recorded`` (the
+    fingerprint before, where it described the shadow) moves by the change log's rows of
+    the batch. Without one, the shadow is fingerprinted whole."""
+    adapter, names = source.adapter, source.names
+    if recorded is None:
+        whole = adapter.fingerprint(source.copy, names)
+        assert whole is not None
+        return whole
+    images = changed_rows(source.log, names, batch - 1, batch)
+    old = exp.column(OLD_COLUMN, table="c", quoted=True)
+    removed = adapter.fingerprint(images.copy().where(old), names)
+    added = adapter.fingerprint(images.where(exp.not_(old.copy())), names)
+    assert removed is not None and added is not None
+    return fingerprint_moved(recorded, removed, added, adapter.fingerprint_parts)
 
 
 def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, shadow_rows: int, trusted: bool) -> int:
