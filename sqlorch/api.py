@@ -56,10 +56,12 @@ from sqlorch.state.store import (
     StateSnapshot,
     aggregate_state,
     change_log,
+    consumed_batch,
     edge_table,
     ensure_state,
     load_snapshot,
     prune_change_log_statement,
+    prune_due,
     shadow_table,
 )
 
@@ -647,7 +649,7 @@ def build(
                 for (consumer, name), batch in snapshot.watermarks.items()
                 if watermarks.get((consumer, name)) != batch
             }
-            _prune_change_logs(prepared, moved)
+            _prune_change_logs(prepared, moved, latest, watermarks)
     except SqlorchError:
         if prepared.lease is not None and prepared.lease.lost.is_set():
             raise lost_error() from None  # stopped in whatever statement ran when it was lost
@@ -677,21 +679,34 @@ def _audit_sources(prepared: Prepared, options: Options) -> SourceAudits | None:
     return audit_sources(prepared.adapter, declared, options.audits, project, consumers, prepared.snapshot, relation_of)
 
 
-def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
-    """Drop change-log batches that every consumer in the project has consumed.
+def _prune_change_logs(
+    prepared: Prepared, moved: set[str], latest: dict[str, int], watermarks: dict[tuple[str, str], int]
+) -> None:
+    """Drop change-log batches that every consumer in the project has consumed, where due
+    (``state.store.prune_due``: large ones at once, small ones every few batches).
 
     Only for the relations in ``moved`` (a new batch, or a consumer's watermark advanced in
     this build): for any other, the prune would delete what an earlier build's already did.
-    A build that died before its prune leaves consumed batches behind until the relation
-    next moves; consumers only read batches past their own watermark, so nothing reads them.
+    ``latest`` and ``watermarks``: the state before the build. A build that died before its
+    prune leaves consumed batches behind until the relation next moves; consumers only read
+    batches past their own watermark, so nothing reads them.
     """
-    project, adapter = prepared.session.project, prepared.adapter
+    project, adapter, snapshot = prepared.session.project, prepared.adapter, prepared.snapshot
     consumers: dict[TableRef, list[str]] = {}
     for ref, model in project.models.items():
         for input_ref in model.inputs:
             consumers.setdefault(input_ref, []).append(str(ref))
     relations = [*project.models, *project.seeds, *{s for m in project.models.values() for s in m.sources}]
-    relations = [relation for relation in relations if str(relation) in moved]
+    consumed: dict[TableRef, int] = {}
+    for relation in relations:
+        name, readers = str(relation), consumers.get(relation, [])
+        if name not in moved:
+            continue
+        before = consumed_batch(name, readers, watermarks, latest.get(name, 0))
+        now = consumed_batch(name, readers, snapshot.watermarks, snapshot.latest_batch.get(name, 0))
+        if prune_due(name, before, now, snapshot):
+            consumed[relation] = now
+    relations = list(consumed)
     # a change log the build found is still there (no step drops one for good): the catalog
     # is asked only about the others, which this build may have created
     unknown = [change_log(relation) for relation in relations if change_log(relation) not in prepared.known]
@@ -699,7 +714,7 @@ def _prune_change_logs(prepared: Prepared, moved: set[str]) -> None:
     with adapter.transaction():  # one commit, not one per change log (a chain of 1,000 has 1,000)
         for relation in relations:
             if change_log(relation) in logs:
-                adapter.execute(prune_change_log_statement(relation, consumers.get(relation, []), prepared.snapshot))
+                adapter.execute(prune_change_log_statement(relation, consumed[relation]))
 
 
 def explain(options: Options, model_name: str) -> list[tuple[str, str]]:

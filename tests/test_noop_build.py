@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sqlorch.state.store import PRUNE_EVERY, PRUNE_ROWS
 from tests.conftest import write_files
 
 MODELS = {
@@ -144,19 +145,43 @@ def test_a_repeated_key_and_its_removal_are_both_exact(cli, project):
     assert_models_match_their_sql(project)
 
 
-def test_appended_rows_are_captured_and_their_change_log_pruned(cli, project):
-    build(cli, project)
+def _log_batches(project: Path) -> list[int]:
+    with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT DISTINCT _sqlorch_batch FROM _sqlorch.chg__raw__events ORDER BY 1").fetchall()
+        return [int(batch) for (batch,) in rows]
+
+
+def _append_events(project: Path, first: int, rows: int) -> None:
     sql(
         project,
-        "INSERT INTO raw.events SELECT 1000 + range, range, TIMESTAMP '2026-02-01' + INTERVAL (range) MINUTE "
-        "FROM range(5)",
+        f"INSERT INTO raw.events SELECT {first} + range, range, "
+        f"TIMESTAMP '2026-02-01' + INTERVAL ({first} + range) MINUTE FROM range({rows})",
     )
+
+
+def test_appended_rows_are_captured_and_their_change_log_pruned(cli, project):
+    """Small consumed batches stay until the consumed batch passes a multiple of
+    PRUNE_EVERY (one DELETE per log every few builds, not every build); a batch of
+    PRUNE_ROWS rows or more goes in the build that consumed it."""
+    build(cli, project)
+    _append_events(project, 1000, 5)
     actions, _ = build(cli, project)
     assert actions["staging.events"] == "incremental"
     assert_models_match_their_sql(project)
-    with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as con:
-        # every consumer read the batch: the prune after the build removed it
-        assert con.execute("SELECT count(*) FROM _sqlorch.chg__raw__events").fetchall()[0][0] == 0
+    lingering: list[int] = []
+    # until one small batch lingers right after a prune: the next prune is then 7 builds off
+    while not (lingering[-2:] == [0, 1]) and len(lingering) < 2 * PRUNE_EVERY:
+        _append_events(project, 2000 + 10 * len(lingering), 5)
+        build(cli, project)
+        assert_models_match_their_sql(project)
+        lingering.append(len(_log_batches(project)))
+    assert max(lingering) < PRUNE_EVERY, lingering  # bounded: fewer than 8 batches linger
+    assert lingering[-2:] == [0, 1], lingering  # deferred, then pruned
+    _append_events(project, 10_000, PRUNE_ROWS)
+    build(cli, project)
+    # every consumer read the large batch: the prune after the build removed it and the rest
+    assert _log_batches(project) == []
+    assert_models_match_their_sql(project)
 
 
 @pytest.mark.parametrize("recorded", ["NULL", "'42:17'"])

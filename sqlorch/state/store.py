@@ -25,6 +25,7 @@ transaction as the data they describe. Reads are batched: the whole state is one
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -377,11 +378,34 @@ RUNS = state_table("runs")
 RUN_COLUMNS = list(_TABLES["runs"])  # run_id, model, status, action, reason, rows, seconds
 
 
-def prune_change_log_statement(relation: TableRef, consumers: list[str], snapshot: StateSnapshot) -> exp.Expr:
-    """Delete the batches every consumer has read (all of them when nothing reads it)."""
-    name = str(relation)
-    latest = snapshot.latest_batch.get(name, 0)
-    consumed = min((snapshot.watermarks.get((c, name), 0) for c in consumers), default=latest)
+# A change log's consumed batches are deleted at once when they hold many rows, else only
+# when the relation's consumed batch passes a multiple of PRUNE_EVERY: a DELETE per change
+# log per build was a fifth of the statements of a build that moves one row through 1,000
+# models. So a log keeps fewer than PRUNE_EVERY batches of fewer than PRUNE_ROWS rows each
+# that nobody reads any more (readers take only the batches past their own watermark). The
+# multiple is offset per relation, so the deferred deletes spread over builds.
+PRUNE_EVERY = 8
+PRUNE_ROWS = 1_000
+
+
+def consumed_batch(name: str, consumers: list[str], watermarks: Mapping[tuple[str, str], int], latest: int) -> int:
+    """The last batch of ``name`` every consumer has read (its latest when nothing reads it)."""
+    return min((watermarks.get((consumer, name), 0) for consumer in consumers), default=latest)
+
+
+def prune_due(name: str, before: int, now: int, snapshot: StateSnapshot) -> bool:
+    """Whether a build that moved ``name``'s consumed batch from ``before`` to ``now`` prunes
+    its change log (see ``PRUNE_EVERY``)."""
+    if now <= before:
+        return False
+    if snapshot.pending_rows(name, before, now) >= PRUNE_ROWS:
+        return True
+    offset = zlib.crc32(name.encode()) % PRUNE_EVERY
+    return (now + offset) // PRUNE_EVERY > (before + offset) // PRUNE_EVERY
+
+
+def prune_change_log_statement(relation: TableRef, consumed: int) -> exp.Expr:
+    """Delete the batches every consumer has read (``consumed_batch``)."""
     return exp.delete(
         change_log(relation).to_table(),
         where=exp.LTE(this=exp.column(BATCH_COLUMN, quoted=True), expression=exp.Literal.number(consumed)),
