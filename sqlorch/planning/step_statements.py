@@ -130,6 +130,7 @@ def plan_model_statements(
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
         max_batch_rows=target.max_batch_rows,
+        read=target.consumed is None or ref in target.consumed,
     )
     may_diff = exists and not full_refresh and (target.consumed is None or ref in target.consumed)
     diff_possible = (

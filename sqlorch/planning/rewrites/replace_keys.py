@@ -224,7 +224,11 @@ def small_statements(
     affected key is logged, old and new, as where the warehouse cannot diff: a few unchanged
     rows cost less than the three scratch tables that would find them. (A CTE of the keys in
     each statement instead of the table: DuckDB runs it as a correlated subquery, ten times
-    slower.)"""
+    slower.)
+
+    A change log no model reads (``ModelContext.read``) is not written: the keys' rows are
+    deleted and the recomputed ones inserted straight from the model's SQL, and the stored
+    rows are not read for their old images (a scan of the table fewer)."""
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
@@ -236,13 +240,22 @@ def small_statements(
     keys_ref = keys_table.to_table(alias="k")
     recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_ref)
     columns = stored_columns(ctx)
-    old_images = stored_rows_of_keys(ctx, keys_table, keys.key, columns)
     on = null_safe_match("k", ctx.physical.name, keys.key)
+    delete = exp.Delete(
+        this=ctx.physical.to_table(), using=[keys_table.to_table(alias="k")], where=exp.Where(this=on.copy())
+    )
+    if not ctx.read:
+        out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
+        new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r", copy=False), copy=False)
+        insert = insert_into(ctx.physical, columns, new_rows, copy=False)
+        out.append(planned(insert, "apply: insert recomputed rows (no model reads the change log)", True, NEW_ROWS))
+        return [*out, *check_unique_key(ctx), *bookkeeping(ctx, columns, INCREMENTAL), *drop_scratch(ctx, [keys_table])]
     log = change_log(ctx.compiled.model.ref)
     all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
     out += clear_leftovers(ctx, log)
     # one log insert of both images; the DELETE and INSERT that follow count them. Every
     # tree here is built for one statement: copied only where a second one uses it too
+    old_images = stored_rows_of_keys(ctx, keys_table, keys.key, columns)
     logged = exp.union(
         with_images(old_images, columns, ctx.batch, True, copy=False),
         with_images(recomputed, columns, ctx.batch, not ctx.capabilities.read_own_writes),
@@ -250,9 +263,6 @@ def small_statements(
         copy=False,
     )
     out.append(planned(insert_into(log, all_columns, logged, copy=False), "change log: old and new images", True))
-    delete = exp.Delete(
-        this=ctx.physical.to_table(), using=[keys_table.to_table(alias="k")], where=exp.Where(this=on.copy())
-    )
     out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
     if ctx.capabilities.read_own_writes:  # the new images just logged: a scan of this batch, not a recompute
         is_new = exp.and_(
