@@ -241,7 +241,7 @@ def small_statements(
         # keys read off the inputs' change logs alone (a few rows): computed again in each
         # statement that uses them, rather than kept in a scratch table that costs a
         # statement of its own (~1.3 ms on DuckDB: a tenth of a model's step in a long chain)
-        def keys_from() -> exp.Expr:
+        def keys_from() -> exp.Table | exp.Subquery:
             return affected.subquery("k")
 
         scratch_tables = []
@@ -250,7 +250,7 @@ def small_statements(
             ctx, create_table_as(keys_table, affected, temporary=ctx.capabilities.temp_tables), "affected keys"
         )
 
-        def keys_from() -> exp.Expr:
+        def keys_from() -> exp.Table | exp.Subquery:
             return keys_table.to_table(alias="k")
 
         scratch_tables = [keys_table]
