@@ -27,8 +27,6 @@ faster than the full refresh; chain whole build <= 10 s.
 from __future__ import annotations
 
 import argparse
-import compileall
-import importlib.util
 import json
 import os
 import resource
@@ -41,6 +39,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from bytecode import compile_bytecode
 
 SOURCES_YAML = """\
 sources:
@@ -186,15 +185,6 @@ def built_strategies(root: Path) -> dict[str, int]:
         name = result["strategy"] or result["action"]
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
-
-
-def compile_bytecode() -> None:
-    """Write sqlorch's bytecode before timing, as ``pip install`` does for an installed
-    package: where PYTHONDONTWRITEBYTECODE is set (this sandbox sets it), every timed process
-    would otherwise compile sqlorch's modules from source, ~0.1 s of each build measured."""
-    spec = importlib.util.find_spec("sqlorch")
-    assert spec is not None and spec.origin is not None
-    compileall.compile_dir(Path(spec.origin).parent, quiet=1)
 
 
 def chain(work: Path, length: int, runs: int = 1) -> dict[str, object]:

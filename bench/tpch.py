@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from bytecode import compile_bytecode  # noqa: E402
 from plainbuild import build as plain_build  # noqa: E402
 from report import replace_section  # noqa: E402
 from verify import verify  # noqa: E402
@@ -190,6 +191,7 @@ def why_not_signed(project: Path) -> dict[str, str]:
 
 
 def run(sf: float, steps: int, workdir: Path) -> dict:
+    compile_bytecode()
     data = generate(sf)
     if workdir.exists():
         shutil.rmtree(workdir)
