@@ -14,10 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
+# What a build stopped before its plan existed says (importing, loading, compiling, waiting
+# for a lock): no model ran, so none is half-done.
+NOTHING_STARTED = "interrupted\nno model started\n"
+
 
 def _exit_at_once(signum: int, frame: object) -> None:
     """Ctrl-C or SIGTERM while the CLI is still importing: nothing has started yet."""
-    os.write(2, b"interrupted\n")
+    os.write(2, NOTHING_STARTED.encode())
     os._exit(130)
 
 
@@ -334,7 +338,7 @@ def _stoppable(run: Callable[[], T], stop: Any, before_exit: Callable[[], None] 
             # interpreter's shutdown, which would abort the thread inside the driver's connect.
             before_exit()
             sys.stdout.flush()
-            sys.stderr.write(f"interrupted\n0 of {stop.total} models finished\n" if stop.total else "interrupted\n")
+            sys.stderr.write(f"interrupted\n0 of {stop.total} models finished\n" if stop.total else NOTHING_STARTED)
             sys.stderr.flush()
             os._exit(130)
         try:
@@ -481,7 +485,7 @@ def main() -> None:
     try:
         app()
     except Interrupted:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write(NOTHING_STARTED)
         sys.exit(130)
     finally:
         # The interpreter ends with a full garbage collection over every object still alive

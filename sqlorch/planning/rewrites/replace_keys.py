@@ -122,7 +122,7 @@ def incremental_statements(
     if key:
         target_match = key_match(keys_ref, [(n, exp.column(n, table=ctx.physical.name, quoted=True)) for n in key])
     # no model reads the change log: the keys' rows replaced, neither diffed nor logged
-    unread = not ctx.read and chunk is None and not ctx.audited
+    unread = replaced_unlogged(ctx, changes) and chunk is None
     merge = keys.unique and bool(key) and capabilities.merge_in_transaction and not unread
     rows_query = mark_present(recomputed) if merge else recomputed
     out += creates(ctx, create_table_as(rows_table, rows_query, temporary=temporary), "recomputed rows")
@@ -202,8 +202,10 @@ def incremental_statements(
 
 def replaced_unlogged(ctx: ModelContext, changes: dict[TableRef, InputChange]) -> bool:
     """Whether the keyed form replaces the keys' rows without the change log (``_replace_unread``):
-    no model reads it, no audit reads the diff, and the change is not chunked. Such a step
-    replaces unique keys by DELETE + INSERT too, so it is planned as ``delete+insert keys``."""
+    no model reads it, no audit reads the diff, the change is not chunked, and DELETE and
+    INSERT commit together (without transactions a MERGE is the one atomic write: readers
+    never see the keys' rows gone). Such a step replaces unique keys by DELETE + INSERT too,
+    so it is planned as ``delete+insert keys``."""
     capabilities = ctx.capabilities
     chunked = chunk_budget(
         ctx.max_batch_rows,
@@ -212,7 +214,7 @@ def replaced_unlogged(ctx: ModelContext, changes: dict[TableRef, InputChange]) -
         capabilities.row_counts,
         ctx.audited,
     )
-    return not ctx.read and not ctx.audited and chunked is None
+    return not ctx.read and not ctx.audited and chunked is None and capabilities.transactions
 
 
 def _replace_unread(ctx: ModelContext, target_match: exp.Expr, rows_table: TableRef, columns: list[str]) -> list[Item]:
