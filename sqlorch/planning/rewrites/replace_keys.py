@@ -237,7 +237,7 @@ def small_statements(
     recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_ref)
     columns = stored_columns(ctx)
     old_images = stored_rows_of_keys(ctx, keys_table, keys.key, columns)
-    on = null_safe_match("k", ctx.physical.name, keys.key)
+    on = null_safe_match("k", ctx.physical.name, keys.key, any_types=True)
     log = change_log(ctx.compiled.model.ref)
     all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
     out += clear_leftovers(ctx, log)
@@ -277,7 +277,7 @@ def stored_rows_of_keys(ctx: ModelContext, keys_table: TableRef, key: list[str],
     are distinct, so each stored row matches at most one of them, NULL-safe as DISTINCT and
     GROUP BY put NULLs together."""
     physical = ctx.physical.name
-    on = null_safe_match("k", physical, key)
+    on = null_safe_match("k", physical, key, any_types=True)
     return select_from(ctx.physical, columns, physical).join(keys_table.to_table(alias="k"), on=on, copy=False)
 
 
@@ -308,5 +308,5 @@ def same_value(values: TableRef, columns: list[str], row_alias: str) -> exp.Exis
     return exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(values.to_table(alias="v"))
-        .where(null_safe_match("v", row_alias, columns))
+        .where(null_safe_match("v", row_alias, columns, any_types=True))
     )

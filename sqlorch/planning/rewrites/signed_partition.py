@@ -45,7 +45,7 @@ def partition_of(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> Pa
 def in_touched(value: exp.Expr, touched: exp.Table) -> exp.Exists:
     """``value`` is a touched key, NULL included: a changed row with a NULL partition column
     changes the scope's rows whose K is NULL (a table read whole, K its own column)."""
-    match = null_safe_equal([(exp.column(TOUCHED, quoted=True), value)])
+    match = null_safe_equal([(exp.column(TOUCHED, quoted=True), value)], any_types=True)
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(match))
 
 
@@ -170,7 +170,7 @@ def _in_partitions(
         joined.set("alias", exp.TableAlias(this=exp.to_identifier(JOINED, quoted=True)))
         scope.join(joined, join_type="cross", copy=False)
         scope.where(
-            null_safe_equal([(exp.column(TOUCHED, table=JOINED, quoted=True), partition.key.copy())]),
+            null_safe_equal([(exp.column(TOUCHED, table=JOINED, quoted=True), partition.key.copy())], any_types=True),
             copy=False,
         )
     for exists in copy.find_all(exp.Exists):  # its rows count, not its columns (``read_columns``)
