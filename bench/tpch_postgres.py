@@ -4,6 +4,11 @@ warehouse, where a delta's cost is what it reads.
     python bench/tpch_postgres.py --sf 0.1            # section printed
     python bench/tpch_postgres.py --sf 0.1 --write-results
 
+Two versions compared: run each with ``--label NAME --save FILE`` (its own checkout on
+PYTHONPATH, interleaved: A B A B), then any run with ``--compare FILE...`` lists every saved
+run in the section, each with its own load average and its incremental/full ratios, which
+are taken within one run (both builds saw the same machine).
+
 The Postgres stand-in (tests/standins: a real PostgreSQL 18 server) holds the TPC-H tables of
 bench/tpch.py as ``raw.*`` with their primary keys and an index on each join column a TPC-H
 query correlates or joins on, as a Postgres schema for these queries would have. After a cold
@@ -22,6 +27,7 @@ scratch on the same server (``EXCEPT ALL`` both ways).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -256,6 +262,33 @@ def report(result: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rows_read(build: dict[str, Any]) -> int:
+    return _sum(build["tables"], "", "seq_rows") + _sum(build["tables"], "", "index_rows")
+
+
+def comparison(runs: list[dict[str, Any]]) -> str:
+    """Saved runs side by side, in the order run: what each build took and read."""
+    lines = [
+        "",
+        "Runs compared (in the order run; each ratio within its own run):",
+        "",
+        "| run | date | load (1 min) | incremental | `--full-refresh` | incremental / full, time | "
+        "rows read: incremental / full | slowest statements, sum | mismatches |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        inc, full = run["incremental"], run["full"]
+        rows_inc, rows_full = _rows_read(inc), _rows_read(full)
+        slowest = sum(t for t, _ in run.get("slowest", []))
+        lines.append(
+            f"| {run.get('label', '?')} | {run['date']} | {run['load']:.1f} | {inc['seconds']:.2f} s | "
+            f"{full['seconds']:.2f} s | {inc['seconds'] / full['seconds']:.2f} | "
+            f"{rows_inc:,} / {rows_full:,} ({rows_inc / max(rows_full, 1):.1%}) | {slowest:.1f} s | "
+            f"{len(run['wrong']) or 'none'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _say(what: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
@@ -314,10 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sf", type=float, default=0.1)
     parser.add_argument("--write-results", action="store_true", help="write the section into bench/RESULTS.md")
+    parser.add_argument("--label", default="", help="this run's name in a comparison (a branch, a commit)")
+    parser.add_argument("--save", type=Path, help="write this run's measurements to this JSON file")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="saved runs to list with this one")
     args = parser.parse_args(argv)
-    result = run(args.sf)
+    result = {**run(args.sf), "label": args.label}
+    if args.save is not None:
+        args.save.write_text(json.dumps(result, indent=1))
     command = f"python bench/tpch_postgres.py --sf {args.sf:g}"
     section = report(result, command)
+    if args.compare:
+        section += comparison([json.loads(path.read_text()) for path in args.compare] + [result])
     print(section)
     if args.write_results:
         marked = f"<!-- tpch_postgres:start -->\n{section}<!-- tpch_postgres:end -->\n"
