@@ -26,10 +26,15 @@ the same branches in the same order, so their types agree. The common type is no
 the one ``=`` would compare in (a REAL against a NUMERIC: ``=`` compares DOUBLEs, the CASE
 REALs, coarser), so ``a IS NOT DISTINCT FROM b`` follows as a check of the pairs the hash
 found: the truth is exactly ``IS NOT DISTINCT FROM``'s wherever the common type's equality is
-no finer than ``=``'s, which holds for every pair of numeric, date and time, boolean, and
-equal types. The one exception known: CHAR(n) against VARCHAR or TEXT, where ``=`` may
-ignore trailing blanks that the common type (VARCHAR) keeps; a rewrite meets that only
-when a source column's type moved between the two families under a built model.
+no finer than ``=``'s, which holds for every ordered pair of SMALLINT, INTEGER, BIGINT,
+NUMERIC of any scale, REAL, DOUBLE, TEXT, VARCHAR(n), CHAR(n), BOOLEAN, DATE, TIMESTAMP and
+TIMESTAMPTZ but one (tests/adapters/test_postgres_key_match.py): a CHAR(n) first against a
+VARCHAR second, which
+``=`` compares as CHAR (trailing blanks ignored) and the CASE as VARCHAR (kept), so ``'a'``
+and ``'a '`` would not pair (among string types the CASE's first branch, the second side,
+sets the type; the other orders are exact). Both sides of a rewrite's pair come from the
+same expression, so a rewrite meets that only when a source column's type moved from
+VARCHAR to CHAR(n) under a built model whose key it is.
 
 A pair with a constant side keeps ``IS NOT DISTINCT FROM``: an untyped literal's array
 would not compare. The spelling is sqlglot's Postgres generator's, so ``plan`` shows
