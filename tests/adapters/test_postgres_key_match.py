@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.restrict_to_keys import key_match
-from sqlorch.planning.rewrites.signed_partition import TOUCHED, in_touched
+from sqlorch.planning.rewrites.signed_partition import TOUCHED, in_touched, rows_in_touched
 from tests.adapters.conftest import Warehouse
 
 
@@ -209,3 +209,51 @@ def test_every_pair_of_types_matches_as_is_not_distinct_from_but_the_one_documen
             if found != reference:
                 differing.append((left, right))
     assert differing == [EXCEPTION]
+
+
+def _rows_now(column: str) -> str:
+    """A partitioned model's rows now of a source in the touched partitions, as the signed
+    statements write them on Postgres (``signed_partition.rows_in_touched``)."""
+    rows = exp.select(exp.column("k", table="t"), exp.column("v", table="t")).from_(exp.to_table("t", alias="t"))
+    key = exp.column(column, table="t")
+    return rows_in_touched(rows, key, exp.to_table("touched"), by_index=True).sql(dialect="postgres")
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_rows_now_of_touched_partitions_are_read_through_the_index_null_keys_included(warehouse: Warehouse) -> None:
+    with _connect(warehouse) as conn:
+        conn.execute(
+            "CREATE TABLE t AS SELECT CASE WHEN g % 1000 = 0 THEN NULL ELSE g % 5000 END AS k, "
+            "(g % 100)::double precision AS f, g AS v FROM generate_series(1, 100000) g"
+        )
+        conn.execute("CREATE INDEX ON t (k)")
+        conn.execute(f'CREATE TABLE touched ("{TOUCHED}" bigint)')
+        conn.execute("INSERT INTO touched SELECT g * 97 FROM generate_series(1, 40) g")
+        conn.execute("ANALYZE")
+
+        def same_as_is_not_distinct_from(column: str) -> None:
+            found = conn.execute(_rows_now(column) + " ORDER BY 1, 2").fetchall()
+            reference = conn.execute(
+                f'SELECT k, v FROM t WHERE EXISTS (SELECT 1 FROM touched WHERE "{TOUCHED}" '
+                f"IS NOT DISTINCT FROM t.{column}) ORDER BY 1, 2"
+            ).fetchall()
+            assert found == reference
+
+        same_as_is_not_distinct_from("k")  # INTEGER rows, BIGINT keys
+        # whether an index path exists at all (the planner takes it where it costs less than
+        # a scan: keys whose rows lie together, as TPC-H Q21's orders in lineitem): with
+        # sequential scans priced out, the array form still scans the table whole
+        conn.execute("SET enable_seqscan = off")
+        plan = _plan(conn, "(ANALYZE, TIMING OFF) " + _rows_now("k"))
+        conn.execute("RESET enable_seqscan")
+        assert f"Index Cond: (k = touched.{TOUCHED})" in plan, plan
+        scanned_whole = [
+            line for line in plan.splitlines() if "Seq Scan on t " in line and "never executed" not in line
+        ]
+        assert not scanned_whole, plan  # the NULL branch's scan never starts: no touched key is NULL
+
+        conn.execute("INSERT INTO touched VALUES (NULL)")  # a NULL partition key was touched
+        conn.execute(f'ALTER TABLE touched ALTER COLUMN "{TOUCHED}" TYPE numeric')  # DOUBLE rows, NUMERIC keys
+        conn.execute("INSERT INTO touched VALUES (0.5), (3)")
+        same_as_is_not_distinct_from("k")
+        same_as_is_not_distinct_from("f")

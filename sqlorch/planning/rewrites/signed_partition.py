@@ -49,6 +49,28 @@ def in_touched(value: exp.Expr, touched: exp.Table) -> exp.Exists:
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(match))
 
 
+def rows_in_touched(rows: exp.Select, value: exp.Expr, touched: exp.Table, by_index: bool) -> exp.Query:
+    """``rows`` (of one table) whose ``value`` is a touched key, NULL included (``in_touched``).
+
+    ``by_index`` (Postgres): the rows whose value is ``IN`` the touched keys, and apart, the
+    rows whose value is NULL if a touched key is. The two are disjoint, so their ``UNION
+    ALL`` is the same multiset, and ``IN`` compares with ``=``, the operator ``IS NOT
+    DISTINCT FROM`` uses, so values of two types pair as before. Postgres joins ``IN``
+    through an index on the column (the few partitions' rows of a large source, where a
+    hash join of ``in_touched``'s form reads the whole table: TPC-H Q17's and Q21's
+    ``raw.lineitem``, bench/RESULTS.md ``tpch_postgres``), and the NULL branch's test of
+    the keys runs once, before its scan: without a NULL key the table is not read there."""
+    if not by_index:
+        return rows.where(in_touched(value, touched))
+    key = exp.column(TOUCHED, quoted=True)
+    matched = rows.copy().where(value.copy().isin(query=exp.select(key).from_(touched.copy())))
+    null_key = exp.Exists(
+        this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(key.copy().is_(exp.null()))
+    )
+    nulls = rows.copy().where(exp.and_(value.copy().is_(exp.null()), null_key))
+    return exp.union(matched, nulls, distinct=False)
+
+
 def build_touched(
     top: exp.Select, is_changed: Callable[[exp.Table], bool], change_of: Callable[[exp.Table], exp.Select]
 ) -> exp.Query:
