@@ -55,11 +55,12 @@ def rows_in_touched(rows: exp.Select, value: exp.Expr, touched: exp.Table, by_in
     ``by_index`` (Postgres): the rows whose value is ``IN`` the touched keys, and apart, the
     rows whose value is NULL if a touched key is. The two are disjoint, so their ``UNION
     ALL`` is the same multiset, and ``IN`` compares with ``=``, the operator ``IS NOT
-    DISTINCT FROM`` uses, so values of two types pair as before. Postgres joins ``IN``
-    through an index on the column (the few partitions' rows of a large source, where a
-    hash join of ``in_touched``'s form reads the whole table: TPC-H Q17's and Q21's
-    ``raw.lineitem``, bench/RESULTS.md ``tpch_postgres``), and the NULL branch's test of
-    the keys runs once, before its scan: without a NULL key the table is not read there."""
+    DISTINCT FROM`` uses, so values of two types pair as before. Postgres can join ``IN``
+    through an index on the column and reads the few partitions' rows of a large source
+    where that costs less than a scan (TPC-H Q21's touched orders in ``raw.lineitem``,
+    bench/RESULTS.md ``tpch_postgres``), where ``in_touched``'s form can only be hashed
+    against the whole table; the NULL branch's test of the keys runs once, before its
+    scan: without a NULL key the table is not read there."""
     if not by_index:
         return rows.where(in_touched(value, touched))
     key = exp.column(TOUCHED, quoted=True)
