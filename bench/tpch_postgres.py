@@ -4,6 +4,16 @@ warehouse, where a delta's cost is what it reads.
     python bench/tpch_postgres.py --sf 0.1            # section printed
     python bench/tpch_postgres.py --sf 0.1 --write-results
 
+Two versions compared: run each with ``--label NAME --save FILE`` (its own checkout on
+PYTHONPATH, interleaved: A B A B), then any run with ``--compare FILE...`` lists every saved
+run in the section, each with its own load average and its incremental/full ratios, which
+are taken within one run (both builds saw the same machine).
+
+``--per-statement`` also logs every statement of the incremental build with its plan and
+actual rows (``auto_explain``, ``log_analyze``) and lists the statements that read the most
+rows, per table: where the rows read come from. The plans' instrumentation slows the build,
+so the times of such a run are not comparable with another's.
+
 The Postgres stand-in (tests/standins: a real PostgreSQL 18 server) holds the TPC-H tables of
 bench/tpch.py as ``raw.*`` with their primary keys and an index on each join column a TPC-H
 query correlates or joins on, as a Postgres schema for these queries would have. After a cold
@@ -22,6 +32,7 @@ scratch on the same server (``EXCEPT ALL`` both ways).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -177,6 +188,37 @@ def slowest_statements(log: Path, since: int, most: int = 8) -> list[tuple[float
     return sorted(found, reverse=True)[:most]
 
 
+AUTO_EXPLAIN = {
+    "session_preload_libraries": "'auto_explain'",
+    "auto_explain.log_min_duration": "0",
+    "auto_explain.log_analyze": "on",
+    "auto_explain.log_timing": "off",
+    "auto_explain.log_nested_statements": "on",
+}
+SCAN = re.compile(
+    r"(?:Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan) on (\S+)(?: \w+)?[^\n]*?"
+    r"actual rows=([\d.]+) loops=(\d+)"
+)
+
+
+def rows_per_statement(log: Path, since: int, most: int = 15) -> list[tuple[int, str, str]]:
+    """(rows, table, statement) for the scans ``auto_explain`` logged from byte ``since``,
+    most rows first: each scan node's actual rows times its loops (a parallel scan's loops
+    are its workers), added up per statement and table."""
+    text = log.read_bytes()[since:].decode(errors="replace")
+    found: dict[tuple[str, str], float] = {}
+    for block in re.split(r"\n(?=\S[^\n]*LOG:  duration:)", text):
+        query = re.search(r"Query Text: (.*)", block)
+        if query is None:
+            continue
+        statement = " ".join(query.group(1).split())
+        for scan in SCAN.finditer(block):
+            key = (scan.group(1), statement)
+            found[key] = found.get(key, 0.0) + float(scan.group(2)) * int(scan.group(3))
+    ranked = sorted(((round(rows), table, statement) for (table, statement), rows in found.items()), reverse=True)
+    return ranked[:most]
+
+
 def mismatches(conn: Any) -> list[str]:
     """Models whose table differs from their query evaluated now (EXCEPT ALL both ways)."""
     wrong = []
@@ -253,6 +295,44 @@ def report(result: dict[str, Any], command: str) -> str:
         "|---|---|",
     ]
     lines += [f"| {t:.2f} | `{text[:160].replace('|', '/')}` |" for t, text in slowest]
+    scans = result.get("per_statement", [])
+    if scans:
+        lines += [
+            "",
+            "Rows read by the incremental step's statements, per table (`--per-statement`: each scan's "
+            f"actual rows from `auto_explain`; the {len(scans)} largest):",
+            "",
+            "| rows | table | statement (start) |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {rows:,} | {table} | `{text[:120].replace('|', '/')}` |" for rows, table, text in scans]
+    return "\n".join(lines) + "\n"
+
+
+def _rows_read(build: dict[str, Any]) -> int:
+    return _sum(build["tables"], "", "seq_rows") + _sum(build["tables"], "", "index_rows")
+
+
+def comparison(runs: list[dict[str, Any]]) -> str:
+    """Saved runs side by side, in the order run: what each build took and read."""
+    lines = [
+        "",
+        "Runs compared (in the order run; each ratio within its own run):",
+        "",
+        "| run | date | load (1 min) | incremental | `--full-refresh` | incremental / full, time | "
+        "rows read: incremental / full | slowest statements, sum | mismatches |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        inc, full = run["incremental"], run["full"]
+        rows_inc, rows_full = _rows_read(inc), _rows_read(full)
+        slowest = sum(t for t, _ in run.get("slowest", []))
+        lines.append(
+            f"| {run.get('label', '?')} | {run['date']} | {run['load']:.1f} | {inc['seconds']:.2f} s | "
+            f"{full['seconds']:.2f} s | {inc['seconds'] / full['seconds']:.2f} | "
+            f"{rows_inc:,} / {rows_full:,} ({rows_inc / max(rows_full, 1):.1%}) | {slowest:.1f} s | "
+            f"{len(run['wrong']) or 'none'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -260,7 +340,7 @@ def _say(what: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
-def run(sf: float) -> dict[str, Any]:
+def run(sf: float, per_statement: bool = False) -> dict[str, Any]:
     import datetime as dt
 
     import psycopg
@@ -287,11 +367,16 @@ def run(sf: float) -> dict[str, Any]:
         result["changed"] = refresh(conn, 1)
         _say(f"step changed {result['changed']}; incremental build")
         conn.execute("ALTER SYSTEM SET log_min_duration_statement = 100")
+        for name, value in AUTO_EXPLAIN.items() if per_statement else ():
+            conn.execute(f"ALTER SYSTEM SET {name} = {value}")
         conn.execute("SELECT pg_reload_conf()")
         since = server.log_path.stat().st_size
         seconds, tables = measured_build(conn, project, full_refresh=False)
         result["slowest"] = slowest_statements(server.log_path, since)
-        conn.execute("ALTER SYSTEM RESET log_min_duration_statement")
+        if per_statement:
+            result["per_statement"] = rows_per_statement(server.log_path, since)
+        for name in ["log_min_duration_statement", *(AUTO_EXPLAIN if per_statement else ())]:
+            conn.execute(f"ALTER SYSTEM RESET {name}")
         conn.execute("SELECT pg_reload_conf()")
         _say(f"incremental build took {seconds:.1f} s; checking")
         result["incremental"] = {"seconds": seconds, "tables": tables}
@@ -314,10 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sf", type=float, default=0.1)
     parser.add_argument("--write-results", action="store_true", help="write the section into bench/RESULTS.md")
+    parser.add_argument("--label", default="", help="this run's name in a comparison (a branch, a commit)")
+    parser.add_argument("--save", type=Path, help="write this run's measurements to this JSON file")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="saved runs to list with this one")
+    parser.add_argument("--per-statement", action="store_true", help="rows read per statement (auto_explain; slower)")
     args = parser.parse_args(argv)
-    result = run(args.sf)
-    command = f"python bench/tpch_postgres.py --sf {args.sf:g}"
+    result = {**run(args.sf, args.per_statement), "label": args.label}
+    if args.save is not None:
+        args.save.write_text(json.dumps(result, indent=1))
+    command = f"python bench/tpch_postgres.py --sf {args.sf:g}" + (" --per-statement" if args.per_statement else "")
     section = report(result, command)
+    if args.compare:
+        section += comparison([json.loads(path.read_text()) for path in args.compare] + [result])
     print(section)
     if args.write_results:
         marked = f"<!-- tpch_postgres:start -->\n{section}<!-- tpch_postgres:end -->\n"

@@ -59,7 +59,7 @@ def partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[e
         .from_(partial.subquery("s"))
         .join(
             ctx.physical.to_table(alias="t"),
-            on=null_safe_match("s", "t", keys.key),
+            on=null_safe_match("s", "t", keys.key, any_types=True),
             join_type="LEFT",
         )
     )

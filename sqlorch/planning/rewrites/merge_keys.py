@@ -40,11 +40,11 @@ def build_key_merge(target: TableRef, rows: TableRef, keys: TableRef, key: list[
         .from_(keys.to_table(alias="k"))
         .join(
             rows.to_table(alias="r"),
-            on=null_safe_match("k", "r", key),
+            on=null_safe_match("k", "r", key, any_types=True),
             join_type="LEFT",
         )
     )
-    on = null_safe_match("t", "s", key, [_key_alias(n) for n in key])
+    on = null_safe_match("t", "s", key, [_key_alias(n) for n in key], any_types=True)
     present = exp.column(PRESENT, table="s", quoted=True)
     whens = [exp.When(matched=True, source=False, condition=present.copy().is_(exp.null()), then=exp.var("DELETE"))]
     updated = [name for name in columns if name not in key]

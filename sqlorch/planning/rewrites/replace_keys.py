@@ -302,7 +302,7 @@ def small_statements(
         scratch_tables = [keys_table]
     recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_from())
     columns = stored_columns(ctx)
-    on = null_safe_match("k", ctx.physical.name, keys.key)
+    on = null_safe_match("k", ctx.physical.name, keys.key, any_types=True)
     delete = exp.Delete(this=ctx.physical.to_table(), using=[keys_from()], where=exp.Where(this=on.copy()))
     if not ctx.read:
         out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
@@ -352,7 +352,7 @@ def stored_rows_of_keys(ctx: ModelContext, keys: exp.Expr, key: list[str], colum
     are distinct, so each stored row matches at most one of them, NULL-safe as DISTINCT and
     GROUP BY put NULLs together."""
     physical = ctx.physical.name
-    on = null_safe_match("k", physical, key)
+    on = null_safe_match("k", physical, key, any_types=True)
     return select_from(ctx.physical, columns, physical).join(keys, on=on, copy=False)
 
 
@@ -383,5 +383,5 @@ def same_value(values: TableRef, columns: list[str], row_alias: str) -> exp.Exis
     return exp.Exists(
         this=exp.select(exp.Literal.number(1))
         .from_(values.to_table(alias="v"))
-        .where(null_safe_match("v", row_alias, columns))
+        .where(null_safe_match("v", row_alias, columns, any_types=True))
     )

@@ -22,7 +22,7 @@ def key_match(keys: exp.Table | exp.Subquery, pairs: list[tuple[str, exp.Expr]])
     """``EXISTS (SELECT 1 FROM keys k WHERE k.a IS NOT DISTINCT FROM <expr> AND ...)``."""
     alias = keys.alias_or_name
     match = null_safe_equal(
-        (exp.column(name, table=alias, quoted=True), expression.copy()) for name, expression in pairs
+        ((exp.column(name, table=alias, quoted=True), expression.copy()) for name, expression in pairs), any_types=True
     )
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys, copy=False).where(match, copy=False))
 

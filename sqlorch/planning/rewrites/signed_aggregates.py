@@ -282,7 +282,7 @@ def matches(keys: exp.Table, key: list[str], row_alias: str) -> exp.Exists:
     key, whether ``keys`` has a row at all."""
     alias = keys.alias_or_name
     query = exp.select(exp.Literal.number(1)).from_(keys)
-    return exp.Exists(this=query.where(null_safe_match(alias, row_alias, key)) if key else query)
+    return exp.Exists(this=query.where(null_safe_match(alias, row_alias, key, any_types=True)) if key else query)
 
 
 def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, state: exp.Table) -> exp.Select | None:
@@ -302,7 +302,7 @@ def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, stat
                 exp.or_(stored.is_(exp.null()), beyond(this=gone.copy(), expression=stored)),
             )
         )
-    on = null_safe_match(d, s, key)  # TRUE for no key
+    on = null_safe_match(d, s, key, any_types=True)  # TRUE for no key
     projected: list[exp.Expr] = [_column(n, d) for n in key] or [exp.alias_(exp.Literal.number(1), ROWS, quoted=True)]
     return exp.select(*projected).from_(delta).join(state, on=on, join_type="LEFT").where(exp.or_(*conditions))
 

@@ -73,8 +73,11 @@ def _restricted(select: exp.Select, inner: exp.Select, keys: exp.Select | None) 
     if keys is None or not _groups(inner):
         return select
     match = null_safe_equal(
-        (exp.column(name, table=TOUCHED, quoted=True), group.copy())
-        for group, name in zip(_groups(inner), group_names(inner), strict=True)
+        (
+            (exp.column(name, table=TOUCHED, quoted=True), group.copy())
+            for group, name in zip(_groups(inner), group_names(inner), strict=True)
+        ),
+        any_types=True,
     )
     touched = exp.select(exp.Literal.number(1)).from_(keys.subquery(exp.to_identifier(TOUCHED, quoted=True)))
     return select.where(exp.Exists(this=touched.where(match)))

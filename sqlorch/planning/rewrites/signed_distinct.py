@@ -123,7 +123,7 @@ def build_values_next(
     )
     s = stored.alias_or_name
     same_value = exp.EQ(this=_column(VALUE, "c"), expression=_column(VALUE, s))
-    on = exp.and_(null_safe_match("c", s, key), same_value) if key else same_value
+    on = exp.and_(null_safe_match("c", s, key, any_types=True), same_value) if key else same_value
     after = exp.Add(this=exp.func("coalesce", _column(ROWS, s), exp.Literal.number(0)), expression=_column(CHANGE, "c"))
     return (
         exp.select(*[_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
@@ -172,5 +172,5 @@ def value_keys_match(table: exp.Table, key: list[str], row_alias: str) -> exp.Ex
     stored pairs a change replaces."""
     alias = table.alias_or_name
     same_value = exp.EQ(this=_column(VALUE, alias), expression=_column(VALUE, row_alias))
-    condition = exp.and_(null_safe_match(alias, row_alias, key), same_value) if key else same_value
+    condition = exp.and_(null_safe_match(alias, row_alias, key, any_types=True), same_value) if key else same_value
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(table).where(condition))

@@ -45,8 +45,31 @@ def partition_of(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> Pa
 def in_touched(value: exp.Expr, touched: exp.Table) -> exp.Exists:
     """``value`` is a touched key, NULL included: a changed row with a NULL partition column
     changes the scope's rows whose K is NULL (a table read whole, K its own column)."""
-    match = null_safe_equal([(exp.column(TOUCHED, quoted=True), value)])
+    match = null_safe_equal([(exp.column(TOUCHED, quoted=True), value)], any_types=True)
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(match))
+
+
+def rows_in_touched(rows: exp.Select, value: exp.Expr, touched: exp.Table, by_index: bool) -> exp.Query:
+    """``rows`` (of one table) whose ``value`` is a touched key, NULL included (``in_touched``).
+
+    ``by_index`` (Postgres): the rows whose value is ``IN`` the touched keys, and apart, the
+    rows whose value is NULL if a touched key is. The two are disjoint, so their ``UNION
+    ALL`` is the same multiset, and ``IN`` compares with ``=``, the operator ``IS NOT
+    DISTINCT FROM`` uses, so values of two types pair as before. Postgres can join ``IN``
+    through an index on the column and reads the few partitions' rows of a large source
+    where that costs less than a scan (TPC-H Q21's touched orders in ``raw.lineitem``,
+    bench/RESULTS.md ``tpch_postgres``), where ``in_touched``'s form can only be hashed
+    against the whole table; the NULL branch's test of the keys runs once, before its
+    scan: without a NULL key the table is not read there."""
+    if not by_index:
+        return rows.where(in_touched(value, touched))
+    key = exp.column(TOUCHED, quoted=True)
+    matched = rows.copy().where(value.copy().isin(query=exp.select(key).from_(touched.copy())))
+    null_key = exp.Exists(
+        this=exp.select(exp.Literal.number(1)).from_(touched.copy()).where(key.copy().is_(exp.null()))
+    )
+    nulls = rows.copy().where(exp.and_(value.copy().is_(exp.null()), null_key))
+    return exp.union(matched, nulls, distinct=False)
 
 
 def build_touched(
@@ -170,7 +193,7 @@ def _in_partitions(
         joined.set("alias", exp.TableAlias(this=exp.to_identifier(JOINED, quoted=True)))
         scope.join(joined, join_type="cross", copy=False)
         scope.where(
-            null_safe_equal([(exp.column(TOUCHED, table=JOINED, quoted=True), partition.key.copy())]),
+            null_safe_equal([(exp.column(TOUCHED, table=JOINED, quoted=True), partition.key.copy())], any_types=True),
             copy=False,
         )
     for exists in copy.find_all(exp.Exists):  # its rows count, not its columns (``read_columns``)

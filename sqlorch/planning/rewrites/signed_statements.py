@@ -56,6 +56,7 @@ from sqlorch.planning.rewrites.signed_partition import (
     in_touched,
     read_columns,
     rows_before,
+    rows_in_touched,
 )
 from sqlorch.planning.steps import InputChange, Item, Statement
 from sqlorch.refs import TableRef
@@ -139,7 +140,8 @@ def _rows_before_tables(
         top = compiled.keys.inlined
         columns = read_columns(top, [t for t in top.find_all(exp.Table) if resolve(t) == ref], ctx.input_columns[ref])
         rows = select_from(ctx.physical_of.get(ref, ref), columns)
-        rows_now = rows.where(in_touched(exp.column(column, table="t", quoted=True), touched))
+        key = exp.column(column, table="t", quoted=True)
+        rows_now = rows_in_touched(rows, key, touched, by_index=ctx.dialect == "postgres")
         create_now = create_table_as(pair[0], rows_now, temporary=temporary)
         made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
         now = select_from(pair[0], columns)
