@@ -27,12 +27,53 @@ SCHEMA = {
 }
 
 
-def key_of(sql: str, declared: tuple[str, ...] = ()) -> tuple[list[str] | None, bool]:
+def key_of(
+    sql: str, declared: tuple[str, ...] = (), identities: dict[tuple[str, str], tuple[str, ...]] | None = None
+) -> tuple[list[str] | None, bool]:
     schema = MappingSchema(SCHEMA, dialect="duckdb")
     query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=schema, dialect="duckdb")
     assert isinstance(query, exp.Query)
-    keys = analyse_keys(query, declared, schema, "duckdb")
+    keys = analyse_keys(query, declared, schema, "duckdb", identities)
     return keys.key, keys.unique
+
+
+ORDER_IDENTITY = {("raw", "orders"): ("order_id",)}
+
+
+@pytest.mark.parametrize(
+    ("sql", "key"),
+    [
+        # the FROM table's identity passed through: the key narrows to it
+        ("SELECT order_id, customer_id, amount FROM raw.orders", ["order_id"]),
+        ("SELECT amount, order_id AS id FROM raw.orders WHERE amount > 3", ["id"]),
+        (
+            "SELECT o.order_id, o.customer_id, o.amount, c.plan FROM raw.orders AS o "
+            "JOIN raw.customers AS c ON o.customer_id = c.customer_id",
+            ["order_id"],
+        ),
+        # not passed through, or not row-level: the key stands
+        ("SELECT order_id + 1 AS x, amount FROM raw.orders", ["x", "amount"]),
+        ("SELECT customer_id, amount FROM raw.orders", ["customer_id", "amount"]),
+        (
+            "SELECT order_id, customer_id, count(*) AS n FROM raw.orders GROUP BY order_id, customer_id",
+            ["order_id", "customer_id"],
+        ),
+        (
+            "SELECT order_id, customer_id, row_number() OVER (PARTITION BY customer_id ORDER BY order_id) AS nth "
+            "FROM raw.orders",
+            ["customer_id"],
+        ),
+        ("SELECT DISTINCT order_id, amount FROM raw.orders", ["order_id", "amount"]),
+        # the identity of the joined side does not key the FROM side's rows
+        (
+            "SELECT c.plan, o.order_id FROM raw.customers AS c LEFT JOIN raw.orders AS o "
+            "ON o.customer_id = c.customer_id",
+            ["plan", "order_id"],
+        ),
+    ],
+)
+def test_a_row_level_key_narrows_to_its_inputs_identity(sql: str, key: list[str]) -> None:
+    assert key_of(sql, identities=ORDER_IDENTITY)[0] == key
 
 
 @pytest.mark.parametrize(
@@ -154,7 +195,7 @@ def test_incremental_builds_of_a_join_keyed_by_its_from_side(project: Path, chan
     assert run.exit_code == 0, run.output
     steps = {s["model"]: s for s in json.loads(run.output)["steps"]}
     for model in ("marts.enriched", "marts.enriched_left"):
-        assert steps[model]["key"] == ["order_id", "customer_id", "amount", "status"]
+        assert steps[model]["key"] == ["order_id"]  # raw.orders' unique_key, passed through
         assert steps[model]["action"] == "incremental"
     result = api.build(Options(project_dir=project))
     assert {r.model: r.action for r in result.results} == {

@@ -9,6 +9,7 @@ A fixture file:
     -- upstream staging.stg: SELECT ...      (other models, one line each; built and unchanged)
     -- change raw.orders: delta 3            (a batch past every consumer's watermark)
     -- input_rows: 10                        (optional: every relation's row count, for the rebuild rule)
+    -- read_by: nothing                      (optional: no model reads the change logs)
     -- model marts.totals
     SELECT ...                               (the model under test)
     -- expect: incremental | merge keys
@@ -132,6 +133,8 @@ def _plan(path: Path, tmp_path: Path) -> tuple[Step, str]:
         catalog=catalog,
         owned={str(relation) for relation in session.physical_of.values()},
         audited=set(),
+        # "-- read_by: nothing": no model of the project reads the model under test
+        consumed=frozenset() if headers.get("read_by") == ["nothing"] else None,
     )
     relations = [*project.sources, *compiled]
     input_rows = {r: int(headers["input_rows"][0]) for r in relations} if "input_rows" in headers else {}

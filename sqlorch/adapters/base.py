@@ -8,7 +8,7 @@ the planner reads ``Capabilities`` and decides.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -183,16 +183,22 @@ def refuse_writes(adapter: Adapter, what: str) -> None:
         raise AdapterError(f"internal error: {what} on a read-only connection (plan never writes)")
 
 
+def moved_parts(
+    whole: Sequence[int], removed: Sequence[int], added: Sequence[int], parts: tuple[str, ...]
+) -> tuple[int, ...]:
+    """The parts of a fingerprint of a multiset of rows once the rows fingerprinted
+    ``removed`` (a sub-multiset of it) left and those fingerprinted ``added`` joined: sums
+    subtract and add, XORs cancel. Exact: every part is an integer aggregate."""
+    return tuple(
+        (whole_part ^ out ^ into) if kind == "xor" else (whole_part - out + into)
+        for kind, whole_part, out, into in zip(parts, whole, removed, added, strict=True)
+    )
+
+
 def fingerprint_moved(fingerprint: str, removed: str, added: str, parts: tuple[str, ...]) -> str:
-    """The fingerprint of a multiset of rows fingerprinted ``fingerprint`` once the rows
-    fingerprinted ``removed`` (a sub-multiset of it) left and those fingerprinted ``added``
-    joined: sums subtract and add, XORs cancel. Exact: every part is an integer aggregate."""
-    moved = []
-    for kind, whole, out, into in zip(parts, fingerprint.split(":"), removed.split(":"), added.split(":"), strict=True):
-        if kind == "xor":
-            moved.append(int(whole) ^ int(out) ^ int(into))
-        else:
-            moved.append(int(whole) - int(out) + int(into))
+    """``moved_parts`` of fingerprints in their text form (``count:...``)."""
+    whole, out, into = ([int(part) for part in text.split(":")] for text in (fingerprint, removed, added))
+    moved = moved_parts(whole, out, into, parts)
     return ":".join(str(part) for part in moved)
 
 

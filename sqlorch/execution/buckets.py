@@ -37,13 +37,14 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sqlorch.adapters.base import Adapter
+from sqlorch.adapters.base import Adapter, moved_parts
 from sqlorch.execution.statements import Rows, create_table_as, from_rows, insert_into, select_from
 from sqlorch.refs import TableRef
 
 BUCKET_COLUMN = "_sqlorch_bucket"
 _ROWS_PER_BUCKET = 16
 _SLACK = 4  # how far the rows may move from the bucket count's ideal before a rebuild
+MOVE_ROWS = 1_000  # a batch of at most this many rows moves the buckets it touches (``move``)
 
 
 def bucket_count(rows: int) -> int:
@@ -131,3 +132,40 @@ def update_statements(
     shadow_rows = select_from(shadow, names, "h").where(in_buckets(adapter, key, "h", buckets, chosen))
     again = fingerprints(adapter, shadow_rows, names, key, buckets)
     return [forget, insert_into(stored, [BUCKET_COLUMN, *_fingerprint_names(adapter)], again)]
+
+
+def move(
+    adapter: Adapter, stored: TableRef, removed: Rows, added: Rows, names: list[str], key: list[str], buckets: int
+) -> None:
+    """Move the stored fingerprints of the buckets a small batch touched by its rows: those
+    that left the shadow (``removed``: the batch's old images) and those that joined it
+    (``added``: its new images). Fingerprints are sums and XORs (``Adapter.fingerprint_parts``),
+    so this is exact and reads only the batch and the touched buckets' stored rows, where
+    ``update_statements`` hashes the key of every shadow row to find theirs. A bucket left
+    with no rows is deleted, as a rebuild from the shadow would have no row for it."""
+
+    def per_bucket(rows: Rows) -> dict[int, tuple[int, ...]]:
+        fetched = adapter.fetch(fingerprints(adapter, rows, names, key, buckets))
+        return {int(row[0]): tuple(int(value) for value in row[1:]) for row in fetched}
+
+    out, into = per_bucket(removed), per_bucket(added)
+    touched = sorted(out.keys() | into.keys())
+    if not touched:
+        return
+    columns = [BUCKET_COLUMN, *_fingerprint_names(adapter)]
+    in_touched = exp.column(BUCKET_COLUMN, quoted=True).isin(*(exp.Literal.number(b) for b in touched))
+    current = {
+        int(row[0]): tuple(int(value) for value in row[1:])
+        for row in adapter.fetch(select_from(stored, columns).where(in_touched))
+    }
+    zero = (0,) * len(adapter.fingerprint_parts)
+    rows = []
+    for bucket in touched:
+        moved = moved_parts(
+            current.get(bucket, zero), out.get(bucket, zero), into.get(bucket, zero), adapter.fingerprint_parts
+        )
+        if moved[0]:  # the row count: an emptied bucket has no row
+            rows.append((bucket, *moved))
+    adapter.execute(exp.delete(stored.to_table(), where=in_touched.copy()))
+    if rows:
+        adapter.insert_rows(stored, columns, rows)

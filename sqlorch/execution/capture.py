@@ -839,6 +839,11 @@ def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, 
     if buckets is None or not trusted or not by_bucket.fits(buckets, shadow_rows):
         buckets = by_bucket.bucket_count(shadow_rows)
         execute_create(adapter, by_bucket.rebuild_statement(adapter, source.buckets, source.copy, names, key, buckets))
+    elif 0 < rows <= by_bucket.MOVE_ROWS:
+        images = changed_rows(source.log, names, batch - 1, batch)
+        old = exp.column(OLD_COLUMN, table="c", quoted=True)
+        removed, added = images.copy().where(old), images.where(exp.not_(old.copy()))
+        by_bucket.move(adapter, source.buckets, removed, added, names, key, buckets)
     elif rows:
         touched = exp.select(exp.alias_(adapter.key_bucket(key, "c", buckets), by_bucket.BUCKET_COLUMN, quoted=True))
         touched = touched.from_(source.log.to_table(alias="c")).where(_in_batch(batch, "c"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,9 @@ class CompiledModel:
     physical_names: dict[TableRef, TableRef]  # the model's dependencies -> physical relations
     default_schema: str
     cache_key: str = ""
+    # the columns that identify an input's rows (a source's unique_key, an upstream model's
+    # key), looked up when the key analysis runs: it narrows a row-level model's key to them
+    identity_of: Callable[[TableRef], tuple[str, ...]] | None = None
 
     @cached_property
     def input_schema(self) -> MappingSchema | None:
@@ -66,7 +70,13 @@ class CompiledModel:
     def keys(self) -> KeyAnalysis:
         if self.qualified is None:
             return KeyAnalysis(key=None, reason="input columns unknown")
-        return analyse_keys(self.qualified, self.model.config.unique_key, self.input_schema, dialect_of(self.dialect))
+        identities = {}
+        if self.identity_of is not None:
+            for ref in self.model.inputs:
+                identities[(ref.schema.lower(), ref.name.lower())] = self.identity_of(ref)
+        return analyse_keys(
+            self.qualified, self.model.config.unique_key, self.input_schema, dialect_of(self.dialect), identities
+        )
 
     @cached_property
     def fingerprint(self) -> str:
@@ -219,6 +229,14 @@ def compile_project(
     schemas: SchemaMap = {**_declared_schemas(project), **(source_schemas or {}), **(seed_schemas or {})}
     compiled: dict[TableRef, CompiledModel] = {}
     errors: list[SqlorchError] = []
+
+    def identity_of(ref: TableRef) -> tuple[str, ...]:
+        """A source's declared unique_key, or an upstream model's key (analysed on demand)."""
+        if ref in project.sources:
+            return tuple(project.sources[ref].unique_key)
+        upstream = compiled.get(ref)
+        return tuple(upstream.keys.key or ()) if upstream is not None else ()
+
     try:
         order = dag.topological_order()
     except GraphError as error:
@@ -254,6 +272,7 @@ def compile_project(
                 # depends_on holds every model/seed the SQL names (bare names resolved at load)
                 physical_names={d: physical[d] for d in model.depends_on},
                 default_schema=project.settings.default_schema,
+                identity_of=identity_of,
             )
             if inputs is not None:
                 for i in model.inputs:

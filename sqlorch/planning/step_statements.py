@@ -32,6 +32,7 @@ from sqlorch.planning.rewrites.strategies import STRATEGY
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
+    MERGE_KEYS,
     PARTIAL_AGGREGATES,
     SIGNED_DELTAS,
     Branch,
@@ -130,6 +131,7 @@ def plan_model_statements(
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
         max_batch_rows=target.max_batch_rows,
+        read=target.consumed is None or ref in target.consumed,
     )
     may_diff = exists and not full_refresh and (target.consumed is None or ref in target.consumed)
     diff_possible = (
@@ -166,7 +168,9 @@ def plan_model_statements(
             and small_change_possible(ctx, changes, False)
             and changed <= small_limit
         )
-        if small:  # the small form replaces keys by DELETE + INSERT, whatever the key
+        if small or (decision.strategy == MERGE_KEYS and replace_keys.replaced_unlogged(ctx, changes)):
+            # the small form, and the form without a change log, replace keys by DELETE +
+            # INSERT, whatever the key
             step.strategy = DELETE_INSERT_KEYS
         step.statements = [*claim, *statements(decision, small)]
         return _writes(decision, diff_possible)
@@ -190,7 +194,9 @@ def plan_model_statements(
         rule = Rule("rows_at_most", everything, threshold=small_limit)
         branches.append(Branch("small", [rule], base.action, DELETE_INSERT_KEYS, base.reason))
         expected.append(changed <= small_limit)
-    branches.append(Branch("incremental", [], base.action, base.strategy, base.reason))
+    unlogged = base.strategy == MERGE_KEYS and replace_keys.replaced_unlogged(ctx, changes)
+    strategy = DELETE_INSERT_KEYS if unlogged else base.strategy
+    branches.append(Branch("incremental", [], base.action, strategy, base.reason))
     expected.append(True)
     kinds: frozenset[str] = frozenset()
     for branch in branches:

@@ -97,3 +97,14 @@ def test_a_keyed_source_is_diffed_in_its_changed_buckets(warehouse: Warehouse, t
     adapter.execute(exp.update(shadow_table(ITEMS).to_table(), {"name": exp.Literal.string("stale")}, where=_id(1)))
     adapter.execute(exp.update(ITEMS.to_table(), {"name": exp.Literal.string("moved")}, where=_id(moved)))
     assert _last_batch(warehouse, project, adapter) == ("delta", 2)
+
+    # every row of one bucket deleted (the shadow's stale row put back first): the batch moves
+    # the fingerprints it touched, and the emptied bucket's row goes, as a rebuild has none
+    adapter.execute(exp.update(shadow_table(ITEMS).to_table(), {"name": exp.Literal.string("n1")}, where=_id(1)))
+    everything = adapter.fetch(exp.select("t.id", bucket.copy()).from_(ITEMS.to_table(alias="t")).where("t.id > 0"))
+    emptied = next(int(b) for _, b in everything if int(b) != by_id[1])
+    gone = [int(i) for i, b in everything if int(b) == emptied]
+    adapter.execute(exp.delete(ITEMS.to_table(), where=exp.column("id", quoted=True).isin(*gone)))
+    assert _last_batch(warehouse, project, adapter) == ("delta", len(gone))
+    _assert_buckets_describe_the_shadow(adapter, warehouse.kind)
+    assert_models_match_their_sql(warehouse, project)
