@@ -15,7 +15,10 @@ table's keys those rows affect:
   of a row each); copies the stored rows of the affected keys (``f T``) aside and diffs them
   with the recomputed ones (``COPY_SHARE`` of a row each: bulk statements, ``2 f T`` written
   and ``2 f T`` read); writes ``4 d`` for the ``d`` rows that differ (old and new images to
-  the change log, the stored rows deleted and the recomputed ones inserted); folding signed
+  the change log, the stored rows deleted and the recomputed ones inserted). Without EXCEPT
+  ALL (Snowflake, BigQuery) nothing is diffed: ``d`` is ``f T``, no copies. Where no model
+  reads the change log (``logged`` false) the keys' rows are recomputed aside, deleted and
+  inserted, ``3 f T`` rows at ``COPY_SHARE``, with no copy, diff or log; folding signed
   deltas recomputes no key: it reads ``c``, scans its group state (``D`` rows) and its table
   twice each (the touched groups' states read and replaced, the table's rows of those groups
   read and merged), and writes ``4 f T`` likewise.
@@ -134,6 +137,9 @@ class Estimate:
     table_rows: int | None  # rows of the model's table now; None: unknown
     distinct_keys: int | None  # distinct output keys in the table; None: unknown
     diffs: bool = True  # a rebuild diffs its old and new rows for its consumers
+    # a model reads the change log: the keyed form logs old and new images (else it replaces
+    # the keys' rows unlogged: ``replace_keys._replace_unread``)
+    logged: bool = True
     appends_only: bool = False  # the changed rows are new rows only, no old images
     scans: bool = True  # the incremental form finds affected rows by key (not: inserting new rows)
     # the incremental form folds signed deltas (``rewrites/signed_aggregates.py``): it reads the
@@ -202,8 +208,10 @@ def affected_rows(estimate: Estimate, keys: int) -> int:
 
 def differing_rows(estimate: Estimate, keys: int) -> int:
     """Rows of the affected keys whose recomputed rows differ from the stored ones: what the
-    change log and the table are written (see "Rows that differ")."""
-    return min(affected_rows(estimate, keys), estimate.changed_records)
+    change log and the table are written (see "Rows that differ"); without a diff (no EXCEPT
+    ALL) every row of the keys."""
+    affected = affected_rows(estimate, keys)
+    return min(affected, estimate.changed_records) if estimate.diffs else affected
 
 
 def incremental_work(estimate: Estimate, keys: int) -> Work:
@@ -215,9 +223,15 @@ def incremental_work(estimate: Estimate, keys: int) -> Work:
         scanned = round(SCAN_SHARE * 2 * (groups + table))
         return Work(estimate.changed_rows + scanned, 4 * affected_rows(estimate, keys))
     scanned = round(SCAN_SHARE * (inputs + table))
-    copied = round(COPY_SHARE * 2 * affected_rows(estimate, keys))  # written aside, then read by the diff
     recomputed = round(_share(estimate, keys) * inputs)
-    return Work(estimate.changed_rows + recomputed + scanned + copied, copied + 4 * differing_rows(estimate, keys))
+    read = estimate.changed_rows + recomputed + scanned
+    affected = affected_rows(estimate, keys)
+    if not estimate.logged:  # the keys' rows recomputed aside, deleted and inserted: bulk, no log
+        return Work(read, round(COPY_SHARE * 3 * affected))
+    if not estimate.diffs:  # no EXCEPT ALL: every row of the keys logged and replaced
+        return Work(read, 4 * affected)
+    copied = round(COPY_SHARE * 2 * affected)  # written aside, then read by the diff
+    return Work(read + copied, copied + 4 * differing_rows(estimate, keys))
 
 
 def full_work(estimate: Estimate, keys: int) -> Work:
