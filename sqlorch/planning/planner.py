@@ -170,6 +170,7 @@ def model_estimate(
     changes: dict[TableRef, InputChange],
     input_sizes: dict[TableRef, int],
     diffs: bool,
+    logged: bool = True,
 ) -> Estimate:
     """The sizes one model's costs are estimated from: the changed rows of its inputs, its
     inputs' rows (counted for this plan, or as their last runs left them), its table's rows
@@ -185,6 +186,7 @@ def model_estimate(
         table_rows=table_rows,
         distinct_keys=distinct,
         diffs=diffs,
+        logged=logged,
         appends_only=appended,
         scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
         folds=signed_form(item.keys, changes),
@@ -314,7 +316,7 @@ def build_plan(
             if structural.action != "skip":
                 consumed = target is None or target.consumed is None or ref in target.consumed
                 diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
-                estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all)
+                estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all, consumed)
                 kept_diffs = sum(upstream_diff(diffing[r]) for r in changes if r in diffing)
                 estimate = replace(estimate, upstream_diff_rows=kept_diffs)  # cost.py: "An input rebuilt"
                 if structural.strategy == SIGNED_DELTAS and snapshot.aggregate_states.get(name) != latest.get(name, 0):
