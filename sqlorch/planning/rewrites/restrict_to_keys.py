@@ -18,7 +18,7 @@ from sqlorch.analysis.keys import NoKey, anchors
 from sqlorch.planning.key_match import null_safe_equal
 
 
-def key_match(keys: exp.Table | exp.Subquery, pairs: list[tuple[str, exp.Expr]]) -> exp.Exists:
+def key_match(keys: exp.Table, pairs: list[tuple[str, exp.Expr]]) -> exp.Exists:
     """``EXISTS (SELECT 1 FROM keys k WHERE k.a IS NOT DISTINCT FROM <expr> AND ...)``."""
     alias = keys.alias_or_name
     match = null_safe_equal(
@@ -27,7 +27,7 @@ def key_match(keys: exp.Table | exp.Subquery, pairs: list[tuple[str, exp.Expr]])
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(keys, copy=False).where(match, copy=False))
 
 
-def restrict_to_keys(query: exp.Query, key: list[str], keys: exp.Table | exp.Subquery) -> exp.Query:
+def restrict_to_keys(query: exp.Query, key: list[str], keys: exp.Table) -> exp.Query:
     query = query.copy()
     if not key:
         return query
@@ -41,7 +41,7 @@ def output_names(query: exp.Expr) -> list[str]:
 
 
 def _restrict(
-    query: exp.Expr, positions: list[int], key: list[str], keys: exp.Table | exp.Subquery, ctes: dict[str, exp.Query]
+    query: exp.Expr, positions: list[int], key: list[str], keys: exp.Table, ctes: dict[str, exp.Query]
 ) -> None:
     if isinstance(query, exp.Subquery):
         _restrict(query.this, positions, key, keys, ctes)
