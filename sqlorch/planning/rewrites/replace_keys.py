@@ -94,13 +94,7 @@ def incremental_statements(
     # a change over max_batch_rows: the statements after the keys, once per chunk of them (``chunks.py``)
     chunk = None
     if prepared is None and not fold_appends and key:
-        chunk = chunk_budget(
-            ctx.max_batch_rows,
-            changes,
-            capabilities.transactional_ddl and capabilities.transactions,
-            capabilities.row_counts,
-            ctx.audited,
-        )
+        chunk = _chunk_rows(ctx, changes)
     if prepared is not None:
         out += prepared.before
         recomputed = prepared.recomputed
@@ -206,15 +200,20 @@ def replaced_unlogged(ctx: ModelContext, changes: dict[TableRef, InputChange]) -
     INSERT commit together (without transactions a MERGE is the one atomic write: readers
     never see the keys' rows gone). Such a step replaces unique keys by DELETE + INSERT too,
     so it is planned as ``delete+insert keys``."""
+    unchunked = _chunk_rows(ctx, changes) is None
+    return not ctx.read and not ctx.audited and unchunked and ctx.capabilities.transactions
+
+
+def _chunk_rows(ctx: ModelContext, changes: dict[TableRef, InputChange]) -> int | None:
+    """The keys' rows per chunk where the change exceeds the budget (``chunks.chunk_budget``)."""
     capabilities = ctx.capabilities
-    chunked = chunk_budget(
+    return chunk_budget(
         ctx.max_batch_rows,
         changes,
         capabilities.transactional_ddl and capabilities.transactions,
         capabilities.row_counts,
         ctx.audited,
     )
-    return not ctx.read and not ctx.audited and chunked is None and capabilities.transactions
 
 
 def _replace_unread(ctx: ModelContext, target_match: exp.Expr, rows_table: TableRef, columns: list[str]) -> list[Item]:
