@@ -285,14 +285,12 @@ def small_statements(
     # in each statement instead, DuckDB's optimizer spent ~1 ms more on each of the three
     # statements than the table's own statement cost (a 1,000-model chain: +0.8 s).
     out += creates(ctx, create_table_as(keys_table, affected, temporary=ctx.capabilities.temp_tables), "affected keys")
-
-    def keys_from() -> exp.Table:
-        return keys_table.to_table(alias="k")
-
-    recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_from())
+    recomputed = restrict_to_keys(ctx.compiled.physical_sql, keys.key, keys_table.to_table(alias="k"))
     columns = stored_columns(ctx)
     on = null_safe_match("k", ctx.physical.name, keys.key, any_types=True)
-    delete = exp.Delete(this=ctx.physical.to_table(), using=[keys_from()], where=exp.Where(this=on.copy()))
+    delete = exp.Delete(
+        this=ctx.physical.to_table(), using=[keys_table.to_table(alias="k")], where=exp.Where(this=on.copy())
+    )
     if not ctx.read:
         out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS))
         new_rows = exp.select(*columns_of(columns, "r")).from_(recomputed.subquery("r", copy=False), copy=False)
@@ -304,7 +302,7 @@ def small_statements(
     out += clear_leftovers(ctx, log)
     # one log insert of both images; the DELETE and INSERT that follow count them. Every
     # tree here is built for one statement: copied only where a second one uses it too
-    old_images = stored_rows_of_keys(ctx, keys_from(), keys.key, columns)
+    old_images = stored_rows_of_keys(ctx, keys_table.to_table(alias="k"), keys.key, columns)
     logged = exp.union(
         with_images(old_images, columns, ctx.batch, True, copy=False),
         with_images(recomputed, columns, ctx.batch, not ctx.capabilities.read_own_writes),
