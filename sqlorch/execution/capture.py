@@ -821,10 +821,8 @@ def _shadow_fingerprint(source: _Source, recorded: str | None, batch: int) -> st
         whole = adapter.fingerprint(source.copy, names)
         assert whole is not None
         return whole
-    images = changed_rows(source.log, names, batch - 1, batch)
-    old = exp.column(OLD_COLUMN, table="c", quoted=True)
-    removed = adapter.fingerprint(images.copy().where(old), names)
-    added = adapter.fingerprint(images.where(exp.not_(old.copy())), names)
+    removed = adapter.fingerprint(_batch_images(source, batch, old=True), names)
+    added = adapter.fingerprint(_batch_images(source, batch, old=False), names)
     assert removed is not None and added is not None
     return fingerprint_moved(recorded, removed, added, adapter.fingerprint_parts)
 
@@ -840,9 +838,7 @@ def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, 
         buckets = by_bucket.bucket_count(shadow_rows)
         execute_create(adapter, by_bucket.rebuild_statement(adapter, source.buckets, source.copy, names, key, buckets))
     elif 0 < rows <= by_bucket.MOVE_ROWS:
-        images = changed_rows(source.log, names, batch - 1, batch)
-        old = exp.column(OLD_COLUMN, table="c", quoted=True)
-        removed, added = images.copy().where(old), images.where(exp.not_(old.copy()))
+        removed, added = _batch_images(source, batch, old=True), _batch_images(source, batch, old=False)
         by_bucket.move(adapter, source.buckets, removed, added, names, key, buckets)
     elif rows:
         touched = exp.select(exp.alias_(adapter.key_bucket(key, "c", buckets), by_bucket.BUCKET_COLUMN, quoted=True))
@@ -881,7 +877,7 @@ def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
     new = new_images(source, found.diffed(source), compared, found.few)
     source.adapter.execute(insert_into(log, all_columns, with_images(new, names, batch, False)))
     present = found.source_rows(source)
-    old = old_images(source, compared, _batch_new_images(source, batch), found.deletes, present)
+    old = old_images(source, compared, _batch_images(source, batch, old=False), found.deletes, present)
     source.adapter.execute(insert_into(log, all_columns, with_images(old, names, batch, True)))
     rows = source.batch_rows(batch)
     if rows:
@@ -963,10 +959,10 @@ def old_images(source: _Source, shadow: Rows, new: exp.Select, deletes: bool, pr
     return _select(shadow, source.names, "h").where(gone)
 
 
-def _batch_new_images(source: _Source, batch: int) -> exp.Select:
-    return changed_rows(source.log, source.names, batch - 1, batch).where(
-        exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True))
-    )
+def _batch_images(source: _Source, batch: int, old: bool) -> exp.Select:
+    """The change log's old (``old``) or new images of ``batch``."""
+    flag: exp.Expr = exp.column(OLD_COLUMN, table="c", quoted=True)
+    return changed_rows(source.log, source.names, batch - 1, batch).where(flag if old else exp.not_(flag))
 
 
 def _refresh_shadow(source: _Source, batch: int) -> None:
@@ -978,7 +974,7 @@ def _refresh_shadow(source: _Source, batch: int) -> None:
         .where(exp.and_(_in_batch(batch, "n"), null_safe_match("n", shadow.name, key, hashable=True)))
     )
     source.adapter.execute(exp.delete(shadow.to_table(), where=in_batch))
-    source.adapter.execute(insert_into(shadow, source.names, _batch_new_images(source, batch)))
+    source.adapter.execute(insert_into(shadow, source.names, _batch_images(source, batch, old=False)))
 
 
 def _refreshed(source: _Source, shadow: Rows, new: exp.Select, deletes: bool) -> exp.Query:
