@@ -133,7 +133,7 @@ def plan_model_statements(
         max_batch_rows=target.max_batch_rows,
         read=target.consumed is None or ref in target.consumed,
     )
-    may_diff = exists and not full_refresh and (target.consumed is None or ref in target.consumed)
+    may_diff = exists and not full_refresh and ctx.read
     diff_possible = (
         may_diff
         and item.model.config.materialized == "incremental"
@@ -141,6 +141,11 @@ def plan_model_statements(
         and ctx.previous is not None
         and ctx.log_exists
     )
+
+    def applied(strategy: str) -> str:
+        """The strategy as it runs: a merge without a change log replaces keys by DELETE + INSERT."""
+        unlogged = strategy == MERGE_KEYS and replace_keys.replaced_unlogged(ctx, changes)
+        return DELETE_INSERT_KEYS if unlogged else strategy
 
     def statements(decision: Decision, small: bool) -> list[Item]:
         if decision.action == "full":
@@ -168,10 +173,8 @@ def plan_model_statements(
             and small_change_possible(ctx, changes, False)
             and changed <= small_limit
         )
-        if small or (decision.strategy == MERGE_KEYS and replace_keys.replaced_unlogged(ctx, changes)):
-            # the small form, and the form without a change log, replace keys by DELETE +
-            # INSERT, whatever the key
-            step.strategy = DELETE_INSERT_KEYS
+        # the small form replaces keys by DELETE + INSERT, whatever the key
+        step.strategy = DELETE_INSERT_KEYS if small else applied(step.strategy)
         step.statements = [*claim, *statements(decision, small)]
         return _writes(decision, diff_possible)
     everything = _ranges(changes, list(changes))
@@ -194,9 +197,7 @@ def plan_model_statements(
         rule = Rule("rows_at_most", everything, threshold=small_limit)
         branches.append(Branch("small", [rule], base.action, DELETE_INSERT_KEYS, base.reason))
         expected.append(changed <= small_limit)
-    unlogged = base.strategy == MERGE_KEYS and replace_keys.replaced_unlogged(ctx, changes)
-    strategy = DELETE_INSERT_KEYS if unlogged else base.strategy
-    branches.append(Branch("incremental", [], base.action, strategy, base.reason))
+    branches.append(Branch("incremental", [], base.action, applied(base.strategy), base.reason))
     expected.append(True)
     kinds: frozenset[str] = frozenset()
     for branch in branches:
