@@ -42,7 +42,7 @@ WEIGHT = "_sqlorch_w"
 RowsFor = Callable[[exp.Table], exp.Query]
 
 
-def _column(name: str, table: str | None = None) -> exp.Column:
+def quoted_column(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table, quoted=True)
 
 
@@ -173,7 +173,7 @@ def _weigh(select: exp.Select, weighted: set[int]) -> exp.Expr | None:
             continue
         alias = item.alias_or_name
         if id(item) in weighted:
-            factors.append(_column(WEIGHT, alias))
+            factors.append(quoted_column(WEIGHT, alias))
             continue
         inner = item.this
         if not isinstance(inner, exp.Select):
@@ -185,7 +185,7 @@ def _weigh(select: exp.Select, weighted: set[int]) -> exp.Expr | None:
         table_alias = item.args.get("alias")
         if isinstance(table_alias, exp.TableAlias) and table_alias.columns:
             table_alias.append("columns", exp.to_identifier(WEIGHT, quoted=True))
-        factors.append(_column(WEIGHT, alias))
+        factors.append(quoted_column(WEIGHT, alias))
     if not factors:
         return None
     product = factors[0]
@@ -266,15 +266,15 @@ def combine_branches(branches: list[exp.Query], key: list[str], aggregates: list
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)
-    combined: list[exp.Expr] = [_column(name, "d") for name in key]
-    combined.append(exp.alias_(exp.func("sum", _column(ROWS, "d")), ROWS, quoted=True))
+    combined: list[exp.Expr] = [quoted_column(name, "d") for name in key]
+    combined.append(exp.alias_(exp.func("sum", quoted_column(ROWS, "d")), ROWS, quoted=True))
     for name, how in state_parts(aggregates):
-        combined.append(exp.alias_(exp.func(how, _column(name, "d")), name, quoted=True))
+        combined.append(exp.alias_(exp.func(how, quoted_column(name, "d")), name, quoted=True))
     for index, aggregate in _removed(aggregates):
         name = _part(index, "r")
-        combined.append(exp.alias_(exp.func(aggregate.kind, _column(name, "d")), name, quoted=True))
+        combined.append(exp.alias_(exp.func(aggregate.kind, quoted_column(name, "d")), name, quoted=True))
     query = exp.select(*combined).from_(union.subquery("d"))
-    return query.group_by(*[_column(name, "d") for name in key]) if key else query
+    return query.group_by(*[quoted_column(name, "d") for name in key]) if key else query
 
 
 def matches(keys: exp.Table, key: list[str], row_alias: str) -> exp.Exists:
@@ -294,7 +294,7 @@ def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, stat
     d, s = delta.alias_or_name, state.alias_or_name
     conditions = []
     for index, aggregate in removed:
-        gone, stored = _column(_part(index, "r"), d), _column(_part(index, "m"), s)
+        gone, stored = quoted_column(_part(index, "r"), d), quoted_column(_part(index, "m"), s)
         beyond = exp.LTE if aggregate.kind == "min" else exp.GTE
         conditions.append(
             exp.and_(
@@ -303,7 +303,9 @@ def build_recompute_keys(top: exp.Select, key: list[str], delta: exp.Table, stat
             )
         )
     on = null_safe_match(d, s, key, any_types=True)  # TRUE for no key
-    projected: list[exp.Expr] = [_column(n, d) for n in key] or [exp.alias_(exp.Literal.number(1), ROWS, quoted=True)]
+    projected: list[exp.Expr] = [quoted_column(n, d) for n in key] or [
+        exp.alias_(exp.Literal.number(1), ROWS, quoted=True)
+    ]
     return exp.select(*projected).from_(delta).join(state, on=on, join_type="LEFT").where(exp.or_(*conditions))
 
 
@@ -322,40 +324,42 @@ def build_next_state(
     query) restricted to them."""
     parts = state_parts(aggregates_of(top))
     names = [*key, ROWS, *(name for name, _ in parts)]
-    stored = exp.select(*[_column(n, "s") for n in names]).from_(state.copy()).where(matches(delta.copy(), key, "s"))
-    added = exp.select(*[_column(n, "d") for n in names]).from_(delta.copy())
-    more = [exp.select(*[_column(n, "x") for n in names]).from_(e.subquery("x")) for e in extra]
+    stored = (
+        exp.select(*[quoted_column(n, "s") for n in names]).from_(state.copy()).where(matches(delta.copy(), key, "s"))
+    )
+    added = exp.select(*[quoted_column(n, "d") for n in names]).from_(delta.copy())
+    more = [exp.select(*[quoted_column(n, "x") for n in names]).from_(e.subquery("x")) for e in extra]
     branches: list[exp.Query] = [stored, added, *more]
     if recompute is not None and inputs_state is not None:
         stored = stored.where(matches(recompute.copy(), key, "s").not_())
         added = added.where(matches(recompute.copy(), key, "d").not_())
         more = [m.where(matches(recompute.copy(), key, "x").not_()) for m in more]
         again = restrict_to_keys(inputs_state, key, recompute.copy()) if key else inputs_state.copy()
-        fresh = exp.select(*[_column(n, "f") for n in names]).from_(again.subquery("f"))
+        fresh = exp.select(*[quoted_column(n, "f") for n in names]).from_(again.subquery("f"))
         if not key:
             fresh = fresh.where(matches(recompute.copy(), [], "f"))
         branches = [stored, added, *more, fresh]
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)
-    combined: list[exp.Expr] = [_column(n, "u") for n in key]
-    combined.append(exp.alias_(exp.func("sum", _column(ROWS, "u")), ROWS, quoted=True))
-    combined += [exp.alias_(exp.func(how, _column(name, "u")), name, quoted=True) for name, how in parts]
+    combined: list[exp.Expr] = [quoted_column(n, "u") for n in key]
+    combined.append(exp.alias_(exp.func("sum", quoted_column(ROWS, "u")), ROWS, quoted=True))
+    combined += [exp.alias_(exp.func(how, quoted_column(name, "u")), name, quoted=True) for name, how in parts]
     query = exp.select(*combined).from_(union.subquery("u"))
-    return query.group_by(*[_column(n, "u") for n in key]) if key else query
+    return query.group_by(*[quoted_column(n, "u") for n in key]) if key else query
 
 
 def _finalised(aggregate: Aggregate, index: int, avg_type: str) -> exp.Expr:
     if aggregate.kind == "count":
-        return exp.cast(_column(_part(index, "c")), exp.DataType.build("BIGINT"))
+        return exp.cast(quoted_column(_part(index, "c")), exp.DataType.build("BIGINT"))
     if aggregate.kind in ("min", "max"):
-        return _column(_part(index, "m"))
-    some = exp.GT(this=_column(_part(index, "n")), expression=exp.Literal.number(0))
+        return quoted_column(_part(index, "m"))
+    some = exp.GT(this=quoted_column(_part(index, "n")), expression=exp.Literal.number(0))
     if aggregate.kind == "sum":
-        return exp.Case(ifs=[exp.If(this=some, true=_column(_part(index, "s")))])
+        return exp.Case(ifs=[exp.If(this=some, true=quoted_column(_part(index, "s")))])
     mean = exp.Div(
-        this=exp.cast(_column(_part(index, "s")), exp.DataType.build(avg_type)),
-        expression=exp.cast(_column(_part(index, "n")), exp.DataType.build(avg_type)),
+        this=exp.cast(quoted_column(_part(index, "s")), exp.DataType.build(avg_type)),
+        expression=exp.cast(quoted_column(_part(index, "n")), exp.DataType.build(avg_type)),
     )
     return exp.Case(ifs=[exp.If(this=some, true=mean)])
 
@@ -369,7 +373,7 @@ def _finalise(
                 return _finalised(aggregate, index, avg_type)
         for group, name in groups.items():
             if node == group:
-                return _column(name)
+                return quoted_column(name)
         return node
 
     return expression.copy().transform(swap)
@@ -381,14 +385,14 @@ def build_finalise(top: exp.Select, key: list[str], state: exp.Table, avg_type: 
     aggregates = aggregates_of(top)
     groups = {s.unalias(): s.alias_or_name.lower() for s in top.selects if s.alias_or_name.lower() in key}
     columns = [
-        _column(s.alias_or_name.lower())
+        quoted_column(s.alias_or_name.lower())
         if s.alias_or_name.lower() in key
         else exp.alias_(_finalise(s.unalias(), aggregates, groups, avg_type), s.alias_or_name, quoted=True)
         for s in top.selects
     ]
     query = exp.select(*columns).from_(state.copy())
     if top.args.get("group") is not None:
-        query = query.where(exp.GT(this=_column(ROWS), expression=exp.Literal.number(0)))
+        query = query.where(exp.GT(this=quoted_column(ROWS), expression=exp.Literal.number(0)))
     having = top.args.get("having")
     if having is not None:
         query = query.where(_finalise(having.this, aggregates, groups, avg_type))

@@ -27,6 +27,7 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     RowsFor,
     aggregating,
     delta_branches,
+    quoted_column,
     state_parts,
 )
 
@@ -91,10 +92,6 @@ def build_values_query(top: exp.Select, key: list[str], values: ValueSet) -> exp
     return select
 
 
-def _column(name: str, table: str) -> exp.Column:
-    return exp.column(name, table=table, quoted=True)
-
-
 def build_values_next(
     top: exp.Select,
     key: list[str],
@@ -114,19 +111,21 @@ def build_values_next(
     union: exp.Query = branches[0]
     for branch in branches[1:]:
         union = exp.union(union, branch, distinct=False)
-    grouped = [_column(n, "u") for n in [*key, VALUE]]
+    grouped = [quoted_column(n, "u") for n in [*key, VALUE]]
     change = (
-        exp.select(*grouped, exp.alias_(exp.func("sum", _column(ROWS, "u")), CHANGE, quoted=True))
+        exp.select(*grouped, exp.alias_(exp.func("sum", quoted_column(ROWS, "u")), CHANGE, quoted=True))
         .from_(union.subquery("u"))
         .group_by(*[g.copy() for g in grouped])
-        .having(exp.NEQ(this=exp.func("sum", _column(ROWS, "u")), expression=exp.Literal.number(0)))
+        .having(exp.NEQ(this=exp.func("sum", quoted_column(ROWS, "u")), expression=exp.Literal.number(0)))
     )
     s = stored.alias_or_name
-    same_value = exp.EQ(this=_column(VALUE, "c"), expression=_column(VALUE, s))
+    same_value = exp.EQ(this=quoted_column(VALUE, "c"), expression=quoted_column(VALUE, s))
     on = exp.and_(null_safe_match("c", s, key, any_types=True), same_value) if key else same_value
-    after = exp.Add(this=exp.func("coalesce", _column(ROWS, s), exp.Literal.number(0)), expression=_column(CHANGE, "c"))
+    after = exp.Add(
+        this=exp.func("coalesce", quoted_column(ROWS, s), exp.Literal.number(0)), expression=quoted_column(CHANGE, "c")
+    )
     return (
-        exp.select(*[_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
+        exp.select(*[quoted_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
         .from_(change.subquery("c"))
         .join(stored.copy(), on=on, join_type="LEFT")
     )
@@ -138,7 +137,7 @@ def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, fol
     for every other partial (NULL for a MIN/MAX, which the next state's MIN/MAX ignores).
     ``following``: the set's ``build_values_next`` rows."""
     f = following.alias_or_name
-    now, change = _column(ROWS, f), _column(CHANGE, f)
+    now, change = quoted_column(ROWS, f), quoted_column(CHANGE, f)
     entered = exp.and_(exp.GT(this=now, expression=exp.Literal.number(0)), exp.EQ(this=now.copy(), expression=change))
     left = exp.EQ(this=now.copy(), expression=exp.Literal.number(0))
 
@@ -147,7 +146,7 @@ def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, fol
             exp.Literal.number(0)
         )
 
-    one, value = exp.Literal.number(1), _column(VALUE, f)
+    one, value = exp.Literal.number(1), quoted_column(VALUE, f)
     counted = crossing(one, exp.Neg(this=one.copy()))
     summed = crossing(value, exp.Neg(this=exp.paren(value.copy())))
     aggregates = aggregates_of(top)
@@ -159,7 +158,7 @@ def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, fol
             by_part[name + "c"] = counted
         else:
             by_part[name + "s"], by_part[name + "n"] = summed, counted
-    columns: list[exp.Expr] = [_column(n, f) for n in key]
+    columns: list[exp.Expr] = [quoted_column(n, f) for n in key]
     columns.append(exp.alias_(exp.Literal.number(0), ROWS, quoted=True))
     for name, how in state_parts(aggregates):
         default = exp.Literal.number(0) if how == "sum" else exp.null()
@@ -171,6 +170,6 @@ def value_keys_match(table: exp.Table, key: list[str], row_alias: str) -> exp.Ex
     """``EXISTS`` a row of ``table`` with the (group, value) of the row ``row_alias``: the
     stored pairs a change replaces."""
     alias = table.alias_or_name
-    same_value = exp.EQ(this=_column(VALUE, alias), expression=_column(VALUE, row_alias))
+    same_value = exp.EQ(this=quoted_column(VALUE, alias), expression=quoted_column(VALUE, row_alias))
     condition = exp.and_(null_safe_match(alias, row_alias, key, any_types=True), same_value) if key else same_value
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(table).where(condition))
