@@ -66,11 +66,16 @@ def analysed(sql: str):
     ],
 )
 def test_which_shapes_have_signed_deltas(sql: str, reason: str) -> None:
+    assert_signed_verdict(sql, reason)
+
+
+def assert_signed_verdict(sql: str, reason: str) -> None:
+    """The model has a signed-delta form (``reason`` empty), or says why not (``reason`` in it)."""
     keys = analysed(sql)
     if reason:
         assert reason in f"{keys.not_signed} {keys.reason}", keys.not_signed
     else:
-        assert keys.not_signed == ""
+        assert keys.not_signed == "", keys.not_signed
 
 
 MODEL = (

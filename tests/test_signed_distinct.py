@@ -10,7 +10,7 @@ import random
 
 import pytest
 from sqlglot import exp
-from test_signed_aggregates import _change, _rows, analysed, fold_into_state, items_world
+from test_signed_aggregates import _change, _rows, analysed, assert_signed_verdict, fold_into_state, items_world
 
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
@@ -51,11 +51,7 @@ from sqlorch.planning.rewrites.signed_distinct import (
     ],
 )
 def test_which_distinct_shapes_have_signed_deltas(sql: str, reason: str) -> None:
-    keys = analysed(sql)
-    if reason:
-        assert reason in f"{keys.not_signed} {keys.reason}", keys.not_signed
-    else:
-        assert keys.not_signed == "", keys.not_signed
+    assert_signed_verdict(sql, reason)
 
 
 def test_count_and_sum_of_one_argument_share_its_values() -> None:
