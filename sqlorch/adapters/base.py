@@ -87,8 +87,14 @@ class Adapter(Protocol):
     # (``fingerprint_moved``) without reading the rows the change left alone.
     fingerprint_parts: ClassVar[tuple[str, ...]]
 
-    def execute(self, statement: exp.Expr) -> int | None:
-        """Run one statement; return the affected row count where the driver knows it."""
+    def execute(self, statement: exp.Expr, sql: str | None = None) -> int | None:
+        """Run one statement; return the affected row count where the driver knows it.
+        ``sql``: the statement as ``render`` renders it, when rendered already
+        (``execution/prefetch.py`` renders ahead of the run)."""
+        ...
+
+    def render(self, statement: exp.Expr) -> str:
+        """The statement's text in the warehouse's dialect, as ``execute`` runs it."""
         ...
 
     def fetch(self, query: exp.Expr) -> list[tuple[Any, ...]]: ...

@@ -138,9 +138,9 @@ class BigQueryAdapter:
         except _ERRORS as error:
             raise self._error(error) from None
 
-    def execute(self, statement: exp.Expr) -> int | None:
+    def execute(self, statement: exp.Expr, sql: str | None = None) -> int | None:
         refuse_writes(self, "execute")
-        job = self._query(self.render(statement))
+        job = self._query(self.render(statement) if sql is None else sql)
         if isinstance(statement, _DML):
             return job.num_dml_affected_rows
         return None

@@ -166,10 +166,10 @@ class DuckDBAdapter:
         # thread running its step) gives the same text every time.
         return _DUCKDB.generate(statement, copy=False)
 
-    def execute(self, statement: exp.Expr) -> int | None:
+    def execute(self, statement: exp.Expr, sql: str | None = None) -> int | None:
         refuse_writes(self, "execute")
         self.interrupts.check()
-        sql = self.render(statement)
+        sql = self.render(statement) if sql is None else sql
         try:
             cursor = self.connection.execute(sql)
         except duckdb.Error as error:

@@ -106,9 +106,9 @@ class PostgresAdapter:
         except psycopg.Error as error:
             raise AdapterError(redact(str(error), self.settings)) from None
 
-    def execute(self, statement: exp.Expr) -> int | None:
+    def execute(self, statement: exp.Expr, sql: str | None = None) -> int | None:
         refuse_writes(self, "execute")
-        cursor = self._run(self.render(statement))
+        cursor = self._run(self.render(statement) if sql is None else sql)
         if isinstance(statement, _DML):
             return cursor.rowcount if cursor.rowcount >= 0 else None
         return None

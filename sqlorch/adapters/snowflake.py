@@ -120,8 +120,9 @@ class SnowflakeAdapter:
         except SnowflakeError as error:
             raise AdapterError(redact(str(error), self.settings)) from None
 
-    def execute(self, statement: exp.Expr) -> int | None:
+    def execute(self, statement: exp.Expr, sql: str | None = None) -> int | None:
         refuse_writes(self, "execute")
+        sql = self.render(statement) if sql is None else sql
         if self.in_transaction and isinstance(statement, _DDL):
             # Real Snowflake commits the open transaction before a DDL statement and runs the DDL
             # on its own; done explicitly here because fakesnow instead fails a typed
@@ -130,11 +131,11 @@ class SnowflakeAdapter:
             # drops the transaction's earlier writes at COMMIT. (capabilities.transactional_ddl)
             self._run("COMMIT")
             try:
-                self._run(self.render(statement))
+                self._run(sql)
             finally:
                 self._run("BEGIN")
             return None
-        cursor = self._run(self.render(statement))
+        cursor = self._run(sql)
         if isinstance(statement, _DML):
             return int(cursor.rowcount) if cursor.rowcount is not None and cursor.rowcount >= 0 else None
         return None

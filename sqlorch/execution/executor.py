@@ -23,6 +23,7 @@ from sqlorch.audits.run import AuditFailed, AuditResult, ModelAudits, model_audi
 from sqlorch.audits.sources import SourceAudits
 from sqlorch.audits.subject import physical_resolver
 from sqlorch.errors import SqlorchError
+from sqlorch.execution.prefetch import StatementPrefetch, statement_prefetch
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
 from sqlorch.execution.seeds import execute_seed
@@ -91,6 +92,7 @@ class Executor:
         self.local = threading.local()
         self.rebuilt: set[str] = set()
         self.smaller_chunks: set[TableRef] = set()  # steps tried again after running out of memory
+        self.prefetch: StatementPrefetch | None = None  # while ``execute`` runs
 
     def _adapter(self) -> Adapter:
         if not hasattr(self.local, "adapter"):
@@ -191,6 +193,8 @@ class Executor:
         if step.action == "full":
             self._guard_dependent_views(step.ref)
         run = StepRun(self, step, self._adapter(), audits, group_rows)
+        if self.prefetch is not None:
+            self.prefetch.ready(step)
         run.walk(step.statements, in_transaction=undo is not None)
         top = run.taken[0] if run.taken and isinstance(step.statements[0], Choice) else None
         action, strategy, reason = (
@@ -255,6 +259,8 @@ class Executor:
         undo: list[Undo] = []
         rows: list[exp.Tuple] = []
         done: list[tuple[Step, ModelResult, float, float]] = []
+        if self.prefetch is not None:
+            self.prefetch.ahead(steps)
         try:
             with adapter.transaction():
                 for step in steps:
@@ -313,7 +319,11 @@ class Executor:
         blocked: dict[TableRef, str] = {}
         running: dict[Future[list[ModelResult]], list[TableRef]] = {}
         remaining = list(dag.topological_order())
-        with long_lived_frozen() as freeze, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with (
+            long_lived_frozen() as freeze,
+            statement_prefetch(self.adapter.render) as self.prefetch,
+            ThreadPoolExecutor(max_workers=max(1, threads)) as pool,
+        ):
             while remaining or running:
                 for ref in list(remaining):
                     parents = dag.parents[ref]
@@ -344,6 +354,7 @@ class Executor:
                             for child in dag.descendants([ref]):
                                 blocked.setdefault(child, f"upstream {ref} failed")
                 freeze()  # the statements of the steps done stay alive with the plan
+        self.prefetch = None
         run = RunResult(run_id=self.run_id, results=[results[ref] for ref in dag.topological_order()])
         if not self.adapter.interrupts.event.is_set():
             self._record_runs(run)
@@ -452,7 +463,7 @@ class StepRun:
         if self.rows is not None and item.grouped == "covered":
             return
         self.bound[MICROSECONDS] = round((time.perf_counter() - self.started) * 1e6)  # the cost it records
-        statement = bind(item.sql, self.bound)
+        statement = bind(item.sql, self.bound) if item.placeholders else item.sql
         if self.rows is not None and item.grouped == "row":  # bound into a copy, unless nothing was bound
             self.rows.append(batch_row(statement if statement is not item.sql else statement.copy()))
             return
@@ -469,7 +480,8 @@ class StepRun:
                     hint="fix the model's SQL or the unique_key setting",
                 )
         else:
-            count = self.adapter.execute(statement)
+            prefetch = self.executor.prefetch
+            count = self.adapter.execute(statement, prefetch.text(item) if prefetch and statement is item.sql else None)
             if item.binds:
                 if count is None:
                     raise SqlorchError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlglot import exp
@@ -66,9 +67,8 @@ def batch_record(bound: dict[str, int | str]) -> tuple[str, int, int]:
 
 
 def bind(statement: exp.Expr, bound: dict[str, int | str]) -> exp.Expr:
-    """``statement`` with each placeholder replaced by the value bound to its name."""
-    if statement.find(exp.Placeholder) is None:
-        return statement
+    """``statement`` (which holds placeholders: ``Statement.placeholders``) with each
+    placeholder replaced by the value bound to its name."""
     kind, rows, _ = batch_record(bound)
     values = {**bound, KIND: kind, ROWS: rows}
     return statement.transform(
@@ -128,6 +128,12 @@ class Statement:
     always: bool = False
     audit: AuditPoint | None = None
     grouped: str = ""
+
+    @cached_property
+    def placeholders(self) -> bool:
+        """Whether ``bind`` has values to put in: a walk of the whole tree, done once (and
+        ahead of the run, ``execution/prefetch.py``), not every time the statement runs."""
+        return self.sql is not None and self.sql.find(exp.Placeholder) is not None
 
     def render(self, dialect: str) -> str:
         if self.kind == "let":
