@@ -139,6 +139,27 @@ def build_partition_delta(
     return combine_branches(branches, key, aggregates)
 
 
+def build_partition_keys(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    now: Before,
+    before: Before,
+    touched: exp.Table,
+) -> exp.Query:
+    """The output keys of a row-level model's rows in the touched partitions, now and before
+    the change: the keys whose rows the change can add, remove or alter (its key columns are
+    anchors, ``analysis/keys.py``, so recomputing them gives exactly their rows)."""
+    branches = []
+    for rows in (now, before):
+        copy = _in_partitions(top, is_changed, rows, touched)
+        names = {s.alias_or_name.lower(): s.unalias() for s in copy.selects}
+        copy.set("expressions", [exp.alias_(names[name].copy(), name, quoted=True) for name in key])
+        copy.set("order", None)  # a branch of a UNION (a LIMIT has no key: ``analysis/keys.py``)
+        branches.append(copy)
+    return exp.union(branches[0], branches[1], distinct=True)
+
+
 def changed_anchors(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> list[tuple[exp.Table, str]]:
     """The changed tables the partition reads, with their partition columns: what the branch
     before the change reads from ``Before``'s tables."""
