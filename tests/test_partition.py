@@ -10,7 +10,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
+from sqlorch.analysis.keys import analyse_keys
 from sqlorch.analysis.partition import partition_tables
 
 SCHEMA = {
@@ -125,3 +127,28 @@ def test_the_rows_before_the_change_keep_the_columns_the_model_reads() -> None:
     )
     assert read(exists) == ["oid"]
     assert read("SELECT t.oid, count(*) AS n FROM (SELECT * FROM raw.l) AS t GROUP BY t.oid") == ["oid", "supp", "qty"]
+
+
+ROW_LEVEL = (
+    "SELECT c.id, c.seg FROM raw.c WHERE c.id IN (SELECT o.cust FROM raw.o "
+    "WHERE o.id * 3 > (SELECT sum(x.id) FROM raw.o AS x WHERE x.cust = o.cust AND x.id <> o.id))"
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        # TPC-H Q20's shape: its FROM table and the table its nested IN reads, through c.id
+        (ROW_LEVEL, {"c", "o"}),
+        # a window of its own (here in QUALIFY): a row depends on its window's other rows
+        (f"{ROW_LEVEL} QUALIFY row_number() OVER (PARTITION BY c.seg ORDER BY c.id) = 1", None),
+        # grouped: the aggregated partitioned form's (``KeyAnalysis.partitions``), not this one
+        (ROW_LEVEL.replace("SELECT c.id, c.seg", "SELECT c.seg, count(*) AS n") + " GROUP BY c.seg", None),
+    ],
+)
+def test_a_row_level_model_is_partitioned_by_its_rows_key(sql: str, tables: set[str] | None) -> None:
+    schema = MappingSchema(SCHEMA, dialect="duckdb")
+    query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=schema, dialect="duckdb")
+    assert isinstance(query, exp.Query)
+    found = [{name for _, name in anchored} for _, anchored in analyse_keys(query, (), schema).row_partitions]
+    assert (tables in found) if tables else not found, found

@@ -81,7 +81,7 @@ def build_touched(
     seen: set[tuple[str, str]] = set()
     parts: list[exp.Select] = []
     for anchor in partition.anchors:
-        mark = (anchor.table.sql(), anchor.column)
+        mark = (exp.table_name(anchor.table), anchor.column)  # a table read under two aliases: its change once
         if not is_changed(anchor.table) or mark in seen:
             continue
         seen.add(mark)
