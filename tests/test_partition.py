@@ -13,7 +13,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
 from sqlorch.analysis.keys import analyse_keys
-from sqlorch.analysis.partition import partition_tables
+from sqlorch.analysis.partition import own_conjuncts, partition_tables
 
 SCHEMA = {
     "raw": {
@@ -152,3 +152,19 @@ def test_a_row_level_model_is_partitioned_by_its_rows_key(sql: str, tables: set[
     assert isinstance(query, exp.Query)
     found = [{name for _, name in anchored} for _, anchored in analyse_keys(query, (), schema).row_partitions]
     assert (tables in found) if tables else not found, found
+
+
+def test_a_tables_own_conditions_are_those_of_its_columns_alone() -> None:
+    """The conditions that decide which of a table's rows can matter (``own_conjuncts``):
+    its WHERE's and inner ON's conjuncts on its own columns; not a correlation, not one with
+    a subquery, none on a LEFT JOIN's nullable side (a row dropped there NULL-extends its
+    partner, which the WHERE may keep)."""
+    sql = (
+        "SELECT c.id FROM raw.c LEFT JOIN raw.o AS n ON n.cust = c.id AND n.grp = 'a' "
+        "WHERE n.id IS NULL AND c.id IN (SELECT l.supp FROM raw.l "
+        "WHERE l.qty > 3 AND l.oid = c.id AND l.qty + l.oid < 9 AND l.supp IN (SELECT o.id FROM raw.o))"
+    )
+    query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=SCHEMA, dialect="duckdb")
+    found = {t.alias_or_name: [c.sql() for c in own_conjuncts(t)] for t in query.find_all(exp.Table)}
+    assert found["l"] == ['"l"."qty" > 3', '"l"."qty" + "l"."oid" < 9'], found
+    assert found["n"] == [] and found["c"] == [], found

@@ -57,6 +57,7 @@ from sqlorch.planning.rewrites.signed_partition import (
     build_touched,
     changed_anchors,
     in_touched,
+    own_filter,
     read_columns,
     rows_before,
     rows_in_touched,
@@ -132,23 +133,30 @@ def _rows_before_tables(
     assert isinstance(compiled.keys.inlined, exp.Select)
     tables: dict[tuple[TableRef, str], tuple[TableRef, TableRef]] = {}
     made: list[Item] = []
+    occurrences: dict[tuple[TableRef, str], list[exp.Table]] = {}
     for table, column in changed_anchors(compiled.keys.inlined, is_changed):
         ref = resolve(table)
         assert ref is not None
-        if (ref, column) in tables:
-            continue
+        occurrences.setdefault((ref, column), []).append(table)
+    for (ref, column), read in occurrences.items():
         temporary = ctx.capabilities.temp_tables
         pair = tuple(work_table(compiled.model.ref, f"{p}{len(tables)}", temporary) for p in ("pnow", "pold"))
         tables[(ref, column)] = (pair[0], pair[1])
         top = compiled.keys.inlined
         columns = read_columns(top, [t for t in top.find_all(exp.Table) if resolve(t) == ref], ctx.input_columns[ref])
         rows = select_from(ctx.physical_of.get(ref, ref), columns)
+        # only the rows some occurrence can read, now and in the change: the rest are in no branch
+        readable, changed = own_filter(read, "t"), own_filter(read, "c")
+        if readable is not None:
+            rows = rows.where(readable)
         key = exp.column(column, table="t", quoted=True)
         rows_now = rows_in_touched(rows, key, touched, by_index=ctx.dialect == "postgres")
         create_now = create_table_as(pair[0], rows_now, temporary=temporary)
         made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
         now = select_from(pair[0], columns)
-        change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        change = delta_rows(read[0]).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        if changed is not None:
+            change = change.where(changed)
         # the read columns, and the change's weights turned round: old images +1, new ones -1
         change.set(
             "expressions",
