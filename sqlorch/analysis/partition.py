@@ -276,7 +276,7 @@ def own_conjuncts(table: exp.Table) -> list[exp.Expr]:
     FROM item that read only ``table``'s columns, no subquery: a row of ``table`` failing one
     is in no row of that SELECT, whatever else it computes (aggregates, correlations), so a
     change among such rows changes no partition, and they need no copy in the partitions'
-    scratch tables (TPC-H Q20's ``l_shipdate`` range). None for a LEFT JOIN's nullable side:
+    scratch tables (TPC-H Q20's ``l_shipdate`` range). Nothing for a LEFT JOIN's nullable side:
     dropping a row there NULL-extends its partner, which a WHERE may keep."""
     holder = table.parent
     select = holder.parent if isinstance(holder, (exp.From, exp.Join)) else None
@@ -292,7 +292,7 @@ def own_conjuncts(table: exp.Table) -> list[exp.Expr]:
         columns = list(conjunct.find_all(exp.Column))
         if not columns or any(c.table.lower() != alias for c in columns):
             continue
-        if conjunct.find(exp.Query, exp.Subquery, *SUBQUERIES, exp.AggFunc, exp.Window) is None:
+        if conjunct.find(exp.Query, exp.Subquery, exp.Exists, exp.AggFunc, exp.Window) is None:  # IN (1, 2) is own
             found.append(conjunct)
     return found
 

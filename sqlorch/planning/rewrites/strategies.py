@@ -11,6 +11,10 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
 
+A row-level model whose changed inputs are read in subquery expressions through one partition
+key (TPC-H Q20) merges or deletes+inserts the output keys of its rows in the touched
+partitions now and before the change (``signed_statements.partition_key_statements``).
+
 Appending and folding are exact only if applied once: they need a transaction that commits
 them with the watermark. Without one, replacing keys is idempotent.
 """
