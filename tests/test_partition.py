@@ -10,8 +10,10 @@ import pytest
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
-from sqlorch.analysis.partition import partition_tables
+from sqlorch.analysis.keys import analyse_keys
+from sqlorch.analysis.partition import own_conjuncts, partition_tables
 
 SCHEMA = {
     "raw": {
@@ -125,3 +127,44 @@ def test_the_rows_before_the_change_keep_the_columns_the_model_reads() -> None:
     )
     assert read(exists) == ["oid"]
     assert read("SELECT t.oid, count(*) AS n FROM (SELECT * FROM raw.l) AS t GROUP BY t.oid") == ["oid", "supp", "qty"]
+
+
+ROW_LEVEL = (
+    "SELECT c.id, c.seg FROM raw.c WHERE c.id IN (SELECT o.cust FROM raw.o "
+    "WHERE o.id * 3 > (SELECT sum(x.id) FROM raw.o AS x WHERE x.cust = o.cust AND x.id <> o.id))"
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        # TPC-H Q20's shape: its FROM table and the table its nested IN reads, through c.id
+        (ROW_LEVEL, {"c", "o"}),
+        # a window of its own (here in QUALIFY): a row depends on its window's other rows
+        (f"{ROW_LEVEL} QUALIFY row_number() OVER (PARTITION BY c.seg ORDER BY c.id) = 1", None),
+        # grouped: the aggregated partitioned form's (``KeyAnalysis.partitions``), not this one
+        (ROW_LEVEL.replace("SELECT c.id, c.seg", "SELECT c.seg, count(*) AS n") + " GROUP BY c.seg", None),
+    ],
+)
+def test_a_row_level_model_is_partitioned_by_its_rows_key(sql: str, tables: set[str] | None) -> None:
+    schema = MappingSchema(SCHEMA, dialect="duckdb")
+    query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=schema, dialect="duckdb")
+    assert isinstance(query, exp.Query)
+    found = [{name for _, name in anchored} for _, anchored in analyse_keys(query, (), schema).row_partitions]
+    assert (tables in found) if tables else not found, found
+
+
+def test_a_tables_own_conditions_are_those_of_its_columns_alone() -> None:
+    """The conditions that decide which of a table's rows can matter (``own_conjuncts``):
+    its WHERE's and inner ON's conjuncts on its own columns; not a correlation, not one with
+    a subquery, none on a LEFT JOIN's nullable side (a row dropped there NULL-extends its
+    partner, which the WHERE may keep)."""
+    sql = (
+        "SELECT c.id FROM raw.c LEFT JOIN raw.o AS n ON n.cust = c.id AND n.grp = 'a' "
+        "WHERE n.id IS NULL AND c.id IN (SELECT l.supp FROM raw.l "
+        "WHERE l.qty > 3 AND l.oid = c.id AND l.qty IN (1, 2) AND l.supp IN (SELECT o.id FROM raw.o))"
+    )
+    query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=SCHEMA, dialect="duckdb")
+    found = {t.alias_or_name: [c.sql() for c in own_conjuncts(t)] for t in query.find_all(exp.Table)}
+    assert found["l"] == ['"l"."qty" > 3', '"l"."qty" IN (1, 2)'], found
+    assert found["n"] == [] and found["c"] == [], found

@@ -52,6 +52,9 @@ class KeyAnalysis:
     partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
     # why the key is no anchor key ("" when it is): only the partitioned form may maintain it
     unanchored: str = ""
+    # a row-level model's partitions, as ``partitions``: its affected keys are those of its rows
+    # in the touched partitions, now and before (``signed_statements.partition_key_statements``)
+    row_partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -434,6 +437,14 @@ def analyse_keys(
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
     subquery_tables = _subquery_tables(inlined)
+    # each output row from one combination of input rows (no aggregate or window of its own,
+    # in its SELECT, HAVING or QUALIFY): the rows of a partition are the partition's alone
+    row_level = (
+        isinstance(inlined, exp.Select)
+        and inlined.args.get("group") is None
+        and not inlined.args.get("distinct")
+        and not any(isinstance(n, (exp.AggFunc, exp.Window)) for n in own_nodes(inlined))
+    )
     return KeyAnalysis(
         key=key,
         reason="",
@@ -448,6 +459,5 @@ def analyse_keys(
         not_signed=not_signed,
         partitions=partitions,
         unanchored=unanchored,
-        # off: the conformance suite's marts.steady_customers (TPC-H Q20's shape) missed an
-        # inserted customer on DuckDB at the last commit; partition_tables(inlined) turns it on
+        row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
     )

@@ -271,6 +271,32 @@ def find_partition(top: exp.Query, changed: list[exp.Table]) -> Partition | None
     return next((p for p in partitions(top) if p.covers(changed)), None)
 
 
+def own_conjuncts(table: exp.Table) -> list[exp.Expr]:
+    """The conjuncts of the WHERE (and inner ON) of the SELECT that reads ``table`` as an inner
+    FROM item that read only ``table``'s columns, no subquery: a row of ``table`` failing one
+    is in no row of that SELECT, whatever else it computes (aggregates, correlations), so a
+    change among such rows changes no partition, and they need no copy in the partitions'
+    scratch tables (TPC-H Q20's ``l_shipdate`` range). Nothing for a LEFT JOIN's nullable side:
+    dropping a row there NULL-extends its partner, which a WHERE may keep."""
+    holder = table.parent
+    select = holder.parent if isinstance(holder, (exp.From, exp.Join)) else None
+    if not isinstance(select, exp.Select) or (isinstance(holder, exp.Join) and not _inner(holder)):
+        return []
+    where = select.args.get("where")
+    candidates = _conjuncts(where.this if where else None)
+    if isinstance(holder, exp.Join):
+        candidates += _conjuncts(holder.args.get("on"))
+    alias = table.alias_or_name.lower()
+    found = []
+    for conjunct in candidates:
+        columns = list(conjunct.find_all(exp.Column))
+        if not columns or any(c.table.lower() != alias for c in columns):
+            continue
+        if conjunct.find(exp.Query, exp.Subquery, exp.Exists, exp.AggFunc, exp.Window) is None:  # IN (1, 2) is own
+            found.append(conjunct)
+    return found
+
+
 def partition_tables(top: exp.Query) -> list[tuple[str, frozenset[tuple[str, str]]]]:
     """Per partition, its key and the tables every occurrence of which it anchors: the tables
     whose changes the partitioned form follows (``(schema, name)``, as in ``KeyAnalysis``)."""

@@ -25,7 +25,7 @@ from sqlorch.planning.cost import (
     estimate_costs,
     upstream_diff,
 )
-from sqlorch.planning.rewrites.model_statements import mentions
+from sqlorch.planning.rewrites.model_statements import mentions, partitioned_keys
 from sqlorch.planning.rewrites.strategies import STRATEGIES, signed_deltas, signed_form
 from sqlorch.planning.steps import INSERT_ONLY, SIGNED_DELTAS, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
@@ -144,7 +144,7 @@ def decide_model(
             "full", f"inputs changed ({changed_names}); not incremental: {keys.unanchored} ({why})", rebuild
         )
     in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
-    if in_subquery and not partitioned:
+    if in_subquery and not partitioned and not partitioned_keys(keys, changes):
         why = f" ({keys.not_signed})" if keys.not_signed else ""  # e.g. not decorrelated: an anti-join
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression{why}", rebuild)
     if costs is not None and costs.winner == FULL:

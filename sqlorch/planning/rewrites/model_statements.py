@@ -254,6 +254,18 @@ def single_appended_input(keys: KeyAnalysis, changes: dict[TableRef, InputChange
     )
 
 
+def covered(partitions: list[tuple[str, frozenset[tuple[str, str]]]], changes: dict[TableRef, InputChange]) -> bool:
+    """One of ``partitions`` (``KeyAnalysis.partitions``) anchors every changed input."""
+    return any(all(mentions(tables, ref) for ref in changes) for _, tables in partitions)
+
+
+def partitioned_keys(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """A row-level model with a changed input read in a subquery expression, whose changes
+    one partition anchors: its affected keys come from the touched partitions' rows
+    (``signed_statements.partition_key_statements``), not from the changed rows alone."""
+    return any(mentions(keys.subquery_tables, ref) for ref in changes) and covered(keys.row_partitions, changes)
+
+
 Resolve = Callable[[exp.Table], TableRef | None]
 
 

@@ -33,6 +33,7 @@ from sqlorch.planning.rewrites.model_statements import (
     count_statement,
     creates,
     drop_scratch,
+    partitioned_keys,
     planned,
     scratch,
     stored_columns,
@@ -253,6 +254,7 @@ def small_change_possible(ctx: ModelContext, changes: dict[TableRef, InputChange
         and not ctx.audited
         and ctx.capabilities.row_counts
         and not any(change.full for change in changes.values())
+        and not partitioned_keys(keys, changes)  # its keys come from the touched partitions, not by substitution
     )
 
 

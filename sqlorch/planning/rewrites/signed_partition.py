@@ -11,7 +11,13 @@ partitions (``rows_before``, a scratch table).
 
 The touched keys are the partition columns of every changed anchored table over its change
 (old and new images): a partition no changed row falls in has the same rows now and before,
-and its branches would cancel.
+and its branches would cancel. Only the changed rows that pass the conditions of the table's
+own columns where it is read count, and only such rows are copied into the scratch tables
+(``own_filter``): TPC-H Q20's lineitem changes touch the suppliers of its 1994 lines alone.
+
+A row-level model (no aggregate: TPC-H Q20) has no groups to fold: its affected keys are the
+output keys of its rows in the touched partitions now and before (``build_partition_keys``),
+whose rows the keyed strategies recompute and replace.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sqlorch.analysis.inline_ctes import alias_identifier
-from sqlorch.analysis.partition import Partition, find_partition
+from sqlorch.analysis.partition import Partition, find_partition, own_conjuncts
 from sqlorch.analysis.signed_shape import aggregates_of
 from sqlorch.planning.key_match import null_safe_equal
 from sqlorch.planning.rewrites.signed_aggregates import WEIGHT, aggregating, combine_branches
@@ -72,21 +78,38 @@ def rows_in_touched(rows: exp.Select, value: exp.Expr, touched: exp.Table, by_in
     return exp.union(matched, nulls, distinct=False)
 
 
+def own_filter(tables: list[exp.Table], alias: str) -> exp.Expr | None:
+    """The rows of one table that any of its occurrences ``tables`` can read, by their own
+    conditions (``partition.own_conjuncts``), its columns read as ``alias``; None: all of them."""
+    filters: dict[str, exp.Expr] = {}
+    for table in tables:
+        found = own_conjuncts(table)
+        if not found:
+            return None
+        condition = exp.and_(*(c.copy() for c in found))
+        for column in condition.find_all(exp.Column):
+            column.set("table", exp.to_identifier(alias))
+        filters.setdefault(condition.sql(), condition)
+    return exp.or_(*filters.values()) if filters else None
+
+
 def build_touched(
     top: exp.Select, is_changed: Callable[[exp.Table], bool], change_of: Callable[[exp.Table], exp.Select]
 ) -> exp.Query:
     """The partition keys the change touches, one column ``_sqlorch_pk``. ``change_of``: a
     table's change (old and new images) with its rows' columns, read as ``c``."""
     partition = partition_of(top.copy(), is_changed)
-    seen: set[tuple[str, str]] = set()
+    occurrences: dict[tuple[str, str], list[exp.Table]] = {}
+    for anchor in partition.anchors:  # a table read under two aliases: its change once
+        if is_changed(anchor.table):
+            occurrences.setdefault((exp.table_name(anchor.table), anchor.column), []).append(anchor.table)
     parts: list[exp.Select] = []
-    for anchor in partition.anchors:
-        mark = (anchor.table.sql(), anchor.column)
-        if not is_changed(anchor.table) or mark in seen:
-            continue
-        seen.add(mark)
-        column = exp.alias_(exp.column(anchor.column, table="c", quoted=True), TOUCHED, quoted=True)
-        change = change_of(anchor.table)
+    for (_, name), tables in occurrences.items():
+        column = exp.alias_(exp.column(name, table="c", quoted=True), TOUCHED, quoted=True)
+        change = change_of(tables[0])
+        condition = own_filter(tables, "c")  # a changed row no occurrence reads touches nothing
+        if condition is not None:
+            change = change.where(condition)
         change.set("expressions", [column])
         parts.append(change)
     union: exp.Query = parts[0]
@@ -137,6 +160,27 @@ def build_partition_delta(
         for sign, then in ((1, now), (-1, before))
     ]
     return combine_branches(branches, key, aggregates)
+
+
+def build_partition_keys(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    now: Before,
+    before: Before,
+    touched: exp.Table,
+) -> exp.Query:
+    """The output keys of a row-level model's rows in the touched partitions, now and before
+    the change: the keys whose rows the change can add, remove or alter (its key columns are
+    anchors, ``analysis/keys.py``, so recomputing them gives exactly their rows)."""
+    branches = []
+    for rows in (now, before):
+        copy = _in_partitions(top, is_changed, rows, touched)
+        names = {s.alias_or_name.lower(): s.unalias() for s in copy.selects}
+        copy.set("expressions", [exp.alias_(names[name].copy(), name, quoted=True) for name in key])
+        copy.set("order", None)  # a branch of a UNION (a LIMIT has no key: ``analysis/keys.py``)
+        branches.append(copy)
+    return exp.union(branches[0], branches[1], distinct=True)
 
 
 def changed_anchors(top: exp.Select, is_changed: Callable[[exp.Table], bool]) -> list[tuple[exp.Table, str]]:

@@ -27,8 +27,10 @@ from sqlorch.execution.statements import (
 )
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.rewrites.model_statements import ModelContext
+from sqlorch.planning.rewrites.model_statements import scratch as scratch_table
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
+from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     WEIGHT,
@@ -51,9 +53,11 @@ from sqlorch.planning.rewrites.signed_distinct import (
 from sqlorch.planning.rewrites.signed_partition import (
     Before,
     build_partition_delta,
+    build_partition_keys,
     build_touched,
     changed_anchors,
     in_touched,
+    own_filter,
     read_columns,
     rows_before,
     rows_in_touched,
@@ -129,23 +133,30 @@ def _rows_before_tables(
     assert isinstance(compiled.keys.inlined, exp.Select)
     tables: dict[tuple[TableRef, str], tuple[TableRef, TableRef]] = {}
     made: list[Item] = []
+    occurrences: dict[tuple[TableRef, str], list[exp.Table]] = {}
     for table, column in changed_anchors(compiled.keys.inlined, is_changed):
         ref = resolve(table)
         assert ref is not None
-        if (ref, column) in tables:
-            continue
+        occurrences.setdefault((ref, column), []).append(table)
+    for (ref, column), read in occurrences.items():
         temporary = ctx.capabilities.temp_tables
         pair = tuple(work_table(compiled.model.ref, f"{p}{len(tables)}", temporary) for p in ("pnow", "pold"))
         tables[(ref, column)] = (pair[0], pair[1])
         top = compiled.keys.inlined
         columns = read_columns(top, [t for t in top.find_all(exp.Table) if resolve(t) == ref], ctx.input_columns[ref])
         rows = select_from(ctx.physical_of.get(ref, ref), columns)
+        # only the rows some occurrence can read, now and in the change: the rest are in no branch
+        readable, changed = own_filter(read, "t"), own_filter(read, "c")
+        if readable is not None:
+            rows = rows.where(readable)
         key = exp.column(column, table="t", quoted=True)
         rows_now = rows_in_touched(rows, key, touched, by_index=ctx.dialect == "postgres")
         create_now = create_table_as(pair[0], rows_now, temporary=temporary)
         made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
         now = select_from(pair[0], columns)
-        change = delta_rows(table).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        change = delta_rows(read[0]).where(in_touched(exp.column(column, table="c", quoted=True), touched))
+        if changed is not None:
+            change = change.where(changed)
         # the read columns, and the change's weights turned round: old images +1, new ones -1
         change.set(
             "expressions",
@@ -167,6 +178,21 @@ def _rows_before_tables(
         return read
 
     return made, [t for pair in tables.values() for t in pair], reader(0), reader(1)
+
+
+def _touched(
+    ctx: ModelContext, is_changed: Callable[[exp.Table], bool], delta_rows: Callable[[exp.Table], exp.Select]
+) -> tuple[TableRef, list[Item]]:
+    """The scratch table of the partition keys the change touches, and its statements."""
+    compiled = ctx.compiled
+    assert isinstance(compiled.keys.inlined, exp.Select)
+    temporary = ctx.capabilities.temp_tables
+    touched = work_table(compiled.model.ref, "touched", temporary)
+    query = rename_relations(
+        build_touched(compiled.keys.inlined, is_changed, delta_rows), ctx.physical_of, ctx.default_schema
+    )
+    made = create_table_as(touched, query, temporary=temporary)
+    return touched, [Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)]
 
 
 def state_is_current(state_batch: int | None, batch: int) -> bool:
@@ -253,8 +279,8 @@ def signed_statements(
     before: list[Item] = []
     scratch = [delta, recompute, after, *moved]
     if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
-        touched = work_table(compiled.model.ref, "touched", temporary)
-        before += create(touched, physical(build_touched(top, is_changed, delta_rows)), "touched partitions")
+        touched, touching = _touched(ctx, is_changed, delta_rows)
+        before += touching
         made, olds, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
         before += made
         delta_query = physical(build_partition_delta(top, key, is_changed, now, then, touched.to_table()))
@@ -326,5 +352,29 @@ def signed_statements(
         before=before,
         during=during,
         scratch=scratch,
+    )
+    return incremental_statements(ctx, changes, resolve, prepared=prepared)
+
+
+def partition_key_statements(
+    ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
+) -> list[Item]:
+    """A row-level model whose changed inputs are read through one partition key (TPC-H
+    Q20's nested IN): its keys are the output keys of its rows in the touched partitions,
+    now and before the change (``signed_partition.build_partition_keys``), recomputed and
+    replaced as the other keyed strategies do."""
+    compiled = ctx.compiled
+    keys = compiled.keys
+    assert keys.key and isinstance(keys.inlined, exp.Select)
+    is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
+    touched, before = _touched(ctx, is_changed, delta_rows)
+    rows, tables, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+    affected = build_partition_keys(keys.inlined, keys.key, is_changed, now, then, touched.to_table())
+    prepared = PreparedRows(
+        affected=rename_relations(affected, ctx.physical_of, ctx.default_schema),
+        recomputed=restrict_to_keys(compiled.physical_sql, keys.key, scratch_table(ctx, "keys").to_table(alias="k")),
+        before=before + rows,
+        during=[],
+        scratch=[touched, *tables],
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)

@@ -11,6 +11,10 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
 
+A row-level model whose changed inputs are read in subquery expressions through one partition
+key (TPC-H Q20) merges or deletes+inserts the output keys of its rows in the touched
+partitions now and before the change (``signed_statements.partition_key_statements``).
+
 Appending and folding are exact only if applied once: they need a transaction that commits
 them with the watermark. Without one, replacing keys is idempotent.
 """
@@ -24,7 +28,8 @@ from sqlorch.planning.rewrites.model_statements import (
     ModelContext,
     Resolve,
     Strategy,
-    mentions,
+    covered,
+    partitioned_keys,
     single_appended_input,
 )
 from sqlorch.planning.rewrites.replace_keys import incremental_statements
@@ -57,11 +62,16 @@ def signed_form(keys: KeyAnalysis, changes: Changes) -> bool:
     """The model's groups follow these changes from signed deltas: its query (or its
     decorrelated form) has the form, or one partition (``analysis/partition.py``) anchors
     every changed input."""
-    return keys.not_signed == "" or _covered(keys.partitions, changes)
+    return keys.not_signed == "" or covered(keys.partitions, changes)
 
 
-def _covered(partitions: list[tuple[str, frozenset[tuple[str, str]]]], changes: Changes) -> bool:
-    return any(all(mentions(tables, ref) for ref in changes) for _, tables in partitions)
+def keyed_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> list[Item]:
+    if partitioned_keys(ctx.compiled.keys, changes):
+        # imported here: the signed strategy's module builds on this package
+        from sqlorch.planning.rewrites.signed_statements import partition_key_statements
+
+        return partition_key_statements(ctx, changes, resolve)
+    return incremental_statements(ctx, changes, resolve)
 
 
 def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
@@ -92,7 +102,9 @@ def fold_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> li
 
 
 def _affected_keys(names: str, keys: KeyAnalysis) -> str:
-    return f"{names} changed; recompute affected keys"  # the key: Step.key
+    read_inside = {name for name in names.split(", ") if tuple(name.split(".")[-2:]) in keys.subquery_tables}
+    how = "; of the touched partitions' rows now and before" if keys.row_partitions and read_inside else ""
+    return f"{names} changed; recompute affected keys{how}"  # the key: Step.key
 
 
 STRATEGIES: tuple[Strategy, ...] = (
@@ -124,8 +136,8 @@ STRATEGIES: tuple[Strategy, ...] = (
         MERGE_KEYS,
         lambda keys, changes, capabilities: keys.unique and capabilities.merge_in_transaction,
         _affected_keys,
-        incremental_statements,
+        keyed_statements,
     ),
-    Strategy(DELETE_INSERT_KEYS, lambda keys, changes, capabilities: True, _affected_keys, incremental_statements),
+    Strategy(DELETE_INSERT_KEYS, lambda keys, changes, capabilities: True, _affected_keys, keyed_statements),
 )
 STRATEGY = {strategy.name: strategy for strategy in STRATEGIES}
