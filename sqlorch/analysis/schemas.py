@@ -105,6 +105,24 @@ def qualify_query(
     return qualified
 
 
+def type_changes(before: Schema, now: Schema) -> list[str]:
+    """The columns of both ``before`` and ``now`` whose type changed, as ``name OLD -> NEW``.
+
+    The texts are compared as they are: each was rendered by sqlglot from a parsed type (a
+    catalog's, by the adapter in the target's dialect; an inferred one by ``output_schema``),
+    so one type has one spelling (``DECIMAL(12, 2)``; Postgres' ``character varying`` is
+    ``VARCHAR``). Parsing them again would take a dialect, and the project's is not the
+    target's: DuckDB's reads ``VARCHAR(8)``, ``CHAR(4)`` and ``TEXT`` as one type, which
+    they are not on Postgres. An UNKNOWN type (not inferred) changes nothing. Columns added
+    or dropped are not here: a model naming one fails to compile, one reading ``*`` changes
+    its output columns (``planner.output_columns_changed``)."""
+    return [
+        f"{name} {before[name]} -> {kind}"
+        for name, kind in now.items()
+        if name in before and before[name] != kind and "UNKNOWN" not in (before[name], kind)
+    ]
+
+
 def output_schema(
     qualified: exp.Query,
     schema: MappingSchema,

@@ -332,9 +332,14 @@ def _recapture_reason(
     if source.spec.cursor and (mark is None or mark.cursor != source.spec.cursor):
         return "cursor changed"
     before = _captured_columns(known[source.log])
-    changed = [name for name, kind in source.columns.items() if name in before and before[name] != kind]
+    dialect = source.adapter.dialect
+    changed = [
+        f"column {name} {before[name].sql(dialect=dialect)} -> {kind.sql(dialect=dialect)}"
+        for name, kind in source.columns.items()
+        if name in before and before[name] != kind
+    ]
     if changed:
-        return f"type of {', '.join(changed)} changed"
+        return ", ".join(changed)
     return None
 
 

@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
+from sqlorch.analysis.schemas import type_changes
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import (
     FULL,
@@ -101,6 +102,24 @@ def output_columns_changed(compiled: CompiledModel, recorded: dict[str, str] | N
     return "; ".join(reasons) or "output column order changed"
 
 
+def input_types_changed(compiled: CompiledModel, recorded: dict[str, dict[str, str]] | None) -> str | None:
+    """Which input columns changed type since the model last ran, if any: a schema change
+    of that input, so the model is rebuilt (its table holds the old types, and incremental
+    rows of the new type would be cast to them). Every column of every input is compared,
+    read or not: a source whose column types changed is captured whole anyway (its readers
+    rebuild: ``execution/capture.py``), and a rebuilt model whose column types changed
+    records a whole batch (``rewrites/rebuild.py``)."""
+    if compiled.input_schemas is None or recorded is None:
+        return None
+    reasons = []
+    for ref, schema in sorted(compiled.input_schemas.items(), key=lambda item: str(item[0])):
+        changed = type_changes(recorded.get(str(ref), {}), schema)
+        if changed:
+            kind = "source " if ref in compiled.model.sources else ""
+            reasons.append(f"{kind}{ref}: column {', column '.join(changed)}")
+    return "; ".join(reasons) or None
+
+
 def decide_model(
     compiled: CompiledModel,
     snapshot: StateSnapshot,
@@ -126,6 +145,9 @@ def decide_model(
     reshaped = output_columns_changed(compiled, state.columns)
     if reshaped:
         return Decision("full", reshaped, rebuild)
+    retyped = input_types_changed(compiled, state.inputs)
+    if retyped:
+        return Decision("full", retyped, rebuild)
     if not changes:
         return Decision("skip", "model and inputs unchanged")
     changed_names = ", ".join(sorted(str(r) for r in changes))
