@@ -1,7 +1,8 @@
 """Differential histories with source schema events (issue 9), on every target.
 
 A seeded random history of data changes, each step with one schema event (a column
-added, a column no model names dropped, a type widened, a table recreated, a table
+added, a column no model names dropped, a type widened, a type changed to another kind
+(DECIMAL to DOUBLE, VARCHAR to TEXT), a table recreated, a table
 truncated and reloaded, rows tied at the cursor, a row updated without moving its cursor),
 an incremental build after every step, and every model compared with its SQL evaluated
 from scratch on the same warehouse. Lives with the adapter suite to use its stand-in
@@ -55,7 +56,7 @@ BASE = {
 }
 CURSOR = {EVENTS: "loaded_at", USERS: "updated_at"}
 KEY = {EVENTS: "event_id", USERS: "user_id", ITEMS: "item_id"}
-ALL_EVENTS = ["ties", "quiet_update", "add_column", "drop_column", "widen", "recreate", "truncate"]
+ALL_EVENTS = ["ties", "quiet_update", "add_column", "drop_column", "widen", "retype", "recreate", "truncate"]
 # Snowflake and BigQuery stand-ins are slow (a second or more per statement): they run the
 # events whose capture differs most (ties and the fingerprint check, a new column, a table
 # recreated). BigQuery's adapter also reads NUMERIC columns without precision and scale,
@@ -80,6 +81,7 @@ class SchemaHistory:
         self.next_id = {EVENTS: 1, USERS: 1, ITEMS: 1}
         self.extra: dict[TableRef, list[str]] = {EVENTS: [], USERS: [], ITEMS: []}
         self.scale = 2  # decimals of new amounts: 3 once the type is widened
+        self.retyped = False  # items.price and users.plan changed type (``_retype``)
         self.log: list[str] = []
 
     def create(self) -> None:
@@ -163,6 +165,15 @@ class SchemaHistory:
             run(self.adapter, "ALTER TABLE raw.items ALTER COLUMN qty TYPE BIGINT")
             self.scale = 3
         self.insert(EVENTS, 2)
+
+    def _retype(self) -> None:
+        """Not a widening: a price becomes a DOUBLE (``qty * price`` changes type), a plan
+        TEXT (on Postgres another type than VARCHAR; on DuckDB the same one)."""
+        if not self.retyped:
+            run(self.adapter, "ALTER TABLE raw.items ALTER COLUMN price TYPE DOUBLE")
+            run(self.adapter, "ALTER TABLE raw.users ALTER COLUMN plan TYPE TEXT")
+            self.retyped = True
+        self.insert(ITEMS, 2)
 
     def _copy_back(self, table: TableRef, keep: str) -> None:
         """Keep the rows of ``table`` matching ``keep`` in a scratch table, to reload from."""
