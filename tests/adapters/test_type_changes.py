@@ -10,6 +10,7 @@ timestamp cut to a date, a CHAR padded), and ``plan`` must say what ``build`` do
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,8 +64,14 @@ BASE = {
         "placed": "DATE",
         "loaded_at": "TIMESTAMP",
     },
-    CUSTOMERS: {"customer_id": "INTEGER", "region": "VARCHAR", "score": "DECIMAL(10,2)", "updated_at": "TIMESTAMP"},
-    ITEMS: {"item_id": "INTEGER", "qty": "INTEGER", "price": "DECIMAL(12,2)"},
+    CUSTOMERS: {
+        "customer_id": "INTEGER",
+        "region": "VARCHAR",
+        "score": "DECIMAL(10,2)",
+        "updated_at": "TIMESTAMP",
+        "code": "INTEGER",  # read by no model but mart.all_customers (SELECT *)
+    },
+    ITEMS: {"item_id": "INTEGER", "qty": "INTEGER", "price": "DECIMAL(12,2)", "code": "INTEGER"},  # code: read by none
     FX: {"currency": "VARCHAR", "rate": "DOUBLE"},
 }
 
@@ -91,8 +98,8 @@ def create(adapter: Adapter) -> None:
         list(BASE[ORDERS]),
         [(i, i % 4, 3 * i, "paid" if i % 2 else "open", day.date(), day) for i in range(1, 13)],
     )
-    adapter.insert_rows(CUSTOMERS, list(BASE[CUSTOMERS]), [(c, f"r{c % 2}", c + 0.25, day) for c in range(4)])
-    adapter.insert_rows(ITEMS, list(BASE[ITEMS]), [(i, i, 1.5) for i in range(5)])
+    adapter.insert_rows(CUSTOMERS, list(BASE[CUSTOMERS]), [(c, f"r{c % 2}", c + 0.25, day, 10 * c) for c in range(4)])
+    adapter.insert_rows(ITEMS, list(BASE[ITEMS]), [(i, i, 1.5, 10 * i) for i in range(5)])
     adapter.insert_rows(FX, list(BASE[FX]), [("EUR", 1.125), ("USD", 1.0)])
 
 
@@ -166,3 +173,33 @@ def test_a_type_change_under_built_models_is_exact(typed_warehouse: Warehouse, t
         if before != after:  # DuckDB: VARCHAR(8) and CHAR(4) are VARCHAR
             assert results[name]["action"] == "full", (name, results[name])
             assert f"source {table}: column {column} {before} -> {after}" in results[name]["reason"]
+
+
+@pytest.mark.parametrize("using", ["", " USING 'x' || code"])
+@pytest.mark.parametrize("table", ["raw.items", "raw.customers"])
+def test_a_type_change_of_a_column_no_model_names_keeps_its_readers_incremental(
+    typed_warehouse: Warehouse, tmp_path: Path, table: str, using: str
+) -> None:
+    """A keyed source's column no model names (with a cursor or without): its captured
+    values are cast to the new type and the diff by key finds the rows where the source's
+    own conversion (``USING``) disagrees with the cast: updates of a column no model reads."""
+    files = {path: sql for path, sql in PROJECT.items() if path != "models/mart/all_customers.sql"}
+    project = write_files(tmp_path / "project", files)
+    options = api.Options(project_dir=project, profiles_dir=typed_warehouse.write_profiles())
+    create(typed_warehouse.connect())
+    build(typed_warehouse, project)
+    adapter = typed_warehouse.connect()
+    run(adapter, f"ALTER TABLE {table} ALTER COLUMN code TYPE VARCHAR{using}")
+    more_rows(adapter, "5", "DATE '2026-01-02'")  # an update in each keyed source
+    typed_warehouse.close_all()  # DuckDB: plan opens the file read-only, alone
+    plan = api.plan(options)
+    planned = {str(step.ref): step for step in plan.steps}
+    results = build(typed_warehouse, project)
+    assert differences(typed_warehouse, project) == {}, results
+    for name in ("mart.items", "mart.customers"):
+        assert (planned[name].action, planned[name].reason) == (results[name]["action"], results[name]["reason"])
+        assert results[name]["action"] == "incremental", results
+    source = next(change for change in plan.sources if change.source == table)
+    assert re.match(r"column code INT -> \w+ \(read by no model\)", source.reason), source.reason
+    every = 5 if table == "raw.items" else 4
+    assert (source.change, source.rows) == ("delta", 2 * every if using else 2)  # old and new images
