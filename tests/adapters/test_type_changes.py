@@ -203,3 +203,23 @@ def test_a_type_change_of_a_column_no_model_names_keeps_its_readers_incremental(
     assert re.match(r"column code INT -> \w+ \(read by no model\)", source.reason), source.reason
     every = 5 if table == "raw.items" else 4
     assert (source.change, source.rows) == ("delta", 2 * every if using else 2)  # old and new images
+
+
+def test_a_followed_type_alone_changes_nothing_and_is_followed_once(typed_warehouse: Warehouse, tmp_path: Path) -> None:
+    """No row changed but the type of a column no model names: nothing to rebuild or merge,
+    and the next build finds the source unchanged (its shadow and fingerprint follow)."""
+    files = {path: sql for path, sql in PROJECT.items() if path != "models/mart/all_customers.sql"}
+    project = write_files(tmp_path / "project", files)
+    options = api.Options(project_dir=project, profiles_dir=typed_warehouse.write_profiles())
+    create(typed_warehouse.connect())
+    build(typed_warehouse, project)
+    run(typed_warehouse.connect(), "ALTER TABLE raw.customers ALTER COLUMN code TYPE BIGINT")
+    typed_warehouse.close_all()
+    for _ in range(2):
+        plan = api.plan(options)
+        results = build(typed_warehouse, project)
+        assert {name: r["action"] for name, r in results.items()} == {str(step.ref): step.action for step in plan.steps}
+        assert {r["action"] for r in results.values()} == {"skip"}, results
+        assert differences(typed_warehouse, project) == {}
+    source = next(change for change in plan.sources if change.source == "raw.customers")
+    assert (source.change, source.reason) == ("none", "unchanged")
