@@ -4,7 +4,9 @@ Each case builds a project (an append-only source, a keyed source; row-level, GR
 join, window and downstream models), alters one source column's type, changes rows, and
 builds again: every model table must equal its SQL evaluated from scratch, column types
 included (a table left with the old types holds values cast to them: a decimal rounded, a
-timestamp cut to a date, a CHAR padded), and ``plan`` must say what ``build`` does.
+timestamp cut to a date, a CHAR padded), and ``plan`` must say what ``build`` does: the
+readers rebuild, saying which column changed from what to what. A keyed source's column no
+model names is followed instead, and its readers stay incremental.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def more_rows(adapter: Adapter, amount: str, placed: str) -> None:
 
 
 CASES = {
-    # column -> (ALTER ... TYPE, new amount SQL, new placed SQL)
+    # (table, column, its new type, the new orders' amount and placed as SQL of their type now)
     "amount INTEGER -> DECIMAL(12,2)": ("raw.orders", "amount", "DECIMAL(12,2)", "2.75", "DATE '2026-01-02'"),
     "placed DATE -> TIMESTAMP": ("raw.orders", "placed", "TIMESTAMP", "5", "TIMESTAMP '2026-01-02 10:30:00'"),
     "status VARCHAR -> VARCHAR(8), read in WHERE only": (
