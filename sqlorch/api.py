@@ -17,7 +17,7 @@ from sqlorch.adapters.base import Adapter
 from sqlorch.adapters.registry import connect
 from sqlorch.analysis.lineage import RANK, LineageJson
 from sqlorch.analysis.lineage_graph import Impact, LineageGraph, LineageResult, Reached
-from sqlorch.analysis.schemas import Schema, SchemaMap
+from sqlorch.analysis.schemas import Schema, SchemaMap, columns_read
 from sqlorch.audits.declared import declared_audits
 from sqlorch.audits.run import AuditResult, ModelAudits, explain_audits, model_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
@@ -289,8 +289,9 @@ def _capture_sources(
             capturing(ref)
         batch = snapshot.latest_batch.get(str(ref), 0) + 1
         spec, state = session.project.sources.get(ref), snapshot.relations.get(str(ref))
+        read = partial(columns_read, [m.ast for m in session.project.models.values() if ref in m.sources])
         captured[ref] = retry_step(  # a transient error is retried as a model step's is (execution/retry.py)
-            partial(capture, adapter, ref, spec, state, batch, known, full_refresh),
+            partial(capture, adapter, ref, spec, state, batch, known, full_refresh, read),
             adapter,
             policy,
             str(ref),

@@ -144,7 +144,7 @@ def test_plan_leaves_the_duckdb_file_as_it_was_and_predicts_the_build(tmp_path: 
     sql(root, "ALTER TABLE raw.events ALTER COLUMN amount TYPE DECIMAL(18, 3)")
     sources = plan_then_build(root)
     assert sources["raw.events"]["change"] == "full"
-    assert "type of amount changed" in sources["raw.events"]["reason"]
+    assert "column amount DECIMAL(12, 2) -> DECIMAL(18, 3)" in sources["raw.events"]["reason"]
     assert {s["change"] for name, s in sources.items() if name != "raw.events"} == {"none"}
 
 

@@ -109,8 +109,9 @@ def _plan(path: Path, tmp_path: Path) -> tuple[Step, str]:
     for ref, item in compiled.items():
         assert item.columns is not None, ref
         columns[ref] = [c.lower() for c in item.columns]
+        inputs = {str(input_ref): schema for input_ref, schema in (item.input_schemas or {}).items()}
         snapshot.relations[str(ref)] = RelationState(
-            item.fingerprint, dict.fromkeys(columns[ref], ""), item.keys.key, None
+            item.fingerprint, dict.fromkeys(columns[ref], ""), item.keys.key, None, inputs=inputs
         )
         snapshot.record_batch(str(ref), 1, "full", 0)
         for input_ref in item.model.inputs:

@@ -9,7 +9,7 @@ the build.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
@@ -103,6 +103,53 @@ def qualify_query(
         raise CompileError(f"cannot analyse this query: {error}", path=path) from None
     assert isinstance(qualified, exp.Query)
     return qualified
+
+
+def type_changes(before: Schema, now: Schema) -> dict[str, str]:
+    """The columns of both ``before`` and ``now`` whose type changed, each with ``name OLD -> NEW``.
+
+    The texts are compared as they are: each was rendered by sqlglot from a parsed type (a
+    catalog's, by the adapter in the target's dialect; an inferred one by ``output_schema``),
+    so one type has one spelling (``DECIMAL(12, 2)``; Postgres' ``character varying`` is
+    ``VARCHAR``). Parsing them again would take a dialect, and the project's is not the
+    target's: DuckDB's reads ``VARCHAR(8)``, ``CHAR(4)`` and ``TEXT`` as one type, which
+    they are not on Postgres. An UNKNOWN type (not inferred) changes nothing. Columns added
+    or dropped are not here: a model naming one fails to compile, one reading ``*`` changes
+    its output columns (``planner.output_columns_changed``)."""
+    return {
+        name: f"{name} {before[name]} -> {kind}"
+        for name, kind in now.items()
+        if name in before and before[name] != kind and "UNKNOWN" not in (before[name], kind)
+    }
+
+
+def columns_named(query: exp.Expr) -> frozenset[str] | None:
+    """Every name by which ``query`` may read a column (lower case): a superset, since it
+    is every identifier in it (tables and aliases too). None where the query may read a
+    column it does not name: ``*`` (not ``COUNT(*)``), ``t.*``, ``COLUMNS(...)``, a
+    NATURAL join, a PIVOT, a relation read as a row value (DuckDB's ``SELECT t FROM t``)."""
+    if any(not isinstance(star.parent, exp.Count) for star in query.find_all(exp.Star)):
+        return None
+    if query.find(exp.Columns, exp.Pivot) is not None:
+        return None
+    if any(str(join.args.get("method") or "").upper() == "NATURAL" for join in query.find_all(exp.Join)):
+        return None
+    relations = {table.name.lower() for table in query.find_all(exp.Table)}
+    relations |= {alias.name.lower() for alias in query.find_all(exp.TableAlias)}
+    if any(not column.table and column.name.lower() in relations for column in query.find_all(exp.Column)):
+        return None
+    return frozenset(node.name.lower() for node in query.find_all(exp.Identifier, exp.Var))
+
+
+def columns_read(queries: Iterable[exp.Expr]) -> frozenset[str] | None:
+    """``columns_named`` of several queries (the models reading one source), together."""
+    names: set[str] = set()
+    for query in queries:
+        named = columns_named(query)
+        if named is None:
+            return None
+        names |= named
+    return frozenset(names)
 
 
 def output_schema(

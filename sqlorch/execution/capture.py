@@ -34,7 +34,10 @@ Before capturing, the source's columns are compared with its change log's. A cha
 change log and shadow cannot be compared exactly with values of the new type. Added,
 dropped or renamed columns are followed instead: change log, shadow and edge are rebuilt
 with the source's columns (NULL where a column is new), and the diff that follows captures
-every row whose values differ (e.g. a column added with a default).
+every row whose values differ (e.g. a column added with a default). So is a keyed source's
+column whose type changed where no model names it (not its key or cursor): its captured
+values are cast to the new type, and the diff by key that follows captures every row the
+cast and the source's own conversion disagree on, as an update of a column no model reads.
 
 Each capture commits its change-log rows, shadow update, batch record and watermark in one
 transaction, so a crash leaves the previous capture in place and the next build redoes it.
@@ -67,7 +70,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from sqlglot import exp
@@ -171,6 +174,8 @@ class _Source:
     spec: SourceSpec
     columns: dict[str, exp.DataType]
     batch: int
+    # the columns the models reading it name (None: any), asked only when a type changed
+    read: Callable[[], frozenset[str] | None] = lambda: None
 
     @property
     def name(self) -> str:
@@ -237,18 +242,21 @@ def capture_source(
     next_batch: int,
     known: Mapping[TableRef, dict[str, exp.DataType]],
     full_refresh: bool = False,
+    read: Callable[[], frozenset[str] | None] = lambda: None,
 ) -> Captured | None:
     """Capture one source's changes. ``known`` holds the columns of the tables that exist
     (the source, its change log, shadow and edge), read by the caller in one catalog query.
     ``full_refresh`` recaptures a declared source whole (change log, shadow and watermark
-    reset). Returns None when nothing was written: the source is missing or did not change."""
+    reset). ``read``: the columns the models reading the source name (``columns_read``;
+    None: any), asked where a column's type changed. Returns None when nothing was
+    written: the source is missing or did not change."""
     columns = known.get(ref)
     if columns is None:
         return None  # the model reading it will fail with the warehouse's message
     if spec is None or not (spec.cursor or spec.unique_key):
         return capture_fingerprint(adapter, ref, state, next_batch, columns)
     _check_declared_columns(spec, columns)
-    source = _Source(adapter, ref, spec, dict(columns), next_batch)
+    source = _Source(adapter, ref, spec, dict(columns), next_batch, read)
     reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
     if reason is not None:
         if state is not None:
@@ -271,6 +279,7 @@ def predict_capture(
     next_batch: int,
     known: Mapping[TableRef, dict[str, exp.DataType]],
     full_refresh: bool = False,
+    read: Callable[[], frozenset[str] | None] = lambda: None,
 ) -> Captured | None:
     """What ``capture_source`` would record now, read-only (``plan``): the same decisions and
     change queries, counted instead of written. None when the source is missing."""
@@ -282,7 +291,7 @@ def predict_capture(
             return Captured()
         return Captured(((next_batch, "full", 0),), _fingerprint_reason(state))
     _check_declared_columns(spec, columns)
-    source = _Source(adapter, ref, spec, dict(columns), next_batch)
+    source = _Source(adapter, ref, spec, dict(columns), next_batch, read)
     reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
     if reason is not None:
         return Captured(((next_batch, "full", 0),), f"captured whole: {reason}")
@@ -323,7 +332,8 @@ def _recapture_reason(
     source: _Source, state: RelationState | None, known: Mapping[TableRef, dict[str, exp.DataType]]
 ) -> str | None:
     """Why the source must be captured whole, if it must: nothing captured yet, another way
-    of capturing it than last time, or a column whose type changed."""
+    of capturing it than last time, or a column whose type changed, unless that type is
+    followed instead (``_follows_type``)."""
     if state is None or source.log not in known or source.copy not in known:
         return "first capture"
     if state.key != source.key:
@@ -331,22 +341,47 @@ def _recapture_reason(
     mark = CursorMark.read(state.cursor_hi) if source.spec.cursor else None
     if source.spec.cursor and (mark is None or mark.cursor != source.spec.cursor):
         return "cursor changed"
-    before = _captured_columns(known[source.log])
-    changed = [name for name, kind in source.columns.items() if name in before and before[name] != kind]
-    if changed:
-        return f"type of {', '.join(changed)} changed"
+    retyped = _retyped(source, _captured_columns(known[source.log]))
+    if any(not _follows_type(source, name) for name in retyped):
+        return ", ".join(retyped.values())
     return None
 
 
+def _retyped(source: _Source, have: Mapping[str, exp.DataType]) -> dict[str, str]:
+    """The columns of ``have`` (a change log's or copy's) whose type the source changed,
+    each with ``column name OLD -> NEW``."""
+    dialect = source.adapter.dialect
+    return {
+        name: f"column {name} {have[name].sql(dialect=dialect)} -> {kind.sql(dialect=dialect)}"
+        for name, kind in source.columns.items()
+        if name in have and have[name] != kind
+    }
+
+
+def _follows_type(source: _Source, name: str) -> bool:
+    """Whether a column whose type changed is followed (its captured values cast to the new
+    type, like a column added) rather than the source captured whole: where no model names
+    it and the capture diffs every row by key, so a value the cast and the source's
+    conversion disagree on is an update of an unread column. Not the key or cursor (they
+    are compared), not an append-only source (its ties are compared on every column)."""
+    if source.spec.append_only or name in source.key or name == source.spec.cursor:
+        return False
+    read = source.read()
+    return read is not None and name not in read
+
+
 def _followed_tables(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> str:
-    """Which columns the source gained and lost since its change log or copy was made
-    ("" when none): both are rebuilt with the source's columns before the capture."""
+    """Which columns the source gained, lost or changed the type of (no model reading them)
+    since its change log or copy was made ("" when none): both are rebuilt with the
+    source's columns before the capture."""
     log, copy = _captured_columns(known[source.log]), _captured_columns(known[source.copy])
     if log == source.columns and copy == source.columns:
         return ""
     added = [name for name in source.columns if name not in log]
     dropped = [name for name in log if name not in source.columns]
+    retyped = {**_retyped(source, copy), **_retyped(source, log)}
     parts = [f"columns added: {', '.join(added)}" if added else "", f"dropped: {', '.join(dropped)}" if dropped else ""]
+    parts.append(f"{', '.join(retyped.values())} (read by no model)" if retyped else "")
     return "; ".join(filter(None, parts)) or "columns followed"
 
 
@@ -360,13 +395,16 @@ def _compared(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]
 def _followed(
     table: TableRef, have: Mapping[str, exp.DataType], columns: Mapping[str, exp.DataType], extra: list[str]
 ) -> exp.Select:
-    """``table``'s rows with ``columns``: a column it lacks is NULL, one gone is left out."""
-    projection = [
-        exp.column(name, table="t", quoted=True)
-        if name in have
-        else exp.alias_(exp.cast(exp.null(), kind), name, quoted=True)
-        for name, kind in columns.items()
-    ]
+    """``table``'s rows with ``columns``: a column it lacks is NULL, one gone is left out,
+    one of another type cast to the new one."""
+
+    def value(name: str, kind: exp.DataType) -> exp.Expr:
+        column = exp.column(name, table="t", quoted=True)
+        if name in have and have[name] == kind:
+            return column
+        return exp.alias_(exp.cast(column if name in have else exp.null(), kind), name, quoted=True)
+
+    projection = [value(name, kind) for name, kind in columns.items()]
     return exp.select(*projection, *columns_of(extra, "t")).from_(table.to_table(alias="t"))
 
 
@@ -383,10 +421,11 @@ def _follow_columns(source: _Source, known: Mapping[TableRef, dict[str, exp.Data
             if have == source.columns:
                 continue
             LOG.info(
-                "%s: columns added %s, dropped %s, following source %s",
+                "%s: columns added %s, dropped %s, retyped %s, following source %s",
                 table,
                 [name for name in source.columns if name not in have],
                 [name for name in have if name not in source.columns],
+                list(_retyped(source, have).values()),
                 source.name,
             )
             execute_create(adapter, create_table_as(scratch, _followed(table, have, source.columns, extra)))

@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlorch.adapters.base import Capabilities
+from sqlorch.analysis.schemas import columns_named, type_changes
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.cost import (
     FULL,
@@ -101,6 +102,31 @@ def output_columns_changed(compiled: CompiledModel, recorded: dict[str, str] | N
     return "; ".join(reasons) or "output column order changed"
 
 
+def input_types_changed(
+    compiled: CompiledModel, recorded: dict[str, dict[str, str]] | None, changes: dict[TableRef, InputChange]
+) -> str | None:
+    """Which input columns the model may read changed type since it last ran, if any: a
+    schema change of that input, so the model is rebuilt (its table holds the old types,
+    and incremental rows of the new type would be cast to them). A source column the model
+    does not name (``columns_named``) counts only where the source was captured whole (for
+    another model that names it): where no model names it, the capture follows its type
+    and the model stays incremental (``capture._follows_type``). Every column of an
+    upstream model or seed counts: a rebuilt model whose column types changed records a
+    whole batch anyway (``rewrites/rebuild.py``)."""
+    if compiled.input_schemas is None or recorded is None:
+        return None
+    reasons = []
+    for ref, schema in sorted(compiled.input_schemas.items(), key=lambda item: str(item[0])):
+        changed = type_changes(recorded.get(str(ref), {}), schema)
+        source = ref in compiled.model.sources
+        if changed and source and not (ref in changes and changes[ref].full):
+            named = columns_named(compiled.model.ast)
+            changed = {name: text for name, text in changed.items() if named is None or name in named}
+        if changed:
+            reasons.append(f"{'source ' if source else ''}{ref}: column {', column '.join(changed.values())}")
+    return "; ".join(reasons) or None
+
+
 def decide_model(
     compiled: CompiledModel,
     snapshot: StateSnapshot,
@@ -126,6 +152,9 @@ def decide_model(
     reshaped = output_columns_changed(compiled, state.columns)
     if reshaped:
         return Decision("full", reshaped, rebuild)
+    retyped = input_types_changed(compiled, state.inputs, changes)
+    if retyped:
+        return Decision("full", retyped, rebuild)
     if not changes:
         return Decision("skip", "model and inputs unchanged")
     changed_names = ", ".join(sorted(str(r) for r in changes))

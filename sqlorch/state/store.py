@@ -5,7 +5,8 @@ Tables (all in ``_sqlorch``):
 - ``relations``: per model/seed/source its fingerprint (compiled SQL; a seed's or an
   undeclared source's content; for a keyed source, its shadow's content), output columns
   and key (JSON), and for sources the capture cursor; for a keyed source, the number of
-  buckets of its bucket fingerprints (NULL: none that describe its shadow).
+  buckets of its bucket fingerprints (NULL: none that describe its shadow); for a model,
+  its inputs' column types when it last ran (JSON: a type changed under it rebuilds it).
 - ``batches``: every change set a relation produced: ``kind`` is ``append`` (only new
   rows in its change log), ``delta`` (old and new images) or ``full`` (consumers rebuild).
 - ``watermarks``: per consumer and input, the last batch consumed.
@@ -48,6 +49,7 @@ _TABLES: dict[str, dict[str, str]] = {
         "key": "TEXT",
         "cursor_hi": "TEXT",
         "buckets": "BIGINT",
+        "inputs": "TEXT",
     },
     # a model run's cost and table statistics too (``state/history.py``)
     "batches": {"relation": "TEXT", "batch": "BIGINT", "kind": "TEXT", "rows": "BIGINT", **HISTORY_COLUMNS},
@@ -118,6 +120,8 @@ class RelationState:
     key: list[str] | None
     cursor_hi: str | None
     buckets: int | None = None  # a keyed source's buckets (``execution/buckets.py``); None: not kept
+    # a model's inputs' column types when it last ran (``planner.input_types_changed``); None: not kept
+    inputs: dict[str, dict[str, str]] | None = None
 
 
 @dataclass
@@ -248,13 +252,14 @@ def load_snapshot(adapter: Adapter, existing: Collection[TableRef] | None = None
         query = exp.union(query, part, distinct=False)
     for tag, *row in adapter.fetch(query):
         if tag == "r":
-            relation, fingerprint, columns, key, cursor_hi, buckets = row[:6]
+            relation, fingerprint, columns, key, cursor_hi, buckets, inputs = row[:7]
             snapshot.relations[relation] = RelationState(
                 fingerprint=fingerprint,
                 columns=json.loads(columns) if columns else None,
                 key=json.loads(key) if key else None,
                 cursor_hi=cursor_hi,
                 buckets=int(buckets) if buckets else None,
+                inputs=json.loads(inputs) if inputs else None,
             )
         elif tag == "b":
             relation, batch, kind, rows = row[:4]
@@ -295,6 +300,7 @@ def save_relation_statements(relation: str, state: RelationState) -> list[exp.Ex
         "key": json.dumps(state.key) if state.key is not None else None,
         "cursor_hi": state.cursor_hi,
         "buckets": state.buckets,
+        "inputs": json.dumps(state.inputs) if state.inputs is not None else None,
     }
     return [
         exp.delete(state_table("relations").to_table(), where=_eq("relation", relation)),

@@ -256,6 +256,18 @@ def test_every_model_runs_the_statements_of_its_plan(
     plan, results, executed = _plan_then_build(warehouse, project, read)
     assert results["staging.stg_orders"].action == "full"
     matched += _assert_ran_as_planned(plan, results, executed)
+
+    # a source column's type changed: its readers rebuild, saying which column and types
+    run(
+        "ALTER TABLE raw.orders ALTER COLUMN amount TYPE DECIMAL(12, 2)",
+        "INSERT INTO raw.orders VALUES (70, 1, 2.5, 'paid')",
+    )
+    plan, results, executed = _plan_then_build(warehouse, project, read)
+    stg = next(s for s in plan.steps if str(s.ref) == "staging.stg_orders")
+    assert (stg.action, stg.reason) == ("full", "source raw.orders: column amount INT -> DECIMAL(12, 2)")
+    assert (results["staging.stg_orders"].action, results["staging.stg_orders"].reason) == (stg.action, stg.reason)
+    matched += _assert_ran_as_planned(plan, results, executed)
+    assert_models_match_their_sql(warehouse, project)
     assert matched > 40
 
 

@@ -155,7 +155,10 @@ def bookkeeping(ctx: ModelContext, columns: list[str], strategy: str, appends: b
     (``steps.batch_record``). In a transaction group the batch and the watermarks are
     written for all its steps at once (``Statement.grouped``)."""
     name = str(ctx.compiled.model.ref)
-    record = RelationState(ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None)
+    inputs = {str(ref): schema for ref, schema in (ctx.compiled.input_schemas or {}).items()}
+    record = RelationState(
+        ctx.compiled.fingerprint, dict.fromkeys(columns, ""), ctx.compiled.keys.key, None, inputs=inputs
+    )
     stored = ctx.state
     unchanged = stored == record and stored is not None and list(stored.columns or {}) == columns
     statements = [] if unchanged else [planned(s, "bookkeeping", True) for s in save_relation_statements(name, record)]
