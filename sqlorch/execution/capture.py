@@ -76,7 +76,7 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter, fingerprint_moved
-from sqlorch.errors import ConfigError
+from sqlorch.errors import AdapterError, ConfigError
 from sqlorch.execution import buckets as by_bucket
 from sqlorch.execution.statements import (
     Rows,
@@ -344,7 +344,30 @@ def _recapture_reason(
     retyped = _retyped(source, _captured_columns(known[source.log]))
     if any(not _follows_type(source, name) for name in retyped):
         return ", ".join(retyped.values())
+    if retyped and not _converts(source, known):
+        return f"{', '.join(retyped.values())}: a value captured before does not convert"
     return None
+
+
+def _converts(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> bool:
+    """Whether the values captured before a column's type changed (the change log's, the
+    shadow's) convert to the new type, so the column can be followed: a row deleted from the
+    source before the column was retyped may hold a value the new type cannot (a junk row
+    removed, then the column altered), which only the source's own rows were checked for.
+    Read-only, so ``plan`` predicts the same."""
+    for table in (source.log, source.copy):
+        have = _captured_columns(known[table])
+        changed = [name for name, kind in source.columns.items() if name in have and have[name] != kind]
+        if not changed:
+            continue
+        followed = _followed(table, have, source.columns, []).subquery("f")
+        # count(value) needs each converted value, where count(*) would let the cast be pruned
+        query = exp.select(*(exp.Count(this=exp.column(name, table="f", quoted=True)) for name in changed))
+        try:
+            source.adapter.fetch(query.from_(followed))
+        except AdapterError:
+            return False
+    return True
 
 
 def _retyped(source: _Source, have: Mapping[str, exp.DataType]) -> dict[str, str]:

@@ -225,3 +225,37 @@ def test_a_followed_type_alone_changes_nothing_and_is_followed_once(typed_wareho
         assert differences(typed_warehouse, project) == {}
     source = next(change for change in plan.sources if change.source == "raw.customers")
     assert (source.change, source.reason) == ("none", "unchanged")
+
+
+def test_a_captured_value_that_does_not_convert_recaptures_the_source_whole(
+    typed_warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A junk row deleted, then the column retyped: the source converted only the rows it
+    kept, but the shadow still holds the deleted row's value, which the new type cannot. The
+    column is not followed: the source is captured whole and its readers rebuild, as ``plan``
+    says (following it would fail the build on the cast)."""
+    files = {path: sql for path, sql in PROJECT.items() if path != "models/mart/all_customers.sql"}
+    project = write_files(tmp_path / "project", files)
+    options = api.Options(project_dir=project, profiles_dir=typed_warehouse.write_profiles())
+    adapter = typed_warehouse.connect()
+    create(adapter)
+    adapter.insert_rows(ITEMS, list(BASE[ITEMS]), [(9, 9, 1.5, 100_000)])  # no SMALLINT holds its code
+    build(typed_warehouse, project)
+    adapter = typed_warehouse.connect()
+    run(adapter, "DELETE FROM raw.items WHERE item_id = 9")
+    # the kept rows convert as they are (DuckDB's ALTER also converts rows deleted since its
+    # last checkpoint: LEAST keeps them in range)
+    run(adapter, "ALTER TABLE raw.items ALTER COLUMN code TYPE SMALLINT USING LEAST(code, 30000)")
+    more_rows(adapter, "5", "DATE '2026-01-02'")
+    typed_warehouse.close_all()  # DuckDB: plan opens the file read-only, alone
+    plan = api.plan(options)
+    planned = {str(step.ref): step for step in plan.steps}
+    results = build(typed_warehouse, project)
+    assert differences(typed_warehouse, project) == {}, results
+    assert (planned["mart.items"].action, planned["mart.items"].reason) == (
+        results["mart.items"]["action"],
+        results["mart.items"]["reason"],
+    )
+    assert results["mart.items"]["action"] == "full", results
+    source = next(change for change in plan.sources if change.source == "raw.items")
+    assert source.change == "full" and "does not convert" in source.reason, source
