@@ -46,6 +46,7 @@ from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
 from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
+from sqlorch.project.model import Model
 from sqlorch.project.sources import check_source_columns
 from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
@@ -289,7 +290,8 @@ def _capture_sources(
             capturing(ref)
         batch = snapshot.latest_batch.get(str(ref), 0) + 1
         spec, state = session.project.sources.get(ref), snapshot.relations.get(str(ref))
-        read = partial(columns_read, [m.ast for m in session.project.models.values() if ref in m.sources])
+        readers = [m for m in session.project.models.values() if ref in m.sources]
+        read = partial(_columns_read_by, readers)  # parsed only if asked: where a column's type changed
         captured[ref] = retry_step(  # a transient error is retried as a model step's is (execution/retry.py)
             partial(capture, adapter, ref, spec, state, batch, known, full_refresh, read),
             adapter,
@@ -298,6 +300,11 @@ def _capture_sources(
             partial(batch_recorded, adapter, str(ref), batch),
         )
     return captured
+
+
+def _columns_read_by(models: list[Model]) -> frozenset[str] | None:
+    """``columns_read`` of the models' SQL (None: any column)."""
+    return columns_read(model.ast for model in models)
 
 
 def _source_changes(

@@ -357,7 +357,7 @@ def _converts(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]
     Read-only, so ``plan`` predicts the same."""
     for table in (source.log, source.copy):
         have = _captured_columns(known[table])
-        changed = [name for name, kind in source.columns.items() if name in have and have[name] != kind]
+        changed = _retyped(source, have)
         if not changed:
             continue
         followed = _followed(table, have, source.columns, []).subquery("f")

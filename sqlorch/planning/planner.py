@@ -343,7 +343,7 @@ def build_plan(
             costs: Costs | None = None
             threshold: int | None = None  # changed rows above which a rebuild is cheaper
             if structural.action != "skip":
-                consumed = target is None or target.consumed is None or ref in target.consumed
+                consumed = target is None or target.reads(ref)
                 diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
                 estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all, consumed)
                 kept_diffs = sum(upstream_diff(diffing[r]) for r in changes if r in diffing)

@@ -67,6 +67,10 @@ class StepTarget:
     consumed: frozenset[TableRef] | None = None
     max_batch_rows: int | None = None  # sqlorch.yml's, or sized for the machine (``planning/chunks.py``)
 
+    def reads(self, ref: TableRef) -> bool:
+        """Whether some model of the project reads ``ref``'s change log (unknown: yes)."""
+        return self.consumed is None or ref in self.consumed
+
     def claim(self, ref: TableRef) -> list[Item]:
         """The ownership claim, before the statement that creates the relation."""
         relation = self.physical_of[ref]
@@ -131,7 +135,7 @@ def plan_model_statements(
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
         max_batch_rows=target.max_batch_rows,
-        read=target.consumed is None or ref in target.consumed,
+        read=target.reads(ref),
     )
     may_diff = exists and not full_refresh and ctx.read
     diff_possible = (
