@@ -35,6 +35,7 @@ class KeyFacts:
     global_aggregate: bool
     row_preserving: bool
     distributive: bool  # COUNT/SUM/MIN/MAX only: appended rows can be folded into groups
+    maps_identity: bool = False  # one table's rows kept one for one by its identity: changes mapped
 
 
 @cache
@@ -108,6 +109,7 @@ def model_keys(compiled: Mapping[TableRef, CompiledModel], cache: FactsCache) ->
                 global_aggregate=keys.global_aggregate,
                 row_preserving=keys.row_preserving,
                 distributive=keys.distributive is not None,
+                maps_identity=keys.maps_identity,
             )
             entry["key"] = asdict(facts)
             cache.dirty = True

@@ -204,3 +204,30 @@ def test_incremental_builds_of_a_join_keyed_by_its_from_side(project: Path, chan
     }
     assert _differences(project, "marts.enriched", ENRICHED) == 0
     assert _differences(project, "marts.enriched_left", ENRICHED_LEFT) == 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "unique_identity", "maps"),
+    [
+        ("SELECT order_id, amount * 2 AS doubled FROM raw.orders WHERE amount > 3", True, True),
+        ("SELECT amount, order_id AS id FROM raw.orders", True, True),
+        # the input's identity may repeat (an upstream model's key that is not unique)
+        ("SELECT order_id, amount FROM raw.orders", False, False),
+        # a join may give a FROM row several output rows
+        (
+            "SELECT o.order_id, c.plan FROM raw.orders AS o JOIN raw.customers AS c ON o.customer_id = c.customer_id",
+            True,
+            False,
+        ),
+        # the identity not passed through whole, or not row-level
+        ("SELECT order_id + 1 AS x, amount FROM raw.orders", True, False),
+        ("SELECT DISTINCT order_id, amount FROM raw.orders", True, False),
+    ],
+)
+def test_a_row_level_model_of_one_table_maps_its_identity(sql: str, unique_identity: bool, maps: bool) -> None:
+    """``maps_identity``: what lets ``map changed rows`` delete one stored row per old image."""
+    schema = MappingSchema(SCHEMA, dialect="duckdb")
+    query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=schema, dialect="duckdb")
+    assert isinstance(query, exp.Query)
+    unique = {("raw", "orders")} if unique_identity else set()
+    assert analyse_keys(query, (), schema, "duckdb", ORDER_IDENTITY, unique).maps_identity is maps

@@ -13,6 +13,7 @@ The key does not need to be unique: it is a partition of the output, replaced wh
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -55,6 +56,9 @@ class KeyAnalysis:
     # a row-level model's partitions, as ``partitions``: its affected keys are those of its rows
     # in the touched partitions, now and before (``signed_statements.partition_key_statements``)
     row_partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
+    # each output row is one row of the one table it reads (no join), keyed by that table's
+    # identity, which is unique wherever it changes: a changed key holds one stored row
+    maps_identity: bool = False
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -224,6 +228,33 @@ def _row_level(top: exp.Query) -> bool:
     return not any(isinstance(node, (exp.AggFunc, exp.Window)) for node in own_nodes(top))
 
 
+def _passed_identity(
+    top: exp.Query, key: list[str], identities: Mapping[tuple[str, str], tuple[str, ...]]
+) -> tuple[tuple[str, str], list[str]] | None:
+    """For a row-level SELECT, its FROM table and the key columns that pass the table's
+    identity through, where all of its columns are passed (else None)."""
+    if not identities or not _row_level(top):
+        return None
+    from_ = top.args.get("from_") or top.args.get("from")
+    table = from_.this if from_ is not None else None
+    if not isinstance(table, exp.Table):
+        return None
+    name = (table.db.lower(), table.name.lower())
+    identity = identities.get(name)
+    if not identity:
+        return None
+    alias = table.alias_or_name.lower()
+    passed: dict[str, str] = {}  # identity column -> the output column passing it through
+    for projection in top.selects:
+        column, expression = projection.alias_or_name.lower(), projection.unalias()
+        if column in key and isinstance(expression, exp.Column) and expression.table.lower() == alias:
+            passed.setdefault(expression.name.lower(), column)
+    if not all(column in passed for column in identity):
+        return None
+    narrowed = {passed[column] for column in identity}
+    return name, [column for column in key if column in narrowed]
+
+
 def _identity_key(top: exp.Query, key: list[str], identities: Mapping[tuple[str, str], tuple[str, ...]]) -> list[str]:
     """For a row-level SELECT, the key columns that pass its FROM table's identity through
     (a source's ``unique_key``, an upstream model's key: ``identities`` by schema and name),
@@ -233,25 +264,23 @@ def _identity_key(top: exp.Query, key: list[str], identities: Mapping[tuple[str,
     ``_driving_side_key``), so the subset is exact; the identity is the selective one. A key
     of every column made each step match and delete on all of them (five columns of 3M
     stored rows, strings included, against one BIGINT: 3-4x the scan and hash)."""
-    if not identities or not _row_level(top):
-        return key
-    from_ = top.args.get("from_") or top.args.get("from")
-    table = from_.this if from_ is not None else None
-    if not isinstance(table, exp.Table):
-        return key
-    identity = identities.get((table.db.lower(), table.name.lower()))
-    if not identity:
-        return key
-    alias = table.alias_or_name.lower()
-    passed: dict[str, str] = {}  # identity column -> the output column passing it through
-    for projection in top.selects:
-        name, expression = projection.alias_or_name.lower(), projection.unalias()
-        if name in key and isinstance(expression, exp.Column) and expression.table.lower() == alias:
-            passed.setdefault(expression.name.lower(), name)
-    if not all(column in passed for column in identity):
-        return key
-    narrowed = {passed[column] for column in identity}
-    return [name for name in key if name in narrowed]
+    passed = _passed_identity(top, key, identities)
+    return passed[1] if passed is not None else key
+
+
+def _maps_identity(
+    top: exp.Query,
+    key: list[str],
+    identities: Mapping[tuple[str, str], tuple[str, ...]],
+    unique_identities: AbstractSet[tuple[str, str]],
+) -> bool:
+    """Whether ``key`` is the identity of the one table a row-level SELECT reads, without a
+    join (one output row per input row at most), where that identity is unique wherever it
+    changes (``unique_identities``)."""
+    if not isinstance(top, exp.Select) or top.args.get("joins") or top.args.get("laterals"):
+        return False
+    passed = _passed_identity(top, key, identities)
+    return passed is not None and passed[0] in unique_identities and passed[1] == key
 
 
 def _key_is_unique(top: exp.Query, key: list[str], declared: tuple[str, ...]) -> bool:
@@ -392,9 +421,12 @@ def analyse_keys(
     schema: Schema | None = None,
     dialect: DialectType = "duckdb",
     identities: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+    unique_identities: AbstractSet[tuple[str, str]] = frozenset(),
 ) -> KeyAnalysis:
     """``identities``: per input (schema, name), lower case, the columns that identify its
-    rows (``_identity_key``)."""
+    rows (``_identity_key``); ``unique_identities``: the inputs whose identity is unique
+    wherever it changes (a source's ``unique_key``: its capture recaptures a source whole
+    where a changed key repeats; an upstream model's unique key or mapped identity)."""
     try:
         inlined = inline_ctes(qualified)
     except RecursiveCTE:
@@ -460,4 +492,5 @@ def analyse_keys(
         partitions=partitions,
         unanchored=unanchored,
         row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
+        maps_identity=_maps_identity(inlined, key, identities or {}, unique_identities),
     )

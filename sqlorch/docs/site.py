@@ -32,7 +32,7 @@ from typing import Any
 from sqlorch.analysis.lineage import LineageJson
 from sqlorch.docs.runs import Runs
 from sqlorch.model_facts import KeyFacts
-from sqlorch.planning.steps import INSERT_ONLY, PARTIAL_AGGREGATES
+from sqlorch.planning.steps import INSERT_ONLY, MAP_CHANGES, PARTIAL_AGGREGATES
 from sqlorch.project.header import ModelConfig
 from sqlorch.project.loader import Project
 from sqlorch.project.seeds import read_seed
@@ -68,6 +68,8 @@ def strategy(materialized: str, facts: KeyFacts | None) -> str:
     ways += [PARTIAL_AGGREGATES] if facts.distributive else []
     if ways:
         ways = [f"{', or '.join(ways)} when inputs are only appended to"]
+    if facts.row_preserving and facts.maps_identity:
+        ways.append(f"{MAP_CHANGES} when its input changed (DuckDB, Postgres)")
     ways.append("recompute all" if facts.global_aggregate else "merge keys" if facts.unique else "delete+insert keys")
     return "; else ".join(ways)
 

@@ -6,7 +6,7 @@ the target when run, both in Python, and they are run by the warehouse's driver,
 releases the GIL while the statement runs (DuckDB does, and a remote warehouse's driver
 waits on the network). In a group of many small steps (a chain of models committed
 together) building and rendering cost about half as much as running, so one background
-thread builds the branch each step most likely takes (its first: the small change's) and
+thread builds the branch each step most likely takes (the one the plan's estimates select) and
 renders its statements while the executor runs the steps before it. The executor waits
 for a step's building before it reads the step's statements, so no branch is ever built
 or rendered by two threads at once; a step that takes another branch builds it as before.
@@ -60,7 +60,7 @@ class StatementPrefetch:
     def _build(self, items: list[Item]) -> None:
         for item in items:
             if isinstance(item, Choice):
-                self._build(item.branches[0].statements)
+                self._build(item.branches[item.expected].statements)
             elif (
                 isinstance(item, Statement)
                 and item.kind == "execute"

@@ -20,9 +20,9 @@ open, as it leaves the rows a statement will write.
 Chunked where the changed keys drive the work (``merge keys``, ``delete+insert keys``), on
 a warehouse whose DDL is transactional and whose driver reports row counts (DuckDB,
 Postgres): the chunks' scratch tables are created inside the step's transaction. Not
-chunked: ``insert new rows`` and ``add partial aggregates`` (their statements read only the
-appended rows, once, in one streaming pass or one hash aggregate by group, which DuckDB
-spills to disk; no key partitions the appended rows), ``fold signed deltas`` (its state
+chunked: ``insert new rows``, ``map changed rows`` and ``add partial aggregates`` (their
+statements read only the input's changed rows, once, in one streaming pass, one hash
+aggregate or one hash join, which DuckDB spills to disk; no key partitions them), ``fold signed deltas`` (its state
 table commits with the model in statements of its own), ``recompute all`` (one row), a
 full rebuild (one ``CREATE TABLE AS``, streamed), a model with audits (they check the
 rows about to be published as a whole), and Snowflake and BigQuery (DDL outside the

@@ -46,7 +46,7 @@ class CompiledModel:
     cache_key: str = ""
     # the columns that identify an input's rows (a source's unique_key, an upstream model's
     # key), looked up when the key analysis runs: it narrows a row-level model's key to them
-    identity_of: Callable[[TableRef], tuple[str, ...]] | None = None
+    identity_of: Callable[[TableRef], tuple[tuple[str, ...], bool]] | None = None
 
     @cached_property
     def input_schema(self) -> MappingSchema | None:
@@ -71,12 +71,15 @@ class CompiledModel:
         if self.qualified is None:
             return KeyAnalysis(key=None, reason="input columns unknown")
         identities = {}
+        unique = set()
         if self.identity_of is not None:
             for ref in self.model.inputs:
-                identities[(ref.schema.lower(), ref.name.lower())] = self.identity_of(ref)
-        return analyse_keys(
-            self.qualified, self.model.config.unique_key, self.input_schema, dialect_of(self.dialect), identities
-        )
+                name = (ref.schema.lower(), ref.name.lower())
+                identities[name], is_unique = self.identity_of(ref)
+                if is_unique:
+                    unique.add(name)
+        declared = self.model.config.unique_key
+        return analyse_keys(self.qualified, declared, self.input_schema, dialect_of(self.dialect), identities, unique)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -230,12 +233,17 @@ def compile_project(
     compiled: dict[TableRef, CompiledModel] = {}
     errors: list[SqlorchError] = []
 
-    def identity_of(ref: TableRef) -> tuple[str, ...]:
-        """A source's declared unique_key, or an upstream model's key (analysed on demand)."""
+    def identity_of(ref: TableRef) -> tuple[tuple[str, ...], bool]:
+        """A source's declared unique_key, or an upstream model's key (analysed on demand), and
+        whether it is unique wherever it changes (``analyse_keys``' ``unique_identities``)."""
         if ref in project.sources:
-            return tuple(project.sources[ref].unique_key)
+            key = tuple(project.sources[ref].unique_key)
+            return key, bool(key)
         upstream = compiled.get(ref)
-        return tuple(upstream.keys.key or ()) if upstream is not None else ()
+        if upstream is None:
+            return (), False
+        keys = upstream.keys
+        return tuple(keys.key or ()), keys.unique or keys.maps_identity
 
     try:
         order = dag.topological_order()

@@ -28,7 +28,7 @@ from sqlorch.planning.cost import (
 )
 from sqlorch.planning.rewrites.model_statements import mentions, partitioned_keys
 from sqlorch.planning.rewrites.strategies import STRATEGIES, signed_deltas, signed_form
-from sqlorch.planning.steps import INSERT_ONLY, SIGNED_DELTAS, Decision, InputChange, Plan, Step
+from sqlorch.planning.steps import INSERT_ONLY, MAP_CHANGES, SIGNED_DELTAS, Decision, InputChange, Plan, Step
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.history import RunCost, latest_stats, recent
@@ -200,10 +200,11 @@ def model_estimate(
     input_sizes: dict[TableRef, int],
     diffs: bool,
     logged: bool = True,
+    strategy: str = "",
 ) -> Estimate:
     """The sizes one model's costs are estimated from: the changed rows of its inputs, its
     inputs' rows (counted for this plan, or as their last runs left them), its table's rows
-    and keys (as its last runs left them)."""
+    and keys (as its last runs left them). ``strategy``: the exact form the model would take."""
     stats = latest_stats(snapshot.runs.get(str(item.model.ref), []))
     sizes = [input_sizes.get(ref) for ref in item.model.inputs]
     table_rows = stats.rows if stats is not None else None
@@ -217,7 +218,8 @@ def model_estimate(
         diffs=diffs,
         logged=logged,
         appends_only=appended,
-        scans=not (appended and item.keys.row_preserving),  # new rows inserted, not keys replaced
+        # the input's changed rows inserted or mapped: no key looked for in the tables
+        scans=strategy not in (INSERT_ONLY, MAP_CHANGES),
         folds=signed_form(item.keys, changes),
     )
 
@@ -345,7 +347,9 @@ def build_plan(
             if structural.action != "skip":
                 consumed = target is None or target.reads(ref)
                 diffs = exists and not full_refresh and consumed and item.model.config.materialized == "incremental"
-                estimate = model_estimate(item, snapshot, changes, sizes, diffs and capabilities.except_all, consumed)
+                estimate = model_estimate(
+                    item, snapshot, changes, sizes, diffs and capabilities.except_all, consumed, structural.strategy
+                )
                 kept_diffs = sum(upstream_diff(diffing[r]) for r in changes if r in diffing)
                 estimate = replace(estimate, upstream_diff_rows=kept_diffs)  # cost.py: "An input rebuilt"
                 if structural.strategy == SIGNED_DELTAS and snapshot.aggregate_states.get(name) != latest.get(name, 0):

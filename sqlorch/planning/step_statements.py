@@ -32,6 +32,7 @@ from sqlorch.planning.rewrites.strategies import STRATEGY
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
+    MAP_CHANGES,
     MERGE_KEYS,
     PARTIAL_AGGREGATES,
     SIGNED_DELTAS,
@@ -159,7 +160,7 @@ def plan_model_statements(
         return STRATEGY[decision.strategy].statements(ctx, changes, target.resolve)
 
     def keyed(decision: Decision) -> bool:
-        return decision.strategy not in (INSERT_ONLY, PARTIAL_AGGREGATES, SIGNED_DELTAS)
+        return decision.strategy not in (INSERT_ONLY, MAP_CHANGES, PARTIAL_AGGREGATES, SIGNED_DELTAS)
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())
@@ -211,5 +212,6 @@ def plan_model_statements(
     chosen = branches[expected.index(True)]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
     # one branch left (no rule could apply): no choice
-    step.statements = [*claim, Choice(branches)] if len(branches) > 1 else [*claim, *branches[0].statements]
+    choice = Choice(branches, expected=expected.index(True))
+    step.statements = [*claim, choice] if len(branches) > 1 else [*claim, *branches[0].statements]
     return kinds

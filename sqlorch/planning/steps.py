@@ -28,6 +28,7 @@ from sqlorch.refs import TableRef
 
 # The incremental strategies' names, as plans and run results say them (``rewrites/strategies.py``).
 INSERT_ONLY = "insert new rows"
+MAP_CHANGES = "map changed rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
 SIGNED_DELTAS = "fold signed deltas"
 RECOMPUTE_ALL = "recompute all"
@@ -230,6 +231,7 @@ class Choice:
 
     branches: list[Branch]
     transaction: bool = False  # inside the step's transaction
+    expected: int = 0  # the branch the plan's estimates select (the one built ahead: ``execution/prefetch.py``)
 
     def to_json(self, dialect: str) -> dict[str, Any]:
         return {"choice": [branch.to_json(dialect) for branch in self.branches]}

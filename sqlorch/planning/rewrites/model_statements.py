@@ -245,16 +245,22 @@ def mentions(tables: set[tuple[str, str]] | frozenset[tuple[str, str]], ref: Tab
     return (ref.schema, ref.name) in tables or ("", ref.name) in tables
 
 
-def single_appended_input(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
-    """One changed input, only appended to, read once, not on a LEFT JOIN's nullable side."""
+def single_changed_input(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """One changed input, not changed as a whole, read once, not on a LEFT JOIN's nullable
+    side: the model is linear in it (each of its rows maps to the model's rows alone)."""
     if len(changes) != 1:
         return False
     ((ref, change),) = changes.items()
     return (
-        change.appends_only
+        not change.full
         and not mentions(keys.nullable_tables, ref)
         and keys.occurrences.get((ref.schema, ref.name), 0) + keys.occurrences.get(("", ref.name), 0) == 1
     )
+
+
+def single_appended_input(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """``single_changed_input``, only appended to."""
+    return single_changed_input(keys, changes) and all(change.appends_only for change in changes.values())
 
 
 def covered(partitions: list[tuple[str, frozenset[tuple[str, str]]]], changes: dict[TableRef, InputChange]) -> bool:

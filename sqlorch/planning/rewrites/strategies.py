@@ -5,6 +5,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | strategy | applies when |
 |---|---|
 | insert new rows | row-preserving model, one input only appended to, transactions |
+| map changed rows | row-preserving model keyed by its one table's identity, one input changed, transactions |
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
 | fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
 | recompute all | a global aggregate (no key columns: one row) |
@@ -24,6 +25,7 @@ from __future__ import annotations
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.planning.rewrites.insert_new_rows import insert_only_statements
+from sqlorch.planning.rewrites.map_changed_rows import map_statements
 from sqlorch.planning.rewrites.model_statements import (
     ModelContext,
     Resolve,
@@ -31,11 +33,13 @@ from sqlorch.planning.rewrites.model_statements import (
     covered,
     partitioned_keys,
     single_appended_input,
+    single_changed_input,
 )
 from sqlorch.planning.rewrites.replace_keys import incremental_statements
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
+    MAP_CHANGES,
     MERGE_KEYS,
     PARTIAL_AGGREGATES,
     RECOMPUTE_ALL,
@@ -51,6 +55,21 @@ Changes = dict[TableRef, InputChange]
 def insert_only(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
     """New output rows are exactly a row-preserving model over the appended input rows."""
     return capabilities.transactions and keys.row_preserving and single_appended_input(keys, changes)
+
+
+def map_changes(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """A row-preserving model changes as its one changed input's images mapped through it
+    (``map_changed_rows.py``); a unique key lets each old image delete its one stored row."""
+    return (
+        capabilities.transactions
+        and capabilities.except_all
+        and capabilities.row_counts
+        and capabilities.read_own_writes
+        and keys.row_preserving
+        and (keys.unique or keys.maps_identity)
+        and bool(keys.key)
+        and single_changed_input(keys, changes)
+    )
 
 
 def partial_aggregates(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
@@ -113,6 +132,12 @@ STRATEGIES: tuple[Strategy, ...] = (
         insert_only,
         lambda names, keys: f"{names} appended rows; the model keeps rows one for one",
         insert_only_statements,
+    ),
+    Strategy(
+        MAP_CHANGES,
+        map_changes,
+        lambda names, keys: f"{names} changed; its changed rows mapped through the model",
+        map_statements,
     ),
     Strategy(
         PARTIAL_AGGREGATES,
