@@ -56,8 +56,10 @@ class KeyAnalysis:
     # a row-level model's partitions, as ``partitions``: its affected keys are those of its rows
     # in the touched partitions, now and before (``signed_statements.partition_key_statements``)
     row_partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
-    # each output row is one row of the one table it reads (no join), keyed by that table's
-    # identity, which is unique wherever it changes: a changed key holds one stored row
+    # the table whose identity (unique wherever it changes) keys a row-level model: the rows
+    # of a key come from that table's one row of the key, and its partners in joins
+    identity_table: tuple[str, str] | None = None
+    # ... and the model reads no other table: each key holds at most one row
     maps_identity: bool = False
 
 
@@ -268,19 +270,20 @@ def _identity_key(top: exp.Query, key: list[str], identities: Mapping[tuple[str,
     return passed[1] if passed is not None else key
 
 
-def _maps_identity(
+def _identity_table(
     top: exp.Query,
     key: list[str],
     identities: Mapping[tuple[str, str], tuple[str, ...]],
     unique_identities: AbstractSet[tuple[str, str]],
-) -> bool:
-    """Whether ``key`` is the identity of the one table a row-level SELECT reads, without a
-    join (one output row per input row at most), where that identity is unique wherever it
-    changes (``unique_identities``)."""
-    if not isinstance(top, exp.Select) or top.args.get("joins") or top.args.get("laterals"):
-        return False
+) -> tuple[str, str] | None:
+    """The FROM table of a row-level SELECT whose identity is exactly ``key``, where that
+    identity is unique wherever it changes (``unique_identities``)."""
+    if not isinstance(top, exp.Select) or top.args.get("laterals"):
+        return None
     passed = _passed_identity(top, key, identities)
-    return passed is not None and passed[0] in unique_identities and passed[1] == key
+    if passed is None or passed[0] not in unique_identities or passed[1] != key:
+        return None
+    return passed[0]
 
 
 def _key_is_unique(top: exp.Query, key: list[str], declared: tuple[str, ...]) -> bool:
@@ -469,6 +472,7 @@ def analyse_keys(
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
     subquery_tables = _subquery_tables(inlined)
+    identity_table = _identity_table(inlined, key, identities or {}, unique_identities)
     # each output row from one combination of input rows (no aggregate or window of its own,
     # in its SELECT, HAVING or QUALIFY): the rows of a partition are the partition's alone
     row_level = (
@@ -492,5 +496,6 @@ def analyse_keys(
         partitions=partitions,
         unanchored=unanchored,
         row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
-        maps_identity=_maps_identity(inlined, key, identities or {}, unique_identities),
+        identity_table=identity_table,
+        maps_identity=identity_table is not None and not inlined.args.get("joins"),
     )

@@ -23,15 +23,20 @@ from tests.adapters.test_type_changes import run
 from tests.conftest import write_files
 
 PROJECT = {
-    "models/sources.yml": "sources:\n  raw.items: {unique_key: item_id}\n",
+    "models/sources.yml": "sources:\n  raw.items: {unique_key: item_id}\n  raw.cats: {unique_key: row_id}\n",
     "models/stg/items.sql": "SELECT item_id, qty * price AS value, upper(name) AS name FROM raw.items WHERE qty > 0",
     "models/stg/names.sql": "SELECT item_id, name FROM raw.items",
     "models/mart/big.sql": "SELECT item_id, value FROM stg.items WHERE value > 5",
     "models/mart/by_name.sql": "SELECT name, SUM(value) AS total, COUNT(*) AS n FROM stg.items GROUP BY name",
     "models/mart/lagging.sql": "SELECT item_id, name FROM raw.items WHERE name IS NOT NULL",
+    # keyed by raw.items' identity; a key holds several rows (two cats share a number) or none
+    "models/mart/enriched.sql": "SELECT i.item_id, c.label FROM raw.items AS i JOIN raw.cats AS c ON c.cat = i.qty",
+    "models/mart/enriched_left.sql": (
+        "SELECT i.item_id, c.label, i.name FROM raw.items AS i LEFT JOIN raw.cats AS c ON c.cat = i.qty"
+    ),
 }
-ITEMS = TableRef("raw", "items")
-MAPPED = ["stg.items", "stg.names", "mart.big", "mart.lagging"]
+ITEMS, CATS = TableRef("raw", "items"), TableRef("raw", "cats")
+MAPPED = ["stg.items", "stg.names", "mart.big", "mart.lagging", "mart.enriched", "mart.enriched_left"]
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -63,6 +68,9 @@ def test_mapped_models_follow_every_kind_of_change(mapped_warehouse: Warehouse, 
     create_table(adapter, ITEMS, {"item_id": "INTEGER", "qty": "INTEGER", "price": "DECIMAL(12,2)", "name": "VARCHAR"})
     rows = [(i, i % 3, 1.5 * i, f"n{i % 4}") for i in range(1, 9)] + [(None, 2, 4.0, "nokey")]
     adapter.insert_rows(ITEMS, ["item_id", "qty", "price", "name"], rows)
+    create_table(adapter, CATS, {"row_id": "INTEGER", "cat": "INTEGER", "label": "VARCHAR"})
+    cats = [(1, 1, "a"), (2, 1, "b"), (3, 2, "c"), (4, 5, "d"), (5, 2, "a")]
+    adapter.insert_rows(CATS, ["row_id", "cat", "label"], cats)
     warehouse.close_all()
     _build(warehouse, project)
 
@@ -75,6 +83,7 @@ def test_mapped_models_follow_every_kind_of_change(mapped_warehouse: Warehouse, 
         "INSERT INTO raw.items VALUES (10, 1, 9.5, 'n1')",
         "UPDATE raw.items SET qty = 7 WHERE item_id IS NULL",  # the NULL key's row
         "UPDATE raw.items SET price = price + 1 WHERE item_id = 7",  # no column stg.names reads
+        "UPDATE raw.items SET qty = 2 WHERE item_id = 1",  # its cats a, b become c, a: one row stays
     )
     options = api.Options(project_dir=project, profiles_dir=warehouse.profiles_dir, rebuild_when_cheaper=False)
     planned = {str(step.ref): (step.action, step.strategy) for step in api.plan(options).steps}
@@ -98,3 +107,11 @@ def test_mapped_models_follow_every_kind_of_change(mapped_warehouse: Warehouse, 
     )
     results = _build(warehouse, project)
     assert (results["mart.lagging"]["action"], results["mart.lagging"]["strategy"]) == ("incremental", MAP_CHANGES)
+
+    # a joined table changes too: its readers recompute their affected keys instead
+    _changed(
+        warehouse, "UPDATE raw.cats SET cat = 2 WHERE row_id = 2", "UPDATE raw.items SET qty = 1 WHERE item_id = 6"
+    )
+    results = _build(warehouse, project)
+    assert results["mart.enriched"]["action"] == "incremental"
+    assert results["mart.enriched"]["strategy"] != MAP_CHANGES

@@ -7,20 +7,26 @@ the input's table nor the model's is scanned to find the affected keys, so a one
 change costs one row whatever the tables' sizes, in three statements where replacing the
 affected keys takes four and a scratch table.
 
-The mapped images are consolidated, one grouped pass over both (GROUP BY every column, the
-sum of the signs, as ``replace_keys.changed_values`` diffs): several batches of the input
-read at once cancel out (a row changed and changed back), and a row whose mapped values
-did not move (an input column the model does not read changed) is not logged. What is
-left is the model's change: per key at most one old image, the stored row (the key is
-unique), and one new one. The stored rows of the old images' keys are deleted and the new
-images inserted, copied from the change log just written (the transaction reads its own
-writes); their row counts are the images' counts.
+The images are consolidated in one grouped pass (GROUP BY every column, the sum of the
+signs, as ``replace_keys.changed_values`` diffs), so that several batches of the input read
+at once cancel out (a row changed and changed back). Where a key holds one row (a unique
+key; the identity of the one table the model reads) the mapped images are consolidated: a
+row whose mapped values did not move (an input column the model does not read changed) is
+not logged either; per key at most one old image is left, the stored row, and one new one.
+Where a join gives a key several rows (the model keyed by its FROM table's identity,
+joined to unchanged tables), the input's images are consolidated before they are mapped:
+each key's old images are then exactly its stored rows, its new images all its new rows.
+The stored rows of the old images' keys are deleted and the new images inserted, copied
+from the change log just written (the transaction reads its own writes); their row counts
+are the images' counts.
 
 Where it applies (``strategies.map_changes``): the model keeps rows one for one (no
-aggregate, window, DISTINCT or subquery expression), its key is unique, one input changed,
-read once and not on the nullable side of an outer join, and the target has transactions
-(the log and the table move together), row counts and grouping of whole rows (EXCEPT ALL
-stands for that: DuckDB and Postgres).
+aggregate, window, DISTINCT or subquery expression), one input changed, read once and not
+on the nullable side of an outer join; its key is unique, or is the identity of the table
+that changed, its FROM table (a source's ``unique_key``, unique wherever it changes: the
+capture recaptures a source whole where a changed key repeats; an upstream model's unique
+or mapped key); the target has transactions (the log and the table move together), row
+counts and grouping of whole rows (EXCEPT ALL stands for that: DuckDB and Postgres).
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sqlorch.audits import hooks as audit_hooks
-from sqlorch.execution.statements import columns_of, create_table_as, insert_into, select_from
+from sqlorch.execution.statements import (
+    batch_range,
+    columns_of,
+    create_table_as,
+    insert_into,
+    select_from,
+    with_images,
+)
 from sqlorch.planning.cost import INCREMENTAL
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.model_statements import (
@@ -54,41 +67,73 @@ from sqlorch.refs import TableRef
 from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN, change_log
 
 
+def consolidated(signed: exp.Query, columns: list[str], batch: int | None) -> exp.Select:
+    """The rows of ``signed`` (``columns`` and a sign) whose signs do not sum to zero, each
+    flagged old where its sum is negative (with ``batch``: the change-log columns)."""
+    total = exp.func("sum", exp.column(SIGN_COLUMN, quoted=True))
+    stamp = [] if batch is None else [exp.alias_(exp.Literal.number(batch), BATCH_COLUMN, quoted=True)]
+    return (
+        exp.select(*columns_of(columns, "d"), *stamp, exp.alias_(total.copy() < 0, OLD_COLUMN, quoted=True))
+        .from_(signed.subquery("d", copy=False), copy=False)
+        .group_by(*columns_of(columns, "d"), copy=False)
+        .having(total.neq(0), copy=False)
+    )
+
+
+def _signed(query: exp.Query, columns: list[str], sign: int | exp.Expr) -> exp.Select:
+    value = exp.Literal.number(sign) if isinstance(sign, int) else sign
+    return exp.select(*columns_of(columns, "m"), value.as_(SIGN_COLUMN, quoted=True)).from_(
+        query.subquery("m", copy=False), copy=False
+    )
+
+
 def mapped_changes(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
-) -> exp.Select:
-    """The model's consolidated change: its columns, the batch, and whether each row is an
-    old image (its sign summed below zero)."""
-    inlined = ctx.compiled.keys.inlined
+) -> exp.Query:
+    """The model's change: its columns, the batch, and whether each row is an old image.
+
+    Where a key holds one row (``unique`` or ``maps_identity``) the mapped images are
+    consolidated; where a join gives a key several rows (keyed by its FROM table's
+    identity) the input's images are consolidated before they are mapped, so that each key's
+    old images are exactly its stored rows and its new images all its new rows."""
+    keys = ctx.compiled.keys
+    inlined = keys.inlined
     assert inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
     columns = stored_columns(ctx)
+    per_row = keys.unique or keys.maps_identity
+    flag = exp.column(OLD_COLUMN, table="c", quoted=True)
 
-    def images(old: bool, sign: int) -> exp.Select:
+    def images(old: bool) -> exp.Query:
         def rows(table: exp.Table) -> exp.Query:
-            logged = sources.changed(table)
-            flag = exp.column(OLD_COLUMN, table="c", quoted=True)
-            return logged.where(flag if old else exp.not_(flag), copy=False)
+            if per_row:
+                logged = sources.changed(table)
+            else:  # the input's net change: per key its row before and its row after
+                ref = resolve(table)
+                assert ref is not None
+                names, change = ctx.input_columns[ref], changes[ref]
+                entries = select_from(change_log(ref), [*names, OLD_COLUMN], "c")
+                entries = entries.where(batch_range(change.after, change.upto, "c"), copy=False)
+                old_entry = exp.column(OLD_COLUMN, table="m", quoted=True)
+                sign = exp.case().when(old_entry, exp.Literal.number(-1)).else_(exp.Literal.number(1))
+                net = consolidated(_signed(entries, names, sign), names, None)
+                logged = exp.select(*columns_of(names, "c")).from_(net.subquery("c", copy=False), copy=False)
+            return logged.where(flag.copy() if old else exp.not_(flag.copy()), copy=False)
 
         mapped, target = substitute_occurrence(inlined, 0, sources.is_changed, rows, sources.everything)
         mapped = keep_only_branches_with(mapped, target)
-        mapped = rename_relations(mapped, ctx.physical_of, ctx.default_schema, copy=False)
-        signed = exp.Literal.number(sign).as_(SIGN_COLUMN, quoted=True)
-        return exp.select(*columns_of(columns, "m"), signed).from_(mapped.subquery("m", copy=False), copy=False)
+        return rename_relations(mapped, ctx.physical_of, ctx.default_schema, copy=False)
 
-    both = exp.union(images(True, -1), images(False, 1), distinct=False, copy=False)
-    total = exp.func("sum", exp.column(SIGN_COLUMN, quoted=True))
-    return (
-        exp.select(
-            *columns_of(columns, "d"),
-            exp.alias_(exp.Literal.number(ctx.batch), BATCH_COLUMN, quoted=True),
-            exp.alias_(total.copy() < 0, OLD_COLUMN, quoted=True),
-        )
-        .from_(both.subquery("d", copy=False), copy=False)
-        .group_by(*columns_of(columns, "d"), copy=False)
-        .having(total.neq(0), copy=False)
+    if per_row:
+        both = exp.union(_signed(images(True), columns, -1), _signed(images(False), columns, 1), distinct=False)
+        return consolidated(both, columns, ctx.batch)
+    return exp.union(
+        with_images(images(True), columns, ctx.batch, True, copy=False),
+        with_images(images(False), columns, ctx.batch, False, copy=False),
+        distinct=False,
+        copy=False,
     )
 
 

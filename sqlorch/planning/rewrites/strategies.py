@@ -5,7 +5,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | strategy | applies when |
 |---|---|
 | insert new rows | row-preserving model, one input only appended to, transactions |
-| map changed rows | row-preserving model keyed by its one table's identity, one input changed, transactions |
+| map changed rows | row-preserving model keyed by its FROM table's identity, that input changed, transactions |
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
 | fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
 | recompute all | a global aggregate (no key columns: one row) |
@@ -31,6 +31,7 @@ from sqlorch.planning.rewrites.model_statements import (
     Resolve,
     Strategy,
     covered,
+    mentions,
     partitioned_keys,
     single_appended_input,
     single_changed_input,
@@ -59,16 +60,22 @@ def insert_only(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities)
 
 def map_changes(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
     """A row-preserving model changes as its one changed input's images mapped through it
-    (``map_changed_rows.py``); a unique key lets each old image delete its one stored row."""
+    (``map_changed_rows.py``): where a key holds one row (a unique key, one table's identity),
+    or where the changed input is the table whose identity keys the model's rows (joined to
+    unchanged tables: a key's rows are those of its one input row)."""
     return (
         capabilities.transactions
         and capabilities.except_all
         and capabilities.row_counts
         and capabilities.read_own_writes
         and keys.row_preserving
-        and (keys.unique or keys.maps_identity)
         and bool(keys.key)
         and single_changed_input(keys, changes)
+        and (
+            keys.unique
+            or keys.maps_identity
+            or (keys.identity_table is not None and all(mentions({keys.identity_table}, ref) for ref in changes))
+        )
     )
 
 
