@@ -143,6 +143,7 @@ class Estimate:
     logged: bool = True
     appends_only: bool = False  # the changed rows are new rows only, no old images
     scans: bool = True  # the incremental form finds affected rows by key (not: new or mapped rows inserted)
+    joined_rows: int = 0  # rows of the unchanged inputs the new or mapped rows are joined to (scanned once)
     # the incremental form folds signed deltas (``rewrites/signed_aggregates.py``): it reads the
     # change and scans the inputs only for the rows joining it, and recomputes no group
     folds: bool = False
@@ -216,8 +217,8 @@ def differing_rows(estimate: Estimate, keys: int) -> int:
 
 
 def incremental_work(estimate: Estimate, keys: int) -> Work:
-    if not estimate.scans:  # new or mapped rows: the changed rows read, written to the log and the table
-        return Work(estimate.changed_rows, 2 * estimate.changed_rows)
+    if not estimate.scans:  # new or mapped rows: the changed rows (and what they join) read, written twice
+        return Work(estimate.changed_rows + estimate.joined_rows, 2 * estimate.changed_rows)
     inputs, table = estimate.input_rows or 0, estimate.table_rows or 0
     if estimate.folds:  # the group state and the table, each scanned twice: no input
         groups = estimate.distinct_keys or table

@@ -220,6 +220,7 @@ def model_estimate(
         appends_only=appended,
         # the input's changed rows inserted or mapped: no key looked for in the tables
         scans=strategy not in (INSERT_ONLY, MAP_CHANGES),
+        joined_rows=sum(size or 0 for ref, size in zip(item.model.inputs, sizes, strict=True) if ref not in changes),
         folds=signed_form(item.keys, changes),
     )
 
