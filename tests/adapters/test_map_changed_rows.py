@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlglot import exp
 
 from sqlorch import api
 from sqlorch.planning.steps import MAP_CHANGES
@@ -115,3 +116,34 @@ def test_mapped_models_follow_every_kind_of_change(mapped_warehouse: Warehouse, 
     results = _build(warehouse, project)
     assert results["mart.enriched"]["action"] == "incremental"
     assert results["mart.enriched"]["strategy"] != MAP_CHANGES
+
+
+def test_a_mapped_model_audits_the_rows_it_is_about_to_write(mapped_warehouse: Warehouse, tmp_path: Path) -> None:
+    """Audits check the mapped new rows beside the stored rows the step keeps: a passing
+    ``unique`` is not fooled by the old image it replaces, a failing ``not_null`` writes nothing."""
+    warehouse = mapped_warehouse
+    files = {
+        "models/sources.yml": "sources:\n  raw.items: {unique_key: item_id}\n",
+        "models/stg/items.sql": "-- audits: unique(name), not_null(name)\nSELECT item_id, name FROM raw.items",
+    }
+    project = write_files(tmp_path / "project", files)
+    warehouse.write_profiles()
+    adapter = warehouse.connect()
+    create_table(adapter, ITEMS, {"item_id": "INTEGER", "name": "VARCHAR"})
+    adapter.insert_rows(ITEMS, ["item_id", "name"], [(1, "a"), (2, "b"), (3, "c")])
+    warehouse.close_all()
+    _build(warehouse, project)
+    # b's row becomes d, then a new row takes the name b: unique only because b's old row goes
+    _changed(warehouse, "UPDATE raw.items SET name = 'd' WHERE item_id = 2", "INSERT INTO raw.items VALUES (4, 'b')")
+    results = _build(warehouse, project)
+    assert (results["stg.items"]["action"], results["stg.items"]["strategy"]) == ("incremental", MAP_CHANGES)
+    _changed(warehouse, "UPDATE raw.items SET name = NULL WHERE item_id = 3")
+    result = api.build(
+        api.Options(project_dir=project, profiles_dir=warehouse.profiles_dir, rebuild_when_cheaper=False)
+    )
+    (failed,) = [r for r in result.results if r.model == "stg.items"]
+    assert failed.status == "error" and "not_null" in (failed.error or ""), failed
+    adapter = warehouse.connect()
+    stored = sorted(adapter.fetch(exp.select("item_id", "name").from_("stg.items")), key=str)
+    warehouse.close_all()
+    assert stored == [(1, "a"), (2, "d"), (3, "c"), (4, "b")]  # nothing of the failed step written

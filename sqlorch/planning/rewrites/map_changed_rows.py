@@ -169,7 +169,9 @@ def map_statements(
     old_keys = _images(rows, key, True, batch)
     if ctx.audited:  # the new rows, before anything is written
         rows_table = scratch(ctx, "rows")
-        out += creates(ctx, create_table_as(rows_table, _images(change, columns, False, None)), "mapped new rows")
+        temporary = ctx.capabilities.temp_tables
+        new_images = create_table_as(rows_table, _images(change, columns, False, None), temporary=temporary)
+        out += creates(ctx, new_images, "mapped new rows")
         gone = exp.Exists(this=_images(change, key, True, None).where(null_safe_match("c", ctx.physical.name, key)))
         rest = audit_hooks.stored_rest(ctx.physical, columns, gone)
         out.append(audit_point(rows_table, columns, rest, "nothing was written", False))
