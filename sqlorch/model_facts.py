@@ -35,7 +35,7 @@ class KeyFacts:
     global_aggregate: bool
     row_preserving: bool
     distributive: bool  # COUNT/SUM/MIN/MAX only: appended rows can be folded into groups
-    maps_identity: bool = False  # one table's rows kept one for one by its identity: changes mapped
+    identity_table: bool = False  # keyed by its FROM table's identity: that table's changes are mapped
 
 
 @cache
@@ -109,7 +109,7 @@ def model_keys(compiled: Mapping[TableRef, CompiledModel], cache: FactsCache) ->
                 global_aggregate=keys.global_aggregate,
                 row_preserving=keys.row_preserving,
                 distributive=keys.distributive is not None,
-                maps_identity=keys.maps_identity,
+                identity_table=keys.identity_table is not None,
             )
             entry["key"] = asdict(facts)
             cache.dirty = True

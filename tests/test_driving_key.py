@@ -207,31 +207,29 @@ def test_incremental_builds_of_a_join_keyed_by_its_from_side(project: Path, chan
 
 
 @pytest.mark.parametrize(
-    ("sql", "unique_identity", "maps", "identity_table"),
+    ("sql", "complete", "identity_table"),
     [
-        ("SELECT order_id, amount * 2 AS doubled FROM raw.orders WHERE amount > 3", True, True, True),
-        ("SELECT amount, order_id AS id FROM raw.orders", True, True, True),
-        # the input's identity may repeat (an upstream model's key that is not unique)
-        ("SELECT order_id, amount FROM raw.orders", False, False, False),
+        ("SELECT order_id, amount * 2 AS doubled FROM raw.orders WHERE amount > 3", True, True),
+        ("SELECT amount, order_id AS id FROM raw.orders", True, True),
         # a join may give a FROM row several output rows: they are still that row's alone
         (
             "SELECT o.order_id, c.plan FROM raw.orders AS o JOIN raw.customers AS c ON o.customer_id = c.customer_id",
             True,
-            False,
             True,
         ),
+        # the input's log may hold only the differing rows of a key (an upstream model's key that may repeat)
+        ("SELECT order_id, amount FROM raw.orders", False, False),
         # the identity not passed through whole, or not row-level
-        ("SELECT order_id + 1 AS x, amount FROM raw.orders", True, False, False),
-        ("SELECT DISTINCT order_id, amount FROM raw.orders", True, False, False),
+        ("SELECT order_id + 1 AS x, amount FROM raw.orders", True, False),
+        ("SELECT DISTINCT order_id, amount FROM raw.orders", True, False),
     ],
 )
-def test_a_row_level_model_maps_its_identity(sql: str, unique_identity: bool, maps: bool, identity_table: bool) -> None:
-    """``identity_table`` and ``maps_identity``: what lets ``map changed rows`` delete a
-    changed key's stored rows by its old images."""
+def test_a_row_level_model_keyed_by_its_tables_identity(sql: str, complete: bool, identity_table: bool) -> None:
+    """``identity_table``: what lets ``map changed rows`` follow that table's changes."""
     schema = MappingSchema(SCHEMA, dialect="duckdb")
     query = qualify(sqlglot.parse_one(sql, read="duckdb"), schema=schema, dialect="duckdb")
     assert isinstance(query, exp.Query)
-    unique = {("raw", "orders")} if unique_identity else set()
-    keys = analyse_keys(query, (), schema, "duckdb", ORDER_IDENTITY, unique)
-    assert keys.maps_identity is maps
+    logs = {("raw", "orders")} if complete else set()
+    keys = analyse_keys(query, (), schema, "duckdb", ORDER_IDENTITY, logs)
     assert keys.identity_table == (("raw", "orders") if identity_table else None)
+    assert keys.identity == (("order_id",) if identity_table else ())

@@ -56,11 +56,12 @@ class KeyAnalysis:
     # a row-level model's partitions, as ``partitions``: its affected keys are those of its rows
     # in the touched partitions, now and before (``signed_statements.partition_key_statements``)
     row_partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
-    # the table whose identity (unique wherever it changes) keys a row-level model: the rows
-    # of a key come from that table's one row of the key, and its partners in joins
+    # the FROM table whose identity keys a row-level model (``identity``: its columns, passed
+    # through as the key), where that table's change log holds every row of each key it
+    # touches: the rows of a key come from that table's rows of the key (and their partners
+    # in joins), so they follow from its images (``rewrites/map_changed_rows.py``)
     identity_table: tuple[str, str] | None = None
-    # ... and the model reads no other table: each key holds at most one row
-    maps_identity: bool = False
+    identity: tuple[str, ...] = ()
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -274,14 +275,14 @@ def _identity_table(
     top: exp.Query,
     key: list[str],
     identities: Mapping[tuple[str, str], tuple[str, ...]],
-    unique_identities: AbstractSet[tuple[str, str]],
+    complete: AbstractSet[tuple[str, str]],
 ) -> tuple[str, str] | None:
     """The FROM table of a row-level SELECT whose identity is exactly ``key``, where that
-    identity is unique wherever it changes (``unique_identities``)."""
+    table's change log holds every row of each key it touches (``complete``)."""
     if not isinstance(top, exp.Select) or top.args.get("laterals"):
         return None
     passed = _passed_identity(top, key, identities)
-    if passed is None or passed[0] not in unique_identities or passed[1] != key:
+    if passed is None or passed[0] not in complete or passed[1] != key:
         return None
     return passed[0]
 
@@ -424,12 +425,14 @@ def analyse_keys(
     schema: Schema | None = None,
     dialect: DialectType = "duckdb",
     identities: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
-    unique_identities: AbstractSet[tuple[str, str]] = frozenset(),
+    complete_identities: AbstractSet[tuple[str, str]] = frozenset(),
 ) -> KeyAnalysis:
     """``identities``: per input (schema, name), lower case, the columns that identify its
-    rows (``_identity_key``); ``unique_identities``: the inputs whose identity is unique
-    wherever it changes (a source's ``unique_key``: its capture recaptures a source whole
-    where a changed key repeats; an upstream model's unique key or mapped identity)."""
+    rows (``_identity_key``); ``complete_identities``: the inputs whose change log holds every
+    row of each identity it touches, old and new: a source's with a ``unique_key`` (its
+    capture logs all of a changed key's rows, a repeated key's too), an upstream model's with
+    a unique key (one row a key). Not an upstream model keyed by an identity that may repeat:
+    a rebuild's diff, or the diffed keyed form, logs only the rows of a key that differ."""
     try:
         inlined = inline_ctes(qualified)
     except RecursiveCTE:
@@ -472,7 +475,7 @@ def analyse_keys(
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
     subquery_tables = _subquery_tables(inlined)
-    identity_table = _identity_table(inlined, key, identities or {}, unique_identities)
+    identity_table = _identity_table(inlined, key, identities or {}, complete_identities)
     # each output row from one combination of input rows (no aggregate or window of its own,
     # in its SELECT, HAVING or QUALIFY): the rows of a partition are the partition's alone
     row_level = (
@@ -497,5 +500,5 @@ def analyse_keys(
         unanchored=unanchored,
         row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
         identity_table=identity_table,
-        maps_identity=identity_table is not None and not inlined.args.get("joins"),
+        identity=tuple((identities or {}).get(identity_table, ())) if identity_table else (),
     )

@@ -68,7 +68,7 @@ def strategy(materialized: str, facts: KeyFacts | None) -> str:
     ways += [PARTIAL_AGGREGATES] if facts.distributive else []
     if ways:
         ways = [f"{', or '.join(ways)} when inputs are only appended to"]
-    if facts.row_preserving and facts.maps_identity:
+    if facts.row_preserving and facts.identity_table:
         ways.append(f"{MAP_CHANGES} when its input changed (DuckDB, Postgres)")
     ways.append("recompute all" if facts.global_aggregate else "merge keys" if facts.unique else "delete+insert keys")
     return "; else ".join(ways)

@@ -72,15 +72,15 @@ class CompiledModel:
         if self.qualified is None:
             return KeyAnalysis(key=None, reason="input columns unknown")
         identities = {}
-        unique = set()
+        complete = set()
         if self.identity_of is not None:
             for ref in self.model.inputs:
                 name = (ref.schema.lower(), ref.name.lower())
-                identities[name], is_unique = self.identity_of(ref)
-                if is_unique:
-                    unique.add(name)
+                identities[name], logs_whole_keys = self.identity_of(ref)
+                if logs_whole_keys:
+                    complete.add(name)
         declared = self.model.config.unique_key
-        return analyse_keys(self.qualified, declared, self.input_schema, dialect_of(self.dialect), identities, unique)
+        return analyse_keys(self.qualified, declared, self.input_schema, dialect_of(self.dialect), identities, complete)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -256,7 +256,8 @@ def compile_project(
 
     def identity_of(ref: TableRef) -> tuple[tuple[str, ...], bool]:
         """A source's declared unique_key, or an upstream model's key (analysed on demand), and
-        whether it is unique wherever it changes (``analyse_keys``' ``unique_identities``)."""
+        whether its change log holds every row of each key it touches (``analyse_keys``'
+        ``complete_identities``)."""
         if ref in project.sources:
             key = tuple(project.sources[ref].unique_key)
             return key, bool(key)
@@ -264,7 +265,7 @@ def compile_project(
         if upstream is None:
             return (), False
         keys = upstream.keys
-        return tuple(keys.key or ()), keys.unique or keys.maps_identity
+        return tuple(keys.key or ()), keys.unique
 
     try:
         order = dag.topological_order()

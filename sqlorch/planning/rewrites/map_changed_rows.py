@@ -7,26 +7,33 @@ the input's table nor the model's is scanned to find the affected keys, so a one
 change costs one row whatever the tables' sizes, in three statements where replacing the
 affected keys takes four and a scratch table.
 
-The images are consolidated in one grouped pass (GROUP BY every column, the sum of the
-signs, as ``replace_keys.changed_values`` diffs), so that several batches of the input read
-at once cancel out (a row changed and changed back). Where a key holds one row (a unique
-key; the identity of the one table the model reads) the mapped images are consolidated: a
-row whose mapped values did not move (an input column the model does not read changed) is
-not logged either; per key at most one old image is left, the stored row, and one new one.
-Where a join gives a key several rows (the model keyed by its FROM table's identity,
-joined to unchanged tables), the input's images are consolidated before they are mapped:
-each key's old images are then exactly its stored rows, its new images all its new rows.
-The stored rows of the old images' keys are deleted and the new images inserted, copied
-from the change log just written (the transaction reads its own writes); their row counts
-are the images' counts.
+Two cases, both exact:
+
+- The key is the identity of the changed table, the model's FROM table (joined, maybe, to
+  tables that did not change), and that table's change log holds every row of each key it
+  touches (``KeyAnalysis.identity_table``: a source's ``unique_key``, whose capture logs all
+  of a changed key's rows, a repeated key's too; an upstream model's unique key). A key's
+  rows in the model are then the model over the table's rows of that key: its stored rows
+  are the model over the key's old images (of the first batch in the range that touched
+  it), its new rows the model over its new images (of the last). The stored rows of the
+  old images' keys are deleted and the new images inserted, all of them, so the model's own
+  log holds every row of each key it touches as well. Not an upstream model keyed by an
+  identity that may repeat: a rebuild's diff, or the diffed keyed form, logs only the rows
+  of a key that differ, so a chain of such models maps at its first link only.
+- The key is unique (declared, checked after every build): the mapped images are
+  consolidated in one grouped pass (GROUP BY every column, the sum of the signs, as
+  ``replace_keys.changed_values`` diffs): batches read at once cancel out, and so does a
+  row whose mapped values did not move; per key one old image is left, the stored row, and
+  one new one.
+
+The new images are copied into the table from the change log just written (the transaction
+reads its own writes); the DELETE's and the INSERT's row counts are the images' counts.
 
 Where it applies (``strategies.map_changes``): the model keeps rows one for one (no
 aggregate, window, DISTINCT or subquery expression), one input changed, read once and not
-on the nullable side of an outer join; its key is unique, or is the identity of the table
-that changed, its FROM table (a source's ``unique_key``, unique wherever it changes: the
-capture recaptures a source whole where a changed key repeats; an upstream model's unique
-or mapped key); the target has transactions (the log and the table move together), row
-counts and grouping of whole rows (EXCEPT ALL stands for that: DuckDB and Postgres).
+on the nullable side of an outer join; the target has transactions (the log and the table
+move together), row counts and grouping of whole rows (EXCEPT ALL stands for that: DuckDB
+and Postgres).
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ from sqlorch.planning.steps import NEW_ROWS, OLD_ROWS, InputChange, Item
 from sqlorch.refs import TableRef
 from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN, change_log
 
+EDGE_COLUMN = "_sqlorch_edge"  # a key's first (or last) batch in the range read
+
 
 def consolidated(signed: exp.Query, columns: list[str], batch: int | None) -> exp.Select:
     """The rows of ``signed`` (``columns`` and a sign) whose signs do not sum to zero, each
@@ -87,6 +96,24 @@ def _signed(query: exp.Query, columns: list[str], sign: int | exp.Expr) -> exp.S
     )
 
 
+def _whole_key_images(
+    log: TableRef, names: list[str], identity: list[str], change: InputChange, old: bool
+) -> exp.Select:
+    """The old (or new) images of a change log's range, where the log holds every row of each
+    key it touches: of each key, the old images of the first batch that touched it (its rows
+    before the range) or the new images of the last (its rows after)."""
+    flag = exp.column(OLD_COLUMN, table="c", quoted=True)
+    wanted: exp.Expr = flag if old else exp.not_(flag)
+    entries = select_from(log, [*names, OLD_COLUMN], "c").where(batch_range(change.after, change.upto, "c"))
+    if change.upto - change.after > 1:  # several batches: a key's rows between its first and last cancel
+        batch = exp.column(BATCH_COLUMN, table="c", quoted=True)
+        edge = exp.Window(this=exp.func("min" if old else "max", batch), partition_by=columns_of(identity, "c"))
+        entries = entries.select(batch.copy(), edge.as_(EDGE_COLUMN, quoted=True), copy=False)
+        at_edge = exp.column(BATCH_COLUMN, table="c", quoted=True).eq(exp.column(EDGE_COLUMN, table="c", quoted=True))
+        wanted = exp.and_(wanted, at_edge)
+    return exp.select(*columns_of(names, "c")).from_(entries.subquery("c", copy=False), copy=False).where(wanted)
+
+
 def mapped_changes(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
@@ -94,39 +121,33 @@ def mapped_changes(
 ) -> exp.Query:
     """The model's change: its columns, the batch, and whether each row is an old image.
 
-    Where a key holds one row (``unique`` or ``maps_identity``) the mapped images are
-    consolidated; where a join gives a key several rows (keyed by its FROM table's
-    identity) the input's images are consolidated before they are mapped, so that each key's
-    old images are exactly its stored rows and its new images all its new rows."""
+    Where the key is unique (declared, checked every build) the mapped images are
+    consolidated. Where it is the changed table's identity (a key may hold several rows: a
+    join, or a source's repeated key) they are not: a key's old images are all its stored
+    rows, its new images all its new rows, so that its stored rows are deleted and the new
+    ones inserted whole, and the model's own log holds every row of each key it touches."""
     keys = ctx.compiled.keys
     inlined = keys.inlined
     assert inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
     columns = stored_columns(ctx)
-    per_row = keys.unique or keys.maps_identity
-    flag = exp.column(OLD_COLUMN, table="c", quoted=True)
 
     def images(old: bool) -> exp.Query:
         def rows(table: exp.Table) -> exp.Query:
-            if per_row:
-                logged = sources.changed(table)
-            else:  # the input's net change: per key its row before and its row after
-                ref = resolve(table)
-                assert ref is not None
-                names, change = ctx.input_columns[ref], changes[ref]
-                entries = select_from(change_log(ref), [*names, OLD_COLUMN], "c")
-                entries = entries.where(batch_range(change.after, change.upto, "c"), copy=False)
-                old_entry = exp.column(OLD_COLUMN, table="m", quoted=True)
-                sign = exp.case().when(old_entry, exp.Literal.number(-1)).else_(exp.Literal.number(1))
-                net = consolidated(_signed(entries, names, sign), names, None)
-                logged = exp.select(*columns_of(names, "c")).from_(net.subquery("c", copy=False), copy=False)
-            return logged.where(flag.copy() if old else exp.not_(flag.copy()), copy=False)
+            if keys.unique:
+                flag = exp.column(OLD_COLUMN, table="c", quoted=True)
+                return sources.changed(table).where(flag if old else exp.not_(flag), copy=False)
+            ref = resolve(table)
+            assert ref is not None
+            names = ctx.input_columns[ref]
+            identity = [name for name in names if name.lower() in keys.identity]
+            return _whole_key_images(change_log(ref), names, identity, changes[ref], old)
 
         mapped, target = substitute_occurrence(inlined, 0, sources.is_changed, rows, sources.everything)
         mapped = keep_only_branches_with(mapped, target)
         return rename_relations(mapped, ctx.physical_of, ctx.default_schema, copy=False)
 
-    if per_row:
+    if keys.unique:
         both = exp.union(_signed(images(True), columns, -1), _signed(images(False), columns, 1), distinct=False)
         return consolidated(both, columns, ctx.batch)
     return exp.union(

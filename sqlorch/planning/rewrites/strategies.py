@@ -60,9 +60,8 @@ def insert_only(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities)
 
 def map_changes(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
     """A row-preserving model changes as its one changed input's images mapped through it
-    (``map_changed_rows.py``): where a key holds one row (a unique key, one table's identity),
-    or where the changed input is the table whose identity keys the model's rows (joined to
-    unchanged tables: a key's rows are those of its one input row)."""
+    (``map_changed_rows.py``): where its key is unique (declared), or where the changed input
+    is the table whose identity keys the model's rows (``KeyAnalysis.identity_table``)."""
     return (
         capabilities.transactions
         and capabilities.except_all
@@ -73,10 +72,13 @@ def map_changes(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities)
         and single_changed_input(keys, changes)
         and (
             keys.unique
-            or keys.maps_identity
-            or (keys.identity_table is not None and all(mentions({keys.identity_table}, ref) for ref in changes))
+            or (keys.identity_table is not None and all(mentions({keys.identity_table}, r) for r in changes))
         )
     )
+
+
+def _reads_identity_table(keys: KeyAnalysis, changes: Changes) -> bool:
+    return keys.identity_table is not None and all(mentions({keys.identity_table}, ref) for ref in changes)
 
 
 def partial_aggregates(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
