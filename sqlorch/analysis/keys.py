@@ -62,6 +62,10 @@ class KeyAnalysis:
     # in joins), so they follow from its images (``rewrites/map_changed_rows.py``)
     identity_table: tuple[str, str] | None = None
     identity: tuple[str, ...] = ()
+    # the model's own change log holds every row of each key it touches, whichever strategy
+    # wrote it: a key holds one row (unique), or the model reads one table keyed by its
+    # identity (no join: its incremental form maps whole keys; a rebuild diffs whole keys)
+    whole_key_log: bool = False
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -431,8 +435,9 @@ def analyse_keys(
     rows (``_identity_key``); ``complete_identities``: the inputs whose change log holds every
     row of each identity it touches, old and new: a source's with a ``unique_key`` (its
     capture logs all of a changed key's rows, a repeated key's too), an upstream model's with
-    a unique key (one row a key). Not an upstream model keyed by an identity that may repeat:
-    a rebuild's diff, or the diffed keyed form, logs only the rows of a key that differ."""
+    a unique key (one row a key) or ``whole_key_log``. Not an upstream model joined to
+    others and keyed by an identity that may repeat: the diffed keyed form it takes when a
+    joined table changes logs only the rows of a key that differ."""
     try:
         inlined = inline_ctes(qualified)
     except RecursiveCTE:
@@ -501,4 +506,5 @@ def analyse_keys(
         row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
         identity_table=identity_table,
         identity=tuple((identities or {}).get(identity_table, ())) if identity_table else (),
+        whole_key_log=unique or (identity_table is not None and not inlined.args.get("joins")),
     )

@@ -265,7 +265,7 @@ def compile_project(
         if upstream is None:
             return (), False
         keys = upstream.keys
-        return tuple(keys.key or ()), keys.unique
+        return tuple(keys.key or ()), keys.whole_key_log
 
     try:
         order = dag.topological_order()

@@ -150,3 +150,29 @@ def test_a_mapped_model_audits_the_rows_it_is_about_to_write(mapped_warehouse: W
     stored = sorted(adapter.fetch(exp.select("item_id", "name").from_("stg.items")), key=str)
     warehouse.close_all()
     assert stored == [(1, "a"), (2, "d"), (3, "c"), (4, "b")]  # nothing of the failed step written
+
+
+def test_a_rebuilt_model_logs_whole_keys_for_a_reader_that_maps_them(
+    mapped_warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A source key that repeats (two rows of item 7): a model keyed by that identity is
+    rebuilt (its SQL changed) and only one of the key's rows changes; its diff logs both
+    rows of the key, old and new, so the reader that maps it deletes and inserts them whole."""
+    warehouse = mapped_warehouse
+    files = {
+        "models/sources.yml": "sources:\n  raw.items: {unique_key: item_id}\n",
+        "models/stg/items.sql": "SELECT item_id, name FROM raw.items",
+        "models/mart/copy.sql": "SELECT item_id, name FROM stg.items",
+    }
+    project = write_files(tmp_path / "project", files)
+    warehouse.write_profiles()
+    adapter = warehouse.connect()
+    create_table(adapter, ITEMS, {"item_id": "INTEGER", "name": "VARCHAR"})
+    adapter.insert_rows(ITEMS, ["item_id", "name"], [(1, "a"), (7, "c7"), (7, "twin")])
+    warehouse.close_all()
+    _build(warehouse, project)
+    renamed = "SELECT item_id, CASE WHEN name = 'twin' THEN 'TWIN' ELSE name END AS name FROM raw.items"
+    (project / "models" / "stg" / "items.sql").write_text(renamed)
+    results = _build(warehouse, project)
+    assert results["stg.items"]["action"] == "full"
+    assert (results["mart.copy"]["action"], results["mart.copy"]["strategy"]) == ("incremental", MAP_CHANGES)

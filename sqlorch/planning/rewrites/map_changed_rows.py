@@ -12,14 +12,16 @@ Two cases, both exact:
 - The key is the identity of the changed table, the model's FROM table (joined, maybe, to
   tables that did not change), and that table's change log holds every row of each key it
   touches (``KeyAnalysis.identity_table``: a source's ``unique_key``, whose capture logs all
-  of a changed key's rows, a repeated key's too; an upstream model's unique key). A key's
+  of a changed key's rows, a repeated key's too; an upstream model with a unique key, or
+  itself of one table keyed by its identity, ``whole_key_log``). A key's
   rows in the model are then the model over the table's rows of that key: its stored rows
   are the model over the key's old images (of the first batch in the range that touched
   it), its new rows the model over its new images (of the last). The stored rows of the
   old images' keys are deleted and the new images inserted, all of them, so the model's own
-  log holds every row of each key it touches as well. Not an upstream model keyed by an
-  identity that may repeat: a rebuild's diff, or the diffed keyed form, logs only the rows
-  of a key that differ, so a chain of such models maps at its first link only.
+  log holds every row of each key it touches as well, and so does its rebuild's diff
+  (``rebuild._whole_keys``): a chain of such models maps link by link. Not an upstream
+  model joined to others: the diffed keyed form it takes when a joined table changes logs
+  only the rows of a key that differ.
 - The key is unique (declared, checked after every build): the mapped images are
   consolidated in one grouped pass (GROUP BY every column, the sum of the signs, as
   ``replace_keys.changed_values`` diffs): batches read at once cancel out, and so does a

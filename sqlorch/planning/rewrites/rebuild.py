@@ -8,6 +8,7 @@ from sqlglot import exp
 
 from sqlorch.audits import hooks as audit_hooks
 from sqlorch.execution.statements import (
+    columns_of,
     count_rows,
     create_change_log,
     create_table_as,
@@ -17,6 +18,7 @@ from sqlorch.execution.statements import (
     with_images,
 )
 from sqlorch.planning.cost import FULL
+from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.model_statements import (
     ModelContext,
     audit_point,
@@ -24,6 +26,7 @@ from sqlorch.planning.rewrites.model_statements import (
     check_unique_key,
     clear_leftovers,
     creates,
+    drop_scratch,
     let,
     planned,
 )
@@ -48,6 +51,29 @@ from sqlorch.state.store import (
 
 def _multiset_minus(left: TableRef, right: TableRef, columns: list[str]) -> exp.Query:
     return exp.except_(select_from(left, columns), select_from(right, columns), distinct=False)
+
+
+def _whole_keys(
+    ctx: ModelContext, old: TableRef, touched: TableRef, gone: exp.Query, came: exp.Query, columns: list[str]
+) -> tuple[list[Item], exp.Query, exp.Query]:
+    """A model keyed by its one table's identity, whose key may hold several rows (a
+    source's repeated key), logs every row of each key whose rows changed, old and new
+    (``KeyAnalysis.whole_key_log``: a consumer keyed by the same identity maps whole keys):
+    the keys of the rows that differ, then the old and new rows of those keys."""
+    key = ctx.compiled.keys.key or []
+    differ = exp.union(gone, came, distinct=False)
+    keys = exp.select(*columns_of(key, "d")).distinct().from_(differ.subquery("d"))
+    statements: list[Item] = [
+        *creates(
+            ctx, create_table_as(touched, keys, temporary=ctx.capabilities.temp_tables), "keys whose rows changed", True
+        )
+    ]
+
+    def of_touched(table: TableRef) -> exp.Select:
+        match = exp.Exists(this=select_from(touched, key, "k").where(null_safe_match("k", "t", key, any_types=True)))
+        return select_from(table, columns).where(match)
+
+    return statements, of_touched(old), of_touched(ctx.physical)
 
 
 def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: str) -> list[Item]:
@@ -93,21 +119,22 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
         out += check_unique_key(ctx)
     if diff and previous is not None:
         all_columns = [*columns, BATCH_COLUMN, OLD_COLUMN]
+        gone: exp.Query = _multiset_minus(old, ctx.physical, columns)
+        came: exp.Query = _multiset_minus(ctx.physical, old, columns)
+        keyed: list[Item] = []
+        touched = work_table(model.ref, "touched", temporary=ctx.capabilities.temp_tables)
+        if ctx.compiled.keys.whole_key_log and not ctx.compiled.keys.unique:
+            keyed, gone, came = _whole_keys(ctx, old, touched, gone, came, columns)
         delta: list[Item] = [
             *clear_leftovers(ctx, log),
+            *keyed,
             planned(
-                insert_into(
-                    log, all_columns, with_images(_multiset_minus(old, ctx.physical, columns), columns, ctx.batch, True)
-                ),
+                insert_into(log, all_columns, with_images(gone, columns, ctx.batch, True)),
                 "change log: old rows gone",
                 True,
             ),
             planned(
-                insert_into(
-                    log,
-                    all_columns,
-                    with_images(_multiset_minus(ctx.physical, old, columns), columns, ctx.batch, False),
-                ),
+                insert_into(log, all_columns, with_images(came, columns, ctx.batch, False)),
                 "change log: new rows",
                 True,
             ),
@@ -135,6 +162,8 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
             )
         )
         out.append(planned(drop_table(old), "drop the old rows", True))
+        if ctx.compiled.keys.whole_key_log and not ctx.compiled.keys.unique:
+            out += drop_scratch(ctx, [touched])
     else:
         if model.config.materialized == "incremental":
             out += creates(ctx, create_change_log(log, ctx.physical, columns), "new change log", True)
