@@ -37,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -164,21 +165,24 @@ PHASES = {  # (module, attribute, method or None): what each phase's timer wraps
 
 def timed_build(argv: list[str], out: Path) -> None:
     """``sqlorch build`` (``argv``: its arguments) in this process, its phases' wall seconds
-    written to ``out`` as JSON when the process exits."""
+    and CPU seconds (the process's, DuckDB's threads included) written to ``out`` as JSON
+    when the process exits."""
     import atexit
     import functools
     import importlib
 
     seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
     def timed(name: str, function: Callable[..., object]) -> Callable[..., object]:
         @functools.wraps(function)
         def run(*args: object, **kwargs: object) -> object:
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             try:
                 return function(*args, **kwargs)
             finally:
                 seconds[name] += time.perf_counter() - started
+                cpu[name] += time.process_time() - used
 
         return run
 
@@ -189,37 +193,45 @@ def timed_build(argv: list[str], out: Path) -> None:
         else:
             cls = getattr(owner, attribute)
             setattr(cls, method, timed(name, getattr(cls, method)))
-    atexit.register(lambda: out.write_text(json.dumps(seconds)))
+    atexit.register(lambda: out.write_text(json.dumps({**seconds, "cpu": cpu})))
     from sqlorch.cli import main as cli_main
 
     sys.argv = ["sqlorch", "build", *argv]
     cli_main()
 
 
-def sqlorch_build(project: Path, full_refresh: bool = False) -> tuple[float, dict, dict[str, float]]:
+def sqlorch_build(project: Path, full_refresh: bool = False) -> tuple[float, dict, dict[str, Any]]:
     """One ``sqlorch build`` in a fresh process: its wall seconds, its run results and where
-    its seconds went (``timed_build``)."""
+    its seconds went (``timed_build``: wall per phase, and under ``cpu`` CPU seconds per
+    phase and the whole process's)."""
     phases = project / "target" / "phases.json"
     phases.unlink(missing_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), "timed-build", str(phases), "--project-dir", str(project)]
     if full_refresh:
         command.append("--full-refresh")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    before = os.times()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = os.times()
     if done.returncode:
         raise SystemExit(f"build failed:\n{done.stdout}\n{done.stderr}")
     split = json.loads(phases.read_text())
-    inside = split["prepare"] + split["models"] + split["prune"] + split["close"]
-    breakdown = {
-        "capture": split["capture"],
-        "plan": split["prepare"] - split["capture"],  # connect, lease, catalog, compile, plan
-        "models": split["models"],
-        "prune": split["prune"],
-        "close": split["close"],
-        "process": seconds - inside,  # start, imports, CLI, run_results.json
-    }
+    total_cpu = after.children_user + after.children_system - before.children_user - before.children_system
+
+    def phased(part: dict[str, float], total: float) -> dict[str, float]:
+        return {
+            "capture": part["capture"],
+            "plan": part["prepare"] - part["capture"],  # connect, lease, catalog, compile, plan
+            "models": part["models"],
+            "prune": part["prune"],
+            "close": part["close"],
+            "process": total - part["prepare"] - part["models"] - part["prune"] - part["close"],
+        }
+
+    breakdown: dict[str, Any] = phased(split, seconds)  # process: start, imports, CLI, results file
+    breakdown["cpu"] = {**phased(split["cpu"], total_cpu), "total": total_cpu}
     return seconds, json.loads((project / "target" / "run_results.json").read_text()), breakdown
 
 
@@ -286,7 +298,8 @@ def run(sf: float, steps: int, workdir: Path) -> dict:
             }
         )
         print(
-            f"step {step}: build {seconds:.2f}s ({', '.join(f'{k} {v:.2f}' for k, v in phases.items())}), "
+            f"step {step}: build {seconds:.2f}s ({', '.join(f'{k} {phases[k]:.2f}' for k in PHASE_TITLES)}; "
+            f"CPU {', '.join(f'{k} {v:.2f}' for k, v in phases['cpu'].items())}), "
             f"from scratch {plain:.2f}s, load {os.getloadavg()[0]:.1f}, mismatches {wrong or 'none'}",
             flush=True,
         )
@@ -334,14 +347,23 @@ def report(result: dict, command: str) -> str:
         f"| mismatches after the cold build and every step | "
         f"{sum(len(w) for w in result['wrong'].values()) or 'none'} |",
         "",
-        "Where the median step's seconds go (wall, medians over the steps; `timed-build` in bench/tpch.py):",
+        "Where a step's seconds go (medians over the steps; `timed-build` in bench/tpch.py; CPU: the",
+        "build process's, DuckDB's threads included):",
         "",
-        "| phase | seconds | share |",
-        "|---|---|---|",
+        "| phase | wall seconds | share of the wall | CPU seconds |",
+        "|---|---|---|---|",
         *(
-            f"| {PHASE_TITLES[name]} | {seconds:.2f} | {seconds / build:.0%} |"
-            for name, seconds in ((n, statistics.median(s["phases"][n] for s in steps)) for n in PHASE_TITLES)
+            f"| {title} | {wall:.2f} | {wall / build:.0%} | {cpu:.2f} |"
+            for title, wall, cpu in (
+                (
+                    title,
+                    statistics.median(s["phases"][name] for s in steps),
+                    statistics.median(s["phases"]["cpu"][name] for s in steps),
+                )
+                for name, title in PHASE_TITLES.items()
+            )
         ),
+        f"| whole build | {build:.2f} | 100% | {statistics.median(s['phases']['cpu']['total'] for s in steps):.2f} |",
         "",
         "Per query, the last step (seconds of the model's own run):",
         "",
