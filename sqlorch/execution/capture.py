@@ -837,12 +837,12 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
         rows = _diff_batch(source, found, batch)
         # Moved by what the batch did to the shadow rather than taken from the check: where
         # there are no transactions the source may have moved between the check and the diff.
-        # Only from a recorded fingerprint the check proved (the cursor's narrow forms): one
-        # that no longer describes the shadow (a crash, another engine's hash) sends the
-        # capture to a wider diff, which fingerprints the shadow whole and so heals it.
-        if found.taken is not None:
+        if found.taken is not None:  # changed buckets diffed: from the copies the diff read
             shadow_fingerprint = _taken_fingerprint(source, state.fingerprint, found)
         else:
+            # Only from a recorded fingerprint the check proved (the cursor's narrow forms): one
+            # that no longer describes the shadow (a crash, another engine's hash) sends the
+            # capture to a wider diff, which fingerprints the shadow whole and so heals it.
             proved = state.fingerprint if trust_fingerprint and found.few else None
             shadow_fingerprint = _shadow_fingerprint(source, proved, batch)
         shadow_rows = _fingerprint_rows(shadow_fingerprint)
