@@ -16,6 +16,12 @@ past the largest, with their lineitems) and one RF2 (as many random existing ord
 with their lineitems), then ``sqlorch build``. After every build each model table is compared
 with a from-scratch evaluation (bench/verify.py, ``EXCEPT ALL`` both ways). The baseline is
 bench/plainbuild.py: every model's SELECT evaluated from scratch with bare DuckDB.
+
+Where a step's seconds go: each build runs through ``timed-build`` (below), which runs the CLI
+in its own process as ``python -m sqlorch.cli build`` does, with wall-clock timers around the
+build's phases (the change capture, the rest of the preparation, the models, the prune, the
+connection's close, which checkpoints DuckDB's WAL); the rest of the step's wall is process
+start, imports and the CLI's own work. A timer is two clock reads per phase.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -146,17 +154,85 @@ def refresh(db: Path, step: int) -> dict[str, int]:
     return {"orders": 2 * n, "lineitems": inserted + deleted}
 
 
-def sqlorch_build(project: Path, full_refresh: bool = False) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "sqlorch.cli", "build", "--project-dir", str(project)]
+PHASES = {  # (module, attribute, method or None): what each phase's timer wraps
+    "capture": ("sqlorch.api", "_capture_sources", None),
+    "prepare": ("sqlorch.api", "prepare", None),  # connect, lease, catalog, capture, compile, plan
+    "models": ("sqlorch.execution.executor", "Executor", "execute"),
+    "prune": ("sqlorch.api", "_prune_change_logs", None),
+    "close": ("sqlorch.api", "Prepared", "close"),  # the lease released, DuckDB's checkpoint
+}
+
+
+def timed_build(argv: list[str], out: Path) -> None:
+    """``sqlorch build`` (``argv``: its arguments) in this process, its phases' wall seconds
+    and CPU seconds (the process's, DuckDB's threads included) written to ``out`` as JSON
+    when the process exits."""
+    import atexit
+    import functools
+    import importlib
+
+    seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+
+    def timed(name: str, function: Callable[..., object]) -> Callable[..., object]:
+        @functools.wraps(function)
+        def run(*args: object, **kwargs: object) -> object:
+            started, used = time.perf_counter(), time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - started
+                cpu[name] += time.process_time() - used
+
+        return run
+
+    for name, (module, attribute, method) in PHASES.items():
+        owner = importlib.import_module(module)
+        if method is None:
+            setattr(owner, attribute, timed(name, getattr(owner, attribute)))
+        else:
+            cls = getattr(owner, attribute)
+            setattr(cls, method, timed(name, getattr(cls, method)))
+    atexit.register(lambda: out.write_text(json.dumps({**seconds, "cpu": cpu})))
+    from sqlorch.cli import main as cli_main
+
+    sys.argv = ["sqlorch", "build", *argv]
+    cli_main()
+
+
+def sqlorch_build(project: Path, full_refresh: bool = False) -> tuple[float, dict, dict[str, Any]]:
+    """One ``sqlorch build`` in a fresh process: its wall seconds, its run results and where
+    its seconds went (``timed_build``: wall per phase, and under ``cpu`` CPU seconds per
+    phase and the whole process's)."""
+    phases = project / "target" / "phases.json"
+    phases.unlink(missing_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "timed-build", str(phases), "--project-dir", str(project)]
     if full_refresh:
         command.append("--full-refresh")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    before = os.times()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = os.times()
     if done.returncode:
         raise SystemExit(f"build failed:\n{done.stdout}\n{done.stderr}")
-    return seconds, json.loads((project / "target" / "run_results.json").read_text())
+    split = json.loads(phases.read_text())
+    total_cpu = after.children_user + after.children_system - before.children_user - before.children_system
+
+    def phased(part: dict[str, float], total: float) -> dict[str, float]:
+        return {
+            "capture": part["capture"],
+            "plan": part["prepare"] - part["capture"],  # connect, lease, catalog, compile, plan
+            "models": part["models"],
+            "prune": part["prune"],
+            "close": part["close"],
+            "process": total - part["prepare"] - part["models"] - part["prune"] - part["close"],
+        }
+
+    breakdown: dict[str, Any] = phased(split, seconds)  # process: start, imports, CLI, results file
+    breakdown["cpu"] = {**phased(split["cpu"], total_cpu), "total": total_cpu}
+    return seconds, json.loads((project / "target" / "run_results.json").read_text()), breakdown
 
 
 def baseline(db: Path, scratch: Path) -> float:
@@ -199,13 +275,13 @@ def run(sf: float, steps: int, workdir: Path) -> dict:
     shutil.copytree(PROJECT, project)
     db = project / "warehouse.duckdb"
     load(db, data)
-    cold, _ = sqlorch_build(project)
+    cold, _, _ = sqlorch_build(project)
     wrong = check(db)
     result: dict = {"sf": sf, "cold_seconds": cold, "steps": [], "wrong": {"cold": wrong}}
     for step in range(1, steps + 1):
         changed = refresh(db, step)
         plain = baseline(db, workdir / "scratch.duckdb")
-        seconds, results = sqlorch_build(project)
+        seconds, results, phases = sqlorch_build(project)
         wrong = check(db)
         result["wrong"][f"step {step}"] = wrong
         result["steps"].append(
@@ -214,6 +290,7 @@ def run(sf: float, steps: int, workdir: Path) -> dict:
                 "seconds": seconds,
                 "scratch_seconds": plain,
                 "load": os.getloadavg()[0],
+                "phases": phases,
                 "models": {
                     r["model"]: {k: r.get(k) for k in ("action", "strategy", "reason", "seconds")}
                     for r in results["results"]
@@ -221,12 +298,23 @@ def run(sf: float, steps: int, workdir: Path) -> dict:
             }
         )
         print(
-            f"step {step}: build {seconds:.2f}s, from scratch {plain:.2f}s, load {os.getloadavg()[0]:.1f}, "
-            f"mismatches {wrong or 'none'}",
+            f"step {step}: build {seconds:.2f}s ({', '.join(f'{k} {phases[k]:.2f}' for k in PHASE_TITLES)}; "
+            f"CPU {', '.join(f'{k} {v:.2f}' for k, v in phases['cpu'].items())}), "
+            f"from scratch {plain:.2f}s, load {os.getloadavg()[0]:.1f}, mismatches {wrong or 'none'}",
             flush=True,
         )
     result["not_signed"] = why_not_signed(project)
     return result
+
+
+PHASE_TITLES = {
+    "capture": "change capture of the sources",
+    "plan": "connect, lease, catalog, compile, plan",
+    "models": "the models (the executor, from its first statement to its last)",
+    "prune": "prune of consumed change logs",
+    "close": "close: lease released, DuckDB checkpoint",
+    "process": "process start, imports, CLI, results file",
+}
 
 
 def report(result: dict, command: str) -> str:
@@ -259,6 +347,24 @@ def report(result: dict, command: str) -> str:
         f"| mismatches after the cold build and every step | "
         f"{sum(len(w) for w in result['wrong'].values()) or 'none'} |",
         "",
+        "Where a step's seconds go (medians over the steps; `timed-build` in bench/tpch.py; CPU: the",
+        "build process's, DuckDB's threads included):",
+        "",
+        "| phase | wall seconds | share of the wall | CPU seconds |",
+        "|---|---|---|---|",
+        *(
+            f"| {title} | {wall:.2f} | {wall / build:.0%} | {cpu:.2f} |"
+            for title, wall, cpu in (
+                (
+                    title,
+                    statistics.median(s["phases"][name] for s in steps),
+                    statistics.median(s["phases"]["cpu"][name] for s in steps),
+                )
+                for name, title in PHASE_TITLES.items()
+            )
+        ),
+        f"| whole build | {build:.2f} | 100% | {statistics.median(s['phases']['cpu']['total'] for s in steps):.2f} |",
+        "",
         "Per query, the last step (seconds of the model's own run):",
         "",
         "| query | action | strategy | seconds | reason | why not from signed deltas |",
@@ -287,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     runner.add_argument("--steps", type=int, default=5)
     runner.add_argument("--json", type=Path, help="write the raw figures here")
     runner.add_argument("--write-results", action="store_true", help="write the section into bench/RESULTS.md")
+    if (argv if argv is not None else sys.argv[1:])[:1] == ["timed-build"]:
+        arguments = argv if argv is not None else sys.argv[1:]
+        timed_build(arguments[2:], Path(arguments[1]))  # not argparse's: sqlorch's own arguments
+        return 0
     args = parser.parse_args(argv)
     if args.command == "models":
         write_models()

@@ -126,7 +126,9 @@ def update_statements(
     touched: exp.Query,
 ) -> list[exp.Expr]:
     """The buckets ``touched`` (a query of ``_sqlorch_bucket``: those of the keys a batch
-    changed in the shadow) fingerprinted again from the shadow; the others stand."""
+    changed in the shadow) fingerprinted again from ``shadow``: the shadow, or a table that
+    holds exactly its rows in those buckets (the capture's copy of the source's rows it
+    diffed them with); the others stand."""
     chosen = exp.select(exp.column(BUCKET_COLUMN, table="b", quoted=True)).from_(touched.copy().subquery("b"))
     forget = exp.delete(stored.to_table(), where=exp.column(BUCKET_COLUMN, quoted=True).isin(query=chosen.copy()))
     shadow_rows = select_from(shadow, names, "h").where(in_buckets(adapter, key, "h", buckets, chosen))

@@ -837,12 +837,16 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
         rows = _diff_batch(source, found, batch)
         # Moved by what the batch did to the shadow rather than taken from the check: where
         # there are no transactions the source may have moved between the check and the diff.
-        # Only from a recorded fingerprint the check proved (the cursor's narrow forms): one
-        # that no longer describes the shadow (a crash, another engine's hash) sends the
-        # capture to a wider diff, which fingerprints the shadow whole and so heals it.
-        proved = state.fingerprint if trust_fingerprint and found.few else None
-        shadow_fingerprint = _shadow_fingerprint(source, proved, batch)
-        buckets = _keep_buckets(source, state, batch, rows, _fingerprint_rows(shadow_fingerprint), trust_fingerprint)
+        if found.taken is not None:  # changed buckets diffed: from the copies the diff read
+            shadow_fingerprint = _taken_fingerprint(source, state.fingerprint, found)
+        else:
+            # Only from a recorded fingerprint the check proved (the cursor's narrow forms): one
+            # that no longer describes the shadow (a crash, another engine's hash) sends the
+            # capture to a wider diff, which fingerprints the shadow whole and so heals it.
+            proved = state.fingerprint if trust_fingerprint and found.few else None
+            shadow_fingerprint = _shadow_fingerprint(source, proved, batch)
+        shadow_rows = _fingerprint_rows(shadow_fingerprint)
+        buckets = _keep_buckets(source, state, found, batch, rows, shadow_rows, trust_fingerprint)
         mark = found.mark
         mark = CursorMark(mark.cursor, found.hi or mark.hi) if mark is not None else None
         source.save(shadow_fingerprint, mark, buckets)
@@ -905,9 +909,36 @@ def _shadow_fingerprint(source: _Source, recorded: str | None, batch: int) -> st
     return fingerprint_moved(recorded, removed, added, adapter.fingerprint_parts)
 
 
-def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, shadow_rows: int, trusted: bool) -> int:
-    """Bring the bucket fingerprints up to date with the shadow after ``batch``: the buckets
-    of the batch's keys fingerprinted again, or the whole table rebuilt where it did not
+def _taken_fingerprint(source: _Source, recorded: str | None, found: KeyedDiff) -> str:
+    """The shadow's fingerprint after a diff of the changed buckets (``_take_buckets``). In
+    those buckets the shadow now holds exactly the source's rows copied for the diff (every
+    key there compared, none repeated: ``repeated_key``), elsewhere what it held; so
+    ``recorded`` moves by the two copies' fingerprints, a few rows each, where the shadow
+    used to be hashed whole. The result must be the source's fingerprint the capture
+    started from (the buckets left out have equal fingerprints on both sides): where it is
+    not (a recorded fingerprint of another engine's hash, a source that moved meanwhile
+    where there are no transactions), the shadow is hashed whole, which heals the record."""
+    adapter, names = source.adapter, source.names
+    assert found.taken is not None
+    if recorded is not None:
+        removed = adapter.fingerprint(found.taken[1], names)
+        added = adapter.fingerprint(found.taken[0], names)
+        assert removed is not None and added is not None
+        moved = fingerprint_moved(recorded, removed, added, adapter.fingerprint_parts)
+        if moved == found.fingerprint:
+            return moved
+    whole = adapter.fingerprint(source.copy, names)
+    assert whole is not None
+    return whole
+
+
+def _keep_buckets(
+    source: _Source, state: RelationState, found: KeyedDiff, batch: int, rows: int, shadow_rows: int, trusted: bool
+) -> int:
+    """Bring the bucket fingerprints up to date with the shadow after ``batch``: the changed
+    buckets fingerprinted from the source's rows copied for their diff (which the shadow
+    now holds there, ``_taken_fingerprint``), or the buckets of the batch's keys moved or
+    fingerprinted again from the shadow, or the whole table rebuilt where it did not
     describe the shadow (none yet, columns followed) or the row count outgrew its bucket
     count. Returns the bucket count."""
     adapter, names, key = source.adapter, source.names, source.key
@@ -915,6 +946,11 @@ def _keep_buckets(source: _Source, state: RelationState, batch: int, rows: int, 
     if buckets is None or not trusted or not by_bucket.fits(buckets, shadow_rows):
         buckets = by_bucket.bucket_count(shadow_rows)
         execute_create(adapter, by_bucket.rebuild_statement(adapter, source.buckets, source.copy, names, key, buckets))
+    elif found.taken is not None and found.chosen is not None:
+        for statement in by_bucket.update_statements(
+            adapter, source.buckets, found.taken[0], names, key, buckets, found.chosen
+        ):
+            adapter.execute(statement)
     elif 0 < rows <= by_bucket.MOVE_ROWS:
         removed, added = _batch_images(source, batch, old=True), _batch_images(source, batch, old=False)
         by_bucket.move(adapter, source.buckets, removed, added, names, key, buckets)
