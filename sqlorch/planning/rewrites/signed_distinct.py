@@ -15,7 +15,6 @@ never stored (SQL does not count it); a NULL group key is a group like any other
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -24,9 +23,10 @@ from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
-    RowsFor,
+    WEIGHT,
     aggregating,
-    delta_branches,
+    argument_column,
+    condition_column,
     quoted_column,
     state_parts,
 )
@@ -92,32 +92,30 @@ def build_values_query(top: exp.Select, key: list[str], values: ValueSet) -> exp
     return select
 
 
-def build_values_next(
-    top: exp.Select,
-    key: list[str],
-    values: ValueSet,
-    stored: exp.Table,
-    is_changed: Callable[[exp.Table], bool],
-    delta_rows: RowsFor,
-    old_rows: RowsFor,
-) -> exp.Select:
+def build_values_next_from_rows(key: list[str], values: ValueSet, stored: exp.Table, rows: exp.Table) -> exp.Select:
     """Per (group, x) whose multiplicity the change moves: the change (``_sqlorch_dw``) and the
     multiplicity after it (``_sqlorch_rows``: the stored one, 0 when not stored, plus the
-    change). Arguments as for ``signed_aggregates.delta_branches``."""
-    branches: list[exp.Query] = [
-        _by_value(copy, top, key, values, weight)
-        for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows)
-    ]
-    union: exp.Query = branches[0]
-    for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False)
-    grouped = [quoted_column(n, "u") for n in [*key, VALUE]]
+    change), from the weighted rows of the change (``signed_aggregates.build_signed_rows``)."""
+    index = values.aggregates[0]  # the set's calls share its argument and FILTER
+    r = rows.alias_or_name
+    value = quoted_column(argument_column(index), r)
+    weight = exp.func("sum", quoted_column(WEIGHT, r))
     change = (
-        exp.select(*grouped, exp.alias_(exp.func("sum", quoted_column(ROWS, "u")), CHANGE, quoted=True))
-        .from_(union.subquery("u"))
-        .group_by(*[g.copy() for g in grouped])
-        .having(exp.NEQ(this=exp.func("sum", quoted_column(ROWS, "u")), expression=exp.Literal.number(0)))
+        exp.select(*[quoted_column(n, r) for n in key], exp.alias_(value, VALUE, quoted=True))
+        .select(exp.alias_(weight, CHANGE, quoted=True))
+        .from_(rows.copy())
+        .where(value.copy().is_(exp.null()).not_())
+        .group_by(*[quoted_column(n, r) for n in [*key, argument_column(index)]])
+        .having(exp.NEQ(this=weight.copy(), expression=exp.Literal.number(0)))
     )
+    if values.condition is not None:
+        change = change.where(quoted_column(condition_column(index), r))
+    return _after_change(change, key, stored)
+
+
+def _after_change(change: exp.Select, key: list[str], stored: exp.Table) -> exp.Select:
+    """The changed (group, x) pairs of ``change`` (keys, ``_sqlorch_x``, ``_sqlorch_dw``) with
+    their multiplicity after it: the stored one (``stored``), 0 when not stored, plus the change."""
     s = stored.alias_or_name
     same_value = exp.EQ(this=quoted_column(VALUE, "c"), expression=quoted_column(VALUE, s))
     on = exp.and_(null_safe_match("c", s, key, any_types=True), same_value) if key else same_value

@@ -35,16 +35,18 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     WEIGHT,
     build_delta,
+    build_delta_from_rows,
     build_finalise,
     build_next_state,
     build_recompute_keys,
+    build_signed_rows,
     build_state_query,
     matches,
     state_parts,
 )
 from sqlorch.planning.rewrites.signed_distinct import (
     build_distinct_change,
-    build_values_next,
+    build_values_next_from_rows,
     build_values_query,
     value_columns,
     value_keys_match,
@@ -278,6 +280,14 @@ def signed_statements(
     moved = [work_table(compiled.model.ref, f"values{index}", temporary) for index in range(len(sets))]
     before: list[Item] = []
     scratch = [delta, recompute, after, *moved]
+    current = state_is_current(state_batch, ctx.batch)
+    # where the DISTINCT values are folded into: their change and the delta from one table of
+    # the weighted rows (the inputs read once for both)
+    shared = work_table(compiled.model.ref, "signed", temporary) if current and sets else None
+    if shared is not None:
+        rows_query = build_signed_rows(top, key, is_changed, delta_rows, old_rows)
+        before += create(shared, physical(rows_query), "weighted rows of the change")
+        scratch.append(shared)
     if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
         touched, touching = _touched(ctx, is_changed, delta_rows)
         before += touching
@@ -285,10 +295,11 @@ def signed_statements(
         before += made
         delta_query = physical(build_partition_delta(top, key, is_changed, now, then, touched.to_table()))
         scratch += [touched, *olds]
+    elif shared is not None:
+        delta_query = build_delta_from_rows(top, key, shared.to_table(alias="r"))
     else:
         delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
     before += create(delta, delta_query, "signed delta per group")
-    current = state_is_current(state_batch, ctx.batch)
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
         before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
@@ -298,8 +309,9 @@ def signed_statements(
         following = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s"))
     else:
         for store, values, table in zip(stores, sets, moved, strict=True):
-            query = build_values_next(top, key, values, store.to_table(alias="m"), is_changed, delta_rows, old_rows)
-            before += create(table, physical(query), "DISTINCT values: their rows after the change")
+            assert shared is not None
+            query = build_values_next_from_rows(key, values, store.to_table(alias="m"), shared.to_table(alias="r"))
+            before += create(table, query, "DISTINCT values: their rows after the change")
         recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
         if recompute_query is not None:
             before += create(recompute, recompute_query, "groups whose MIN/MAX left")
