@@ -30,9 +30,11 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     quoted_column,
     state_parts,
 )
+from sqlorch.refs import TableRef
 
 VALUE = "_sqlorch_x"
 CHANGE = "_sqlorch_dw"  # the weighted change of a (group, value)'s multiplicity
+STORED_AT = "_sqlorch_rowid"  # where the pair is stored: DuckDB's rowid (``build_values_next_from_rows``)
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,14 @@ def build_values_query(top: exp.Select, key: list[str], values: ValueSet) -> exp
     return select
 
 
-def build_values_next_from_rows(key: list[str], values: ValueSet, stored: exp.Table, rows: exp.Table) -> exp.Select:
+def build_values_next_from_rows(
+    key: list[str], values: ValueSet, stored: exp.Table, rows: exp.Table, row_ids: bool = False
+) -> exp.Select:
     """Per (group, x) whose multiplicity the change moves: the change (``_sqlorch_dw``) and the
     multiplicity after it (``_sqlorch_rows``: the stored one, 0 when not stored, plus the
-    change), from the weighted rows of the change (``signed_aggregates.build_signed_rows``)."""
+    change), from the weighted rows of the change (``signed_aggregates.build_signed_rows``).
+    ``row_ids``: also the stored pair's DuckDB ``rowid`` (``_sqlorch_rowid``, NULL when not
+    stored), by which ``delete_stored_pairs`` deletes it without a second scan of the table."""
     index = values.aggregates[0]  # the set's calls share its argument and FILTER
     r = rows.alias_or_name
     value = quoted_column(argument_column(index), r)
@@ -110,10 +116,10 @@ def build_values_next_from_rows(key: list[str], values: ValueSet, stored: exp.Ta
     )
     if values.condition is not None:
         change = change.where(quoted_column(condition_column(index), r))
-    return _after_change(change, key, stored)
+    return _after_change(change, key, stored, row_ids)
 
 
-def _after_change(change: exp.Select, key: list[str], stored: exp.Table) -> exp.Select:
+def _after_change(change: exp.Select, key: list[str], stored: exp.Table, row_ids: bool) -> exp.Select:
     """The changed (group, x) pairs of ``change`` (keys, ``_sqlorch_x``, ``_sqlorch_dw``) with
     their multiplicity after it: the stored one (``stored``), 0 when not stored, plus the change."""
     s = stored.alias_or_name
@@ -122,11 +128,25 @@ def _after_change(change: exp.Select, key: list[str], stored: exp.Table) -> exp.
     after = exp.Add(
         this=exp.func("coalesce", quoted_column(ROWS, s), exp.Literal.number(0)), expression=quoted_column(CHANGE, "c")
     )
-    return (
-        exp.select(*[quoted_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
-        .from_(change.subquery("c"))
-        .join(stored.copy(), on=on, join_type="LEFT")
+    columns: list[exp.Expr] = [quoted_column(n, "c") for n in [*key, VALUE, CHANGE]]
+    columns.append(exp.alias_(after, ROWS, quoted=True))
+    if row_ids:
+        columns.append(exp.alias_(quoted_column("rowid", s), STORED_AT, quoted=True))
+    return exp.select(*columns).from_(change.subquery("c")).join(stored.copy(), on=on, join_type="LEFT")
+
+
+def delete_stored_pairs(store: TableRef, moved: TableRef) -> exp.Delete:
+    """DELETE the stored pairs a change moves by the ``rowid`` the lookup found them at
+    (``build_values_next_from_rows(row_ids=True)``): DuckDB reads only those rows, where
+    matching (group, x) scans the whole table again. A rowid is stable within a transaction
+    only: the lookup and this DELETE must run in the same one."""
+    found = (
+        exp.select(quoted_column(STORED_AT, "v"))
+        .from_(moved.to_table(alias="v"))
+        .where(quoted_column(STORED_AT, "v").is_(exp.null()).not_())
     )
+    stored_at = exp.In(this=quoted_column("rowid", store.name), query=exp.Subquery(this=found))
+    return exp.delete(store.to_table(), where=stored_at)
 
 
 def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, following: exp.Table) -> exp.Select:
