@@ -116,10 +116,18 @@ def build_values_next_from_rows(
     )
     if values.condition is not None:
         change = change.where(quoted_column(condition_column(index), r))
-    return _after_change(change, key, stored, row_ids)
+    # the stored pairs of the change's values only, found by one column before the pairs are
+    # matched on all of theirs (the values a change holds are few: the users with new events)
+    s = stored.alias_or_name
+    narrowed = exp.select(*[quoted_column(n, s) for n in [*key, VALUE, ROWS]])
+    if row_ids:
+        narrowed = narrowed.select(exp.alias_(quoted_column("rowid", s), STORED_AT, quoted=True))
+    changed_values = exp.Subquery(this=exp.select(value.copy()).from_(rows.copy()))
+    narrowed = narrowed.from_(stored.copy()).where(exp.In(this=quoted_column(VALUE, s), query=changed_values))
+    return _after_change(change, key, narrowed.subquery(s), row_ids)
 
 
-def _after_change(change: exp.Select, key: list[str], stored: exp.Table, row_ids: bool) -> exp.Select:
+def _after_change(change: exp.Select, key: list[str], stored: exp.Subquery, row_ids: bool) -> exp.Select:
     """The changed (group, x) pairs of ``change`` (keys, ``_sqlorch_x``, ``_sqlorch_dw``) with
     their multiplicity after it: the stored one (``stored``), 0 when not stored, plus the change."""
     s = stored.alias_or_name
@@ -131,8 +139,8 @@ def _after_change(change: exp.Select, key: list[str], stored: exp.Table, row_ids
     columns: list[exp.Expr] = [quoted_column(n, "c") for n in [*key, VALUE, CHANGE]]
     columns.append(exp.alias_(after, ROWS, quoted=True))
     if row_ids:
-        columns.append(exp.alias_(quoted_column("rowid", s), STORED_AT, quoted=True))
-    return exp.select(*columns).from_(change.subquery("c")).join(stored.copy(), on=on, join_type="LEFT")
+        columns.append(quoted_column(STORED_AT, s))
+    return exp.select(*columns).from_(change.subquery("c")).join(stored, on=on, join_type="LEFT")
 
 
 def delete_stored_pairs(store: TableRef, moved: TableRef) -> exp.Delete:
