@@ -14,13 +14,14 @@ from test_signed_aggregates import _change, _rows, analysed, assert_signed_verdi
 
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
-    build_delta,
+    build_delta_from_rows,
     build_finalise,
+    build_signed_rows,
     build_state_query,
 )
 from sqlorch.planning.rewrites.signed_distinct import (
     build_distinct_change,
-    build_values_next,
+    build_values_next_from_rows,
     build_values_query,
     value_columns,
     value_sets,
@@ -96,11 +97,14 @@ def test_state_values_and_delta_equal_from_scratch(shape: str, seed: int) -> Non
 
     for step in range(6):
         _change(con, rng, next_id)
-        delta = build_delta(top, key, changed, delta_rows, old_rows)
+        # the change's weighted rows, read once: the delta and the values' change from them
+        rows = build_signed_rows(top, key, changed, delta_rows, old_rows)
+        con.execute(f"CREATE OR REPLACE TABLE signed AS {rows.sql('duckdb')}")
+        delta = build_delta_from_rows(top, key, exp.to_table("signed", alias="r"))
         con.execute(f"CREATE OR REPLACE TABLE delta AS {delta.sql('duckdb')}")
         for index, values in enumerate(sets):
-            moved = build_values_next(
-                top, key, values, exp.to_table(f"m{index}", alias="m"), changed, delta_rows, old_rows
+            moved = build_values_next_from_rows(
+                key, values, exp.to_table(f"m{index}", alias="m"), exp.to_table("signed", alias="r")
             )
             con.execute(f"CREATE OR REPLACE TABLE v{index} AS {moved.sql('duckdb')}")
         extra = tuple(build_distinct_change(top, key, v, exp.to_table(f"v{i}", alias="v")) for i, v in enumerate(sets))

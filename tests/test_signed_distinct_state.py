@@ -94,3 +94,41 @@ def test_distinct_values_are_kept_shown_and_rebuilt(project: Path, monkeypatch: 
         con.execute(f"INSERT INTO {VALUES} VALUES (1, 99, 5)")
     assert run_cli("build", "--project-dir", project, "--full-refresh").exit_code == 0
     _exact(project)
+
+
+def _explained(project: Path, model: str) -> list[tuple[str, str]]:
+    """(title, SQL) of each statement ``plan --explain`` prints for ``model``."""
+    run = run_cli("plan", "--project-dir", project, "--explain", model)
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    return [(line[3:], lines[i + 1]) for i, line in enumerate(lines) if line.startswith("-- ") and i + 1 < len(lines)]
+
+
+def test_changed_pairs_are_deleted_by_rowid_inside_the_lookups_transaction(project: Path) -> None:
+    """DuckDB: the stored pairs a change moves are deleted by the rowid their lookup found,
+    a scan of the table fewer; a rowid is stable within a transaction only, so every
+    statement from the lookup to that DELETE runs in the model's one transaction. A model
+    another model reads keeps the DELETE by (group, value)."""
+    (project / "models" / "marts" / "top_days.sql").write_text("SELECT day FROM marts.buyers WHERE buyers > 2\n")
+    assert run_cli("build", "--project-dir", project).exit_code == 0
+    with duckdb.connect(str(project / "warehouse.duckdb")) as con:
+        con.execute("UPDATE raw.orders SET customer_id = 4 WHERE day = 1 AND customer_id IN (1, 2)")
+        con.execute("DELETE FROM raw.orders WHERE order_id = 9")
+    read = _explained(project, "marts.buyers")
+    assert not [sql for _, sql in read if "rowid" in sql], "a model others read deletes its pairs by value"
+
+    (project / "models" / "marts" / "top_days.sql").unlink()
+    assert run_cli("build", "--project-dir", project).exit_code == 0
+    _exact(project)
+    with duckdb.connect(str(project / "warehouse.duckdb")) as con:
+        con.execute("UPDATE raw.orders SET customer_id = 1 WHERE day = 1 AND customer_id = 4")
+        con.execute("INSERT INTO raw.orders VALUES (41, 2, NULL, 3), (42, NULL, 2, NULL)")
+    statements = _explained(project, "marts.buyers")
+    titles = [title for title, _ in statements]
+    first = titles.index("DISTINCT values: their rows after the change [in transaction]")
+    deletes = [i for i, (title, sql) in enumerate(statements) if title.startswith("DISTINCT values: delete")]
+    assert len(deletes) == 2 and all('"rowid" IN (SELECT' in statements[i][1] for i in deletes), statements
+    between = titles[first : deletes[-1] + 1]
+    assert all("[in transaction" in title for title in between), between
+    assert run_cli("build", "--project-dir", project).exit_code == 0
+    _exact(project)

@@ -65,6 +65,9 @@ class PreparedRows:
     before: list[Item]
     during: list[Item]
     scratch: list[TableRef]
+    # the keys' and rows' scratch tables built in the model's transaction, which ``before``'s
+    # last statements opened (what they read must not move before ``during`` uses it)
+    in_transaction: bool = False
 
 
 def incremental_statements(
@@ -100,7 +103,8 @@ def incremental_statements(
         out += prepared.before
         recomputed = prepared.recomputed
         if key and prepared.affected is not None:
-            out += creates(ctx, create_table_as(keys_table, prepared.affected, temporary=temporary), "affected keys")
+            made = create_table_as(keys_table, prepared.affected, temporary=temporary)
+            out += creates(ctx, made, "affected keys", prepared.in_transaction)
     elif fold_appends:
         affected, recomputed = partial_aggregate_rows(ctx, sources)
         out += creates(ctx, create_table_as(keys_table, affected, temporary=temporary), "affected keys")
@@ -120,7 +124,8 @@ def incremental_statements(
     unread = replaced_unlogged(ctx, changes) and chunk is None
     merge = keys.unique and bool(key) and capabilities.merge_in_transaction and not unread
     rows_query = mark_present(recomputed) if merge else recomputed
-    out += creates(ctx, create_table_as(rows_table, rows_query, temporary=temporary), "recomputed rows")
+    in_transaction = prepared is not None and prepared.in_transaction
+    out += creates(ctx, create_table_as(rows_table, rows_query, temporary=temporary), "recomputed rows", in_transaction)
     if unread:
         out += _replace_unread(ctx, target_match, rows_table, columns)
         out += prepared.during if prepared is not None else []

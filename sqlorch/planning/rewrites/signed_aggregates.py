@@ -27,6 +27,7 @@ says why).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlglot import exp
 
@@ -259,6 +260,71 @@ def build_delta(
         for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows)
     ]
     return combine_branches(branches, key, aggregates)
+
+
+def argument_column(index: int) -> str:
+    """The column of ``build_signed_rows`` holding the argument of the aggregate at ``index``."""
+    return f"_sqlorch_v{index}"
+
+
+def condition_column(index: int) -> str:
+    """The column of ``build_signed_rows`` holding the FILTER of the aggregate at ``index``."""
+    return f"_sqlorch_f{index}"
+
+
+def build_signed_rows(
+    top: exp.Select,
+    key: list[str],
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: RowsFor,
+    old_rows: RowsFor,
+) -> exp.Query:
+    """The weighted rows of every branch of the telescoping sum, before any grouping: the
+    group keys, per aggregate its argument (``_sqlorch_v<i>``) and FILTER condition
+    (``_sqlorch_f<i>``), and the weight. Kept in a scratch table, they give the delta per
+    group (``build_delta_from_rows``) and the DISTINCT values' change
+    (``signed_distinct.build_values_next_from_rows``) from one read of the inputs: each built
+    from the branches, both read the rows of the unchanged side a change reaches (the events
+    of the users who changed plan: a scan of the whole events table) once each."""
+    aggregates = aggregates_of(top)
+    branches: list[exp.Query] = []
+    for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows):
+        columns = _keys(top, key)
+        for index, aggregate in enumerate(aggregates):
+            if aggregate.argument is not None:
+                columns.append(exp.alias_(aggregate.argument.copy(), argument_column(index), quoted=True))
+            if aggregate.condition is not None:
+                columns.append(exp.alias_(aggregate.condition.copy(), condition_column(index), quoted=True))
+        columns.append(exp.alias_(weight, WEIGHT, quoted=True))
+        copy.set("expressions", columns)
+        for name in ("distinct", "group", "having", "order", "limit", "offset"):
+            copy.set(name, None)
+        branches.append(copy)
+    union: exp.Query = branches[0]
+    for branch in branches[1:]:
+        union = exp.union(union, branch, distinct=False)
+    return union
+
+
+def _signed_row_columns(aggregate: Aggregate, index: int) -> Aggregate:
+    """``aggregate`` reading the columns ``build_signed_rows`` projects for it."""
+    return replace(
+        aggregate,
+        argument=quoted_column(argument_column(index)) if aggregate.argument is not None else None,
+        condition=quoted_column(condition_column(index)) if aggregate.condition is not None else None,
+    )
+
+
+def build_delta_from_rows(top: exp.Select, key: list[str], rows: exp.Table) -> exp.Select:
+    """``build_delta`` over the table of ``build_signed_rows``: the same columns and values."""
+    aggregates = aggregates_of(top)
+    read = [_signed_row_columns(a, i) for i, a in enumerate(aggregates)]
+    select = exp.select(
+        *[exp.alias_(quoted_column(n), n, quoted=True) for n in key], *_partials(read, quoted_column(WEIGHT))
+    ).from_(rows.copy())
+    if key:
+        select = select.group_by(*[quoted_column(n) for n in key])
+    return combine_branches([select], key, aggregates)
 
 
 def combine_branches(branches: list[exp.Query], key: list[str], aggregates: list[Aggregate]) -> exp.Select:

@@ -15,7 +15,6 @@ never stored (SQL does not count it); a NULL group key is a group like any other
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -24,15 +23,18 @@ from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
-    RowsFor,
+    WEIGHT,
     aggregating,
-    delta_branches,
+    argument_column,
+    condition_column,
     quoted_column,
     state_parts,
 )
+from sqlorch.refs import TableRef
 
 VALUE = "_sqlorch_x"
 CHANGE = "_sqlorch_dw"  # the weighted change of a (group, value)'s multiplicity
+STORED_AT = "_sqlorch_rowid"  # where the pair is stored: DuckDB's rowid (``build_values_next_from_rows``)
 
 
 @dataclass(frozen=True)
@@ -92,43 +94,67 @@ def build_values_query(top: exp.Select, key: list[str], values: ValueSet) -> exp
     return select
 
 
-def build_values_next(
-    top: exp.Select,
-    key: list[str],
-    values: ValueSet,
-    stored: exp.Table,
-    is_changed: Callable[[exp.Table], bool],
-    delta_rows: RowsFor,
-    old_rows: RowsFor,
+def build_values_next_from_rows(
+    key: list[str], values: ValueSet, stored: exp.Table, rows: exp.Table, row_ids: bool = False
 ) -> exp.Select:
     """Per (group, x) whose multiplicity the change moves: the change (``_sqlorch_dw``) and the
     multiplicity after it (``_sqlorch_rows``: the stored one, 0 when not stored, plus the
-    change). Arguments as for ``signed_aggregates.delta_branches``."""
-    branches: list[exp.Query] = [
-        _by_value(copy, top, key, values, weight)
-        for copy, weight in delta_branches(top, is_changed, delta_rows, old_rows)
-    ]
-    union: exp.Query = branches[0]
-    for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False)
-    grouped = [quoted_column(n, "u") for n in [*key, VALUE]]
+    change), from the weighted rows of the change (``signed_aggregates.build_signed_rows``).
+    ``row_ids``: also the stored pair's DuckDB ``rowid`` (``_sqlorch_rowid``, NULL when not
+    stored), by which ``delete_stored_pairs`` deletes it without a second scan of the table."""
+    index = values.aggregates[0]  # the set's calls share its argument and FILTER
+    r = rows.alias_or_name
+    value = quoted_column(argument_column(index), r)
+    weight = exp.func("sum", quoted_column(WEIGHT, r))
     change = (
-        exp.select(*grouped, exp.alias_(exp.func("sum", quoted_column(ROWS, "u")), CHANGE, quoted=True))
-        .from_(union.subquery("u"))
-        .group_by(*[g.copy() for g in grouped])
-        .having(exp.NEQ(this=exp.func("sum", quoted_column(ROWS, "u")), expression=exp.Literal.number(0)))
+        exp.select(*[quoted_column(n, r) for n in key], exp.alias_(value, VALUE, quoted=True))
+        .select(exp.alias_(weight, CHANGE, quoted=True))
+        .from_(rows.copy())
+        .where(value.copy().is_(exp.null()).not_())
+        .group_by(*[quoted_column(n, r) for n in [*key, argument_column(index)]])
+        .having(exp.NEQ(this=weight.copy(), expression=exp.Literal.number(0)))
     )
+    if values.condition is not None:
+        change = change.where(quoted_column(condition_column(index), r))
+    # the stored pairs of the change's values only, found by one column before the pairs are
+    # matched on all of theirs (the values a change holds are few: the users with new events)
+    s = stored.alias_or_name
+    narrowed = exp.select(*[quoted_column(n, s) for n in [*key, VALUE, ROWS]])
+    if row_ids:
+        narrowed = narrowed.select(exp.alias_(quoted_column("rowid", s), STORED_AT, quoted=True))
+    changed_values = exp.Subquery(this=exp.select(value.copy()).from_(rows.copy()))
+    narrowed = narrowed.from_(stored.copy()).where(exp.In(this=quoted_column(VALUE, s), query=changed_values))
+    return _after_change(change, key, narrowed.subquery(s), row_ids)
+
+
+def _after_change(change: exp.Select, key: list[str], stored: exp.Subquery, row_ids: bool) -> exp.Select:
+    """The changed (group, x) pairs of ``change`` (keys, ``_sqlorch_x``, ``_sqlorch_dw``) with
+    their multiplicity after it: the stored one (``stored``), 0 when not stored, plus the change."""
     s = stored.alias_or_name
     same_value = exp.EQ(this=quoted_column(VALUE, "c"), expression=quoted_column(VALUE, s))
     on = exp.and_(null_safe_match("c", s, key, any_types=True), same_value) if key else same_value
     after = exp.Add(
         this=exp.func("coalesce", quoted_column(ROWS, s), exp.Literal.number(0)), expression=quoted_column(CHANGE, "c")
     )
-    return (
-        exp.select(*[quoted_column(n, "c") for n in [*key, VALUE, CHANGE]], exp.alias_(after, ROWS, quoted=True))
-        .from_(change.subquery("c"))
-        .join(stored.copy(), on=on, join_type="LEFT")
+    columns: list[exp.Expr] = [quoted_column(n, "c") for n in [*key, VALUE, CHANGE]]
+    columns.append(exp.alias_(after, ROWS, quoted=True))
+    if row_ids:
+        columns.append(quoted_column(STORED_AT, s))
+    return exp.select(*columns).from_(change.subquery("c")).join(stored, on=on, join_type="LEFT")
+
+
+def delete_stored_pairs(store: TableRef, moved: TableRef) -> exp.Delete:
+    """DELETE the stored pairs a change moves by the ``rowid`` the lookup found them at
+    (``build_values_next_from_rows(row_ids=True)``): DuckDB reads only those rows, where
+    matching (group, x) scans the whole table again. A rowid is stable within a transaction
+    only: the lookup and this DELETE must run in the same one."""
+    found = (
+        exp.select(quoted_column(STORED_AT, "v"))
+        .from_(moved.to_table(alias="v"))
+        .where(quoted_column(STORED_AT, "v").is_(exp.null()).not_())
     )
+    stored_at = exp.In(this=quoted_column("rowid", store.name), query=exp.Subquery(this=found))
+    return exp.delete(store.to_table(), where=stored_at)
 
 
 def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, following: exp.Table) -> exp.Select:

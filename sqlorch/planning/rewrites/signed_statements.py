@@ -29,23 +29,26 @@ from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.rewrites.model_statements import ModelContext
 from sqlorch.planning.rewrites.model_statements import scratch as scratch_table
 from sqlorch.planning.rewrites.rename_relations import rename_relations
-from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
+from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements, replaced_unlogged
 from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     WEIGHT,
     build_delta,
+    build_delta_from_rows,
     build_finalise,
     build_next_state,
     build_recompute_keys,
+    build_signed_rows,
     build_state_query,
     matches,
     state_parts,
 )
 from sqlorch.planning.rewrites.signed_distinct import (
     build_distinct_change,
-    build_values_next,
+    build_values_next_from_rows,
     build_values_query,
+    delete_stored_pairs,
     value_columns,
     value_keys_match,
     value_sets,
@@ -268,9 +271,11 @@ def signed_statements(
     def physical(query: exp.Query) -> exp.Query:
         return rename_relations(query, ctx.physical_of, ctx.default_schema)
 
-    def create(table: TableRef, query: exp.Query, purpose: str, scratch: bool = True) -> list[Item]:
+    def create(
+        table: TableRef, query: exp.Query, purpose: str, scratch: bool = True, transaction: bool = False
+    ) -> list[Item]:
         made = create_table_as(table, query, temporary=temporary and scratch)
-        return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
+        return [Statement(s, purpose, transaction=transaction) for s in replace_statements(made, ctx.capabilities)]
 
     names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
     sets = value_sets(top)
@@ -278,6 +283,19 @@ def signed_statements(
     moved = [work_table(compiled.model.ref, f"values{index}", temporary) for index in range(len(sets))]
     before: list[Item] = []
     scratch = [delta, recompute, after, *moved]
+    current = state_is_current(state_batch, ctx.batch)
+    # where the DISTINCT values are folded into: their change and the delta from one table of
+    # the weighted rows (the inputs read once for both)
+    shared = work_table(compiled.model.ref, "signed", temporary) if current and sets else None
+    # DuckDB, a model no model reads: the stored pairs the change moves are deleted by the rowid
+    # their lookup found them at. A rowid is stable within a transaction only, so the statements
+    # from the lookup to that DELETE run in the model's transaction (none of the unlogged
+    # form's statements runs outside it, ``replace_keys.replaced_unlogged``)
+    by_rowid = shared is not None and ctx.dialect == "duckdb" and replaced_unlogged(ctx, changes)
+    if shared is not None:
+        rows_query = build_signed_rows(top, key, is_changed, delta_rows, old_rows)
+        before += create(shared, physical(rows_query), "weighted rows of the change")
+        scratch.append(shared)
     if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
         touched, touching = _touched(ctx, is_changed, delta_rows)
         before += touching
@@ -285,10 +303,11 @@ def signed_statements(
         before += made
         delta_query = physical(build_partition_delta(top, key, is_changed, now, then, touched.to_table()))
         scratch += [touched, *olds]
+    elif shared is not None:
+        delta_query = build_delta_from_rows(top, key, shared.to_table(alias="r"))
     else:
         delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
     before += create(delta, delta_query, "signed delta per group")
-    current = state_is_current(state_batch, ctx.batch)
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
         before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
@@ -298,11 +317,14 @@ def signed_statements(
         following = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s"))
     else:
         for store, values, table in zip(stores, sets, moved, strict=True):
-            query = build_values_next(top, key, values, store.to_table(alias="m"), is_changed, delta_rows, old_rows)
-            before += create(table, physical(query), "DISTINCT values: their rows after the change")
+            assert shared is not None
+            query = build_values_next_from_rows(
+                key, values, store.to_table(alias="m"), shared.to_table(alias="r"), by_rowid
+            )
+            before += create(table, query, "DISTINCT values: their rows after the change", transaction=by_rowid)
         recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
         if recompute_query is not None:
-            before += create(recompute, recompute_query, "groups whose MIN/MAX left")
+            before += create(recompute, recompute_query, "groups whose MIN/MAX left", transaction=by_rowid)
         following = build_next_state(
             top,
             key,
@@ -315,7 +337,7 @@ def signed_statements(
                 for values, table in zip(sets, moved, strict=True)
             ),
         )
-    before += create(after, following, "next group state")
+    before += create(after, following, "next group state", transaction=by_rowid)
     kept = select_from(after, names, "n")
     if top.args.get("group") is not None:  # a one-row aggregate keeps its row at zero rows
         kept = kept.where(exp.GT(this=exp.column(ROWS, table="n", quoted=True), expression=exp.Literal.number(0)))
@@ -334,12 +356,13 @@ def signed_statements(
             held = select_from(table, pairs, "v").where(
                 exp.GT(this=exp.column(ROWS, table="v", quoted=True), expression=exp.Literal.number(0))
             )
+            delete = (
+                delete_stored_pairs(store, table)
+                if by_rowid
+                else exp.delete(store.to_table(), where=value_keys_match(table.to_table(alias="k"), key, store.name))
+            )
             during += [
-                Statement(
-                    exp.delete(store.to_table(), where=value_keys_match(table.to_table(alias="k"), key, store.name)),
-                    "DISTINCT values: delete the changed ones",
-                    transaction=True,
-                ),
+                Statement(delete, "DISTINCT values: delete the changed ones", transaction=True),
                 Statement(
                     insert_into(store, pairs, held), "DISTINCT values: insert those still held", transaction=True
                 ),
@@ -352,6 +375,7 @@ def signed_statements(
         before=before,
         during=during,
         scratch=scratch,
+        in_transaction=by_rowid,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)
 
