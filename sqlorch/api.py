@@ -467,6 +467,7 @@ def prepare(
             target,
             choose_by_cost=options.rebuild_when_cheaper,
         )
+        cache.save()  # the fingerprints the plan looked up (``CompileCache.fingerprint``)
         _mark_failed(plan, session.dag, failed)
         plan.groups = group_transactions(plan.steps, adapter.capabilities, target.audited)
         plan.sources = _source_changes(session, captured, known)

@@ -47,7 +47,7 @@ class CompiledModel:
     # the columns that identify an input's rows (a source's unique_key, an upstream model's
     # key), looked up when the key analysis runs: it narrows a row-level model's key to them
     identity_of: Callable[[TableRef], tuple[tuple[str, ...], bool]] | None = None
-    known_fingerprint: str = ""  # from the compile cache (``CompileCache.fingerprint``)
+    fingerprints: CompileCache | None = None  # where the fingerprint is kept (``CompileCache.fingerprint``)
 
     @cached_property
     def input_schema(self) -> MappingSchema | None:
@@ -84,7 +84,9 @@ class CompiledModel:
 
     @cached_property
     def fingerprint(self) -> str:
-        return self.known_fingerprint or model_fingerprint(self.model, self.dialect)
+        if self.fingerprints is not None:
+            return self.fingerprints.fingerprint(self.model, self.dialect)
+        return model_fingerprint(self.model, self.dialect)
 
     @cached_property
     def physical_sql(self) -> exp.Query:
@@ -211,7 +213,8 @@ class CompileCache:
     def fingerprint(self, model: Model, dialect: str) -> str:
         """``model_fingerprint``, kept by the SQL text and settings it is computed from: it
         generates the whole normalised SQL again (0.6 ms a model, a tenth of a one-row
-        change's cost per model in a long chain)."""
+        change's cost per model in a long chain). Looked up when a plan first reads it (not
+        by ``compile``, which never does), so the build saves the cache once it has planned."""
         config = model.config
         text = f"{model.dialect}\0{dialect}\0{config.materialized}\0{','.join(config.unique_key)}\0{model.sql}"
         key = hashlib.sha256(text.encode()).hexdigest()
@@ -303,6 +306,7 @@ def compile_project(
                 physical_names={d: physical[d] for d in model.depends_on},
                 default_schema=project.settings.default_schema,
                 identity_of=identity_of,
+                fingerprints=cache,
             )
             if inputs is not None:
                 for i in model.inputs:
@@ -328,8 +332,6 @@ def compile_project(
                 names = _named_outputs(model.ast)
                 if names is not None:
                     schemas[ref] = names
-            if cache and not model_errors:
-                item.known_fingerprint = cache.fingerprint(model, dialect)
             if model_errors:
                 # a failed model is not analysed further (a build plans it as an error)
                 item = replace(item, input_schemas=None, columns=None)
