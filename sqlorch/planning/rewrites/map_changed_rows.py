@@ -51,7 +51,6 @@ from sqlorch.execution.statements import (
     create_table_as,
     insert_into,
     select_from,
-    with_images,
 )
 from sqlorch.planning.cost import INCREMENTAL
 from sqlorch.planning.key_match import null_safe_match
@@ -98,111 +97,78 @@ def _signed(query: exp.Query, columns: list[str], sign: int | exp.Expr) -> exp.S
     )
 
 
-def _whole_key_images(
-    log: TableRef, names: list[str], identity: list[str], change: InputChange, old: bool | None
-) -> exp.Select:
-    """The old (or new; None: both, with the old-image flag) images of a change log's range,
-    where the log holds every row of each key it touches: of each key, the old images of the
-    first batch that touched it (its rows before the range) and the new images of the last
-    (its rows after)."""
-    flag = exp.column(OLD_COLUMN, table="c", quoted=True)
+def _whole_key_images(log: TableRef, names: list[str], identity: list[str], change: InputChange) -> exp.Select:
+    """The images of a change log's range, flagged old or new, where the log holds every row
+    of each key it touches: of each key, the old images of the first batch that touched it
+    (its rows before the range) and the new images of the last (its rows after)."""
     entries = select_from(log, [*names, OLD_COLUMN], "c").where(batch_range(change.after, change.upto, "c"))
-    if old is None and change.upto - change.after == 1:  # one batch: its images, flagged
+    if change.upto - change.after == 1:  # one batch: its images
         return entries
-    old_edge: exp.Expr = flag.copy()
-    new_edge: exp.Expr = exp.not_(flag.copy())
-    if change.upto - change.after > 1:  # several batches: a key's rows between its first and last cancel
-        batch = exp.column(BATCH_COLUMN, table="c", quoted=True)
-        at: dict[str, exp.Expr] = {}
-        for function, name in EDGES.items():
-            edge = exp.Window(this=exp.func(function, batch.copy()), partition_by=columns_of(identity, "c"))
-            entries = entries.select(edge.as_(name, quoted=True), copy=False)
-            at[function] = batch.copy().eq(exp.column(name, table="c", quoted=True))
-        entries = entries.select(batch.copy(), copy=False)
-        old_edge, new_edge = exp.and_(old_edge, at["min"]), exp.and_(new_edge, at["max"])
-    outputs = columns_of(names, "c") + ([flag.copy()] if old is None else [])
-    query = exp.select(*outputs).from_(entries.subquery("c", copy=False), copy=False)
-    if old is None:
-        return query.where(exp.or_(old_edge, new_edge))
-    return query.where(old_edge if old else new_edge)
+    # several batches: a key's rows between its first batch and its last cancel
+    flag = exp.column(OLD_COLUMN, table="c", quoted=True)
+    batch = exp.column(BATCH_COLUMN, table="c", quoted=True)
+    at: dict[str, exp.Expr] = {}
+    for function, name in EDGES.items():
+        edge = exp.Window(this=exp.func(function, batch.copy()), partition_by=columns_of(identity, "c"))
+        entries = entries.select(edge.as_(name, quoted=True), copy=False)
+        at[function] = batch.copy().eq(exp.column(name, table="c", quoted=True))
+    entries = entries.select(batch.copy(), copy=False)
+    old_edge, new_edge = exp.and_(flag.copy(), at["min"]), exp.and_(exp.not_(flag.copy()), at["max"])
+    return (
+        exp.select(*columns_of(names, "c"), flag.copy())
+        .from_(entries.subquery("c", copy=False), copy=False)
+        .where(exp.or_(old_edge, new_edge))
+    )
 
 
 def mapped_changes(
     ctx: ModelContext,
     changes: dict[TableRef, InputChange],
     resolve: Callable[[exp.Table], TableRef | None],
-) -> exp.Query:
+) -> exp.Select:
     """The model's change: its columns, the batch, and whether each row is an old image.
 
     Where the key is unique (declared, checked every build) the mapped images are
     consolidated. Where it is the changed table's identity (a key may hold several rows: a
     join, or a source's repeated key) they are not: a key's old images are all its stored
     rows, its new images all its new rows, so that its stored rows are deleted and the new
-    ones inserted whole, and the model's own log holds every row of each key it touches."""
+    ones inserted whole, and the model's own log holds every row of each key it touches. Such
+    a model is a SELECT (``analysis/keys._identity_table``): the old-image flag is carried
+    through it, one scan of the change log where the old and new images mapped apart take
+    two and a UNION (twice DuckDB's time on a one-row change)."""
     keys = ctx.compiled.keys
     inlined = keys.inlined
     assert inlined is not None
     sources = ChangeSources(ctx, changes, resolve)
     columns = stored_columns(ctx)
 
-    def images(old: bool) -> exp.Query:
-        def rows(table: exp.Table) -> exp.Query:
-            if keys.unique:
-                flag = exp.column(OLD_COLUMN, table="c", quoted=True)
-                return sources.changed(table).where(flag if old else exp.not_(flag), copy=False)
-            ref = resolve(table)
-            assert ref is not None
-            names = ctx.input_columns[ref]
-            identity = [name for name in names if name.lower() in keys.identity]
-            return _whole_key_images(change_log(ref), names, identity, changes[ref], old)
-
-        mapped, target = substitute_occurrence(inlined, 0, sources.is_changed, rows, sources.everything)
-        mapped = keep_only_branches_with(mapped, target)
-        return rename_relations(mapped, ctx.physical_of, ctx.default_schema, copy=False)
+    def mapped(rows: Callable[[exp.Table], exp.Query]) -> tuple[exp.Query, exp.Subquery]:
+        query, target = substitute_occurrence(inlined, 0, sources.is_changed, rows, sources.everything)
+        return rename_relations(keep_only_branches_with(query, target), ctx.physical_of, ctx.default_schema), target
 
     if keys.unique:
-        both = exp.union(_signed(images(True), columns, -1), _signed(images(False), columns, 1), distinct=False)
-        return consolidated(both, columns, ctx.batch)
-    if isinstance(inlined, exp.Select):  # one pass: the old-image flag carried through the model
-        return _flagged(ctx, changes, resolve, sources, columns)
-    return exp.union(
-        with_images(images(True), columns, ctx.batch, True, copy=False),
-        with_images(images(False), columns, ctx.batch, False, copy=False),
-        distinct=False,
-        copy=False,
-    )
 
+        def images(old: bool) -> exp.Select:
+            flag = exp.column(OLD_COLUMN, table="c", quoted=True)
+            query, _ = mapped(lambda table: sources.changed(table).where(flag if old else exp.not_(flag)))
+            return _signed(query, columns, -1 if old else 1)
 
-def _flagged(
-    ctx: ModelContext,
-    changes: dict[TableRef, InputChange],
-    resolve: Callable[[exp.Table], TableRef | None],
-    sources: ChangeSources,
-    columns: list[str],
-) -> exp.Select:
-    """``mapped_changes`` of a model keyed by its changed table's identity, in one pass over
-    the table's whole-key images: their old-image flag selected beside the model's columns
-    (one scan of the change log where the old and new images mapped apart take two and a
-    UNION, twice DuckDB's time on a one-row change)."""
-    keys = ctx.compiled.keys
-    assert keys.inlined is not None
+        return consolidated(exp.union(images(True), images(False), distinct=False), columns, ctx.batch)
 
-    def rows(table: exp.Table) -> exp.Query:
+    def whole_keys(table: exp.Table) -> exp.Query:
         ref = resolve(table)
         assert ref is not None
         names = ctx.input_columns[ref]
         identity = [name for name in names if name.lower() in keys.identity]
-        return _whole_key_images(change_log(ref), names, identity, changes[ref], None)
+        return _whole_key_images(change_log(ref), names, identity, changes[ref])
 
-    mapped, target = substitute_occurrence(keys.inlined, 0, sources.is_changed, rows, sources.everything)
-    assert isinstance(mapped, exp.Select)
-    alias = target.args["alias"].this.copy()
-    mapped.select(exp.Column(this=exp.to_identifier(OLD_COLUMN, quoted=True), table=alias), copy=False)
-    mapped = rename_relations(mapped, ctx.physical_of, ctx.default_schema, copy=False)
+    query, target = mapped(whole_keys)
+    assert isinstance(query, exp.Select)
+    flag = exp.Column(this=exp.to_identifier(OLD_COLUMN, quoted=True), table=target.args["alias"].this.copy())
+    query = query.select(flag, copy=False)
     stamp = exp.alias_(exp.Literal.number(ctx.batch), BATCH_COLUMN, quoted=True)
-    return exp.select(*columns_of(columns, "m"), stamp, exp.column(OLD_COLUMN, table="m", quoted=True)).from_(
-        mapped.subquery("m", copy=False), copy=False
-    )
+    flagged = exp.column(OLD_COLUMN, table="m", quoted=True)
+    return exp.select(*columns_of(columns, "m"), stamp, flagged).from_(query.subquery("m", copy=False), copy=False)
 
 
 def _images(rows: TableRef | exp.Query, columns: list[str], old: bool, batch: int | None) -> exp.Select:
@@ -233,10 +199,10 @@ def map_statements(
     rows: TableRef | exp.Query = log if ctx.read else change
     batch = ctx.batch if ctx.read else None
     out: list[Item] = []
+    rows_table = scratch(ctx, "rows")  # the mapped new rows, where they are audited
     new_rows = _images(rows, columns, False, batch)
     old_keys = _images(rows, key, True, batch)
     if ctx.audited:  # the new rows, before anything is written
-        rows_table = scratch(ctx, "rows")
         temporary = ctx.capabilities.temp_tables
         new_images = create_table_as(rows_table, _images(change, columns, False, None), temporary=temporary)
         out += creates(ctx, new_images, "mapped new rows")
@@ -254,4 +220,4 @@ def map_statements(
     out.append(planned(insert_into(ctx.physical, columns, new_rows), "apply: insert the new images", True, NEW_ROWS))
     out += check_unique_key(ctx)
     out += bookkeeping(ctx, columns, INCREMENTAL)
-    return out + (drop_scratch(ctx, [scratch(ctx, "rows")]) if ctx.audited else [])
+    return out + (drop_scratch(ctx, [rows_table]) if ctx.audited else [])
