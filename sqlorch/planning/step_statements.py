@@ -209,9 +209,10 @@ def plan_model_statements(
         decision = Decision(branch.action, branch.reason, branch.strategy)
         branch.built = partial(statements, decision, branch.name == "small")
         kinds |= _writes(decision, diff_possible)
-    chosen = branches[expected.index(True)]
+    selected = expected.index(True)
+    chosen = branches[selected]
     step.action, step.strategy, step.reason = chosen.action, chosen.strategy, chosen.reason
     # one branch left (no rule could apply): no choice
-    choice = Choice(branches, expected=expected.index(True))
+    choice = Choice(branches, expected=selected)
     step.statements = [*claim, choice] if len(branches) > 1 else [*claim, *branches[0].statements]
     return kinds

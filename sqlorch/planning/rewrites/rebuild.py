@@ -122,8 +122,10 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
         gone: exp.Query = _multiset_minus(old, ctx.physical, columns)
         came: exp.Query = _multiset_minus(ctx.physical, old, columns)
         keyed: list[Item] = []
+        # keyed by an identity a key may repeat under: every row of a touched key logged
         touched = work_table(model.ref, "touched", temporary=ctx.capabilities.temp_tables)
-        if ctx.compiled.keys.whole_key_log and not ctx.compiled.keys.unique:
+        whole_keys = ctx.compiled.keys.whole_key_log and not ctx.compiled.keys.unique
+        if whole_keys:
             keyed, gone, came = _whole_keys(ctx, old, touched, gone, came, columns)
         delta: list[Item] = [
             *clear_leftovers(ctx, log),
@@ -162,7 +164,7 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
             )
         )
         out.append(planned(drop_table(old), "drop the old rows", True))
-        if ctx.compiled.keys.whole_key_log and not ctx.compiled.keys.unique:
+        if whole_keys:
             out += drop_scratch(ctx, [touched])
     else:
         if model.config.materialized == "incremental":

@@ -70,14 +70,12 @@ def map_changes(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities)
         and keys.row_preserving
         and bool(keys.key)
         and single_changed_input(keys, changes)
-        and (
-            keys.unique
-            or (keys.identity_table is not None and all(mentions({keys.identity_table}, r) for r in changes))
-        )
+        and (keys.unique or _reads_identity_table(keys, changes))
     )
 
 
 def _reads_identity_table(keys: KeyAnalysis, changes: Changes) -> bool:
+    """The changed input is the table whose identity keys the model."""
     return keys.identity_table is not None and all(mentions({keys.identity_table}, ref) for ref in changes)
 
 
