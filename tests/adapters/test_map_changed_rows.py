@@ -40,6 +40,7 @@ PROJECT = {
     ),
 }
 ITEMS, CATS = TableRef("raw", "items"), TableRef("raw", "cats")
+NAMED = {"item_id": "INTEGER", "name": "VARCHAR"}  # raw.items' columns in the smaller projects
 # mart.big maps stg.items' log: a model of one table keyed by its identity logs whole keys
 MAPPED = ["stg.items", "stg.names", "mart.big", "mart.lagging", "mart.enriched", "mart.enriched_left", "mart.declared"]
 
@@ -65,19 +66,29 @@ def _changed(warehouse: Warehouse, *statements: str) -> None:
     warehouse.close_all()  # DuckDB: the next command opens the file alone
 
 
-def test_mapped_models_follow_every_kind_of_change(mapped_warehouse: Warehouse, tmp_path: Path) -> None:
-    warehouse = mapped_warehouse
-    project = write_files(tmp_path / "project", PROJECT)
+Tables = dict[TableRef, tuple[dict[str, str], list[Any]]]  # per table its columns and rows
+
+
+def _built(warehouse: Warehouse, tmp_path: Path, files: dict[str, str], tables: Tables) -> Path:
+    """The project written, ``tables`` created with their rows, and a first build, exact."""
+    project = write_files(tmp_path / "project", files)
     warehouse.write_profiles()
     adapter = warehouse.connect()
-    create_table(adapter, ITEMS, {"item_id": "INTEGER", "qty": "INTEGER", "price": "DECIMAL(12,2)", "name": "VARCHAR"})
-    rows = [(i, i % 3, 1.5 * i, f"n{i % 4}") for i in range(1, 9)] + [(None, 2, 4.0, "nokey")]
-    adapter.insert_rows(ITEMS, ["item_id", "qty", "price", "name"], rows)
-    create_table(adapter, CATS, {"row_id": "INTEGER", "cat": "INTEGER", "label": "VARCHAR"})
-    cats = [(1, 1, "a"), (2, 1, "b"), (3, 2, "c"), (4, 5, "d"), (5, 2, "a")]
-    adapter.insert_rows(CATS, ["row_id", "cat", "label"], cats)
+    for table, (columns, rows) in tables.items():
+        create_table(adapter, table, columns)
+        adapter.insert_rows(table, list(columns), rows)
     warehouse.close_all()
     _build(warehouse, project)
+    return project
+
+
+def test_mapped_models_follow_every_kind_of_change(mapped_warehouse: Warehouse, tmp_path: Path) -> None:
+    warehouse = mapped_warehouse
+    items = [(i, i % 3, 1.5 * i, f"n{i % 4}") for i in range(1, 9)] + [(None, 2, 4.0, "nokey")]
+    cats = [(1, 1, "a"), (2, 1, "b"), (3, 2, "c"), (4, 5, "d"), (5, 2, "a")]
+    item_columns = {"item_id": "INTEGER", "qty": "INTEGER", "price": "DECIMAL(12,2)", "name": "VARCHAR"}
+    cat_columns = {"row_id": "INTEGER", "cat": "INTEGER", "label": "VARCHAR"}
+    project = _built(warehouse, tmp_path, PROJECT, {ITEMS: (item_columns, items), CATS: (cat_columns, cats)})
 
     _changed(
         warehouse,
@@ -128,13 +139,7 @@ def test_a_mapped_model_audits_the_rows_it_is_about_to_write(mapped_warehouse: W
         "models/sources.yml": "sources:\n  raw.items: {unique_key: item_id}\n",
         "models/stg/items.sql": "-- audits: unique(name), not_null(name)\nSELECT item_id, name FROM raw.items",
     }
-    project = write_files(tmp_path / "project", files)
-    warehouse.write_profiles()
-    adapter = warehouse.connect()
-    create_table(adapter, ITEMS, {"item_id": "INTEGER", "name": "VARCHAR"})
-    adapter.insert_rows(ITEMS, ["item_id", "name"], [(1, "a"), (2, "b"), (3, "c")])
-    warehouse.close_all()
-    _build(warehouse, project)
+    project = _built(warehouse, tmp_path, files, {ITEMS: (NAMED, [(1, "a"), (2, "b"), (3, "c")])})
     # b's row becomes d, then a new row takes the name b: unique only because b's old row goes
     _changed(warehouse, "UPDATE raw.items SET name = 'd' WHERE item_id = 2", "INSERT INTO raw.items VALUES (4, 'b')")
     results = _build(warehouse, project)
@@ -163,13 +168,7 @@ def test_a_rebuilt_model_logs_whole_keys_for_a_reader_that_maps_them(
         "models/stg/items.sql": "SELECT item_id, name FROM raw.items",
         "models/mart/copy.sql": "SELECT item_id, name FROM stg.items",
     }
-    project = write_files(tmp_path / "project", files)
-    warehouse.write_profiles()
-    adapter = warehouse.connect()
-    create_table(adapter, ITEMS, {"item_id": "INTEGER", "name": "VARCHAR"})
-    adapter.insert_rows(ITEMS, ["item_id", "name"], [(1, "a"), (7, "c7"), (7, "twin")])
-    warehouse.close_all()
-    _build(warehouse, project)
+    project = _built(warehouse, tmp_path, files, {ITEMS: (NAMED, [(1, "a"), (7, "c7"), (7, "twin")])})
     renamed = "SELECT item_id, CASE WHEN name = 'twin' THEN 'TWIN' ELSE name END AS name FROM raw.items"
     (project / "models" / "stg" / "items.sql").write_text(renamed)
     results = _build(warehouse, project)
