@@ -32,6 +32,7 @@ from typing import Any
 
 import peers
 import report
+from bytecode import compile_bytecode
 from compile_project import generate
 from scenarios import (
     QUIET_ENV,
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = chosen_tools(plan, registry)
     if not args.skip_setup:
         peers.setup(venvs_needed(tools))
+    compile_bytecode()  # as installed: no timed build compiles sqlorch's modules first (bytecode.py)
     plan.work.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC)
     results: dict[str, Any] = {
