@@ -148,3 +148,46 @@ def test_a_rebuild_leaves_the_group_state_the_next_change_folds_into(tmp_path) -
     with duckdb.connect(str(project / "warehouse.duckdb")) as db:
         expected = "SELECT grp, count(*) FROM raw.o WHERE id IN (SELECT oid FROM raw.l) GROUP BY 1 ORDER BY 1"
         assert db.execute("SELECT * FROM m.x ORDER BY 1").fetchall() == db.execute(expected).fetchall()
+
+
+def test_a_decorrelated_model_reads_its_partitions_tables_once_where_they_hold_the_change(tmp_path) -> None:
+    """A change to the tables one key anchors (raw.o and raw.l through o.id; raw.o and raw.g
+    through the group) is folded per touched partition: the query as written over the touched
+    keys' rows, each changed table copied aside once. A change to tables no one key anchors
+    together (raw.g and raw.l) folds through the decorrelated joins. Both exact (keys.py:
+    ``KeyAnalysis.written``)."""
+    from sqlorch import api
+    from sqlorch.planning.steps import flatten
+
+    project = _project(tmp_path, "EXISTS (SELECT 1 FROM raw.l WHERE l.oid = o.id AND l.qty <> 2)")
+    model = project / "models" / "m" / "x.sql"
+    model.write_text(model.read_text().replace("FROM raw.o WHERE", "FROM raw.o JOIN raw.g ON g.grp = o.grp WHERE"))
+    (project / "models" / "sources.yml").write_text(
+        "sources:\n  raw.o: {unique_key: id}\n  raw.l: {unique_key: [oid, qty]}\n  raw.g: {unique_key: grp}\n"
+    )
+    with duckdb.connect(str(project / "warehouse.duckdb")) as db:
+        db.execute("CREATE TABLE raw.g AS SELECT * FROM (VALUES ('a'), ('b')) t(grp)")
+    expected = (
+        "SELECT o.grp, count(*) FROM raw.o JOIN raw.g ON g.grp = o.grp WHERE EXISTS "
+        "(SELECT 1 FROM raw.l WHERE l.oid = o.id AND l.qty <> 2) GROUP BY 1 ORDER BY 1"
+    )
+    api.build(api.Options(project_dir=project))
+    changes = [  # (the change, whether one key anchors every table it changes)
+        ("DELETE FROM raw.l WHERE oid = 1; INSERT INTO raw.l VALUES (7, 0), (7, 1), (8, 2)", True),
+        ("UPDATE raw.o SET grp = 'b' WHERE id = 4; INSERT INTO raw.o VALUES (10, 'a'), (11, NULL)", True),
+        ("INSERT INTO raw.l VALUES (10, 0), (11, 1), (NULL, 0); DELETE FROM raw.o WHERE id = 3", True),
+        ("DELETE FROM raw.g WHERE grp = 'b'", True),  # o and g: anchored by the group
+        ("INSERT INTO raw.g VALUES ('b'); DELETE FROM raw.l WHERE oid = 7 AND qty = 0", False),
+        ("DELETE FROM raw.l WHERE oid = 10", True),
+    ]
+    for change, partitioned in changes:
+        with duckdb.connect(str(project / "warehouse.duckdb")) as db:
+            db.execute(change)
+        step = next(s for s in api.plan(api.Options(project_dir=project)).steps if str(s.ref) == "m.x")
+        copied = [s.purpose for s in flatten(step.statements)].count("rows now, touched partitions")
+        assert step.strategy == "fold signed deltas", step.reason
+        assert ("per touched partition" in step.reason) is partitioned, (change, step.reason)
+        assert copied == (len(step.changed_inputs) if partitioned else 0), (change, copied)
+        api.build(api.Options(project_dir=project, rebuild_when_cheaper=False))
+        with duckdb.connect(str(project / "warehouse.duckdb")) as db:
+            assert db.execute("SELECT * FROM m.x ORDER BY 1").fetchall() == db.execute(expected).fetchall(), change

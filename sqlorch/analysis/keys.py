@@ -48,9 +48,13 @@ class KeyAnalysis:
     distributive: dict[str, str] | None = None
     # why the groups cannot be maintained from signed deltas ("" when they can: signed_shape.py)
     not_signed: str = "not analysed"
-    # the partitioned signed form (analysis/partition.py), where the form above has none: per
-    # partition its key and the tables whose changes it follows
+    # the partitioned signed form (analysis/partition.py): per partition its key and the tables
+    # whose changes it follows. Where the form above is none, or a decorrelation of subquery
+    # expressions: the query as written (``written``) read per touched partition reads each
+    # anchored table once, where the decorrelated delta rule reads it once per branch (TPC-H
+    # Q18's lineitem: five scans), so it is taken wherever one partition anchors the changes
     partitions: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
+    written: exp.Query | None = None
     # why the key is no anchor key ("" when it is): only the partitioned form may maintain it
     unanchored: str = ""
     # a row-level model's partitions, as ``partitions``: its affected keys are those of its rows
@@ -472,11 +476,12 @@ def analyse_keys(
         if not partitions:
             return KeyAnalysis(key=None, reason=unanchored)
     unique = _key_is_unique(inlined, key, declared_key)
-    signed_top = inlined
+    written = inlined
     inlined, not_signed = _signed_form(inlined, key, unique, schema, dialect)
-    partitions = _partitioned(signed_top, key, unique, schema, dialect) if not_signed else []
-    if partitions:
-        inlined = signed_top
+    decorrelated = inlined is not written
+    partitions = _partitioned(written, key, unique, schema, dialect) if not_signed or decorrelated else []
+    if partitions and not_signed:
+        inlined = written
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
     subquery_tables = _subquery_tables(inlined)
@@ -502,6 +507,7 @@ def analyse_keys(
         distributive=None if unanchored else _distributive(inlined, key, unique),
         not_signed=not_signed,
         partitions=partitions,
+        written=written if partitions else None,
         unanchored=unanchored,
         row_partitions=partition_tables(inlined) if row_level and key and subquery_tables else [],
         identity_table=identity_table,

@@ -184,7 +184,7 @@ def decide_model(
                 return Decision("full", "group state must be built first: a rebuild writes it", rebuild)
             continue  # its group state must be built first, dearer than replacing the keys (cost.py)
         if strategy.applies(keys, changes, capabilities):
-            return Decision("incremental", strategy.reason(changed_names, keys), strategy.name)
+            return Decision("incremental", strategy.reason(changed_names, keys, changes), strategy.name)
     raise AssertionError("the last strategy always applies")
 
 

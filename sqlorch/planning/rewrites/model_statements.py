@@ -268,6 +268,12 @@ def covered(partitions: list[tuple[str, frozenset[tuple[str, str]]]], changes: d
     return any(all(mentions(tables, ref) for ref in changes) for _, tables in partitions)
 
 
+def partitioned_form(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
+    """The signed form reads the query as written per touched partition (``KeyAnalysis.written``):
+    one of its partitions anchors every changed input."""
+    return keys.written is not None and covered(keys.partitions, changes)
+
+
 def partitioned_keys(keys: KeyAnalysis, changes: dict[TableRef, InputChange]) -> bool:
     """A row-level model with a changed input read in a subquery expression, whose changes
     one partition anchors: its affected keys come from the touched partitions' rows
@@ -285,5 +291,5 @@ class Strategy:
 
     name: str
     applies: Callable[[KeyAnalysis, dict[TableRef, InputChange], Capabilities], bool]
-    reason: Callable[[str, KeyAnalysis], str]
+    reason: Callable[[str, KeyAnalysis, dict[TableRef, InputChange]], str]
     statements: Callable[[ModelContext, dict[TableRef, InputChange], Resolve], list[Item]]

@@ -26,7 +26,7 @@ from sqlorch.execution.statements import (
     select_from,
 )
 from sqlorch.planning.compiler import CompiledModel
-from sqlorch.planning.rewrites.model_statements import ModelContext
+from sqlorch.planning.rewrites.model_statements import ModelContext, partitioned_form
 from sqlorch.planning.rewrites.model_statements import scratch as scratch_table
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements, replaced_unlogged
@@ -124,20 +124,21 @@ def kept_value_tables(compiled: CompiledModel) -> list[TableRef]:
 
 def _rows_before_tables(
     ctx: ModelContext,
+    top: exp.Select,
     resolve: Callable[[exp.Table], TableRef | None],
     is_changed: Callable[[exp.Table], bool],
     delta_rows: Callable[[exp.Table], exp.Select],
     touched: exp.Table,
 ) -> tuple[list[Item], list[TableRef], Before, Before]:
-    """Per changed table and partition column, scratch tables of its rows in the touched
-    partitions now and before the change (from the rows now: the table is read once): the
-    statements, the tables, and how the branches read them."""
+    """Per changed table and partition column of ``top`` (the query read per partition),
+    scratch tables of its rows in the touched partitions now and before the change (from the
+    rows now: the table is read once): the statements, the tables, and how the branches read
+    them."""
     compiled = ctx.compiled
-    assert isinstance(compiled.keys.inlined, exp.Select)
     tables: dict[tuple[TableRef, str], tuple[TableRef, TableRef]] = {}
     made: list[Item] = []
     occurrences: dict[tuple[TableRef, str], list[exp.Table]] = {}
-    for table, column in changed_anchors(compiled.keys.inlined, is_changed):
+    for table, column in changed_anchors(top, is_changed):
         ref = resolve(table)
         assert ref is not None
         occurrences.setdefault((ref, column), []).append(table)
@@ -145,7 +146,6 @@ def _rows_before_tables(
         temporary = ctx.capabilities.temp_tables
         pair = tuple(work_table(compiled.model.ref, f"{p}{len(tables)}", temporary) for p in ("pnow", "pold"))
         tables[(ref, column)] = (pair[0], pair[1])
-        top = compiled.keys.inlined
         columns = read_columns(top, [t for t in top.find_all(exp.Table) if resolve(t) == ref], ctx.input_columns[ref])
         rows = select_from(ctx.physical_of.get(ref, ref), columns)
         # only the rows some occurrence can read, now and in the change: the rest are in no branch
@@ -184,16 +184,16 @@ def _rows_before_tables(
 
 
 def _touched(
-    ctx: ModelContext, is_changed: Callable[[exp.Table], bool], delta_rows: Callable[[exp.Table], exp.Select]
+    ctx: ModelContext,
+    top: exp.Select,
+    is_changed: Callable[[exp.Table], bool],
+    delta_rows: Callable[[exp.Table], exp.Select],
 ) -> tuple[TableRef, list[Item]]:
-    """The scratch table of the partition keys the change touches, and its statements."""
-    compiled = ctx.compiled
-    assert isinstance(compiled.keys.inlined, exp.Select)
+    """The scratch table of the partition keys the change touches (``top``: the query read
+    per partition), and its statements."""
     temporary = ctx.capabilities.temp_tables
-    touched = work_table(compiled.model.ref, "touched", temporary)
-    query = rename_relations(
-        build_touched(compiled.keys.inlined, is_changed, delta_rows), ctx.physical_of, ctx.default_schema
-    )
+    touched = work_table(ctx.compiled.model.ref, "touched", temporary)
+    query = rename_relations(build_touched(top, is_changed, delta_rows), ctx.physical_of, ctx.default_schema)
     made = create_table_as(touched, query, temporary=temporary)
     return touched, [Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)]
 
@@ -296,12 +296,15 @@ def signed_statements(
         rows_query = build_signed_rows(top, key, is_changed, delta_rows, old_rows)
         before += create(shared, physical(rows_query), "weighted rows of the change")
         scratch.append(shared)
-    if keys.not_signed:  # the partitioned form (planner: the strategy applies to these changes)
-        touched, touching = _touched(ctx, is_changed, delta_rows)
+    if partitioned_form(keys, changes):  # the planner: where it is the only form, it applies
+        assert isinstance(keys.written, exp.Select)
+        touched, touching = _touched(ctx, keys.written, is_changed, delta_rows)
         before += touching
-        made, olds, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+        made, olds, now, then = _rows_before_tables(
+            ctx, keys.written, resolve, is_changed, delta_rows, touched.to_table()
+        )
         before += made
-        delta_query = physical(build_partition_delta(top, key, is_changed, now, then, touched.to_table()))
+        delta_query = physical(build_partition_delta(keys.written, key, is_changed, now, then, touched.to_table()))
         scratch += [touched, *olds]
     elif shared is not None:
         delta_query = build_delta_from_rows(top, key, shared.to_table(alias="r"))
@@ -391,8 +394,10 @@ def partition_key_statements(
     keys = compiled.keys
     assert keys.key and isinstance(keys.inlined, exp.Select)
     is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
-    touched, before = _touched(ctx, is_changed, delta_rows)
-    rows, tables, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
+    touched, before = _touched(ctx, keys.inlined, is_changed, delta_rows)
+    rows, tables, now, then = _rows_before_tables(
+        ctx, keys.inlined, resolve, is_changed, delta_rows, touched.to_table()
+    )
     affected = build_partition_keys(keys.inlined, keys.key, is_changed, now, then, touched.to_table())
     prepared = PreparedRows(
         affected=rename_relations(affected, ctx.physical_of, ctx.default_schema),

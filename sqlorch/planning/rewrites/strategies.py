@@ -32,6 +32,7 @@ from sqlorch.planning.rewrites.model_statements import (
     Strategy,
     covered,
     mentions,
+    partitioned_form,
     partitioned_keys,
     single_appended_input,
     single_changed_input,
@@ -109,9 +110,9 @@ def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilitie
     )
 
 
-def _signed_reason(names: str, keys: KeyAnalysis) -> str:
+def _signed_reason(names: str, keys: KeyAnalysis, changes: Changes) -> str:
     how = "groups maintained from signed deltas (state in _sqlorch)"
-    if keys.not_signed and keys.partitions:
+    if partitioned_form(keys, changes):
         how += "; per touched partition, its rows now less its rows before the change"
     return f"{names} changed; {how}"
 
@@ -127,7 +128,7 @@ def fold_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> li
     return incremental_statements(ctx, changes, resolve, fold_appends=True)
 
 
-def _affected_keys(names: str, keys: KeyAnalysis) -> str:
+def _affected_keys(names: str, keys: KeyAnalysis, changes: Changes) -> str:
     read_inside = {name for name in names.split(", ") if tuple(name.split(".")[-2:]) in keys.subquery_tables}
     how = "; of the touched partitions' rows now and before" if keys.row_partitions and read_inside else ""
     return f"{names} changed; recompute affected keys{how}"  # the key: Step.key
@@ -137,19 +138,19 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy(
         INSERT_ONLY,
         insert_only,
-        lambda names, keys: f"{names} appended rows; the model keeps rows one for one",
+        lambda names, keys, changes: f"{names} appended rows; the model keeps rows one for one",
         insert_only_statements,
     ),
     Strategy(
         MAP_CHANGES,
         map_changes,
-        lambda names, keys: f"{names} changed; its changed rows mapped through the model",
+        lambda names, keys, changes: f"{names} changed; its changed rows mapped through the model",
         map_statements,
     ),
     Strategy(
         PARTIAL_AGGREGATES,
         partial_aggregates,
-        lambda names, keys: f"{names} appended rows; COUNT/SUM/MIN/MAX folded into groups",
+        lambda names, keys, changes: f"{names} appended rows; COUNT/SUM/MIN/MAX folded into groups",
         fold_statements,
     ),
     Strategy(
@@ -161,7 +162,7 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy(
         RECOMPUTE_ALL,
         lambda keys, changes, capabilities: not keys.key,
-        lambda names, keys: f"{names} changed; one-row aggregate recomputed",
+        lambda names, keys, changes: f"{names} changed; one-row aggregate recomputed",
         incremental_statements,
     ),
     Strategy(
