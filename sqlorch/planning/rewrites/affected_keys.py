@@ -25,6 +25,7 @@ from sqlglot import exp
 
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.keys import anchors, own_nodes
+from sqlorch.execution.statements import union_all
 from sqlorch.planning.rewrites.substitute_occurrence import count_occurrences, substitute_occurrence
 
 
@@ -110,8 +111,6 @@ def build_affected_keys(
             projected = [exp.column(name, table="q", quoted=True) for name in key]
             # each variant is a copy made for this query alone: wrapped, not copied again
             branches.append(exp.select(*projected).from_(query.subquery("q", copy=False), copy=False))
-    union: exp.Query = branches[0]
-    for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False, copy=False)
+    union = union_all(branches)
     keys = exp.select(*[exp.column(n, quoted=True) for n in key]).distinct()
     return keys.from_(union.subquery("k", copy=False), copy=False)

@@ -33,6 +33,7 @@ from sqlglot import exp
 
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
+from sqlorch.execution.statements import union_all
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.restrict_to_keys import restrict_to_keys
 from sqlorch.planning.rewrites.signed_key_filters import filter_by_change
@@ -300,10 +301,7 @@ def build_signed_rows(
         for name in ("distinct", "group", "having", "order", "limit", "offset"):
             copy.set(name, None)
         branches.append(copy)
-    union: exp.Query = branches[0]
-    for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False)
-    return union
+    return union_all(branches)
 
 
 def _signed_row_columns(aggregate: Aggregate, index: int) -> Aggregate:
@@ -329,9 +327,7 @@ def build_delta_from_rows(top: exp.Select, key: list[str], rows: exp.Table) -> e
 
 def combine_branches(branches: list[exp.Query], key: list[str], aggregates: list[Aggregate]) -> exp.Select:
     """The delta per group: the branches' partials (``aggregating``) added up."""
-    union: exp.Query = branches[0]
-    for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False)
+    union = union_all(branches)
     combined: list[exp.Expr] = [quoted_column(name, "d") for name in key]
     combined.append(exp.alias_(exp.func("sum", quoted_column(ROWS, "d")), ROWS, quoted=True))
     for name, how in state_parts(aggregates):
@@ -405,9 +401,7 @@ def build_next_state(
         if not key:
             fresh = fresh.where(matches(recompute.copy(), [], "f"))
         branches = [stored, added, *more, fresh]
-    union: exp.Query = branches[0]
-    for branch in branches[1:]:
-        union = exp.union(union, branch, distinct=False)
+    union = union_all(branches)
     combined: list[exp.Expr] = [quoted_column(n, "u") for n in key]
     combined.append(exp.alias_(exp.func("sum", quoted_column(ROWS, "u")), ROWS, quoted=True))
     combined += [exp.alias_(exp.func(how, quoted_column(name, "u")), name, quoted=True) for name, how in parts]

@@ -29,6 +29,7 @@ from sqlglot import exp
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.partition import Partition, find_partition, own_conjuncts
 from sqlorch.analysis.signed_shape import aggregates_of
+from sqlorch.execution.statements import union_all
 from sqlorch.planning.key_match import null_safe_equal
 from sqlorch.planning.rewrites.signed_aggregates import WEIGHT, aggregating, combine_branches
 
@@ -112,10 +113,7 @@ def build_touched(
             change = change.where(condition)
         change.set("expressions", [column])
         parts.append(change)
-    union: exp.Query = parts[0]
-    for part in parts[1:]:
-        union = exp.union(union, part, distinct=False)
-    return exp.select(exp.column(TOUCHED, quoted=True)).from_(union.subquery("t")).distinct()
+    return exp.select(exp.column(TOUCHED, quoted=True)).from_(union_all(parts).subquery("t")).distinct()
 
 
 def rows_before(now: exp.Select, change: exp.Select, columns: list[str]) -> exp.Select:
