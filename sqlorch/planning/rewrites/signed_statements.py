@@ -77,7 +77,7 @@ def _weight(old: exp.Expr, new: exp.Expr) -> exp.Expr:
     return exp.alias_(exp.Case(ifs=[exp.If(this=image, true=old)]).else_(new), WEIGHT, quoted=True)
 
 
-def _sources(
+def signed_sources(
     ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
 ) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Select], Callable[[exp.Table], exp.Query]]:
     """is_changed, the signed change of a table, and its rows before the change."""
@@ -204,7 +204,8 @@ def state_is_current(state_batch: int | None, batch: int) -> bool:
     return state_batch == batch - 1
 
 
-def _state_batch(name: str, batch: int) -> list[Item]:
+def state_batch_statements(name: str, batch: int) -> list[Item]:
+    """Record, in the model's transaction, that the state named ``name`` matches ``batch``."""
     marker = exp.column("relation").eq(exp.Literal.string(name))
     return [
         Statement(exp.delete(STATES.to_table(), where=marker), "group state: its batch", transaction=True),
@@ -245,7 +246,7 @@ def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
             Statement(s, "DISTINCT values from the inputs", transaction=True)
             for s in replace_statements(made, ctx.capabilities)
         ]
-    return rebuilt + _state_batch(str(compiled.model.ref), ctx.batch)
+    return rebuilt + state_batch_statements(str(compiled.model.ref), ctx.batch)
 
 
 def signed_statements(
@@ -266,7 +267,7 @@ def signed_statements(
     delta, recompute, after = (
         work_table(compiled.model.ref, part, temporary) for part in ("delta", "recompute", "next")
     )
-    is_changed, delta_rows, old_rows = _sources(ctx, changes, resolve)
+    is_changed, delta_rows, old_rows = signed_sources(ctx, changes, resolve)
 
     def physical(query: exp.Query) -> exp.Query:
         return rename_relations(query, ctx.physical_of, ctx.default_schema)
@@ -367,7 +368,7 @@ def signed_statements(
                     insert_into(store, pairs, held), "DISTINCT values: insert those still held", transaction=True
                 ),
             ]
-    during += _state_batch(name, ctx.batch)
+    during += state_batch_statements(name, ctx.batch)
     avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
     prepared = PreparedRows(
         affected=exp.select(*columns_of(key, "d")).from_(delta.to_table(alias="d")) if key else None,
@@ -390,7 +391,7 @@ def partition_key_statements(
     compiled = ctx.compiled
     keys = compiled.keys
     assert keys.key and isinstance(keys.inlined, exp.Select)
-    is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
+    is_changed, delta_rows, _ = signed_sources(ctx, changes, resolve)
     touched, before = _touched(ctx, is_changed, delta_rows)
     rows, tables, now, then = _rows_before_tables(ctx, resolve, is_changed, delta_rows, touched.to_table())
     affected = build_partition_keys(keys.inlined, keys.key, is_changed, now, then, touched.to_table())
