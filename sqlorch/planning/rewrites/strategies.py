@@ -8,7 +8,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | map changed rows | row-preserving model keyed by its FROM table's identity, that input changed, transactions |
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
 | fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
-| recompute from kept groups | a changed input read in a subquery expression, and inside aggregated derived tables kept as state, transactions |
+| recompute from kept groups | a changed input read in a subquery expression and in aggregated CTEs kept, transactions |
 | recompute all | a global aggregate (no key columns: one row) |
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
