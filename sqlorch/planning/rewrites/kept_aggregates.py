@@ -83,8 +83,8 @@ def _with_groups(top: exp.Query, kept: list[KeptAggregate], groups: list[exp.Que
             continue
         for item, rows in zip(kept, groups, strict=True):
             if node.this == item.query:
-                finalised = build_finalise(item.query, list(item.key), exp.to_table("s"))
-                finalised.set("from_", exp.From(this=rows.copy().subquery("s")))
+                finalised = build_finalise(item.query, list(item.key), exp.to_table("g"))
+                finalised.set("from_", exp.From(this=rows.copy().subquery("g")))
                 node.set("this", finalised)
                 break
     return copy
