@@ -305,13 +305,15 @@ class KeptState:
     more: tuple[tuple[str, int | None], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "table": self.table,
             "rows": self.rows,
             "current": self.current,
             "values": [{"table": table, "rows": rows} for table, rows in self.values],
-            "more": [{"table": table, "rows": rows} for table, rows in self.more],
         }
+        if self.more:
+            found["more"] = [{"table": table, "rows": rows} for table, rows in self.more]
+        return found
 
 
 @dataclass

@@ -19,7 +19,7 @@ from sqlorch import api
 from sqlorch.planning.steps import KEPT_GROUPS
 from sqlorch.refs import TableRef
 from tests.adapters.conftest import Warehouse
-from tests.adapters.test_conformance import build, create_table
+from tests.adapters.test_conformance import build, create_table, run_sqlorch
 from tests.adapters.test_schema_event_histories import differences
 from tests.adapters.test_type_changes import run
 from tests.conftest import write_files
@@ -119,8 +119,13 @@ def test_models_recomputed_from_kept_groups_follow_every_kind_of_change(
         ),
         ("DELETE FROM raw.items WHERE item_id = 4", "UPDATE raw.items SET sup = NULL WHERE item_id = 2"),
     ]
-    for statements in steps:
-        _changed(warehouse, *statements)
+    _changed(warehouse, *steps[0])
+    shown = run_sqlorch("plan", "--project-dir", project, "--profiles-dir", warehouse.profiles_dir)
+    groups = len(_rows(warehouse, f"SELECT * FROM {KEPT['mart.top']}"))
+    assert f"state: {KEPT['mart.top']}, {groups} groups" in shown.stdout, shown.stdout
+    for index, statements in enumerate(steps):
+        if index:
+            _changed(warehouse, *statements)
         plan = {str(step.ref): step for step in api.plan(options).steps}
         for name, table in KEPT.items():
             assert plan[name].strategy == KEPT_GROUPS, plan[name].reason
