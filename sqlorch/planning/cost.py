@@ -56,6 +56,17 @@ rows of 3,000,000: 0.63 s folded against 0.26 to 0.47 s replaced, the model's ti
 builds at a load of 3 to 4); a change of many rows of large groups folds, building the state
 once if it must.
 
+**Kept groups.** A model recomputed from the groups it keeps of its aggregated derived
+tables (``rewrites/kept_aggregates.py``, ``Estimate.kept``) folds the change into them, at
+the incremental rate: it reads ``c``, scans the ``G`` kept groups twice (the touched ones read
+and replaced) and writes the touched groups and the rows that differ; then it recomputes the
+model from every group and the inputs it reads whole (``J``, ``joined_rows``) and diffs the
+recomputed rows with its table, bulk statements priced at a rebuild's rate: ``G + J + 3 T``
+read, ``2 T`` written. Groups not built yet are built from every input row, as the fold's
+state. Its rebuild writes the groups too, so it reads the kept tables' inputs twice. TPC-H
+Q15 at sf 1: 24,000 changed rows, 10,000 groups, 10,000 suppliers, one row: about 0.07 s
+against 1.8 s for the rebuild; groups as many as their input rows price it above the rebuild.
+
 **An input rebuilt in this build.** A model rebuilt in full copies and diffs its old rows
 only for readers that stay incremental; when every reader rebuilds too, it does not. That
 diff (``upstream_diff``: three reads or writes of the input's table) is the incremental
