@@ -1,11 +1,12 @@
 """``recompute from kept groups`` (planning/rewrites/kept_aggregates.py) on the DuckDB file and
-the Postgres and Snowflake stand-ins (BigQuery, without transactions, rebuilds): models that read a changed table inside an aggregated CTE, once joined
-and once in a scalar subquery over it (TPC-H Q15's shape: the suppliers of the largest
-revenue), keep the CTE's groups in ``_sqlorch`` and are recomputed from them. They follow
-inserts, deletes, updates moving rows between groups, a group emptied, the maximum moving to
-another supplier, ties, a NULL group key, MIN over groups whose extreme leaves, HAVING, and a
-``--full-refresh``; after every build each table equals its SQL evaluated from scratch, and
-the kept groups equal the CTE's groups evaluated from scratch."""
+the Postgres and Snowflake stand-ins (BigQuery, without transactions, rebuilds): models that
+read a changed table inside an aggregated CTE, once joined and once in a scalar subquery over
+it (TPC-H Q15's shape: the suppliers of the largest revenue), keep the CTE's groups in
+``_sqlorch`` and are recomputed from them. They follow inserts, deletes, updates moving rows
+between groups, a group emptied, the maximum moving to another supplier, ties, a NULL group
+key, MIN over groups whose extreme leaves, HAVING, and a ``--full-refresh``; after every build
+each table equals its SQL evaluated from scratch, and the kept groups equal the CTE's groups
+evaluated from scratch."""
 
 from __future__ import annotations
 
