@@ -36,7 +36,12 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     matches,
     state_parts,
 )
-from sqlorch.planning.rewrites.signed_statements import signed_sources, state_batch_statements, state_is_current
+from sqlorch.planning.rewrites.signed_statements import (
+    average_type,
+    signed_sources,
+    state_batch_statements,
+    state_is_current,
+)
 from sqlorch.planning.steps import InputChange, Item, Statement
 from sqlorch.refs import TableRef
 from sqlorch.state.store import kept_state, kept_states_record, work_table
@@ -75,15 +80,18 @@ def rebuilt_kept_statements(ctx: ModelContext) -> list[Item]:
     return out + state_batch_statements(kept_states_record(compiled.model.ref), ctx.batch)
 
 
-def _with_groups(top: exp.Query, kept: list[KeptAggregate], groups: list[exp.Query]) -> exp.Query:
-    """``top`` with each kept derived table read from its groups (finalised: the table's rows)."""
+def _with_groups(
+    top: exp.Query, kept: list[KeptAggregate], groups: list[exp.Query], avg_type: str = "DOUBLE"
+) -> exp.Query:
+    """``top`` with each kept derived table read from its groups (finalised: the table's rows;
+    an AVG in ``avg_type``, ``signed_statements.average_type``)."""
     copy = top.copy()
     for node in list(copy.find_all(exp.Subquery)):
         if not isinstance(node.parent, (exp.From, exp.Join)):
             continue
         for item, rows in zip(kept, groups, strict=True):
             if node.this == item.query:
-                finalised = build_finalise(item.query, list(item.key), exp.to_table("g"))
+                finalised = build_finalise(item.query, list(item.key), exp.to_table("g"), avg_type)
                 finalised.set("from_", exp.From(this=rows.copy().subquery("g")))
                 node.set("this", finalised)
                 break
@@ -147,7 +155,11 @@ def kept_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
         ]
     during += state_batch_statements(kept_states_record(ref), ctx.batch)
     rows = work_table(ref, "fromkept", temporary)
-    before += create(rows, _physical(ctx, _with_groups(keys.inlined, keys.kept, groups)), "the model from its groups")
+    before += create(
+        rows,
+        _physical(ctx, _with_groups(keys.inlined, keys.kept, groups, average_type(ctx.dialect))),
+        "the model from its groups",
+    )
     scratch.append(rows)
     columns = stored_columns(ctx)
     affected = None

@@ -198,6 +198,12 @@ def _touched(
     return touched, [Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)]
 
 
+def average_type(dialect: str) -> str:
+    """The type an AVG is finalised in from its stored sum and count: what the warehouse's
+    own AVG of an integer returns (``signed_shape.AVG_FROM_SUM_AND_COUNT``)."""
+    return "NUMERIC" if dialect == "postgres" else "DOUBLE"
+
+
 def state_is_current(state_batch: int | None, batch: int) -> bool:
     """Whether the stored group state is the one of the model's last batch (``batch`` is
     the one this step records): folded into, else rebuilt from the inputs."""
@@ -369,7 +375,7 @@ def signed_statements(
                 ),
             ]
     during += state_batch_statements(name, ctx.batch)
-    avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
+    avg_type = average_type(ctx.dialect)
     prepared = PreparedRows(
         affected=exp.select(*columns_of(key, "d")).from_(delta.to_table(alias="d")) if key else None,
         recomputed=build_finalise(top, key, after.to_table(), avg_type),
