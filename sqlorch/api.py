@@ -41,9 +41,10 @@ from sqlorch.outputs import output_dir
 from sqlorch.planning.chunks import default_max_batch_rows
 from sqlorch.planning.compiler import CompileCache, CompiledModel, compile_project
 from sqlorch.planning.planner import build_plan, decide_seed
+from sqlorch.planning.rewrites.kept_aggregates import kept_tables
 from sqlorch.planning.rewrites.signed_statements import kept_value_tables, state_is_current
 from sqlorch.planning.step_statements import StepTarget
-from sqlorch.planning.steps import SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
+from sqlorch.planning.steps import KEPT_GROUPS, SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
 from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.model import Model
@@ -60,6 +61,7 @@ from sqlorch.state.store import (
     consumed_batch,
     edge_table,
     ensure_state,
+    kept_states_record,
     load_snapshot,
     prune_change_log_statement,
     prune_due,
@@ -473,6 +475,7 @@ def prepare(
         plan.sources = _source_changes(session, captured, known)
         if planning:  # shown by plan; a build has no use for the counts
             _note_kept_state(adapter, plan, snapshot, compiled)
+            _note_kept_groups(adapter, plan, snapshot, compiled)
     except BaseException:
         if held is not None:
             held.release()
@@ -578,6 +581,25 @@ def _note_kept_state(
         step.kept_state = KeptState(str(table), rows, current, kept)
 
 
+def _note_kept_groups(
+    adapter: Adapter, plan: Plan, snapshot: StateSnapshot, compiled: dict[TableRef, CompiledModel]
+) -> None:
+    """The groups each step recomputing from kept groups keeps of its aggregated derived
+    tables, and their number (what ``plan`` shows and ``--full-refresh`` rebuilds)."""
+    steps = [step for step in plan.steps if step.strategy == KEPT_GROUPS and step.ref in compiled]
+    if not steps:
+        return
+    tables = {step.ref: kept_tables(compiled[step.ref]) for step in steps}
+    present = adapter.columns_many([t for kept in tables.values() for t in kept])
+    for step in steps:
+        sizes = [(str(t), int(adapter.fetch(count_rows(t))[0][0]) if t in present else None) for t in tables[step.ref]]
+        recorded = snapshot.aggregate_states.get(kept_states_record(step.ref))
+        current = all(n is not None for _, n in sizes) and step.batch is not None
+        current = current and state_is_current(recorded, step.batch or 0)
+        (table, rows), *more = sizes
+        step.kept_state = KeptState(table, rows, current, more=tuple(more))
+
+
 def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:
     """Steps of nodes that failed before the build (compile, ownership) become ``error``,
     their descendants ``skipped``: the plan says what the build will do."""
@@ -620,6 +642,15 @@ def _input_rows(
             continue
         if relation in known:
             counts[ref] = int(adapter.fetch(count_rows(relation))[0][0])
+    # the groups a model keeps of its aggregated derived tables: what its incremental form reads
+    kept = [
+        table
+        for ref in session.selected
+        if ref in compiled and any(snapshot.pending(str(ref), str(i)) for i in compiled[ref].model.inputs)
+        for table in kept_tables(compiled[ref])
+    ]
+    for table in adapter.columns_many(kept) if kept else {}:
+        counts[table] = int(adapter.fetch(count_rows(table))[0][0])
     return counts
 
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlorch.analysis.lineage_graph import Impact, LineageResult
@@ -164,6 +165,7 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
             details.append(f"cost: {_costs(step.cost_incremental, step.cost_full, step.cost_winner)}")
         if step.kept_state is not None and step.action == "incremental":
             details.append(f"state: {_kept(step.kept_state)}")
+            details += [f"state: {_kept(replace(step.kept_state, table=t, rows=n))}" for t, n in step.kept_state.more]
             details += [
                 f"DISTINCT values: {_kept_values(t, n, step.kept_state.current)}" for t, n in step.kept_state.values
             ]

@@ -10,6 +10,7 @@ A fixture file:
     -- change raw.orders: delta 3            (a batch past every consumer's watermark)
     -- input_rows: 10                        (optional: every relation's row count, for the rebuild rule)
     -- read_by: nothing                      (optional: no model reads the change logs)
+    -- state_current: marts.totals derived   (optional: that state's record matches batch 1)
     -- model marts.totals
     SELECT ...                               (the model under test)
     -- expect: incremental | merge keys
@@ -116,6 +117,8 @@ def _plan(path: Path, tmp_path: Path) -> tuple[Step, str]:
         snapshot.record_batch(str(ref), 1, "full", 0)
         for input_ref in item.model.inputs:
             snapshot.watermarks[(str(ref), str(input_ref))] = 1
+    for name in headers.get("state_current", []):  # a kept state's record at the model's batch 1
+        snapshot.aggregate_states[name] = 1
     for line in headers.get("change", []):
         ref, _, change = line.partition(": ")
         change_kind, rows = change.split()

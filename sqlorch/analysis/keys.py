@@ -22,6 +22,7 @@ from sqlglot.schema import Schema
 
 from sqlorch.analysis.decorrelate import NotDecorrelated, decorrelate
 from sqlorch.analysis.inline_ctes import RecursiveCTE, inline_ctes
+from sqlorch.analysis.kept_aggregates import KeptAggregate, kept_aggregates, tables_read_only_inside
 from sqlorch.analysis.partition import partition_tables
 from sqlorch.analysis.signed_shape import NotSigned, aggregates_of, check_signed
 
@@ -70,6 +71,11 @@ class KeyAnalysis:
     # wrote it: a key holds one row (unique), or the model reads one table keyed by its
     # identity (no join: its incremental form maps whole keys; a rebuild diffs whole keys)
     whole_key_log: bool = False
+    # aggregated derived tables kept as group state where a changed input is read in a
+    # subquery expression no other form follows (``analysis/kept_aggregates.py``), and the
+    # tables read only inside them
+    kept: list[KeptAggregate] = field(default_factory=list)
+    kept_tables: frozenset[tuple[str, str]] = frozenset()
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -485,6 +491,7 @@ def analyse_keys(
     elif unanchored:
         return KeyAnalysis(key=None, reason=unanchored)
     subquery_tables = _subquery_tables(inlined)
+    kept = kept_aggregates(inlined, schema, dialect) if subquery_tables and not_signed and not partitions else []
     identity_table = _identity_table(inlined, key, identities or {}, complete_identities)
     # each output row from one combination of input rows (no aggregate or window of its own,
     # in its SELECT, HAVING or QUALIFY): the rows of a partition are the partition's alone
@@ -513,4 +520,6 @@ def analyse_keys(
         identity_table=identity_table,
         identity=tuple((identities or {}).get(identity_table, ())) if identity_table else (),
         whole_key_log=unique or (identity_table is not None and not inlined.args.get("joins")),
+        kept=kept,
+        kept_tables=tables_read_only_inside(inlined, kept) if kept else frozenset(),
     )

@@ -56,6 +56,17 @@ rows of 3,000,000: 0.63 s folded against 0.26 to 0.47 s replaced, the model's ti
 builds at a load of 3 to 4); a change of many rows of large groups folds, building the state
 once if it must.
 
+**Kept groups.** A model recomputed from the groups it keeps of its aggregated derived
+tables (``rewrites/kept_aggregates.py``, ``Estimate.kept``) folds the change into them, at
+the incremental rate: it reads ``c``, scans the ``G`` kept groups twice (the touched ones read
+and replaced) and writes the touched groups and the rows that differ; then it recomputes the
+model from every group and the inputs it reads whole (``J``, ``joined_rows``) and diffs the
+recomputed rows with its table, bulk statements priced at a rebuild's rate: ``G + J + 3 T``
+read, ``2 T`` written. Groups not built yet are built from every input row, as the fold's
+state. Its rebuild writes the groups too, so it reads the kept tables' inputs twice. TPC-H
+Q15 at sf 1: 24,000 changed rows, 10,000 groups, 10,000 suppliers, one row: about 0.07 s
+against 1.8 s for the rebuild; groups as many as their input rows price it above the rebuild.
+
 **An input rebuilt in this build.** A model rebuilt in full copies and diffs its old rows
 only for readers that stay incremental; when every reader rebuilds too, it does not. That
 diff (``upstream_diff``: three reads or writes of the input's table) is the incremental
@@ -151,6 +162,11 @@ class Estimate:
     # rows an input rebuilt in this build reads, copies and diffs only so that this model can
     # stay incremental (``upstream_diff``): priced into the incremental form at a rebuild's rate
     upstream_diff_rows: int = 0
+    # the incremental form recomputes the model from the groups it keeps of its aggregated
+    # derived tables (``rewrites/kept_aggregates.py``): ``kept_rows`` groups (None: unknown,
+    # built from the inputs), ``joined_rows`` the rows of the inputs it reads whole
+    kept: bool = False
+    kept_rows: int | None = None
 
     @property
     def changed_records(self) -> int:
@@ -241,7 +257,11 @@ def full_work(estimate: Estimate, keys: int) -> Work:
     # a table never built yet (or of unknown size) holds about as many rows as it reads
     table = estimate.table_rows if estimate.table_rows is not None else inputs
     diff = min(2 * differing_rows(estimate, keys), 2 * table) if estimate.diffs else 0
-    return Work(inputs + (table if estimate.diffs else 0), table + diff)
+    work = Work(inputs + (table if estimate.diffs else 0), table + diff)
+    if estimate.kept:  # a rebuild writes the kept groups too: their inputs read again
+        groups = estimate.kept_rows or 0
+        work = Work(work.rows_read + max(0, inputs - estimate.joined_rows), work.rows_written + groups)
+    return work
 
 
 def upstream_diff(table_rows: int) -> int:
@@ -255,10 +275,26 @@ def upstream_diff(table_rows: int) -> int:
 
 def state_work(estimate: Estimate) -> Work:
     """Building a fold's group state: every input row read, a row per group written."""
-    if not (estimate.folds and estimate.builds_state):
+    if not ((estimate.folds or estimate.kept) and estimate.builds_state):
         return Work(0, 0)
     groups = estimate.distinct_keys or estimate.table_rows or estimate.input_rows or 0
+    if estimate.kept:
+        groups = estimate.kept_rows if estimate.kept_rows is not None else estimate.input_rows or 0
     return Work(estimate.input_rows or 0, groups)
+
+
+def kept_work(estimate: Estimate) -> tuple[Work, Work]:
+    """Recomputing from kept groups: the part that follows the change, at the incremental
+    rate (the change read, the groups scanned twice for the touched ones, those replaced, the
+    rows that differ logged and replaced), and the bulk part, at a rebuild's rate (the model
+    recomputed from every group and the inputs it reads whole, its table read three times:
+    the keys, the stored rows copied aside, the diff; the copies written)."""
+    groups = estimate.kept_rows if estimate.kept_rows is not None else estimate.input_rows or 0
+    table = estimate.table_rows or 0
+    touched = affected_keys(estimate.changed_records, groups, groups) if groups else 0
+    differ = min(table, estimate.changed_records) if estimate.diffs else table
+    change = Work(estimate.changed_rows + round(SCAN_SHARE * 2 * groups), 2 * touched + 4 * differ)
+    return change, Work(groups + estimate.joined_rows + 3 * table, 2 * table)
 
 
 MIN_RUNS = 3  # runs of a strategy before its learned rate replaces the prior (see Damping)
@@ -317,6 +353,16 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
             folds, incremental, incremental_cost = False, replacing, replacing_cost
         else:
             incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
+    if estimate.kept:
+        change, bulk = kept_work(estimate)
+        state = state_work(estimate)
+        incremental = Work(
+            change.rows_read + bulk.rows_read + state.rows_read,
+            change.rows_written + bulk.rows_written + state.rows_written,
+        )
+        incremental_cost = incremental_rate.seconds(change.rows_read, change.rows_written)
+        incremental_cost += full_rate.per_row * (bulk.rows_read + bulk.rows_written + state.rows_read)
+        incremental_cost += full_rate.per_row * state.rows_written
     incremental_cost += full_rate.per_row * estimate.upstream_diff_rows
     full_cost = full_rate.seconds(full.rows_read, full.rows_written)
     cheaper = full_cost + min(MIN_SAVING, full_cost) < incremental_cost

@@ -26,13 +26,23 @@ from sqlorch.planning.cost import (
     estimate_costs,
     upstream_diff,
 )
+from sqlorch.planning.rewrites.kept_aggregates import kept_tables
 from sqlorch.planning.rewrites.model_statements import mentions, partitioned_keys
-from sqlorch.planning.rewrites.strategies import STRATEGIES, signed_deltas, signed_form
-from sqlorch.planning.steps import INSERT_ONLY, MAP_CHANGES, SIGNED_DELTAS, Decision, InputChange, Plan, Step
+from sqlorch.planning.rewrites.strategies import STRATEGIES, kept_groups, signed_deltas, signed_form
+from sqlorch.planning.steps import (
+    INSERT_ONLY,
+    KEPT_GROUPS,
+    MAP_CHANGES,
+    SIGNED_DELTAS,
+    Decision,
+    InputChange,
+    Plan,
+    Step,
+)
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.history import RunCost, latest_stats, recent
-from sqlorch.state.store import StateSnapshot
+from sqlorch.state.store import StateSnapshot, kept_states_record
 
 if TYPE_CHECKING:
     from sqlorch.planning.step_statements import StepTarget
@@ -173,7 +183,8 @@ def decide_model(
             "full", f"inputs changed ({changed_names}); not incremental: {keys.unanchored} ({why})", rebuild
         )
     in_subquery = sorted(str(r) for r in changes if mentions(keys.subquery_tables, r))
-    if in_subquery and not partitioned and not partitioned_keys(keys, changes):
+    kept = kept_groups(keys, changes, capabilities)  # rewrites/kept_aggregates.py
+    if in_subquery and not partitioned and not partitioned_keys(keys, changes) and not kept:
         why = f" ({keys.not_signed})" if keys.not_signed else ""  # e.g. not decorrelated: an anti-join
         return Decision("full", f"{', '.join(in_subquery)} is read in a subquery expression{why}", rebuild)
     if costs is not None and costs.winner == FULL:
@@ -210,6 +221,13 @@ def model_estimate(
     table_rows = stats.rows if stats is not None else None
     distinct = table_rows if item.keys.unique else (stats.distinct_keys if stats is not None else None)
     appended = bool(changes) and all(c.appends_only for c in changes.values())
+    kept_rows: int | None = None
+    joined = sum(size or 0 for ref, size in zip(item.model.inputs, sizes, strict=True) if ref not in changes)
+    if strategy == KEPT_GROUPS:  # the groups kept (else unknown: built from the inputs) and what is read whole
+        groups = [input_sizes.get(table) for table in kept_tables(item)]
+        kept_rows = sum(n for n in groups if n is not None) if None not in groups else None
+        inside = item.keys.kept_tables
+        joined = sum(size or 0 for ref, size in zip(item.model.inputs, sizes, strict=True) if not mentions(inside, ref))
     return Estimate(
         changed_rows=sum(c.rows for c in changes.values()),
         input_rows=sum(size for size in sizes if size is not None) if sizes and None not in sizes else None,
@@ -220,8 +238,10 @@ def model_estimate(
         appends_only=appended,
         # the input's changed rows inserted or mapped: no key looked for in the tables
         scans=strategy not in (INSERT_ONLY, MAP_CHANGES),
-        joined_rows=sum(size or 0 for ref, size in zip(item.model.inputs, sizes, strict=True) if ref not in changes),
+        joined_rows=joined,
         folds=signed_form(item.keys, changes),
+        kept=strategy == KEPT_GROUPS,
+        kept_rows=kept_rows,
     )
 
 
@@ -355,6 +375,9 @@ def build_plan(
                 estimate = replace(estimate, upstream_diff_rows=kept_diffs)  # cost.py: "An input rebuilt"
                 if structural.strategy == SIGNED_DELTAS and snapshot.aggregate_states.get(name) != latest.get(name, 0):
                     estimate = replace(estimate, builds_state=True)  # its group state is not current
+                kept_batch = snapshot.aggregate_states.get(kept_states_record(ref))
+                if structural.strategy == KEPT_GROUPS and kept_batch != latest.get(name, 0):
+                    estimate = replace(estimate, builds_state=True)  # its kept groups are not current
                 history = _history(snapshot, name)
                 costs = estimate_costs(estimate, history)
                 if estimate.table_rows is None and estimate.input_rows is not None:

@@ -32,6 +32,7 @@ from sqlorch.planning.rewrites.strategies import STRATEGY
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
+    KEPT_GROUPS,
     MAP_CHANGES,
     MERGE_KEYS,
     PARTIAL_AGGREGATES,
@@ -48,7 +49,7 @@ from sqlorch.planning.steps import (
 from sqlorch.refs import TableRef
 from sqlorch.state.history import TableStats
 from sqlorch.state.ownership import claim_statement
-from sqlorch.state.store import StateSnapshot, change_log
+from sqlorch.state.store import StateSnapshot, change_log, kept_states_record
 
 
 @dataclass
@@ -135,6 +136,7 @@ def plan_model_statements(
         costs=costs,
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
+        kept_state=snapshot.aggregate_states.get(kept_states_record(ref)),
         max_batch_rows=target.max_batch_rows,
         read=target.reads(ref),
     )
@@ -160,7 +162,7 @@ def plan_model_statements(
         return STRATEGY[decision.strategy].statements(ctx, changes, target.resolve)
 
     def keyed(decision: Decision) -> bool:
-        return decision.strategy not in (INSERT_ONLY, MAP_CHANGES, PARTIAL_AGGREGATES, SIGNED_DELTAS)
+        return decision.strategy not in (INSERT_ONLY, MAP_CHANGES, PARTIAL_AGGREGATES, SIGNED_DELTAS, KEPT_GROUPS)
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())

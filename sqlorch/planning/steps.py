@@ -31,6 +31,7 @@ INSERT_ONLY = "insert new rows"
 MAP_CHANGES = "map changed rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
 SIGNED_DELTAS = "fold signed deltas"
+KEPT_GROUPS = "recompute from kept groups"
 RECOMPUTE_ALL = "recompute all"
 MERGE_KEYS = "merge keys"
 DELETE_INSERT_KEYS = "delete+insert keys"
@@ -299,14 +300,20 @@ class KeptState:
     current: bool  # matches the model's last batch: folded into; else rebuilt from the inputs
     # per value set of its DISTINCT aggregates: the table of (group, value) pairs and their number
     values: tuple[tuple[str, int | None], ...] = ()
+    # a model recomputed from kept groups with more than one aggregated derived table: the
+    # groups of the others (``table`` holds the first's)
+    more: tuple[tuple[str, int | None], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "table": self.table,
             "rows": self.rows,
             "current": self.current,
             "values": [{"table": table, "rows": rows} for table, rows in self.values],
         }
+        if self.more:
+            found["more"] = [{"table": table, "rows": rows} for table, rows in self.more]
+        return found
 
 
 @dataclass

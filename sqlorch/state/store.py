@@ -92,6 +92,19 @@ def distinct_state(ref: TableRef, index: int) -> TableRef:
     return state_table(f"dst{index}__{_relation_slug(ref)}")
 
 
+def kept_state(ref: TableRef, index: int) -> TableRef:
+    """Per group of the ``index``-th aggregated derived table a model keeps as state, its row
+    count and partial aggregates (``planning/rewrites/kept_aggregates.py``)."""
+    return state_table(f"agg{index}__{_relation_slug(ref)}")
+
+
+def kept_states_record(ref: TableRef) -> str:
+    """The name under which ``aggregate_states`` records the batch a model's kept derived
+    tables (``kept_state``) match: apart from its own group state's, which another strategy
+    keeps (a model may take either, step by step)."""
+    return f"{ref} derived"
+
+
 def work_table(ref: TableRef, part: str, temporary: bool = False) -> TableRef:
     """A scratch table of one model's run (``keys``, ``rows``, ``old``, ``gone``, ``added``).
     ``temporary``: a connection's own temporary table (``capabilities.temp_tables``), named

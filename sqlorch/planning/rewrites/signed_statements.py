@@ -77,7 +77,7 @@ def _weight(old: exp.Expr, new: exp.Expr) -> exp.Expr:
     return exp.alias_(exp.Case(ifs=[exp.If(this=image, true=old)]).else_(new), WEIGHT, quoted=True)
 
 
-def _sources(
+def signed_sources(
     ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Callable[[exp.Table], TableRef | None]
 ) -> tuple[Callable[[exp.Table], bool], Callable[[exp.Table], exp.Select], Callable[[exp.Table], exp.Query]]:
     """is_changed, the signed change of a table, and its rows before the change."""
@@ -198,13 +198,20 @@ def _touched(
     return touched, [Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)]
 
 
+def average_type(dialect: str) -> str:
+    """The type an AVG is finalised in from its stored sum and count: what the warehouse's
+    own AVG of an integer returns (``signed_shape.AVG_FROM_SUM_AND_COUNT``)."""
+    return "NUMERIC" if dialect == "postgres" else "DOUBLE"
+
+
 def state_is_current(state_batch: int | None, batch: int) -> bool:
     """Whether the stored group state is the one of the model's last batch (``batch`` is
     the one this step records): folded into, else rebuilt from the inputs."""
     return state_batch == batch - 1
 
 
-def _state_batch(name: str, batch: int) -> list[Item]:
+def state_batch_statements(name: str, batch: int) -> list[Item]:
+    """Record, in the model's transaction, that the state named ``name`` matches ``batch``."""
     marker = exp.column("relation").eq(exp.Literal.string(name))
     return [
         Statement(exp.delete(STATES.to_table(), where=marker), "group state: its batch", transaction=True),
@@ -245,7 +252,7 @@ def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
             Statement(s, "DISTINCT values from the inputs", transaction=True)
             for s in replace_statements(made, ctx.capabilities)
         ]
-    return rebuilt + _state_batch(str(compiled.model.ref), ctx.batch)
+    return rebuilt + state_batch_statements(str(compiled.model.ref), ctx.batch)
 
 
 def signed_statements(
@@ -266,7 +273,7 @@ def signed_statements(
     delta, recompute, after = (
         work_table(compiled.model.ref, part, temporary) for part in ("delta", "recompute", "next")
     )
-    is_changed, delta_rows, old_rows = _sources(ctx, changes, resolve)
+    is_changed, delta_rows, old_rows = signed_sources(ctx, changes, resolve)
 
     def physical(query: exp.Query) -> exp.Query:
         return rename_relations(query, ctx.physical_of, ctx.default_schema)
@@ -370,8 +377,8 @@ def signed_statements(
                     insert_into(store, pairs, held), "DISTINCT values: insert those still held", transaction=True
                 ),
             ]
-    during += _state_batch(name, ctx.batch)
-    avg_type = "NUMERIC" if compiled.dialect == "postgres" else "DOUBLE"
+    during += state_batch_statements(name, ctx.batch)
+    avg_type = average_type(ctx.dialect)
     prepared = PreparedRows(
         affected=exp.select(*columns_of(key, "d")).from_(delta.to_table(alias="d")) if key else None,
         recomputed=build_finalise(top, key, after.to_table(), avg_type),
@@ -393,7 +400,7 @@ def partition_key_statements(
     compiled = ctx.compiled
     keys = compiled.keys
     assert keys.key and isinstance(keys.inlined, exp.Select)
-    is_changed, delta_rows, _ = _sources(ctx, changes, resolve)
+    is_changed, delta_rows, _ = signed_sources(ctx, changes, resolve)
     touched, before = _touched(ctx, keys.inlined, is_changed, delta_rows)
     rows, tables, now, then = _rows_before_tables(
         ctx, keys.inlined, resolve, is_changed, delta_rows, touched.to_table()

@@ -8,6 +8,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | map changed rows | row-preserving model keyed by its FROM table's identity, that input changed, transactions |
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
 | fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
+| recompute from kept groups | a changed input read in a subquery expression and in aggregated CTEs kept, transactions |
 | recompute all | a global aggregate (no key columns: one row) |
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
@@ -25,6 +26,7 @@ from __future__ import annotations
 from sqlorch.adapters.base import Capabilities
 from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.planning.rewrites.insert_new_rows import insert_only_statements
+from sqlorch.planning.rewrites.kept_aggregates import kept_statements
 from sqlorch.planning.rewrites.map_changed_rows import map_statements
 from sqlorch.planning.rewrites.model_statements import (
     ModelContext,
@@ -41,6 +43,7 @@ from sqlorch.planning.rewrites.replace_keys import incremental_statements
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
+    KEPT_GROUPS,
     MAP_CHANGES,
     MERGE_KEYS,
     PARTIAL_AGGREGATES,
@@ -110,6 +113,22 @@ def signed_deltas(keys: KeyAnalysis, changes: Changes, capabilities: Capabilitie
     )
 
 
+def kept_groups(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """A model that reads a changed input in a subquery expression no other form follows
+    (TPC-H Q15's MAX over its CTE) and reads some changed input only inside aggregated derived
+    tables it keeps as group state (``analysis/kept_aggregates.py``): the change is folded into
+    the groups and the model recomputed from them. Other changed inputs are read as they are
+    now. Its state commits with the model: transactions, as the other folds."""
+    return (
+        capabilities.transactions
+        and bool(keys.kept)
+        and keys.key is not None
+        and not any(change.full for change in changes.values())
+        and any(mentions(keys.subquery_tables, ref) for ref in changes)
+        and any(mentions(keys.kept_tables, ref) for ref in changes)
+    )
+
+
 def _signed_reason(names: str, keys: KeyAnalysis, changes: Changes) -> str:
     how = "groups maintained from signed deltas (state in _sqlorch)"
     if partitioned_form(keys, changes):
@@ -158,6 +177,14 @@ STRATEGIES: tuple[Strategy, ...] = (
         signed_deltas,
         _signed_reason,
         signed_delta_statements,
+    ),
+    Strategy(
+        KEPT_GROUPS,
+        kept_groups,
+        lambda names, keys, changes: (
+            f"{names} changed; groups of its aggregated subqueries kept in _sqlorch, the model recomputed from them"
+        ),
+        kept_statements,
     ),
     Strategy(
         RECOMPUTE_ALL,
