@@ -714,7 +714,9 @@ class KeyedDiff:
     few: bool  # the candidates are the rows the cursor selects, a few rows of a large source
     deletes: bool
     how: str  # where the cursor alone did not account for the change: the path taken, in words
-    fingerprint: str | None  # the source's, over the captured columns
+    # the source's, over the captured columns; None until ``_take_buckets`` gives it where the
+    # row count showed a change (``_count_moved``)
+    fingerprint: str | None
     mark: CursorMark | None  # as recorded by the last capture
     hi: str | None  # the source's maximum cursor now
     # Where only some buckets of keys are diffed (``execution/buckets.py``): their count, and
@@ -764,9 +766,12 @@ def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fin
     ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other
     columns: its recorded fingerprint no longer describes it."""
     adapter, names, key = source.adapter, source.names, source.key
-    source_fingerprint = adapter.fingerprint(source.ref, names)
-    if trust_fingerprint and state.fingerprint is not None and source_fingerprint == state.fingerprint:
-        return None
+    buckets = trust_fingerprint and state.buckets is not None and isinstance(shadow, TableRef)
+    source_fingerprint = None
+    if not (buckets and not source.spec.cursor and _count_moved(source, state)):
+        source_fingerprint = adapter.fingerprint(source.ref, names)
+        if trust_fingerprint and state.fingerprint is not None and source_fingerprint == state.fingerprint:
+            return None
     mark = CursorMark.read(state.cursor_hi) if source.spec.cursor else None
     hi = _max_cursor(source) if source.spec.cursor else None
     every = select_from(source.ref, names, "s")
@@ -784,11 +789,23 @@ def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fin
                 return KeyedDiff(candidates, True, deletes, how, source_fingerprint, mark, hi)
     whole = select_from(source.ref, names, "s")
     found = KeyedDiff(whole, False, True, _WHOLE_DIFF if narrowed else "", source_fingerprint, mark, hi)
-    if trust_fingerprint and state.buckets is not None and isinstance(shadow, TableRef):
+    if buckets:
+        assert state.buckets is not None
         # Only the buckets whose fingerprint changed are diffed (``execution/buckets.py``).
-        chosen = by_bucket.changed_buckets(adapter, source.ref, names, key, source.buckets, state.buckets)
+        current = by_bucket.fingerprints(adapter, source.ref, names, key, state.buckets)
+        chosen = by_bucket.changed_buckets(adapter, current, source.buckets)
         found = replace(found, how=_BUCKET_DIFF if narrowed else "", buckets=state.buckets, chosen=chosen)
     return found
+
+
+def _count_moved(source: _Source, state: RelationState) -> bool:
+    """Whether the source's row count differs from the shadow's recorded one, asked only
+    where counting is free (``Capabilities.free_row_count``): the source then changed for
+    sure, and the per-bucket pass that finds where (``_take_buckets``) also gives its
+    fingerprint, so the whole fingerprint's pass, the no-change test, is not needed."""
+    if not source.adapter.capabilities.free_row_count or state.fingerprint is None:
+        return False
+    return int(source.adapter.fetch(count_rows(source.ref))[0][0]) != _fingerprint_rows(state.fingerprint)
 
 
 def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
@@ -817,11 +834,7 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
         return None
-    scratch = _take_buckets(source, found) if found.chosen is not None else []
-    if scratch:
-        found = replace(
-            found, chosen=select_from(scratch[0], [by_bucket.BUCKET_COLUMN]), taken=(scratch[1], scratch[2])
-        )
+    found, scratch = _take_buckets(source, found) if found.chosen is not None else (found, [])
     repeated = repeated_key(source, source.copy, found)
     if repeated is not None:
         _drop(adapter, scratch)
@@ -855,20 +868,29 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     return Captured(recorded, _keyed_reason(rows, found))
 
 
-def _take_buckets(source: _Source, found: KeyedDiff) -> list[TableRef]:
-    """Copy into scratch tables, before any state changes, the buckets whose fingerprint
-    changed, then the source's and the shadow's rows in them: the checks and the diff read
-    them in several statements, and each copy is one scan of its table."""
+def _take_buckets(source: _Source, found: KeyedDiff) -> tuple[KeyedDiff, list[TableRef]]:
+    """Copy into scratch tables, before any state changes, the source's per-bucket
+    fingerprints (one pass over it, which also gives its whole fingerprint where the
+    no-change test was skipped: ``_count_moved``), the buckets whose fingerprint changed,
+    then the source's and the shadow's rows in them: the checks and the diff read them in
+    several statements, and each copy is one scan of its table. Returns ``found`` reading
+    the copies, and the scratch tables."""
     adapter = source.adapter
     temporary = adapter.capabilities.temp_tables
-    tables = [work_table(source.ref, part, temporary) for part in ("buckets", "taken", "shadowed")]
-    assert found.chosen is not None
-    execute_create(adapter, create_table_as(tables[0], found.chosen, temporary=temporary))
-    found = replace(found, chosen=select_from(tables[0], [by_bucket.BUCKET_COLUMN]))
-    for table, rows in ((tables[1], found.source_rows(source)), (tables[2], found.shadow_rows(source, source.copy))):
+    parts = ("fingerprints", "buckets", "taken", "shadowed")
+    tables = [work_table(source.ref, part, temporary) for part in parts]
+    assert found.buckets is not None
+    current = by_bucket.fingerprints(adapter, source.ref, source.names, source.key, found.buckets)
+    execute_create(adapter, create_table_as(tables[0], current, temporary=temporary))
+    if found.fingerprint is None:
+        found = replace(found, fingerprint=by_bucket.whole_fingerprint(adapter, tables[0]))
+    chosen = by_bucket.changed_buckets(adapter, tables[0], source.buckets)
+    execute_create(adapter, create_table_as(tables[1], chosen, temporary=temporary))
+    found = replace(found, chosen=select_from(tables[1], [by_bucket.BUCKET_COLUMN]))
+    for table, rows in ((tables[2], found.source_rows(source)), (tables[3], found.shadow_rows(source, source.copy))):
         assert not isinstance(rows, TableRef)
         execute_create(adapter, create_table_as(table, rows, temporary=temporary))
-    return tables
+    return replace(found, taken=(tables[2], tables[3])), tables
 
 
 def _drop(adapter: Adapter, tables: list[TableRef]) -> None:
