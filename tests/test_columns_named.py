@@ -1,6 +1,6 @@
 """``columns_named``: the names by which a model may read a source's columns, or None where
-it may read one it does not name. A source column outside them may change type without
-its readers rebuilding (``capture._follows_type``), so a name missed here is a wrong table."""
+it may read one it does not name. A keyed source's capture keeps only the columns inside
+them (``capture.captured_columns``), so a name missed here is a change lost: a wrong table."""
 
 from __future__ import annotations
 

@@ -34,10 +34,13 @@ Before capturing, the source's columns are compared with its change log's. A cha
 change log and shadow cannot be compared exactly with values of the new type. Added,
 dropped or renamed columns are followed instead: change log, shadow and edge are rebuilt
 with the source's columns (NULL where a column is new), and the diff that follows captures
-every row whose values differ (e.g. a column added with a default). So is a keyed source's
-column whose type changed where no model names it (not its key or cursor): its captured
-values are cast to the new type, and the diff by key that follows captures every row the
-cast and the source's own conversion disagree on, as an update of a column no model reads.
+every row whose values differ (e.g. a column added with a default).
+
+A keyed source keeps and hashes only its key, its cursor and the columns its readers and
+audits name (``captured_columns``): a change, or a type change, of another column changes
+no model's rows and is not seen. A model that starts to name a column the source already
+had recaptures it whole (``_newly_read``); a column no longer named is dropped from change
+log and shadow as a dropped column is.
 
 Each capture commits its change-log rows, shadow update, batch record and watermark in one
 transaction, so a crash leaves the previous capture in place and the next build redoes it.
@@ -76,7 +79,7 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter, fingerprint_moved
-from sqlorch.errors import AdapterError, ConfigError
+from sqlorch.errors import ConfigError
 from sqlorch.execution import buckets as by_bucket
 from sqlorch.execution.statements import (
     Rows,
@@ -174,8 +177,6 @@ class _Source:
     spec: SourceSpec
     columns: dict[str, exp.DataType]
     batch: int
-    # the columns the models reading it name (None: any): ``captured_columns``, ``_follows_type``
-    read: Callable[[], frozenset[str] | None] = lambda: None
     # every column of the source; ``columns`` are those captured (``captured_columns``)
     every: Mapping[str, exp.DataType] | None = None
 
@@ -252,16 +253,17 @@ def capture_source(
     """Capture one source's changes. ``known`` holds the columns of the tables that exist
     (the source, its change log, shadow and edge), read by the caller in one catalog query.
     ``full_refresh`` recaptures a declared source whole (change log, shadow and watermark
-    reset). ``read``: the columns the models reading the source name (``columns_read``;
-    None: any), asked where a column's type changed. Returns None when nothing was
-    written: the source is missing or did not change."""
+    reset). ``read``: the columns the models reading the source and its audits name
+    (``columns_read``; None: any), which a keyed source's capture keeps
+    (``captured_columns``). Returns None when nothing was written: the source is missing or
+    did not change."""
     columns = known.get(ref)
     if columns is None:
         return None  # the model reading it will fail with the warehouse's message
     if spec is None or not (spec.cursor or spec.unique_key):
         return capture_fingerprint(adapter, ref, state, next_batch, columns)
     _check_declared_columns(spec, columns)
-    source = _Source(adapter, ref, spec, captured_columns(spec, columns, read), next_batch, read, dict(columns))
+    source = _Source(adapter, ref, spec, captured_columns(spec, columns, read), next_batch, dict(columns))
     reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
     if reason is not None:
         if state is not None:
@@ -296,7 +298,7 @@ def predict_capture(
             return Captured()
         return Captured(((next_batch, "full", 0),), _fingerprint_reason(state))
     _check_declared_columns(spec, columns)
-    source = _Source(adapter, ref, spec, captured_columns(spec, columns, read), next_batch, read, dict(columns))
+    source = _Source(adapter, ref, spec, captured_columns(spec, columns, read), next_batch, dict(columns))
     reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
     if reason is not None:
         return Captured(((next_batch, "full", 0),), f"captured whole: {reason}")
@@ -356,8 +358,8 @@ def _recapture_reason(
     source: _Source, state: RelationState | None, known: Mapping[TableRef, dict[str, exp.DataType]]
 ) -> str | None:
     """Why the source must be captured whole, if it must: nothing captured yet, another way
-    of capturing it than last time, or a column whose type changed, unless that type is
-    followed instead (``_follows_type``)."""
+    of capturing it than last time, a column newly read, or a captured column whose type
+    changed (every captured column is one a model reads, or the key or cursor)."""
     if state is None or source.log not in known or source.copy not in known:
         return "first capture"
     if state.key != source.key:
@@ -369,11 +371,7 @@ def _recapture_reason(
     if source.spec.cursor and (mark is None or mark.cursor != source.spec.cursor):
         return "cursor changed"
     retyped = _retyped(source, _captured_columns(known[source.log]))
-    if any(not _follows_type(source, name) for name in retyped):
-        return ", ".join(retyped.values())
-    if retyped and not _converts(source, known):
-        return f"{', '.join(retyped.values())}: a value captured before does not convert"
-    return None
+    return ", ".join(retyped.values()) if retyped else None
 
 
 def _newly_read(source: _Source, state: RelationState, known: Mapping[TableRef, dict[str, exp.DataType]]) -> list[str]:
@@ -387,27 +385,6 @@ def _newly_read(source: _Source, state: RelationState, known: Mapping[TableRef, 
     return [name for name in source.columns if name in had and (name not in log or name not in copy)]
 
 
-def _converts(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> bool:
-    """Whether the values captured before a column's type changed (the change log's, the
-    shadow's) convert to the new type, so the column can be followed: a row deleted from the
-    source before the column was retyped may hold a value the new type cannot (a junk row
-    removed, then the column altered), which only the source's own rows were checked for.
-    Read-only, so ``plan`` predicts the same."""
-    for table in (source.log, source.copy):
-        have = _captured_columns(known[table])
-        changed = _retyped(source, have)
-        if not changed:
-            continue
-        followed = _followed(table, have, source.columns, []).subquery("f")
-        # count(value) needs each converted value, where count(*) would let the cast be pruned
-        query = exp.select(*(exp.Count(this=exp.column(name, table="f", quoted=True)) for name in changed))
-        try:
-            source.adapter.fetch(query.from_(followed))
-        except AdapterError:
-            return False
-    return True
-
-
 def _retyped(source: _Source, have: Mapping[str, exp.DataType]) -> dict[str, str]:
     """The columns of ``have`` (a change log's or copy's) whose type the source changed,
     each with ``column name OLD -> NEW``."""
@@ -419,22 +396,11 @@ def _retyped(source: _Source, have: Mapping[str, exp.DataType]) -> dict[str, str
     }
 
 
-def _follows_type(source: _Source, name: str) -> bool:
-    """Whether a column whose type changed is followed (its captured values cast to the new
-    type, like a column added) rather than the source captured whole: where no model names
-    it and the capture diffs every row by key, so a value the cast and the source's
-    conversion disagree on is an update of an unread column. Not the key or cursor (they
-    are compared), not an append-only source (its ties are compared on every column)."""
-    if source.spec.append_only or name in source.key or name == source.spec.cursor:
-        return False
-    read = source.read()
-    return read is not None and name not in read
-
-
 def _followed_tables(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> str:
-    """Which columns the source gained, lost or changed the type of (no model reading them)
-    since its change log or copy was made ("" when none): both are rebuilt with the
-    source's columns before the capture."""
+    """Which captured columns the source gained, lost (or no model reads any more) since its
+    change log or copy was made, or that one of them holds with another type (a follow
+    interrupted between the two) ("" when none): both are rebuilt with the captured columns
+    before the capture."""
     log, copy = _captured_columns(known[source.log]), _captured_columns(known[source.copy])
     if log == source.columns and copy == source.columns:
         return ""
@@ -445,7 +411,7 @@ def _followed_tables(source: _Source, known: Mapping[TableRef, dict[str, exp.Dat
     retyped = {**_retyped(source, copy), **_retyped(source, log)}
     parts = [f"columns added: {', '.join(added)}" if added else "", f"dropped: {', '.join(dropped)}" if dropped else ""]
     parts.append(f"no longer read by a model: {', '.join(unread)}" if unread else "")
-    parts.append(f"{', '.join(retyped.values())} (read by no model)" if retyped else "")
+    parts.append(", ".join(retyped.values()))
     return "; ".join(filter(None, parts)) or "columns followed"
 
 
