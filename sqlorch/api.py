@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from sqlorch.adapters.registry import connect
 from sqlorch.analysis.lineage import RANK, LineageJson
 from sqlorch.analysis.lineage_graph import Impact, LineageGraph, LineageResult, Reached
 from sqlorch.analysis.schemas import Schema, SchemaMap, columns_read
+from sqlorch.audits.calls import AuditCall
 from sqlorch.audits.declared import declared_audits
 from sqlorch.audits.run import AuditResult, ModelAudits, explain_audits, model_audits
 from sqlorch.audits.sources import SourceAudits, audit_sources
@@ -26,7 +27,7 @@ from sqlorch.config import Target, load_target
 from sqlorch.dbt.adoption import adoptable, dbt_built_relations
 from sqlorch.dbt.project_file import is_dbt_project
 from sqlorch.errors import CompileError, GraphError, SqlorchError
-from sqlorch.execution.capture import Captured, capture_source, predict_capture
+from sqlorch.execution.capture import Captured, capture_source, captured_columns, predict_capture
 from sqlorch.execution.executor import BuildInputs, Executor, Listener
 from sqlorch.execution.results import ModelResult, RunResult
 from sqlorch.execution.retry import RetryPolicy, batch_recorded, retry_step
@@ -47,7 +48,6 @@ from sqlorch.planning.step_statements import StepTarget
 from sqlorch.planning.steps import KEPT_GROUPS, SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
 from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
-from sqlorch.project.model import Model
 from sqlorch.project.sources import check_source_columns
 from sqlorch.project.templating import reading_env_vars
 from sqlorch.refs import TableRef
@@ -285,6 +285,7 @@ def _capture_sources(
         if model is not None:
             sources |= model.sources
     capture = predict_capture if planning else capture_source
+    audits = _source_audit_calls(session.project)
     policy = RetryPolicy(attempts=1 if planning else session.project.settings.retry_attempts)
     captured: dict[TableRef, Captured | None] = {}
     for ref in sorted(sources):
@@ -292,8 +293,7 @@ def _capture_sources(
             capturing(ref)
         batch = snapshot.latest_batch.get(str(ref), 0) + 1
         spec, state = session.project.sources.get(ref), snapshot.relations.get(str(ref))
-        readers = [m for m in session.project.models.values() if ref in m.sources]
-        read = partial(_columns_read_by, readers)  # parsed only if asked: where a column's type changed
+        read = partial(_columns_read_of, session.project, ref, audits)  # parsed only if asked: a keyed source
         captured[ref] = retry_step(  # a transient error is retried as a model step's is (execution/retry.py)
             partial(capture, adapter, ref, spec, state, batch, known, full_refresh, read),
             adapter,
@@ -304,9 +304,30 @@ def _capture_sources(
     return captured
 
 
-def _columns_read_by(models: list[Model]) -> frozenset[str] | None:
-    """``columns_read`` of the models' SQL (None: any column)."""
-    return columns_read(model.ast for model in models)
+def _source_audit_calls(project: Project) -> Callable[[], dict[TableRef, list[AuditCall]]]:
+    """The audits declared on sources, parsed on the first call only."""
+    return cache(lambda: declared_audits(project).sources)
+
+
+def _columns_read_of(
+    project: Project, ref: TableRef, audits: Callable[[], dict[TableRef, list[AuditCall]]]
+) -> frozenset[str] | None:
+    """The names by which the models reading a source, and its audits, may read its
+    columns (``columns_read``; None: any column): what its capture keeps
+    (``captured_columns``). Every model of the project counts, selected or not: they share
+    the source's shadow and change log."""
+    readers = [model.ast for model in project.models.values() if ref in model.sources]
+    named = columns_read(readers)
+    if named is None:
+        return None
+    calls = audits().get(ref, [])
+    audited = {
+        node.name.lower()
+        for call in calls
+        for value in (*call.args, *call.kwargs.values())
+        for node in value.find_all(exp.Identifier, exp.Var)
+    }
+    return named | audited
 
 
 def _source_changes(
@@ -422,7 +443,15 @@ def prepare(
         )
         _check_ownership(session, known, owned, failed)
         existing = {ref for ref in session.selected if session.physical_of[ref] in known}
-        input_columns: dict[TableRef, list[str]] = {ref: list(cols) for ref, cols in source_schemas.items()}
+        # a keyed source's change log holds the columns its capture keeps
+        audits = _source_audit_calls(project)
+        input_columns: dict[TableRef, list[str]] = {
+            ref: list(
+                captured_columns(project.sources.get(ref), known[ref], partial(_columns_read_of, project, ref, audits))
+            )
+            for ref in source_refs
+            if ref in known
+        }
         input_columns.update({ref: list(cols) for ref, cols in seed_schemas.items()})
         for ref, item in compiled.items():
             if item.columns is not None:

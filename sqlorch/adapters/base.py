@@ -34,6 +34,9 @@ class Capabilities:
     # model's scratch tables then cost no catalog or log write, and need no DROP
     temp_tables: bool = False
     row_counts: bool = False  # execute() returns the rows an INSERT/DELETE/MERGE wrote, inside a transaction too
+    # COUNT(*) of a whole table is answered from metadata, not by a scan: a capture may then
+    # ask a source's row count before deciding whether to fingerprint it
+    free_row_count: bool = False
 
 
 SECRET_SETTINGS = ("password", "private_key_file_pwd", "private_key_passphrase", "token", "passcode", "private_key")

@@ -70,6 +70,7 @@ class BigQueryAdapter:
         except_all=False,
         transactional_ddl=False,
         read_own_writes=True,  # statements run at once (transactions=False)
+        free_row_count=True,  # table metadata: no bytes billed
     )
 
     def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:

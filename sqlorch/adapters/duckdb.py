@@ -81,7 +81,7 @@ class DuckDBAdapter:
     dialect: ClassVar[str] = "duckdb"
     fingerprint_parts: ClassVar[tuple[str, ...]] = ("sum", "sum")  # count, then the hash aggregates
     capabilities: ClassVar[Capabilities] = Capabilities(
-        transactions=True, except_all=True, temp_tables=True, row_counts=True
+        transactions=True, except_all=True, temp_tables=True, row_counts=True, free_row_count=True
     )
 
     def __init__(self, settings: dict[str, Any], lock_timeout: float = 30.0, read_only: bool = False) -> None:

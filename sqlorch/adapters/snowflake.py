@@ -68,6 +68,7 @@ class SnowflakeAdapter:
         # Snowflake runs every DDL statement as its own transaction and commits the open one
         # first: a CREATE TABLE inside BEGIN ... COMMIT is not rolled back with it.
         transactional_ddl=False,
+        free_row_count=True,  # micro-partition metadata
     )
 
     def __init__(self, settings: dict[str, Any], read_only: bool = False) -> None:

@@ -17,6 +17,7 @@ from sqlglot import Dialect, exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from sqlorch.analysis.canonical_names import canonical_names
@@ -128,17 +129,46 @@ def columns_named(query: exp.Expr) -> frozenset[str] | None:
     is every identifier in it (tables and aliases too). None where the query may read a
     column it does not name: ``*`` (not ``COUNT(*)``), ``t.*``, ``COLUMNS(...)``, a
     NATURAL join, a PIVOT, a relation read as a row value (DuckDB's ``SELECT t FROM t``)."""
-    if any(not isinstance(star.parent, exp.Count) for star in query.find_all(exp.Star)):
+    if any(
+        not isinstance(star.parent, exp.Count) and not _exists_projection(star) for star in query.find_all(exp.Star)
+    ):
         return None
     if query.find(exp.Columns, exp.Pivot) is not None:
         return None
     if any(str(join.args.get("method") or "").upper() == "NATURAL" for join in query.find_all(exp.Join)):
         return None
-    relations = {table.name.lower() for table in query.find_all(exp.Table)}
-    relations |= {alias.name.lower() for alias in query.find_all(exp.TableAlias)}
-    if any(not column.table and column.name.lower() in relations for column in query.find_all(exp.Column)):
+    if _reads_a_row_value(query):
         return None
     return frozenset(node.name.lower() for node in query.find_all(exp.Identifier, exp.Var))
+
+
+def _exists_projection(star: exp.Star) -> bool:
+    """Whether ``star`` is the whole projection of an EXISTS subquery (``EXISTS (SELECT *
+    FROM t WHERE ...)``, TPC-H Q4, Q21, Q22): EXISTS asks only whether a row is there, so
+    the ``*`` reads no column; its WHERE names those it does read."""
+    select = star.parent
+    return isinstance(select, exp.Select) and select.expressions == [star] and isinstance(select.parent, exp.Exists)
+
+
+def _reads_a_row_value(query: exp.Expr) -> bool:
+    """Whether a column without a table qualifier is named like a relation visible where it
+    stands (its scope's or an enclosing one's): DuckDB reads ``SELECT t FROM t`` as the
+    whole row of ``t``. A relation is visible by its alias where it has one, so an output
+    column named like a table read elsewhere (TPC-H Q8's and Q9's ``nation``) is no row.
+    True where the scopes cannot be worked out."""
+    try:
+        scopes = traverse_scope(query)
+    except (OptimizeError, SqlglotError):
+        return True
+    for scope in scopes:
+        visible: set[str] = set()
+        around: Scope | None = scope
+        while around is not None:
+            visible |= {name.lower() for name in around.sources}
+            around = around.parent
+        if any(not column.table and column.name.lower() in visible for column in scope.columns):
+            return True
+    return False
 
 
 def columns_read(queries: Iterable[exp.Expr]) -> frozenset[str] | None:

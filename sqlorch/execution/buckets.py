@@ -79,11 +79,10 @@ def fingerprints(adapter: Adapter, rows: Rows, names: list[str], key: list[str],
     )
 
 
-def changed_buckets(
-    adapter: Adapter, source: TableRef, names: list[str], key: list[str], stored: TableRef, buckets: int
-) -> exp.Select:
-    """The buckets whose fingerprint in ``source`` differs from the one ``stored``, or that
-    only one of them has: their number, as ``_sqlorch_bucket``."""
+def changed_buckets(adapter: Adapter, current: Rows, stored: TableRef) -> exp.Select:
+    """The buckets whose fingerprint in ``current`` (``fingerprints`` of the source, or a
+    table of them) differs from the one ``stored``, or that only one of them has: their
+    number, as ``_sqlorch_bucket``."""
     column = exp.column(BUCKET_COLUMN, table="n", quoted=True)
     other = exp.column(BUCKET_COLUMN, table="o", quoted=True)
     same = exp.and_(
@@ -97,10 +96,26 @@ def changed_buckets(
     )
     return (
         exp.select(exp.alias_(exp.func("coalesce", column, other), BUCKET_COLUMN, quoted=True))
-        .from_(fingerprints(adapter, source, names, key, buckets).subquery("n"))
+        .from_(from_rows(current, "n"))
         .join(stored.to_table(alias="o"), on=column.copy().eq(other.copy()), join_type="full outer")
         .where(exp.or_(one_side, exp.not_(exp.paren(same))))
     )
+
+
+def whole_fingerprint(adapter: Adapter, per_bucket: TableRef) -> str:
+    """The fingerprint of the rows a table of ``fingerprints`` describes, in the adapter's
+    text form (``count:...``), from that table alone: each part is a sum or an XOR over
+    rows, so the whole's is the sum or XOR of the buckets' (``Adapter.fingerprint_parts``)."""
+    parts = [
+        exp.BitwiseXorAgg(this=exp.column(name, quoted=True))
+        if kind == "xor"
+        else exp.func("sum", exp.column(name, quoted=True))
+        for kind, name in zip(adapter.fingerprint_parts, _fingerprint_names(adapter), strict=True)
+    ]
+    query = exp.select(*(exp.func("coalesce", part, exp.Literal.number(0)) for part in parts)).from_(
+        per_bucket.to_table()
+    )
+    return ":".join(str(int(value)) for value in adapter.fetch(query)[0])
 
 
 def in_buckets(adapter: Adapter, key: list[str], alias: str, buckets: int, chosen: exp.Query) -> exp.Expr:

@@ -34,10 +34,13 @@ Before capturing, the source's columns are compared with its change log's. A cha
 change log and shadow cannot be compared exactly with values of the new type. Added,
 dropped or renamed columns are followed instead: change log, shadow and edge are rebuilt
 with the source's columns (NULL where a column is new), and the diff that follows captures
-every row whose values differ (e.g. a column added with a default). So is a keyed source's
-column whose type changed where no model names it (not its key or cursor): its captured
-values are cast to the new type, and the diff by key that follows captures every row the
-cast and the source's own conversion disagree on, as an update of a column no model reads.
+every row whose values differ (e.g. a column added with a default).
+
+A keyed source keeps and hashes only its key, its cursor and the columns its readers and
+audits name (``captured_columns``): a change, or a type change, of another column changes
+no model's rows and is not seen. A model that starts to name a column the source already
+had recaptures it whole (``_newly_read``); a column no longer named is dropped from change
+log and shadow as a dropped column is.
 
 Each capture commits its change-log rows, shadow update, batch record and watermark in one
 transaction, so a crash leaves the previous capture in place and the next build redoes it.
@@ -76,7 +79,7 @@ from dataclasses import dataclass, replace
 from sqlglot import exp
 
 from sqlorch.adapters.base import Adapter, fingerprint_moved
-from sqlorch.errors import AdapterError, ConfigError
+from sqlorch.errors import ConfigError
 from sqlorch.execution import buckets as by_bucket
 from sqlorch.execution.statements import (
     Rows,
@@ -174,8 +177,8 @@ class _Source:
     spec: SourceSpec
     columns: dict[str, exp.DataType]
     batch: int
-    # the columns the models reading it name (None: any), asked only when a type changed
-    read: Callable[[], frozenset[str] | None] = lambda: None
+    # every column of the source; ``columns`` are those captured (``captured_columns``)
+    every: Mapping[str, exp.DataType] | None = None
 
     @property
     def name(self) -> str:
@@ -199,7 +202,10 @@ class _Source:
         return edge_table(self.ref) if self.spec.append_only else shadow_table(self.ref)
 
     def types(self) -> dict[str, str]:
-        return {name: kind.sql(dialect=self.adapter.dialect) for name, kind in self.columns.items()}
+        """The source's column types, all of them (``_newly_read`` tells by them a column
+        the source had at its last capture from one it gained since)."""
+        every = self.every if self.every is not None else self.columns
+        return {name: kind.sql(dialect=self.adapter.dialect) for name, kind in every.items()}
 
     def cursor_column(self, table: str | None = None) -> exp.Column:
         assert self.spec.cursor
@@ -247,16 +253,17 @@ def capture_source(
     """Capture one source's changes. ``known`` holds the columns of the tables that exist
     (the source, its change log, shadow and edge), read by the caller in one catalog query.
     ``full_refresh`` recaptures a declared source whole (change log, shadow and watermark
-    reset). ``read``: the columns the models reading the source name (``columns_read``;
-    None: any), asked where a column's type changed. Returns None when nothing was
-    written: the source is missing or did not change."""
+    reset). ``read``: the columns the models reading the source and its audits name
+    (``columns_read``; None: any), which a keyed source's capture keeps
+    (``captured_columns``). Returns None when nothing was written: the source is missing or
+    did not change."""
     columns = known.get(ref)
     if columns is None:
         return None  # the model reading it will fail with the warehouse's message
     if spec is None or not (spec.cursor or spec.unique_key):
         return capture_fingerprint(adapter, ref, state, next_batch, columns)
     _check_declared_columns(spec, columns)
-    source = _Source(adapter, ref, spec, dict(columns), next_batch, read)
+    source = _Source(adapter, ref, spec, captured_columns(spec, columns, read), next_batch, dict(columns))
     reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
     if reason is not None:
         if state is not None:
@@ -291,7 +298,7 @@ def predict_capture(
             return Captured()
         return Captured(((next_batch, "full", 0),), _fingerprint_reason(state))
     _check_declared_columns(spec, columns)
-    source = _Source(adapter, ref, spec, dict(columns), next_batch, read)
+    source = _Source(adapter, ref, spec, captured_columns(spec, columns, read), next_batch, dict(columns))
     reason = "--full-refresh" if full_refresh else _recapture_reason(source, state, known)
     if reason is not None:
         return Captured(((next_batch, "full", 0),), f"captured whole: {reason}")
@@ -324,6 +331,25 @@ def _check_declared_columns(spec: SourceSpec, columns: Mapping[str, exp.DataType
                 )
 
 
+def captured_columns(
+    spec: SourceSpec | None, columns: Mapping[str, exp.DataType], read: Callable[[], frozenset[str] | None]
+) -> dict[str, exp.DataType]:
+    """The columns of a source that its capture keeps (change log, shadow) and hashes: for a
+    keyed source, its key, its cursor and the columns named by the models reading it or its
+    audits (``read``, ``columns_read``); every column where one of them may read a column it
+    does not name (``read`` None), and for an append-only source (its ties are compared on
+    every column). A column no model names cannot change a model's rows, so its changes
+    need not be seen: at TPC-H sf 1, ``l_comment`` was 70% of the cost of hashing lineitem.
+    A model that starts to name one recaptures the source whole (``_newly_read``)."""
+    if spec is None or spec.append_only or not spec.unique_key:
+        return dict(columns)
+    named = read()
+    if named is None:
+        return dict(columns)
+    kept = named | {name.lower() for name in spec.unique_key} | ({spec.cursor.lower()} if spec.cursor else set())
+    return {name: kind for name, kind in columns.items() if name.lower() in kept}
+
+
 def _captured_columns(log_columns: Mapping[str, exp.DataType]) -> dict[str, exp.DataType]:
     return {name: kind for name, kind in log_columns.items() if name not in (BATCH_COLUMN, OLD_COLUMN)}
 
@@ -332,42 +358,31 @@ def _recapture_reason(
     source: _Source, state: RelationState | None, known: Mapping[TableRef, dict[str, exp.DataType]]
 ) -> str | None:
     """Why the source must be captured whole, if it must: nothing captured yet, another way
-    of capturing it than last time, or a column whose type changed, unless that type is
-    followed instead (``_follows_type``)."""
+    of capturing it than last time, a column newly read, or a captured column whose type
+    changed (every captured column is one a model reads, or the key or cursor)."""
     if state is None or source.log not in known or source.copy not in known:
         return "first capture"
     if state.key != source.key:
         return "unique_key changed"
+    newly = _newly_read(source, state, known)
+    if newly:
+        return f"column{'s' if len(newly) > 1 else ''} newly read by a model: {', '.join(newly)}"
     mark = CursorMark.read(state.cursor_hi) if source.spec.cursor else None
     if source.spec.cursor and (mark is None or mark.cursor != source.spec.cursor):
         return "cursor changed"
     retyped = _retyped(source, _captured_columns(known[source.log]))
-    if any(not _follows_type(source, name) for name in retyped):
-        return ", ".join(retyped.values())
-    if retyped and not _converts(source, known):
-        return f"{', '.join(retyped.values())}: a value captured before does not convert"
-    return None
+    return ", ".join(retyped.values()) if retyped else None
 
 
-def _converts(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> bool:
-    """Whether the values captured before a column's type changed (the change log's, the
-    shadow's) convert to the new type, so the column can be followed: a row deleted from the
-    source before the column was retyped may hold a value the new type cannot (a junk row
-    removed, then the column altered), which only the source's own rows were checked for.
-    Read-only, so ``plan`` predicts the same."""
-    for table in (source.log, source.copy):
-        have = _captured_columns(known[table])
-        changed = _retyped(source, have)
-        if not changed:
-            continue
-        followed = _followed(table, have, source.columns, []).subquery("f")
-        # count(value) needs each converted value, where count(*) would let the cast be pruned
-        query = exp.select(*(exp.Count(this=exp.column(name, table="f", quoted=True)) for name in changed))
-        try:
-            source.adapter.fetch(query.from_(followed))
-        except AdapterError:
-            return False
-    return True
+def _newly_read(source: _Source, state: RelationState, known: Mapping[TableRef, dict[str, exp.DataType]]) -> list[str]:
+    """The captured columns that the change log or the copy lack though the source had them
+    at its last capture (``_Source.types``): no model read them then, so their changes were
+    not captured, and the old images a follow would give them (NULL) are not their values.
+    The source is captured whole instead, and its readers rebuild once. A column the source
+    gained since is followed (``_followed_tables``): it had no old values."""
+    had = state.columns or {}
+    log, copy = _captured_columns(known[source.log]), _captured_columns(known[source.copy])
+    return [name for name in source.columns if name in had and (name not in log or name not in copy)]
 
 
 def _retyped(source: _Source, have: Mapping[str, exp.DataType]) -> dict[str, str]:
@@ -381,30 +396,22 @@ def _retyped(source: _Source, have: Mapping[str, exp.DataType]) -> dict[str, str
     }
 
 
-def _follows_type(source: _Source, name: str) -> bool:
-    """Whether a column whose type changed is followed (its captured values cast to the new
-    type, like a column added) rather than the source captured whole: where no model names
-    it and the capture diffs every row by key, so a value the cast and the source's
-    conversion disagree on is an update of an unread column. Not the key or cursor (they
-    are compared), not an append-only source (its ties are compared on every column)."""
-    if source.spec.append_only or name in source.key or name == source.spec.cursor:
-        return False
-    read = source.read()
-    return read is not None and name not in read
-
-
 def _followed_tables(source: _Source, known: Mapping[TableRef, dict[str, exp.DataType]]) -> str:
-    """Which columns the source gained, lost or changed the type of (no model reading them)
-    since its change log or copy was made ("" when none): both are rebuilt with the
-    source's columns before the capture."""
+    """Which captured columns the source gained, lost (or no model reads any more) since its
+    change log or copy was made, or that one of them holds with another type (a follow
+    interrupted between the two) ("" when none): both are rebuilt with the captured columns
+    before the capture."""
     log, copy = _captured_columns(known[source.log]), _captured_columns(known[source.copy])
     if log == source.columns and copy == source.columns:
         return ""
+    every = source.every if source.every is not None else source.columns
     added = [name for name in source.columns if name not in log]
-    dropped = [name for name in log if name not in source.columns]
+    dropped = [name for name in log if name not in every]
+    unread = [name for name in {**log, **copy} if name in every and name not in source.columns]
     retyped = {**_retyped(source, copy), **_retyped(source, log)}
     parts = [f"columns added: {', '.join(added)}" if added else "", f"dropped: {', '.join(dropped)}" if dropped else ""]
-    parts.append(f"{', '.join(retyped.values())} (read by no model)" if retyped else "")
+    parts.append(f"no longer read by a model: {', '.join(unread)}" if unread else "")
+    parts.append(", ".join(retyped.values()))
     return "; ".join(filter(None, parts)) or "columns followed"
 
 
@@ -714,7 +721,9 @@ class KeyedDiff:
     few: bool  # the candidates are the rows the cursor selects, a few rows of a large source
     deletes: bool
     how: str  # where the cursor alone did not account for the change: the path taken, in words
-    fingerprint: str | None  # the source's, over the captured columns
+    # the source's, over the captured columns; None until ``_take_buckets`` gives it where the
+    # row count showed a change (``_count_moved``)
+    fingerprint: str | None
     mark: CursorMark | None  # as recorded by the last capture
     hi: str | None  # the source's maximum cursor now
     # Where only some buckets of keys are diffed (``execution/buckets.py``): their count, and
@@ -764,9 +773,12 @@ def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fin
     ``trust_fingerprint`` is False when the shadow was (or would be) rebuilt with other
     columns: its recorded fingerprint no longer describes it."""
     adapter, names, key = source.adapter, source.names, source.key
-    source_fingerprint = adapter.fingerprint(source.ref, names)
-    if trust_fingerprint and state.fingerprint is not None and source_fingerprint == state.fingerprint:
-        return None
+    buckets = trust_fingerprint and state.buckets is not None and isinstance(shadow, TableRef)
+    source_fingerprint = None
+    if not (buckets and not source.spec.cursor and _count_moved(source, state)):
+        source_fingerprint = adapter.fingerprint(source.ref, names)
+        if trust_fingerprint and state.fingerprint is not None and source_fingerprint == state.fingerprint:
+            return None
     mark = CursorMark.read(state.cursor_hi) if source.spec.cursor else None
     hi = _max_cursor(source) if source.spec.cursor else None
     every = select_from(source.ref, names, "s")
@@ -784,11 +796,23 @@ def keyed_changes(source: _Source, state: RelationState, shadow: Rows, trust_fin
                 return KeyedDiff(candidates, True, deletes, how, source_fingerprint, mark, hi)
     whole = select_from(source.ref, names, "s")
     found = KeyedDiff(whole, False, True, _WHOLE_DIFF if narrowed else "", source_fingerprint, mark, hi)
-    if trust_fingerprint and state.buckets is not None and isinstance(shadow, TableRef):
+    if buckets:
+        assert state.buckets is not None
         # Only the buckets whose fingerprint changed are diffed (``execution/buckets.py``).
-        chosen = by_bucket.changed_buckets(adapter, source.ref, names, key, source.buckets, state.buckets)
+        current = by_bucket.fingerprints(adapter, source.ref, names, key, state.buckets)
+        chosen = by_bucket.changed_buckets(adapter, current, source.buckets)
         found = replace(found, how=_BUCKET_DIFF if narrowed else "", buckets=state.buckets, chosen=chosen)
     return found
+
+
+def _count_moved(source: _Source, state: RelationState) -> bool:
+    """Whether the source's row count differs from the shadow's recorded one, asked only
+    where counting is free (``Capabilities.free_row_count``): the source then changed for
+    sure, and the per-bucket pass that finds where (``_take_buckets``) also gives its
+    fingerprint, so the whole fingerprint's pass, the no-change test, is not needed."""
+    if not source.adapter.capabilities.free_row_count or state.fingerprint is None:
+        return False
+    return int(source.adapter.fetch(count_rows(source.ref))[0][0]) != _fingerprint_rows(state.fingerprint)
 
 
 def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
@@ -817,11 +841,7 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     found = keyed_changes(source, state, source.copy, trust_fingerprint)
     if found is None:
         return None
-    scratch = _take_buckets(source, found) if found.chosen is not None else []
-    if scratch:
-        found = replace(
-            found, chosen=select_from(scratch[0], [by_bucket.BUCKET_COLUMN]), taken=(scratch[1], scratch[2])
-        )
+    found, scratch = _take_buckets(source, found) if found.chosen is not None else (found, [])
     repeated = repeated_key(source, source.copy, found)
     if repeated is not None:
         _drop(adapter, scratch)
@@ -855,20 +875,29 @@ def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool
     return Captured(recorded, _keyed_reason(rows, found))
 
 
-def _take_buckets(source: _Source, found: KeyedDiff) -> list[TableRef]:
-    """Copy into scratch tables, before any state changes, the buckets whose fingerprint
-    changed, then the source's and the shadow's rows in them: the checks and the diff read
-    them in several statements, and each copy is one scan of its table."""
+def _take_buckets(source: _Source, found: KeyedDiff) -> tuple[KeyedDiff, list[TableRef]]:
+    """Copy into scratch tables, before any state changes, the source's per-bucket
+    fingerprints (one pass over it, which also gives its whole fingerprint where the
+    no-change test was skipped: ``_count_moved``), the buckets whose fingerprint changed,
+    then the source's and the shadow's rows in them: the checks and the diff read them in
+    several statements, and each copy is one scan of its table. Returns ``found`` reading
+    the copies, and the scratch tables."""
     adapter = source.adapter
     temporary = adapter.capabilities.temp_tables
-    tables = [work_table(source.ref, part, temporary) for part in ("buckets", "taken", "shadowed")]
-    assert found.chosen is not None
-    execute_create(adapter, create_table_as(tables[0], found.chosen, temporary=temporary))
-    found = replace(found, chosen=select_from(tables[0], [by_bucket.BUCKET_COLUMN]))
-    for table, rows in ((tables[1], found.source_rows(source)), (tables[2], found.shadow_rows(source, source.copy))):
+    parts = ("fingerprints", "buckets", "taken", "shadowed")
+    tables = [work_table(source.ref, part, temporary) for part in parts]
+    assert found.buckets is not None
+    current = by_bucket.fingerprints(adapter, source.ref, source.names, source.key, found.buckets)
+    execute_create(adapter, create_table_as(tables[0], current, temporary=temporary))
+    if found.fingerprint is None:
+        found = replace(found, fingerprint=by_bucket.whole_fingerprint(adapter, tables[0]))
+    chosen = by_bucket.changed_buckets(adapter, tables[0], source.buckets)
+    execute_create(adapter, create_table_as(tables[1], chosen, temporary=temporary))
+    found = replace(found, chosen=select_from(tables[1], [by_bucket.BUCKET_COLUMN]))
+    for table, rows in ((tables[2], found.source_rows(source)), (tables[3], found.shadow_rows(source, source.copy))):
         assert not isinstance(rows, TableRef)
         execute_create(adapter, create_table_as(table, rows, temporary=temporary))
-    return tables
+    return replace(found, taken=(tables[2], tables[3])), tables
 
 
 def _drop(adapter: Adapter, tables: list[TableRef]) -> None:

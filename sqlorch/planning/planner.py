@@ -119,8 +119,8 @@ def input_types_changed(
     schema change of that input, so the model is rebuilt (its table holds the old types,
     and incremental rows of the new type would be cast to them). A source column the model
     does not name (``columns_named``) counts only where the source was captured whole (for
-    another model that names it): where no model names it, the capture follows its type
-    and the model stays incremental (``capture._follows_type``). Every column of an
+    another model that names it): where no model names it, the capture does not keep it
+    (``capture.captured_columns``) and the model stays incremental. Every column of an
     upstream model or seed counts: a rebuilt model whose column types changed records a
     whole batch anyway (``rewrites/rebuild.py``)."""
     if compiled.input_schemas is None or recorded is None:
