@@ -128,7 +128,8 @@ def test_plan_leaves_the_duckdb_file_as_it_was_and_predicts_the_build(tmp_path: 
         "INSERT INTO raw.events VALUES (121, 1, 5, TIMESTAMP '2026-01-01 12:03:00'), "  # a tie at the cursor
         "(122, 2, 7, TIMESTAMP '2026-01-01 12:05:00')",
         "ALTER TABLE raw.tags ADD COLUMN note VARCHAR",
-        "UPDATE raw.tags SET note = 'n' WHERE tag_id IN (1, 2)",
+        "UPDATE raw.tags SET note = 'n' WHERE tag_id IN (1, 2)",  # a column no model names: no change
+        "UPDATE raw.tags SET label = 'x' WHERE tag_id = 3",
         "UPDATE raw.rates SET rate = 1.2 WHERE currency = 'EUR'",
     )
     seed = root / "seeds" / "regions.csv"
@@ -137,7 +138,7 @@ def test_plan_leaves_the_duckdb_file_as_it_was_and_predicts_the_build(tmp_path: 
     sources = plan_then_build(root)
     assert (sources["raw.customers"]["change"], sources["raw.customers"]["rows"]) == ("delta", 4)
     assert (sources["raw.events"]["change"], sources["raw.events"]["rows"]) == ("append", 2)
-    assert (sources["raw.tags"]["change"], sources["raw.tags"]["rows"]) == ("delta", 4)
+    assert (sources["raw.tags"]["change"], sources["raw.tags"]["rows"]) == ("delta", 2)
     assert sources["raw.rates"]["change"] == "full"
 
     # a column's type changed: the source is captured whole
