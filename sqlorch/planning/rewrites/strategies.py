@@ -148,7 +148,7 @@ def fold_statements(ctx: ModelContext, changes: Changes, resolve: Resolve) -> li
 
 
 def _affected_keys(names: str, keys: KeyAnalysis, changes: Changes) -> str:
-    read_inside = {name for name in names.split(", ") if tuple(name.split(".")[-2:]) in keys.subquery_tables}
+    read_inside = any(mentions(keys.subquery_tables, ref) for ref in changes)  # as the planner asks it
     how = "; of the touched partitions' rows now and before" if keys.row_partitions and read_inside else ""
     return f"{names} changed; recompute affected keys{how}"  # the key: Step.key
 
