@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from sqlorch.analysis.kept_aggregates import KeptAggregate
 from sqlorch.analysis.signed_shape import aggregates_of
-from sqlorch.execution.statements import columns_of, create_table_as, insert_into, replace_statements, select_from
+from sqlorch.execution.statements import columns_of, create_table_as, replace_statements, select_from
 from sqlorch.planning.compiler import CompiledModel
 from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, stored_columns
 from sqlorch.planning.rewrites.rename_relations import rename_relations
@@ -30,14 +30,13 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
     build_delta,
     build_finalise,
-    build_next_state,
-    build_recompute_keys,
     build_state_query,
     matches,
     state_parts,
 )
 from sqlorch.planning.rewrites.signed_statements import (
     average_type,
+    fold_into_state,
     signed_sources,
     state_batch_statements,
     state_is_current,
@@ -130,29 +129,19 @@ def kept_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
         delta, recompute, after = (work_table(ref, f"k{part}{index}", temporary) for part in ("delta", "again", "next"))
         query = _physical(ctx, build_delta(top, key, is_changed, delta_rows, old_rows))
         before += create(delta, query, "kept groups: signed delta per group")
-        again = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
-        if again is not None:
-            before += create(recompute, again, "kept groups whose MIN/MAX left")
-        following = build_next_state(
+        fold = fold_into_state(
             top,
             key,
-            state.to_table(alias="s"),
-            delta.to_table(alias="d"),
-            recompute.to_table(alias="r") if again is not None else None,
+            (state, delta, recompute, after),
             _physical(ctx, build_state_query(top, key)),
+            create,
+            "kept groups",
         )
-        before += create(after, following, "kept groups: next state of the touched ones")
-        scratch += [delta, after, *([recompute] if again is not None else [])]
-        held = select_from(after, names, "n").where(
-            exp.GT(this=exp.column(ROWS, table="n", quoted=True), expression=exp.Literal.number(0))
-        )
+        before += fold.before
+        during += fold.during
+        scratch += [delta, after, *([recompute] if fold.recomputed else [])]
         untouched = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s").not_())
-        groups.append(exp.union(untouched, held.copy(), distinct=False))
-        touched = matches(delta.to_table(alias="k"), key, state.name)
-        during += [
-            Statement(exp.delete(state.to_table(), where=touched), "kept groups: delete the touched", transaction=True),
-            Statement(insert_into(state, names, held), "kept groups: insert them again", transaction=True),
-        ]
+        groups.append(exp.union(untouched, fold.held.copy(), distinct=False))
     during += state_batch_statements(kept_states_record(ref), ctx.batch)
     rows = work_table(ref, "fromkept", temporary)
     before += create(

@@ -13,6 +13,7 @@ model's own MERGE, change log and bookkeeping.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -223,6 +224,62 @@ def state_batch_statements(name: str, batch: int) -> list[Item]:
     ]
 
 
+Create = Callable[[TableRef, exp.Query, str], list[Item]]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A stored group state with a signed delta folded in (the fold's own order: stored state
+    plus delta per touched group, MIN/MAX recomputed where the extreme left)."""
+
+    before: list[Item]  # the recomputed groups' and the next state's scratch tables
+    held: exp.Select  # the touched groups after the change, those left at zero rows dropped
+    during: list[Item]  # the stored state's touched groups replaced, in the model's transaction
+    recomputed: bool  # whether a MIN/MAX recompute table was made (a scratch table to drop)
+
+
+def fold_into_state(
+    top: exp.Select,
+    key: list[str],
+    tables: tuple[TableRef, TableRef, TableRef, TableRef],
+    state_query: exp.Query,
+    create: Create,
+    subject: str,
+    distinct_changes: tuple[exp.Query, ...] = (),
+) -> Fold:
+    """``tables``: the stored state, the delta per group (made), and the scratch tables of the
+    groups recomputed and of the next state; ``state_query`` the groups from the inputs (for
+    the recompute). A group at zero rows leaves the state, unless ``top`` has no GROUP BY (a
+    one-row aggregate keeps its row)."""
+    state, delta, recompute, after = tables
+    names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
+    before: list[Item] = []
+    recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
+    if recompute_query is not None:
+        before += create(recompute, recompute_query, f"{subject}: groups whose MIN/MAX left")
+    following = build_next_state(
+        top,
+        key,
+        state.to_table(alias="s"),
+        delta.to_table(alias="d"),
+        recompute.to_table(alias="r") if recompute_query is not None else None,
+        state_query,
+        distinct_changes,
+    )
+    before += create(after, following, f"{subject}: next state of the touched groups")
+    held = select_from(after, names, "n")
+    if top.args.get("group") is not None:
+        held = held.where(exp.GT(this=exp.column(ROWS, table="n", quoted=True), expression=exp.Literal.number(0)))
+    touched = matches(delta.to_table(alias="k"), key, state.name)
+    during: list[Item] = [
+        Statement(
+            exp.delete(state.to_table(), where=touched), f"{subject}: delete the touched groups", transaction=True
+        ),
+        Statement(insert_into(state, names, held), f"{subject}: insert them again", transaction=True),
+    ]
+    return Fold(before, held, during, recompute_query is not None)
+
+
 def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
     """A rebuilt model's group state, written in the rebuild's transaction: the next change
     folds into it instead of building it from the inputs, a second pass as dear as the
@@ -318,6 +375,7 @@ def signed_statements(
     else:
         delta_query = physical(build_delta(top, key, is_changed, delta_rows, old_rows))
     before += create(delta, delta_query, "signed delta per group")
+    during: list[Item] = []
     if not current:
         # The state of every group from the inputs as they are now: already after the change.
         before += create(state, physical(build_state_query(top, key)), "group state from the inputs", scratch=False)
@@ -325,6 +383,7 @@ def signed_statements(
             query = physical(build_values_query(top, key, values))
             before += create(store, query, "DISTINCT values from the inputs", scratch=False)
         following = select_from(state, names, "s").where(matches(delta.to_table(alias="k"), key, "s"))
+        before += create(after, following, "next group state", transaction=by_rowid)
     else:
         for store, values, table in zip(stores, sets, moved, strict=True):
             assert shared is not None
@@ -332,35 +391,20 @@ def signed_statements(
                 key, values, store.to_table(alias="m"), shared.to_table(alias="r"), by_rowid
             )
             before += create(table, query, "DISTINCT values: their rows after the change", transaction=by_rowid)
-        recompute_query = build_recompute_keys(top, key, delta.to_table(alias="d"), state.to_table(alias="s"))
-        if recompute_query is not None:
-            before += create(recompute, recompute_query, "groups whose MIN/MAX left", transaction=by_rowid)
-        following = build_next_state(
+        fold = fold_into_state(
             top,
             key,
-            state.to_table(alias="s"),
-            delta.to_table(alias="d"),
-            recompute.to_table(alias="r") if recompute_query is not None else None,
+            (state, delta, recompute, after),
             physical(build_state_query(top, key)),
+            lambda table, query, purpose: create(table, query, purpose, transaction=by_rowid),
+            "group state",
             tuple(
                 build_distinct_change(top, key, values, table.to_table(alias="v"))
                 for values, table in zip(sets, moved, strict=True)
             ),
         )
-    before += create(after, following, "next group state", transaction=by_rowid)
-    kept = select_from(after, names, "n")
-    if top.args.get("group") is not None:  # a one-row aggregate keeps its row at zero rows
-        kept = kept.where(exp.GT(this=exp.column(ROWS, table="n", quoted=True), expression=exp.Literal.number(0)))
-    during: list[Item] = []
-    if current:
-        during += [
-            Statement(
-                exp.delete(state.to_table(), where=matches(delta.to_table(alias="k"), key, state.name)),
-                "group state: delete the touched groups",
-                transaction=True,
-            ),
-            Statement(insert_into(state, names, kept), "group state: insert them again", transaction=True),
-        ]
+        before += fold.before
+        during += fold.during
         for store, table in zip(stores, moved, strict=True):
             pairs = value_columns(key)
             held = select_from(table, pairs, "v").where(
