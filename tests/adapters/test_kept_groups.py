@@ -161,14 +161,19 @@ def test_models_recomputed_from_kept_groups_follow_every_kind_of_change(warehous
         shown = run_sqlorch("plan", "--project-dir", project, "--profiles-dir", warehouse.profiles_dir)
         groups = len(_rows(warehouse, f"SELECT * FROM {KEPT['mart.top']}"))
         assert f"state: {KEPT['mart.top']}, {groups} groups" in shown.stdout, shown.stdout
-    for index, statements in enumerate(steps):
+    # Without transactions (BigQuery) the models rebuild at every change: one step checks that
+    # fallback and its exactness (the stand-in runs each build slowly; the fold is not there)
+    for index, statements in enumerate(steps if transactions else steps[:1]):
         if index:
             _changed(warehouse, *statements)
-        plan = {str(step.ref): step for step in api.plan(options).steps}
-        for name in _kept_models(warehouse):
-            kept = plan[name].kept_state
-            assert kept is not None and kept.table == KEPT[name] and kept.current, kept
+        if index < 2:  # the plan sees the groups kept by the first build, then by the first fold
+            plan = {str(step.ref): step for step in api.plan(options).steps}
+            for name in _kept_models(warehouse):
+                kept = plan[name].kept_state
+                assert kept is not None and kept.table == KEPT[name] and kept.current, kept
         _kept(warehouse, _build(warehouse, project))
+    if not transactions:
+        return
 
     # --full-refresh rebuilds the model and its kept groups; the next change folds into them
     _changed(warehouse, "UPDATE raw.items SET sup = 4 WHERE item_id = 1")
