@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlorch.analysis.conditions import conjuncts
+
 PREFIX = "_sqlorch_sq"
 COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
 NULL_PROPAGATING = (exp.Mul, exp.Add, exp.Sub, exp.Div, exp.Neg, exp.Paren, exp.Cast)
@@ -46,12 +48,6 @@ class NotDecorrelated(Exception):
 def _sources(select: exp.Select) -> list[exp.Expr]:
     from_ = select.args.get("from_") or select.args.get("from")
     return ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
-
-
-def _conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
-    if condition is None:
-        return []
-    return list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
 
 
 def _split(inner: exp.Select) -> tuple[list[tuple[exp.Column, exp.Expr]], list[exp.Expr]]:
@@ -68,7 +64,7 @@ def _split(inner: exp.Select) -> tuple[list[tuple[exp.Column, exp.Expr]], list[e
     where = inner.args.get("where")
     pairs: list[tuple[exp.Column, exp.Expr]] = []
     local: list[exp.Expr] = []
-    for conjunct in _conjuncts(where.this if where else None):
+    for conjunct in conjuncts(where.this if where else None):
         if is_local(conjunct) and not any(isinstance(n, (exp.Subquery, exp.Exists)) for n in conjunct.walk()):
             local.append(conjunct)
             continue
@@ -217,7 +213,7 @@ def _decorrelate_select(select: exp.Select, counter: list[int]) -> None:
             _decorrelate_select(source.this, counter)
     where = select.args.get("where")
     kept: list[exp.Expr] = []
-    for conjunct in _conjuncts(where.this if where else None):
+    for conjunct in conjuncts(where.this if where else None):
         alias = f"{PREFIX}{counter[0]}"
         counter[0] += 1
         rewritten = _rewrite_conjunct(conjunct, alias, counter)

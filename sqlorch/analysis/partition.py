@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from sqlorch.analysis.conditions import conjuncts
+
 Name = tuple[str, str]  # (table alias, column), lower case
 SUBQUERIES = (exp.Exists, exp.In, exp.Subquery)
 
@@ -66,12 +68,6 @@ def _items(select: exp.Select) -> list[tuple[exp.Expr, exp.Join | None]]:
 
 def _inner(join: exp.Join | None) -> bool:
     return join is None or (not join.side and join.kind in ("", "INNER", "CROSS", None))
-
-
-def _conjuncts(node: exp.Expr | None) -> list[exp.Expr]:
-    if node is None:
-        return []
-    return list(node.flatten()) if isinstance(node, exp.And) else [node]
 
 
 def _name(column: exp.Column) -> Name:
@@ -156,10 +152,10 @@ def _subquery_select(node: exp.Expr) -> exp.Select | None:
 def _classes(select: exp.Select, extra: list[tuple[exp.Column, exp.Column]]) -> _Classes:
     classes = _Classes()
     where = select.args.get("where")
-    roots = _conjuncts(where.this if where else None)
+    roots = conjuncts(where.this if where else None)
     for _, join in _items(select):
         if join is not None and _inner(join):
-            roots += _conjuncts(join.args.get("on"))
+            roots += conjuncts(join.args.get("on"))
     for pair in [*(p for p in map(_column_pair, roots) if p is not None), *extra]:
         classes.union(*pair)
     return classes
@@ -181,7 +177,7 @@ def _anchors(
         alias = item.alias_or_name.lower()
         mine = sorted(name for table, name in equal if table == alias)
         if not mine and join is not None and join.side == "LEFT":
-            for pair in filter(None, map(_column_pair, _conjuncts(join.args.get("on")))):
+            for pair in filter(None, map(_column_pair, conjuncts(join.args.get("on")))):
                 ends = [_name(c) for c in pair]
                 if ends[0][0] == alias and ends[1] in equal:
                     mine = [ends[0][1]]
@@ -190,12 +186,12 @@ def _anchors(
         if mine and (join is None or _inner(join) or join.side == "LEFT"):
             found.append(Anchor(item, mine[0]))
     where = select.args.get("where")
-    conjuncts = _conjuncts(where.this if where else None)
+    terms = conjuncts(where.this if where else None)
     for node in _own_subqueries(select):
         inner = _subquery_select(node)
         if inner is None:
             continue
-        probe = _in_probe(node) if isinstance(node, exp.In) and any(node is c for c in conjuncts) else None
+        probe = _in_probe(node) if isinstance(node, exp.In) and any(node is c for c in terms) else None
         found += _anchors(inner, equal, [probe] if probe else [], scope=False)
     return found
 
@@ -283,9 +279,9 @@ def own_conjuncts(table: exp.Table) -> list[exp.Expr]:
     if not isinstance(select, exp.Select) or (isinstance(holder, exp.Join) and not _inner(holder)):
         return []
     where = select.args.get("where")
-    candidates = _conjuncts(where.this if where else None)
+    candidates = conjuncts(where.this if where else None)
     if isinstance(holder, exp.Join):
-        candidates += _conjuncts(holder.args.get("on"))
+        candidates += conjuncts(holder.args.get("on"))
     alias = table.alias_or_name.lower()
     found = []
     for conjunct in candidates:

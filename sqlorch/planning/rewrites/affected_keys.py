@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from sqlorch.analysis.conditions import conjuncts
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.keys import anchors, own_nodes
 from sqlorch.execution.statements import union_all
@@ -71,7 +72,7 @@ def _drop_unstable_filters(query: exp.Expr) -> None:
                 for name, ok in zip(names, anchors(item.this), strict=False):
                     if not ok:
                         unstable.add((item.alias_or_name.lower(), name))
-        conditions = list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
+        conditions = conjuncts(where.this)
         kept = [c for c in conditions if not _reads_any(c, unstable)]
         select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlorch.analysis.conditions import conjuncts
 from sqlorch.analysis.inline_ctes import alias_identifier
 from sqlorch.analysis.signed_shape import group_names, is_aggregated
 
 KEYS_ALIAS = "_sqlorch_k"
 
 
-def _conjuncts(select: exp.Select) -> list[exp.Expr]:
+def _filters(select: exp.Select) -> list[exp.Expr]:
     """The conditions every row of ``select``'s FROM satisfies: its WHERE and inner ONs."""
     roots: list[exp.Expr] = []
     where = select.args.get("where")
@@ -38,7 +39,7 @@ def _conjuncts(select: exp.Select) -> list[exp.Expr]:
         on = join.args.get("on")
         if on is not None and not join.side and join.kind in ("", "INNER", "CROSS", None):
             roots.append(on)
-    return [c for root in roots for c in (root.flatten() if isinstance(root, exp.And) else [root])]
+    return [c for root in roots for c in conjuncts(root)]
 
 
 def _pairs(select: exp.Select, changed: str) -> dict[str, list[tuple[exp.Column, exp.Column]]]:
@@ -52,7 +53,7 @@ def _pairs(select: exp.Select, changed: str) -> dict[str, list[tuple[exp.Column,
             name = parent[name]
         return name
 
-    for conjunct in _conjuncts(select):
+    for conjunct in _filters(select):
         if not isinstance(conjunct, exp.EQ):
             continue
         left, right = conjunct.this, conjunct.expression
