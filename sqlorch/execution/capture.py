@@ -732,7 +732,7 @@ class KeyedDiff:
     chosen: exp.Query | None = None
     # The source's and the shadow's rows of those buckets, copied once by the capture into
     # scratch tables (every statement of the diff then reads a few rows, not the tables).
-    taken: tuple[TableRef, TableRef] | None = None
+    taken: tuple[Rows, Rows] | None = None
 
     def diffed(self, source: _Source) -> exp.Select:
         """The candidates, in the chosen buckets only where buckets are diffed."""
@@ -826,12 +826,27 @@ def repeated_key(source: _Source, shadow: Rows, found: KeyedDiff) -> str | None:
     check: they are verified against the source's fingerprint whole."""
     if found.few:
         return None
-    adapter, key = source.adapter, source.key
-    if _key_repeats(adapter, found.source_rows(source), key) or _key_repeats(
-        adapter, found.shadow_rows(source, shadow), key
-    ):
-        return f"unique_key ({', '.join(key)}) has repeated values; its readers are rebuilt in full until it is unique"
-    return None
+    adapter = source.adapter
+    checks = _key_repeats(source, shadow, found)
+    return _REPEATED.format(key=", ".join(source.key)) if any(adapter.fetch(exp.select(*checks))[0]) else None
+
+
+_REPEATED = "unique_key ({key}) has repeated values; its readers are rebuilt in full until it is unique"
+
+
+def _key_repeats(source: _Source, shadow: Rows, found: KeyedDiff) -> list[exp.Exists]:
+    """Whether two of the compared rows share a key value, in the source's and in the
+    shadow's (NULLs count as equal, as in the diff)."""
+    columns = [exp.column(name, table="t", quoted=True) for name in source.key]
+    return [
+        exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(from_rows(rows, "t"))
+            .group_by(*(c.copy() for c in columns))
+            .having(exp.func("count", exp.Star()) > 1)
+        )
+        for rows in (found.source_rows(source), found.shadow_rows(source, shadow))
+    ]
 
 
 def capture_keyed(source: _Source, state: RelationState, trust_fingerprint: bool) -> Captured | None:
@@ -976,8 +991,10 @@ def _keep_buckets(
         buckets = by_bucket.bucket_count(shadow_rows)
         execute_create(adapter, by_bucket.rebuild_statement(adapter, source.buckets, source.copy, names, key, buckets))
     elif found.taken is not None and found.chosen is not None:
+        copied = found.taken[0]
+        assert isinstance(copied, TableRef)  # a build's copy (a prediction's are queries)
         for statement in by_bucket.update_statements(
-            adapter, source.buckets, found.taken[0], names, key, buckets, found.chosen
+            adapter, source.buckets, copied, names, key, buckets, found.chosen
         ):
             adapter.execute(statement)
     elif 0 < rows <= by_bucket.MOVE_ROWS:
@@ -998,18 +1015,43 @@ def _keyed_reason(rows: int, found: KeyedDiff) -> str:
 
 
 def predict_keyed(source: _Source, state: RelationState, shadow: Rows, trust_fingerprint: bool) -> Captured:
-    """``capture_keyed``, counted: the batch it would record."""
+    """``capture_keyed``, counted: the batch it would record, in one query that writes
+    nothing. Where buckets are diffed, the changed buckets and the source's and shadow's
+    rows in them are CTEs its parts share, where the build copies them into scratch tables
+    (``_take_buckets``): an engine that materialises a CTE read more than once (DuckDB,
+    Postgres) runs the per-bucket pass, the capture's largest, once, not once per part."""
     found = keyed_changes(source, state, shadow, trust_fingerprint)
     if found is None:
         return Captured()
-    repeated = repeated_key(source, shadow, found)
-    if repeated is not None:
-        return Captured(((source.batch, "full", 0),), f"captured whole: {repeated}")
+    shared: list[tuple[str, exp.Query]] = []  # the CTEs of the query, in order
+    if found.chosen is not None:
+        shared.append((_CHOSEN, found.chosen))
+        found = replace(found, chosen=_rows_of(_CHOSEN, [by_bucket.BUCKET_COLUMN]))
+        taken = found.source_rows(source), found.shadow_rows(source, shadow)
+        assert not isinstance(taken[0], TableRef) and not isinstance(taken[1], TableRef)
+        shared += [(_TAKEN, taken[0]), (_SHADOWED, taken[1])]
+        found = replace(found, taken=(_rows_of(_TAKEN, source.names), _rows_of(_SHADOWED, source.names)))
     compared = found.shadow_rows(source, shadow)
     new = new_images(source, found.diffed(source), compared, found.few)
     old = old_images(source, compared, new, found.deletes, found.source_rows(source))
-    rows = _count(source.adapter, new) + _count(source.adapter, old)
+    counts = [exp.select(exp.func("count", exp.Star())).from_(rows.subquery("q")).subquery() for rows in (new, old)]
+    query = exp.select(*counts, *([] if found.few else _key_repeats(source, shadow, found)))
+    for name, part in shared:
+        query = query.with_(name, as_=part)
+    new_rows, old_rows, *repeats = source.adapter.fetch(query)[0]
+    if any(repeats):
+        repeated = _REPEATED.format(key=", ".join(source.key))
+        return Captured(((source.batch, "full", 0),), f"captured whole: {repeated}")
+    rows = int(new_rows) + int(old_rows)
     return Captured(((source.batch, "delta", rows),) if rows else (), _keyed_reason(rows, found))
+
+
+# the prediction's CTEs: the changed buckets, and the source's and the shadow's rows in them
+_CHOSEN, _TAKEN, _SHADOWED = "_sqlorch_chosen", "_sqlorch_taken", "_sqlorch_shadowed"
+
+
+def _rows_of(name: str, columns: list[str]) -> exp.Select:
+    return exp.select(*columns_of(columns)).from_(name)
 
 
 def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
@@ -1034,19 +1076,6 @@ def _diff_batch(source: _Source, found: KeyedDiff, batch: int) -> int:
 
 def _in_batch(batch: int, table: str | None = None) -> exp.Expr:
     return exp.column(BATCH_COLUMN, table=table, quoted=True).eq(batch)
-
-
-def _key_repeats(adapter: Adapter, rows: Rows, key: list[str]) -> bool:
-    """Whether two of ``rows`` share a key value (NULLs count as equal, as in the diff)."""
-    columns = [exp.column(name, table="t", quoted=True) for name in key]
-    query = (
-        exp.select(exp.Literal.number(1))
-        .from_(from_rows(rows, "t"))
-        .group_by(*columns)
-        .having(exp.func("count", exp.Star()) > 1)
-        .limit(1)
-    )
-    return bool(adapter.fetch(query))
 
 
 def _forget_fingerprint(adapter: Adapter, name: str, state: RelationState) -> None:
