@@ -75,9 +75,10 @@ def _project(tmp_path: Path) -> Path:
 
 
 def _sql(path: Path, *statements: str) -> None:
+    """Run ``statements`` (``T '...'``: a timestamp literal, to keep the histories short)."""
     with duckdb.connect(str(path)) as connection:
         for statement in statements:
-            connection.execute(statement)
+            connection.execute(statement.replace("T '", "TIMESTAMP '"))
 
 
 def _fetch(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -114,7 +115,9 @@ def _tailed(strategies: dict[str, str]) -> None:
     assert {name: strategies[name] for name in MODELS} == dict.fromkeys(MODELS, WINDOW_TAILS), strategies
 
 
-EVENTS = "INSERT INTO raw.events SELECT i, i % 5, TIMESTAMP '2024-01-01' + to_minutes(i * 13), i * 0.25 FROM range(60) t(i)"
+EVENTS = (
+    "INSERT INTO raw.events SELECT i, i % 5, TIMESTAMP '2024-01-01' + to_minutes(i * 13), i * 0.25 FROM range(60) t(i)"
+)
 
 
 @pytest.fixture
@@ -137,43 +140,43 @@ def warehouse(tmp_path: Path) -> tuple[Path, Path]:
 STEPS = [
     # appends at the ends of every partition, one past a gap, a new partition (user 9)
     (
-        "INSERT INTO raw.events SELECT i, i % 5, TIMESTAMP '2024-01-01' + to_minutes(i * 13), 1.50 FROM range(60, 70) t(i)",
-        "INSERT INTO raw.events VALUES (100, 2, TIMESTAMP '2024-01-05', 2.00), (101, 9, TIMESTAMP '2024-01-02', NULL)",
+        "INSERT INTO raw.events SELECT i, i % 5, T '2024-01-01' + to_minutes(i * 13), 1.50 FROM range(60, 70) t(i)",
+        "INSERT INTO raw.events VALUES (100, 2, T '2024-01-05', 2.00), (101, 9, T '2024-01-02', NULL)",
     ),
     # a late row (user 3, before its tail) beside appends of other users
     (
-        "INSERT INTO raw.events VALUES (102, 3, TIMESTAMP '2024-01-01 00:20:00', 3.00)",
-        "INSERT INTO raw.events VALUES (103, 1, TIMESTAMP '2024-01-06', 1.00), (104, 1, TIMESTAMP '2024-01-06 00:10', 1.00)",
+        "INSERT INTO raw.events VALUES (102, 3, T '2024-01-01 00:20:00', 3.00)",
+        "INSERT INTO raw.events VALUES (103, 1, T '2024-01-06', 1.00), (104, 1, T '2024-01-06 00:10', 1.00)",
     ),
     # a delete, an update of a value, a row moving to another partition (at its end)
     (
         "DELETE FROM raw.events WHERE event_id = 12",
         "UPDATE raw.events SET amount = 7.25 WHERE event_id = 33",
-        "UPDATE raw.events SET user_id = 9, ts = TIMESTAMP '2024-01-07' WHERE event_id = 41",
+        "UPDATE raw.events SET user_id = 9, ts = T '2024-01-07' WHERE event_id = 41",
     ),
     # NULL partition keys, a NULL order key (user 4: its tail becomes the NULL-ts row)
     (
-        "INSERT INTO raw.events VALUES (105, NULL, TIMESTAMP '2024-01-02', 1.00), (106, NULL, TIMESTAMP '2024-01-03', 2.00)",
+        "INSERT INTO raw.events VALUES (105, NULL, T '2024-01-02', 1.00), (106, NULL, T '2024-01-03', 2.00)",
         "INSERT INTO raw.events VALUES (107, 4, NULL, 1.00)",
     ),
     # appends after a NULL-ts tail (user 4) and to the NULL partition; more to user 9
     (
-        "INSERT INTO raw.events VALUES (108, 4, TIMESTAMP '2024-01-09', 1.00), (109, NULL, TIMESTAMP '2024-01-09', 1.00)",
-        "INSERT INTO raw.events VALUES (110, 9, TIMESTAMP '2024-01-09', 1.00)",
+        "INSERT INTO raw.events VALUES (108, 4, T '2024-01-09', 1.00), (109, NULL, T '2024-01-09', 1.00)",
+        "INSERT INTO raw.events VALUES (110, 9, T '2024-01-09', 1.00)",
     ),
     # ties in ts: with the tail (user 2's last ts) and among new rows (user 0)
     (
-        "INSERT INTO raw.events VALUES (111, 2, TIMESTAMP '2024-01-05', 5.00)",
-        "INSERT INTO raw.events VALUES (112, 0, TIMESTAMP '2024-01-10', 1.00), (113, 0, TIMESTAMP '2024-01-10', 2.00)",
+        "INSERT INTO raw.events VALUES (111, 2, T '2024-01-05', 5.00)",
+        "INSERT INTO raw.events VALUES (112, 0, T '2024-01-10', 1.00), (113, 0, T '2024-01-10', 2.00)",
     ),
     # appends after ties (user 0 and 2), a partition emptied (user 3)
     (
-        "INSERT INTO raw.events VALUES (114, 0, TIMESTAMP '2024-01-11', 1.00), (115, 2, TIMESTAMP '2024-01-11', 1.00)",
+        "INSERT INTO raw.events VALUES (114, 0, T '2024-01-11', 1.00), (115, 2, T '2024-01-11', 1.00)",
         "DELETE FROM raw.events WHERE user_id = 3",
     ),
     # the emptied partition back, an insert and delete of the same user in one change
     (
-        "INSERT INTO raw.events VALUES (116, 3, TIMESTAMP '2024-01-12', 1.00), (117, 1, TIMESTAMP '2024-01-12', 1.00)",
+        "INSERT INTO raw.events VALUES (116, 3, T '2024-01-12', 1.00), (117, 1, T '2024-01-12', 1.00)",
         "DELETE FROM raw.events WHERE event_id = 117",
     ),
 ]
@@ -196,8 +199,8 @@ def test_appended_partitions_keep_their_stored_groups(warehouse: tuple[Path, Pat
     _sql(
         path,
         tamper,
-        "INSERT INTO raw.events VALUES (200, 1, TIMESTAMP '2024-02-01', 1.00)",  # appended
-        "INSERT INTO raw.events VALUES (201, 2, TIMESTAMP '2023-12-01', 1.00)",  # late: replaced
+        "INSERT INTO raw.events VALUES (200, 1, T '2024-02-01', 1.00)",  # appended
+        "INSERT INTO raw.events VALUES (201, 2, T '2023-12-01', 1.00)",  # late: replaced
     )
     _tailed(_build(project))
     assert _fetch(path, "SELECT user_id, events FROM mart.sessions WHERE events = 999") == [(1, 999)]
@@ -239,7 +242,10 @@ def test_full_refresh_and_lost_tails_rebuild_them(warehouse: tuple[Path, Path]) 
         (SESSIONS.replace("event_id, ts, amount,", "event_id, ts, weight AS amount,"), "integer or decimal"),
         (SESSIONS.replace("min(ts) AS session_start", "avg(amount) AS session_start"), "MIN/MAX/COUNT/SUM"),
         (SESSIONS.replace("GROUP BY user_id, session_number", "GROUP BY session_number, user_id"), ""),
-        (SESSIONS.replace("(PARTITION BY user_id ORDER BY ts, event_id) AS prev_ts", "(ORDER BY ts) AS prev_ts"), "PARTITION"),
+        (
+            SESSIONS.replace("(PARTITION BY user_id ORDER BY ts, event_id) AS prev_ts", "(ORDER BY ts) AS prev_ts"),
+            "PARTITION",
+        ),
     ],
 )
 def test_shapes_not_taken_say_why(sql: str, why: str) -> None:
@@ -249,7 +255,17 @@ def test_shapes_not_taken_say_why(sql: str, why: str) -> None:
 
     from sqlorch.analysis.inline_ctes import inline_ctes
 
-    schema = {"raw": {"events": {"event_id": "BIGINT", "user_id": "BIGINT", "ts": "TIMESTAMP", "amount": "DECIMAL(12,2)", "weight": "DOUBLE"}}}
+    schema = {
+        "raw": {
+            "events": {
+                "event_id": "BIGINT",
+                "user_id": "BIGINT",
+                "ts": "TIMESTAMP",
+                "amount": "DECIMAL(12,2)",
+                "weight": "DOUBLE",
+            }
+        }
+    }
     query = inline_ctes(qualify(sqlglot.parse_one(sql, read="duckdb"), schema=schema, dialect="duckdb"))
     if not why:  # the GROUP BY's order does not matter
         assert window_tails(query, MappingSchema(schema, dialect="duckdb")).partition == ("user_id",)

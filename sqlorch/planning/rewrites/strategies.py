@@ -9,7 +9,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
 | fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
 | recompute from kept groups | a changed input read in a subquery expression and in aggregated CTEs kept, transactions |
-| extend windows at partition ends | lag/running SUM/COUNT/row_number windows under a GROUP BY keyed by their partition, its one input changed, transactions |
+| extend windows at partition ends | lag/running SUM/COUNT windows under a GROUP BY of their partition, transactions |
 | recompute all | a global aggregate (no key columns: one row) |
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |

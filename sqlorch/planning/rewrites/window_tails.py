@@ -196,13 +196,10 @@ def _after(tails: WindowTails, row: str, tail: str) -> exp.Expr:
     """The row's order key above the tail's (lexicographically; NULL where a NULL decides)."""
     terms = []
     for i, name in enumerate(tails.order):
-        equal = [
-            exp.column(o, table=row, quoted=True).eq(exp.column(o, table=tail, quoted=True)) for o in tails.order[:i]
-        ]
         above = exp.GT(
             this=exp.column(name, table=row, quoted=True), expression=exp.column(name, table=tail, quoted=True)
         )
-        terms.append(exp.and_(*equal, above) if equal else above)
+        terms.append(exp.and_(_equal(row, tail, list(tails.order[:i])), above) if i else above)
     return exp.or_(*terms) if len(terms) > 1 else terms[0]
 
 
@@ -249,7 +246,7 @@ def _parts(tails: WindowTails, log: TableRef, change: InputChange, state: TableR
         .from_(log.to_table(alias="c"))
         .join(
             state.to_table(alias="t"),
-            on=exp.and_(*[exp.column(c, table="c", quoted=True).eq(exp.column(c, table="t", quoted=True)) for c in p]),
+            on=_equal("c", "t", p),
             join_type="LEFT",
         )
         .where(batch_range(change.after, change.upto, "c"))
@@ -264,6 +261,14 @@ def _parts(tails: WindowTails, log: TableRef, change: InputChange, state: TableR
     )
 
 
+def _equal(left: str, right: str, names: list[str], right_names: list[str] | None = None) -> exp.Expr:
+    """The columns equal, not NULL-safe: for partitions an appended one (never NULL) is in."""
+    pairs = zip(names, right_names if right_names is not None else names, strict=True)
+    return exp.and_(
+        *[exp.column(a, table=left, quoted=True).eq(exp.column(b, table=right, quoted=True)) for a, b in pairs]
+    )
+
+
 def _appended(parts: TableRef, value: int) -> exp.Expr:
     return exp.column(APPEND, table="w", quoted=True).eq(exp.Literal.number(value))
 
@@ -275,22 +280,19 @@ def _mini_input(
     carrying its tail's stored values), and every row now of the replaced ones."""
     p, names = list(tails.partition), list(tails.columns)
     values = [stored(i) for i in range(tails.running)]
-    on_parts = lambda alias: exp.and_(  # noqa: E731
-        *[exp.column(c, table=alias, quoted=True).eq(exp.column(c, table="w", quoted=True)) for c in p]
-    )
     tail_branch = (
         exp.select(*columns_of(names, "t"), exp.Literal.number(1).as_(TAIL, quoted=True), *columns_of(values, "t"))
         .from_(state.to_table(alias="t"))
-        .join(parts.to_table(alias="w"), on=on_parts("t"))
+        .join(parts.to_table(alias="w"), on=_equal("t", "w", p))
         .where(_appended(parts, 1))
     )
     new_branch = (
         exp.select(*columns_of(names, "c"), exp.Literal.number(0).as_(TAIL, quoted=True), *columns_of(values, "t"))
         .from_(change_log(ref).to_table(alias="c"))
-        .join(parts.to_table(alias="w"), on=on_parts("c"))
+        .join(parts.to_table(alias="w"), on=_equal("c", "w", p))
         .join(
             state.to_table(alias="t"),
-            on=exp.and_(*[exp.column(c, table="c", quoted=True).eq(exp.column(c, table="t", quoted=True)) for c in p]),
+            on=_equal("c", "t", p),
             join_type="LEFT",
         )
         .where(_appended(parts, 1))
@@ -320,6 +322,13 @@ def _groups_query(tails: WindowTails, rows: TableRef) -> exp.Select:
     kept = select_from(rows, names, "m").where(exp.column(TAIL, table="m", quoted=True).eq(exp.Literal.number(0)))
     top.set("from_", exp.From(this=kept.subquery(alias)))
     return top
+
+
+def _combined(kind: str, name: str) -> exp.Expr:
+    """A stored group's aggregate (``s``) with the new rows' (``q``) folded in."""
+    return combine(kind, exp.column(name, table="s", quoted=True), exp.column(name, table="q", quoted=True)).as_(
+        name, quoted=True
+    )
 
 
 def _recomputed(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef, kept: TableRef) -> exp.Query:
@@ -396,16 +405,12 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
         select_from(ctx.physical, stored_columns(ctx), "s")
         .join(
             parts.to_table(alias="w"),
-            on=exp.and_(
-                *[
-                    exp.column(o, table="s", quoted=True).eq(exp.column(c, table="w", quoted=True))
-                    for o, c in zip(outputs, p, strict=True)
-                ]
-            ),
+            on=_equal("s", "w", outputs, p),
         )
         .where(_appended(parts, 1))
     )
     before += create(kept, stored_rows, "window tails: stored groups of the appended partitions")
+    names = [*tails.columns, *(stored(i) for i in range(tails.running))]
     during: list[Item] = [
         Statement(
             exp.delete(state.to_table(), where=matches(parts.to_table(alias="k"), p, state.name)),
@@ -413,11 +418,7 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
             transaction=True,
         ),
         Statement(
-            insert_into(
-                state,
-                [*tails.columns, *(stored(i) for i in range(tails.running))],
-                select_from(following, [*tails.columns, *(stored(i) for i in range(tails.running))]),
-            ),
+            insert_into(state, names, select_from(following, names)),
             "window tails: insert them again",
             transaction=True,
         ),
