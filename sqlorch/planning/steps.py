@@ -304,6 +304,7 @@ class KeptState:
     # a model recomputed from kept groups with more than one aggregated derived table: the
     # groups of the others (``table`` holds the first's)
     more: tuple[tuple[str, int | None], ...] = ()
+    unit: str = "group"  # what a row of ``table`` is: a group, or a window partition's tail
 
     def to_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {

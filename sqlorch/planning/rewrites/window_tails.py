@@ -159,11 +159,12 @@ def _input(ctx: ModelContext, tails: WindowTails) -> TableRef:
 
 
 def _whole_input(ctx: ModelContext, tails: WindowTails, ref: TableRef) -> exp.Select:
-    """Every input row, none a tail, no stored values: the windows as a full evaluation runs them."""
+    """Every input row, none a tail, nothing stored before it (0: a typed NULL is not portable): the
+    windows as a full evaluation runs them."""
     source = ctx.physical_of.get(ref, ref)
     return select_from(source, list(tails.columns), "x").select(
         exp.Literal.number(0).as_(TAIL, quoted=True),
-        *[exp.null().as_(stored(i), quoted=True) for i in range(tails.running)],
+        *[exp.Literal.number(0).as_(stored(i), quoted=True) for i in range(tails.running)],
     )
 
 
@@ -304,7 +305,7 @@ def _mini_input(
         exp.select(
             *columns_of(names, "x"),
             exp.Literal.number(0).as_(TAIL, quoted=True),
-            *[exp.null().as_(v, quoted=True) for v in values],
+            *[exp.Literal.number(0).as_(v, quoted=True) for v in values],
         )
         .from_(source.to_table(alias="x"))
         .join(parts.to_table(alias="w"), on=null_safe_match("x", "w", p, any_types=True))
