@@ -136,11 +136,13 @@ def window_tails(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities
     """A window chain under a GROUP BY (``analysis/window_tails.py``) keyed by its windows'
     partition, its one input changed: partitions that only gained rows past their ends are
     extended from their tails, the others replaced (``rewrites/window_tails.py``). The tails
-    commit with the model: transactions, as the folds."""
+    commit with the model: transactions, as the folds. It rewrites the touched groups, not whole
+    keys: not where the model's change log must hold whole keys (``KeyAnalysis.whole_key_log``)."""
     tails = keys.tails
     return (
         capabilities.transactions
         and tails is not None
+        and not keys.whole_key_log
         and keys.key == list(tails.partition_outputs)
         and single_changed_input(keys, changes)
         and all(mentions({tails.table}, ref) for ref in changes)

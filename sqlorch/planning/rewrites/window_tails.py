@@ -333,37 +333,39 @@ def _combined(kind: str, name: str) -> exp.Expr:
 
 
 def _recomputed(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef, kept: TableRef) -> exp.Query:
-    """Every row of the touched partitions after the change: the replaced ones' groups as the
-    windows gave them; the appended ones' stored groups with the new rows' groups folded in."""
+    """The touched groups after the change: the replaced partitions' as the windows gave them;
+    the appended ones' new rows' groups with their stored group (``kept``) folded in."""
     columns = stored_columns(ctx)
     outputs, p = list(tails.partition_outputs), list(tails.partition)
-    group = list(tails.group)
-    on_parts = lambda alias: null_safe_match(alias, "w", outputs, p, any_types=True)  # noqa: E731
-    replaced = (
-        select_from(groups, columns, "q").join(parts.to_table(alias="w"), on=on_parts("q")).where(_appended(parts, 0))
-    )
+    on_parts = null_safe_match("q", "w", outputs, p, any_types=True)
+    replaced = select_from(groups, columns, "q").join(parts.to_table(alias="w"), on=on_parts).where(_appended(parts, 0))
     folded = (
         exp.select(
             *[
-                exp.column(n, table="q", quoted=True)
-                if n not in tails.kinds
-                else combine(
-                    tails.kinds[n], exp.column(n, table="s", quoted=True), exp.column(n, table="q", quoted=True)
-                ).as_(n, quoted=True)
+                _combined(tails.kinds[n], n) if n in tails.kinds else exp.column(n, table="q", quoted=True)
                 for n in columns
             ]
         )
         .from_(groups.to_table(alias="q"))
-        .join(parts.to_table(alias="w"), on=on_parts("q"))
-        .join(kept.to_table(alias="s"), on=null_safe_match("q", "s", group, any_types=True), join_type="LEFT")
+        .join(parts.to_table(alias="w"), on=on_parts.copy())
+        .join(
+            kept.to_table(alias="s"), on=null_safe_match("q", "s", list(tails.group), any_types=True), join_type="LEFT"
+        )
         .where(_appended(parts, 1))
     )
-    untouched = (
-        select_from(kept, columns, "s")
-        .join(groups.to_table(alias="q"), on=null_safe_match("s", "q", group, any_types=True), join_type="LEFT")
-        .where(exp.column(outputs[0], table="q", quoted=True).is_(exp.null()))
+    return exp.union(replaced, folded, distinct=False)
+
+
+def _touched_groups(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef) -> exp.Query:
+    """The groups the change touches: every group the windows gave (an appended partition's
+    groups from its tail on, a replaced one's all) and the stored groups of the replaced ones."""
+    group, outputs, p = list(tails.group), list(tails.partition_outputs), list(tails.partition)
+    stored_of_replaced = (
+        select_from(ctx.physical, group, "s")
+        .join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
+        .where(_appended(parts, 0))
     )
-    return exp.union(exp.union(replaced, folded, distinct=False), untouched, distinct=False)
+    return exp.union(select_from(groups, group, "q"), stored_of_replaced, distinct=True)
 
 
 def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Resolve) -> list[Item]:
@@ -401,16 +403,16 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
         following, tail_rows(tails, rows.to_table(alias="m")), "window tails: the touched partitions' last rows"
     )
     before += create(groups, _groups_query(tails, rows), "window tails: the rows' groups")
-    outputs, p = list(tails.partition_outputs), list(tails.partition)
-    stored_rows = (
-        select_from(ctx.physical, stored_columns(ctx), "s")
-        .join(
-            parts.to_table(alias="w"),
-            on=_equal("s", "w", outputs, p),
+    p, group = list(tails.partition), list(tails.group)
+    # the stored groups the appended partitions' new rows fold into: found by the groups' key
+    stored_rows = select_from(ctx.physical, stored_columns(ctx), "s").where(
+        exp.Exists(
+            this=exp.select(exp.Literal.number(1))
+            .from_(groups.to_table(alias="q"))
+            .where(null_safe_match("q", "s", group, any_types=True))
         )
-        .where(_appended(parts, 1))
     )
-    before += create(kept, stored_rows, "window tails: stored groups of the appended partitions")
+    before += create(kept, stored_rows, "window tails: stored groups the new rows fold into")
     names = [*tails.columns, *(stored(i) for i in range(tails.running))]
     during: list[Item] = [
         Statement(
@@ -425,10 +427,15 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
         ),
         *state_batch_statements(tails_record(model), ctx.batch),
     ]
-    affected = exp.select(
-        *[exp.column(c, table="w", quoted=True).as_(o, quoted=True) for o, c in zip(outputs, p, strict=True)]
-    ).from_(parts.to_table(alias="w"))
+    # the touched groups replaced, not every row of the touched partitions (so the model's log
+    # need not hold whole keys: ``strategies.window_tails``)
+    scratch = [parts, rows, following, groups, kept]
     prepared = PreparedRows(
-        affected, _recomputed(ctx, tails, groups, parts, kept), before, during, [parts, rows, following, groups, kept]
+        _touched_groups(ctx, tails, groups, parts),
+        _recomputed(ctx, tails, groups, parts, kept),
+        before,
+        during,
+        scratch,
+        key=group,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)

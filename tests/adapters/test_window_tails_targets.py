@@ -23,7 +23,8 @@ from tests.conftest import write_files
 SESSIONS = (
     "WITH ordered AS (SELECT user_id, event_id, ts, amount, "
     "lag(ts) OVER (PARTITION BY user_id ORDER BY ts, event_id) AS prev_ts FROM raw.events), "
-    "numbered AS (SELECT user_id, ts, amount, CAST(SUM(CASE WHEN prev_ts IS NULL OR ts - prev_ts > 30 THEN 1 ELSE 0 END) "
+    "numbered AS (SELECT user_id, ts, amount, "
+    "CAST(SUM(CASE WHEN prev_ts IS NULL OR ts - prev_ts > 30 THEN 1 ELSE 0 END) "
     "OVER (PARTITION BY user_id ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS BIGINT) "
     "AS session_number FROM ordered) "
     "SELECT user_id, session_number, MIN(ts) AS session_start, MAX(ts) AS session_end, COUNT(*) AS events, "
