@@ -18,7 +18,7 @@ import pytest
 
 from sqlorch import api
 from sqlorch.analysis.window_tails import NotTailed, window_tails
-from sqlorch.planning.steps import WINDOW_TAILS
+from sqlorch.planning.steps import WINDOW_TAILS, Statement
 from tests.conftest import write_files
 
 SESSIONS = """
@@ -272,3 +272,25 @@ def test_shapes_not_taken_say_why(sql: str, why: str) -> None:
         return
     with pytest.raises(NotTailed, match=why):
         window_tails(query, MappingSchema(schema, dialect="duckdb"))
+
+
+def test_tails_commit_with_the_model_and_plan_shows_them(warehouse: tuple[Path, Path]) -> None:
+    """The tails move in the transaction that writes the model and its watermark (a crash
+    between them cannot leave the tails ahead of the model); ``plan`` says what is kept."""
+    project, path = warehouse
+    users = _fetch(path, "SELECT count(DISTINCT user_id) FROM raw.events")[0][0]  # the tails now
+    _sql(path, *STEPS[0])
+    plan = api.plan(api.Options(project_dir=project, rebuild_when_cheaper=False))
+    step = next(s for s in plan.steps if str(s.ref) == "mart.sessions")
+    assert step.strategy == WINDOW_TAILS
+    runs: list[list[str]] = [[]]
+    for statement in step.statements:
+        if isinstance(statement, Statement) and statement.transaction:
+            runs[-1].append(statement.purpose)
+        elif runs[-1]:
+            runs.append([])
+    (committed,) = [run for run in runs if any(p.startswith("apply:") for p in run)]
+    for purpose in ("window tails: delete the touched", "window tails: insert them again", "bookkeeping"):
+        assert purpose in committed, (purpose, runs)
+    kept = step.kept_state
+    assert kept is not None and (kept.table, kept.rows, kept.current) == ("_sqlorch.tails__mart__sessions", users, True)
