@@ -356,16 +356,27 @@ def _recomputed(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: 
     return exp.union(replaced, folded, distinct=False)
 
 
-def _touched_groups(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef) -> exp.Query:
+def _touched_groups(tails: WindowTails, groups: TableRef, kept: TableRef) -> exp.Query:
     """The groups the change touches: every group the windows gave (an appended partition's
-    groups from its tail on, a replaced one's all) and the stored groups of the replaced ones."""
+    from its tail's on, a replaced one's all) and the stored groups of the replaced partitions."""
+    group = list(tails.group)
+    return exp.union(select_from(groups, group, "q"), select_from(kept, group, "s"), distinct=True)
+
+
+def _stored_groups(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef) -> exp.Select:
+    """In one scan of the table, the stored groups the change touches: every group of a
+    replaced partition, and those of an appended one the new rows fold into."""
     group, outputs, p = list(tails.group), list(tails.partition_outputs), list(tails.partition)
-    stored_of_replaced = (
-        select_from(ctx.physical, group, "s")
-        .join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
-        .where(_appended(parts, 0))
+    reached = exp.Exists(
+        this=exp.select(exp.Literal.number(1))
+        .from_(groups.to_table(alias="q"))
+        .where(null_safe_match("q", "s", group, any_types=True))
     )
-    return exp.union(select_from(groups, group, "q"), stored_of_replaced, distinct=True)
+    return (
+        select_from(ctx.physical, stored_columns(ctx), "s")
+        .join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
+        .where(exp.or_(_appended(parts, 0), reached))
+    )
 
 
 def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], resolve: Resolve) -> list[Item]:
@@ -404,15 +415,7 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
     )
     before += create(groups, _groups_query(tails, rows), "window tails: the rows' groups")
     p, group = list(tails.partition), list(tails.group)
-    # the stored groups the appended partitions' new rows fold into: found by the groups' key
-    stored_rows = select_from(ctx.physical, stored_columns(ctx), "s").where(
-        exp.Exists(
-            this=exp.select(exp.Literal.number(1))
-            .from_(groups.to_table(alias="q"))
-            .where(null_safe_match("q", "s", group, any_types=True))
-        )
-    )
-    before += create(kept, stored_rows, "window tails: stored groups the new rows fold into")
+    before += create(kept, _stored_groups(ctx, tails, groups, parts), "window tails: stored groups the change touches")
     names = [*tails.columns, *(stored(i) for i in range(tails.running))]
     during: list[Item] = [
         Statement(
@@ -431,7 +434,7 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
     # need not hold whole keys: ``strategies.window_tails``)
     scratch = [parts, rows, following, groups, kept]
     prepared = PreparedRows(
-        _touched_groups(ctx, tails, groups, parts),
+        _touched_groups(tails, groups, kept),
         _recomputed(ctx, tails, groups, parts, kept),
         before,
         during,
