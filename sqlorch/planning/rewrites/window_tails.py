@@ -365,17 +365,15 @@ def _touched_groups(tails: WindowTails, groups: TableRef, kept: TableRef) -> exp
 
 def _stored_groups(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef) -> exp.Select:
     """In one scan of the table, the stored groups the change touches: every group of a
-    replaced partition, and those of an appended one the new rows fold into."""
+    replaced partition, and those of an appended one the new rows fold into (joins, not an
+    EXISTS under an OR, which DuckDB runs as a mark join over every row of the partitions)."""
     group, outputs, p = list(tails.group), list(tails.partition_outputs), list(tails.partition)
-    reached = exp.Exists(
-        this=exp.select(exp.Literal.number(1))
-        .from_(groups.to_table(alias="q"))
-        .where(null_safe_match("q", "s", group, any_types=True))
-    )
+    reached = exp.column(outputs[0], table="q", quoted=True).is_(exp.null()).not_()
     return (
         select_from(ctx.physical, stored_columns(ctx), "s")
         .join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
-        .where(exp.or_(_appended(parts, 0), reached))
+        .join(groups.to_table(alias="q"), on=null_safe_match("s", "q", group, any_types=True), join_type="LEFT")
+        .where(exp.or_(_appended(parts, 0), exp.and_(_appended(parts, 1), reached)))
     )
 
 
