@@ -51,6 +51,7 @@ from sqlorch.state.store import OLD_COLUMN, change_log, tail_state, tails_record
 
 TAIL = "_sqlorch_tail"  # 1 on a partition's tail row, 0 on the rows the windows are wanted for
 APPEND = "_sqlorch_append"  # per touched partition: 1 extended at its end, 0 replaced
+NEXT = "_sqlorch_next"  # NULL on a partition's last row in the windows' order
 
 
 def stored(n: int) -> str:
@@ -99,8 +100,10 @@ def tail_chain(tails: WindowTails, source: exp.Query) -> exp.Select:
     levels = chain(top)[:-1]
     n = 0
     carried: list[str] = []  # the running values of the levels below
+    marked = False  # a level below numbered the last rows (``NEXT``)
     for level, select in enumerate(levels):
         alias = from_alias(select)
+        found = [window.copy() for window in windows(select)]
         if level == 0:
             select.set("from_", exp.From(this=source.subquery(alias)))
         extra: list[exp.Expr] = [exp.column(TAIL, table=alias, quoted=True).as_(TAIL, quoted=True)]
@@ -120,6 +123,17 @@ def tail_chain(tails: WindowTails, source: exp.Query) -> exp.Select:
             extra.append(corrected.copy().as_(_value(n), quoted=True))
             carried.append(_value(n))
             n += 1
+        if found:  # the windows' own partitions and order (one for all): sorted once with them
+            last = exp.Window(
+                this=exp.Lead(this=exp.Literal.number(1)),
+                partition_by=[p.copy() for p in found[0].args.get("partition_by") or []],
+                order=found[0].args["order"].copy(),
+                over="OVER",
+            )
+            extra.append(last.as_(NEXT, quoted=True))
+        elif marked:
+            extra.append(exp.column(NEXT, table=alias, quoted=True).as_(NEXT, quoted=True))
+        marked = marked or bool(found)
         select.set("expressions", [*select.expressions, *extra])
     return levels[-1]
 
@@ -127,27 +141,18 @@ def tail_chain(tails: WindowTails, source: exp.Query) -> exp.Select:
 def tail_rows(tails: WindowTails, rows: exp.Expr) -> exp.Select:
     """Per partition its last row of ``rows`` (a ``tail_chain``'s) that is not a tail: its
     input columns and running values, the tails table's columns. Last in the windows' own
-    order (a DESC order would put NULLs elsewhere): the row numbered as many as the rows."""
-    partition = columns_of([_carried(p) for p in tails.partition], "m")
-    order = exp.Order(expressions=[exp.Ordered(this=c) for c in columns_of([_carried(o) for o in tails.order], "m")])
-    numbered = exp.select(
-        *columns_of([_carried(c) for c in tails.columns], "m"),
-        *columns_of([_value(i) for i in range(tails.running)], "m"),
-        exp.Window(this=exp.RowNumber(), partition_by=partition, order=order, over="OVER").as_(
-            "_sqlorch_n", quoted=True
-        ),
-        exp.Window(this=exp.Count(this=exp.Star()), partition_by=[p.copy() for p in partition], over="OVER").as_(
-            "_sqlorch_all", quoted=True
-        ),
-    ).from_(rows)
-    numbered = numbered.where(exp.column(TAIL, table="m", quoted=True).eq(exp.Literal.number(0)))
+    order (``NEXT``, numbered in the chain's sort: a window here would sort every row again)."""
+    last = exp.and_(
+        exp.column(TAIL, table="m", quoted=True).eq(exp.Literal.number(0)),
+        exp.Is(this=exp.column(NEXT, table="m", quoted=True), expression=exp.null()),
+    )
     return (
         exp.select(
-            *[exp.column(_carried(c), table="l", quoted=True).as_(c, quoted=True) for c in tails.columns],
-            *[exp.column(_value(i), table="l", quoted=True).as_(stored(i), quoted=True) for i in range(tails.running)],
+            *[exp.column(_carried(c), table="m", quoted=True).as_(c, quoted=True) for c in tails.columns],
+            *[exp.column(_value(i), table="m", quoted=True).as_(stored(i), quoted=True) for i in range(tails.running)],
         )
-        .from_(numbered.subquery("l"))
-        .where(exp.column("_sqlorch_n", table="l", quoted=True).eq(exp.column("_sqlorch_all", table="l", quoted=True)))
+        .from_(rows)
+        .where(last)
     )
 
 
