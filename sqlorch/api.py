@@ -45,7 +45,18 @@ from sqlorch.planning.planner import build_plan, decide_seed
 from sqlorch.planning.rewrites.kept_aggregates import kept_tables
 from sqlorch.planning.rewrites.signed_statements import kept_value_tables, state_is_current
 from sqlorch.planning.step_statements import StepTarget
-from sqlorch.planning.steps import KEPT_GROUPS, SIGNED_DELTAS, Choice, Chunks, Item, KeptState, Plan, SourceChange, Step
+from sqlorch.planning.steps import (
+    KEPT_GROUPS,
+    SIGNED_DELTAS,
+    WINDOW_TAILS,
+    Choice,
+    Chunks,
+    Item,
+    KeptState,
+    Plan,
+    SourceChange,
+    Step,
+)
 from sqlorch.planning.transaction_groups import group_transactions
 from sqlorch.project.loader import Project, load_project, make_resolver
 from sqlorch.project.sources import check_source_columns
@@ -66,6 +77,8 @@ from sqlorch.state.store import (
     prune_change_log_statement,
     prune_due,
     shadow_table,
+    tail_state,
+    tails_record,
 )
 
 if TYPE_CHECKING:
@@ -505,6 +518,7 @@ def prepare(
         if planning:  # shown by plan; a build has no use for the counts
             _note_kept_state(adapter, plan, snapshot, compiled)
             _note_kept_groups(adapter, plan, snapshot, compiled)
+            _note_window_tails(adapter, plan, snapshot)
     except BaseException:
         if held is not None:
             held.release()
@@ -627,6 +641,22 @@ def _note_kept_groups(
         current = current and state_is_current(recorded, step.batch or 0)
         (table, rows), *more = sizes
         step.kept_state = KeptState(table, rows, current, more=tuple(more))
+
+
+def _note_window_tails(adapter: Adapter, plan: Plan, snapshot: StateSnapshot) -> None:
+    """The tails each step extending window partitions keeps, one per partition (what ``plan``
+    shows and a rebuild or ``--full-refresh`` writes)."""
+    steps = [step for step in plan.steps if step.strategy == WINDOW_TAILS]
+    if not steps:
+        return
+    tables = {step.ref: tail_state(step.ref) for step in steps}
+    present = adapter.columns_many(list(tables.values()))
+    for step in steps:
+        table = tables[step.ref]
+        rows = int(adapter.fetch(count_rows(table))[0][0]) if table in present else None
+        recorded = snapshot.aggregate_states.get(tails_record(step.ref))
+        current = rows is not None and state_is_current(recorded, step.batch or 0)
+        step.kept_state = KeptState(str(table), rows, current, unit="partition tail")
 
 
 def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:

@@ -182,7 +182,7 @@ def plan_lines(plan: Plan, width: int) -> list[list[str | tuple[str, str]]]:
 def _kept(state: KeptState) -> str:
     if state.rows is None:
         return f"{state.table}, built by this step from the inputs"
-    groups = f"{state.table}, {state.rows:,} group{'s' if state.rows != 1 else ''}"
+    groups = f"{state.table}, {state.rows:,} {state.unit}{'s' if state.rows != 1 else ''}"
     return groups if state.current else f"{groups}, out of date: rebuilt from the inputs"
 
 

@@ -25,6 +25,7 @@ from sqlorch.analysis.inline_ctes import RecursiveCTE, inline_ctes
 from sqlorch.analysis.kept_aggregates import KeptAggregate, kept_aggregates, tables_read_only_inside
 from sqlorch.analysis.partition import partition_tables
 from sqlorch.analysis.signed_shape import NotSigned, aggregates_of, check_signed
+from sqlorch.analysis.window_tails import NotTailed, WindowTails, window_tails
 
 NON_DETERMINISTIC = (exp.Rand, exp.Uuid, exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime)
 NON_DETERMINISTIC_NAMES = {"random", "uuid", "gen_random_uuid", "now", "setseed", "current_localtimestamp"}
@@ -76,6 +77,10 @@ class KeyAnalysis:
     # tables read only inside them
     kept: list[KeptAggregate] = field(default_factory=list)
     kept_tables: frozenset[tuple[str, str]] = frozenset()
+    # a window chain whose partitions are extended at their ends (``analysis/window_tails.py``),
+    # else why not
+    tails: WindowTails | None = None
+    not_tailed: str = "not analysed"
 
 
 def own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -501,6 +506,10 @@ def analyse_keys(
         and not inlined.args.get("distinct")
         and not any(isinstance(n, (exp.AggFunc, exp.Window)) for n in own_nodes(inlined))
     )
+    try:
+        tails, not_tailed = window_tails(written, schema, str(dialect or "duckdb")), ""
+    except NotTailed as error:
+        tails, not_tailed = None, str(error)
     return KeyAnalysis(
         key=key,
         reason="",
@@ -522,4 +531,6 @@ def analyse_keys(
         whole_key_log=unique or (identity_table is not None and not inlined.args.get("joins")),
         kept=kept,
         kept_tables=tables_read_only_inside(inlined, kept) if kept else frozenset(),
+        tails=tails,
+        not_tailed=not_tailed,
     )

@@ -34,6 +34,7 @@ from sqlorch.planning.steps import (
     KEPT_GROUPS,
     MAP_CHANGES,
     SIGNED_DELTAS,
+    WINDOW_TAILS,
     Decision,
     InputChange,
     Plan,
@@ -42,7 +43,7 @@ from sqlorch.planning.steps import (
 from sqlorch.project.loader import Project
 from sqlorch.refs import TableRef
 from sqlorch.state.history import RunCost, latest_stats, recent
-from sqlorch.state.store import StateSnapshot, kept_states_record
+from sqlorch.state.store import StateSnapshot, kept_states_record, tails_record
 
 if TYPE_CHECKING:
     from sqlorch.planning.step_statements import StepTarget
@@ -194,6 +195,8 @@ def decide_model(
             if partitioned:  # no other incremental form follows a change read through the partition
                 return Decision("full", "group state must be built first: a rebuild writes it", rebuild)
             continue  # its group state must be built first, dearer than replacing the keys (cost.py)
+        if strategy.name == WINDOW_TAILS and costs is not None and not costs.tails:
+            continue  # dearer than replacing the keys (cost.py: "Window tails")
         if strategy.applies(keys, changes, capabilities):
             return Decision("incremental", strategy.reason(changed_names, keys, changes), strategy.name)
     raise AssertionError("the last strategy always applies")
@@ -242,6 +245,7 @@ def model_estimate(
         folds=signed_form(item.keys, changes),
         kept=strategy == KEPT_GROUPS,
         kept_rows=kept_rows,
+        tails=strategy == WINDOW_TAILS,
     )
 
 
@@ -378,6 +382,9 @@ def build_plan(
                 kept_batch = snapshot.aggregate_states.get(kept_states_record(ref))
                 if structural.strategy == KEPT_GROUPS and kept_batch != latest.get(name, 0):
                     estimate = replace(estimate, builds_state=True)  # its kept groups are not current
+                tails_batch = snapshot.aggregate_states.get(tails_record(ref))
+                if structural.strategy == WINDOW_TAILS and tails_batch != latest.get(name, 0):
+                    estimate = replace(estimate, builds_state=True)  # its window tails are not current
                 history = _history(snapshot, name)
                 costs = estimate_costs(estimate, history)
                 if estimate.table_rows is None and estimate.input_rows is not None:

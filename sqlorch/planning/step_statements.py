@@ -37,6 +37,7 @@ from sqlorch.planning.steps import (
     MERGE_KEYS,
     PARTIAL_AGGREGATES,
     SIGNED_DELTAS,
+    WINDOW_TAILS,
     Branch,
     Choice,
     Decision,
@@ -49,7 +50,7 @@ from sqlorch.planning.steps import (
 from sqlorch.refs import TableRef
 from sqlorch.state.history import TableStats
 from sqlorch.state.ownership import claim_statement
-from sqlorch.state.store import StateSnapshot, change_log, kept_states_record
+from sqlorch.state.store import StateSnapshot, change_log, kept_states_record, tails_record
 
 
 @dataclass
@@ -137,6 +138,7 @@ def plan_model_statements(
         stats=stats,
         aggregate_state=snapshot.aggregate_states.get(name),
         kept_state=snapshot.aggregate_states.get(kept_states_record(ref)),
+        tails_state=snapshot.aggregate_states.get(tails_record(ref)),
         max_batch_rows=target.max_batch_rows,
         read=target.reads(ref),
     )
@@ -162,7 +164,14 @@ def plan_model_statements(
         return STRATEGY[decision.strategy].statements(ctx, changes, target.resolve)
 
     def keyed(decision: Decision) -> bool:
-        return decision.strategy not in (INSERT_ONLY, MAP_CHANGES, PARTIAL_AGGREGATES, SIGNED_DELTAS, KEPT_GROUPS)
+        return decision.strategy not in (
+            INSERT_ONLY,
+            MAP_CHANGES,
+            PARTIAL_AGGREGATES,
+            SIGNED_DELTAS,
+            KEPT_GROUPS,
+            WINDOW_TAILS,
+        )
 
     claim = target.claim(ref)
     changed = sum(c.rows for c in changes.values())
@@ -170,7 +179,10 @@ def plan_model_statements(
     small_limit = min(replace_keys.SMALL_CHANGE_ROWS, target.max_batch_rows or replace_keys.SMALL_CHANGE_ROWS)
     decide = lambda c, rows: decide_model(item, snapshot, c, full_refresh, exists, rows, capabilities)  # noqa: E731
     base = decide(changes, None)
-    if base.strategy == SIGNED_DELTAS and costs is not None and not costs.folds and step.strategy != SIGNED_DELTAS:
+    declined = (base.strategy == SIGNED_DELTAS and costs is not None and not costs.folds) or (
+        base.strategy == WINDOW_TAILS and costs is not None and not costs.tails
+    )
+    if costs is not None and declined and step.strategy != base.strategy:
         base = decide(changes, costs.incremental_form())  # the keys replaced, as the step chose
     if not uncertain or base.action != "incremental":
         decision = Decision(step.action, step.reason, step.strategy)

@@ -32,6 +32,7 @@ MAP_CHANGES = "map changed rows"
 PARTIAL_AGGREGATES = "add partial aggregates"
 SIGNED_DELTAS = "fold signed deltas"
 KEPT_GROUPS = "recompute from kept groups"
+WINDOW_TAILS = "extend windows at partition ends"
 RECOMPUTE_ALL = "recompute all"
 MERGE_KEYS = "merge keys"
 DELETE_INSERT_KEYS = "delete+insert keys"
@@ -303,6 +304,7 @@ class KeptState:
     # a model recomputed from kept groups with more than one aggregated derived table: the
     # groups of the others (``table`` holds the first's)
     more: tuple[tuple[str, int | None], ...] = ()
+    unit: str = "group"  # what a row of ``table`` is: a group, or a window partition's tail
 
     def to_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {

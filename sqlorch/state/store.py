@@ -105,6 +105,18 @@ def kept_states_record(ref: TableRef) -> str:
     return f"{ref} derived"
 
 
+def tail_state(ref: TableRef) -> TableRef:
+    """Per window partition of a model extended at its partitions' ends, its last row's input
+    columns and running window values (``planning/rewrites/window_tails.py``)."""
+    return state_table(f"tails__{_relation_slug(ref)}")
+
+
+def tails_record(ref: TableRef) -> str:
+    """The name under which ``aggregate_states`` records the batch a model's window tails
+    (``tail_state``) match."""
+    return f"{ref} tails"
+
+
 def work_table(ref: TableRef, part: str, temporary: bool = False) -> TableRef:
     """A scratch table of one model's run (``keys``, ``rows``, ``old``, ``gone``, ``added``).
     ``temporary``: a connection's own temporary table (``capabilities.temp_tables``), named

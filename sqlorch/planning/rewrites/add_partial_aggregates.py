@@ -14,7 +14,7 @@ from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.substitute_occurrence import substitute_occurrence
 
 
-def _combine(kind: str, stored: exp.Expr, added: exp.Expr) -> exp.Expr:
+def combine(kind: str, stored: exp.Expr, added: exp.Expr) -> exp.Expr:
     """The aggregate over stored and appended rows, from the two partial aggregates."""
     if kind == "count":
         return exp.Add(this=exp.func("coalesce", stored, exp.Literal.number(0)), expression=added)
@@ -45,7 +45,7 @@ def partial_aggregate_rows(ctx: ModelContext, sources: ChangeSources) -> tuple[e
                 exp.column(n, table="s", quoted=True)
                 if n in keys.key
                 else exp.alias_(
-                    _combine(
+                    combine(
                         keys.distributive[n],
                         exp.column(n, table="t", quoted=True),
                         exp.column(n, table="s", quoted=True),

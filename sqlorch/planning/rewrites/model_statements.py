@@ -72,6 +72,7 @@ class ModelContext:
     stats: TableStats | None = None  # the table as the model's last run left it
     aggregate_state: int | None = None  # the model batch its signed-delta state matches (``signed_statements.py``)
     kept_state: int | None = None  # the model batch its kept derived tables' groups match (``kept_aggregates.py``)
+    tails_state: int | None = None  # the model batch its window tails match (``window_tails.py``)
     max_batch_rows: int | None = None  # changed rows above which keys are replaced in chunks (``planning/chunks.py``)
     read: bool = True  # some model of the project reads the model's change log
 

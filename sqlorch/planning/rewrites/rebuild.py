@@ -174,9 +174,11 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
         # imported here: the signed strategy's module builds on this package
         from sqlorch.planning.rewrites.kept_aggregates import rebuilt_kept_statements
         from sqlorch.planning.rewrites.signed_statements import rebuilt_state_statements
+        from sqlorch.planning.rewrites.window_tails import rebuilt_tail_statements
 
         out += rebuilt_state_statements(ctx)
         out += rebuilt_kept_statements(ctx)
+        out += rebuilt_tail_statements(ctx)
     out += bookkeeping(ctx, columns, FULL)
     if scratch is not None:
         out.append(Statement(drop_table(scratch), "drop the audited scratch table", always=True))

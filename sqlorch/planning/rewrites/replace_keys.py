@@ -68,6 +68,9 @@ class PreparedRows:
     # the keys' and rows' scratch tables built in the model's transaction, which ``before``'s
     # last statements opened (what they read must not move before ``during`` uses it)
     in_transaction: bool = False
+    # the columns ``affected`` holds and the rows are replaced by, where finer than the model's
+    # key (a GROUP BY's columns, ``window_tails.py``: only the touched groups rewritten)
+    key: list[str] | None = None
 
 
 def incremental_statements(
@@ -84,7 +87,7 @@ def incremental_statements(
     model = ctx.compiled.model
     keys = ctx.compiled.keys
     assert keys.key is not None and keys.inlined is not None
-    key = keys.key
+    key = prepared.key if prepared is not None and prepared.key else keys.key
     capabilities = ctx.capabilities
     temporary = capabilities.temp_tables
     keys_table, rows_table = scratch(ctx, "keys"), scratch(ctx, "rows")

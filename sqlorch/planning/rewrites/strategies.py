@@ -9,6 +9,7 @@ for a full rebuild (``rebuild.py``). Like sqlglot's ``RULES``, the order is the 
 | add partial aggregates | COUNT/SUM/MIN/MAX per group, one input only appended to, transactions |
 | fold signed deltas | COUNT/SUM/AVG/MIN/MAX groups, any change but a whole one (partitioned: anchored), transactions |
 | recompute from kept groups | a changed input read in a subquery expression and in aggregated CTEs kept, transactions |
+| extend windows at partition ends | lag/running SUM/COUNT windows under a GROUP BY of their partition, transactions |
 | recompute all | a global aggregate (no key columns: one row) |
 | merge keys | the key is unique and the target runs MERGE in a transaction |
 | delete+insert keys | always (the key holds several rows, or no MERGE in a transaction) |
@@ -40,6 +41,7 @@ from sqlorch.planning.rewrites.model_statements import (
     single_changed_input,
 )
 from sqlorch.planning.rewrites.replace_keys import incremental_statements
+from sqlorch.planning.rewrites.window_tails import tail_statements
 from sqlorch.planning.steps import (
     DELETE_INSERT_KEYS,
     INSERT_ONLY,
@@ -49,6 +51,7 @@ from sqlorch.planning.steps import (
     PARTIAL_AGGREGATES,
     RECOMPUTE_ALL,
     SIGNED_DELTAS,
+    WINDOW_TAILS,
     InputChange,
     Item,
 )
@@ -129,6 +132,23 @@ def kept_groups(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities)
     )
 
 
+def window_tails(keys: KeyAnalysis, changes: Changes, capabilities: Capabilities) -> bool:
+    """A window chain under a GROUP BY (``analysis/window_tails.py``) keyed by its windows'
+    partition, its one input changed: partitions that only gained rows past their ends are
+    extended from their tails, the others replaced (``rewrites/window_tails.py``). The tails
+    commit with the model: transactions, as the folds. It rewrites the touched groups, not whole
+    keys: not where the model's change log must hold whole keys (``KeyAnalysis.whole_key_log``)."""
+    tails = keys.tails
+    return (
+        capabilities.transactions
+        and tails is not None
+        and not keys.whole_key_log
+        and keys.key == list(tails.partition_outputs)
+        and single_changed_input(keys, changes)
+        and all(mentions({tails.table}, ref) for ref in changes)
+    )
+
+
 def _signed_reason(names: str, keys: KeyAnalysis, changes: Changes) -> str:
     how = "groups maintained from signed deltas (state in _sqlorch)"
     if partitioned_form(keys, changes):
@@ -185,6 +205,15 @@ STRATEGIES: tuple[Strategy, ...] = (
             f"{names} changed; groups of its aggregated subqueries kept in _sqlorch, the model recomputed from them"
         ),
         kept_statements,
+    ),
+    Strategy(
+        WINDOW_TAILS,
+        window_tails,
+        lambda names, keys, changes: (
+            f"{names} changed; partitions that only gained rows at their end extended from their tails "
+            "(state in _sqlorch), the others' keys recomputed"
+        ),
+        tail_statements,
     ),
     Strategy(
         RECOMPUTE_ALL,
