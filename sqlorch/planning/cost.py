@@ -358,6 +358,23 @@ def learned_rates(history: list[RunCost]) -> dict[str, Rate]:
     return rates
 
 
+def _with_state(
+    estimate: Estimate, keys: int, rates: dict[str, Rate], incremental: Work, cost: float, form: str
+) -> tuple[bool, Work, float]:
+    """An incremental form that keeps state (``form``: the estimate's flag, ``folds`` or
+    ``tails``), priced with building its state where it is not current (its rows at a
+    rebuild's rate: no fixed cost, one statement of the run); declined, for replacing the
+    keys, where that is cheaper by ``MIN_SAVING``. Whether it is kept, its work and cost."""
+    incremental_rate, full_rate = rates[INCREMENTAL], rates[FULL]
+    state = state_work(estimate)
+    cost += full_rate.per_row * (state.rows_read + state.rows_written)
+    replacing = incremental_work(replace(estimate, **{form: False}), keys)
+    replacing_cost = incremental_rate.seconds(replacing.rows_read, replacing.rows_written)
+    if replacing_cost + MIN_SAVING < cost:
+        return False, replacing, replacing_cost
+    return True, Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written), cost
+
+
 def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     """Both costs and the cheaper form: a rebuild wins when it saves ``MIN_SAVING`` (or its
     own cost, if less); a closer call goes to the incremental form, whose small change log
@@ -367,27 +384,11 @@ def estimate_costs(estimate: Estimate, history: list[RunCost]) -> Costs:
     incremental_rate, full_rate = rates[INCREMENTAL], rates[FULL]
     incremental, full = incremental_work(estimate, keys), full_work(estimate, keys)
     incremental_cost = incremental_rate.seconds(incremental.rows_read, incremental.rows_written)
-    folds = estimate.folds
-    if folds:
-        state = state_work(estimate)
-        # the state's rows at a rebuild's rate (no fixed cost: one statement of the run)
-        incremental_cost += full_rate.per_row * (state.rows_read + state.rows_written)
-        replacing = incremental_work(replace(estimate, folds=False), keys)
-        replacing_cost = incremental_rate.seconds(replacing.rows_read, replacing.rows_written)
-        if replacing_cost + MIN_SAVING < incremental_cost:
-            folds, incremental, incremental_cost = False, replacing, replacing_cost
-        else:
-            incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
-    tails = estimate.tails
-    if tails:
-        state = state_work(estimate)
-        incremental_cost += full_rate.per_row * (state.rows_read + state.rows_written)
-        replacing = incremental_work(replace(estimate, tails=False), keys)
-        replacing_cost = incremental_rate.seconds(replacing.rows_read, replacing.rows_written)
-        if replacing_cost + MIN_SAVING < incremental_cost:
-            tails, incremental, incremental_cost = False, replacing, replacing_cost
-        else:
-            incremental = Work(incremental.rows_read + state.rows_read, incremental.rows_written + state.rows_written)
+    folds, tails = estimate.folds, estimate.tails
+    if folds or tails:  # never both: each is a strategy of its own
+        form = "folds" if folds else "tails"
+        kept, incremental, incremental_cost = _with_state(estimate, keys, rates, incremental, incremental_cost, form)
+        folds, tails = folds and kept, tails and kept
     if estimate.kept:
         change, bulk = kept_work(estimate)
         state = state_work(estimate)
