@@ -6,54 +6,30 @@ evaluation of its SQL. Each model must have taken the strategy, so the path is e
 
 from __future__ import annotations
 
-import random
-import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import duckdb
 import pytest
-from _harness import History, check_exact, model_files
+from _harness import History, model_files
+from _histories import corpus_histories
 
-from sqlorch import api
-from sqlorch.api import Options
 from sqlorch.planning.steps import SIGNED_DELTAS
 
 CORPUS = Path(__file__).parent / "signed_corpus"
 STEPS = 6
 
 
-def _history(seed: int, tmp: Path) -> tuple[list[str], dict[str, set[str]]]:
-    project = tmp / "project"
-    shutil.copytree(CORPUS, project)
-    db = project / "warehouse.duckdb"
-    history = History(db, random.Random(seed))
-    history.create()
-    problems: list[str] = []
-    strategies: dict[str, set[str]] = defaultdict(set)
-    for step in range(STEPS + 1):
-        if step:
-            history.log.clear()
-            history.step()
-            if step == 3:  # a group emptied at once: every line of sku 'a' deleted
-                with duckdb.connect(str(db)) as con:
-                    con.execute("DELETE FROM raw.items WHERE sku = 'a'")
-                history.log.append("items delete sku a")
-        planned = {str(s.ref): (s.action, s.strategy) for s in api.plan(Options(project_dir=project)).steps}
-        result = api.build(Options(project_dir=project))
-        for r in result.results:
-            strategies[r.model].add(r.strategy)
-            if r.status == "error":
-                problems.append(f"step {step} {r.model}: {r.error}")
-            elif planned.get(r.model) != (r.action, r.strategy):
-                problems.append(f"step {step} {r.model}: planned {planned.get(r.model)}, ran {(r.action, r.strategy)}")
-        problems += [f"seed {seed} step {step} changes {history.log}\n{m}" for m in check_exact(db, project)]
-    return problems, strategies
+def _group_emptied(history: History, step: int) -> None:
+    """At step 3 a group emptied at once: every line of sku 'a' deleted."""
+    if step == 3:
+        with duckdb.connect(str(history.db)) as con:
+            con.execute("DELETE FROM raw.items WHERE sku = 'a'")
+        history.log.append("items delete sku a")
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])
 def test_signed_histories_are_exact(seed: int, tmp_path: Path) -> None:
-    problems, strategies = _history(seed, tmp_path)
+    problems, strategies = corpus_histories(CORPUS, seed, tmp_path, STEPS, more_changes=_group_emptied)
     assert not problems, "\n\n".join(problems)
     models = model_files(CORPUS)
     missing = sorted(m for m in models if SIGNED_DELTAS not in strategies[m])

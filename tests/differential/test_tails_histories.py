@@ -7,24 +7,20 @@ and each took the strategy (the cost model is off: on data this small it rebuild
 
 from __future__ import annotations
 
-import random
-import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import duckdb
 import pytest
-from _harness import History, check_exact, model_files
+from _harness import History, model_files
+from _histories import corpus_histories
 
-from sqlorch import api
-from sqlorch.api import Options
 from sqlorch.planning.steps import WINDOW_TAILS
 
 CORPUS = Path(__file__).parent / "tails_corpus"
 STEPS = 6
 
 
-def _events_changed(history: History) -> None:
+def _events_changed(history: History, step: int) -> None:
     """Deletes, updates, moves and NULLs among the events (``History.step`` only appends them)."""
     rng = history.rng
     with duckdb.connect(str(history.db)) as con:
@@ -45,27 +41,9 @@ def _events_changed(history: History) -> None:
 
 @pytest.mark.parametrize("seed", [21, 22, 23])
 def test_window_tail_histories_are_exact(seed: int, tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(CORPUS, project)
-    db = project / "warehouse.duckdb"
-    history = History(db, random.Random(seed))
-    history.create()
-    options = Options(project_dir=project, rebuild_when_cheaper=False)
-    problems: list[str] = []
-    strategies: dict[str, set[str]] = defaultdict(set)
-    for step in range(STEPS + 1):
-        if step:
-            history.log.clear()
-            history.step()
-            _events_changed(history)
-        planned = {str(s.ref): (s.action, s.strategy) for s in api.plan(options).steps}
-        for r in api.build(options).results:
-            strategies[r.model].add(r.strategy)
-            if r.status == "error":
-                problems.append(f"step {step} {r.model}: {r.error}")
-            elif planned.get(r.model) != (r.action, r.strategy):
-                problems.append(f"step {step} {r.model}: planned {planned.get(r.model)}, ran {(r.action, r.strategy)}")
-        problems += [f"seed {seed} step {step} changes {history.log}\n{m}" for m in check_exact(db, project)]
+    problems, strategies = corpus_histories(
+        CORPUS, seed, tmp_path, STEPS, rebuild_when_cheaper=False, more_changes=_events_changed
+    )
     assert not problems, "\n\n".join(problems)
     missing = sorted(m for m in model_files(CORPUS) if WINDOW_TAILS not in strategies[m])
     assert not missing, f"never extended at partition ends: {missing} ({dict(strategies)})"
