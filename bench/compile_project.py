@@ -26,8 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-COLUMNS = {"id": "BIGINT", "customer_id": "BIGINT", "amount": "DECIMAL(12, 2)",
-           "created_at": "TIMESTAMP", "category": "VARCHAR"}
+COLUMNS = {
+    "id": "BIGINT",
+    "customer_id": "BIGINT",
+    "amount": "DECIMAL(12, 2)",
+    "created_at": "TIMESTAMP",
+    "category": "VARCHAR",
+}
 FLAVOURS = ("sqlorch", "dbt", "sqlmesh")
 
 # (schema, name) -> how a model's SQL names that relation in one flavour
@@ -86,27 +91,35 @@ def build_models(n_models: int, seed: int, rel: RelationNamer) -> list[Generated
         pair = rng.sample(earlier, 2) if len(earlier) > 1 else [earlier[0], earlier[0]]
         a, b = (rel(*p) for p in pair)
         if i % 3 == 0:
-            sql = (f"WITH base AS (\n    SELECT id, customer_id, amount, created_at, category FROM {a}\n"
-                   f"    WHERE customer_id IN (SELECT customer_id FROM {b} WHERE amount > 10)\n)\n"
-                   f"SELECT id, customer_id, amount, created_at, category FROM base\n")
+            sql = (
+                f"WITH base AS (\n    SELECT id, customer_id, amount, created_at, category FROM {a}\n"
+                f"    WHERE customer_id IN (SELECT customer_id FROM {b} WHERE amount > 10)\n)\n"
+                f"SELECT id, customer_id, amount, created_at, category FROM base\n"
+            )
         else:
-            sql = (f"SELECT\n    a.id,\n    a.customer_id,\n    a.amount + coalesce(b.amount, 0) AS amount,\n"
-                   f"    a.created_at,\n    a.category\nFROM {a} AS a\nLEFT JOIN {b} AS b ON a.id = b.id\n")
+            sql = (
+                f"SELECT\n    a.id,\n    a.customer_id,\n    a.amount + coalesce(b.amount, 0) AS amount,\n"
+                f"    a.created_at,\n    a.category\nFROM {a} AS a\nLEFT JOIN {b} AS b ON a.id = b.id\n"
+            )
         models.append(GeneratedModel("intermediate", f"int_{i}", sql))
         earlier.append(("intermediate", f"int_{i}"))
     inters = [e for e in earlier if e[0] == "intermediate"] or earlier
     for i in range(sizes["marts"]):
         if i % 4 == 0 and len(inters) > 1:
             a, b = (rel(*p) for p in rng.sample(inters, 2))
-            sql = (f"SELECT category, count(*) AS orders, sum(amount) AS revenue\nFROM (\n"
-                   f"    SELECT category, amount FROM {a}\n    UNION ALL\n"
-                   f"    SELECT category, amount FROM {b}\n) AS u\nGROUP BY category\n")
+            sql = (
+                f"SELECT category, count(*) AS orders, sum(amount) AS revenue\nFROM (\n"
+                f"    SELECT category, amount FROM {a}\n    UNION ALL\n"
+                f"    SELECT category, amount FROM {b}\n) AS u\nGROUP BY category\n"
+            )
             models.append(GeneratedModel("marts", f"mart_{i}", sql))
         else:
             a = rel(*rng.choice(inters))
-            sql = (f"SELECT\n    customer_id,\n    CAST(created_at AS DATE) AS day,\n"
-                   f"    count(*) AS orders,\n    sum(amount) AS revenue,\n    max(created_at) AS last_seen\n"
-                   f"FROM {a}\nGROUP BY customer_id, CAST(created_at AS DATE)\n")
+            sql = (
+                f"SELECT\n    customer_id,\n    CAST(created_at AS DATE) AS day,\n"
+                f"    count(*) AS orders,\n    sum(amount) AS revenue,\n    max(created_at) AS last_seen\n"
+                f"FROM {a}\nGROUP BY customer_id, CAST(created_at AS DATE)\n"
+            )
             models.append(GeneratedModel("marts", f"mart_{i}", sql, tag="marts"))
     return models
 

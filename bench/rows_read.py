@@ -41,9 +41,7 @@ def operator_rows(profile: dict[str, Any]) -> int:
     """Sum of the scans' own row counts over the operator tree (either release's shape)."""
     roots = profile.get("operator") or [profile]
     return sum(
-        int(node.get("rows_scanned") or node.get("operator_rows_scanned") or 0)
-        for root in roots
-        for node in walk(root)
+        int(node.get("rows_scanned") or node.get("operator_rows_scanned") or 0) for root in roots for node in walk(root)
     )
 
 

@@ -202,10 +202,19 @@ def run_builds(plan: Plan, tools: dict[str, Tool], results: dict[str, Any], save
     for i, events in enumerate(plan.scales):
         names = plan.tools if i == 0 else plan.scale_tools
         scale = Scale(events, delta_events=plan.delta_events)
-        print(f"\n== builds: {events:,} events, delta {plan.delta_events:,} events; {', '.join(names)}; "
-              f"{plan.runs} run(s), interleaved", flush=True)
-        block = run_interleaved([tools[n] for n in names], scale, plan.runs, plan.verify,
-                                work_root=plan.work, keep_databases=plan.keep_databases)
+        print(
+            f"\n== builds: {events:,} events, delta {plan.delta_events:,} events; {', '.join(names)}; "
+            f"{plan.runs} run(s), interleaved",
+            flush=True,
+        )
+        block = run_interleaved(
+            [tools[n] for n in names],
+            scale,
+            plan.runs,
+            plan.verify,
+            work_root=plan.work,
+            keep_databases=plan.keep_databases,
+        )
         results["builds"].append(block.as_dict())
         save()
 
@@ -232,7 +241,7 @@ def run_compile(plan: Plan, tools: dict[str, Tool], results: dict[str, Any], sav
             generate(projects[name], n, flavour=flavour)
         measurements: list[Measurement] = []
         for r in range(1, plan.compile_runs + 1):
-            order = names[(r - 1) % len(names):] + names[:(r - 1) % len(names)]
+            order = names[(r - 1) % len(names) :] + names[: (r - 1) % len(names)]
             for name in order:
                 tool, project = tools[name], projects[name]
                 clear_caches(tool, project)
@@ -243,17 +252,20 @@ def run_compile(plan: Plan, tools: dict[str, Tool], results: dict[str, Any], sav
                     measurements.append(m)
                     print_measurement(tool, m)
         commands = {name: tools[name].compile_command for name in names}
-        results["compile"].append({"models": n, "tools": names, "commands": commands,
-                                   "measurements": [asdict(m) for m in measurements]})
+        results["compile"].append(
+            {"models": n, "tools": names, "commands": commands, "measurements": [asdict(m) for m in measurements]}
+        )
         save()
 
 
-def measure(tool: str, scenario: str, run: int, argv: list[str], env: dict[str, str], cwd: Path,
-            log: Path) -> Measurement:
+def measure(
+    tool: str, scenario: str, run: int, argv: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> Measurement:
     load = os.getloadavg()[0]
     use = run_measured(argv, env, cwd, log)
-    return Measurement(tool, scenario, run, use.seconds, use.peak_rss_mb, use.returncode, str(log),
-                       use.cpu_seconds, load)
+    return Measurement(
+        tool, scenario, run, use.seconds, use.peak_rss_mb, use.returncode, str(log), use.cpu_seconds, load
+    )
 
 
 def run_help(plan: Plan, tools: dict[str, Tool], results: dict[str, Any], save: Callable[[], None]) -> None:
@@ -323,30 +335,45 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--smoke", action="store_true", help="small presets for CI (defaults below marked smoke:)")
-    p.add_argument("--scales", help=f"events per scale, comma-separated; the first is the reference "
-                                    f"(full: {FULL['scales']}; smoke: {SMOKE['scales']}); empty: no builds")
+    p.add_argument(
+        "--scales",
+        help=f"events per scale, comma-separated; the first is the reference "
+        f"(full: {FULL['scales']}; smoke: {SMOKE['scales']}); empty: no builds",
+    )
     p.add_argument("--runs", type=int, help="repetitions; medians are reported (full: 3; smoke: 1)")
     p.add_argument("--tools", help=f"tools at the first scale (full: {FULL['tools']}; smoke: {SMOKE['tools']})")
     p.add_argument("--scale-tools", help="tools at the other scales (default: sqlorch)")
     p.add_argument("--delta-events", type=int, help="new events per delta (default: 0.1%% of the first scale)")
-    p.add_argument("--compile-models", help=f"model counts (full: {FULL['compile_models']}; "
-                                            f"smoke: {SMOKE['compile_models']}); empty: skip")
+    p.add_argument(
+        "--compile-models",
+        help=f"model counts (full: {FULL['compile_models']}; smoke: {SMOKE['compile_models']}); empty: skip",
+    )
     p.add_argument("--compile-tools", help=f"full: {FULL['compile_tools']}; smoke: {SMOKE['compile_tools']}")
     p.add_argument("--compile-runs", type=int, help="repetitions of the compile benchmark (default: --runs)")
     p.add_argument("--help-runs", type=int, help="timed `sqlorch --help` runs (full: 10; smoke: 3); 0: skip")
-    p.add_argument("--verify", choices=("first", "all", "none"), default="first",
-                   help="compare tables after the builds of the first run (default), every run, or never")
-    p.add_argument("--output", type=Path, help="the Markdown report (full: bench/RESULTS.md; "
-                                               "smoke: <bench dir>/results/SMOKE.md)")
+    p.add_argument(
+        "--verify",
+        choices=("first", "all", "none"),
+        default="first",
+        help="compare tables after the builds of the first run (default), every run, or never",
+    )
+    p.add_argument(
+        "--output", type=Path, help="the Markdown report (full: bench/RESULTS.md; smoke: <bench dir>/results/SMOKE.md)"
+    )
     p.add_argument("--json", type=Path, help="the results JSON (default: <bench dir>/results/bench-*.json)")
     p.add_argument("--work", type=Path, help="work folders of the runs (default: <bench dir>/work)")
     p.add_argument("--keep-databases", action="store_true", help="keep each run's DuckDB files")
     p.add_argument("--skip-setup", action="store_true", help="do not check or create the venvs")
-    p.add_argument("--sqlorch-bin", type=Path, default=None,
-                   help="folder holding the sqlorch executable and its python (default: this python's)")
+    p.add_argument(
+        "--sqlorch-bin",
+        type=Path,
+        default=None,
+        help="folder holding the sqlorch executable and its python (default: this python's)",
+    )
     return p.parse_args(argv)
 
 

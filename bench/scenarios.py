@@ -245,8 +245,9 @@ class RunFolder:
     verify: bool
 
 
-def prepare_run(tool: Tool, base: Path, work_root: Path, events: int, r: int, env: dict[str, str],
-                verify: bool) -> RunFolder:
+def prepare_run(
+    tool: Tool, base: Path, work_root: Path, events: int, r: int, env: dict[str, str], verify: bool
+) -> RunFolder:
     work = work_root / f"{tool.name}-e{events}" / f"run{r}"
     if work.exists():
         shutil.rmtree(work)
@@ -279,8 +280,9 @@ def command_line(tool: Tool, template: list[str], rf: RunFolder) -> list[str]:
     return [part.format(**ctx) for part in template]
 
 
-def run_scenario(tool: Tool, scenario: str, rf: RunFolder, measurements: list[Measurement],
-                 checks: list[Check]) -> bool:
+def run_scenario(
+    tool: Tool, scenario: str, rf: RunFolder, measurements: list[Measurement], checks: list[Check]
+) -> bool:
     """Run, time and (maybe) verify one scenario; False when the command failed."""
     template = tool.commands.get(scenario)
     if template is None:
@@ -290,8 +292,9 @@ def run_scenario(tool: Tool, scenario: str, rf: RunFolder, measurements: list[Me
     rf.profile_log.unlink(missing_ok=True)
     load = os.getloadavg()[0]
     use = run_measured(argv, rf.env, rf.work, log)
-    m = Measurement(tool.name, scenario, rf.run, use.seconds, use.peak_rss_mb, use.returncode, str(log),
-                    use.cpu_seconds, load)
+    m = Measurement(
+        tool.name, scenario, rf.run, use.seconds, use.peak_rss_mb, use.returncode, str(log), use.cpu_seconds, load
+    )
     if tool.profile_log and use.returncode == 0:
         rows = read_log(rf.profile_log)
         m.rows_read, m.statements, m.top_statements = rows.rows, rows.statements, rows.top
@@ -345,8 +348,10 @@ def check_ready(tool: Tool) -> None:
         return
     if tool.venvs:
         raise SystemExit(f"{tool.name}: {missing[0]} not found (run `python bench/peers.py setup`?)")
-    raise SystemExit(f"{tool.name}: {missing[0]} not found: activate the environment sqlorch is installed in, "
-                     f"or pass --sqlorch-bin (bench/run: or set SQLORCH_BENCH_PYTHON)")
+    raise SystemExit(
+        f"{tool.name}: {missing[0]} not found: activate the environment sqlorch is installed in, "
+        f"or pass --sqlorch-bin (bench/run: or set SQLORCH_BENCH_PYTHON)"
+    )
 
 
 def drop_databases(folders: list[RunFolder]) -> None:
@@ -373,10 +378,11 @@ def run_interleaved(
         check_ready(tool)
     bases = {t.name: base_database(t, scale, envs[t.name]) for t in tools}
     for r in range(1, runs + 1):
-        order = tools[(r - 1) % len(tools):] + tools[:(r - 1) % len(tools)]
+        order = tools[(r - 1) % len(tools) :] + tools[: (r - 1) % len(tools)]
         verify = verify_mode == "all" or (verify_mode == "first" and r == 1)
-        folders = {t.name: prepare_run(t, bases[t.name], work_root, scale.events, r, envs[t.name], verify)
-                   for t in order}
+        folders = {
+            t.name: prepare_run(t, bases[t.name], work_root, scale.events, r, envs[t.name], verify) for t in order
+        }
         failed: set[str] = set()
         for scenario in SCENARIOS:
             if scenario == "delta":
