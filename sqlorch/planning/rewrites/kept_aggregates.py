@@ -21,9 +21,9 @@ from sqlglot import exp
 
 from sqlorch.analysis.kept_aggregates import KeptAggregate
 from sqlorch.analysis.signed_shape import aggregates_of
-from sqlorch.execution.statements import columns_of, create_table_as, replace_statements, select_from
+from sqlorch.execution.statements import columns_of, select_from
 from sqlorch.planning.compiler import CompiledModel
-from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, stored_columns
+from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, stored_columns, table_created
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
 from sqlorch.planning.rewrites.signed_aggregates import (
@@ -41,7 +41,7 @@ from sqlorch.planning.rewrites.signed_statements import (
     state_batch_statements,
     state_is_current,
 )
-from sqlorch.planning.steps import InputChange, Item, Statement
+from sqlorch.planning.steps import InputChange, Item
 from sqlorch.refs import TableRef
 from sqlorch.state.store import kept_state, kept_states_record, work_table
 
@@ -71,11 +71,8 @@ def rebuilt_kept_statements(ctx: ModelContext) -> list[Item]:
         return []
     out: list[Item] = []
     for table, kept in zip(kept_tables(compiled), compiled.keys.kept, strict=True):
-        made = create_table_as(table, _physical(ctx, build_state_query(kept.query, list(kept.key))))
-        out += [
-            Statement(s, "kept groups from the inputs", transaction=True)
-            for s in replace_statements(made, ctx.capabilities)
-        ]
+        query = _physical(ctx, build_state_query(kept.query, list(kept.key)))
+        out += table_created(ctx, table, query, "kept groups from the inputs", scratch=False, transaction=True)
     return out + state_batch_statements(kept_states_record(compiled.model.ref), ctx.batch)
 
 
@@ -110,8 +107,7 @@ def kept_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
     current = state_is_current(ctx.kept_state, ctx.batch)
 
     def create(table: TableRef, query: exp.Query, purpose: str, scratch: bool = True) -> list[Item]:
-        made = create_table_as(table, query, temporary=temporary and scratch)
-        return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
+        return table_created(ctx, table, query, purpose, scratch)
 
     before: list[Item] = []
     during: list[Item] = []

@@ -17,6 +17,7 @@ from sqlorch.analysis.keys import KeyAnalysis
 from sqlorch.execution.statements import (
     changed_rows,
     columns_of,
+    create_table_as,
     drop_table,
     replace_statements,
     select_from,
@@ -84,6 +85,18 @@ def planned(statement: exp.Expr, purpose: str, transaction: bool = False, binds:
 def creates(ctx: ModelContext, create: exp.Create, purpose: str, transaction: bool = False) -> list[Statement]:
     """A (possibly ``OR REPLACE``) CREATE in the form the warehouse supports."""
     return [planned(s, purpose, transaction) for s in replace_statements(create, ctx.capabilities)]
+
+
+def table_created(
+    ctx: ModelContext, table: TableRef, query: exp.Query, purpose: str, scratch: bool = True, transaction: bool = False
+) -> list[Item]:
+    """``table`` made from ``query`` (``creates``): temporary where it is a step's scratch
+    table and the warehouse has them, a table of its own for state kept across builds."""
+    return [
+        *creates(
+            ctx, create_table_as(table, query, temporary=scratch and ctx.capabilities.temp_tables), purpose, transaction
+        )
+    ]
 
 
 def stored_columns(ctx: ModelContext) -> list[str]:

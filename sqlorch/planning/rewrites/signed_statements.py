@@ -21,13 +21,11 @@ from sqlorch.analysis.signed_shape import aggregates_of
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
-    create_table_as,
     insert_into,
-    replace_statements,
     select_from,
 )
 from sqlorch.planning.compiler import CompiledModel
-from sqlorch.planning.rewrites.model_statements import ModelContext, partitioned_form
+from sqlorch.planning.rewrites.model_statements import ModelContext, partitioned_form, table_created
 from sqlorch.planning.rewrites.model_statements import scratch as scratch_table
 from sqlorch.planning.rewrites.rename_relations import rename_relations
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements, replaced_unlogged
@@ -155,8 +153,7 @@ def _rows_before_tables(
             rows = rows.where(readable)
         key = exp.column(column, table="t", quoted=True)
         rows_now = rows_in_touched(rows, key, touched, by_index=ctx.dialect == "postgres")
-        create_now = create_table_as(pair[0], rows_now, temporary=temporary)
-        made += [Statement(s, "rows now, touched partitions") for s in replace_statements(create_now, ctx.capabilities)]
+        made += table_created(ctx, pair[0], rows_now, "rows now, touched partitions")
         now = select_from(pair[0], columns)
         change = delta_rows(read[0]).where(in_touched(exp.column(column, table="c", quoted=True), touched))
         if changed is not None:
@@ -167,11 +164,7 @@ def _rows_before_tables(
             [*columns_of(columns, "c"), _weight(exp.Literal.number(1), exp.Literal.number(-1))],
         )
         query = rows_before(now.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True)), change, columns)
-        create = create_table_as(pair[1], query, temporary=temporary)
-        made += [
-            Statement(s, "rows before the change, touched partitions")
-            for s in replace_statements(create, ctx.capabilities)
-        ]
+        made += table_created(ctx, pair[1], query, "rows before the change, touched partitions")
 
     def reader(which: int) -> Before:
         def read(table: exp.Table, column: str) -> exp.Table:
@@ -195,8 +188,7 @@ def _touched(
     temporary = ctx.capabilities.temp_tables
     touched = work_table(ctx.compiled.model.ref, "touched", temporary)
     query = rename_relations(build_touched(top, is_changed, delta_rows), ctx.physical_of, ctx.default_schema)
-    made = create_table_as(touched, query, temporary=temporary)
-    return touched, [Statement(s, "touched partitions") for s in replace_statements(made, ctx.capabilities)]
+    return touched, table_created(ctx, touched, query, "touched partitions")
 
 
 def average_type(dialect: str) -> str:
@@ -295,20 +287,14 @@ def rebuilt_state_statements(ctx: ModelContext) -> list[Item]:
     ):
         return []
     query = rename_relations(build_state_query(keys.inlined, keys.key), ctx.physical_of, ctx.default_schema)
-    made = create_table_as(aggregate_state(compiled.model.ref), query)
-    rebuilt = [
-        Statement(s, "group state from the inputs", transaction=True)
-        for s in replace_statements(made, ctx.capabilities)
-    ]
+    state = aggregate_state(compiled.model.ref)
+    rebuilt = table_created(ctx, state, query, "group state from the inputs", scratch=False, transaction=True)
     for index, values in enumerate(value_sets(keys.inlined)):
         query = rename_relations(
             build_values_query(keys.inlined, keys.key, values), ctx.physical_of, ctx.default_schema
         )
-        made = create_table_as(distinct_state(compiled.model.ref, index), query)
-        rebuilt += [
-            Statement(s, "DISTINCT values from the inputs", transaction=True)
-            for s in replace_statements(made, ctx.capabilities)
-        ]
+        store = distinct_state(compiled.model.ref, index)
+        rebuilt += table_created(ctx, store, query, "DISTINCT values from the inputs", scratch=False, transaction=True)
     return rebuilt + state_batch_statements(str(compiled.model.ref), ctx.batch)
 
 
@@ -338,8 +324,7 @@ def signed_statements(
     def create(
         table: TableRef, query: exp.Query, purpose: str, scratch: bool = True, transaction: bool = False
     ) -> list[Item]:
-        made = create_table_as(table, query, temporary=temporary and scratch)
-        return [Statement(s, purpose, transaction=transaction) for s in replace_statements(made, ctx.capabilities)]
+        return table_created(ctx, table, query, purpose, scratch, transaction)
 
     names = [*key, ROWS, *(part for part, _ in state_parts(aggregates_of(top)))]
     sets = value_sets(top)

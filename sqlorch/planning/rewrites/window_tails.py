@@ -34,14 +34,12 @@ from sqlorch.analysis.window_tails import WindowTails, chain, from_alias, runnin
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
-    create_table_as,
     insert_into,
-    replace_statements,
     select_from,
 )
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.add_partial_aggregates import combine
-from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, mentions, stored_columns
+from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, mentions, stored_columns, table_created
 from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
 from sqlorch.planning.rewrites.signed_aggregates import matches
 from sqlorch.planning.rewrites.signed_statements import state_batch_statements, state_is_current
@@ -190,12 +188,8 @@ def rebuilt_tail_statements(ctx: ModelContext) -> list[Item]:
         return []
     ref = _input(ctx, tails)
     table = tail_state(ctx.compiled.model.ref)
-    made = create_table_as(table, _tails_from_inputs(ctx, tails, ref))
-    out: list[Item] = [
-        Statement(s, "window tails from the inputs", transaction=True)
-        for s in replace_statements(made, ctx.capabilities)
-    ]
-    return out + state_batch_statements(tails_record(ctx.compiled.model.ref), ctx.batch)
+    made = table_created(ctx, table, _tails_from_inputs(ctx, tails, ref), "window tails from the inputs", False, True)
+    return made + state_batch_statements(tails_record(ctx.compiled.model.ref), ctx.batch)
 
 
 def _after(tails: WindowTails, row: str, tail: str) -> exp.Expr:
@@ -398,8 +392,7 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
     current = state_is_current(ctx.tails_state, ctx.batch)
 
     def create(table: TableRef, query: exp.Query, purpose: str, scratch: bool = True) -> list[Item]:
-        made = create_table_as(table, query, temporary=temporary and scratch)
-        return [Statement(s, purpose) for s in replace_statements(made, ctx.capabilities)]
+        return table_created(ctx, table, query, purpose, scratch)
 
     parts, rows, following, groups, kept = (
         work_table(model, part, temporary) for part in ("wparts", "wrows", "wtails", "wgroups", "wstored")
