@@ -517,8 +517,7 @@ def prepare(
         plan.sources = _source_changes(session, captured, known)
         if planning:  # shown by plan; a build has no use for the counts
             _note_kept_state(adapter, plan, snapshot, compiled)
-            _note_kept_groups(adapter, plan, snapshot, compiled)
-            _note_window_tails(adapter, plan, snapshot)
+            _note_kept_tables(adapter, plan, snapshot, compiled)
     except BaseException:
         if held is not None:
             held.release()
@@ -624,39 +623,29 @@ def _note_kept_state(
         step.kept_state = KeptState(str(table), rows, current, kept)
 
 
-def _note_kept_groups(
+def _note_kept_tables(
     adapter: Adapter, plan: Plan, snapshot: StateSnapshot, compiled: dict[TableRef, CompiledModel]
 ) -> None:
-    """The groups each step recomputing from kept groups keeps of its aggregated derived
-    tables, and their number (what ``plan`` shows and ``--full-refresh`` rebuilds)."""
-    steps = [step for step in plan.steps if step.strategy == KEPT_GROUPS and step.ref in compiled]
+    """The tables of state each step recomputing from kept groups or extending window tails
+    keeps, and their rows (what ``plan`` shows and ``--full-refresh`` rebuilds), in one
+    catalog query: the groups of its aggregated derived tables, or one tail per partition."""
+    kinds = {
+        KEPT_GROUPS: (lambda ref: kept_tables(compiled[ref]), kept_states_record, "group"),
+        WINDOW_TAILS: (lambda ref: [tail_state(ref)], tails_record, "partition tail"),
+    }
+    steps = [step for step in plan.steps if step.strategy in kinds and step.ref in compiled]
     if not steps:
         return
-    tables = {step.ref: kept_tables(compiled[step.ref]) for step in steps}
+    tables = {step.ref: kinds[step.strategy][0](step.ref) for step in steps}
     present = adapter.columns_many([t for kept in tables.values() for t in kept])
     for step in steps:
+        _, record, unit = kinds[step.strategy]
         sizes = [(str(t), int(adapter.fetch(count_rows(t))[0][0]) if t in present else None) for t in tables[step.ref]]
-        recorded = snapshot.aggregate_states.get(kept_states_record(step.ref))
+        recorded = snapshot.aggregate_states.get(record(step.ref))
         current = all(n is not None for _, n in sizes) and step.batch is not None
         current = current and state_is_current(recorded, step.batch or 0)
         (table, rows), *more = sizes
-        step.kept_state = KeptState(table, rows, current, more=tuple(more))
-
-
-def _note_window_tails(adapter: Adapter, plan: Plan, snapshot: StateSnapshot) -> None:
-    """The tails each step extending window partitions keeps, one per partition (what ``plan``
-    shows and a rebuild or ``--full-refresh`` writes)."""
-    steps = [step for step in plan.steps if step.strategy == WINDOW_TAILS]
-    if not steps:
-        return
-    tables = {step.ref: tail_state(step.ref) for step in steps}
-    present = adapter.columns_many(list(tables.values()))
-    for step in steps:
-        table = tables[step.ref]
-        rows = int(adapter.fetch(count_rows(table))[0][0]) if table in present else None
-        recorded = snapshot.aggregate_states.get(tails_record(step.ref))
-        current = rows is not None and state_is_current(recorded, step.batch or 0)
-        step.kept_state = KeptState(str(table), rows, current, unit="partition tail")
+        step.kept_state = KeptState(table, rows, current, more=tuple(more), unit=unit)
 
 
 def _mark_failed(plan: Plan, dag: DAG[TableRef], failed: dict[TableRef, SqlorchError]) -> None:

@@ -294,3 +294,4 @@ def test_tails_commit_with_the_model_and_plan_shows_them(warehouse: tuple[Path, 
         assert purpose in committed, (purpose, runs)
     kept = step.kept_state
     assert kept is not None and (kept.table, kept.rows, kept.current) == ("_sqlorch.tails__mart__sessions", users, True)
+    assert kept.unit == "partition tail", kept  # `plan` prints "N partition tails", not groups

@@ -269,7 +269,8 @@ def _equal(left: str, right: str, names: list[str], right_names: list[str] | Non
     )
 
 
-def _appended(parts: TableRef, value: int) -> exp.Expr:
+def _appended(value: int) -> exp.Expr:
+    """The touched partition (``parts`` joined as ``w``) is extended (1) or replaced (0)."""
     return exp.column(APPEND, table="w", quoted=True).eq(exp.Literal.number(value))
 
 
@@ -284,7 +285,7 @@ def _mini_input(
         exp.select(*columns_of(names, "t"), exp.Literal.number(1).as_(TAIL, quoted=True), *columns_of(values, "t"))
         .from_(state.to_table(alias="t"))
         .join(parts.to_table(alias="w"), on=_equal("t", "w", p))
-        .where(_appended(parts, 1))
+        .where(_appended(1))
     )
     new_branch = (
         exp.select(*columns_of(names, "c"), exp.Literal.number(0).as_(TAIL, quoted=True), *columns_of(values, "t"))
@@ -295,7 +296,7 @@ def _mini_input(
             on=_equal("c", "t", p),
             join_type="LEFT",
         )
-        .where(_appended(parts, 1))
+        .where(_appended(1))
         .where(batch_range(change.after, change.upto, "c"))
         .where(exp.not_(exp.column(OLD_COLUMN, table="c", quoted=True)))
     )
@@ -308,7 +309,7 @@ def _mini_input(
         )
         .from_(source.to_table(alias="x"))
         .join(parts.to_table(alias="w"), on=null_safe_match("x", "w", p, any_types=True))
-        .where(_appended(parts, 0))
+        .where(_appended(0))
     )
     return exp.union(exp.union(tail_branch, new_branch, distinct=False), replaced_branch, distinct=False)
 
@@ -337,7 +338,7 @@ def _recomputed(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: 
     columns = stored_columns(ctx)
     outputs, p = list(tails.partition_outputs), list(tails.partition)
     on_parts = null_safe_match("q", "w", outputs, p, any_types=True)
-    replaced = select_from(groups, columns, "q").join(parts.to_table(alias="w"), on=on_parts).where(_appended(parts, 0))
+    replaced = select_from(groups, columns, "q").join(parts.to_table(alias="w"), on=on_parts).where(_appended(0))
     folded = (
         exp.select(
             *[
@@ -350,7 +351,7 @@ def _recomputed(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: 
         .join(
             kept.to_table(alias="s"), on=null_safe_match("q", "s", list(tails.group), any_types=True), join_type="LEFT"
         )
-        .where(_appended(parts, 1))
+        .where(_appended(1))
     )
     return exp.union(replaced, folded, distinct=False)
 
@@ -372,7 +373,7 @@ def _stored_groups(ctx: ModelContext, tails: WindowTails, groups: TableRef, part
         select_from(ctx.physical, stored_columns(ctx), "s")
         .join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
         .join(groups.to_table(alias="q"), on=null_safe_match("s", "q", group, any_types=True), join_type="LEFT")
-        .where(exp.or_(_appended(parts, 0), exp.and_(_appended(parts, 1), reached)))
+        .where(exp.or_(_appended(0), exp.and_(_appended(1), reached)))
     )
 
 
