@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from sqlglot import exp
 
 from sqlorch import api
 from sqlorch.analysis.window_tails import NotTailed, window_tails
@@ -290,8 +291,14 @@ def test_tails_commit_with_the_model_and_plan_shows_them(warehouse: tuple[Path, 
         elif runs[-1]:
             runs.append([])
     (committed,) = [run for run in runs if any(p.startswith("apply:") for p in run)]
-    for purpose in ("window tails: delete the touched", "window tails: insert them again", "bookkeeping"):
+    # the stored groups are looked up in the transaction that deletes them by the rowid found
+    # there (a rowid is stable within a transaction only): no second scan matching the groups
+    purposes = ("window tails: stored groups the change touches", "window tails: delete the touched", "bookkeeping")
+    for purpose in (*purposes, "window tails: insert them again"):
         assert purpose in committed, (purpose, runs)
+    (delete,) = [s.sql for s in step.statements if isinstance(s, Statement) and s.purpose.startswith("apply: delete")]
+    assert isinstance(delete, exp.Delete) and delete.find(exp.In) is not None, delete
+    assert [c.name for c in delete.args["where"].find(exp.In).this.find_all(exp.Column)] == ["rowid"], delete
     kept = step.kept_state
     assert kept is not None and (kept.table, kept.rows, kept.current) == ("_sqlorch.tails__mart__sessions", users, True)
     assert kept.unit == "partition tail", kept  # `plan` prints "N partition tails", not groups

@@ -14,6 +14,8 @@ from sqlorch.state.store import BATCH_COLUMN, OLD_COLUMN
 # reads it so without writing it).
 Rows = TableRef | exp.Query
 
+STORED_AT = "_sqlorch_rowid"  # where a lookup found a stored row: DuckDB's rowid (``delete_found``)
+
 
 def from_rows(rows: Rows, alias: str) -> exp.Expr:
     """``rows`` as a FROM item aliased ``alias``."""
@@ -105,6 +107,22 @@ def create_change_log(log: TableRef, relation: TableRef, names: list[str]) -> ex
 
 def drop_table(table: TableRef) -> exp.Drop:
     return exp.Drop(tables=[table.to_table()], kind="TABLE", exists=True)
+
+
+def found_at(alias: str) -> exp.Expr:
+    """The DuckDB ``rowid`` of the row ``alias`` names, kept beside it by a lookup (``delete_found``)."""
+    return exp.alias_(exp.column("rowid", table=alias, quoted=True), STORED_AT, quoted=True)
+
+
+def delete_found(table: TableRef, found: TableRef) -> exp.Delete:
+    """DELETE the rows of ``table`` a lookup found, by the ``rowid`` it kept (``found_at``; NULL
+    where it found none): DuckDB reads only those rows, where matching them by their columns
+    scans the whole table again. A rowid is stable within a transaction only: the lookup and
+    this DELETE must run in the same one."""
+    kept = exp.column(STORED_AT, table="f", quoted=True)
+    rows = exp.select(kept).from_(found.to_table(alias="f")).where(kept.copy().is_(exp.null()).not_())
+    stored_at = exp.In(this=exp.column("rowid", table=table.name, quoted=True), query=exp.Subquery(this=rows))
+    return exp.delete(table.to_table(), where=stored_at)
 
 
 def count_rows(table: TableRef) -> exp.Select:

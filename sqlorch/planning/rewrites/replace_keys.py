@@ -71,6 +71,10 @@ class PreparedRows:
     # the columns ``affected`` holds and the rows are replaced by, where finer than the model's
     # key (a GROUP BY's columns, ``window_tails.py``: only the touched groups rewritten)
     key: list[str] | None = None
+    # the DELETE of the keys' stored rows where the strategy's lookup found them already (by
+    # DuckDB's rowid, ``statements.delete_found``; ``in_transaction`` then): the form no model
+    # reads (``replaced_unlogged``) runs it instead of matching the keys over the whole table
+    delete: exp.Delete | None = None
 
 
 def incremental_statements(
@@ -130,7 +134,8 @@ def incremental_statements(
     in_transaction = prepared is not None and prepared.in_transaction
     out += creates(ctx, create_table_as(rows_table, rows_query, temporary=temporary), "recomputed rows", in_transaction)
     if unread:
-        out += _replace_unread(ctx, target_match, rows_table, columns)
+        delete = prepared.delete if prepared is not None else None
+        out += _replace_unread(ctx, target_match, rows_table, columns, delete)
         out += prepared.during if prepared is not None else []
         out += check_unique_key(ctx)
         out += bookkeeping(ctx, columns, INCREMENTAL)
@@ -225,7 +230,9 @@ def _chunk_rows(ctx: ModelContext, changes: dict[TableRef, InputChange]) -> int 
     )
 
 
-def _replace_unread(ctx: ModelContext, target_match: exp.Expr, rows_table: TableRef, columns: list[str]) -> list[Item]:
+def _replace_unread(
+    ctx: ModelContext, target_match: exp.Expr, rows_table: TableRef, columns: list[str], delete: exp.Delete | None
+) -> list[Item]:
     """The affected keys' rows deleted and the recomputed ones inserted, for a model whose
     change log no model reads: no stored rows read for old images, no diff, no log writes
     (four statements and a scan of the table fewer than the logged form; a DELETE + INSERT
@@ -238,7 +245,8 @@ def _replace_unread(ctx: ModelContext, target_match: exp.Expr, rows_table: Table
         old_images = select_from(ctx.physical, columns, ctx.physical.name).where(target_match.copy())
         out.append(count_statement(old_images, OLD_ROWS, "count the old images"))
         out.append(count_statement(new_images.copy(), NEW_ROWS, "count the new images"))
-    delete = exp.delete(ctx.physical.to_table(), where=target_match)
+    if delete is None:
+        delete = exp.delete(ctx.physical.to_table(), where=target_match)
     out.append(planned(delete, "apply: delete the keys' rows", True, OLD_ROWS if counted else ""))
     insert = insert_into(ctx.physical, columns, new_images)
     purpose = "apply: insert recomputed rows (no model reads the change log)"

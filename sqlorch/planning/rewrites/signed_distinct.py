@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from sqlorch.analysis.signed_shape import Aggregate, aggregates_of
+from sqlorch.execution.statements import STORED_AT, found_at
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.signed_aggregates import (
     ROWS,
@@ -30,11 +31,9 @@ from sqlorch.planning.rewrites.signed_aggregates import (
     quoted_column,
     state_parts,
 )
-from sqlorch.refs import TableRef
 
 VALUE = "_sqlorch_x"
 CHANGE = "_sqlorch_dw"  # the weighted change of a (group, value)'s multiplicity
-STORED_AT = "_sqlorch_rowid"  # where the pair is stored: DuckDB's rowid (``build_values_next_from_rows``)
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def build_values_next_from_rows(
     multiplicity after it (``_sqlorch_rows``: the stored one, 0 when not stored, plus the
     change), from the weighted rows of the change (``signed_aggregates.build_signed_rows``).
     ``row_ids``: also the stored pair's DuckDB ``rowid`` (``_sqlorch_rowid``, NULL when not
-    stored), by which ``delete_stored_pairs`` deletes it without a second scan of the table."""
+    stored), by which ``statements.delete_found`` deletes it without a second scan of the table."""
     index = values.aggregates[0]  # the set's calls share its argument and FILTER
     r = rows.alias_or_name
     value = quoted_column(argument_column(index), r)
@@ -121,7 +120,7 @@ def build_values_next_from_rows(
     s = stored.alias_or_name
     narrowed = exp.select(*[quoted_column(n, s) for n in [*key, VALUE, ROWS]])
     if row_ids:
-        narrowed = narrowed.select(exp.alias_(quoted_column("rowid", s), STORED_AT, quoted=True))
+        narrowed = narrowed.select(found_at(s))
     changed_values = exp.Subquery(this=exp.select(value.copy()).from_(rows.copy()))
     narrowed = narrowed.from_(stored.copy()).where(exp.In(this=quoted_column(VALUE, s), query=changed_values))
     return _after_change(change, key, narrowed.subquery(s), row_ids)
@@ -141,20 +140,6 @@ def _after_change(change: exp.Select, key: list[str], stored: exp.Subquery, row_
     if row_ids:
         columns.append(quoted_column(STORED_AT, s))
     return exp.select(*columns).from_(change.subquery("c")).join(stored, on=on, join_type="LEFT")
-
-
-def delete_stored_pairs(store: TableRef, moved: TableRef) -> exp.Delete:
-    """DELETE the stored pairs a change moves by the ``rowid`` the lookup found them at
-    (``build_values_next_from_rows(row_ids=True)``): DuckDB reads only those rows, where
-    matching (group, x) scans the whole table again. A rowid is stable within a transaction
-    only: the lookup and this DELETE must run in the same one."""
-    found = (
-        exp.select(quoted_column(STORED_AT, "v"))
-        .from_(moved.to_table(alias="v"))
-        .where(quoted_column(STORED_AT, "v").is_(exp.null()).not_())
-    )
-    stored_at = exp.In(this=quoted_column("rowid", store.name), query=exp.Subquery(this=found))
-    return exp.delete(store.to_table(), where=stored_at)
 
 
 def build_distinct_change(top: exp.Select, key: list[str], values: ValueSet, following: exp.Table) -> exp.Select:

@@ -21,6 +21,7 @@ from sqlorch.analysis.signed_shape import aggregates_of
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
+    delete_found,
     insert_into,
     select_from,
 )
@@ -47,7 +48,6 @@ from sqlorch.planning.rewrites.signed_distinct import (
     build_distinct_change,
     build_values_next_from_rows,
     build_values_query,
-    delete_stored_pairs,
     value_columns,
     value_keys_match,
     value_sets,
@@ -396,7 +396,7 @@ def signed_statements(
                 exp.GT(this=exp.column(ROWS, table="v", quoted=True), expression=exp.Literal.number(0))
             )
             delete = (
-                delete_stored_pairs(store, table)
+                delete_found(store, table)
                 if by_rowid
                 else exp.delete(store.to_table(), where=value_keys_match(table.to_table(alias="k"), key, store.name))
             )

@@ -34,13 +34,15 @@ from sqlorch.analysis.window_tails import WindowTails, chain, from_alias, runnin
 from sqlorch.execution.statements import (
     batch_range,
     columns_of,
+    delete_found,
+    found_at,
     insert_into,
     select_from,
 )
 from sqlorch.planning.key_match import null_safe_match
 from sqlorch.planning.rewrites.add_partial_aggregates import combine
 from sqlorch.planning.rewrites.model_statements import ModelContext, Resolve, mentions, stored_columns, table_created
-from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements
+from sqlorch.planning.rewrites.replace_keys import PreparedRows, incremental_statements, replaced_unlogged
 from sqlorch.planning.rewrites.signed_aggregates import matches
 from sqlorch.planning.rewrites.signed_statements import state_batch_statements, state_is_current
 from sqlorch.planning.steps import InputChange, Item, Statement
@@ -363,15 +365,21 @@ def _touched_groups(tails: WindowTails, groups: TableRef, kept: TableRef) -> exp
     return exp.union(select_from(groups, group, "q"), select_from(kept, group, "s"), distinct=True)
 
 
-def _stored_groups(ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef) -> exp.Select:
+def _stored_groups(
+    ctx: ModelContext, tails: WindowTails, groups: TableRef, parts: TableRef, row_ids: bool
+) -> exp.Select:
     """In one scan of the table, the stored groups the change touches: every group of a
     replaced partition, and those of an appended one the new rows fold into (joins, not an
-    EXISTS under an OR, which DuckDB runs as a mark join over every row of the partitions)."""
+    EXISTS under an OR, which DuckDB runs as a mark join over every row of the partitions).
+    With ``row_ids`` each row's DuckDB rowid too: these are all the stored rows of the touched
+    groups (every group the windows gave is of a touched partition), deleted by it."""
     group, outputs, p = list(tails.group), list(tails.partition_outputs), list(tails.partition)
     reached = exp.column(outputs[0], table="q", quoted=True).is_(exp.null()).not_()
+    found = select_from(ctx.physical, stored_columns(ctx), "s")
+    if row_ids:
+        found = found.select(found_at("s"))
     return (
-        select_from(ctx.physical, stored_columns(ctx), "s")
-        .join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
+        found.join(parts.to_table(alias="w"), on=null_safe_match("s", "w", outputs, p, any_types=True))
         .join(groups.to_table(alias="q"), on=null_safe_match("s", "q", group, any_types=True), join_type="LEFT")
         .where(exp.or_(_appended(0), exp.and_(_appended(1), reached)))
     )
@@ -392,8 +400,15 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
     state = tail_state(model)
     current = state_is_current(ctx.tails_state, ctx.batch)
 
-    def create(table: TableRef, query: exp.Query, purpose: str, scratch: bool = True) -> list[Item]:
-        return table_created(ctx, table, query, purpose, scratch)
+    # DuckDB, a model no model reads: the touched groups' stored rows are deleted by the rowid
+    # the stored-groups scan found them at, not by a second scan matching the groups; a rowid
+    # is stable within a transaction only, so that scan opens the model's transaction
+    by_rowid = ctx.dialect == "duckdb" and replaced_unlogged(ctx, changes)
+
+    def create(
+        table: TableRef, query: exp.Query, purpose: str, scratch: bool = True, transaction: bool = False
+    ) -> list[Item]:
+        return table_created(ctx, table, query, purpose, scratch, transaction)
 
     parts, rows, following, groups, kept = (
         work_table(model, part, temporary) for part in ("wparts", "wrows", "wtails", "wgroups", "wstored")
@@ -412,7 +427,12 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
     )
     before += create(groups, _groups_query(tails, rows), "window tails: the rows' groups")
     p, group = list(tails.partition), list(tails.group)
-    before += create(kept, _stored_groups(ctx, tails, groups, parts), "window tails: stored groups the change touches")
+    before += create(
+        kept,
+        _stored_groups(ctx, tails, groups, parts, by_rowid),
+        "window tails: stored groups the change touches",
+        transaction=by_rowid,
+    )
     names = [*tails.columns, *(stored(i) for i in range(tails.running))]
     during: list[Item] = [
         Statement(
@@ -436,6 +456,8 @@ def tail_statements(ctx: ModelContext, changes: dict[TableRef, InputChange], res
         before,
         during,
         scratch,
+        in_transaction=by_rowid,
         key=group,
+        delete=delete_found(ctx.physical, kept) if by_rowid else None,
     )
     return incremental_statements(ctx, changes, resolve, prepared=prepared)
