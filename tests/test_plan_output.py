@@ -150,7 +150,7 @@ def test_plan_shows_the_group_state_a_signed_delta_model_keeps(demo_project: Pat
     assert f"    state: {state}, {groups} groups" in lines
     run = run_cli("plan", "--project-dir", demo_project, "--json")
     step = next(s for s in json.loads(run.output)["steps"] if s["model"] == "marts.daily_revenue")
-    assert step["kept_state"] == {"table": state, "rows": groups, "current": True, "values": []}
+    assert step["kept_state"] == {"table": state, "rows": groups, "current": True, "unit": "group", "values": []}
     with duckdb.connect(warehouse) as con:
         con.execute(f"DROP TABLE {state}")  # lost: the next fold builds it again
         con.execute("DELETE FROM _sqlorch.aggregate_states WHERE relation = 'marts.daily_revenue'")

@@ -302,3 +302,4 @@ def test_tails_commit_with_the_model_and_plan_shows_them(warehouse: tuple[Path, 
     kept = step.kept_state
     assert kept is not None and (kept.table, kept.rows, kept.current) == ("_sqlorch.tails__mart__sessions", users, True)
     assert kept.unit == "partition tail", kept  # `plan` prints "N partition tails", not groups
+    assert step.to_json()["kept_state"]["unit"] == "partition tail"  # and `plan --json` says so

@@ -311,6 +311,7 @@ class KeptState:
             "table": self.table,
             "rows": self.rows,
             "current": self.current,
+            "unit": self.unit,
             "values": [{"table": table, "rows": rows} for table, rows in self.values],
         }
         if self.more:
