@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,23 @@ from tests.conftest import REPO, write_files
 # --------------------------------------------------------------------------------------------
 
 
+# Significant digits a fractional number is compared to: a float SUM differs in its last bits
+# with the order rows are added in (which SQL leaves open: the same query run twice may
+# differ), ~1e-15 relative; 12 digits still tell apart every cent of a DECIMAL(12, 2), and any
+# error above 1e-12 of the value. (Rounding to 6 decimal places, before, let a DECIMAL sum off
+# in its 7th decimal pass, and would have failed a large float on its noise.)
+DIGITS = Context(prec=12)
+
+
 def _normal(value: Any) -> Any:
-    """One representation per value across drivers (Decimal vs float sums, and so on)."""
-    if isinstance(value, bool) or value is None:
+    """One representation per value across drivers and Python literals (Decimal vs float sums,
+    and so on): an integer exactly, a fractional number to ``DIGITS`` significant digits."""
+    if isinstance(value, bool) or value is None or isinstance(value, int):
         return value
-    if isinstance(value, (int, float, Decimal)):
-        return round(float(value), 6)
+    if isinstance(value, float):
+        return DIGITS.create_decimal(repr(value))
+    if isinstance(value, Decimal):
+        return DIGITS.plus(value)
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=None)
     return value
