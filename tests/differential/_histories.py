@@ -15,6 +15,7 @@ from _harness import History, check_exact
 
 from sqlorch import api
 from sqlorch.api import Options
+from sqlorch.execution.results import ModelResult
 
 
 def corpus_histories(
@@ -24,10 +25,12 @@ def corpus_histories(
     steps: int,
     rebuild_when_cheaper: bool = True,
     more_changes: Callable[[History, int], None] | None = None,
+    after_build: Callable[[int, list[ModelResult]], list[str]] | None = None,
 ) -> tuple[list[str], dict[str, set[str]]]:
     """``steps`` random changes (``History.step``, then ``more_changes(history, step)``) after
     a first build. Returns the problems (a failed model, a build unlike its plan, a model
-    unlike its SQL from scratch) and the strategies each model ran."""
+    unlike its SQL from scratch, what ``after_build(step, results)`` finds) and the
+    strategies each model ran."""
     project = tmp / "project"
     shutil.copytree(corpus, project)
     db = project / "warehouse.duckdb"
@@ -43,11 +46,13 @@ def corpus_histories(
             if more_changes is not None:
                 more_changes(history, step)
         planned = {str(s.ref): (s.action, s.strategy) for s in api.plan(options).steps}
-        for r in api.build(options).results:
+        results = api.build(options).results
+        for r in results:
             strategies[r.model].add(r.strategy)
             if r.status == "error":
                 problems.append(f"step {step} {r.model}: {r.error}")
             elif planned.get(r.model) != (r.action, r.strategy):
                 problems.append(f"step {step} {r.model}: planned {planned.get(r.model)}, ran {(r.action, r.strategy)}")
         problems += [f"seed {seed} step {step} changes {history.log}\n{m}" for m in check_exact(db, project)]
+        problems += after_build(step, results) if after_build is not None else []
     return problems, strategies

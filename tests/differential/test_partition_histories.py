@@ -2,9 +2,10 @@
 one partition key (TPC-H Q20's shape): their affected keys are those of their rows in the
 touched partitions, now and before the change (``signed_statements.partition_key_statements``).
 Random histories of inserts, updates and deletes on the FROM table and the subquery tables
-alike, NULL partition keys among them; after each incremental build every model equals a
-from-scratch evaluation of its SQL, each took the path (the cost model is off: on data this
-small it rebuilds), and no scratch table was left behind as a table of the warehouse."""
+alike, NULL partition keys among them (``_histories.corpus_histories``); after each
+incremental build every model equals a from-scratch evaluation of its SQL, ran as ``plan``
+said, each took the path (the cost model is off: on data this small it rebuilds), and no
+scratch table was left behind as a table of the warehouse."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from _harness import History, check_exact
+from _histories import corpus_histories
 
 from sqlorch import api
 from sqlorch.api import Options
+from sqlorch.execution.results import ModelResult
 
 CORPUS = Path(__file__).parent / "partition_corpus"
 STEPS = 6
@@ -39,26 +42,16 @@ def _kept_scratch_tables(db: Path) -> list[str]:
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
 def test_row_level_partition_histories_are_exact(seed: int, tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(CORPUS, project)
-    db = project / "warehouse.duckdb"
-    history = History(db, random.Random(seed))
-    history.create()
-    options = Options(project_dir=project, rebuild_when_cheaper=False)
-    problems: list[str] = []
     taken: set[str] = set()
-    for step in range(STEPS + 1):
-        if step:
-            history.log.clear()
-            history.step()
-        result = api.build(options)
-        for r in result.results:
-            if r.status == "error":
-                problems.append(f"step {step} {r.model}: {r.error}")
-            if TAKEN in r.reason:
-                taken.add(r.model)
-        problems += [f"seed {seed} step {step} changes {history.log}\n{m}" for m in check_exact(db, project)]
-        problems += [f"step {step}: scratch table {name} kept" for name in _kept_scratch_tables(db)]
+
+    def took_the_path_and_left_no_table(step: int, results: list[ModelResult]) -> list[str]:
+        taken.update(r.model for r in results if TAKEN in r.reason)
+        kept = _kept_scratch_tables(tmp_path / "project" / "warehouse.duckdb")
+        return [f"step {step}: scratch table {name} kept" for name in kept]
+
+    problems, _ = corpus_histories(
+        CORPUS, seed, tmp_path, STEPS, rebuild_when_cheaper=False, after_build=took_the_path_and_left_no_table
+    )
     assert not problems, "\n\n".join(problems)
     models = {f"part.{path.stem}" for path in (CORPUS / "models" / "part").glob("*.sql")}
     assert taken == models, f"the affected keys never came from the touched partitions for {models - taken}"
