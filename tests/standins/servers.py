@@ -513,7 +513,9 @@ def start_snowflake(*, db_path: Path | None = None, timeout: float | None = None
             "user": SNOWFLAKE_USER,
             "password": SNOWFLAKE_PASSWORD,
         }
-        return cmd, {}, ready, fields
+        # fakesnow makes its stage bucket with mkdtemp at import and never removes it: made in
+        # the work folder, it goes with it (else every server left a folder in /tmp)
+        return cmd, {"TMPDIR": str(workdir)}, ready, fields
 
     return _launch("snowflake", build, nports=1, timeout=timeout or _start_timeout(90.0))
 

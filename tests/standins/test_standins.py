@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -108,6 +109,20 @@ def rows(conn: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     cur = conn.cursor()
     cur.execute(sql, params)
     return [tuple(r) for r in cur.fetchall()]
+
+
+def test_snowflake_stand_in_leaves_no_folder_behind() -> None:
+    """fakesnow makes its stage bucket at import (``mkdtemp``) and never removes it: the
+    stand-in has it made in the server's work folder, which goes when the server stops."""
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("fakesnow_bucket_*"))
+    server = _start(servers.start_snowflake)
+    try:
+        assert list(server.workdir.glob("fakesnow_bucket_*")), "the bucket is not in the work folder"
+    finally:
+        server.stop()
+    assert not server.workdir.exists()
+    assert set(temp.glob("fakesnow_bucket_*")) <= before
 
 
 def test_snowflake_roundtrip_and_merge(sf: Any, sf_server: servers.RunningServer) -> None:
