@@ -116,9 +116,10 @@ def found_at(alias: str) -> exp.Expr:
 
 def delete_found(table: TableRef, found: TableRef) -> exp.Delete:
     """DELETE the rows of ``table`` a lookup found, by the ``rowid`` it kept (``found_at``; NULL
-    where it found none): DuckDB reads only those rows, where matching them by their columns
-    scans the whole table again. A rowid is stable within a transaction only: the lookup and
-    this DELETE must run in the same one."""
+    where it found none): DuckDB matches them on the rowid alone, next to nothing to read
+    (its profile still counts every row scanned), where matching them by their columns reads
+    and compares those over the whole table again (10M sessions: 0.23 s against 0.02 s). A
+    rowid is stable within a transaction only: the lookup and this DELETE must run in one."""
     kept = exp.column(STORED_AT, table="f", quoted=True)
     rows = exp.select(kept).from_(found.to_table(alias="f")).where(kept.copy().is_(exp.null()).not_())
     stored_at = exp.In(this=exp.column("rowid", table=table.name, quoted=True), query=exp.Subquery(this=rows))
