@@ -230,26 +230,6 @@ def test_full_refresh_and_lost_tails_rebuild_them(warehouse: tuple[Path, Path]) 
     _exact(path)
 
 
-def test_a_rebuild_runs_the_windows_once_for_the_model_and_its_tails(warehouse: tuple[Path, Path]) -> None:
-    """The rows of the windows over every event are kept for the model's GROUP BY and the
-    tails alike (a second pass of the windows cost 7-9% of the events benchmark's full
-    refresh); the rebuilt model and tails equal their SQL evaluated from scratch."""
-    project, path = warehouse
-    options = api.Options(project_dir=project, full_refresh=True, rebuild_when_cheaper=False)
-    step = next(s for s in api.plan(options).steps if str(s.ref) == "mart.sessions")
-    reading = [
-        s.purpose
-        for s in step.statements
-        if isinstance(s, Statement)
-        and s.sql is not None
-        and any((t.db, t.name) == ("raw", "events") for t in s.sql.find_all(exp.Table))
-    ]
-    assert reading == ["window tails: the windows over every input row, once"], reading
-    _sql(path, *STEPS[0])
-    assert set(_build(project, full_refresh=True).values()) == {"rebuild"}
-    _exact(path)
-
-
 @pytest.mark.parametrize(
     ("sql", "why"),
     [

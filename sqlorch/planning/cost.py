@@ -67,19 +67,17 @@ state. Its rebuild writes the groups too, so it reads the kept tables' inputs tw
 Q15 at sf 1: 24,000 changed rows, 10,000 groups, 10,000 suppliers, one row: about 0.07 s
 against 1.8 s for the rebuild; groups as many as their input rows price it above the rebuild.
 
-**Window tails.** A window chain extended at its partitions' ends
-(``rewrites/window_tails.py``, ``Estimate.tails``) recomputes no partition whole where the
-change only appends: it reads the change three times (the partitions sorted, the new rows,
-their windows), the ``P`` tails (one per partition, ``tail_rows``; unknown: the table's keys)
-scanned twice and one per touched partition run through the windows; the input and the table
-scanned once each to find the replaced partitions' rows and the appended partitions' stored
-groups; then it writes as replacing the keys does, but only the touched groups: at most two per
-changed row (its own and the stored one it folds into), not every row of the touched
-partitions. Tails not current are first built from every input row (``I`` read, ``P`` written,
-at a rebuild's rate), and a rebuild writes them too (the windows' rows over its input kept
-aside for the model's GROUP BY and the tails: priced as ``I`` more read, ``P`` more written;
-measured at 10M events, 1.24x the model's rebuild alone, where a second pass of the windows was
-1.7x). It is chosen only where it is not dearer by ``MIN_SAVING`` than replacing the keys
+**Window tails.** A window chain extended at its partitions' ends (``rewrites/window_tails.py``,
+``Estimate.tails``) recomputes no partition whole where the change only appends: it reads the
+change three times (the partitions sorted, the new rows, their windows), the ``P`` tails
+(one per partition, ``tail_rows``; unknown: the table's keys) scanned twice and one per
+touched partition run through the windows; the input and the table scanned once each to find
+the replaced partitions' rows and the appended partitions' stored groups; then it writes as
+replacing the keys does, but only the touched groups: at most two per changed row (its own
+and the stored one it folds into), not every row of the touched partitions. Tails not current
+are first built from every input row (``I`` read, ``P`` written, at a rebuild's rate), and a
+rebuild writes them too (the windows run over its input twice: ``I`` more read, ``P`` more
+written). It is chosen only where it is not dearer by ``MIN_SAVING`` than replacing the keys
 (``Costs.tails``). The events benchmark's sessions (10M events, 200,000 users, 10,000 appended
 events on 9,700 users) read ~530,000 events through the windows replacing keys, ~20,000
 extending tails. Pricing the touched partitions' rows instead (~240 sessions a user at 50M
@@ -291,7 +289,7 @@ def full_work(estimate: Estimate, keys: int) -> Work:
     if estimate.kept:  # a rebuild writes the kept groups too: their inputs read again
         groups = estimate.kept_rows or 0
         work = Work(work.rows_read + max(0, inputs - estimate.joined_rows), work.rows_written + groups)
-    if estimate.tails:  # and the window tails: the windows' rows kept aside and read again
+    if estimate.tails:  # and the window tails: the windows run over every input row again
         partitions = estimate.tail_rows if estimate.tail_rows is not None else estimate.distinct_keys or table
         work = Work(work.rows_read + inputs, work.rows_written + partitions)
     return work

@@ -95,17 +95,10 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
         and previous is not None
         and ctx.log_exists
     )
-    # imported here: the strategies' modules build on this package
-    from sqlorch.planning.rewrites.kept_aggregates import rebuilt_kept_statements
-    from sqlorch.planning.rewrites.signed_statements import rebuilt_state_statements
-    from sqlorch.planning.rewrites.window_tails import tailed_rebuild
-
-    # a window chain whose tails are kept: its windows run once for the model and its tails
-    tailed = tailed_rebuild(ctx) if not view else None
-    out: list[Item] = [*tailed.before] if tailed is not None else []
+    out: list[Item] = []
     # --- audits: in the transaction where DDL rolls back, else a scratch table first
     audit_here = ctx.audited and audit_hooks.audits_in_transaction(ctx.capabilities)
-    sql: exp.Query = tailed.rows if tailed is not None else ctx.compiled.physical_sql
+    sql: exp.Query = ctx.compiled.physical_sql
     scratch = None
     if ctx.audited and not audit_here:
         scratch = work_table(model.ref, "audit")
@@ -178,11 +171,15 @@ def full_statements(ctx: ModelContext, may_diff: bool, strategy: str, reason: st
             out += creates(ctx, create_change_log(log, ctx.physical, columns), "new change log", True)
         out.append(let(KIND, "full"))
     if not view:
+        # imported here: the signed strategy's module builds on this package
+        from sqlorch.planning.rewrites.kept_aggregates import rebuilt_kept_statements
+        from sqlorch.planning.rewrites.signed_statements import rebuilt_state_statements
+        from sqlorch.planning.rewrites.window_tails import rebuilt_tail_statements
+
         out += rebuilt_state_statements(ctx)
         out += rebuilt_kept_statements(ctx)
-    out += tailed.during if tailed is not None else []
+        out += rebuilt_tail_statements(ctx)
     out += bookkeeping(ctx, columns, FULL)
-    out += tailed.after if tailed is not None else []
     if scratch is not None:
         out.append(Statement(drop_table(scratch), "drop the audited scratch table", always=True))
     return out

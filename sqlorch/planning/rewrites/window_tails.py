@@ -23,12 +23,10 @@ folded ones). The tails of the touched partitions are replaced in the model's tr
 and their batch recorded there (``store.tails_record``): a state not of the model's last
 batch (first run, another strategy ran, ``--full-refresh``, a crash) is rebuilt from the
 input before the change is read, and every touched partition then takes the replace path.
-A rebuild of the model writes the tails too, from the same pass of the windows (``tailed_rebuild``).
+A rebuild of the model writes the tails too (``rebuilt_tail_statements``).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -37,7 +35,6 @@ from sqlorch.execution.statements import (
     batch_range,
     columns_of,
     delete_found,
-    drop_table,
     found_at,
     insert_into,
     select_from,
@@ -180,25 +177,9 @@ def _tails_from_inputs(ctx: ModelContext, tails: WindowTails, ref: TableRef) -> 
     return tail_rows(tails, tail_chain(tails, _whole_input(ctx, tails, ref)).subquery("m"))
 
 
-@dataclass(frozen=True)
-class TailedRebuild:
-    """A rebuild of a tails model that runs its windows once: ``before`` keeps the windows' rows
-    over every input row in a scratch table, ``rows`` groups the model's rows from it,
-    ``during`` takes the tails from it (in the rebuild's transaction, their batch recorded) and
-    ``after`` (once the transaction is over) drops it."""
-
-    before: list[Item]
-    rows: exp.Query
-    during: list[Item]
-    after: list[Item]
-
-
-def tailed_rebuild(ctx: ModelContext) -> TailedRebuild | None:
-    """A rebuilt model's tails come with it: the next append extends them instead of building
-    them from the input. Taken from the windows the rebuild runs anyway (a second pass of the
-    windows over the input measured 7-9% of a full refresh of the events benchmark; the
-    scratch table and a GROUP BY over it, a third of that at 10M). None where the model keeps
-    no tails."""
+def rebuilt_tail_statements(ctx: ModelContext) -> list[Item]:
+    """A rebuilt model's tails, written in the rebuild's transaction: the next append extends
+    them instead of building them from the input, a pass as dear as the rebuild."""
     tails = ctx.compiled.keys.tails
     if (
         tails is None
@@ -206,17 +187,11 @@ def tailed_rebuild(ctx: ModelContext) -> TailedRebuild | None:
         or ctx.compiled.model.config.materialized != "incremental"
         or len(ctx.compiled.model.inputs) != 1
     ):
-        return None
-    model = ctx.compiled.model.ref
-    windowed = work_table(model, "wchain", ctx.capabilities.temp_tables)
-    whole = tail_chain(tails, _whole_input(ctx, tails, _input(ctx, tails)))
-    before = table_created(ctx, windowed, whole, "window tails: the windows over every input row, once")
-    last_rows = tail_rows(tails, windowed.to_table(alias="m"))
-    during = table_created(ctx, tail_state(model), last_rows, "window tails from the rebuild", False, True)
-    during += state_batch_statements(tails_record(model), ctx.batch)
-    # dropped at once, temporary or not: it holds a row per input row
-    after: list[Item] = [Statement(drop_table(windowed), "drop the rebuild's windows", always=True)]
-    return TailedRebuild(before, _groups_query(tails, windowed), during, after)
+        return []
+    ref = _input(ctx, tails)
+    table = tail_state(ctx.compiled.model.ref)
+    made = table_created(ctx, table, _tails_from_inputs(ctx, tails, ref), "window tails from the inputs", False, True)
+    return made + state_batch_statements(tails_record(ctx.compiled.model.ref), ctx.batch)
 
 
 def _after(tails: WindowTails, row: str, tail: str) -> exp.Expr:
