@@ -321,9 +321,13 @@ def _write_lock_note(path: str) -> Path | None:
     if note is None:
         return None
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    try:
-        note.write_text(json.dumps({"pid": os.getpid(), "since": started, "command": " ".join(sys.argv[1:2])}))
+    written = note.with_name(f"{note.name}.{os.getpid()}")
+    try:  # whole or not at all (a rename): a waiter never reads a note half written
+        written.write_text(json.dumps({"pid": os.getpid(), "since": started, "command": " ".join(sys.argv[1:2])}))
+        os.replace(written, note)
     except OSError:
+        with contextlib.suppress(OSError):
+            written.unlink(missing_ok=True)
         return None  # informative only
     return note
 

@@ -235,16 +235,24 @@ def test_interrupted_build(tmp_path: Path, signum: signal.Signals) -> None:
 
 
 def _second_build_waiting(root: Path) -> tuple[subprocess.Popen[str], subprocess.Popen[str], str]:
-    """A first build holding the lock, a second one waiting for it, and the second's first line."""
+    """A first build holding the lock, a second one waiting for it, and the second's first line.
+    The first is paused (SIGSTOP) once it holds the lock, until the second has said it waits:
+    running, it could finish its slow model (~1 s) before the second's start-up reached the
+    lock, and the second then built without waiting (a flaky failure seen in CI)."""
     first = _build(root)
     note = root / (WAREHOUSE + ".sqlorch-lock")
     deadline = time.monotonic() + 60
-    while not note.exists():
+    while not note.exists() or f'"pid": {first.pid}' not in note.read_text():
         assert time.monotonic() < deadline and first.poll() is None, "the first build never took the lock"
         time.sleep(0.01)
-    second = _build(root)
-    assert second.stderr is not None
-    return first, second, second.stderr.readline()  # printed before the wait, not after it
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = _build(root)
+        assert second.stderr is not None
+        line = second.stderr.readline()  # printed before the wait, not after it
+    finally:
+        first.send_signal(signal.SIGCONT)
+    return first, second, line
 
 
 def test_lock_wait_names_the_holder(tmp_path: Path) -> None:
