@@ -143,8 +143,10 @@ for name in "${WANT[@]}"; do
     case "$name" in
         snowflake)
             # fakesnow 0.12.1 declares an unbounded snowflake-connector-python, but imports
-            # snowflake.connector.converter, which connector 5.x no longer has.
-            make_venv snowflake fakesnow "fakesnow --help" \
+            # snowflake.connector.converter, which connector 5.x no longer has. Its import
+            # makes a stage bucket with mkdtemp and never removes it: made in a folder removed
+            # after the check (servers.py gives each server its work folder so).
+            make_venv snowflake fakesnow 't=$(mktemp -d) && TMPDIR=$t fakesnow --help; s=$?; rm -rf "$t"; exit $s' \
                 "fakesnow[server]==0.12.1" "snowflake-connector-python<5"
             ;;
         bigquery)
