@@ -98,9 +98,11 @@ def tail_chain(tails: WindowTails, source: exp.Query) -> exp.Select:
     flag, the stored values, the input columns and the corrected running values up."""
     top = tails.query.copy()
     levels = chain(top)[:-1]
+    # the last rows are numbered (``NEXT``) at the highest level with windows, in their sort,
+    # and carried up from there
+    marking = max((level for level, select in enumerate(levels) if next(windows(select), None)), default=None)
     n = 0
     carried: list[str] = []  # the running values of the levels below
-    marked = False  # a level below numbered the last rows (``NEXT``)
     for level, select in enumerate(levels):
         alias = from_alias(select)
         found = [window.copy() for window in windows(select)]
@@ -123,7 +125,7 @@ def tail_chain(tails: WindowTails, source: exp.Query) -> exp.Select:
             extra.append(corrected.copy().as_(_value(n), quoted=True))
             carried.append(_value(n))
             n += 1
-        if found:  # the windows' own partitions and order (one for all): sorted once with them
+        if level == marking:  # the windows' own partitions and order (one for all): sorted once with them
             last = exp.Window(
                 this=exp.Lead(this=exp.Literal.number(1)),
                 partition_by=[p.copy() for p in found[0].args.get("partition_by") or []],
@@ -131,9 +133,8 @@ def tail_chain(tails: WindowTails, source: exp.Query) -> exp.Select:
                 over="OVER",
             )
             extra.append(last.as_(NEXT, quoted=True))
-        elif marked:
+        elif marking is not None and level > marking:
             extra.append(exp.column(NEXT, table=alias, quoted=True).as_(NEXT, quoted=True))
-        marked = marked or bool(found)
         select.set("expressions", [*select.expressions, *extra])
     return levels[-1]
 
